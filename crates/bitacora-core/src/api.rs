@@ -1,0 +1,171 @@
+//! The wire types of the HTTP API (CONTRACT §3), shared by the server and `bitacora-client`
+//! so that both sides compile against one definition.
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::{Event, Severity};
+
+/// Acknowledgement of one stored (or already stored) event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Ack {
+    pub id: String,
+    pub seq: u64,
+    /// Lowercase hex SHA-256 Merkle leaf hash.
+    pub leaf_hash: String,
+    /// True when an identical event with this `id` was already stored; nothing was written.
+    pub duplicate: bool,
+}
+
+/// The body of every error response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ErrorDetail {
+    /// Machine-readable kind, e.g. `invalid_field`, `conflict`, `unauthorized`.
+    pub code: String,
+    pub message: String,
+    /// The field or parameter at fault, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+impl From<crate::FieldError> for ErrorDetail {
+    fn from(e: crate::FieldError) -> Self {
+        Self {
+            code: e.code.to_owned(),
+            message: e.message,
+            field: e.field,
+        }
+    }
+}
+
+/// One entry of a batch response: an acknowledgement, or the error of the event at `index`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(untagged)]
+pub enum BatchItem {
+    Stored(Ack),
+    Rejected { index: usize, error: ErrorDetail },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BatchResponse {
+    /// One per submitted event, in order.
+    pub results: Vec<BatchItem>,
+}
+
+/// A page of search results.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct EventPage {
+    pub events: Vec<Event>,
+    /// Pass as `cursor` to get the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
+    /// Numbered pagination only: the exact number of matching events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_page: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_pages: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ActionSummary {
+    pub action: String,
+    pub category: String,
+    pub count: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ActionList {
+    pub actions: Vec<ActionSummary>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ActorSummary {
+    pub id: String,
+    /// The most recent name and email seen for this actor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    pub count: u64,
+    /// The latest `occurred_at` of this actor's events.
+    pub last_seen: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ActorList {
+    pub actors: Vec<ActorSummary>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DayCount {
+    /// `YYYY-MM-DD` (UTC) of `occurred_at`.
+    pub day: String,
+    pub count: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct KeyCount {
+    pub key: String,
+    pub count: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SeverityCount {
+    pub severity: Severity,
+    pub count: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ActorCount {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub count: u64,
+}
+
+/// Activity in a `since`/`until` window (on `occurred_at`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Stats {
+    pub tenant: String,
+    pub since: String,
+    /// Exclusive.
+    pub until: String,
+    pub total: u64,
+    pub per_day: Vec<DayCount>,
+    pub per_category: Vec<KeyCount>,
+    pub per_severity: Vec<SeverityCount>,
+    pub per_outcome: Vec<KeyCount>,
+    pub top_actors: Vec<ActorCount>,
+    pub top_ips: Vec<KeyCount>,
+    /// Events with no `actor.id` (anonymous or out-of-band changes).
+    pub without_actor: u64,
+}
+
+/// Every event on one record, oldest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct History {
+    pub events: Vec<Event>,
+}
