@@ -36,6 +36,18 @@ pub fn canonicalize_json(json: &[u8]) -> Result<Vec<u8>, serde_json::Error> {
     })
 }
 
+/// Lowercase hex, as hashes appear in JSON.
+pub fn hex_hash(hash: &Hash) -> String {
+    hex::encode(hash)
+}
+
+/// Parses a lowercase or uppercase hex SHA-256.
+pub fn parse_hex_hash(s: &str) -> Option<Hash> {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(s, &mut out).ok()?;
+    Some(out)
+}
+
 /// RFC 6962 leaf hash: `SHA-256(0x00 || data)`.
 pub fn leaf_hash(data: &[u8]) -> Hash {
     let mut h = Sha256::new();

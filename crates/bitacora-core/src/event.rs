@@ -388,6 +388,17 @@ pub struct IngestContext<'a> {
 impl EventInput {
     /// Parses one event from JSON, naming the field at fault on error.
     pub fn from_json(bytes: &[u8]) -> Result<Self, FieldError> {
+        // serde would also read a struct from an array; an event is an object, say so.
+        match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+            Some(b'{') => {}
+            Some(b'[' | b'"' | b't' | b'f' | b'n' | b'-' | b'0'..=b'9') => {
+                return Err(FieldError::whole(
+                    "invalid_event",
+                    "an event must be a JSON object",
+                ));
+            }
+            _ => return Err(FieldError::whole("invalid_json", "malformed JSON: expected an object")),
+        }
         let mut de = serde_json::Deserializer::from_slice(bytes);
         let parsed: Result<Self, _> = serde_path_to_error::deserialize(&mut de);
         match parsed {

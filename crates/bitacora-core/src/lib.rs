@@ -13,8 +13,10 @@ pub mod event;
 pub mod query;
 
 pub use error::FieldError;
+pub use canonical::SealedEvent;
 pub use event::{
-    Actor, ActorType, Change, Context, Event, EventInput, IngestPolicy, Outcome, Severity,
+    Actor, ActorType, Change, Context, Event, EventInput, IngestContext, IngestPolicy, Outcome,
+    Severity, Target,
     TenantName,
 };
 pub use query::{EventFilter, EventQuery, Order, Pagination};

@@ -1,0 +1,195 @@
+//! The storage boundary: the [`Store`] trait every backend implements (embedded SQLite,
+//! PostgreSQL), the records that cross it, and [`StoreError`].
+//!
+//! **API boundary.** Only store crates know SQL. The server holds an `Arc<dyn Store>` chosen
+//! at startup and never matches on which one it is. Events are append-only: no method here
+//! updates or deletes an event's content.
+//!
+//! With the `conformance` feature, [`conformance`] holds the behavioural suite that every
+//! implementation runs in its own tests, so both stores answer every query the same way.
+
+use async_trait::async_trait;
+use bitacora_core::api::{ActionSummary, ActorSummary, Stats};
+use bitacora_core::canonical::{Hash, SealedEvent};
+use bitacora_core::query::EventQuery;
+use bitacora_core::TenantName;
+use chrono_free::Timestamp;
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+
+/// Times at this boundary are microseconds since the Unix epoch (UTC), so this crate needs
+/// no date library.
+pub mod chrono_free {
+    pub type Timestamp = i64;
+}
+
+/// What went wrong in a store. The server maps `Unavailable` to 503 and the rest to 500.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store cannot take the request now (disk full, database down, shutting down);
+    /// the client may retry. Nothing was acknowledged.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The stored data contradicts itself (a bug or tampering).
+    #[error("store data is inconsistent: {0}")]
+    Corrupt(String),
+    /// Anything else: a bug, an I/O error.
+    #[error("store error: {0}")]
+    Internal(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// An event as stored: its position, leaf hash and canonical body (RFC 8785 JSON without
+/// `seq` and `leaf_hash`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvent {
+    pub seq: u64,
+    pub leaf_hash: Hash,
+    pub body: String,
+}
+
+impl StoredEvent {
+    /// The event's JSON as the API returns it: the body with `seq` and `leaf_hash` added.
+    /// Built by splicing, so the hashed bytes are never re-serialized.
+    pub fn to_json(&self) -> String {
+        let mut out = String::with_capacity(self.body.len() + 100);
+        self.write_json(&mut out);
+        out
+    }
+
+    pub fn write_json(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        debug_assert!(self.body.starts_with('{') && self.body.len() > 2);
+        let _ = write!(
+            out,
+            "{{\"seq\":{},\"leaf_hash\":\"{}\",",
+            self.seq,
+            bitacora_core::canonical::hex_hash(&self.leaf_hash)
+        );
+        out.push_str(&self.body[1..]);
+    }
+}
+
+/// What happened to one appended event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AppendOutcome {
+    /// Newly stored at `seq`.
+    Stored { id: String, seq: u64, leaf_hash: Hash },
+    /// An identical event with this id was already stored; nothing was written.
+    Duplicate { id: String, seq: u64, leaf_hash: Hash },
+    /// Another event with this id and different content is stored; nothing was written.
+    Conflict { id: String },
+}
+
+/// One page of a search.
+#[derive(Debug, Clone, Default)]
+pub struct SearchResult {
+    pub events: Vec<StoredEvent>,
+    /// The `seq` to continue after, when more events may follow (cursor pagination).
+    pub next_after: Option<u64>,
+    /// The exact number of matches (numbered pagination only).
+    pub total: Option<u64>,
+}
+
+/// What an API key may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Scope {
+    Ingest,
+    Read,
+    Admin,
+}
+
+impl Scope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Ingest => "ingest",
+            Scope::Read => "read",
+            Scope::Admin => "admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "ingest" => Some(Scope::Ingest),
+            "read" => Some(Scope::Read),
+            "admin" => Some(Scope::Admin),
+            _ => None,
+        }
+    }
+}
+
+/// A stored API key. The secret itself is never stored, only `secret_hash`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyRecord {
+    pub id: String,
+    pub name: String,
+    pub scope: Scope,
+    /// The tenant the key is pinned to, if any.
+    pub tenant: Option<TenantName>,
+    pub secret_hash: Hash,
+    pub created_at: Timestamp,
+    pub last_used_at: Option<Timestamp>,
+    pub revoked: bool,
+}
+
+/// The persistence every bitacora server needs. Implementations must be safe to share
+/// between tasks; writes go through one sequencer per tenant so `seq` has no gaps.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Appends events in order and returns one outcome each, in order, only once they are
+    /// durable. Events of one call are committed together (possibly with other calls').
+    async fn append(&self, events: Vec<SealedEvent>) -> StoreResult<Vec<AppendOutcome>>;
+
+    /// The event with this client id in this tenant.
+    async fn event_by_id(&self, tenant: &TenantName, id: &str) -> StoreResult<Option<StoredEvent>>;
+
+    /// The event at this position of the tenant's log.
+    async fn event_by_seq(&self, tenant: &TenantName, seq: u64) -> StoreResult<Option<StoredEvent>>;
+
+    /// One page of matching events. Full-text matching may trail appends by up to a second.
+    async fn search(&self, query: &EventQuery) -> StoreResult<SearchResult>;
+
+    /// The distinct actions with their category and count, most frequent first.
+    async fn actions(&self, tenant: &TenantName) -> StoreResult<Vec<ActionSummary>>;
+
+    /// The distinct actors (by `actor.id`) with count and last seen, most recent first.
+    async fn actors(&self, tenant: &TenantName, limit: u32) -> StoreResult<Vec<ActorSummary>>;
+
+    /// Activity counts for `since <= occurred_at < until`.
+    async fn stats(
+        &self,
+        tenant: &TenantName,
+        since: Timestamp,
+        until: Timestamp,
+        top: u32,
+    ) -> StoreResult<Stats>;
+
+    /// The number of events in the tenant's log (its next `seq`).
+    async fn log_size(&self, tenant: &TenantName) -> StoreResult<u64>;
+
+    /// Every tenant that has a log.
+    async fn tenants(&self) -> StoreResult<Vec<TenantName>>;
+
+    /// Succeeds when the store can serve requests (for `/readyz`).
+    async fn ping(&self) -> StoreResult<()>;
+
+    /// Stops taking writes, commits what is queued, and releases the store.
+    async fn close(&self) -> StoreResult<()>;
+
+    /// Stores a new API key.
+    async fn insert_api_key(&self, key: &ApiKeyRecord) -> StoreResult<()>;
+
+    /// The key whose secret hashes to `secret_hash`, revoked or not.
+    async fn api_key_by_hash(&self, secret_hash: &Hash) -> StoreResult<Option<ApiKeyRecord>>;
+
+    /// Every key, oldest first.
+    async fn api_keys(&self) -> StoreResult<Vec<ApiKeyRecord>>;
+
+    /// Revokes a key; false when there is no such key.
+    async fn revoke_api_key(&self, id: &str) -> StoreResult<bool>;
+
+    /// Records when keys were last used (batched by the caller; not one write per request).
+    async fn touch_api_keys(&self, used: &[(String, Timestamp)]) -> StoreResult<()>;
+}
