@@ -76,6 +76,9 @@ pub struct SealedEvent {
     /// Digest of what the client sent, before any server default: a re-sent event with the
     /// same `id` and fingerprint is a duplicate, with another fingerprint a conflict.
     pub fingerprint: Fingerprint,
+    /// True when the server generated `id` (a fresh UUIDv7): no stored event can share it,
+    /// so the store may skip the duplicate lookup.
+    pub id_generated: bool,
 }
 
 /// A truncated SHA-256 of a client's input; 128 bits are plenty to tell retries apart.
@@ -89,8 +92,11 @@ impl SealedEvent {
         ctx: &IngestContext<'_>,
     ) -> Result<Self, FieldError> {
         let fingerprint = fingerprint(&input);
+        let id_generated = input.id.is_none();
         let event = input.into_event(policy, ctx)?;
-        Ok(Self::seal(event, fingerprint))
+        let mut sealed = Self::seal(event, fingerprint);
+        sealed.id_generated = id_generated;
+        Ok(sealed)
     }
 
     pub fn seal(event: Event, fingerprint: Fingerprint) -> Self {
@@ -102,6 +108,7 @@ impl SealedEvent {
             body,
             leaf_hash,
             fingerprint,
+            id_generated: false,
         }
     }
 }
