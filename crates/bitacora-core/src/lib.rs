@@ -8,8 +8,10 @@
 
 pub mod api;
 pub mod canonical;
+pub mod checkpoint;
 pub mod error;
 pub mod event;
+pub mod merkle;
 pub mod query;
 
 pub use error::FieldError;
