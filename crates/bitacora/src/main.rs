@@ -1,0 +1,304 @@
+//! `bitacora`: the tamper-evident audit-trail server and its command line (CONTRACT §1).
+//!
+//! A thin clap layer over the library crates: `serve` ends in [`bitacora_server::serve`];
+//! `keys` and `export` open the store directly (no server needs to run); `config
+//! print-default` prints the commented default configuration. Settings are layered built-in
+//! defaults → TOML (`--config`) → `BITACORA_*` environment → flags, by
+//! [`bitacora_server::Config`]; this crate only turns flags into the last layer.
+//!
+//! `anyhow` lives here and nowhere else: every error that reaches `main` is printed once, with
+//! the flag or environment variable that fixes it.
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result, bail};
+use bitacora_server::{Config, Overrides};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+mod commands;
+
+/// bitacora: a tamper-evident audit trail. Applications send it who did what to which record,
+/// when and from where; administrators search it, export it and prove it was not altered.
+#[derive(Debug, Parser)]
+#[command(name = "bitacora", version, about, long_about = None)]
+struct Cli {
+    /// A TOML configuration file (see `bitacora config print-default`).
+    #[arg(long, global = true, env = "BITACORA_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// The embedded store's folder [default: ./bitacora-data].
+    #[arg(long, global = true, env = "BITACORA_DATA", value_name = "DIR")]
+    data: Option<PathBuf>,
+
+    /// A PostgreSQL store instead of the embedded one (postgres://...).
+    #[arg(
+        long,
+        global = true,
+        env = "BITACORA_DATABASE_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    database_url: Option<String>,
+
+    /// Log filter: `info`, `debug`, `bitacora_server=debug,info`, ...
+    #[arg(long, global = true, env = "BITACORA_LOG_LEVEL", value_name = "FILTER")]
+    log_level: Option<String>,
+
+    /// Log format.
+    #[arg(long, global = true, env = "BITACORA_LOG_FORMAT", value_enum)]
+    log_format: Option<LogFormatArg>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormatArg {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the HTTP server (API, docs, metrics) until SIGTERM or Ctrl-C.
+    Serve(ServeArgs),
+    /// Create, list and revoke API keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Stream events to stdout, with the same filters as `GET /v1/events`.
+    Export(ExportArgs),
+    /// Inspect the configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Address and port to listen on [default: 127.0.0.1:8480].
+    #[arg(long, env = "BITACORA_LISTEN", value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Create an API key and print its secret, once, on the last line.
+    Create {
+        /// What the key may do.
+        #[arg(long, value_enum)]
+        scope: ScopeArg,
+        /// Pin the key to one tenant: it then sees and writes that tenant alone.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// A name to recognise the key by (who or what uses it).
+        #[arg(long)]
+        name: String,
+    },
+    /// List the keys (never their secrets).
+    List {
+        /// A JSON array of `{id,name,scope,tenant,created_at,last_used_at,revoked}`.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key: it stops working at once.
+    Revoke {
+        /// The key's id, as `keys list` shows it.
+        id: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ScopeArg {
+    Admin,
+    Read,
+    Ingest,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ExportFormat {
+    Ndjson,
+    Csv,
+}
+
+/// The search filters, named like the query parameters of `GET /v1/events` (CONTRACT §3).
+#[derive(Debug, Args)]
+struct ExportArgs {
+    /// Output format.
+    #[arg(long, value_enum)]
+    format: ExportFormat,
+    /// Tenant to export [default: the configured default tenant].
+    #[arg(long)]
+    tenant: Option<String>,
+    /// Comma list of actions; `user.*` matches a prefix.
+    #[arg(long)]
+    action: Option<String>,
+    /// Comma list of categories.
+    #[arg(long)]
+    category: Option<String>,
+    /// Comma list of severities.
+    #[arg(long)]
+    severity: Option<String>,
+    /// The lowest severity to include.
+    #[arg(long, alias = "min_severity")]
+    min_severity: Option<String>,
+    /// `success` or `failure`.
+    #[arg(long)]
+    outcome: Option<String>,
+    /// Exact actor id.
+    #[arg(long, alias = "actor_id")]
+    actor_id: Option<String>,
+    /// Case-insensitive part of the actor's name or email.
+    #[arg(long)]
+    actor: Option<String>,
+    #[arg(long, alias = "target_type")]
+    target_type: Option<String>,
+    #[arg(long, alias = "target_id")]
+    target_id: Option<String>,
+    /// An IP address or CIDR block.
+    #[arg(long)]
+    ip: Option<String>,
+    /// Exact `context.source`.
+    #[arg(long)]
+    source: Option<String>,
+    /// `occurred_at` from (RFC 3339 or YYYY-MM-DD).
+    #[arg(long)]
+    since: Option<String>,
+    /// `occurred_at` up to (RFC 3339, or YYYY-MM-DD for the whole day).
+    #[arg(long)]
+    until: Option<String>,
+    /// Full-text terms.
+    #[arg(long)]
+    q: Option<String>,
+    /// `desc` (newest first, the default) or `asc`, by seq.
+    #[arg(long)]
+    order: Option<String>,
+}
+
+impl ExportArgs {
+    /// The filters as query-parameter pairs, for [`bitacora_core::EventQuery::parse`].
+    fn params(&self) -> Vec<(&'static str, &str)> {
+        [
+            ("tenant", &self.tenant),
+            ("action", &self.action),
+            ("category", &self.category),
+            ("severity", &self.severity),
+            ("min_severity", &self.min_severity),
+            ("outcome", &self.outcome),
+            ("actor_id", &self.actor_id),
+            ("actor", &self.actor),
+            ("target_type", &self.target_type),
+            ("target_id", &self.target_id),
+            ("ip", &self.ip),
+            ("source", &self.source),
+            ("since", &self.since),
+            ("until", &self.until),
+            ("q", &self.q),
+            ("order", &self.order),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.as_deref().map(|v| (k, v)))
+        .collect()
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Print a commented configuration file holding every default.
+    PrintDefault,
+}
+
+impl Cli {
+    fn load_config(&self, listen: Option<SocketAddr>) -> Result<Config> {
+        let overrides = Overrides {
+            data: self.data.clone(),
+            database_url: self.database_url.clone(),
+            listen,
+            log_level: self.log_level.clone(),
+            log_format: self.log_format.map(|f| match f {
+                LogFormatArg::Pretty => bitacora_server::config::LogFormat::Pretty,
+                LogFormatArg::Json => bitacora_server::config::LogFormat::Json,
+            }),
+        };
+        Ok(Config::load(self.config.as_deref(), overrides)?)
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    match &cli.command {
+        Command::Serve(args) => {
+            let config = cli.load_config(args.listen)?;
+            commands::serve(config).await
+        }
+        Command::Keys(cmd) => {
+            let config = cli.load_config(None)?;
+            match cmd {
+                KeysCommand::Create {
+                    scope,
+                    tenant,
+                    name,
+                } => {
+                    let scope = match scope {
+                        ScopeArg::Admin => bitacora_store::Scope::Admin,
+                        ScopeArg::Read => bitacora_store::Scope::Read,
+                        ScopeArg::Ingest => bitacora_store::Scope::Ingest,
+                    };
+                    commands::keys_create(&config, scope, tenant.as_deref(), name).await
+                }
+                KeysCommand::List { json } => commands::keys_list(&config, *json).await,
+                KeysCommand::Revoke { id } => commands::keys_revoke(&config, id).await,
+            }
+        }
+        Command::Export(args) => {
+            let config = cli.load_config(None)?;
+            commands::export(&config, args.format == ExportFormat::Csv, &args.params()).await
+        }
+        Command::Config(ConfigCommand::PrintDefault) => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(bitacora_server::DEFAULT_CONFIG_TOML.as_bytes())?;
+            out.flush()?;
+            Ok(())
+        }
+    }
+}
+
+/// Fails with a message naming `--data`/`BITACORA_DATA` when the data folder is unusable.
+fn check_data_dir(config: &Config) -> Result<()> {
+    if config.store.database_url.is_some() {
+        return Ok(());
+    }
+    let dir: &Path = &config.store.data;
+    if dir.exists() && !dir.is_dir() {
+        bail!(
+            "the data folder `{}` is not a folder: set --data or BITACORA_DATA to a folder",
+            dir.display()
+        );
+    }
+    std::fs::create_dir_all(dir).with_context(|| {
+        format!(
+            "cannot create the data folder `{}`: set --data or BITACORA_DATA to a writable folder",
+            dir.display()
+        )
+    })
+}

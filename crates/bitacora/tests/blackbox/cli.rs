@@ -1,0 +1,345 @@
+//! The command line (`assert_cmd`): keys, export, config.
+
+use std::path::Path;
+
+use assert_cmd::Command;
+use bitacora_client::{Method, SearchParams};
+use serde_json::{Value, json};
+
+use crate::common::*;
+
+/// `bitacora` with a clean environment and `--data DIR`.
+fn bitacora(data: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_bitacora"));
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("BITACORA_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("BITACORA_LOG_LEVEL", "warn")
+        .arg("--data")
+        .arg(data);
+    cmd
+}
+
+fn stdout_of(cmd: &mut Command) -> String {
+    let out = cmd.assert().success().get_output().stdout.clone();
+    String::from_utf8(out).unwrap()
+}
+
+fn stderr_of_failure(cmd: &mut Command) -> String {
+    let out = cmd.assert().failure().get_output().stderr.clone();
+    String::from_utf8(out).unwrap()
+}
+
+fn create_key(data: &Path, scope: &str, name: &str, tenant: Option<&str>) -> String {
+    let mut cmd = bitacora(data);
+    cmd.args(["keys", "create", "--scope", scope, "--name", name]);
+    if let Some(t) = tenant {
+        cmd.args(["--tenant", t]);
+    }
+    let out = stdout_of(&mut cmd);
+    out.lines().last().expect("a last line").trim().to_owned()
+}
+
+fn list_json(data: &Path) -> (String, Vec<Value>) {
+    let text = stdout_of(bitacora(data).args(["keys", "list", "--json"]));
+    let keys: Vec<Value> = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    (text, keys)
+}
+
+/// Every file under `dir`, recursively (the database, its WAL, anything else).
+fn all_bytes(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(all_bytes(&path));
+        } else if let Ok(bytes) = std::fs::read(&path) {
+            out.push((path.display().to_string(), bytes));
+        }
+    }
+    out
+}
+
+#[test]
+fn keys_create_list_revoke_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = create_key(dir.path(), "read", "ci-reader", Some("acme"));
+    assert!(
+        secret.len() >= 20 && !secret.contains(' '),
+        "the last line is the secret alone: {secret:?}"
+    );
+
+    let (text, keys) = list_json(dir.path());
+    assert!(!text.contains(&secret), "keys list --json shows a secret");
+    let key = keys
+        .iter()
+        .find(|k| k["name"] == "ci-reader")
+        .expect("the new key is listed");
+    let mut fields: Vec<&str> = key
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    fields.sort_unstable();
+    assert_eq!(
+        fields,
+        [
+            "created_at",
+            "id",
+            "last_used_at",
+            "name",
+            "revoked",
+            "scope",
+            "tenant"
+        ]
+    );
+    assert_eq!(key["scope"], "read");
+    assert_eq!(key["tenant"], "acme");
+    assert_eq!(key["revoked"], false);
+    assert_eq!(key["last_used_at"], Value::Null);
+    assert!(
+        key["created_at"].as_str().unwrap().starts_with("20"),
+        "{key}"
+    );
+    let id = key["id"].as_str().unwrap().to_owned();
+
+    let table = stdout_of(bitacora(dir.path()).args(["keys", "list"]));
+    assert!(
+        table.contains("ci-reader") && table.contains(&id),
+        "{table}"
+    );
+    assert!(!table.contains(&secret), "keys list shows a secret");
+
+    for (file, bytes) in all_bytes(dir.path()) {
+        assert!(
+            !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "the secret is stored in plain text in {file}"
+        );
+    }
+
+    stdout_of(bitacora(dir.path()).args(["keys", "revoke", &id]));
+    let (_, keys) = list_json(dir.path());
+    let key = keys.iter().find(|k| k["id"] == id.as_str()).unwrap();
+    assert_eq!(key["revoked"], true);
+
+    let err = stderr_of_failure(bitacora(dir.path()).args(["keys", "revoke", "no-such-key"]));
+    assert!(err.contains("no-such-key"), "{err}");
+}
+
+#[test]
+fn keys_create_refuses_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    bitacora(dir.path())
+        .args(["keys", "create", "--scope", "root", "--name", "x"])
+        .assert()
+        .failure();
+    let err = stderr_of_failure(bitacora(dir.path()).args([
+        "keys", "create", "--scope", "read", "--name", "x", "--tenant", "a/b",
+    ]));
+    assert!(err.contains("--tenant"), "{err}");
+}
+
+/// Keys made by the CLI work against the server: scopes are enforced, a revoked key is 401.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_keys_work_against_the_server() {
+    let app = spawn_app().await;
+    let data = app.stop().await;
+    let reader = create_key(data.path(), "read", "reader", None);
+    let ingester = create_key(data.path(), "ingest", "ingester", None);
+    let doomed = create_key(data.path(), "admin", "doomed", None);
+    let (_, keys) = list_json(data.path());
+    let doomed_id = keys.iter().find(|k| k["name"] == "doomed").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    stdout_of(bitacora(data.path()).args(["keys", "revoke", &doomed_id]));
+
+    let app = spawn_app_in(data).await;
+    let e = event(json!({"action": "x"}));
+    let ingest = app.client.with_api_key(&ingester);
+    ingest.send(&e).await.unwrap();
+    assert_api_error(ingest.search(&SearchParams::new()).await, 403, None);
+
+    let read = app.client.with_api_key(&reader);
+    assert_eq!(
+        read.search(&SearchParams::new())
+            .await
+            .unwrap()
+            .events
+            .len(),
+        1
+    );
+    assert_api_error(read.send(&e).await, 403, None);
+
+    let revoked = app.client.with_api_key(&doomed);
+    assert_api_error(revoked.search(&SearchParams::new()).await, 401, None);
+    let resp = revoked
+        .request(Method::POST, "/v1/events")
+        .json(&json!({"action": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_streams_the_store_with_the_search_filters() {
+    let app = spawn_app().await;
+    seed(&app.client).await;
+    let data = app.stop().await;
+    let dir = data.path();
+
+    let ndjson_ids = |args: &[&str]| -> Vec<String> {
+        let mut cmd = bitacora(dir);
+        cmd.args(["export", "--format", "ndjson", "--tenant", SEED_TENANT])
+            .args(args);
+        stdout_of(&mut cmd)
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<Value>(l).unwrap()["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect()
+    };
+    assert_eq!(ndjson_ids(&[]).len(), 9);
+    assert_eq!(
+        ndjson_ids(&["--action", "user.*"]),
+        ["login-fail-1", "login-1", "role-1"]
+    );
+    assert_eq!(
+        ndjson_ids(&["--min-severity", "high", "--target-type", "user"]),
+        ["ban-1", "role-2", "role-1"]
+    );
+    assert_eq!(
+        ndjson_ids(&[
+            "--since",
+            "2026-01-22",
+            "--until",
+            "2026-01-23",
+            "--ip",
+            "2001:db8::/32"
+        ]),
+        ["login-fail-1", "login-1"]
+    );
+    assert_eq!(
+        ndjson_ids(&["--actor", "NEXO", "--order", "asc"]),
+        ["role-2", "ban-1"]
+    );
+    assert_eq!(
+        ndjson_ids(&[
+            "--actor-id",
+            "15",
+            "--category",
+            "device",
+            "--source",
+            "web"
+        ]),
+        ["dev-2", "dev-1"]
+    );
+    assert_eq!(
+        ndjson_ids(&["--outcome", "failure", "--severity", "high"]),
+        ["login-fail-2"]
+    );
+    assert_eq!(ndjson_ids(&["--target-id", "789"]), ["ban-1"]);
+    let acme = stdout_of(bitacora(dir).args(["export", "--format", "ndjson", "--tenant", "acme"]));
+    assert_eq!(acme.lines().count(), 1);
+
+    let csv_text = stdout_of(bitacora(dir).args([
+        "export",
+        "--format",
+        "csv",
+        "--tenant",
+        SEED_TENANT,
+        "--outcome",
+        "failure",
+        "--order",
+        "asc",
+    ]));
+    let mut reader = csv::Reader::from_reader(csv_text.as_bytes());
+    let id_col = reader
+        .headers()
+        .unwrap()
+        .iter()
+        .position(|h| h == "id")
+        .unwrap();
+    let ids: Vec<String> = reader
+        .records()
+        .map(|r| r.unwrap()[id_col].to_owned())
+        .collect();
+    assert_eq!(ids, ["login-fail-1", "login-fail-2"]);
+
+    let err =
+        stderr_of_failure(bitacora(dir).args(["export", "--format", "ndjson", "--ip", "1.2.3"]));
+    assert!(err.contains("--ip"), "the message names the flag: {err}");
+    let err =
+        stderr_of_failure(bitacora(dir).args(["export", "--format", "ndjson", "--since", "ayer"]));
+    assert!(err.contains("--since"), "{err}");
+}
+
+#[test]
+fn config_print_default_is_a_usable_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = stdout_of(bitacora(dir.path()).args(["config", "print-default"]));
+    let value: toml::Value = toml::from_str(&text).unwrap_or_else(|e| panic!("{e}:\n{text}"));
+    assert_eq!(value["server"]["listen"].as_str(), Some("127.0.0.1:8480"));
+    assert_eq!(value["store"]["data"].as_str(), Some("./bitacora-data"));
+    assert!(
+        text.lines().any(|l| l.trim_start().starts_with('#')),
+        "it is commented"
+    );
+
+    // It works as --config, and flags win over it.
+    let file = dir.path().join("bitacora.toml");
+    std::fs::write(&file, &text).unwrap();
+    let data = dir.path().join("store");
+    create_key(&data, "read", "via-config", None);
+    let mut cmd = bitacora(&data);
+    cmd.arg("--config")
+        .arg(&file)
+        .args(["keys", "list", "--json"]);
+    assert!(stdout_of(&mut cmd).contains("via-config"));
+}
+
+#[test]
+fn settings_come_from_the_environment_and_errors_name_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("env-store");
+    // BITACORA_DATA instead of --data.
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_bitacora"));
+    cmd.env("BITACORA_DATA", &data)
+        .args(["keys", "create", "--scope", "ingest", "--name", "from-env"]);
+    cmd.assert().success();
+    let (_, keys) = list_json(&data);
+    assert!(keys.iter().any(|k| k["name"] == "from-env"));
+
+    let err = stderr_of_failure(
+        bitacora(dir.path())
+            .arg("--config")
+            .arg(dir.path().join("missing.toml"))
+            .args(["keys", "list"]),
+    );
+    assert!(err.contains("--config"), "{err}");
+
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    let err = stderr_of_failure(bitacora(&file).args(["keys", "list"]));
+    assert!(
+        err.contains("--data") && err.contains("BITACORA_DATA"),
+        "{err}"
+    );
+
+    let err = stderr_of_failure(bitacora(dir.path()).args(["serve", "--listen", "nowhere"]));
+    assert!(err.contains("--listen"), "{err}");
+    let mut cmd = bitacora(dir.path());
+    cmd.env("BITACORA_LISTEN", "nowhere").arg("serve");
+    let err = stderr_of_failure(&mut cmd);
+    assert!(
+        err.contains("--listen") || err.contains("BITACORA_LISTEN"),
+        "{err}"
+    );
+}

@@ -1,0 +1,15 @@
+//! Black-box tests: the real server on port 0 with a temporary store, driven over HTTP through
+//! `bitacora-client` (and, for the command line, through the `bitacora` executable).
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod bad_inputs;
+mod cli;
+mod export;
+mod ingest;
+mod lifecycle;
+mod ops;
+mod pagination;
+mod read;
+mod search;
