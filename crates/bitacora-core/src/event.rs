@@ -109,6 +109,8 @@ impl Outcome {
     }
 }
 
+// The enum comes from `string_enum!`, which cannot mark a `#[default]` variant.
+#[allow(clippy::derivable_impls)]
 impl Default for ActorType {
     fn default() -> Self {
         Self::User
@@ -397,7 +399,12 @@ impl EventInput {
                     "an event must be a JSON object",
                 ));
             }
-            _ => return Err(FieldError::whole("invalid_json", "malformed JSON: expected an object")),
+            _ => {
+                return Err(FieldError::whole(
+                    "invalid_json",
+                    "malformed JSON: expected an object",
+                ));
+            }
         }
         let mut de = serde_json::Deserializer::from_slice(bytes);
         let parsed: Result<Self, _> = serde_path_to_error::deserialize(&mut de);
@@ -704,7 +711,10 @@ mod tests {
             ]
             .into(),
         };
-        assert_eq!(policy.default_severity("user.role_change"), Severity::Critical);
+        assert_eq!(
+            policy.default_severity("user.role_change"),
+            Severity::Critical
+        );
         assert_eq!(policy.default_severity("user.role_drop"), Severity::High);
         assert_eq!(policy.default_severity("user.login"), Severity::Medium);
         assert_eq!(policy.default_severity("device.create"), Severity::Low);
@@ -715,15 +725,47 @@ mod tests {
         let cases = [
             (r#"{"action":"a b"}"#, "invalid_field", Some("action")),
             (r#"{}"#, "missing_field", Some("action")),
-            (r#"{"action":"x","severity":"urgent"}"#, "invalid_field", Some("severity")),
-            (r#"{"action":"x","actor":{"type":"robot"}}"#, "invalid_field", Some("actor.type")),
-            (r#"{"action":"x","context":{"ip":"999.1.1.1"}}"#, "invalid_field", Some("context.ip")),
-            (r#"{"action":"x","changes":[{"old":1}]}"#, "missing_field", Some("changes[0].field")),
-            (r#"{"action":"x","acter":{}}"#, "unknown_field", Some("acter")),
-            (r#"{"action":"x","occurred_at":"yesterday"}"#, "invalid_field", Some("occurred_at")),
-            (r#"{"action":"x","tenant":"a/b"}"#, "invalid_field", Some("tenant")),
+            (
+                r#"{"action":"x","severity":"urgent"}"#,
+                "invalid_field",
+                Some("severity"),
+            ),
+            (
+                r#"{"action":"x","actor":{"type":"robot"}}"#,
+                "invalid_field",
+                Some("actor.type"),
+            ),
+            (
+                r#"{"action":"x","context":{"ip":"999.1.1.1"}}"#,
+                "invalid_field",
+                Some("context.ip"),
+            ),
+            (
+                r#"{"action":"x","changes":[{"old":1}]}"#,
+                "missing_field",
+                Some("changes[0].field"),
+            ),
+            (
+                r#"{"action":"x","acter":{}}"#,
+                "unknown_field",
+                Some("acter"),
+            ),
+            (
+                r#"{"action":"x","occurred_at":"yesterday"}"#,
+                "invalid_field",
+                Some("occurred_at"),
+            ),
+            (
+                r#"{"action":"x","tenant":"a/b"}"#,
+                "invalid_field",
+                Some("tenant"),
+            ),
             (r#"{"action":42}"#, "invalid_field", Some("action")),
-            (r#"{"action":"bitacora.key_created"}"#, "reserved_action", Some("action")),
+            (
+                r#"{"action":"bitacora.key_created"}"#,
+                "reserved_action",
+                Some("action"),
+            ),
             (r#"{"action":"x","id":""}"#, "invalid_field", Some("id")),
             (r#"{"action":"x""#, "invalid_json", None),
             (r#"[1]"#, "invalid_event", None),
@@ -731,7 +773,11 @@ mod tests {
         ];
         for (json, code, field) in cases {
             let err = complete(json).unwrap_err();
-            assert_eq!((err.code, err.field.as_deref()), (code, field), "{json}: {err}");
+            assert_eq!(
+                (err.code, err.field.as_deref()),
+                (code, field),
+                "{json}: {err}"
+            );
         }
     }
 

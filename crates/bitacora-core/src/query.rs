@@ -199,7 +199,11 @@ impl EventQuery {
                 ));
             }
             if v.contains('\0') {
-                return Err(FieldError::new("invalid_query", k, "contains a NUL character"));
+                return Err(FieldError::new(
+                    "invalid_query",
+                    k,
+                    "contains a NUL character",
+                ));
             }
         }
         let get = |k: &str| map.get(k).copied().filter(|v| !v.trim().is_empty());
@@ -264,10 +268,10 @@ impl EventQuery {
         if let Some(v) = get("until") {
             filter.until = Some(parse_bound(v.trim(), Bound::Until).map_err(|m| bad("until", m))?);
         }
-        if let (Some(since), Some(until)) = (filter.since, filter.until) {
-            if since >= until {
-                return Err(bad("until", "must be after `since`".into()));
-            }
+        if let (Some(since), Some(until)) = (filter.since, filter.until)
+            && since >= until
+        {
+            return Err(bad("until", "must be after `since`".into()));
         }
         if let Some(v) = get("q") {
             filter.text = text_terms(v);
@@ -309,8 +313,9 @@ impl EventQuery {
         } else {
             let after = match cursor {
                 Some(c) => {
-                    let c = Cursor::decode(c.trim())
-                        .ok_or_else(|| bad("cursor", "not a cursor returned by this server".into()))?;
+                    let c = Cursor::decode(c.trim()).ok_or_else(|| {
+                        bad("cursor", "not a cursor returned by this server".into())
+                    })?;
                     if c.order != order {
                         return Err(bad("cursor", "was issued for the other `order`".into()));
                     }
@@ -402,7 +407,13 @@ mod tests {
         assert_eq!(q.tenant.as_str(), "default");
         assert!(q.filter.is_empty());
         assert_eq!(q.order, Order::Desc);
-        assert_eq!(q.page, Pagination::Cursor { limit: 50, after: None });
+        assert_eq!(
+            q.page,
+            Pagination::Cursor {
+                limit: 50,
+                after: None
+            }
+        );
     }
 
     #[test]
@@ -420,11 +431,20 @@ mod tests {
                 ActionPattern::Exact("LOGIN".into())
             ]
         );
-        assert_eq!(q.filter.severities, vec![Severity::High, Severity::Critical]);
+        assert_eq!(
+            q.filter.severities,
+            vec![Severity::High, Severity::Critical]
+        );
         assert_eq!(q.filter.outcome, Some(Outcome::Failure));
         assert_eq!(q.filter.ip.unwrap().to_string(), "10.0.0.0/8");
-        assert_eq!(timestamp::format(&q.filter.since.unwrap()), "2026-01-01T00:00:00Z");
-        assert_eq!(timestamp::format(&q.filter.until.unwrap()), "2026-02-01T00:00:00Z");
+        assert_eq!(
+            timestamp::format(&q.filter.since.unwrap()),
+            "2026-01-01T00:00:00Z"
+        );
+        assert_eq!(
+            timestamp::format(&q.filter.until.unwrap()),
+            "2026-02-01T00:00:00Z"
+        );
         assert_eq!(q.filter.text, vec!["auditoría", "rol"]);
         assert_eq!(q.order, Order::Asc);
     }
@@ -432,7 +452,10 @@ mod tests {
     #[test]
     fn min_severity_expands_and_intersects() {
         let q = parse("min_severity=high").unwrap();
-        assert_eq!(q.filter.severities, vec![Severity::High, Severity::Critical]);
+        assert_eq!(
+            q.filter.severities,
+            vec![Severity::High, Severity::Critical]
+        );
         let q = parse("severity=low,critical&min_severity=medium").unwrap();
         assert_eq!(q.filter.severities, vec![Severity::Critical]);
         assert!(parse("severity=low&min_severity=high").is_err());
@@ -464,22 +487,40 @@ mod tests {
 
     #[test]
     fn cursor_round_trips_and_checks_order() {
-        let c = Cursor { seq: 12345, order: Order::Desc };
+        let c = Cursor {
+            seq: 12345,
+            order: Order::Desc,
+        };
         assert_eq!(Cursor::decode(&c.encode()), Some(c));
         let q = parse(&format!("cursor={}", c.encode())).unwrap();
-        assert_eq!(q.page, Pagination::Cursor { limit: 50, after: Some(12345) });
+        assert_eq!(
+            q.page,
+            Pagination::Cursor {
+                limit: 50,
+                after: Some(12345)
+            }
+        );
         assert!(parse(&format!("order=asc&cursor={}", c.encode())).is_err());
     }
 
     #[test]
     fn ip_filter_normalizes_mapped_addresses() {
-        assert_eq!(parse_ip_filter("::ffff:10.1.2.3").unwrap().to_string(), "10.1.2.3/32");
-        assert_eq!(parse_ip_filter("10.1.2.3/8").unwrap().to_string(), "10.0.0.0/8");
+        assert_eq!(
+            parse_ip_filter("::ffff:10.1.2.3").unwrap().to_string(),
+            "10.1.2.3/32"
+        );
+        assert_eq!(
+            parse_ip_filter("10.1.2.3/8").unwrap().to_string(),
+            "10.0.0.0/8"
+        );
     }
 
     #[test]
     fn text_terms_drop_query_syntax() {
-        assert_eq!(text_terms(r#"role" OR 1=1 -- NEAR(x*"#), vec!["role", "OR", "1", "1", "NEAR", "x"]);
+        assert_eq!(
+            text_terms(r#"role" OR 1=1 -- NEAR(x*"#),
+            vec!["role", "OR", "1", "1", "NEAR", "x"]
+        );
         assert!(text_terms("\"*()").is_empty());
     }
 }

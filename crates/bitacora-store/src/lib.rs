@@ -9,10 +9,10 @@
 //! implementation runs in its own tests, so both stores answer every query the same way.
 
 use async_trait::async_trait;
+use bitacora_core::TenantName;
 use bitacora_core::api::{ActionSummary, ActorSummary, Stats};
 use bitacora_core::canonical::{Hash, SealedEvent};
 use bitacora_core::query::EventQuery;
-use bitacora_core::TenantName;
 use chrono_free::Timestamp;
 
 #[cfg(feature = "conformance")]
@@ -76,9 +76,17 @@ impl StoredEvent {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AppendOutcome {
     /// Newly stored at `seq`.
-    Stored { id: String, seq: u64, leaf_hash: Hash },
+    Stored {
+        id: String,
+        seq: u64,
+        leaf_hash: Hash,
+    },
     /// An identical event with this id was already stored; nothing was written.
-    Duplicate { id: String, seq: u64, leaf_hash: Hash },
+    Duplicate {
+        id: String,
+        seq: u64,
+        leaf_hash: Hash,
+    },
     /// Another event with this id and different content is stored; nothing was written.
     Conflict { id: String },
 }
@@ -146,7 +154,8 @@ pub trait Store: Send + Sync + 'static {
     async fn event_by_id(&self, tenant: &TenantName, id: &str) -> StoreResult<Option<StoredEvent>>;
 
     /// The event at this position of the tenant's log.
-    async fn event_by_seq(&self, tenant: &TenantName, seq: u64) -> StoreResult<Option<StoredEvent>>;
+    async fn event_by_seq(&self, tenant: &TenantName, seq: u64)
+    -> StoreResult<Option<StoredEvent>>;
 
     /// One page of matching events. Full-text matching may trail appends by up to a second.
     async fn search(&self, query: &EventQuery) -> StoreResult<SearchResult>;

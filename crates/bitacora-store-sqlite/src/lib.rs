@@ -1,0 +1,454 @@
+//! The embedded store: one SQLite database (`bitacora.db`, WAL mode) in the data folder.
+//!
+//! Writes go to a single writer thread that commits every waiting request in one
+//! transaction ([`writer`]); reads run on a small pool of connections on tokio's blocking
+//! threads ([`read`]). See ARCHITECTURE.md for the schema's design.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bitacora_core::TenantName;
+use bitacora_core::api::{ActionSummary, ActorSummary, Stats};
+use bitacora_core::canonical::{Hash, SealedEvent};
+use bitacora_core::query::EventQuery;
+use bitacora_store::{
+    ApiKeyRecord, AppendOutcome, Scope, SearchResult, Store, StoreError, StoreResult, StoredEvent,
+};
+use rusqlite::{Connection, OptionalExtension, params};
+use tokio::sync::{Semaphore, oneshot};
+
+mod derive;
+mod read;
+mod schema;
+mod writer;
+
+use writer::{Job, Prepared, Writer, WriterConfig};
+
+/// The database file inside the data folder.
+pub const DB_FILE: &str = "bitacora.db";
+
+/// Most events waiting for the writer; appends beyond it wait (backpressure).
+pub(crate) const MAX_QUEUED_EVENTS: usize = 200_000;
+
+/// Most read connections open at once.
+const READERS: usize = 4;
+
+/// SQLite's `synchronous` setting: what a commit waits for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Synchronous {
+    /// No fsync: fast, and a power loss may lose acknowledged events. For tests and demos.
+    Off,
+    /// fsync at checkpoints only: a power loss may lose the last commits (a process crash
+    /// loses nothing).
+    Normal,
+    /// fsync on every commit: acknowledged events survive power loss. The default.
+    #[default]
+    Full,
+}
+
+impl Synchronous {
+    fn pragma(self) -> &'static str {
+        match self {
+            Synchronous::Off => "OFF",
+            Synchronous::Normal => "NORMAL",
+            Synchronous::Full => "FULL",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SqliteOptions {
+    pub synchronous: Synchronous,
+    /// Most events in one group commit.
+    pub max_batch_events: usize,
+    /// How long full-text indexing may trail a commit.
+    pub fts_interval: Duration,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        Self {
+            synchronous: Synchronous::Full,
+            max_batch_events: 20_000,
+            fts_interval: Duration::from_millis(250),
+        }
+    }
+}
+
+/// The embedded store. Cheap to share behind an `Arc`.
+pub struct SqliteStore {
+    path: PathBuf,
+    synchronous: Synchronous,
+    sender: Mutex<Option<Sender<Job>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    /// One permit per event that may wait for the writer.
+    permits: Arc<Semaphore>,
+    readers: Mutex<Vec<Connection>>,
+    reader_slots: Semaphore,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+pub(crate) fn sql_error(e: rusqlite::Error) -> StoreError {
+    use rusqlite::ffi::ErrorCode;
+    match &e {
+        rusqlite::Error::SqliteFailure(f, _) => match f.code {
+            ErrorCode::DiskFull
+            | ErrorCode::DatabaseBusy
+            | ErrorCode::DatabaseLocked
+            | ErrorCode::SystemIoFailure
+            | ErrorCode::CannotOpen
+            | ErrorCode::ReadOnly
+            | ErrorCode::OutOfMemory => StoreError::Unavailable(e.to_string()),
+            ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase => {
+                StoreError::Corrupt(e.to_string())
+            }
+            _ => StoreError::Internal(e.to_string()),
+        },
+        _ => StoreError::Internal(e.to_string()),
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store in `data_dir`, migrates it, and starts the writer.
+    pub fn open(data_dir: &Path, options: SqliteOptions) -> StoreResult<Self> {
+        std::fs::create_dir_all(data_dir).map_err(|e| {
+            StoreError::Unavailable(format!("cannot create {}: {e}", data_dir.display()))
+        })?;
+        let path = data_dir.join(DB_FILE);
+        let mut conn = schema::open(&path, schema::Role::Writer, options.synchronous)?;
+        schema::migrate(&mut conn)?;
+
+        let (tx, rx) = mpsc::channel();
+        let permits = Arc::new(Semaphore::new(MAX_QUEUED_EVENTS));
+        let writer = Writer::new(
+            conn,
+            rx,
+            permits.clone(),
+            WriterConfig {
+                max_batch_events: options.max_batch_events.max(1),
+                fts_interval: options.fts_interval,
+            },
+        );
+        let handle = std::thread::Builder::new()
+            .name("bitacora-writer".into())
+            .spawn(move || writer.run())
+            .map_err(|e| StoreError::Internal(format!("cannot start the writer: {e}")))?;
+
+        Ok(Self {
+            path,
+            synchronous: options.synchronous,
+            sender: Mutex::new(Some(tx)),
+            writer: Mutex::new(Some(handle)),
+            permits,
+            readers: Mutex::new(Vec::new()),
+            reader_slots: Semaphore::new(READERS),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` on a pooled connection on a blocking thread.
+    async fn with_conn<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let _slot = self
+            .reader_slots
+            .acquire()
+            .await
+            .map_err(|_| StoreError::Unavailable("store is closed".into()))?;
+        let pooled = self.readers.lock().expect("reader pool lock").pop();
+        let mut conn = match pooled {
+            Some(c) => c,
+            None => schema::open(&self.path, schema::Role::Reader, self.synchronous)?,
+        };
+        let (conn, result) = tokio::task::spawn_blocking(move || {
+            let r = f(&mut conn);
+            (conn, r)
+        })
+        .await
+        .map_err(|e| StoreError::Internal(format!("query task failed: {e}")))?;
+        self.readers.lock().expect("reader pool lock").push(conn);
+        result
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn append(&self, events: Vec<SealedEvent>) -> StoreResult<Vec<AppendOutcome>> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let n = events.len().min(MAX_QUEUED_EVENTS) as u32;
+        let permit = self
+            .permits
+            .acquire_many(n)
+            .await
+            .map_err(|_| StoreError::Unavailable("store is closed".into()))?;
+        // The writer returns the permits after the commit.
+        permit.forget();
+        let events: Vec<Prepared> = events.into_iter().map(Prepared::new).collect();
+        let (reply, rx) = oneshot::channel();
+        let sent = {
+            let sender = self.sender.lock().expect("sender lock");
+            match sender.as_ref() {
+                Some(s) => s.send(Job { events, reply }).is_ok(),
+                None => false,
+            }
+        };
+        if !sent {
+            self.permits.add_permits(n as usize);
+            return Err(StoreError::Unavailable("the store is shutting down".into()));
+        }
+        metrics::gauge!("bitacora_writer_queue_depth")
+            .set((MAX_QUEUED_EVENTS - self.permits.available_permits()) as f64);
+        rx.await
+            .map_err(|_| StoreError::Internal("the writer stopped before replying".into()))?
+    }
+
+    async fn event_by_id(&self, tenant: &TenantName, id: &str) -> StoreResult<Option<StoredEvent>> {
+        let (tenant, id) = (tenant.clone(), id.to_owned());
+        self.with_conn(move |c| read::event_by_id(c, &tenant, &id))
+            .await
+    }
+
+    async fn event_by_seq(
+        &self,
+        tenant: &TenantName,
+        seq: u64,
+    ) -> StoreResult<Option<StoredEvent>> {
+        let tenant = tenant.clone();
+        self.with_conn(move |c| read::event_by_seq(c, &tenant, seq))
+            .await
+    }
+
+    async fn search(&self, query: &EventQuery) -> StoreResult<SearchResult> {
+        let query = query.clone();
+        self.with_conn(move |c| read::search(c, &query)).await
+    }
+
+    async fn actions(&self, tenant: &TenantName) -> StoreResult<Vec<ActionSummary>> {
+        let tenant = tenant.clone();
+        self.with_conn(move |c| read::actions(c, &tenant)).await
+    }
+
+    async fn actors(&self, tenant: &TenantName, limit: u32) -> StoreResult<Vec<ActorSummary>> {
+        let tenant = tenant.clone();
+        self.with_conn(move |c| read::actors(c, &tenant, limit))
+            .await
+    }
+
+    async fn stats(
+        &self,
+        tenant: &TenantName,
+        since: i64,
+        until: i64,
+        top: u32,
+    ) -> StoreResult<Stats> {
+        let tenant = tenant.clone();
+        self.with_conn(move |c| read::stats(c, &tenant, since, until, top))
+            .await
+    }
+
+    async fn log_size(&self, tenant: &TenantName) -> StoreResult<u64> {
+        let tenant = tenant.clone();
+        self.with_conn(move |c| Ok(read::tenant(c, &tenant)?.map_or(0, |(_, size)| size)))
+            .await
+    }
+
+    async fn tenants(&self) -> StoreResult<Vec<TenantName>> {
+        self.with_conn(|c| read::tenants(c)).await
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        if self.sender.lock().expect("sender lock").is_none() {
+            return Err(StoreError::Unavailable("the store is shutting down".into()));
+        }
+        self.with_conn(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(sql_error))
+            .await
+    }
+
+    async fn close(&self) -> StoreResult<()> {
+        // Dropping the sender lets the writer finish the queue and exit.
+        drop(self.sender.lock().expect("sender lock").take());
+        let handle = self.writer.lock().expect("writer lock").take();
+        if let Some(handle) = handle {
+            tokio::task::spawn_blocking(move || handle.join())
+                .await
+                .map_err(|e| StoreError::Internal(format!("joining the writer: {e}")))?
+                .map_err(|_| StoreError::Internal("the writer thread panicked".into()))?;
+        }
+        Ok(())
+    }
+
+    async fn insert_api_key(&self, key: &ApiKeyRecord) -> StoreResult<()> {
+        let key = key.clone();
+        self.with_conn(move |c| {
+            c.execute(
+                "INSERT INTO api_keys (id, name, scope, tenant, secret_hash, created_at, revoked)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    key.id,
+                    key.name,
+                    key.scope.as_str(),
+                    key.tenant.as_ref().map(TenantName::as_str),
+                    &key.secret_hash[..],
+                    key.created_at,
+                    key.revoked,
+                ],
+            )
+            .map_err(sql_error)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn api_key_by_hash(&self, secret_hash: &Hash) -> StoreResult<Option<ApiKeyRecord>> {
+        let hash = *secret_hash;
+        self.with_conn(move |c| {
+            c.prepare_cached(&format!("{KEY_COLUMNS} WHERE secret_hash = ?1"))
+                .map_err(sql_error)?
+                .query_row([&hash[..]], key_row)
+                .optional()
+                .map_err(sql_error)?
+                .transpose()
+        })
+        .await
+    }
+
+    async fn api_keys(&self) -> StoreResult<Vec<ApiKeyRecord>> {
+        self.with_conn(|c| {
+            let mut stmt = c
+                .prepare_cached(&format!("{KEY_COLUMNS} ORDER BY created_at, id"))
+                .map_err(sql_error)?;
+            let rows: Vec<StoreResult<ApiKeyRecord>> = stmt
+                .query_map([], key_row)
+                .map_err(sql_error)?
+                .collect::<Result<_, _>>()
+                .map_err(sql_error)?;
+            rows.into_iter().collect()
+        })
+        .await
+    }
+
+    async fn revoke_api_key(&self, id: &str) -> StoreResult<bool> {
+        let id = id.to_owned();
+        self.with_conn(move |c| {
+            let n = c
+                .execute("UPDATE api_keys SET revoked = 1 WHERE id = ?1", [id])
+                .map_err(sql_error)?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn touch_api_keys(&self, used: &[(String, i64)]) -> StoreResult<()> {
+        let used = used.to_vec();
+        self.with_conn(move |c| {
+            let tx = c.transaction().map_err(sql_error)?;
+            {
+                let mut stmt = tx
+                    .prepare_cached(
+                        "UPDATE api_keys SET last_used_at = max(coalesce(last_used_at, 0), ?2)
+                         WHERE id = ?1",
+                    )
+                    .map_err(sql_error)?;
+                for (id, at) in &used {
+                    stmt.execute(params![id, at]).map_err(sql_error)?;
+                }
+            }
+            tx.commit().map_err(sql_error)
+        })
+        .await
+    }
+}
+
+const KEY_COLUMNS: &str =
+    "SELECT id, name, scope, tenant, secret_hash, created_at, last_used_at, revoked FROM api_keys";
+
+fn key_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoreResult<ApiKeyRecord>> {
+    let scope: String = r.get(2)?;
+    let tenant: Option<String> = r.get(3)?;
+    let Some(scope) = Scope::parse(&scope) else {
+        return Ok(Err(StoreError::Corrupt(format!("key scope `{scope}`"))));
+    };
+    let tenant = match tenant.map(|t| TenantName::parse(&t)).transpose() {
+        Ok(t) => t,
+        Err(e) => return Ok(Err(StoreError::Corrupt(format!("key tenant: {e}")))),
+    };
+    Ok(Ok(ApiKeyRecord {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        scope,
+        tenant,
+        secret_hash: writer::blob32(r.get_ref(4)?.as_blob()?),
+        created_at: r.get(5)?,
+        last_used_at: r.get(6)?,
+        revoked: r.get(7)?,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bitacora_store::conformance;
+
+    fn open(dir: &Path) -> SqliteStore {
+        SqliteStore::open(
+            dir,
+            SqliteOptions {
+                synchronous: Synchronous::Normal,
+                fts_interval: Duration::from_millis(20),
+                ..SqliteOptions::default()
+            },
+        )
+        .unwrap()
+    }
+
+    conformance::suite!({
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        (std::sync::Arc::new(store) as std::sync::Arc<dyn Store>, dir)
+    });
+
+    #[tokio::test]
+    async fn acknowledged_events_survive_reopening_and_text_is_indexed_after_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let events = conformance::sample_events(&["a", "b", "c"]);
+        let acks = store.append(events).await.unwrap();
+        assert_eq!(acks.len(), 3);
+        // Simulate a crash before the text was indexed: forget the index watermark.
+        store.close().await.unwrap();
+        {
+            let c = Connection::open(dir.path().join(DB_FILE)).unwrap();
+            c.execute_batch(
+                "INSERT INTO events_fts (events_fts) VALUES ('delete-all');
+                 UPDATE tenants SET fts_upto = 0;",
+            )
+            .unwrap();
+        }
+        let store = open(dir.path());
+        assert_eq!(
+            store.log_size(&TenantName::default_tenant()).await.unwrap(),
+            3
+        );
+        conformance::eventually_found(&store, "auditoría", 3).await;
+        store.close().await.unwrap();
+    }
+}

@@ -1,0 +1,76 @@
+//! Opening connections and migrating the schema.
+//!
+//! Migrations are SQL files in `migrations/`, applied in order inside one transaction each;
+//! `PRAGMA user_version` records how many have run. A database written by a newer bitacora is
+//! refused rather than guessed at.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+
+use crate::{Synchronous, sql_error};
+use bitacora_store::{StoreError, StoreResult};
+
+const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_init.sql")];
+
+/// Dictionary kinds in the `terms` table.
+pub const TERM_ACTION: i64 = 1;
+pub const TERM_CATEGORY: i64 = 2;
+pub const TERM_TARGET_TYPE: i64 = 3;
+pub const TERM_SOURCE: i64 = 4;
+
+/// Which connection this is: the single writer gets a larger page cache.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Writer,
+    Reader,
+}
+
+pub fn open(path: &Path, role: Role, synchronous: Synchronous) -> StoreResult<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_URI;
+    let conn = Connection::open_with_flags(path, flags).map_err(sql_error)?;
+    conn.busy_timeout(Duration::from_secs(10))
+        .map_err(sql_error)?;
+    let cache_kib = match role {
+        Role::Writer => 32 * 1024,
+        Role::Reader => 8 * 1024,
+    };
+    conn.execute_batch(&format!(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = {};
+         PRAGMA temp_store = MEMORY;
+         PRAGMA cache_size = -{cache_kib};
+         PRAGMA foreign_keys = OFF;",
+        synchronous.pragma()
+    ))
+    .map_err(sql_error)?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+/// Brings the schema up to date.
+pub fn migrate(conn: &mut Connection) -> StoreResult<()> {
+    let version: usize = conn
+        .query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))
+        .map_err(sql_error)? as usize;
+    if version > MIGRATIONS.len() {
+        return Err(StoreError::Internal(format!(
+            "the database has schema version {version}, newer than this bitacora knows ({}); \
+             upgrade bitacora",
+            MIGRATIONS.len()
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+        let tx = conn.transaction().map_err(sql_error)?;
+        tx.execute_batch(sql).map_err(sql_error)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)
+            .map_err(sql_error)?;
+        tx.commit().map_err(sql_error)?;
+        tracing::info!(version = i + 1, "applied store migration");
+    }
+    Ok(())
+}

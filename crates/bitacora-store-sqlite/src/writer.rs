@@ -1,0 +1,562 @@
+//! The single writer: group commit, sequencing, and the trailing full-text indexer.
+//!
+//! One OS thread owns the only connection that writes events. It blocks for the first job,
+//! then takes every job already waiting (up to `max_batch_events` events) into one
+//! transaction: one fsync acknowledges them all, so throughput grows with concurrency instead
+//! of being bound by one fsync per request. Assigning `seq` here, and only here, is what keeps
+//! every tenant's log gapless and ordered.
+//!
+//! Full-text indexing is deliberately not in that transaction: FTS5 inserts cost several times
+//! a row insert. The writer keeps the text of committed events in memory and indexes it in a
+//! separate transaction every `fts_interval` (or as soon as it is idle). `tenants.fts_upto`
+//! records how far each tenant is indexed, so after a crash the gap is rebuilt from the stored
+//! bodies at startup.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use bitacora_core::Event;
+use bitacora_core::canonical::{Fingerprint, Hash, SealedEvent};
+use bitacora_store::{AppendOutcome, StoreError, StoreResult};
+use rusqlite::{Connection, OptionalExtension, params};
+use tokio::sync::{Semaphore, oneshot};
+
+use crate::derive::{self, pos, tenant_range};
+use crate::schema::{TERM_ACTION, TERM_CATEGORY, TERM_SOURCE, TERM_TARGET_TYPE};
+use crate::sql_error;
+
+/// An event with everything the writer needs precomputed.
+pub struct Prepared {
+    pub sealed: SealedEvent,
+    pub occurred_us: i64,
+    pub actor_search: Option<String>,
+    pub ip: Option<[u8; 16]>,
+    pub fts_text: String,
+}
+
+impl Prepared {
+    pub fn new(sealed: SealedEvent) -> Self {
+        let e = &sealed.event;
+        Self {
+            occurred_us: e.occurred_at.timestamp_micros(),
+            actor_search: derive::actor_search(e),
+            ip: e.context.ip_addr().map(derive::ip_blob),
+            fts_text: derive::fts_text(e),
+            sealed,
+        }
+    }
+}
+
+pub struct Job {
+    pub events: Vec<Prepared>,
+    pub reply: oneshot::Sender<StoreResult<Vec<AppendOutcome>>>,
+}
+
+pub struct WriterConfig {
+    pub max_batch_events: usize,
+    pub fts_interval: Duration,
+}
+
+/// Per-tenant state the writer keeps in memory (the database is the truth; this is a cache
+/// dropped whenever a transaction fails).
+#[derive(Clone, Copy)]
+struct TenantState {
+    id: i64,
+    size: u64,
+}
+
+#[derive(Default)]
+struct Caches {
+    tenants: HashMap<String, TenantState>,
+    /// Dictionary ids by kind (index = kind) and value.
+    terms: [HashMap<String, i64>; 5],
+}
+
+pub struct Writer {
+    conn: Connection,
+    rx: Receiver<Job>,
+    permits: Arc<Semaphore>,
+    config: WriterConfig,
+    caches: Caches,
+    /// Committed events not yet in the full-text index: (tenant id, pos, text).
+    fts_pending: Vec<(i64, i64, String)>,
+    last_fts_flush: Instant,
+}
+
+impl Writer {
+    pub fn new(
+        conn: Connection,
+        rx: Receiver<Job>,
+        permits: Arc<Semaphore>,
+        config: WriterConfig,
+    ) -> Self {
+        Self {
+            conn,
+            rx,
+            permits,
+            config,
+            caches: Caches::default(),
+            fts_pending: Vec::new(),
+            last_fts_flush: Instant::now(),
+        }
+    }
+
+    /// Runs until every sender is gone, then indexes what is pending and returns.
+    pub fn run(mut self) {
+        if let Err(e) = self.catch_up_fts() {
+            tracing::error!(error = %e, "could not rebuild the full-text index backlog");
+        }
+        loop {
+            let first = if self.fts_pending.is_empty() {
+                match self.rx.recv() {
+                    Ok(job) => job,
+                    Err(_) => break,
+                }
+            } else {
+                let due = self.last_fts_flush + self.config.fts_interval;
+                match self
+                    .rx
+                    .recv_timeout(due.saturating_duration_since(Instant::now()))
+                {
+                    Ok(job) => job,
+                    Err(RecvTimeoutError::Timeout) => {
+                        self.flush_fts();
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+            };
+
+            let mut jobs = vec![first];
+            let mut n = jobs[0].events.len();
+            while n < self.config.max_batch_events {
+                match self.rx.try_recv() {
+                    Ok(job) => {
+                        n += job.events.len();
+                        jobs.push(job);
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.commit_jobs(jobs, n);
+
+            if self.last_fts_flush.elapsed() >= self.config.fts_interval {
+                self.flush_fts();
+            }
+        }
+        self.flush_fts();
+        if let Err(e) = self.conn.execute_batch("PRAGMA optimize;") {
+            tracing::warn!(error = %e, "PRAGMA optimize failed at shutdown");
+        }
+        tracing::debug!("store writer stopped");
+    }
+
+    fn commit_jobs(&mut self, jobs: Vec<Job>, n: usize) {
+        let started = Instant::now();
+        let result = self.commit(&jobs);
+        let elapsed = started.elapsed();
+        metrics::histogram!("bitacora_commit_duration_seconds").record(elapsed.as_secs_f64());
+        metrics::histogram!("bitacora_commit_events").record(n as f64);
+
+        match result {
+            Ok((outcomes, fts)) => {
+                self.fts_pending.extend(fts);
+                let mut outcomes = outcomes.into_iter();
+                for job in jobs {
+                    let k = job.events.len();
+                    let mine: Vec<AppendOutcome> = outcomes.by_ref().take(k).collect();
+                    self.permits.add_permits(k);
+                    let _ = job.reply.send(Ok(mine));
+                }
+            }
+            Err(e) => {
+                // Nothing of this transaction is durable; the caches may describe rows that
+                // were rolled back.
+                self.caches = Caches::default();
+                tracing::error!(error = %e, events = n, "group commit failed");
+                for job in jobs {
+                    self.permits.add_permits(job.events.len());
+                    let err = match &e {
+                        StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
+                        StoreError::Corrupt(m) => StoreError::Corrupt(m.clone()),
+                        StoreError::Internal(m) => StoreError::Internal(m.clone()),
+                    };
+                    let _ = job.reply.send(Err(err));
+                }
+            }
+        }
+        metrics::gauge!("bitacora_writer_queue_depth").set(self.queued_events() as f64);
+    }
+
+    fn queued_events(&self) -> usize {
+        crate::MAX_QUEUED_EVENTS.saturating_sub(self.permits.available_permits())
+    }
+
+    /// One transaction for every event of `jobs`. Returns one outcome per event, in order,
+    /// and the full-text documents of the newly stored ones.
+    #[allow(clippy::type_complexity)]
+    fn commit(
+        &mut self,
+        jobs: &[Job],
+    ) -> StoreResult<(Vec<AppendOutcome>, Vec<(i64, i64, String)>)> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(sql_error)?;
+        let caches = &mut self.caches;
+        let mut outcomes = Vec::with_capacity(jobs.iter().map(|j| j.events.len()).sum());
+        let mut fts = Vec::with_capacity(outcomes.capacity());
+        // Ids stored by this transaction, for duplicates inside one group commit.
+        let mut fresh: HashMap<(i64, &str), (u64, Hash, Fingerprint)> = HashMap::new();
+        let mut touched: HashMap<i64, u64> = HashMap::new();
+        let mut action_counts: HashMap<(i64, i64, i64), i64> = HashMap::new();
+        let mut actors: HashMap<(i64, &str), ActorDelta<'_>> = HashMap::new();
+
+        {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT INTO events (pos, event_id, occurred_at, action, category, severity,
+                        outcome, actor_id, actor_search, target_type, target_id, ip, source,
+                        fingerprint, leaf_hash, body)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+                )
+                .map_err(sql_error)?;
+            let mut find = tx
+                .prepare_cached(
+                    "SELECT pos, leaf_hash, fingerprint FROM events
+                     WHERE event_id = ?1 AND pos BETWEEN ?2 AND ?3",
+                )
+                .map_err(sql_error)?;
+
+            for p in jobs.iter().flat_map(|j| &j.events) {
+                let e: &Event = &p.sealed.event;
+                let tenant = tenant_state(&tx, caches, e.tenant.as_str())?;
+                let tid = tenant.id;
+
+                if !p.sealed.id_generated {
+                    let existing = match fresh.get(&(tid, e.id.as_str())) {
+                        Some(found) => Some(*found),
+                        None => {
+                            let (lo, hi) = tenant_range(tid);
+                            find.query_row(params![e.id, lo, hi], |r| {
+                                Ok((
+                                    derive::seq_of(r.get(0)?),
+                                    blob32(r.get_ref(1)?.as_blob()?),
+                                    blob16(r.get_ref(2)?.as_blob()?),
+                                ))
+                            })
+                            .optional()
+                            .map_err(sql_error)?
+                        }
+                    };
+                    if let Some((seq, leaf_hash, fingerprint)) = existing {
+                        outcomes.push(if fingerprint == p.sealed.fingerprint {
+                            AppendOutcome::Duplicate {
+                                id: e.id.clone(),
+                                seq,
+                                leaf_hash,
+                            }
+                        } else {
+                            AppendOutcome::Conflict { id: e.id.clone() }
+                        });
+                        continue;
+                    }
+                }
+
+                let seq = tenant.size;
+                let position = pos(tid, seq);
+                let action = term_id(&tx, caches, TERM_ACTION, &e.action)?;
+                let category = term_id(&tx, caches, TERM_CATEGORY, &e.category)?;
+                let target_type = e
+                    .target
+                    .as_ref()
+                    .map(|t| term_id(&tx, caches, TERM_TARGET_TYPE, &t.kind))
+                    .transpose()?;
+                let source = e
+                    .context
+                    .source
+                    .as_deref()
+                    .map(|s| term_id(&tx, caches, TERM_SOURCE, s))
+                    .transpose()?;
+                let actor_id = e.actor.as_ref().and_then(|a| a.id.as_deref());
+
+                insert
+                    .execute(params![
+                        position,
+                        e.id,
+                        p.occurred_us,
+                        action,
+                        category,
+                        e.severity.rank(),
+                        e.outcome.rank(),
+                        actor_id,
+                        p.actor_search,
+                        target_type,
+                        e.target.as_ref().and_then(|t| t.id.as_deref()),
+                        p.ip.as_ref().map(|b| &b[..]),
+                        source,
+                        &p.sealed.fingerprint[..],
+                        &p.sealed.leaf_hash[..],
+                        p.sealed.body,
+                    ])
+                    .map_err(sql_error)?;
+
+                caches
+                    .tenants
+                    .get_mut(e.tenant.as_str())
+                    .expect("tenant_state cached it")
+                    .size = seq + 1;
+                touched.insert(tid, seq + 1);
+                fresh.insert(
+                    (tid, e.id.as_str()),
+                    (seq, p.sealed.leaf_hash, p.sealed.fingerprint),
+                );
+                *action_counts.entry((tid, action, category)).or_default() += 1;
+                if let (Some(id), Some(actor)) = (actor_id, &e.actor) {
+                    let d = actors.entry((tid, id)).or_insert(ActorDelta {
+                        name: None,
+                        email: None,
+                        count: 0,
+                        last_seen: i64::MIN,
+                    });
+                    d.count += 1;
+                    if p.occurred_us >= d.last_seen {
+                        d.last_seen = p.occurred_us;
+                        d.name = actor.name.as_deref().or(d.name);
+                        d.email = actor.email.as_deref().or(d.email);
+                    }
+                }
+                fts.push((tid, position, p.fts_text.clone()));
+                outcomes.push(AppendOutcome::Stored {
+                    id: e.id.clone(),
+                    seq,
+                    leaf_hash: p.sealed.leaf_hash,
+                });
+            }
+        }
+
+        {
+            let mut size = tx
+                .prepare_cached("UPDATE tenants SET size = ?2 WHERE id = ?1")
+                .map_err(sql_error)?;
+            for (tid, s) in &touched {
+                size.execute(params![tid, *s as i64]).map_err(sql_error)?;
+            }
+            let mut count = tx
+                .prepare_cached(
+                    "INSERT INTO action_counts (tenant_id, action, category, count)
+                     VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT DO UPDATE SET count = count + excluded.count",
+                )
+                .map_err(sql_error)?;
+            for ((tid, action, category), n) in &action_counts {
+                count
+                    .execute(params![tid, action, category, n])
+                    .map_err(sql_error)?;
+            }
+            let mut actor = tx
+                .prepare_cached(
+                    "INSERT INTO actor_stats (tenant_id, actor_id, name, email, count, last_seen)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT DO UPDATE SET
+                        count = count + excluded.count,
+                        name = CASE WHEN excluded.last_seen >= last_seen
+                                    THEN coalesce(excluded.name, name) ELSE name END,
+                        email = CASE WHEN excluded.last_seen >= last_seen
+                                     THEN coalesce(excluded.email, email) ELSE email END,
+                        last_seen = max(last_seen, excluded.last_seen)",
+                )
+                .map_err(sql_error)?;
+            for ((tid, id), d) in &actors {
+                actor
+                    .execute(params![tid, id, d.name, d.email, d.count, d.last_seen])
+                    .map_err(sql_error)?;
+            }
+        }
+        tx.commit().map_err(sql_error)?;
+        let stored = fts.len();
+        metrics::counter!("bitacora_store_events_appended_total").increment(stored as u64);
+        Ok((outcomes, fts))
+    }
+
+    /// Indexes the text of committed events, in its own transaction.
+    fn flush_fts(&mut self) {
+        self.last_fts_flush = Instant::now();
+        if self.fts_pending.is_empty() {
+            return;
+        }
+        let pending = std::mem::take(&mut self.fts_pending);
+        if let Err(e) = index_text(&mut self.conn, &pending) {
+            // The events are durable; only their text index is late. The watermark was not
+            // advanced, so the next start rebuilds it; keep trying meanwhile.
+            tracing::error!(error = %e, events = pending.len(), "full-text indexing failed");
+            self.fts_pending = pending;
+        }
+    }
+
+    /// Indexes events committed before a crash whose text never reached the index.
+    fn catch_up_fts(&mut self) -> StoreResult<()> {
+        let tenants: Vec<(i64, i64, i64)> = {
+            let mut stmt = self
+                .conn
+                .prepare("SELECT id, size, fts_upto FROM tenants WHERE fts_upto < size")
+                .map_err(sql_error)?;
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .map_err(sql_error)?
+                .collect::<Result<_, _>>()
+                .map_err(sql_error)?
+        };
+        for (tid, size, upto) in tenants {
+            tracing::info!(
+                tenant_id = tid,
+                events = size - upto,
+                "indexing full-text backlog"
+            );
+            let mut next = upto;
+            while next < size {
+                let batch: Vec<(i64, i64, String)> = {
+                    let mut stmt = self
+                        .conn
+                        .prepare_cached(
+                            "SELECT pos, body FROM events WHERE pos >= ?1 AND pos < ?2
+                             ORDER BY pos LIMIT 5000",
+                        )
+                        .map_err(sql_error)?;
+                    let rows = stmt
+                        .query_map(params![pos(tid, next as u64), pos(tid, size as u64)], |r| {
+                            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+                        })
+                        .map_err(sql_error)?;
+                    let mut out = Vec::new();
+                    for row in rows {
+                        let (p, body) = row.map_err(sql_error)?;
+                        let event: Event = serde_json::from_str(&body).map_err(|e| {
+                            StoreError::Corrupt(format!("event at pos {p} is not an event: {e}"))
+                        })?;
+                        out.push((tid, p, derive::fts_text(&event)));
+                    }
+                    out
+                };
+                let Some(last) = batch.last() else { break };
+                next = derive::seq_of(last.1) as i64 + 1;
+                index_text(&mut self.conn, &batch)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+struct ActorDelta<'a> {
+    name: Option<&'a str>,
+    email: Option<&'a str>,
+    count: i64,
+    last_seen: i64,
+}
+
+fn index_text(conn: &mut Connection, docs: &[(i64, i64, String)]) -> StoreResult<()> {
+    let tx = conn.transaction().map_err(sql_error)?;
+    {
+        let mut insert = tx
+            .prepare_cached("INSERT INTO events_fts (rowid, text) VALUES (?1, ?2)")
+            .map_err(sql_error)?;
+        let mut upto: HashMap<i64, u64> = HashMap::new();
+        for (tid, position, text) in docs {
+            insert.execute(params![position, text]).map_err(sql_error)?;
+            let next = derive::seq_of(*position) + 1;
+            let e = upto.entry(*tid).or_default();
+            *e = (*e).max(next);
+        }
+        let mut mark = tx
+            .prepare_cached("UPDATE tenants SET fts_upto = max(fts_upto, ?2) WHERE id = ?1")
+            .map_err(sql_error)?;
+        for (tid, next) in upto {
+            mark.execute(params![tid, next as i64]).map_err(sql_error)?;
+        }
+    }
+    tx.commit().map_err(sql_error)
+}
+
+fn tenant_state(
+    tx: &rusqlite::Transaction<'_>,
+    caches: &mut Caches,
+    name: &str,
+) -> StoreResult<TenantState> {
+    if let Some(t) = caches.tenants.get(name) {
+        return Ok(*t);
+    }
+    let found: Option<(i64, i64)> = tx
+        .query_row(
+            "SELECT id, size FROM tenants WHERE name = ?1",
+            [name],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .map_err(sql_error)?;
+    let state = match found {
+        Some((id, size)) => TenantState {
+            id,
+            size: size as u64,
+        },
+        None => {
+            tx.execute("INSERT INTO tenants (name) VALUES (?1)", [name])
+                .map_err(sql_error)?;
+            let id = tx.last_insert_rowid();
+            if id >= 1 << (63 - derive::SEQ_BITS) {
+                return Err(StoreError::Internal("too many tenants".into()));
+            }
+            TenantState { id, size: 0 }
+        }
+    };
+    caches.tenants.insert(name.to_owned(), state);
+    Ok(state)
+}
+
+fn term_id(
+    tx: &rusqlite::Transaction<'_>,
+    caches: &mut Caches,
+    kind: i64,
+    value: &str,
+) -> StoreResult<i64> {
+    if let Some(id) = caches.terms[kind as usize].get(value) {
+        return Ok(*id);
+    }
+    let id: i64 = match tx
+        .query_row(
+            "SELECT id FROM terms WHERE kind = ?1 AND value = ?2",
+            params![kind, value],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(sql_error)?
+    {
+        Some(id) => id,
+        None => {
+            tx.execute(
+                "INSERT INTO terms (kind, value) VALUES (?1, ?2)",
+                params![kind, value],
+            )
+            .map_err(sql_error)?;
+            tx.last_insert_rowid()
+        }
+    };
+    caches.terms[kind as usize].insert(value.to_owned(), id);
+    Ok(id)
+}
+
+pub fn blob32(b: &[u8]) -> Hash {
+    let mut out = [0u8; 32];
+    if b.len() == 32 {
+        out.copy_from_slice(b);
+    }
+    out
+}
+
+fn blob16(b: &[u8]) -> Fingerprint {
+    let mut out = [0u8; 16];
+    if b.len() == 16 {
+        out.copy_from_slice(b);
+    }
+    out
+}

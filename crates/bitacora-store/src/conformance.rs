@@ -1,0 +1,527 @@
+//! The behavioural suite every [`Store`] runs in its own tests, so that the embedded and the
+//! PostgreSQL store answer every query the same way.
+//!
+//! A store crate instantiates it with [`suite!`], passing an expression that yields a fresh,
+//! empty store and a guard that keeps its resources alive:
+//!
+//! ```ignore
+//! bitacora_store::conformance::suite!({
+//!     let dir = tempfile::tempdir().unwrap();
+//!     (Arc::new(MyStore::open(dir.path())) as Arc<dyn Store>, dir)
+//! });
+//! ```
+
+use std::time::Duration;
+
+use bitacora_core::canonical::{SealedEvent, leaf_hash};
+use bitacora_core::event::{IngestContext, IngestPolicy, timestamp};
+use bitacora_core::query::{Cursor, EventQuery, Order, Pagination};
+use bitacora_core::{Event, EventInput, TenantName};
+use serde_json::json;
+
+use crate::{ApiKeyRecord, AppendOutcome, Scope, Store, StoreError};
+
+/// Generates one `#[tokio::test]` per conformance check.
+#[macro_export]
+macro_rules! suite {
+    ($make:expr) => {
+        $crate::suite!(@tests $make;
+            appends_are_gapless_per_tenant,
+            duplicates_and_conflicts,
+            lookups_by_id_and_seq,
+            bodies_hash_to_their_leaf,
+            filters,
+            cursor_pages_cover_everything_once,
+            numbered_pages_have_exact_totals,
+            full_text_folds_case_and_diacritics,
+            aggregates,
+            stats_window,
+            tenants_are_isolated,
+            api_keys,
+            close_drains_and_refuses_writes,
+        );
+    };
+    (@tests $make:expr; $($name:ident),+ $(,)?) => {
+        mod conformance_suite {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let (store, _guard) = $make;
+                    $crate::conformance::$name(store.as_ref()).await;
+                }
+            )+
+        }
+    };
+}
+pub use suite;
+
+fn seal(value: serde_json::Value, received_at: &str) -> SealedEvent {
+    let input = EventInput::from_json(value.to_string().as_bytes()).expect("test event parses");
+    SealedEvent::prepare(
+        input,
+        &IngestPolicy::default(),
+        &IngestContext {
+            pinned_tenant: None,
+            received_at: timestamp::parse(received_at).expect("test timestamp"),
+            client_ip: None,
+            allow_reserved: false,
+        },
+    )
+    .expect("test event is valid")
+}
+
+/// Simple events with the given ids, in the default tenant, whose description contains
+/// "auditoría".
+pub fn sample_events(ids: &[&str]) -> Vec<SealedEvent> {
+    ids.iter()
+        .map(|id| {
+            seal(
+                json!({"id": id, "action": "user.login", "description": format!("auditoría {id}")}),
+                "2026-01-20T10:30:00Z",
+            )
+        })
+        .collect()
+}
+
+/// The seeds' scenarios, spread over January 2026 and two tenants.
+fn scenario() -> Vec<SealedEvent> {
+    let rows = vec![
+        json!({"id": "e0", "occurred_at": "2026-01-10T08:00:00Z", "action": "user.login",
+               "actor": {"id": "42", "name": "Ana Gómez", "email": "ana@example.com"},
+               "context": {"ip": "192.168.1.100", "source": "web"}}),
+        json!({"id": "e1", "occurred_at": "2026-01-10T08:05:00Z", "action": "user.login",
+               "outcome": "failure", "severity": "medium",
+               "actor": {"id": "77", "name": "mallory", "email": "m@evil.test"},
+               "context": {"ip": "10.0.0.7"}}),
+        json!({"id": "e2", "occurred_at": "2026-01-15T12:00:00Z", "action": "user.role_change",
+               "severity": "critical",
+               "actor": {"id": "42", "name": "Ana Gómez", "email": "ana@example.com"},
+               "target": {"type": "user", "id": "456", "name": "Juan Pérez"},
+               "changes": [{"field": "role", "label": "Rol", "old": "user", "new": "admin"}],
+               "description": "Rol cambiado de user a admin",
+               "context": {"ip": "192.168.1.100", "source": "admin_panel"},
+               "metadata": {"reason": "Solicitud administrativa manual"}}),
+        json!({"id": "e3", "occurred_at": "2026-01-20T09:00:00Z", "action": "device.create",
+               "severity": "high", "actor": {"id": "9", "name": "Ops Bot", "type": "service"},
+               "target": {"type": "device", "id": "d-1"},
+               "context": {"ip": "2001:db8::1"}}),
+        json!({"id": "e4", "occurred_at": "2026-01-20T23:59:59Z", "action": "device.disable",
+               "target": {"type": "device", "id": "d-1"},
+               "description": "Dispositivo deshabilitado por auditoría",
+               "metadata": {"motivo": "robo"}}),
+        json!({"id": "e5", "occurred_at": "2026-01-21T00:00:00Z", "action": "BAN_USER",
+               "severity": "critical", "actor": {"id": "42", "name": "Ana Gómez"},
+               "target": {"type": "user", "id": "456"}}),
+        json!({"id": "x0", "tenant": "acme", "occurred_at": "2026-01-15T12:00:00Z",
+               "action": "user.login", "actor": {"id": "42", "name": "Other Ana"}}),
+    ];
+    rows.into_iter()
+        .map(|v| seal(v, "2026-01-22T00:00:00Z"))
+        .collect()
+}
+
+async fn load(store: &dyn Store) -> Vec<AppendOutcome> {
+    store.append(scenario()).await.expect("append")
+}
+
+fn query(params: &str) -> EventQuery {
+    let pairs: Vec<(&str, &str)> = params
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| p.split_once('=').expect("name=value"))
+        .collect();
+    EventQuery::parse(pairs, &TenantName::default_tenant()).expect("valid query")
+}
+
+async fn ids(store: &dyn Store, params: &str) -> Vec<String> {
+    let result = store.search(&query(params)).await.expect("search");
+    result
+        .events
+        .iter()
+        .map(|e| {
+            let event: Event = serde_json::from_str(&e.body).expect("body is an event");
+            event.id
+        })
+        .collect()
+}
+
+fn default_tenant() -> TenantName {
+    TenantName::default_tenant()
+}
+
+pub async fn appends_are_gapless_per_tenant(store: &dyn Store) {
+    let outcomes = load(store).await;
+    let seqs: Vec<u64> = outcomes
+        .iter()
+        .map(|o| match o {
+            AppendOutcome::Stored { seq, .. } => *seq,
+            other => panic!("expected stored, got {other:?}"),
+        })
+        .collect();
+    assert_eq!(seqs, vec![0, 1, 2, 3, 4, 5, 0]);
+    let more = store.append(sample_events(&["s1", "s2"])).await.unwrap();
+    assert!(matches!(more[0], AppendOutcome::Stored { seq: 6, .. }));
+    assert!(matches!(more[1], AppendOutcome::Stored { seq: 7, .. }));
+    assert_eq!(store.log_size(&default_tenant()).await.unwrap(), 8);
+    assert_eq!(
+        store
+            .log_size(&TenantName::parse("acme").unwrap())
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        store
+            .log_size(&TenantName::parse("nobody").unwrap())
+            .await
+            .unwrap(),
+        0
+    );
+}
+
+pub async fn duplicates_and_conflicts(store: &dyn Store) {
+    let first = store.append(sample_events(&["d1"])).await.unwrap();
+    let AppendOutcome::Stored { seq, leaf_hash, .. } = first[0].clone() else {
+        panic!("{first:?}")
+    };
+    // The same event again, even received later: a duplicate with the original position.
+    let mut again = sample_events(&["d1"]);
+    again.extend(sample_events(&["d2", "d2"]));
+    let changed = seal(
+        json!({"id": "d1", "action": "user.login", "description": "something else"}),
+        "2026-01-20T10:30:00Z",
+    );
+    again.push(changed);
+    let out = store.append(again).await.unwrap();
+    assert_eq!(
+        out[0],
+        AppendOutcome::Duplicate {
+            id: "d1".into(),
+            seq,
+            leaf_hash
+        }
+    );
+    assert!(matches!(out[1], AppendOutcome::Stored { seq: 1, .. }));
+    assert!(
+        matches!(out[2], AppendOutcome::Duplicate { seq: 1, .. }),
+        "{:?}",
+        out[2]
+    );
+    assert_eq!(out[3], AppendOutcome::Conflict { id: "d1".into() });
+    assert_eq!(store.log_size(&default_tenant()).await.unwrap(), 2);
+    // The same id in another tenant is another event.
+    let other = seal(
+        json!({"id": "d1", "tenant": "acme", "action": "user.login"}),
+        "2026-01-20T10:30:00Z",
+    );
+    let out = store.append(vec![other]).await.unwrap();
+    assert!(matches!(out[0], AppendOutcome::Stored { seq: 0, .. }));
+}
+
+pub async fn lookups_by_id_and_seq(store: &dyn Store) {
+    load(store).await;
+    let t = default_tenant();
+    let e = store
+        .event_by_id(&t, "e2")
+        .await
+        .unwrap()
+        .expect("e2 stored");
+    assert_eq!(e.seq, 2);
+    let by_seq = store.event_by_seq(&t, 2).await.unwrap().expect("seq 2");
+    assert_eq!(e, by_seq);
+    assert!(
+        store.event_by_id(&t, "x0").await.unwrap().is_none(),
+        "x0 is acme's"
+    );
+    assert!(store.event_by_id(&t, "nope").await.unwrap().is_none());
+    assert!(store.event_by_seq(&t, 99).await.unwrap().is_none());
+    let acme = TenantName::parse("acme").unwrap();
+    assert!(store.event_by_id(&acme, "x0").await.unwrap().is_some());
+}
+
+pub async fn bodies_hash_to_their_leaf(store: &dyn Store) {
+    let sealed = scenario();
+    load(store).await;
+    let stored = store
+        .event_by_id(&default_tenant(), "e2")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.body, sealed[2].body);
+    assert_eq!(stored.leaf_hash, leaf_hash(stored.body.as_bytes()));
+    // What the API returns re-canonicalizes to the hashed bytes.
+    let json = stored.to_json();
+    let again = bitacora_core::canonical::canonicalize_json(json.as_bytes()).unwrap();
+    assert_eq!(again, stored.body.as_bytes());
+}
+
+pub async fn filters(store: &dyn Store) {
+    load(store).await;
+    let cases: &[(&str, &[&str])] = &[
+        ("", &["e5", "e4", "e3", "e2", "e1", "e0"]),
+        ("action=user.login", &["e1", "e0"]),
+        ("action=user.*", &["e2", "e1", "e0"]),
+        ("action=user.*,BAN_USER", &["e5", "e2", "e1", "e0"]),
+        ("action=nothing.here", &[]),
+        ("category=device", &["e4", "e3"]),
+        ("category=BAN", &["e5"]),
+        ("severity=critical", &["e5", "e2"]),
+        ("min_severity=high", &["e5", "e3", "e2"]),
+        ("outcome=failure", &["e1"]),
+        ("actor_id=42", &["e5", "e2", "e0"]),
+        ("actor=gÓmez", &["e5", "e2", "e0"]),
+        ("actor=EXAMPLE.com", &["e2", "e0"]),
+        ("target_type=device", &["e4", "e3"]),
+        ("target_type=user&target_id=456", &["e5", "e2"]),
+        ("target_id=d-1", &["e4", "e3"]),
+        ("ip=192.168.1.100", &["e2", "e0"]),
+        ("ip=192.168.0.0/16", &["e2", "e0"]),
+        ("ip=10.0.0.0/8", &["e1"]),
+        ("ip=2001:db8::/32", &["e3"]),
+        ("ip=::ffff:10.0.0.7", &["e1"]),
+        ("source=admin_panel", &["e2"]),
+        ("source=nowhere", &[]),
+        ("since=2026-01-15", &["e5", "e4", "e3", "e2"]),
+        ("until=2026-01-20", &["e4", "e3", "e2", "e1", "e0"]),
+        (
+            "since=2026-01-15T12:00:00Z&until=2026-01-20T09:00:00Z",
+            &["e3", "e2"],
+        ),
+        ("action=user.*&actor_id=42&since=2026-01-11", &["e2"]),
+        ("order=asc&limit=3", &["e0", "e1", "e2"]),
+    ];
+    for (params, expected) in cases {
+        assert_eq!(ids(store, params).await, *expected, "filter {params:?}");
+    }
+}
+
+pub async fn cursor_pages_cover_everything_once(store: &dyn Store) {
+    let names: Vec<String> = (0..53).map(|i| format!("p{i}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    store.append(sample_events(&refs)).await.unwrap();
+    for order in [Order::Desc, Order::Asc] {
+        let mut q = EventQuery::tenant(default_tenant());
+        q.order = order;
+        let mut seen = Vec::new();
+        loop {
+            q.page = Pagination::Cursor {
+                limit: 10,
+                after: match q.page {
+                    Pagination::Cursor { after, .. } => after,
+                    _ => None,
+                },
+            };
+            let page = store.search(&q).await.unwrap();
+            seen.extend(page.events.iter().map(|e| e.seq));
+            match page.next_after {
+                Some(after) => {
+                    // The cursor a client would get round-trips.
+                    let c = Cursor { seq: after, order };
+                    assert_eq!(Cursor::decode(&c.encode()), Some(c));
+                    q.page = Pagination::Cursor {
+                        limit: 10,
+                        after: Some(after),
+                    };
+                }
+                None => break,
+            }
+        }
+        let mut expected: Vec<u64> = (0..53).collect();
+        if order == Order::Desc {
+            expected.reverse();
+        }
+        assert_eq!(seen, expected, "{order:?}");
+    }
+}
+
+pub async fn numbered_pages_have_exact_totals(store: &dyn Store) {
+    load(store).await;
+    let r = store.search(&query("page=2&per_page=4")).await.unwrap();
+    assert_eq!(r.total, Some(6));
+    assert_eq!(
+        r.events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        vec![1, 0]
+    );
+    let r = store
+        .search(&query("actor_id=42&page=1&per_page=2"))
+        .await
+        .unwrap();
+    assert_eq!(r.total, Some(3));
+    assert_eq!(r.events.len(), 2);
+    let r = store.search(&query("page=9&per_page=4")).await.unwrap();
+    assert_eq!(r.total, Some(6));
+    assert!(r.events.is_empty());
+    let r = store.search(&query("tenant=nobody&page=1")).await.unwrap();
+    assert_eq!(r.total, Some(0));
+}
+
+/// Waits (up to 5 s) until full-text search for `q` finds `n` events.
+pub async fn eventually_found(store: &dyn Store, q: &str, n: usize) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let found = store
+            .search(&query(&format!("q={q}")))
+            .await
+            .unwrap()
+            .events
+            .len();
+        if found == n {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "q={q}: found {found} events, expected {n}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+pub async fn full_text_folds_case_and_diacritics(store: &dyn Store) {
+    load(store).await;
+    eventually_found(store, "auditoria", 1).await;
+    eventually_found(store, "AUDITORÍA", 1).await;
+    eventually_found(store, "perez", 1).await; // target name
+    eventually_found(store, "rol admin", 1).await; // description and changes
+    eventually_found(store, "solicitud", 1).await; // metadata value
+    eventually_found(store, "robo", 1).await;
+    eventually_found(store, "gomez", 3).await; // actor name
+    eventually_found(store, "\"OR\" NEAR(*", 0).await; // syntax is not syntax
+    assert_eq!(ids(store, "q=gomez&action=BAN_USER").await, vec!["e5"]);
+    assert_eq!(
+        ids(store, "q=gomez&order=asc&limit=2").await,
+        vec!["e0", "e2"]
+    );
+}
+
+pub async fn aggregates(store: &dyn Store) {
+    load(store).await;
+    let t = default_tenant();
+    let actions = store.actions(&t).await.unwrap();
+    let login = actions.iter().find(|a| a.action == "user.login").unwrap();
+    assert_eq!((login.category.as_str(), login.count), ("user", 2));
+    assert_eq!(actions.len(), 5);
+    assert_eq!(actions[0].action, "user.login", "most frequent first");
+
+    let actors = store.actors(&t, 100).await.unwrap();
+    let ana = actors.iter().find(|a| a.id == "42").unwrap();
+    assert_eq!(ana.count, 3);
+    assert_eq!(ana.last_seen, "2026-01-21T00:00:00Z");
+    assert_eq!(ana.name.as_deref(), Some("Ana Gómez"));
+    assert_eq!(
+        ana.email.as_deref(),
+        Some("ana@example.com"),
+        "kept from an earlier event"
+    );
+    assert_eq!(actors[0].id, "42", "most recently seen first");
+    assert_eq!(store.actors(&t, 1).await.unwrap().len(), 1);
+}
+
+pub async fn stats_window(store: &dyn Store) {
+    load(store).await;
+    let us = |s: &str| timestamp::parse(s).unwrap().timestamp_micros();
+    let stats = store
+        .stats(
+            &default_tenant(),
+            us("2026-01-01T00:00:00Z"),
+            us("2026-02-01T00:00:00Z"),
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(stats.total, 6);
+    assert_eq!(stats.without_actor, 1);
+    let days: Vec<(&str, u64)> = stats
+        .per_day
+        .iter()
+        .map(|d| (d.day.as_str(), d.count))
+        .collect();
+    assert_eq!(
+        days,
+        vec![
+            ("2026-01-10", 2),
+            ("2026-01-15", 1),
+            ("2026-01-20", 2),
+            ("2026-01-21", 1)
+        ]
+    );
+    assert_eq!(stats.top_actors[0].id, "42");
+    assert_eq!(stats.top_actors[0].count, 3);
+    assert_eq!(stats.top_ips[0].key, "192.168.1.100");
+    assert_eq!(stats.top_ips[0].count, 2);
+    let critical = stats
+        .per_severity
+        .iter()
+        .find(|s| s.severity.as_str() == "critical");
+    assert_eq!(critical.unwrap().count, 2);
+    assert_eq!(stats.per_category[0].key, "user");
+    let failures = stats
+        .per_outcome
+        .iter()
+        .find(|o| o.key == "failure")
+        .unwrap();
+    assert_eq!(failures.count, 1);
+
+    let narrow = store
+        .stats(
+            &default_tenant(),
+            us("2026-01-20T00:00:00Z"),
+            us("2026-01-21T00:00:00Z"),
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(narrow.total, 2);
+}
+
+pub async fn tenants_are_isolated(store: &dyn Store) {
+    load(store).await;
+    assert_eq!(ids(store, "tenant=acme").await, vec!["x0"]);
+    assert_eq!(ids(store, "tenant=acme&actor_id=42").await, vec!["x0"]);
+    assert!(ids(store, "tenant=nobody").await.is_empty());
+    let acme = TenantName::parse("acme").unwrap();
+    assert_eq!(store.actions(&acme).await.unwrap().len(), 1);
+    assert_eq!(
+        store.actors(&acme, 10).await.unwrap()[0].name.as_deref(),
+        Some("Other Ana")
+    );
+    let tenants = store.tenants().await.unwrap();
+    assert_eq!(tenants, vec![acme, default_tenant()]);
+}
+
+pub async fn api_keys(store: &dyn Store) {
+    let key = ApiKeyRecord {
+        id: "k1".into(),
+        name: "ci".into(),
+        scope: Scope::Read,
+        tenant: Some(TenantName::parse("acme").unwrap()),
+        secret_hash: [7; 32],
+        created_at: 1_700_000_000_000_000,
+        last_used_at: None,
+        revoked: false,
+    };
+    store.insert_api_key(&key).await.unwrap();
+    assert_eq!(
+        store.api_key_by_hash(&[7; 32]).await.unwrap(),
+        Some(key.clone())
+    );
+    assert_eq!(store.api_key_by_hash(&[8; 32]).await.unwrap(), None);
+    store
+        .touch_api_keys(&[("k1".into(), 1_700_000_000_000_123)])
+        .await
+        .unwrap();
+    assert!(store.revoke_api_key("k1").await.unwrap());
+    assert!(!store.revoke_api_key("nope").await.unwrap());
+    let keys = store.api_keys().await.unwrap();
+    assert_eq!(keys.len(), 1);
+    assert!(keys[0].revoked);
+    assert_eq!(keys[0].last_used_at, Some(1_700_000_000_000_123));
+}
+
+pub async fn close_drains_and_refuses_writes(store: &dyn Store) {
+    store.append(sample_events(&["c1"])).await.unwrap();
+    store.close().await.unwrap();
+    let err = store.append(sample_events(&["c2"])).await.unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+}
