@@ -165,7 +165,7 @@ mod tests {
     fn what_get_returns_recanonicalizes_to_the_hashed_bytes() {
         let sealed = SealedEvent::seal(
             event(
-            r#"{"action":"x","changes":[{"field":"a","old":null,"new":[1,2.5e3]}],
+                r#"{"action":"x","changes":[{"field":"a","old":null,"new":[1,2.5e3]}],
                 "actor":{"id":"42","name":"Juan Pérez"},"description":"Rol cambiado"}"#,
             ),
             [0; 16],
@@ -195,8 +195,12 @@ mod fingerprint_tests {
 
     #[test]
     fn fingerprint_ignores_key_order_and_tenant_but_not_content() {
-        let a = EventInput::from_json(br#"{"id":"1","action":"x","tenant":"t","metadata":{"a":1,"b":2}}"#).unwrap();
-        let b = EventInput::from_json(br#"{"metadata":{"b":2,"a":1.0},"action":"x","id":"1"}"#).unwrap();
+        let a = EventInput::from_json(
+            br#"{"id":"1","action":"x","tenant":"t","metadata":{"a":1,"b":2}}"#,
+        )
+        .unwrap();
+        let b = EventInput::from_json(br#"{"metadata":{"b":2,"a":1.0},"action":"x","id":"1"}"#)
+            .unwrap();
         let c = EventInput::from_json(br#"{"id":"1","action":"y"}"#).unwrap();
         assert_eq!(fingerprint(&a), fingerprint(&b));
         assert_ne!(fingerprint(&a), fingerprint(&c));

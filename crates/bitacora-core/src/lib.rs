@@ -14,11 +14,10 @@ pub mod event;
 pub mod merkle;
 pub mod query;
 
-pub use error::FieldError;
 pub use canonical::SealedEvent;
+pub use error::FieldError;
 pub use event::{
     Actor, ActorType, Change, Context, Event, EventInput, IngestContext, IngestPolicy, Outcome,
-    Severity, Target,
-    TenantName,
+    Severity, Target, TenantName,
 };
 pub use query::{EventFilter, EventQuery, Order, Pagination};
