@@ -1,0 +1,435 @@
+//! The server's configuration: one [`Config`] with a section per concern, layered
+//! built-in defaults → TOML file (`--config`) → `BITACORA_*` environment → command-line flags.
+//!
+//! The environment is read two ways: the three variables of CONTRACT §1 (`BITACORA_DATA`,
+//! `BITACORA_DATABASE_URL`, `BITACORA_LISTEN`) plus `BITACORA_LOG_LEVEL`/`BITACORA_LOG_FORMAT`
+//! by name, and any setting by its path with `__` between section and key
+//! (`BITACORA_SERVER__REQUEST_TIMEOUT_SECS=5`, `BITACORA_INGEST__DEFAULT_TENANT=acme`). Other
+//! `BITACORA_*` variables (for example the binary's own `BITACORA_CONFIG`) are not settings and
+//! are ignored here.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use bitacora_core::{IngestPolicy, Severity, TenantName};
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+/// A commented example configuration holding every default; `bitacora config print-default`
+/// prints it. A unit test proves it parses into [`Config::default`].
+pub const DEFAULT_CONFIG_TOML: &str = r#"# bitacora configuration.
+#
+# Every value below is the built-in default: keep only what you change. Precedence, lowest first:
+# built-in defaults < this file (--config FILE) < BITACORA_* environment variables < flags.
+# Any setting can also be given as BITACORA_<SECTION>__<KEY>, e.g. BITACORA_SERVER__LISTEN.
+
+[server]
+# Address and port to listen on (--listen, BITACORA_LISTEN).
+listen = "127.0.0.1:8480"
+# Reverse proxies (addresses or CIDR blocks) whose X-Forwarded-For / X-Real-IP headers are
+# believed. From anyone else those headers are ignored and the connection's address is used.
+trusted_proxies = []
+# A request still unanswered after this many seconds gets 503. Exports stream their body and
+# are not cut by it.
+request_timeout_secs = 30
+# After SIGTERM: how long in-flight requests may take to finish before connections are closed.
+# Queued writes are committed either way.
+shutdown_grace_secs = 10
+# Failed authentications allowed per client address and minute before answering 429.
+auth_failures_per_minute = 20
+
+[store]
+# The embedded SQLite store's folder (--data, BITACORA_DATA).
+data = "./bitacora-data"
+# PostgreSQL instead of the embedded store (--database-url, BITACORA_DATABASE_URL).
+# database_url = "postgres://bitacora@localhost/bitacora"
+# SQLite durability: "full" (an acknowledged event survives power loss), "normal" (survives a
+# crash of bitacora, not of the machine) or "off" (benchmarks only).
+synchronous = "full"
+# Most events the writer commits in one transaction (unset: the store's default).
+# max_batch_events = 50000
+
+[ingest]
+# The tenant of an event that names none, sent with a key that is not pinned to a tenant.
+default_tenant = "default"
+
+# Severity of an event that names none, by exact action or by prefix ending in `*`. Exact names
+# win over prefixes, longer prefixes over shorter ones; anything else is "low".
+[ingest.severity]
+# "user.role_change" = "critical"
+# "user.*" = "medium"
+
+[log]
+# "pretty" for people, "json" for log collectors (--log-format, BITACORA_LOG_FORMAT).
+format = "pretty"
+# A tracing filter: "info", "debug", "bitacora_server=debug,info", ... (--log-level,
+# BITACORA_LOG_LEVEL).
+level = "info"
+"#;
+
+/// Everything `bitacora serve` can be told.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub store: StoreConfig,
+    pub ingest: IngestConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// Only from these peers are `X-Forwarded-For`/`X-Real-IP` believed: anyone else could
+    /// write any address into an audit record.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Time to produce a response's head; a streamed body (export) is not limited by it.
+    pub request_timeout_secs: u64,
+    /// How long in-flight requests may run on after shutdown begins.
+    pub shutdown_grace_secs: u64,
+    /// Failed authentications per client address and minute before `429`.
+    pub auth_failures_per_minute: u32,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8480)),
+            trusted_proxies: Vec::new(),
+            request_timeout_secs: 30,
+            shutdown_grace_secs: 10,
+            auth_failures_per_minute: 20,
+        }
+    }
+}
+
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// The embedded store's folder; also where `initial-admin-key` is written.
+    pub data: PathBuf,
+    /// PostgreSQL URL; when set it wins over `data`. May hold a password, so it is never
+    /// shown by `Debug`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+    pub synchronous: SyncMode,
+    /// Upper bound of one group commit; `None` keeps the store's own default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_batch_events: Option<usize>,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            data: PathBuf::from("./bitacora-data"),
+            database_url: None,
+            synchronous: SyncMode::Full,
+            max_batch_events: None,
+        }
+    }
+}
+
+impl fmt::Debug for StoreConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoreConfig")
+            .field("data", &self.data)
+            .field(
+                "database_url",
+                &self.database_url.as_ref().map(|_| "<redacted>"),
+            )
+            .field("synchronous", &self.synchronous)
+            .field("max_batch_events", &self.max_batch_events)
+            .finish()
+    }
+}
+
+/// SQLite's `synchronous` pragma, as far as durability goes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SyncMode {
+    Off,
+    Normal,
+    #[default]
+    Full,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestConfig {
+    pub default_tenant: TenantName,
+    /// Action (or `prefix.*`) → severity for events that name none.
+    pub severity: BTreeMap<String, Severity>,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            default_tenant: TenantName::default_tenant(),
+            severity: BTreeMap::new(),
+        }
+    }
+}
+
+impl IngestConfig {
+    pub fn policy(&self) -> IngestPolicy {
+        IngestPolicy {
+            severity_by_action: self.severity.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Pretty,
+            level: "info".to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Pretty,
+    Json,
+}
+
+/// What command-line flags can set; `None` leaves the lower layers' value.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Overrides {
+    pub data: Option<PathBuf>,
+    pub database_url: Option<String>,
+    pub listen: Option<SocketAddr>,
+    pub log_level: Option<String>,
+    pub log_format: Option<LogFormat>,
+}
+
+/// A configuration that cannot be used; the message names the setting, and the flag or
+/// environment variable that sets it.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(String);
+
+impl Config {
+    /// Defaults → `file` → environment → `overrides`.
+    pub fn load(file: Option<&Path>, overrides: Overrides) -> Result<Self, ConfigError> {
+        if let Some(path) = file.filter(|p| !p.is_file()) {
+            return Err(ConfigError(format!(
+                "configuration file `{}` does not exist (given with --config or BITACORA_CONFIG)",
+                path.display()
+            )));
+        }
+        Self::figment(file, overrides)
+            .extract::<Config>()
+            .map_err(describe)
+    }
+
+    /// The layered [`Figment`], for callers that add layers of their own.
+    pub fn figment(file: Option<&Path>, overrides: Overrides) -> Figment {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            figment = figment.merge(Toml::file(path));
+        }
+        figment = figment
+            .merge(Env::raw().filter_map(|key| {
+                let path = match key.as_str().to_ascii_uppercase().as_str() {
+                    "BITACORA_DATA" => "store.data",
+                    "BITACORA_DATABASE_URL" => "store.database_url",
+                    "BITACORA_LISTEN" => "server.listen",
+                    "BITACORA_LOG_LEVEL" => "log.level",
+                    "BITACORA_LOG_FORMAT" => "log.format",
+                    _ => return None,
+                };
+                Some(path.into())
+            }))
+            .merge(
+                Env::prefixed("BITACORA_")
+                    .filter(|key| key.as_str().contains("__"))
+                    .split("__"),
+            );
+        let o = overrides;
+        if let Some(v) = o.data {
+            figment = figment.merge(Serialized::default("store.data", v));
+        }
+        if let Some(v) = o.database_url {
+            figment = figment.merge(Serialized::default("store.database_url", v));
+        }
+        if let Some(v) = o.listen {
+            figment = figment.merge(Serialized::default("server.listen", v));
+        }
+        if let Some(v) = o.log_level {
+            figment = figment.merge(Serialized::default("log.level", v));
+        }
+        if let Some(v) = o.log_format {
+            figment = figment.merge(Serialized::default("log.format", v));
+        }
+        figment
+    }
+}
+
+/// The flag and environment variable that set a setting, for error messages.
+fn how_to_set(path: &str) -> String {
+    let named = match path {
+        "store.data" => Some(("--data", "BITACORA_DATA")),
+        "store.database_url" => Some(("--database-url", "BITACORA_DATABASE_URL")),
+        "server.listen" => Some(("--listen", "BITACORA_LISTEN")),
+        "log.level" => Some(("--log-level", "BITACORA_LOG_LEVEL")),
+        "log.format" => Some(("--log-format", "BITACORA_LOG_FORMAT")),
+        _ => None,
+    };
+    let env = path.replace('.', "__").to_ascii_uppercase();
+    match named {
+        Some((flag, var)) => format!("set it with {flag}, {var} or `{path}` in the config file"),
+        None => format!("set it with BITACORA_{env} or `{path}` in the config file"),
+    }
+}
+
+fn describe(err: figment::Error) -> ConfigError {
+    let messages: Vec<String> = err
+        .into_iter()
+        .map(|e| {
+            let path = e.path.join(".");
+            let source = e
+                .metadata
+                .as_ref()
+                .map(|m| format!(" (from {})", m.name))
+                .unwrap_or_default();
+            if path.is_empty() {
+                format!("invalid configuration{source}: {}", e.kind)
+            } else {
+                format!(
+                    "invalid setting `{path}`{source}: {}; {}",
+                    e.kind,
+                    how_to_set(&path)
+                )
+            }
+        })
+        .collect();
+    ConfigError(messages.join("\n"))
+}
+
+#[cfg(test)]
+#[allow(clippy::result_large_err)] // figment's Jail closures return figment::Error
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    #[test]
+    fn default_toml_parses_into_the_defaults() {
+        let parsed: Config = Figment::from(Toml::string(DEFAULT_CONFIG_TOML))
+            .extract()
+            .unwrap();
+        assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn layers_apply_in_order() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "bitacora.toml",
+                r#"
+                [server]
+                listen = "0.0.0.0:1"
+                request_timeout_secs = 7
+                trusted_proxies = ["10.0.0.0/8"]
+                [store]
+                data = "/from/file"
+                [ingest.severity]
+                "user.*" = "high"
+                "#,
+            )?;
+            let file = Path::new("bitacora.toml");
+
+            let c = Config::load(Some(file), Overrides::default()).unwrap();
+            assert_eq!(c.server.listen.to_string(), "0.0.0.0:1");
+            assert_eq!(c.server.request_timeout_secs, 7);
+            assert_eq!(c.store.data, PathBuf::from("/from/file"));
+            assert_eq!(
+                c.ingest.policy().default_severity("user.login"),
+                Severity::High
+            );
+            assert_eq!(c.server.trusted_proxies.len(), 1);
+
+            jail.set_env("BITACORA_DATA", "/from/env");
+            jail.set_env("BITACORA_LISTEN", "127.0.0.1:2");
+            jail.set_env("BITACORA_SERVER__REQUEST_TIMEOUT_SECS", "9");
+            jail.set_env("BITACORA_CONFIG", "ignored: not a setting");
+            let c = Config::load(Some(file), Overrides::default()).unwrap();
+            assert_eq!(c.store.data, PathBuf::from("/from/env"));
+            assert_eq!(c.server.listen.to_string(), "127.0.0.1:2");
+            assert_eq!(c.server.request_timeout_secs, 9);
+
+            let c = Config::load(
+                Some(file),
+                Overrides {
+                    data: Some("/from/flag".into()),
+                    listen: Some("127.0.0.1:3".parse().unwrap()),
+                    ..Overrides::default()
+                },
+            )
+            .unwrap();
+            assert_eq!(c.store.data, PathBuf::from("/from/flag"));
+            assert_eq!(c.server.listen.to_string(), "127.0.0.1:3");
+            // Untouched by the flags: still the file's.
+            assert_eq!(c.server.trusted_proxies.len(), 1);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn errors_name_the_setting_flag_and_variable() {
+        Jail::expect_with(|jail| {
+            jail.set_env("BITACORA_LISTEN", "not-an-address");
+            let err = Config::load(None, Overrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("server.listen"), "{err}");
+            assert!(err.contains("--listen"), "{err}");
+            assert!(err.contains("BITACORA_LISTEN"), "{err}");
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.create_file("bad.toml", "[store]\nsynchronous = \"sometimes\"\n")?;
+            let err = Config::load(Some(Path::new("bad.toml")), Overrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("store.synchronous"), "{err}");
+            assert!(err.contains("BITACORA_STORE__SYNCHRONOUS"), "{err}");
+            Ok(())
+        });
+        let err = Config::load(Some(Path::new("/no/such/file.toml")), Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--config"), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        Jail::expect_with(|jail| {
+            jail.create_file("typo.toml", "[server]\nlisten_addr = \"127.0.0.1:1\"\n")?;
+            assert!(Config::load(Some(Path::new("typo.toml")), Overrides::default()).is_err());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn debug_never_shows_the_database_url() {
+        let mut c = Config::default();
+        c.store.database_url = Some("postgres://u:hunter2@db/bitacora".into());
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+    }
+}

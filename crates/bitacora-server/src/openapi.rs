@@ -1,0 +1,43 @@
+//! The OpenAPI 3.1 document, generated from the handlers' `#[utoipa::path]` annotations and
+//! the core's `ToSchema` types; served at `/openapi.json`, browsable at `/docs` (Swagger UI,
+//! assets embedded in the binary).
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "bitacora",
+        description = "A tamper-evident audit-trail server. Every `/v1` endpoint takes \
+            `Authorization: Bearer <api key>`; errors are `{\"error\":{\"code\",\"message\",\"field\"}}`.",
+        license(name = "Apache-2.0"),
+    ),
+    modifiers(&BearerAuth),
+    components(schemas(bitacora_core::api::ErrorBody, bitacora_core::api::ErrorDetail)),
+    tags(
+        (name = "ingest", description = "Sending events"),
+        (name = "events", description = "Searching, reading and exporting events"),
+        (name = "summaries", description = "Actions, actors and activity counts"),
+        (name = "operations", description = "Health and metrics (no authentication)"),
+    )
+)]
+pub struct ApiDoc;
+
+/// Declares the `bearer` scheme the paths refer to.
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("An API key (`bk_...`)"))
+                    .build(),
+            ),
+        );
+    }
+}

@@ -1,0 +1,53 @@
+//! Opening the configured store: the embedded SQLite store in `store.data`, or (issue 4)
+//! PostgreSQL at `store.database_url`. The rest of the server only sees `Arc<dyn Store>`.
+
+use std::sync::Arc;
+
+use anyhow::{Context as _, bail};
+use bitacora_store::Store;
+use bitacora_store_sqlite::{SqliteOptions, SqliteStore, Synchronous};
+
+use crate::config::{Config, SyncMode};
+
+/// Opens (creating and migrating if needed) the store the configuration names. Blocking:
+/// call it from a blocking context or before the runtime is busy.
+pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    if let Some(url) = &config.store.database_url {
+        let scheme = url.split_once("://").map(|(s, _)| s).unwrap_or("");
+        if scheme == "postgres" || scheme == "postgresql" {
+            bail!(
+                "PostgreSQL store is not available in this build yet; unset --database-url / \
+                 BITACORA_DATABASE_URL to use the embedded store in --data / BITACORA_DATA"
+            );
+        }
+        bail!(
+            "unsupported database URL scheme `{scheme}` (set with --database-url or \
+             BITACORA_DATABASE_URL): expected postgres://..."
+        );
+    }
+    let mut options = SqliteOptions {
+        synchronous: match config.store.synchronous {
+            SyncMode::Off => Synchronous::Off,
+            SyncMode::Normal => Synchronous::Normal,
+            SyncMode::Full => Synchronous::Full,
+        },
+        ..SqliteOptions::default()
+    };
+    if let Some(n) = config.store.max_batch_events {
+        options.max_batch_events = n.max(1);
+    }
+    let data = &config.store.data;
+    let store = SqliteStore::open(data, options).with_context(|| {
+        format!(
+            "cannot open the store in `{}` (set the folder with --data or BITACORA_DATA)",
+            data.display()
+        )
+    })?;
+    Ok(Arc::new(store))
+}
+
+/// Whether the configured store keeps its files in `store.data` (where the initial admin key
+/// file goes).
+pub fn is_embedded(config: &Config) -> bool {
+    config.store.database_url.is_none()
+}
