@@ -83,3 +83,24 @@ CREATE TABLE api_keys (
     last_used_at INTEGER,
     revoked      INTEGER NOT NULL DEFAULT 0
 );
+
+-- The Merkle tree of each tenant's log (RFC 6962): complete subtree hashes, which never
+-- change once written. Nodes below level 4 are not stored; they are folded from at most 8
+-- leaf hashes in `events`, which keeps this table at 1/16 of a row per event.
+CREATE TABLE merkle_nodes (
+    tenant_id INTEGER NOT NULL,
+    level     INTEGER NOT NULL,
+    idx       INTEGER NOT NULL,
+    hash      BLOB NOT NULL,
+    PRIMARY KEY (tenant_id, level, idx)
+) WITHOUT ROWID;
+
+-- Every signed checkpoint, kept forever (C2SP signed note text).
+CREATE TABLE checkpoints (
+    tenant_id  INTEGER NOT NULL,
+    size       INTEGER NOT NULL,
+    root       BLOB NOT NULL,
+    note       TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, size)
+) WITHOUT ROWID;

@@ -14,9 +14,11 @@ use async_trait::async_trait;
 use bitacora_core::TenantName;
 use bitacora_core::api::{ActionSummary, ActorSummary, Stats};
 use bitacora_core::canonical::{Hash, SealedEvent};
+use bitacora_core::merkle::NodeId;
 use bitacora_core::query::EventQuery;
 use bitacora_store::{
-    ApiKeyRecord, AppendOutcome, Scope, SearchResult, Store, StoreError, StoreResult, StoredEvent,
+    ApiKeyRecord, AppendOutcome, Scope, SearchResult, Store, StoreError, StoreResult,
+    StoredCheckpoint, StoredEvent,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{Semaphore, oneshot};
@@ -24,6 +26,7 @@ use tokio::sync::{Semaphore, oneshot};
 mod derive;
 mod read;
 mod schema;
+mod tree;
 mod writer;
 
 use writer::{Job, Prepared, Writer, WriterConfig};
@@ -271,6 +274,95 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn tree_nodes(&self, tenant: &TenantName, nodes: &[NodeId]) -> StoreResult<Vec<Hash>> {
+        let (tenant, nodes) = (tenant.clone(), nodes.to_vec());
+        self.with_conn(move |c| {
+            let tx = c.transaction().map_err(sql_error)?;
+            let Some((tid, size)) = read::tenant(&tx, &tenant)? else {
+                return Err(StoreError::Corrupt(format!("tenant `{tenant}` has no log")));
+            };
+            nodes
+                .iter()
+                .map(|id| match id.leaf_range() {
+                    Some((_, end)) if end <= size => tree::node(&tx, tid, *id),
+                    _ => Err(StoreError::Corrupt(format!(
+                        "node {id:?} is not complete in a log of {size} events"
+                    ))),
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn add_checkpoint(
+        &self,
+        tenant: &TenantName,
+        checkpoint: &StoredCheckpoint,
+    ) -> StoreResult<()> {
+        let (tenant, cp) = (tenant.clone(), checkpoint.clone());
+        self.with_conn(move |c| {
+            let Some((tid, _)) = read::tenant(c, &tenant)? else {
+                return Err(StoreError::Internal(format!(
+                    "tenant `{tenant}` has no log"
+                )));
+            };
+            c.execute(
+                "INSERT INTO checkpoints (tenant_id, size, root, note, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
+                params![tid, cp.size as i64, &cp.root[..], cp.note, cp.created_at],
+            )
+            .map_err(sql_error)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn latest_checkpoint(
+        &self,
+        tenant: &TenantName,
+    ) -> StoreResult<Option<StoredCheckpoint>> {
+        let tenant = tenant.clone();
+        self.with_conn(move |c| {
+            let Some((tid, _)) = read::tenant(c, &tenant)? else {
+                return Ok(None);
+            };
+            c.prepare_cached(
+                "SELECT size, root, note, created_at FROM checkpoints
+                 WHERE tenant_id = ?1 ORDER BY size DESC LIMIT 1",
+            )
+            .map_err(sql_error)?
+            .query_row([tid], checkpoint_row)
+            .optional()
+            .map_err(sql_error)
+        })
+        .await
+    }
+
+    async fn checkpoints(
+        &self,
+        tenant: &TenantName,
+        after_size: u64,
+        limit: u32,
+    ) -> StoreResult<Vec<StoredCheckpoint>> {
+        let tenant = tenant.clone();
+        self.with_conn(move |c| {
+            let Some((tid, _)) = read::tenant(c, &tenant)? else {
+                return Ok(Vec::new());
+            };
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT size, root, note, created_at FROM checkpoints
+                     WHERE tenant_id = ?1 AND size > ?2 ORDER BY size LIMIT ?3",
+                )
+                .map_err(sql_error)?;
+            stmt.query_map(params![tid, after_size as i64, limit], checkpoint_row)
+                .map_err(sql_error)?
+                .collect::<Result<_, _>>()
+                .map_err(sql_error)
+        })
+        .await
+    }
+
     async fn tenants(&self) -> StoreResult<Vec<TenantName>> {
         self.with_conn(|c| read::tenants(c)).await
     }
@@ -376,6 +468,15 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
+
+fn checkpoint_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredCheckpoint> {
+    Ok(StoredCheckpoint {
+        size: r.get::<_, i64>(0)? as u64,
+        root: writer::blob32(r.get_ref(1)?.as_blob()?),
+        note: r.get(2)?,
+        created_at: r.get(3)?,
+    })
 }
 
 const KEY_COLUMNS: &str =

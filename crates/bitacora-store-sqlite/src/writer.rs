@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use bitacora_core::Event;
 use bitacora_core::canonical::{Fingerprint, Hash, SealedEvent};
+use bitacora_core::merkle::{CompactRange, NodeId};
 use bitacora_store::{AppendOutcome, StoreError, StoreResult};
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{Semaphore, oneshot};
@@ -26,6 +27,7 @@ use tokio::sync::{Semaphore, oneshot};
 use crate::derive::{self, pos, tenant_range};
 use crate::schema::{TERM_ACTION, TERM_CATEGORY, TERM_SOURCE, TERM_TARGET_TYPE};
 use crate::sql_error;
+use crate::tree::{self, STORED_LEVEL};
 
 /// An event with everything the writer needs precomputed.
 pub struct Prepared {
@@ -70,6 +72,8 @@ struct TenantState {
 #[derive(Default)]
 struct Caches {
     tenants: HashMap<String, TenantState>,
+    /// Each tenant's Merkle frontier, loaded on first append.
+    ranges: HashMap<i64, CompactRange>,
     /// Dictionary ids by kind (index = kind) and value.
     terms: [HashMap<String, i64>; 5],
 }
@@ -213,6 +217,7 @@ impl Writer {
         let mut touched: HashMap<i64, u64> = HashMap::new();
         let mut action_counts: HashMap<(i64, i64, i64), i64> = HashMap::new();
         let mut actors: HashMap<(i64, &str), ActorDelta<'_>> = HashMap::new();
+        let mut nodes: Vec<(i64, NodeId, Hash)> = Vec::new();
 
         {
             let mut insert = tx
@@ -303,6 +308,18 @@ impl Writer {
                     ])
                     .map_err(sql_error)?;
 
+                if !caches.ranges.contains_key(&tid) {
+                    let range = CompactRange::load(seq, |id| tree::node(&tx, tid, id))?;
+                    caches.ranges.insert(tid, range);
+                }
+                let range = caches.ranges.get_mut(&tid).expect("loaded above");
+                range
+                    .append_with(p.sealed.leaf_hash, |id, hash| {
+                        if id.level >= STORED_LEVEL {
+                            nodes.push((tid, id, *hash));
+                        }
+                    })
+                    .map_err(|e| StoreError::Internal(format!("Merkle append: {e}")))?;
                 caches
                     .tenants
                     .get_mut(e.tenant.as_str())
@@ -337,6 +354,7 @@ impl Writer {
             }
         }
 
+        tree::insert_nodes(&tx, &nodes)?;
         {
             let mut size = tx
                 .prepare_cached("UPDATE tenants SET size = ?2 WHERE id = ?1")

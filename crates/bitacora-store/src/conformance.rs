@@ -19,7 +19,8 @@ use bitacora_core::query::{Cursor, EventQuery, Order, Pagination};
 use bitacora_core::{Event, EventInput, TenantName};
 use serde_json::json;
 
-use crate::{ApiKeyRecord, AppendOutcome, Scope, Store, StoreError};
+use crate::{ApiKeyRecord, AppendOutcome, Scope, Store, StoreError, StoredCheckpoint};
+use bitacora_core::merkle;
 
 /// Generates one `#[tokio::test]` per conformance check.
 #[macro_export]
@@ -38,6 +39,8 @@ macro_rules! suite {
             stats_window,
             tenants_are_isolated,
             api_keys,
+            merkle_tree_matches_the_leaves,
+            checkpoints_are_kept,
             close_drains_and_refuses_writes,
         );
     };
@@ -524,4 +527,71 @@ pub async fn close_drains_and_refuses_writes(store: &dyn Store) {
     store.close().await.unwrap();
     let err = store.append(sample_events(&["c2"])).await.unwrap_err();
     assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+}
+
+/// The stored tree answers roots and proofs that agree with a naive rehash of the leaves, at
+/// every size, across several appends (so frontiers are reloaded and extended).
+pub async fn merkle_tree_matches_the_leaves(store: &dyn Store) {
+    let t = default_tenant();
+    let names: Vec<String> = (0..70).map(|i| format!("m{i}")).collect();
+    for chunk in names.chunks(23) {
+        let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        store.append(sample_events(&refs)).await.unwrap();
+    }
+    let mut leaves = Vec::new();
+    for seq in 0..70 {
+        leaves.push(
+            store
+                .event_by_seq(&t, seq)
+                .await
+                .unwrap()
+                .unwrap()
+                .leaf_hash,
+        );
+    }
+    for size in [1u64, 2, 15, 16, 17, 33, 64, 69, 70] {
+        let want = merkle::root_from_leaves(&leaves[..size as usize]);
+        let ids = merkle::root_nodes(size);
+        let hashes = store.tree_nodes(&t, &ids).await.unwrap();
+        let map: std::collections::HashMap<_, _> = ids.into_iter().zip(hashes).collect();
+        let root = merkle::root_from_nodes(size, |id| Ok::<_, ()>(map[&id])).unwrap();
+        assert_eq!(root, want, "root of size {size}");
+        for index in [0, size / 2, size - 1] {
+            let refs = merkle::inclusion_proof_nodes(index, size).unwrap();
+            let ids = merkle::required_nodes(&refs);
+            let hashes = store.tree_nodes(&t, &ids).await.unwrap();
+            let map: std::collections::HashMap<_, _> = ids.into_iter().zip(hashes).collect();
+            let proof = merkle::resolve_proof(&refs, |id| Ok::<_, ()>(map[&id])).unwrap();
+            merkle::verify_inclusion(&leaves[index as usize], index, size, &proof, &root)
+                .unwrap_or_else(|e| panic!("inclusion of {index} in {size}: {e}"));
+        }
+    }
+    // A node that is not complete yet is refused, not invented.
+    let err = store
+        .tree_nodes(&t, &[merkle::NodeId::new(7, 0)])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
+}
+
+pub async fn checkpoints_are_kept(store: &dyn Store) {
+    let t = default_tenant();
+    store.append(sample_events(&["k1", "k2"])).await.unwrap();
+    assert_eq!(store.latest_checkpoint(&t).await.unwrap(), None);
+    let cp = |size: u64| StoredCheckpoint {
+        size,
+        root: [size as u8; 32],
+        note: format!("bitacora/default\n{size}\n...\n"),
+        created_at: 1_700_000_000_000_000 + size as i64,
+    };
+    store.add_checkpoint(&t, &cp(1)).await.unwrap();
+    store.add_checkpoint(&t, &cp(2)).await.unwrap();
+    store.add_checkpoint(&t, &cp(2)).await.unwrap();
+    assert_eq!(store.latest_checkpoint(&t).await.unwrap(), Some(cp(2)));
+    assert_eq!(
+        store.checkpoints(&t, 0, 10).await.unwrap(),
+        vec![cp(1), cp(2)]
+    );
+    assert_eq!(store.checkpoints(&t, 1, 10).await.unwrap(), vec![cp(2)]);
+    assert_eq!(store.checkpoints(&t, 0, 1).await.unwrap(), vec![cp(1)]);
 }

@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use bitacora_core::TenantName;
 use bitacora_core::api::{ActionSummary, ActorSummary, Stats};
 use bitacora_core::canonical::{Hash, SealedEvent};
+use bitacora_core::merkle::NodeId;
 use bitacora_core::query::EventQuery;
 use chrono_free::Timestamp;
 
@@ -101,6 +102,17 @@ pub struct SearchResult {
     pub total: Option<u64>,
 }
 
+/// A signed checkpoint of a tenant's log, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCheckpoint {
+    /// The tree size it commits to.
+    pub size: u64,
+    pub root: Hash,
+    /// The C2SP signed note (checkpoint body and signature lines).
+    pub note: String,
+    pub created_at: Timestamp,
+}
+
 /// What an API key may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Scope {
@@ -177,6 +189,29 @@ pub trait Store: Send + Sync + 'static {
 
     /// The number of events in the tenant's log (its next `seq`).
     async fn log_size(&self, tenant: &TenantName) -> StoreResult<u64>;
+
+    /// Hashes of complete subtrees of the tenant's Merkle tree (RFC 6962), in the order
+    /// asked. Each node must be complete within the current log (`Corrupt` otherwise).
+    async fn tree_nodes(&self, tenant: &TenantName, nodes: &[NodeId]) -> StoreResult<Vec<Hash>>;
+
+    /// Stores a signed checkpoint. Storing one for a size already signed is a no-op.
+    async fn add_checkpoint(
+        &self,
+        tenant: &TenantName,
+        checkpoint: &StoredCheckpoint,
+    ) -> StoreResult<()>;
+
+    /// The checkpoint with the largest tree size.
+    async fn latest_checkpoint(&self, tenant: &TenantName)
+    -> StoreResult<Option<StoredCheckpoint>>;
+
+    /// Checkpoints with `size > after_size`, smallest first, at most `limit`.
+    async fn checkpoints(
+        &self,
+        tenant: &TenantName,
+        after_size: u64,
+        limit: u32,
+    ) -> StoreResult<Vec<StoredCheckpoint>>;
 
     /// Every tenant that has a log.
     async fn tenants(&self) -> StoreResult<Vec<TenantName>>;
