@@ -13,6 +13,7 @@
 //! bodies at startup.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
@@ -308,11 +309,12 @@ impl Writer {
                     ])
                     .map_err(sql_error)?;
 
-                if !caches.ranges.contains_key(&tid) {
-                    let range = CompactRange::load(seq, |id| tree::node(&tx, tid, id))?;
-                    caches.ranges.insert(tid, range);
-                }
-                let range = caches.ranges.get_mut(&tid).expect("loaded above");
+                let range = match caches.ranges.entry(tid) {
+                    Entry::Occupied(o) => o.into_mut(),
+                    Entry::Vacant(v) => {
+                        v.insert(CompactRange::load(seq, |id| tree::node(&tx, tid, id))?)
+                    }
+                };
                 range
                     .append_with(p.sealed.leaf_hash, |id, hash| {
                         if id.level >= STORED_LEVEL {
