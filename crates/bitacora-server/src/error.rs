@@ -95,7 +95,7 @@ impl ApiError {
             // The store's message may name files or hosts: say only what the client needs.
             ApiError::Unavailable(_) => (
                 "unavailable",
-                "the store is temporarily unavailable; retry shortly".into(),
+                "the service is temporarily unavailable; retry shortly".into(),
                 None,
             ),
             ApiError::Internal(_) => ("internal", "internal server error".into(), None),
@@ -156,7 +156,7 @@ impl IntoResponse for ApiError {
         let status = self.status();
         match &self {
             ApiError::Internal(cause) => tracing::error!(error = %cause, "request failed"),
-            ApiError::Unavailable(cause) => tracing::warn!(error = %cause, "store unavailable"),
+            ApiError::Unavailable(cause) => tracing::warn!(error = %cause, "service unavailable"),
             _ => {}
         }
         let body = serde_json::to_vec(&ErrorBody {
@@ -232,7 +232,10 @@ pub async fn json_errors(request: Request, next: Next) -> Response {
         StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType(
             text.unwrap_or_else(|| "unsupported content type".into()),
         ),
-        StatusCode::REQUEST_TIMEOUT => ApiError::Unavailable("request timed out".into()),
+        // Only the timeout layer answers 408 or a bare 503: the server was too slow.
+        StatusCode::REQUEST_TIMEOUT | StatusCode::SERVICE_UNAVAILABLE => {
+            ApiError::Unavailable("request timed out".into())
+        }
         StatusCode::UNAUTHORIZED => {
             ApiError::Unauthorized(text.unwrap_or_else(|| "unauthorized".into()))
         }
@@ -375,5 +378,52 @@ mod tests {
         }
         .into_response();
         assert_eq!(r.headers()[header::RETRY_AFTER], "7");
+    }
+
+    #[tokio::test]
+    async fn responses_from_outside_handlers_are_rewritten_as_json() {
+        use axum::Router;
+        use axum::routing::get;
+        use tower::ServiceExt as _;
+
+        let app = Router::new()
+            .route("/slow", get(|| async { StatusCode::REQUEST_TIMEOUT }))
+            .route(
+                "/panic",
+                get(|| async {
+                    if true {
+                        panic!("boom");
+                    }
+                    "unreachable"
+                }),
+            )
+            .route(
+                "/typed",
+                get(
+                    |_: axum::extract::Query<std::collections::HashMap<String, u32>>| async {
+                        "ok"
+                    },
+                ),
+            )
+            .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+                panic_response,
+            ))
+            .layer(axum::middleware::from_fn(json_errors));
+        let call = |uri: &'static str| {
+            let app = app.clone();
+            async move {
+                let r = app
+                    .oneshot(Request::builder().uri(uri).body(Body::empty()).unwrap())
+                    .await
+                    .unwrap();
+                let status = r.status().as_u16();
+                let body = axum::body::to_bytes(r.into_body(), 1 << 16).await.unwrap();
+                let body: ErrorBody = serde_json::from_slice(&body).unwrap();
+                (status, body.error.code)
+            }
+        };
+        assert_eq!(call("/slow").await, (503, "unavailable".into()));
+        assert_eq!(call("/panic").await, (500, "internal".into()));
+        assert_eq!(call("/typed?n=x").await, (400, "bad_request".into()));
     }
 }

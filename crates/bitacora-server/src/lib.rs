@@ -134,3 +134,116 @@ fn base_url(addr: SocketAddr) -> String {
     };
     format!("http://{}", SocketAddr::new(ip, addr.port()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    /// A minimal HTTP/1.1 exchange, so this crate needs no HTTP client.
+    async fn http(addr: SocketAddr, request: String) -> String {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut out = String::new();
+        stream.read_to_string(&mut out).await.unwrap();
+        out
+    }
+
+    #[tokio::test]
+    async fn serve_creates_the_initial_key_serves_and_shuts_down() {
+        telemetry::init_test_tracing();
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::default();
+        config.store.data = dir.path().to_owned();
+        config.store.synchronous = config::SyncMode::Off;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(config.clone(), listener, async {
+            let _ = stopped.await;
+        }));
+
+        let key_file = dir.path().join(auth::INITIAL_KEY_FILE);
+        for _ in 0..100 {
+            if key_file.exists() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let secret = std::fs::read_to_string(&key_file)
+            .unwrap()
+            .trim()
+            .to_owned();
+        assert!(secret.starts_with("bk_"));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&key_file).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+
+        let body = r#"{"id":"s-1","action":"user.login"}"#;
+        let reply = http(
+            addr,
+            format!(
+                "POST /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {secret}\r\n\
+                 Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            ),
+        )
+        .await;
+        assert!(reply.starts_with("HTTP/1.1 201"), "{reply}");
+        let reply = http(
+            addr,
+            format!(
+                "GET /v1/events/s-1 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {secret}\r\n\
+                 Connection: close\r\n\r\n"
+            ),
+        )
+        .await;
+        // The connection's address is recorded.
+        assert!(reply.contains(r#""ip":"127.0.0.1""#), "{reply}");
+
+        stop.send(()).unwrap();
+        server.await.unwrap().unwrap();
+
+        // A second start finds a key and creates none; the event is still there.
+        let store = open_store(&config).unwrap();
+        assert_eq!(store.api_keys().await.unwrap().len(), 1);
+        assert!(
+            auth::ensure_initial_admin_key(&*store, Some(dir.path()))
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let tenant = bitacora_core::TenantName::default_tenant();
+        assert!(store.event_by_id(&tenant, "s-1").await.unwrap().is_some());
+        store.close().await.unwrap();
+    }
+
+    #[test]
+    fn postgres_is_refused_with_a_clear_message() {
+        let mut config = Config::default();
+        config.store.database_url = Some("postgres://u:p@localhost/db".into());
+        let err = open_store(&config).err().unwrap().to_string();
+        assert!(
+            err.contains("PostgreSQL store is not available in this build yet"),
+            "{err}"
+        );
+        assert!(err.contains("BITACORA_DATABASE_URL"), "{err}");
+        assert!(!err.contains("u:p"), "{err}");
+    }
+
+    #[test]
+    fn base_urls_show_loopback_for_unspecified_addresses() {
+        assert_eq!(
+            base_url("0.0.0.0:8480".parse().unwrap()),
+            "http://127.0.0.1:8480"
+        );
+        assert_eq!(base_url("[::]:1".parse().unwrap()), "http://[::1]:1");
+        assert_eq!(
+            base_url("10.1.2.3:80".parse().unwrap()),
+            "http://10.1.2.3:80"
+        );
+    }
+}

@@ -226,3 +226,6 @@ pub(crate) fn write_events(out: &mut String, events: &[bitacora_store::StoredEve
     }
     out.push(']');
 }
+
+#[cfg(test)]
+mod tests;
