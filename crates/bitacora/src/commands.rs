@@ -1,12 +1,13 @@
 //! What each subcommand does, once its configuration is loaded.
 
 use std::io::Write as _;
+use std::sync::Arc;
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use bitacora_core::TenantName;
 use bitacora_core::query::EventQuery;
 use bitacora_server::Config;
-use bitacora_store::{ApiKeyRecord, Scope};
+use bitacora_store::{ApiKeyRecord, Scope, Store};
 use chrono::{DateTime, SecondsFormat};
 use futures::StreamExt as _;
 
@@ -14,7 +15,7 @@ use crate::check_data_dir;
 
 /// `bitacora serve`: binds, announces the URLs, serves until SIGTERM/SIGINT, drains, exits 0.
 pub async fn serve(config: Config) -> Result<()> {
-    bitacora_server::init_tracing(&config);
+    bitacora_server::telemetry::init_tracing(config.log.format, &config.log.level);
     check_data_dir(&config)?;
 
     // Listen for signals before announcing anything: a SIGTERM that arrives right after the
@@ -26,24 +27,22 @@ pub async fn serve(config: Config) -> Result<()> {
         format!("cannot listen on {addr}: set --listen or BITACORA_LISTEN to a free address")
     })?;
     let local = listener.local_addr()?;
-
-    bitacora_server::serve(config, listener, shutdown, |startup| {
-        // Tests and scripts parse the first line: keep its shape.
+    {
+        // Scripts and tests parse this first line: keep its shape.
         let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "listening on http://{local}");
-        let _ = writeln!(out, "  API docs:  http://{local}/docs");
-        let _ = writeln!(out, "  health:    http://{local}/healthz");
-        let _ = writeln!(out, "  metrics:   http://{local}/metrics");
-        if let Some(key) = startup.initial_admin_key {
-            let _ = writeln!(
-                out,
-                "initial admin key (shown once; also written to {}):\n{key}",
-                startup.initial_admin_key_file.display()
-            );
-        }
-        let _ = out.flush();
-    })
-    .await
+        writeln!(out, "listening on http://{local}")?;
+        writeln!(out, "  API docs: http://{local}/docs")?;
+        writeln!(out, "  OpenAPI:  http://{local}/openapi.json")?;
+        writeln!(
+            out,
+            "  health:   http://{local}/healthz   metrics: http://{local}/metrics"
+        )?;
+        out.flush()?;
+    }
+    // On an empty store, `serve` creates the initial admin key and prints it (once).
+    bitacora_server::serve(config, listener, shutdown).await?;
+    std::io::stdout().flush().ok();
+    Ok(())
 }
 
 /// Resolves on SIGTERM or SIGINT (Ctrl-C).
@@ -59,20 +58,22 @@ fn shutdown_signal() -> Result<impl std::future::Future<Output = ()> + Send + 's
     })
 }
 
-async fn open_store(config: &Config) -> Result<std::sync::Arc<dyn bitacora_store::Store>> {
+async fn open_store(config: &Config) -> Result<Arc<dyn Store>> {
     check_data_dir(config)?;
-    bitacora_server::open_store(config)
-        .await
-        .with_context(|| match &config.store.database_url {
-            Some(_) => {
-                "cannot open the PostgreSQL store: check --database-url / BITACORA_DATABASE_URL"
-                    .to_owned()
-            }
-            None => format!(
-                "cannot open the store in `{}`: check --data / BITACORA_DATA",
-                config.store.data.display()
-            ),
-        })
+    let opened = {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || bitacora_server::open_store(&config))
+            .await
+            .context("opening the store panicked")?
+    };
+    opened.with_context(|| match &config.store.database_url {
+        Some(_) => "cannot open the PostgreSQL store: check --database-url / BITACORA_DATABASE_URL"
+            .to_owned(),
+        None => format!(
+            "cannot open the store in `{}`: check --data / BITACORA_DATA",
+            config.store.data.display()
+        ),
+    })
 }
 
 /// `bitacora keys create`.
@@ -237,25 +238,23 @@ pub async fn export(config: &Config, csv: bool, params: &[(&'static str, &str)])
     result
 }
 
-async fn write_export(
-    store: std::sync::Arc<dyn bitacora_store::Store>,
-    query: EventQuery,
-    csv: bool,
-) -> Result<()> {
+async fn write_export(store: Arc<dyn Store>, query: EventQuery, csv: bool) -> Result<()> {
     let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::with_capacity(64 * 1024, stdout.lock());
-    if csv {
-        out.write_all(bitacora_server::csv_header().as_bytes())?;
-    }
-    let mut events = std::pin::pin!(bitacora_server::export_stream(store, query));
-    while let Some(event) = events.next().await {
-        let event = event.context("the export failed part way")?;
+    let mut out = std::io::BufWriter::with_capacity(256 * 1024, stdout.lock());
+    let mut pages = std::pin::pin!(bitacora_server::export::export_pages(store, query, None));
+    let mut first = true;
+    while let Some(page) = pages.next().await {
+        let page = page.context("the export failed part way")?;
         if csv {
-            out.write_all(bitacora_server::csv_record(&event)?.as_bytes())?;
+            out.write_all(&bitacora_server::export::csv_chunk(&page, first)?)?;
         } else {
-            out.write_all(event.to_json().as_bytes())?;
-            out.write_all(b"\n")?;
+            out.write_all(&bitacora_server::export::ndjson_chunk(&page))?;
         }
+        first = false;
+    }
+    if csv && first {
+        // No events: still a valid CSV file, with its header.
+        out.write_all(&bitacora_server::export::csv_chunk(&[], true)?)?;
     }
     out.flush()?;
     Ok(())

@@ -60,6 +60,8 @@ enum LogFormatArg {
     Json,
 }
 
+// Parsed once per process: the size of the biggest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the HTTP server (API, docs, metrics) until SIGTERM or Ctrl-C.

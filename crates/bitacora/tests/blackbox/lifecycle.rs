@@ -81,6 +81,10 @@ async fn assert_all_acknowledged_present(client: &Client, tenant: &str, acked: &
         !acked.is_empty(),
         "nothing was acknowledged before the stop"
     );
+    eprintln!(
+        "{tenant}: {} events acknowledged before the stop",
+        acked.len()
+    );
     let events: Vec<Event> = client
         .search_all(&SearchParams::new().tenant(tenant).order(Order::Asc))
         .try_collect()
@@ -89,6 +93,7 @@ async fn assert_all_acknowledged_present(client: &Client, tenant: &str, acked: &
     let seqs: Vec<u64> = events.iter().map(|e| e.seq.unwrap()).collect();
     let expected: Vec<u64> = (0..events.len() as u64).collect();
     assert_eq!(seqs, expected, "seqs are gapless from 0");
+    eprintln!("{tenant}: {} events stored after the restart", events.len());
     let stored: HashMap<&str, (u64, &str)> = events
         .iter()
         .map(|e| {

@@ -143,7 +143,7 @@ async fn cursor_walk_is_consistent_while_ingest_runs() {
                 n
             })
         };
-        let mut params = SearchParams::new().tenant("live").limit(25).order(order);
+        let mut params = SearchParams::new().tenant("live").limit(10).order(order);
         let mut seen: Vec<String> = Vec::new();
         let mut seqs: Vec<u64> = Vec::new();
         loop {

@@ -72,15 +72,7 @@ impl Drop for TestApp {
 }
 
 pub fn init_test_log() {
-    if std::env::var_os("TEST_LOG").is_some() {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(
-                tracing_subscriber::EnvFilter::try_from_default_env()
-                    .unwrap_or_else(|_| "info".into()),
-            )
-            .with_test_writer()
-            .try_init();
-    }
+    bitacora_server::telemetry::init_test_tracing();
 }
 
 /// Starts the server in-process on `127.0.0.1:0` with a fresh temporary data folder and
@@ -235,10 +227,11 @@ pub async fn spawn_binary(data: &Path) -> BinaryApp {
             let mut tx = Some(tx);
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                if let Some(rest) = line.strip_prefix("listening on http://") {
-                    if let (Some(tx), Ok(addr)) = (tx.take(), rest.trim().parse()) {
-                        let _ = tx.send(addr);
-                    }
+                if let Some(rest) = line.strip_prefix("listening on http://")
+                    && let Ok(addr) = rest.trim().parse::<SocketAddr>()
+                    && let Some(tx) = tx.take()
+                {
+                    let _ = tx.send(addr);
                 }
                 lines.lock().unwrap().push(line);
             }
