@@ -111,9 +111,8 @@ impl ApiError {
 /// The status for a [`FieldError`] code. Unknown codes are input problems too: 422.
 pub fn field_status(code: &str) -> StatusCode {
     match code {
-        "invalid_json" | "invalid_query" | "unknown_parameter" | "unsupported_format" => {
-            StatusCode::BAD_REQUEST
-        }
+        "invalid_json" | "invalid_query" | "unknown_parameter" | "unsupported_format"
+        | "invalid_body" => StatusCode::BAD_REQUEST,
         "tenant_forbidden" => StatusCode::FORBIDDEN,
         "too_large" => StatusCode::PAYLOAD_TOO_LARGE,
         "unsupported_media_type" => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -298,6 +297,7 @@ mod tests {
             ("invalid_query", 400),
             ("unknown_parameter", 400),
             ("unsupported_format", 400),
+            ("invalid_body", 400),
             ("invalid_field", 422),
             ("missing_field", 422),
             ("unknown_field", 422),

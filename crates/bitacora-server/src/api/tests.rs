@@ -691,6 +691,12 @@ async fn operations_endpoints() {
     let text = r.text();
     assert!(text.contains("bitacora_http_requests_total"), "{text}");
     assert!(text.contains("bitacora_events_ingested_total"), "{text}");
+    // Labelled by route pattern, not raw path.
+    assert!(text.contains(r#"route="/v1/events""#), "{text}");
+    assert!(
+        text.contains("bitacora_http_request_duration_seconds_bucket"),
+        "{text}"
+    );
 
     let r = app
         .request(Method::GET, "/docs/", None, None, Body::empty())
