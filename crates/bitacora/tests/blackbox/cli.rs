@@ -343,3 +343,60 @@ fn settings_come_from_the_environment_and_errors_name_the_fix() {
         "{err}"
     );
 }
+
+/// A key pinned to a tenant sees and writes that tenant alone (CONTRACT §6), in every endpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pinned_keys_see_and_write_their_tenant_alone() {
+    let app = spawn_app().await;
+    seed(&app.client).await;
+    let data = app.stop().await;
+    let reader = create_key(data.path(), "read", "acme-reader", Some("acme"));
+    let writer = create_key(data.path(), "ingest", "acme-writer", Some("acme"));
+    let app = spawn_app_in(data).await;
+
+    let read = app.client.with_api_key(&reader);
+    let page = read.search(&SearchParams::new()).await.unwrap();
+    let ids: Vec<_> = page.events.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(ids, ["acme-1"], "a pinned key defaults to its tenant");
+    read.search(&SearchParams::new().tenant("acme"))
+        .await
+        .unwrap();
+    assert_api_error(
+        read.search(&SearchParams::new().tenant(SEED_TENANT)).await,
+        403,
+        Some("tenant"),
+    );
+    assert_api_error(
+        read.event("role-1", Some(SEED_TENANT)).await,
+        403,
+        Some("tenant"),
+    );
+    assert_api_error(read.actions(Some(SEED_TENANT)).await, 403, Some("tenant"));
+    assert_api_error(
+        read.export_bytes(
+            bitacora_client::ExportFormat::Ndjson,
+            &SearchParams::new().tenant(SEED_TENANT),
+        )
+        .await,
+        403,
+        Some("tenant"),
+    );
+    assert_eq!(
+        read.event("acme-1", None).await.unwrap().tenant.as_str(),
+        "acme"
+    );
+
+    let write = app.client.with_api_key(&writer);
+    let ack = write
+        .send(&event(json!({"id": "pinned-1", "action": "x"})))
+        .await
+        .unwrap();
+    assert_eq!(ack.seq, 1, "written to acme, after acme-1");
+    assert_api_error(
+        write
+            .send(&event(json!({"action": "x", "tenant": SEED_TENANT})))
+            .await,
+        403,
+        Some("tenant"),
+    );
+}

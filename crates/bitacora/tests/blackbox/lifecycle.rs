@@ -190,3 +190,35 @@ async fn acknowledged_events_survive_kill_9() {
         .unwrap();
     assert_eq!(next.seq + 1, size);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_also_stops_gracefully_and_the_key_file_is_private() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let mut app = spawn_binary(dir.path()).await;
+    let mode = std::fs::metadata(dir.path().join("initial-admin-key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(
+        mode & 0o777,
+        0o600,
+        "initial-admin-key is readable by its owner alone"
+    );
+    app.client
+        .send(&event(json!({"id": "before-int", "action": "x"})))
+        .await
+        .unwrap();
+    nix::sys::signal::kill(app.pid(), nix::sys::signal::Signal::SIGINT).unwrap();
+    let status = app.wait_exit(Duration::from_secs(30));
+    assert_eq!(status.code(), Some(0), "{status:?}");
+
+    // A restart on a store that has keys creates no new admin key and keeps the events.
+    let app = spawn_binary(dir.path()).await;
+    assert!(app.client.event("before-int", None).await.is_ok());
+    let stdout = app.stdout.lock().unwrap().join("\n");
+    assert!(
+        !stdout.contains("bk_"),
+        "no key is printed on a restart: {stdout}"
+    );
+}
