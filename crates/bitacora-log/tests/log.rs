@@ -1,0 +1,628 @@
+//! The log service against a real SQLite store: checkpoints, proofs, and `verify_tenant`
+//! on logs tampered with by editing the database file directly.
+
+mod common;
+
+use std::time::Duration;
+
+use bitacora_core::canonical::leaf_hash;
+use bitacora_core::checkpoint::{open_checkpoint, tenant_origin};
+use bitacora_core::merkle;
+use bitacora_log::{
+    InclusionState, LogError, VerifyOptions, VerifyOutcome, checkpoint_tenant, consistency_proof,
+    event_inclusion_status, inclusion_proof, root_at, spawn_checkpointer, verify_tenant,
+};
+use bitacora_store::Store;
+use common::*;
+use rusqlite::{Connection, params};
+
+async fn leaves(store: &dyn Store, t: &str, n: u64) -> Vec<[u8; 32]> {
+    let mut out = Vec::new();
+    for seq in 0..n {
+        out.push(
+            store
+                .event_by_seq(&tenant(t), seq)
+                .await
+                .unwrap()
+                .unwrap()
+                .leaf_hash,
+        );
+    }
+    out
+}
+
+#[tokio::test]
+async fn checkpointer_signs_growing_logs_once_per_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let s = signer();
+    let t = tenant("acme");
+    assert!(
+        checkpoint_tenant(store.as_ref(), &s, &t, 1)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    append(store.as_ref(), "acme", 0, 10).await;
+    let cp = checkpoint_tenant(store.as_ref(), &s, &t, 1)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(cp.size, 10);
+    assert!(
+        checkpoint_tenant(store.as_ref(), &s, &t, 2)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    append(store.as_ref(), "acme", 10, 27).await;
+    let cp2 = checkpoint_tenant(store.as_ref(), &s, &t, 3)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(cp2.size, 27);
+    let all = store.checkpoints(&t, 0, 100).await.unwrap();
+    assert_eq!(all.iter().map(|c| c.size).collect::<Vec<_>>(), vec![10, 27]);
+    let l = leaves(store.as_ref(), "acme", 27).await;
+    for c in &all {
+        let (signed, _) = open_checkpoint(&c.note, "bitacora/acme", &verifiers()).unwrap();
+        assert_eq!(signed.size, c.size);
+        assert_eq!(signed.root, c.root);
+        assert_eq!(c.root, merkle::root_from_leaves(&l[..c.size as usize]));
+    }
+    store.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn background_checkpointer_covers_every_event_and_signs_on_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let token = tokio_util::sync::CancellationToken::new();
+    let handle = spawn_checkpointer(
+        store.clone(),
+        std::sync::Arc::new(signer()),
+        Duration::from_millis(20),
+        token.clone(),
+    );
+    append(store.as_ref(), "acme", 0, 50).await;
+    append(store.as_ref(), "beta", 0, 5).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        store
+            .latest_checkpoint(&tenant("acme"))
+            .await
+            .unwrap()
+            .unwrap()
+            .size,
+        50
+    );
+    append(store.as_ref(), "acme", 50, 53).await;
+    token.cancel();
+    handle.await.unwrap();
+    assert_eq!(
+        store
+            .latest_checkpoint(&tenant("acme"))
+            .await
+            .unwrap()
+            .unwrap()
+            .size,
+        53
+    );
+    assert_eq!(
+        store
+            .latest_checkpoint(&tenant("beta"))
+            .await
+            .unwrap()
+            .unwrap()
+            .size,
+        5
+    );
+    let sizes: Vec<u64> = store
+        .checkpoints(&tenant("acme"), 0, 1000)
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| c.size)
+        .collect();
+    let mut dedup = sizes.clone();
+    dedup.dedup();
+    assert_eq!(sizes, dedup);
+    store.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn proofs_verify_against_roots_for_many_sizes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let t = tenant("acme");
+    append(store.as_ref(), "acme", 0, 70).await;
+    let l = leaves(store.as_ref(), "acme", 70).await;
+    for size in 1..=70u64 {
+        let root = root_at(store.as_ref(), &t, size).await.unwrap();
+        assert_eq!(
+            root,
+            merkle::root_from_leaves(&l[..size as usize]),
+            "size {size}"
+        );
+        for seq in (0..size).step_by(((size / 9) as usize).max(1)) {
+            let p = inclusion_proof(store.as_ref(), &t, seq, size)
+                .await
+                .unwrap();
+            assert_eq!((p.leaf_index, p.tree_size), (seq, size));
+            merkle::verify_inclusion(&l[seq as usize], seq, size, &p.hashes, &root)
+                .unwrap_or_else(|e| panic!("seq {seq} size {size}: {e}"));
+        }
+        for first in (0..=size).step_by(((size / 7) as usize).max(1)) {
+            let p = consistency_proof(store.as_ref(), &t, first, size)
+                .await
+                .unwrap();
+            let r1 = merkle::root_from_leaves(&l[..first as usize]);
+            merkle::verify_consistency(first, size, &p.hashes, &r1, &root)
+                .unwrap_or_else(|e| panic!("{first}->{size}: {e}"));
+        }
+    }
+    // The JSON shape of CONTRACT §3.
+    let p = inclusion_proof(store.as_ref(), &t, 3, 10).await.unwrap();
+    let json = serde_json::to_value(&p).unwrap();
+    assert_eq!(json["leaf_index"], 3);
+    assert_eq!(json["tree_size"], 10);
+    let h = json["hashes"][0].as_str().unwrap();
+    assert_eq!(h.len(), 64);
+    assert_eq!(h, h.to_lowercase());
+    let c =
+        serde_json::to_value(consistency_proof(store.as_ref(), &t, 3, 10).await.unwrap()).unwrap();
+    assert_eq!(
+        (c["first"].as_u64(), c["second"].as_u64()),
+        (Some(3), Some(10))
+    );
+
+    // Bad requests name their field.
+    let field = |e: LogError| match e {
+        LogError::Invalid { field, .. } => field,
+        other => panic!("expected Invalid, got {other:?}"),
+    };
+    assert_eq!(
+        field(
+            inclusion_proof(store.as_ref(), &t, 0, 71)
+                .await
+                .unwrap_err()
+        ),
+        "tree_size"
+    );
+    assert_eq!(
+        field(
+            inclusion_proof(store.as_ref(), &t, 10, 10)
+                .await
+                .unwrap_err()
+        ),
+        "seq"
+    );
+    assert_eq!(
+        field(inclusion_proof(store.as_ref(), &t, 0, 0).await.unwrap_err()),
+        "seq"
+    );
+    assert_eq!(
+        field(
+            consistency_proof(store.as_ref(), &t, 5, 71)
+                .await
+                .unwrap_err()
+        ),
+        "second"
+    );
+    assert_eq!(
+        field(
+            consistency_proof(store.as_ref(), &t, 6, 5)
+                .await
+                .unwrap_err()
+        ),
+        "first"
+    );
+    assert_eq!(
+        field(root_at(store.as_ref(), &t, 71).await.unwrap_err()),
+        "tree_size"
+    );
+    store.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn event_status_is_pending_then_verified() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let t = tenant("acme");
+    append(store.as_ref(), "acme", 0, 20).await;
+    let st = event_inclusion_status(store.as_ref(), &t, 5, &verifiers())
+        .await
+        .unwrap();
+    assert_eq!(st.state, InclusionState::Pending);
+    checkpoint_tenant(store.as_ref(), &signer(), &t, 1)
+        .await
+        .unwrap();
+    append(store.as_ref(), "acme", 20, 25).await;
+    let st = event_inclusion_status(store.as_ref(), &t, 5, &verifiers())
+        .await
+        .unwrap();
+    assert!(st.verified, "{st:?}");
+    assert_eq!(st.state, InclusionState::Verified);
+    assert_eq!(st.tree_size, Some(20));
+    assert!(st.checkpoint.unwrap().starts_with("bitacora/acme\n20\n"));
+    let st = event_inclusion_status(store.as_ref(), &t, 22, &verifiers())
+        .await
+        .unwrap();
+    assert_eq!(st.state, InclusionState::Pending);
+    // A checkpoint signed by an unknown key does not verify.
+    let other = bitacora_core::checkpoint::NoteSigner::from_seed("bitacora", [1; 32]).unwrap();
+    let st = event_inclusion_status(store.as_ref(), &t, 5, &[other.verifier()])
+        .await
+        .unwrap();
+    assert_eq!(st.state, InclusionState::Failed);
+    assert!(matches!(
+        event_inclusion_status(store.as_ref(), &t, 99, &verifiers()).await,
+        Err(LogError::NotFound(_))
+    ));
+    store.close().await.unwrap();
+}
+
+// ---- verify_tenant ----------------------------------------------------------------------
+
+const N: u64 = 300;
+
+fn opts() -> VerifyOptions {
+    VerifyOptions {
+        unsigned_grace: Duration::ZERO,
+        ..VerifyOptions::default()
+    }
+}
+
+/// A closed store with 300 events in `acme` (checkpoints at 100, 200 and 300) and 40 in
+/// `other`.
+async fn sample_store(dir: &std::path::Path) {
+    let store = open(dir);
+    let s = signer();
+    for (i, end) in [100, 200, N].into_iter().enumerate() {
+        let from = [0, 100, 200][i];
+        append(store.as_ref(), "acme", from, end).await;
+        append(store.as_ref(), "other", from / 10, end / 10 + 6).await;
+        checkpoint_tenant(store.as_ref(), &s, &tenant("acme"), 1)
+            .await
+            .unwrap();
+        checkpoint_tenant(store.as_ref(), &s, &tenant("other"), 1)
+            .await
+            .unwrap();
+    }
+    store.close().await.unwrap();
+}
+
+fn tid(c: &Connection, name: &str) -> i64 {
+    c.query_row("SELECT id FROM tenants WHERE name = ?1", [name], |r| {
+        r.get(0)
+    })
+    .unwrap()
+}
+
+fn pos(tid: i64, seq: u64) -> i64 {
+    (tid << 40) | seq as i64
+}
+
+fn body(c: &Connection, p: i64) -> String {
+    c.query_row("SELECT body FROM events WHERE pos = ?1", [p], |r| r.get(0))
+        .unwrap()
+}
+
+async fn verify_after(tamper: impl FnOnce(&Connection, i64)) -> VerifyOutcome {
+    let dir = tempfile::tempdir().unwrap();
+    sample_store(dir.path()).await;
+    {
+        let c = Connection::open(db_path(dir.path())).unwrap();
+        let t = tid(&c, "acme");
+        tamper(&c, t);
+    }
+    let store = open(dir.path());
+    let report = verify_tenant(
+        store.as_ref(),
+        &tenant("acme"),
+        &verifiers(),
+        &opts(),
+        |_, _| {},
+    )
+    .await
+    .unwrap();
+    // The other tenant is untouched by every tamper.
+    let other = verify_tenant(
+        store.as_ref(),
+        &tenant("other"),
+        &verifiers(),
+        &opts(),
+        |_, _| {},
+    )
+    .await
+    .unwrap();
+    assert!(other.is_intact(), "{}", other.summary());
+    store.close().await.unwrap();
+    println!("{}", report.summary());
+    report.outcome
+}
+
+fn tampered(outcome: &VerifyOutcome) -> (u64, &str) {
+    match outcome {
+        VerifyOutcome::Tampered { seq, reason } => (*seq, reason.as_str()),
+        other => panic!("expected Tampered, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn an_intact_log_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    sample_store(dir.path()).await;
+    let store = open(dir.path());
+    let mut calls = Vec::new();
+    let report = verify_tenant(
+        store.as_ref(),
+        &tenant("acme"),
+        &verifiers(),
+        &opts(),
+        |d, t| calls.push((d, t)),
+    )
+    .await
+    .unwrap();
+    assert!(report.is_intact(), "{}", report.summary());
+    assert_eq!(
+        (report.events, report.checkpoints, report.signed_size),
+        (N, 3, N)
+    );
+    assert_eq!(calls.last(), Some(&(N, N)));
+    assert!(report.summary().contains("intact"));
+    // Signed by an unknown key: the checkpoints are refused.
+    let other = bitacora_core::checkpoint::NoteSigner::from_seed("bitacora", [1; 32]).unwrap();
+    let report = verify_tenant(
+        store.as_ref(),
+        &tenant("acme"),
+        &[other.verifier()],
+        &opts(),
+        |_, _| {},
+    )
+    .await
+    .unwrap();
+    assert!(matches!(
+        report.outcome,
+        VerifyOutcome::BadCheckpoint { size: 100, .. }
+    ));
+    // An empty tenant is intact.
+    let report = verify_tenant(
+        store.as_ref(),
+        &tenant("nobody"),
+        &verifiers(),
+        &opts(),
+        |_, _| {},
+    )
+    .await
+    .unwrap();
+    assert!(report.is_intact());
+    store.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_changed_field_is_named() {
+    let outcome = verify_after(|c, t| {
+        let b = body(c, pos(t, 41)).replace("evento número 41", "evento número 14");
+        c.execute(
+            "UPDATE events SET body = ?1 WHERE pos = ?2",
+            params![b, pos(t, 41)],
+        )
+        .unwrap();
+    })
+    .await;
+    let (seq, reason) = tampered(&outcome);
+    assert_eq!(seq, 41);
+    assert_eq!(reason, "seq 41: stored leaf hash does not match the event");
+}
+
+#[tokio::test]
+async fn a_deleted_row_is_named() {
+    let outcome = verify_after(|c, t| {
+        c.execute("DELETE FROM events WHERE pos = ?1", [pos(t, 41)])
+            .unwrap();
+    })
+    .await;
+    let (seq, reason) = tampered(&outcome);
+    assert_eq!(seq, 41);
+    assert_eq!(reason, "seq 41: missing (log jumps from 40 to 42)");
+}
+
+#[tokio::test]
+async fn removed_rows_at_the_end_are_named() {
+    let outcome = verify_after(|c, t| {
+        c.execute(
+            "DELETE FROM events WHERE pos >= ?1 AND pos <= ?2",
+            [pos(t, 290), pos(t, 299)],
+        )
+        .unwrap();
+        c.execute("UPDATE tenants SET size = 290 WHERE id = ?1", [t])
+            .unwrap();
+    })
+    .await;
+    let (seq, reason) = tampered(&outcome);
+    assert_eq!(seq, 290, "{reason}");
+}
+
+fn swap(c: &Connection, t: i64, a: u64, b: u64) {
+    let row = |seq| -> (Vec<u8>, String) {
+        c.query_row(
+            "SELECT leaf_hash, body FROM events WHERE pos = ?1",
+            [pos(t, seq)],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap()
+    };
+    let (ra, rb) = (row(a), row(b));
+    for (seq, (leaf, body)) in [(a, rb), (b, ra)] {
+        c.execute(
+            "UPDATE events SET leaf_hash = ?1, body = ?2 WHERE pos = ?3",
+            params![leaf, body, pos(t, seq)],
+        )
+        .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn swapped_rows_are_named() {
+    let outcome = verify_after(|c, t| swap(c, t, 37, 120)).await;
+    let (seq, reason) = tampered(&outcome);
+    assert_eq!(seq, 37, "{reason}");
+    assert!(
+        reason.contains("seq 37 and seq 120 were swapped"),
+        "{reason}"
+    );
+
+    let outcome = verify_after(|c, t| swap(c, t, 37, 41)).await;
+    let (seq, reason) = tampered(&outcome);
+    assert_eq!(seq, 37, "{reason}");
+    assert!(
+        reason.contains("seq 37 and seq 41 were swapped"),
+        "{reason}"
+    );
+}
+
+fn forge_row(c: &Connection, t: i64, seq: u64) {
+    let b = body(c, pos(t, seq - 1)).replace(&format!("acme-{}", seq - 1), "acme-forged");
+    let leaf = leaf_hash(b.as_bytes());
+    c.execute(
+        "INSERT INTO events (pos, event_id, occurred_at, action, category, severity, outcome,
+                             fingerprint, leaf_hash, body)
+         SELECT ?1, 'acme-forged', occurred_at, action, category, severity, outcome, fingerprint, ?2, ?3
+         FROM events WHERE pos = ?4",
+        params![pos(t, seq), &leaf[..], b, pos(t, seq - 1)],
+    )
+    .unwrap();
+}
+
+#[tokio::test]
+async fn a_forged_row_at_the_end_is_named() {
+    let outcome = verify_after(|c, t| {
+        forge_row(c, t, N);
+        c.execute("UPDATE tenants SET size = size + 1 WHERE id = ?1", [t])
+            .unwrap();
+    })
+    .await;
+    let (seq, reason) = tampered(&outcome);
+    assert_eq!(seq, N, "{reason}");
+    assert!(
+        reason.contains("not covered by any signed checkpoint"),
+        "{reason}"
+    );
+
+    // Without bumping the recorded size.
+    let outcome = verify_after(|c, t| forge_row(c, t, N)).await;
+    let (seq, reason) = tampered(&outcome);
+    assert_eq!(seq, N, "{reason}");
+    assert!(
+        reason.contains("beyond the log's recorded size"),
+        "{reason}"
+    );
+}
+
+#[tokio::test]
+async fn a_consistent_rewrite_is_located_to_its_block() {
+    let outcome = verify_after(|c, t| {
+        for seq in [41u64, 150] {
+            let b = body(c, pos(t, seq)).replace("Juan Pérez", "Someone Else");
+            let leaf = leaf_hash(b.as_bytes());
+            c.execute(
+                "UPDATE events SET body = ?1, leaf_hash = ?2 WHERE pos = ?3",
+                params![b, &leaf[..], pos(t, seq)],
+            )
+            .unwrap();
+        }
+    })
+    .await;
+    let (seq, reason) = tampered(&outcome);
+    assert_eq!(seq, 32, "{reason}");
+    assert!(
+        reason.contains("checkpoint at size 100 does not match the events"),
+        "{reason}"
+    );
+    assert!(
+        reason.contains("first differing stored subtree covers seq 32..48"),
+        "{reason}"
+    );
+}
+
+#[tokio::test]
+async fn a_rewrite_of_events_and_tree_is_bounded_by_checkpoints() {
+    // Rewrite event 150 consistently *and* every stored node it affects: only the signed
+    // checkpoint at 200 can tell, and the change lies after the one at 100.
+    let outcome = verify_after(|c, t| {
+        let b = body(c, pos(t, 150)).replace("Juan Pérez", "Someone Else");
+        let leaf = leaf_hash(b.as_bytes());
+        c.execute(
+            "UPDATE events SET body = ?1, leaf_hash = ?2 WHERE pos = ?3",
+            params![b, &leaf[..], pos(t, 150)],
+        )
+        .unwrap();
+        let mut stmt = c.prepare("SELECT leaf_hash FROM events WHERE pos BETWEEN ?1 AND ?2 ORDER BY pos").unwrap();
+        let leaves: Vec<[u8; 32]> = stmt
+            .query_map([pos(t, 0), pos(t, N - 1)], |r| {
+                Ok(<[u8; 32]>::try_from(r.get::<_, Vec<u8>>(0)?.as_slice()).unwrap())
+            })
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let mut range = merkle::CompactRange::new();
+        for l in leaves {
+            for (id, h) in range.append(l).unwrap() {
+                c.execute(
+                    "UPDATE merkle_nodes SET hash = ?1 WHERE tenant_id = ?2 AND level = ?3 AND idx = ?4",
+                    params![&h[..], t, id.level, id.index as i64],
+                )
+                .unwrap();
+            }
+        }
+    })
+    .await;
+    let (seq, reason) = tampered(&outcome);
+    assert_eq!(seq, 100, "{reason}");
+    assert!(
+        reason.contains("checkpoint at size 200 does not match"),
+        "{reason}"
+    );
+    assert!(reason.contains("100..200"), "{reason}");
+}
+
+#[tokio::test]
+async fn an_altered_node_or_checkpoint_is_named() {
+    let outcome = verify_after(|c, t| {
+        c.execute(
+            "UPDATE merkle_nodes SET hash = zeroblob(32) WHERE tenant_id = ?1 AND level = 4 AND idx = 3",
+            [t],
+        )
+        .unwrap();
+    })
+    .await;
+    let (seq, reason) = tampered(&outcome);
+    assert_eq!(seq, 48, "{reason}");
+    assert!(
+        reason.contains("Merkle node (level 4, index 3) was altered"),
+        "{reason}"
+    );
+
+    let outcome = verify_after(|c, t| {
+        let note: String = c
+            .query_row(
+                "SELECT note FROM checkpoints WHERE tenant_id = ?1 AND size = 200",
+                [t],
+                |r| r.get(0),
+            )
+            .unwrap();
+        let forged = note.replacen("\n200\n", "\n201\n", 1);
+        c.execute(
+            "UPDATE checkpoints SET note = ?1 WHERE tenant_id = ?2 AND size = 200",
+            params![forged, t],
+        )
+        .unwrap();
+    })
+    .await;
+    assert!(
+        matches!(&outcome, VerifyOutcome::BadCheckpoint { size: 200, reason } if reason.contains("does not verify")),
+        "{outcome:?}"
+    );
+    let _ = tenant_origin("x");
+}
