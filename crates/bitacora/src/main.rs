@@ -22,7 +22,7 @@ mod commands;
 /// bitacora: a tamper-evident audit trail. Applications send it who did what to which record,
 /// when and from where; administrators search it, export it and prove it was not altered.
 #[derive(Debug, Parser)]
-#[command(name = "bitacora", version, about, long_about = None)]
+#[command(name = "bitacora", version)]
 struct Cli {
     /// A TOML configuration file (see `bitacora config print-default`).
     #[arg(long, global = true, env = "BITACORA_CONFIG", value_name = "FILE")]
@@ -153,8 +153,10 @@ struct ExportArgs {
     /// Case-insensitive part of the actor's name or email.
     #[arg(long)]
     actor: Option<String>,
+    /// Exact `target.type` (e.g. `user`, `device`).
     #[arg(long, alias = "target_type")]
     target_type: Option<String>,
+    /// Exact `target.id`.
     #[arg(long, alias = "target_id")]
     target_id: Option<String>,
     /// An IP address or CIDR block.
