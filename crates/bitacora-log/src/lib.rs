@@ -46,7 +46,9 @@ pub mod verify;
 
 use bitacora_store::StoreError;
 
-pub use bundle::{BundleError, BundleOptions, BundleReport, bundle_stream, verify_bundle};
+pub use bundle::{
+    BundleError, BundleHeader, BundleOptions, BundleReport, KeySource, bundle_stream, verify_bundle,
+};
 pub use checkpointer::{DEFAULT_INTERVAL, checkpoint_tenant, spawn_checkpointer};
 pub use proofs::{
     ConsistencyProof, InclusionProof, InclusionState, InclusionStatus, consistency_proof,
