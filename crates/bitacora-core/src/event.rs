@@ -415,7 +415,7 @@ impl EventInput {
                 })?;
                 Ok(input)
             }
-            Err(err) => Err(describe_serde_error(err)),
+            Err(err) => Err(describe_serde_error(err, bytes)),
         }
     }
 
@@ -614,13 +614,23 @@ fn check_context(mut context: Context) -> Result<Context, FieldError> {
 
 /// Turns a serde error into a field error: syntax errors are `invalid_json` (400), the
 /// rest (types, unknown fields and values) are `invalid_field`/`missing_field`/`unknown_field`.
-fn describe_serde_error(err: serde_path_to_error::Error<serde_json::Error>) -> FieldError {
+fn describe_serde_error(
+    err: serde_path_to_error::Error<serde_json::Error>,
+    bytes: &[u8],
+) -> FieldError {
     use serde_json::error::Category;
 
     let path = err.path().to_string();
     let inner = err.into_inner();
     let message = strip_position(&inner.to_string());
     match inner.classify() {
+        // serde_json reports a number or boolean where an enum's string belongs as a syntax
+        // error; if the document is valid JSON, it is the field's type that is wrong.
+        Category::Syntax
+            if path != "." && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok() =>
+        {
+            FieldError::invalid(path, "has the wrong type: expected a string")
+        }
         Category::Syntax | Category::Eof | Category::Io => {
             FieldError::whole("invalid_json", format!("malformed JSON: {message}"))
         }
@@ -761,6 +771,21 @@ mod tests {
                 Some("tenant"),
             ),
             (r#"{"action":42}"#, "invalid_field", Some("action")),
+            (
+                r#"{"action":"x","severity":3}"#,
+                "invalid_field",
+                Some("severity"),
+            ),
+            (
+                r#"{"action":"x","outcome":true}"#,
+                "invalid_field",
+                Some("outcome"),
+            ),
+            (
+                r#"{"action":"x","actor":{"type":1}}"#,
+                "invalid_field",
+                Some("actor.type"),
+            ),
             (
                 r#"{"action":"bitacora.key_created"}"#,
                 "reserved_action",
