@@ -34,7 +34,7 @@ pub fn event(tenant: &str, i: u64) -> SealedEvent {
     let json = serde_json::json!({
         "id": format!("{tenant}-{i}"),
         "tenant": tenant,
-        "action": if i % 3 == 0 { "user.login" } else { "user.role_change" },
+        "action": if i.is_multiple_of(3) { "user.login" } else { "user.role_change" },
         "occurred_at": "2026-01-20T10:30:00Z",
         "actor": {"id": format!("{}", i % 7), "name": "Juan Pérez"},
         "target": {"type": "user", "id": format!("{i}")},
