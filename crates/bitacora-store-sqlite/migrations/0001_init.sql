@@ -9,9 +9,7 @@ CREATE TABLE tenants (
     id       INTEGER PRIMARY KEY,
     name     TEXT NOT NULL UNIQUE,
     -- Number of events in the log: the next seq.
-    size     INTEGER NOT NULL DEFAULT 0,
-    -- Events with seq < fts_upto are in events_fts.
-    fts_upto INTEGER NOT NULL DEFAULT 0
+    size     INTEGER NOT NULL DEFAULT 0
 );
 
 CREATE TABLE terms (
@@ -46,13 +44,6 @@ CREATE INDEX events_action ON events (action);
 CREATE INDEX events_actor ON events (actor_id) WHERE actor_id IS NOT NULL;
 CREATE INDEX events_target ON events (target_id, target_type) WHERE target_id IS NOT NULL;
 CREATE INDEX events_occurred ON events (occurred_at);
-
--- Full text, contentless: only the index is stored; rowid = events.pos.
-CREATE VIRTUAL TABLE events_fts USING fts5 (
-    text,
-    content = '',
-    tokenize = 'unicode61 remove_diacritics 2'
-);
 
 -- Counters kept in the same transaction as the events they count.
 CREATE TABLE action_counts (

@@ -24,15 +24,19 @@ use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{Semaphore, oneshot};
 
 mod derive;
+mod indexer;
 mod read;
 mod schema;
 mod tree;
 mod writer;
 
+use indexer::Indexer;
 use writer::{Job, Prepared, Writer, WriterConfig};
 
 /// The database file inside the data folder.
 pub const DB_FILE: &str = "bitacora.db";
+/// The full-text index's database file (derived data; rebuilt when missing).
+pub const FTS_FILE: &str = "bitacora-fts.db";
 
 /// Most events waiting for the writer; appends beyond it wait (backpressure).
 pub(crate) const MAX_QUEUED_EVENTS: usize = 200_000;
@@ -87,7 +91,8 @@ pub struct SqliteStore {
     path: PathBuf,
     synchronous: Synchronous,
     sender: Mutex<Option<Sender<Job>>>,
-    writer: Mutex<Option<JoinHandle<()>>>,
+    /// The writer and the full-text indexer threads.
+    threads: Mutex<Vec<JoinHandle<()>>>,
     /// One permit per event that may wait for the writer.
     permits: Arc<Semaphore>,
     readers: Mutex<Vec<Connection>>,
@@ -131,7 +136,11 @@ impl SqliteStore {
         let path = data_dir.join(DB_FILE);
         let mut conn = schema::open(&path, schema::Role::Writer, options.synchronous)?;
         schema::migrate(&mut conn)?;
+        let index_conn = schema::open(&path, schema::Role::Indexer, options.synchronous)?;
+        schema::migrate_fts(&index_conn)?;
 
+        let (docs_tx, docs_rx) = mpsc::channel();
+        let indexer = Indexer::new(index_conn, docs_rx, options.fts_interval);
         let (tx, rx) = mpsc::channel();
         let permits = Arc::new(Semaphore::new(MAX_QUEUED_EVENTS));
         let writer = Writer::new(
@@ -140,19 +149,25 @@ impl SqliteStore {
             permits.clone(),
             WriterConfig {
                 max_batch_events: options.max_batch_events.max(1),
-                fts_interval: options.fts_interval,
             },
+            docs_tx,
         );
-        let handle = std::thread::Builder::new()
-            .name("bitacora-writer".into())
-            .spawn(move || writer.run())
-            .map_err(|e| StoreError::Internal(format!("cannot start the writer: {e}")))?;
+        let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new()
+                .name(name.into())
+                .spawn(f)
+                .map_err(|e| StoreError::Internal(format!("cannot start {name}: {e}")))
+        };
+        let threads = vec![
+            spawn("bitacora-indexer", Box::new(move || indexer.run()))?,
+            spawn("bitacora-writer", Box::new(move || writer.run()))?,
+        ];
 
         Ok(Self {
             path,
             synchronous: options.synchronous,
             sender: Mutex::new(Some(tx)),
-            writer: Mutex::new(Some(handle)),
+            threads: Mutex::new(threads),
             permits,
             readers: Mutex::new(Vec::new()),
             reader_slots: Semaphore::new(READERS),
@@ -376,14 +391,15 @@ impl Store for SqliteStore {
     }
 
     async fn close(&self) -> StoreResult<()> {
-        // Dropping the sender lets the writer finish the queue and exit.
+        // Dropping the sender lets the writer finish the queue and exit, which in turn lets
+        // the indexer finish its last batch.
         drop(self.sender.lock().expect("sender lock").take());
-        let handle = self.writer.lock().expect("writer lock").take();
-        if let Some(handle) = handle {
+        let threads = std::mem::take(&mut *self.threads.lock().expect("threads lock"));
+        for handle in threads {
             tokio::task::spawn_blocking(move || handle.join())
                 .await
-                .map_err(|e| StoreError::Internal(format!("joining the writer: {e}")))?
-                .map_err(|_| StoreError::Internal("the writer thread panicked".into()))?;
+                .map_err(|e| StoreError::Internal(format!("joining a store thread: {e}")))?
+                .map_err(|_| StoreError::Internal("a store thread panicked".into()))?;
         }
         Ok(())
     }
@@ -537,10 +553,10 @@ mod tests {
         // Simulate a crash before the text was indexed: forget the index watermark.
         store.close().await.unwrap();
         {
-            let c = Connection::open(dir.path().join(DB_FILE)).unwrap();
+            let c = Connection::open(dir.path().join(FTS_FILE)).unwrap();
             c.execute_batch(
                 "INSERT INTO events_fts (events_fts) VALUES ('delete-all');
-                 UPDATE tenants SET fts_upto = 0;",
+                 DELETE FROM fts_state;",
             )
             .unwrap();
         }

@@ -136,7 +136,7 @@ pub fn compile(conn: &Connection, tid: i64, q: &EventQuery) -> StoreResult<Compi
         clauses.push("events_fts.rowid BETWEEN ? AND ?".into());
         params.push(lo.into());
         params.push(hi.into());
-        "events_fts JOIN events e ON e.pos = events_fts.rowid"
+        "fts.events_fts JOIN events e ON e.pos = events_fts.rowid"
     };
 
     if let Pagination::Cursor {
@@ -579,6 +579,7 @@ mod tests {
         )
         .unwrap();
         schema::migrate(&mut conn).unwrap();
+        schema::migrate_fts(&conn).unwrap();
         conn.execute_batch(
             "INSERT INTO terms (id, kind, value) VALUES (1, 1, 'user.login'), (2, 1, 'user.logout'),
                     (3, 3, 'user'), (4, 4, 'admin_panel'), (5, 2, 'user');",

@@ -13,6 +13,7 @@ use crate::{Synchronous, sql_error};
 use bitacora_store::{StoreError, StoreResult};
 
 const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_init.sql")];
+const FTS_SCHEMA: &str = include_str!("../migrations/fts.sql");
 
 /// Dictionary kinds in the `terms` table.
 pub const TERM_ACTION: i64 = 1;
@@ -24,6 +25,7 @@ pub const TERM_SOURCE: i64 = 4;
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Role {
     Writer,
+    Indexer,
     Reader,
 }
 
@@ -36,7 +38,7 @@ pub fn open(path: &Path, role: Role, synchronous: Synchronous) -> StoreResult<Co
     conn.busy_timeout(Duration::from_secs(10))
         .map_err(sql_error)?;
     let cache_kib = match role {
-        Role::Writer => 32 * 1024,
+        Role::Writer | Role::Indexer => 32 * 1024,
         Role::Reader => 8 * 1024,
     };
     conn.execute_batch(&format!(
@@ -46,6 +48,22 @@ pub fn open(path: &Path, role: Role, synchronous: Synchronous) -> StoreResult<Co
          PRAGMA cache_size = -{cache_kib};
          PRAGMA foreign_keys = OFF;",
         synchronous.pragma()
+    ))
+    .map_err(sql_error)?;
+    // Every connection sees the full-text index as `fts`. The index is derived data, so it
+    // never needs more than NORMAL durability.
+    let fts_path = path.with_file_name(crate::FTS_FILE);
+    conn.execute("ATTACH DATABASE ?1 AS fts", [fts_path.to_string_lossy()])
+        .map_err(sql_error)?;
+    conn.execute_batch(&format!(
+        "PRAGMA fts.journal_mode = WAL;
+         PRAGMA fts.synchronous = {};
+         PRAGMA fts.cache_size = -{cache_kib};",
+        match synchronous {
+            Synchronous::Off => Synchronous::Off,
+            _ => Synchronous::Normal,
+        }
+        .pragma()
     ))
     .map_err(sql_error)?;
     conn.set_prepared_statement_cache_capacity(64);
@@ -73,4 +91,9 @@ pub fn migrate(conn: &mut Connection) -> StoreResult<()> {
         tracing::info!(version = i + 1, "applied store migration");
     }
     Ok(())
+}
+
+/// Creates the full-text index's tables if they are missing.
+pub fn migrate_fts(conn: &Connection) -> StoreResult<()> {
+    conn.execute_batch(FTS_SCHEMA).map_err(sql_error)
 }

@@ -6,17 +6,14 @@
 //! of being bound by one fsync per request. Assigning `seq` here, and only here, is what keeps
 //! every tenant's log gapless and ordered.
 //!
-//! Full-text indexing is deliberately not in that transaction: FTS5 inserts cost several times
-//! a row insert. The writer keeps the text of committed events in memory and indexes it in a
-//! separate transaction every `fts_interval` (or as soon as it is idle). `tenants.fts_upto`
-//! records how far each tenant is indexed, so after a crash the gap is rebuilt from the stored
-//! bodies at startup.
+//! Full-text indexing is deliberately not in that transaction: after each commit the writer
+//! hands the text of the new events to the indexer thread ([`crate::indexer`]).
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::time::{Duration, Instant};
+use std::sync::mpsc::{Receiver, Sender};
+use std::time::Instant;
 
 use bitacora_core::Event;
 use bitacora_core::canonical::{Fingerprint, Hash, SealedEvent};
@@ -26,6 +23,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{Semaphore, oneshot};
 
 use crate::derive::{self, pos, tenant_range};
+use crate::indexer::Doc;
 use crate::schema::{TERM_ACTION, TERM_CATEGORY, TERM_SOURCE, TERM_TARGET_TYPE};
 use crate::sql_error;
 use crate::tree::{self, STORED_LEVEL};
@@ -59,7 +57,6 @@ pub struct Job {
 
 pub struct WriterConfig {
     pub max_batch_events: usize,
-    pub fts_interval: Duration,
 }
 
 /// Per-tenant state the writer keeps in memory (the database is the truth; this is a cache
@@ -85,9 +82,8 @@ pub struct Writer {
     permits: Arc<Semaphore>,
     config: WriterConfig,
     caches: Caches,
-    /// Committed events not yet in the full-text index: (tenant id, pos, text).
-    fts_pending: Vec<(i64, i64, String)>,
-    last_fts_flush: Instant,
+    /// Where the text of committed events goes to be indexed.
+    indexer: Sender<Vec<Doc>>,
 }
 
 impl Writer {
@@ -96,6 +92,7 @@ impl Writer {
         rx: Receiver<Job>,
         permits: Arc<Semaphore>,
         config: WriterConfig,
+        indexer: Sender<Vec<Doc>>,
     ) -> Self {
         Self {
             conn,
@@ -103,37 +100,14 @@ impl Writer {
             permits,
             config,
             caches: Caches::default(),
-            fts_pending: Vec::new(),
-            last_fts_flush: Instant::now(),
+            indexer,
         }
     }
 
-    /// Runs until every sender is gone, then indexes what is pending and returns.
+    /// Runs until every sender is gone, committing what is queued, then returns (which
+    /// lets the indexer finish too).
     pub fn run(mut self) {
-        if let Err(e) = self.catch_up_fts() {
-            tracing::error!(error = %e, "could not rebuild the full-text index backlog");
-        }
-        loop {
-            let first = if self.fts_pending.is_empty() {
-                match self.rx.recv() {
-                    Ok(job) => job,
-                    Err(_) => break,
-                }
-            } else {
-                let due = self.last_fts_flush + self.config.fts_interval;
-                match self
-                    .rx
-                    .recv_timeout(due.saturating_duration_since(Instant::now()))
-                {
-                    Ok(job) => job,
-                    Err(RecvTimeoutError::Timeout) => {
-                        self.flush_fts();
-                        continue;
-                    }
-                    Err(RecvTimeoutError::Disconnected) => break,
-                }
-            };
-
+        while let Ok(first) = self.rx.recv() {
             let mut jobs = vec![first];
             let mut n = jobs[0].events.len();
             while n < self.config.max_batch_events {
@@ -146,12 +120,7 @@ impl Writer {
                 }
             }
             self.commit_jobs(jobs, n);
-
-            if self.last_fts_flush.elapsed() >= self.config.fts_interval {
-                self.flush_fts();
-            }
         }
-        self.flush_fts();
         if let Err(e) = self.conn.execute_batch("PRAGMA optimize;") {
             tracing::warn!(error = %e, "PRAGMA optimize failed at shutdown");
         }
@@ -166,8 +135,9 @@ impl Writer {
         metrics::histogram!("bitacora_commit_events").record(n as f64);
 
         match result {
-            Ok((outcomes, fts)) => {
-                self.fts_pending.extend(fts);
+            Ok((outcomes, docs)) => {
+                // The indexer only stops after the writer, so this cannot fail.
+                let _ = self.indexer.send(docs);
                 let mut outcomes = outcomes.into_iter();
                 for job in jobs {
                     let k = job.events.len();
@@ -202,10 +172,7 @@ impl Writer {
     /// One transaction for every event of `jobs`. Returns one outcome per event, in order,
     /// and the full-text documents of the newly stored ones.
     #[allow(clippy::type_complexity)]
-    fn commit(
-        &mut self,
-        jobs: &[Job],
-    ) -> StoreResult<(Vec<AppendOutcome>, Vec<(i64, i64, String)>)> {
+    fn commit(&mut self, jobs: &[Job]) -> StoreResult<(Vec<AppendOutcome>, Vec<Doc>)> {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
@@ -347,7 +314,11 @@ impl Writer {
                         d.email = actor.email.as_deref().or(d.email);
                     }
                 }
-                fts.push((tid, position, p.fts_text.clone()));
+                fts.push(Doc {
+                    tenant_id: tid,
+                    pos: position,
+                    text: p.fts_text.clone(),
+                });
                 outcomes.push(AppendOutcome::Stored {
                     id: e.id.clone(),
                     seq,
@@ -400,72 +371,6 @@ impl Writer {
         metrics::counter!("bitacora_store_events_appended_total").increment(stored as u64);
         Ok((outcomes, fts))
     }
-
-    /// Indexes the text of committed events, in its own transaction.
-    fn flush_fts(&mut self) {
-        self.last_fts_flush = Instant::now();
-        if self.fts_pending.is_empty() {
-            return;
-        }
-        let pending = std::mem::take(&mut self.fts_pending);
-        if let Err(e) = index_text(&mut self.conn, &pending) {
-            // The events are durable; only their text index is late. The watermark was not
-            // advanced, so the next start rebuilds it; keep trying meanwhile.
-            tracing::error!(error = %e, events = pending.len(), "full-text indexing failed");
-            self.fts_pending = pending;
-        }
-    }
-
-    /// Indexes events committed before a crash whose text never reached the index.
-    fn catch_up_fts(&mut self) -> StoreResult<()> {
-        let tenants: Vec<(i64, i64, i64)> = {
-            let mut stmt = self
-                .conn
-                .prepare("SELECT id, size, fts_upto FROM tenants WHERE fts_upto < size")
-                .map_err(sql_error)?;
-            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                .map_err(sql_error)?
-                .collect::<Result<_, _>>()
-                .map_err(sql_error)?
-        };
-        for (tid, size, upto) in tenants {
-            tracing::info!(
-                tenant_id = tid,
-                events = size - upto,
-                "indexing full-text backlog"
-            );
-            let mut next = upto;
-            while next < size {
-                let batch: Vec<(i64, i64, String)> = {
-                    let mut stmt = self
-                        .conn
-                        .prepare_cached(
-                            "SELECT pos, body FROM events WHERE pos >= ?1 AND pos < ?2
-                             ORDER BY pos LIMIT 5000",
-                        )
-                        .map_err(sql_error)?;
-                    let rows = stmt
-                        .query_map(params![pos(tid, next as u64), pos(tid, size as u64)], |r| {
-                            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
-                        })
-                        .map_err(sql_error)?;
-                    let mut out = Vec::new();
-                    for row in rows {
-                        let (p, body) = row.map_err(sql_error)?;
-                        let event: Event = serde_json::from_str(&body).map_err(|e| {
-                            StoreError::Corrupt(format!("event at pos {p} is not an event: {e}"))
-                        })?;
-                        out.push((tid, p, derive::fts_text(&event)));
-                    }
-                    out
-                };
-                let Some(last) = batch.last() else { break };
-                next = derive::seq_of(last.1) as i64 + 1;
-                index_text(&mut self.conn, &batch)?;
-            }
-        }
-        Ok(())
-    }
 }
 
 struct ActorDelta<'a> {
@@ -473,29 +378,6 @@ struct ActorDelta<'a> {
     email: Option<&'a str>,
     count: i64,
     last_seen: i64,
-}
-
-fn index_text(conn: &mut Connection, docs: &[(i64, i64, String)]) -> StoreResult<()> {
-    let tx = conn.transaction().map_err(sql_error)?;
-    {
-        let mut insert = tx
-            .prepare_cached("INSERT INTO events_fts (rowid, text) VALUES (?1, ?2)")
-            .map_err(sql_error)?;
-        let mut upto: HashMap<i64, u64> = HashMap::new();
-        for (tid, position, text) in docs {
-            insert.execute(params![position, text]).map_err(sql_error)?;
-            let next = derive::seq_of(*position) + 1;
-            let e = upto.entry(*tid).or_default();
-            *e = (*e).max(next);
-        }
-        let mut mark = tx
-            .prepare_cached("UPDATE tenants SET fts_upto = max(fts_upto, ?2) WHERE id = ?1")
-            .map_err(sql_error)?;
-        for (tid, next) in upto {
-            mark.execute(params![tid, next as i64]).map_err(sql_error)?;
-        }
-    }
-    tx.commit().map_err(sql_error)
 }
 
 fn tenant_state(

@@ -1,0 +1,177 @@
+//! The full-text indexer: its own thread, its own database file.
+//!
+//! FTS5 inserts cost several times a row insert. Kept in the event writer's transaction they
+//! would cut ingest by a third or more; kept in the same database file they would still take
+//! turns with it for the one write lock. So the index lives in `bitacora-fts.db` (attached as
+//! `fts` by every connection) and this thread fills it from the text of events the writer has
+//! already committed, every `interval`. Searches with `q` may therefore trail acknowledgements
+//! by up to about a second; nothing else does.
+//!
+//! `fts.fts_state` records, per tenant, how far the index goes, in the same transaction as
+//! the index rows. At start the thread indexes whatever committed events it is missing (after
+//! a crash, or when the file was deleted), reading their stored bodies.
+
+use std::collections::HashMap;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use bitacora_core::Event;
+use bitacora_store::{StoreError, StoreResult};
+use rusqlite::{Connection, params};
+
+use crate::derive::{self, pos};
+use crate::sql_error;
+
+/// One committed event's searchable text.
+pub struct Doc {
+    pub tenant_id: i64,
+    pub pos: i64,
+    pub text: String,
+}
+
+pub struct Indexer {
+    conn: Connection,
+    rx: Receiver<Vec<Doc>>,
+    interval: Duration,
+    pending: Vec<Doc>,
+}
+
+/// Flush early once this many documents wait, to bound memory under sustained ingest.
+const MAX_PENDING: usize = 50_000;
+
+impl Indexer {
+    pub fn new(conn: Connection, rx: Receiver<Vec<Doc>>, interval: Duration) -> Self {
+        Self {
+            conn,
+            rx,
+            interval,
+            pending: Vec::new(),
+        }
+    }
+
+    /// Runs until the writer is gone, then indexes what is pending and returns.
+    pub fn run(mut self) {
+        if let Err(e) = self.catch_up() {
+            tracing::error!(error = %e, "could not index the full-text backlog");
+        }
+        let mut last_flush = Instant::now();
+        loop {
+            let wait = (last_flush + self.interval).saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(wait) {
+                Ok(docs) => self.pending.extend(docs),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            if self.pending.len() >= MAX_PENDING || last_flush.elapsed() >= self.interval {
+                self.flush();
+                last_flush = Instant::now();
+            }
+        }
+        while let Ok(docs) = self.rx.try_recv() {
+            self.pending.extend(docs);
+        }
+        self.flush();
+        tracing::debug!("full-text indexer stopped");
+    }
+
+    fn flush(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        match index(&mut self.conn, &self.pending) {
+            Ok(()) => self.pending.clear(),
+            // The events are durable; only their text index is late. Keep them and retry.
+            Err(e) => {
+                tracing::error!(error = %e, docs = self.pending.len(), "full-text indexing failed")
+            }
+        }
+    }
+
+    /// Indexes committed events whose text never reached the index.
+    fn catch_up(&mut self) -> StoreResult<()> {
+        let gaps: Vec<(i64, i64, i64)> = {
+            let mut stmt = self
+                .conn
+                .prepare(
+                    "SELECT t.id, t.size, coalesce(s.upto, 0) FROM main.tenants t
+                     LEFT JOIN fts.fts_state s ON s.tenant_id = t.id
+                     WHERE coalesce(s.upto, 0) < t.size",
+                )
+                .map_err(sql_error)?;
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .map_err(sql_error)?
+                .collect::<Result<_, _>>()
+                .map_err(sql_error)?
+        };
+        for (tid, size, upto) in gaps {
+            tracing::info!(
+                tenant_id = tid,
+                events = size - upto,
+                "indexing full-text backlog"
+            );
+            let mut next = upto as u64;
+            let size = size as u64;
+            while next < size {
+                let docs = self.backlog(tid, next, size)?;
+                let Some(last) = docs.last() else { break };
+                next = derive::seq_of(last.pos) + 1;
+                index(&mut self.conn, &docs)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn backlog(&self, tid: i64, from: u64, to: u64) -> StoreResult<Vec<Doc>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT pos, body FROM main.events WHERE pos >= ?1 AND pos < ?2
+                 ORDER BY pos LIMIT 5000",
+            )
+            .map_err(sql_error)?;
+        let rows = stmt
+            .query_map(params![pos(tid, from), pos(tid, to)], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+            })
+            .map_err(sql_error)?;
+        let mut docs = Vec::new();
+        for row in rows {
+            let (p, body) = row.map_err(sql_error)?;
+            let event: Event = serde_json::from_str(&body).map_err(|e| {
+                StoreError::Corrupt(format!("event at pos {p} is not an event: {e}"))
+            })?;
+            docs.push(Doc {
+                tenant_id: tid,
+                pos: p,
+                text: derive::fts_text(&event),
+            });
+        }
+        Ok(docs)
+    }
+}
+
+fn index(conn: &mut Connection, docs: &[Doc]) -> StoreResult<()> {
+    let tx = conn.transaction().map_err(sql_error)?;
+    {
+        let mut insert = tx
+            .prepare_cached("INSERT INTO fts.events_fts (rowid, text) VALUES (?1, ?2)")
+            .map_err(sql_error)?;
+        let mut upto: HashMap<i64, u64> = HashMap::new();
+        for d in docs {
+            insert.execute(params![d.pos, d.text]).map_err(sql_error)?;
+            let next = derive::seq_of(d.pos) + 1;
+            let e = upto.entry(d.tenant_id).or_default();
+            *e = (*e).max(next);
+        }
+        let mut mark = tx
+            .prepare_cached(
+                "INSERT INTO fts.fts_state (tenant_id, upto) VALUES (?1, ?2)
+                 ON CONFLICT DO UPDATE SET upto = max(upto, excluded.upto)",
+            )
+            .map_err(sql_error)?;
+        for (tid, next) in upto {
+            mark.execute(params![tid, next as i64]).map_err(sql_error)?;
+        }
+    }
+    tx.commit().map_err(sql_error)
+}
