@@ -3,7 +3,7 @@
 //!
 //! The environment is read two ways: the three variables of CONTRACT §1 (`BITACORA_DATA`,
 //! `BITACORA_DATABASE_URL`, `BITACORA_LISTEN`) plus `BITACORA_LOG_LEVEL`/`BITACORA_LOG_FORMAT`
-//! by name, and any setting by its path with `__` between section and key
+//! and `BITACORA_SIGNING_KEY_FILE` by name, and any setting by its path with `__` between section and key
 //! (`BITACORA_SERVER__REQUEST_TIMEOUT_SECS=5`, `BITACORA_INGEST__DEFAULT_TENANT=acme`). Other
 //! `BITACORA_*` variables (for example the binary's own `BITACORA_CONFIG`) are not settings and
 //! are ignored here.
@@ -63,6 +63,22 @@ default_tenant = "default"
 # "user.role_change" = "critical"
 # "user.*" = "medium"
 
+[integrity]
+# The Ed25519 key that signs each tenant's checkpoints (CONTRACT section 4). It lives OUTSIDE the
+# store, so whoever can edit the database cannot also re-sign it; back it up separately.
+# Created (mode 0600) on first start. Default: the data folder's path plus ".signing-key", a
+# sibling of the folder (`./bitacora-data.signing-key` for the default data folder). Required
+# with a PostgreSQL store (--signing-key-file, BITACORA_SIGNING_KEY_FILE).
+# signing_key_file = "./bitacora-data.signing-key"
+# The key name in signatures and in the verifier key (`bitacora+<id>+<base64>`).
+signing_key_name = "bitacora"
+# Verifier keys of rotated-out signing keys that still vouch for old checkpoints: each a key
+# string (`bitacora+1a2b3c4d+AX...`) or a file of them, one a line. See "Key rotation" in the
+# bitacora-log crate docs.
+retired_keys = []
+# How often growing logs are signed (milliseconds).
+checkpoint_interval_ms = 1000
+
 [log]
 # "pretty" for people, "json" for log collectors (--log-format, BITACORA_LOG_FORMAT).
 format = "pretty"
@@ -78,7 +94,39 @@ pub struct Config {
     pub server: ServerConfig,
     pub store: StoreConfig,
     pub ingest: IngestConfig,
+    pub integrity: IntegrityConfig,
     pub log: LogConfig,
+}
+
+/// Checkpoint signing (CONTRACT §4).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IntegrityConfig {
+    /// The signing key file; `None` means the data folder's sibling
+    /// ([`Config::signing_key_path`]). Only the path is here, never the key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signing_key_file: Option<PathBuf>,
+    pub signing_key_name: String,
+    /// Verifier keys (or files of them) of retired signing keys.
+    pub retired_keys: Vec<String>,
+    pub checkpoint_interval_ms: u64,
+}
+
+impl Default for IntegrityConfig {
+    fn default() -> Self {
+        Self {
+            signing_key_file: None,
+            signing_key_name: "bitacora".to_owned(),
+            retired_keys: Vec::new(),
+            checkpoint_interval_ms: 1000,
+        }
+    }
+}
+
+impl IntegrityConfig {
+    pub fn checkpoint_interval(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.checkpoint_interval_ms.max(10))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -215,6 +263,7 @@ pub struct Overrides {
     pub listen: Option<SocketAddr>,
     pub log_level: Option<String>,
     pub log_format: Option<LogFormat>,
+    pub signing_key_file: Option<PathBuf>,
 }
 
 /// A configuration that cannot be used; the message names the setting, and the flag or
@@ -251,6 +300,7 @@ impl Config {
                     "BITACORA_LISTEN" => "server.listen",
                     "BITACORA_LOG_LEVEL" => "log.level",
                     "BITACORA_LOG_FORMAT" => "log.format",
+                    "BITACORA_SIGNING_KEY_FILE" => "integrity.signing_key_file",
                     _ => return None,
                 };
                 Some(path.into())
@@ -276,7 +326,45 @@ impl Config {
         if let Some(v) = o.log_format {
             figment = figment.merge(Serialized::default("log.format", v));
         }
+        if let Some(v) = o.signing_key_file {
+            figment = figment.merge(Serialized::default("integrity.signing_key_file", v));
+        }
         figment
+    }
+
+    /// Where the checkpoint signing key lives: `integrity.signing_key_file`, else a sibling of
+    /// the data folder named after it plus `.signing-key` (`./bitacora-data` →
+    /// `./bitacora-data.signing-key`): outside the store, one key per store. A PostgreSQL
+    /// store has no folder, so the setting is required then.
+    pub fn signing_key_path(&self) -> Result<PathBuf, ConfigError> {
+        if let Some(path) = &self.integrity.signing_key_file {
+            return Ok(path.clone());
+        }
+        if self.store.database_url.is_some() {
+            return Err(ConfigError(
+                "a PostgreSQL store needs the checkpoint signing key file named: set \
+                 --signing-key-file, BITACORA_SIGNING_KEY_FILE or `integrity.signing_key_file` \
+                 in the config file (it is created on first start)"
+                    .into(),
+            ));
+        }
+        let data = &self.store.data;
+        let named = |p: &Path| {
+            p.file_name().map(|name| {
+                let mut name = name.to_os_string();
+                name.push(".signing-key");
+                p.with_file_name(name)
+            })
+        };
+        named(data)
+            .or_else(|| std::fs::canonicalize(data).ok().and_then(|p| named(&p)))
+            .ok_or_else(|| {
+                ConfigError(format!(
+                    "cannot place the signing key file beside the data folder `{}`: set \
+                     --signing-key-file, BITACORA_SIGNING_KEY_FILE or `integrity.signing_key_file`",
+                    data.display()
+                ))
+            })
     }
 }
 
@@ -288,6 +376,7 @@ fn how_to_set(path: &str) -> String {
         "server.listen" => Some(("--listen", "BITACORA_LISTEN")),
         "log.level" => Some(("--log-level", "BITACORA_LOG_LEVEL")),
         "log.format" => Some(("--log-format", "BITACORA_LOG_FORMAT")),
+        "integrity.signing_key_file" => Some(("--signing-key-file", "BITACORA_SIGNING_KEY_FILE")),
         _ => None,
     };
     let env = path.replace('.', "__").to_ascii_uppercase();
@@ -421,6 +510,60 @@ mod tests {
         Jail::expect_with(|jail| {
             jail.create_file("typo.toml", "[server]\nlisten_addr = \"127.0.0.1:1\"\n")?;
             assert!(Config::load(Some(Path::new("typo.toml")), Overrides::default()).is_err());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_signing_key_defaults_to_a_sibling_of_the_data_folder() {
+        let mut c = Config::default();
+        assert_eq!(
+            c.signing_key_path().unwrap(),
+            PathBuf::from("./bitacora-data.signing-key")
+        );
+        c.store.data = "/srv/audit/data/".into();
+        assert_eq!(
+            c.signing_key_path().unwrap(),
+            PathBuf::from("/srv/audit/data.signing-key")
+        );
+        c.integrity.signing_key_file = Some("/etc/bitacora/key".into());
+        assert_eq!(
+            c.signing_key_path().unwrap(),
+            PathBuf::from("/etc/bitacora/key")
+        );
+        c.integrity.signing_key_file = None;
+        c.store.database_url = Some("postgres://db/x".into());
+        let err = c.signing_key_path().unwrap_err().to_string();
+        assert!(err.contains("--signing-key-file"), "{err}");
+        assert!(err.contains("BITACORA_SIGNING_KEY_FILE"), "{err}");
+        c.store.database_url = None;
+        c.store.data = "/".into();
+        assert!(c.signing_key_path().is_err());
+    }
+
+    #[test]
+    fn integrity_settings_from_env_and_flags() {
+        Jail::expect_with(|jail| {
+            jail.set_env("BITACORA_SIGNING_KEY_FILE", "/from/env.key");
+            jail.set_env("BITACORA_INTEGRITY__CHECKPOINT_INTERVAL_MS", "250");
+            let c = Config::load(None, Overrides::default()).unwrap();
+            assert_eq!(
+                c.integrity.signing_key_file,
+                Some(PathBuf::from("/from/env.key"))
+            );
+            assert_eq!(c.integrity.checkpoint_interval_ms, 250);
+            let c = Config::load(
+                None,
+                Overrides {
+                    signing_key_file: Some("/from/flag.key".into()),
+                    ..Overrides::default()
+                },
+            )
+            .unwrap();
+            assert_eq!(
+                c.signing_key_path().unwrap(),
+                PathBuf::from("/from/flag.key")
+            );
             Ok(())
         });
     }

@@ -41,6 +41,8 @@ pub enum ApiError {
     TooManyRequests {
         retry_after_secs: u64,
     },
+    /// The tenant's log has no signed checkpoint yet (it is empty, or signed within a second).
+    NoCheckpoint(String),
     /// The store cannot serve now; the client may retry.
     Unavailable(String),
     /// A bug or an I/O failure. The cause is logged, never sent.
@@ -57,7 +59,7 @@ impl ApiError {
             ApiError::Field(e) => field_status(e.code),
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
-            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::NotFound(_) | ApiError::NoCheckpoint(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -75,6 +77,7 @@ impl ApiError {
             ApiError::Unauthorized(m) => ("unauthorized", m.clone(), None),
             ApiError::Forbidden(m) => ("forbidden", m.clone(), None),
             ApiError::NotFound(m) => ("not_found", m.clone(), None),
+            ApiError::NoCheckpoint(m) => ("no_checkpoint", m.clone(), None),
             ApiError::MethodNotAllowed => (
                 "method_not_allowed",
                 "this method is not allowed on this path".into(),
@@ -133,6 +136,25 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::Unavailable(m) => ApiError::Unavailable(m),
             other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<bitacora_log::LogError> for ApiError {
+    fn from(e: bitacora_log::LogError) -> Self {
+        use bitacora_log::LogError;
+        match e {
+            // Only request values are `Invalid`: a 400 naming the query parameter.
+            LogError::Invalid { field, message } => {
+                ApiError::Field(FieldError::new("invalid_query", field, message))
+            }
+            LogError::NotFound(m) => ApiError::NotFound(m),
+            LogError::NoCheckpoint(tenant) => ApiError::NoCheckpoint(format!(
+                "the log of tenant `{tenant}` has no signed checkpoint yet (it is empty, or its \
+                 first events are signed within a second)"
+            )),
+            LogError::Signing(e) => ApiError::Internal(format!("cannot sign a checkpoint: {e}")),
+            LogError::Store(e) => e.into(),
         }
     }
 }
@@ -342,6 +364,30 @@ mod tests {
                 "unavailable",
             ),
             (StoreError::Corrupt("x".into()).into(), 500, "internal"),
+            (
+                bitacora_log::LogError::Invalid {
+                    field: "tree_size",
+                    message: "too big".into(),
+                }
+                .into(),
+                400,
+                "invalid_query",
+            ),
+            (
+                bitacora_log::LogError::NotFound("x".into()).into(),
+                404,
+                "not_found",
+            ),
+            (
+                bitacora_log::LogError::NoCheckpoint("acme".into()).into(),
+                404,
+                "no_checkpoint",
+            ),
+            (
+                bitacora_log::LogError::Store(StoreError::Unavailable("x".into())).into(),
+                503,
+                "unavailable",
+            ),
             (StoreError::Internal("x".into()).into(), 500, "internal"),
         ];
         for (e, status, code) in cases {

@@ -7,7 +7,12 @@
 //! - [`config`]: the layered [`Config`]. [`error`]: [`ApiError`](error::ApiError), the only
 //!   place that knows status codes. [`auth`]: the one authentication and tenancy layer, and
 //!   API key generation. [`api`]: the router and handlers. [`export`]: the export walk and
-//!   CSV/NDJSON encoders, shared with `bitacora export`.
+//!   CSV/NDJSON encoders, shared with `bitacora export`. [`integrity`]: the checkpoint keys
+//!   the configuration names.
+//!
+//! Besides the HTTP server, `serve` runs the checkpointer (`bitacora_log`), which signs each
+//! growing log at least once a second; it is stopped, with a final signing pass, before the
+//! store is closed, so every acknowledged event is covered by a signed checkpoint.
 //!
 //! **Invariant:** a handler never reads a tenant from the request itself; it asks the
 //! [`Principal`](auth::Principal) the auth layer resolved.
@@ -17,6 +22,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod export;
+pub mod integrity;
 pub mod metrics;
 pub mod openapi;
 pub mod state;
@@ -61,6 +67,20 @@ pub async fn serve_with_store(
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     let base = base_url(addr);
+    let keys = {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || integrity::load_or_create_keys(&config))
+            .await
+            .context("loading the signing key panicked")
+            .and_then(|loaded| loaded)
+    };
+    let keys = match keys {
+        Ok(keys) => keys,
+        Err(e) => {
+            store.close().await.ok();
+            return Err(e);
+        }
+    };
     let data_dir = store::is_embedded(&config).then(|| config.store.data.clone());
     let initial_key = auth::ensure_initial_admin_key(&*store, data_dir.as_deref())
         .await
@@ -80,12 +100,29 @@ pub async fn serve_with_store(
              (Authorization: Bearer <key>)\n"
         );
     }
+    // Auditors and `bitacora verify-bundle --trusted-key` need this string.
+    println!(
+        "  checkpoint key: {}   ({base}/v1/log/public-key)",
+        keys.public_key()
+    );
+    tracing::info!(
+        key = %keys.public_key(),
+        key_file = %config.signing_key_path()?.display(),
+        retired = keys.retired().len(),
+        "checkpoint signing key loaded"
+    );
     // Install the metrics recorder before the first request records anything.
     metrics::handle();
 
-    let state = AppState::new(store.clone(), config.clone());
+    let state = AppState::new(store.clone(), config.clone(), keys);
     let background = CancellationToken::new();
     let flusher = state.auth.clone().spawn_usage_flusher(background.clone());
+    let checkpointer = bitacora_log::spawn_checkpointer(
+        store.clone(),
+        state.signer.clone(),
+        config.integrity.checkpoint_interval(),
+        background.clone(),
+    );
     let app = api::router(state);
 
     tracing::info!(%addr, ui = %format!("{base}/ui/"), docs = %format!("{base}/docs"), "bitacora listening");
@@ -117,6 +154,10 @@ pub async fn serve_with_store(
     background.cancel();
     if let Err(e) = flusher.await {
         tracing::warn!(error = %e, "the key usage flusher failed");
+    }
+    // Its final pass signs what the last requests appended; it needs the store open.
+    if let Err(e) = checkpointer.await {
+        tracing::error!(error = %e, "the checkpointer failed");
     }
     // Commits whatever the writer still has queued: every acknowledged event is durable
     // already; this finishes the ones whose requests were cut by the grace period.
@@ -152,10 +193,11 @@ mod tests {
     #[tokio::test]
     async fn serve_creates_the_initial_key_serves_and_shuts_down() {
         telemetry::init_test_tracing();
-        let dir = tempfile::tempdir().unwrap();
+        let root = tempfile::tempdir().unwrap();
         let mut config = Config::default();
-        config.store.data = dir.path().to_owned();
+        config.store.data = root.path().join("data");
         config.store.synchronous = config::SyncMode::Off;
+        let dir = config.store.data.clone();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -163,7 +205,7 @@ mod tests {
             let _ = stopped.await;
         }));
 
-        let key_file = dir.path().join(auth::INITIAL_KEY_FILE);
+        let key_file = dir.join(auth::INITIAL_KEY_FILE);
         for _ in 0..100 {
             if key_file.exists() {
                 break;
@@ -211,13 +253,22 @@ mod tests {
         let store = open_store(&config).unwrap();
         assert_eq!(store.api_keys().await.unwrap().len(), 1);
         assert!(
-            auth::ensure_initial_admin_key(&*store, Some(dir.path()))
+            auth::ensure_initial_admin_key(&*store, Some(&dir))
                 .await
                 .unwrap()
                 .is_none()
         );
         let tenant = bitacora_core::TenantName::default_tenant();
         assert!(store.event_by_id(&tenant, "s-1").await.unwrap().is_some());
+        // The checkpointer's final pass signed the event before the store closed, with the
+        // key created beside (not inside) the data folder.
+        let cp = store.latest_checkpoint(&tenant).await.unwrap().unwrap();
+        assert_eq!(cp.size, 1);
+        let signing_key = root.path().join("data.signing-key");
+        assert!(signing_key.is_file());
+        let keys = integrity::load_existing_keys(&config).unwrap();
+        bitacora_core::checkpoint::open_checkpoint(&cp.note, "bitacora/default", &keys.verifiers())
+            .unwrap();
         store.close().await.unwrap();
     }
 

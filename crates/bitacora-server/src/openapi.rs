@@ -19,6 +19,7 @@ use utoipa::{Modify, OpenApi};
         (name = "ingest", description = "Sending events"),
         (name = "events", description = "Searching, reading and exporting events"),
         (name = "summaries", description = "Actions, actors and activity counts"),
+        (name = "integrity", description = "Signed checkpoints, inclusion and consistency proofs (RFC 6962/9162, C2SP tlog-checkpoint)"),
         (name = "operations", description = "Health and metrics (no authentication)"),
     )
 )]

@@ -3,6 +3,8 @@
 use std::sync::Arc;
 
 use bitacora_core::IngestPolicy;
+use bitacora_core::checkpoint::NoteSigner;
+use bitacora_log::LogKeys;
 use bitacora_store::Store;
 
 use crate::auth::Auth;
@@ -16,10 +18,15 @@ pub struct AppState {
     /// Built once from `[ingest.severity]`.
     pub policy: Arc<IngestPolicy>,
     pub auth: Arc<Auth>,
+    /// The checkpoint signing key and the retired keys still trusted.
+    pub keys: Arc<LogKeys>,
+    /// The signing key alone, shared with bundle exports (which sign a first checkpoint
+    /// when a log has none yet).
+    pub signer: Arc<NoteSigner>,
 }
 
 impl AppState {
-    pub fn new(store: Arc<dyn Store>, config: Config) -> Self {
+    pub fn new(store: Arc<dyn Store>, config: Config, keys: LogKeys) -> Self {
         let auth = Auth::new(
             store.clone(),
             config.server.trusted_proxies.clone(),
@@ -29,6 +36,8 @@ impl AppState {
             policy: Arc::new(config.ingest.policy()),
             config: Arc::new(config),
             auth: Arc::new(auth),
+            signer: Arc::new(keys.signer().clone()),
+            keys: Arc::new(keys),
             store,
         }
     }

@@ -1,4 +1,5 @@
-//! `GET /v1/export`: the search as a stream (NDJSON or CSV), in constant memory.
+//! `GET /v1/export`: the search as a stream (NDJSON, CSV, or a self-verifying bundle), in
+//! constant memory.
 //!
 //! The walk itself ([`crate::export`]) is shared with `bitacora export`. The response status is
 //! decided before the first byte (the store is asked for the log size first, so an unavailable
@@ -11,6 +12,7 @@ use axum::http::{HeaderValue, header};
 use axum::response::Response;
 use bitacora_core::FieldError;
 use bitacora_core::api::ErrorBody;
+use bitacora_log::{BundleOptions, bundle_stream};
 use futures::StreamExt as _;
 use utoipa::IntoParams;
 
@@ -25,8 +27,9 @@ use crate::state::AppState;
 #[into_params(parameter_in = Query)]
 #[allow(dead_code)]
 pub struct ExportParams {
-    /// `ndjson` (default; one event a line, exactly as `GET /v1/events/{id}` returns it) or
-    /// `csv`. `bundle` is not available in this build yet.
+    /// `ndjson` (default; one event a line, exactly as `GET /v1/events/{id}` returns it),
+    /// `csv`, or `bundle` (NDJSON with a signed checkpoint and each event's inclusion proof,
+    /// verifiable offline with `bitacora verify-bundle`; format in `docs/BUNDLE.md`).
     format: Option<String>,
 }
 
@@ -34,6 +37,7 @@ pub struct ExportParams {
 enum Format {
     Ndjson,
     Csv,
+    Bundle,
 }
 
 /// Export every event the search filters match, as a stream.
@@ -45,6 +49,10 @@ enum Format {
 /// target_name, ip, user_agent, request_id, source, description, changes (JSON), metadata
 /// (JSON), leaf_hash; a cell starting with `=`, `+`, `-`, `@`, tab or carriage return is
 /// prefixed with `'` so spreadsheets do not run it as a formula.
+///
+/// `format=bundle` holds the matching events up to the latest signed checkpoint (events
+/// appended after it are left out), each with its inclusion proof, between a header with the
+/// signed checkpoint and the verifier keys and a trailer with the event count.
 #[utoipa::path(
     get,
     path = "/v1/export",
@@ -80,24 +88,20 @@ pub async fn export(
     let format = match formats.first().map(String::as_str) {
         None | Some("") | Some("ndjson") => Format::Ndjson,
         Some("csv") => Format::Csv,
-        Some("bundle") => {
-            return Err(FieldError::new(
-                "unsupported_format",
-                "format",
-                "format=bundle (a verifiable bundle) is not available in this build yet; use ndjson or csv",
-            )
-            .into());
-        }
+        Some("bundle") => Format::Bundle,
         Some(other) => {
             return Err(FieldError::new(
                 "unsupported_format",
                 "format",
-                format!("unknown format `{other}`: expected ndjson or csv"),
+                format!("unknown format `{other}`: expected ndjson, csv or bundle"),
             )
             .into());
         }
     };
     let query = parse_search(&principal, &pairs)?;
+    if format == Format::Bundle {
+        return bundle(&state, query, &pairs).await;
+    }
     let bound = state.store.log_size(&query.tenant).await?;
     tracing::info!(tenant = %query.tenant, bound, "export started");
 
@@ -114,6 +118,7 @@ pub async fn export(
                 tracing::error!(error = %e, "export aborted");
                 std::io::Error::other("export aborted")
             }),
+            Format::Bundle => unreachable!("answered above"),
         }
     });
     // CSV always starts with its header, even when nothing matches.
@@ -124,6 +129,7 @@ pub async fn export(
     let (content_type, extension) = match format {
         Format::Ndjson => ("application/x-ndjson", "ndjson"),
         Format::Csv => ("text/csv; charset=utf-8", "csv"),
+        Format::Bundle => unreachable!("answered above"),
     };
     let mut response = Response::new(body);
     let headers = response.headers_mut();
@@ -131,6 +137,52 @@ pub async fn export(
     if let Ok(v) = HeaderValue::from_str(&format!(
         "attachment; filename=\"bitacora-{}.{extension}\"",
         query.tenant
+    )) {
+        headers.insert(header::CONTENT_DISPOSITION, v);
+    }
+    Ok(response)
+}
+
+/// `format=bundle`: the header (and with it the checkpoint, signed first if the log has none)
+/// is produced before the response starts, so a problem there is a proper status; a failure
+/// later aborts the body.
+async fn bundle(
+    state: &AppState,
+    query: bitacora_core::query::EventQuery,
+    pairs: &[(String, String)],
+) -> Result<Response, ApiError> {
+    let filter: serde_json::Map<String, serde_json::Value> = pairs
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+        .collect();
+    let mut options = BundleOptions::new(state.signer.clone(), state.keys.verifiers());
+    options.filter = serde_json::Value::Object(filter);
+    let tenant = query.tenant.clone();
+    tracing::info!(tenant = %tenant, "bundle export started");
+    let mut stream = Box::pin(bundle_stream(state.store.clone(), query, options));
+    let head = match stream.next().await {
+        Some(head) => head?,
+        None => {
+            return Err(ApiError::internal(
+                "a bundle stream ended before its header",
+            ));
+        }
+    };
+    let rest = stream.map(|chunk| {
+        chunk.map_err(|e| {
+            tracing::error!(error = %e, "bundle export aborted");
+            std::io::Error::other("export aborted")
+        })
+    });
+    let body = futures::stream::once(async move { Ok::<_, std::io::Error>(head) }).chain(rest);
+    let mut response = Response::new(Body::from_stream(body));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-ndjson"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "attachment; filename=\"bitacora-{tenant}.bundle.ndjson\""
     )) {
         headers.insert(header::CONTENT_DISPOSITION, v);
     }

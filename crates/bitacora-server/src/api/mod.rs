@@ -8,6 +8,7 @@ pub mod events;
 pub mod export;
 pub mod health;
 pub mod ingest;
+pub mod log;
 pub mod meta;
 
 use std::time::Duration;
@@ -93,6 +94,32 @@ pub fn build(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
             Scope::Read,
             NO_BODY_LIMIT,
         ))
+        .routes(scoped(
+            routes!(log::checkpoint),
+            s,
+            Scope::Read,
+            NO_BODY_LIMIT,
+        ))
+        .routes(scoped(
+            routes!(log::inclusion),
+            s,
+            Scope::Read,
+            NO_BODY_LIMIT,
+        ))
+        .routes(scoped(
+            routes!(log::consistency),
+            s,
+            Scope::Read,
+            NO_BODY_LIMIT,
+        ))
+        .routes(scoped(
+            routes!(log::event_inclusion),
+            s,
+            Scope::Read,
+            NO_BODY_LIMIT,
+        ))
+        // Public on purpose: verifying needs the key, and the key proves nothing secret.
+        .routes(routes!(log::public_key))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(health::metrics))

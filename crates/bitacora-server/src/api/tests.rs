@@ -21,6 +21,7 @@ use crate::state::AppState;
 struct TestApp {
     router: Router,
     store: Arc<dyn Store>,
+    keys: bitacora_log::LogKeys,
     admin: String,
     _dir: tempfile::TempDir,
 }
@@ -70,10 +71,13 @@ async fn app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
     let store = crate::open_store(&config).unwrap();
     let (admin, record) = generate_api_key("test admin", Scope::Admin, None);
     store.insert_api_key(&record).await.unwrap();
-    let router = super::router(AppState::new(store.clone(), config));
+    let signer = bitacora_core::checkpoint::NoteSigner::from_seed("bitacora", [9; 32]).unwrap();
+    let keys = bitacora_log::LogKeys::new(signer, Vec::new());
+    let router = super::router(AppState::new(store.clone(), config, keys.clone()));
     TestApp {
         router,
         store,
+        keys,
         admin,
         _dir: dir,
     }
@@ -476,11 +480,21 @@ async fn export_streams_ndjson_and_csv() {
     assert_eq!(&rows[7][0], "7");
     assert_eq!(&rows[7][20], "'=cmd()");
 
-    let r = app.get("/v1/export?format=bundle", &app.admin).await;
+    let r = app.get("/v1/export?format=xml", &app.admin).await;
     assert_eq!(
         r.error(),
         (400, "unsupported_format".into(), Some("format".into()))
     );
+
+    // A bundle verifies offline with the server's key; its
+    // checkpoint was signed on demand (no checkpointer runs here).
+    let r = app
+        .get("/v1/export?format=bundle&order=asc&action=e.*", &app.admin)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.headers[header::CONTENT_TYPE], "application/x-ndjson");
+    let report = bitacora_log::verify_bundle(&r.body[..], Some(&app.keys.verifiers())).unwrap();
+    assert_eq!(report.events, 2500);
 
     // An empty tenant exports a header only.
     let r = app
@@ -730,7 +744,12 @@ async fn the_openapi_document_lists_every_route() {
             "/v1/events",
             "/v1/events/batch",
             "/v1/events/{id}",
+            "/v1/events/{id}/inclusion",
             "/v1/export",
+            "/v1/log/checkpoint",
+            "/v1/log/proof/consistency",
+            "/v1/log/proof/inclusion",
+            "/v1/log/public-key",
             "/v1/stats",
             "/v1/targets/{type}/{id}/history",
         ]
@@ -742,7 +761,8 @@ async fn the_openapi_document_lists_every_route() {
     // Every /v1 operation needs the key and documents its errors with ErrorBody.
     for (path, item) in doc["paths"].as_object().unwrap() {
         for (method, op) in item.as_object().unwrap() {
-            if !path.starts_with("/v1") {
+            // The verifier key is public on purpose.
+            if !path.starts_with("/v1") || path == "/v1/log/public-key" {
                 continue;
             }
             assert!(op["security"].is_array(), "{method} {path}");
@@ -756,4 +776,114 @@ async fn the_openapi_document_lists_every_route() {
             }
         }
     }
+}
+
+#[tokio::test]
+async fn checkpoints_and_proofs() {
+    let app = app().await;
+    let reader = app.key(Scope::Read, Some("acme")).await;
+    let tenant = TenantName::parse("acme").unwrap();
+
+    // The public key needs no credential: current key first.
+    let r = app
+        .request(Method::GET, "/v1/log/public-key", None, None, Body::empty())
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.headers[header::CONTENT_TYPE], "text/plain; charset=utf-8");
+    assert_eq!(r.text(), format!("{}\n", app.keys.public_key()));
+
+    // No events, no checkpoint: a JSON 404 with its own code.
+    let r = app.get("/v1/log/checkpoint", &reader).await;
+    assert_eq!(r.error(), (404, "no_checkpoint".into(), None));
+    let r = app.get("/v1/log/proof/inclusion?seq=0", &reader).await;
+    assert_eq!(r.error(), (404, "no_checkpoint".into(), None));
+
+    let events: Vec<Value> = (0..20)
+        .map(|i| json!({"id": format!("e{i}"), "tenant": "acme", "action": "x.y"}))
+        .collect();
+    let r = app
+        .post_json("/v1/events/batch", &app.admin, &json!(events))
+        .await;
+    assert_eq!(r.status, 200);
+    let signer = app.keys.signer().clone();
+    bitacora_log::checkpoint_tenant(&*app.store, &signer, &tenant, 1)
+        .await
+        .unwrap()
+        .unwrap();
+
+    let r = app.get("/v1/log/checkpoint", &reader).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.headers[header::CONTENT_TYPE], "text/plain; charset=utf-8");
+    let (signed, _) = bitacora_core::checkpoint::open_checkpoint(
+        r.text(),
+        "bitacora/acme",
+        &app.keys.verifiers(),
+    )
+    .unwrap();
+    assert_eq!(signed.size, 20);
+
+    let r = app.get("/v1/log/proof/inclusion?seq=3", &reader).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    assert_eq!(
+        (v["leaf_index"].as_u64(), v["tree_size"].as_u64()),
+        (Some(3), Some(20))
+    );
+    let r = app
+        .get("/v1/log/proof/consistency?first=5&second=20", &reader)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["first"], 5);
+
+    let r = app.get("/v1/events/e3/inclusion", &reader).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["state"], "verified", "{v}");
+    assert_eq!(v["verified"], true);
+    assert_eq!(v["seq"], 3);
+    let r = app.get("/v1/events/nope/inclusion", &reader).await;
+    assert_eq!(r.error().0, 404);
+
+    // Bad numbers are 400s naming the parameter, never 5xx.
+    for (uri, field) in [
+        ("/v1/log/proof/inclusion", "seq"),
+        ("/v1/log/proof/inclusion?seq=-1", "seq"),
+        ("/v1/log/proof/inclusion?seq=abc", "seq"),
+        ("/v1/log/proof/inclusion?seq=18446744073709551616", "seq"),
+        ("/v1/log/proof/inclusion?seq=1&tree_size=x", "tree_size"),
+        ("/v1/log/proof/inclusion?seq=1&tree_size=21", "tree_size"),
+        ("/v1/log/proof/inclusion?seq=20&tree_size=20", "seq"),
+        ("/v1/log/proof/inclusion?seq=1&tree_size=0", "seq"),
+        ("/v1/log/proof/inclusion?seq=1&size=3", "size"),
+        ("/v1/log/proof/consistency?second=3", "first"),
+        ("/v1/log/proof/consistency?first=3", "second"),
+        ("/v1/log/proof/consistency?first=3&second=99", "second"),
+        ("/v1/log/proof/consistency?first=9&second=3", "first"),
+        ("/v1/log/proof/consistency?first=1.5&second=3", "first"),
+        ("/v1/log/checkpoint?tenant=a%20b", "tenant"),
+    ] {
+        let r = app.get(uri, &reader).await;
+        let (status, _, f) = r.error();
+        assert_eq!(
+            (status, f.as_deref()),
+            (400, Some(field)),
+            "{uri}: {}",
+            r.text()
+        );
+    }
+
+    // A pinned key cannot reach another tenant's log.
+    for uri in [
+        "/v1/log/checkpoint?tenant=other",
+        "/v1/log/proof/inclusion?seq=0&tree_size=1&tenant=other",
+        "/v1/log/proof/consistency?first=0&second=1&tenant=other",
+        "/v1/events/e3/inclusion?tenant=other",
+    ] {
+        let r = app.get(uri, &reader).await;
+        assert_eq!(r.error().0, 403, "{uri}");
+    }
+    // ... and an ingest key cannot read proofs at all.
+    let ingest = app.key(Scope::Ingest, None).await;
+    let r = app.get("/v1/log/checkpoint?tenant=acme", &ingest).await;
+    assert_eq!(r.error().0, 403);
 }

@@ -1,0 +1,296 @@
+//! `GET /v1/log/*` and `GET /v1/events/{id}/inclusion`: the signed checkpoints and the proofs
+//! that let anyone check the log was not altered (CONTRACT §4), served by `bitacora_log`.
+//!
+//! Every number comes from the query string and is checked here (a bad one is a 400 naming
+//! the parameter) or by `bitacora_log` (`LogError::Invalid`, also a 400 naming it); none is
+//! ever passed to the store unchecked.
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse as _, Response};
+use bitacora_core::FieldError;
+use bitacora_core::api::ErrorBody;
+use serde::Serialize;
+use utoipa::{IntoParams, ToSchema};
+
+use super::{check_params, json_text, param, query_pairs};
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+const TEXT_PLAIN: &str = "text/plain; charset=utf-8";
+
+fn text(body: String) -> Response {
+    let mut r = (StatusCode::OK, body).into_response();
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(TEXT_PLAIN));
+    r
+}
+
+fn json<T: Serialize>(value: &T) -> Result<Response, ApiError> {
+    let body = serde_json::to_string(value).map_err(ApiError::internal)?;
+    Ok(json_text(StatusCode::OK, body))
+}
+
+/// A required or optional non-negative integer query parameter; anything else is a 400
+/// naming it.
+fn number(pairs: &[(String, String)], name: &str, required: bool) -> Result<Option<u64>, ApiError> {
+    match param(pairs, name).map(str::trim) {
+        None | Some("") if required => Err(FieldError::new(
+            "invalid_query",
+            name,
+            format!("the `{name}` parameter is required"),
+        )
+        .into()),
+        None | Some("") => Ok(None),
+        Some(v) => v.parse::<u64>().map(Some).map_err(|_| {
+            FieldError::new(
+                "invalid_query",
+                name,
+                format!("`{v}` is not a non-negative integer"),
+            )
+            .into()
+        }),
+    }
+}
+
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct TenantParam {
+    /// The tenant (default: the key's pinned tenant, else `default`).
+    tenant: Option<String>,
+}
+
+/// The tenant's latest signed checkpoint.
+///
+/// A C2SP `tlog-checkpoint` (origin `bitacora/<tenant>`, tree size, base64 root hash) in an
+/// Ed25519 `signed-note`; verify it with the key from `GET /v1/log/public-key`. The server
+/// signs each growing log at least once a second.
+#[utoipa::path(
+    get,
+    path = "/v1/log/checkpoint",
+    tag = "integrity",
+    params(TenantParam),
+    responses(
+        (status = 200, description = "The signed note", body = String, content_type = "text/plain; charset=utf-8"),
+        (status = 400, description = "Unknown parameter or invalid tenant", body = ErrorBody),
+        (status = 401, description = "Missing, unknown or revoked API key", body = ErrorBody),
+        (status = 403, description = "Key lacks the `read` scope, or is pinned to another tenant", body = ErrorBody),
+        (status = 404, description = "`no_checkpoint`: the log is empty or not signed yet", body = ErrorBody),
+        (status = 503, description = "Store unavailable; retry", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn checkpoint(
+    State(state): State<AppState>,
+    principal: Principal,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let pairs = query_pairs(raw.as_deref());
+    check_params(&pairs, &["tenant"])?;
+    let tenant = principal.resolve_tenant(param(&pairs, "tenant"))?;
+    match state.store.latest_checkpoint(&tenant).await? {
+        Some(cp) => Ok(text(cp.note)),
+        None => Err(bitacora_log::LogError::NoCheckpoint(tenant.to_string()).into()),
+    }
+}
+
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct InclusionParams {
+    /// The event's `seq` (its leaf index).
+    seq: u64,
+    /// The tree size the proof is for; default: the latest checkpoint's size.
+    tree_size: Option<u64>,
+    /// The tenant (default: the key's pinned tenant, else `default`).
+    tenant: Option<String>,
+}
+
+/// `{"leaf_index","tree_size","hashes":[hex...]}` (RFC 6962/9162 inclusion proof).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct InclusionProof {
+    leaf_index: u64,
+    tree_size: u64,
+    /// Lowercase hex SHA-256 hashes, leaf to root.
+    hashes: Vec<String>,
+}
+
+/// The inclusion proof of one event in the tenant's tree.
+///
+/// Proves that the event at `seq` (leaf hash `leaf_hash` of `GET /v1/events/{id}`) is in the
+/// tree of `tree_size` events, whose root a signed checkpoint commits to. Without
+/// `tree_size`, the latest checkpoint's size is used (`404 no_checkpoint` if there is none).
+#[utoipa::path(
+    get,
+    path = "/v1/log/proof/inclusion",
+    tag = "integrity",
+    params(InclusionParams),
+    responses(
+        (status = 200, description = "The proof", body = InclusionProof),
+        (status = 400, description = "Missing or invalid `seq`/`tree_size` (named in `field`), or out of range", body = ErrorBody),
+        (status = 401, description = "Missing, unknown or revoked API key", body = ErrorBody),
+        (status = 403, description = "Key lacks the `read` scope, or is pinned to another tenant", body = ErrorBody),
+        (status = 404, description = "`no_checkpoint`: no `tree_size` given and the log is not signed yet", body = ErrorBody),
+        (status = 503, description = "Store unavailable; retry", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn inclusion(
+    State(state): State<AppState>,
+    principal: Principal,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let pairs = query_pairs(raw.as_deref());
+    check_params(&pairs, &["seq", "tree_size", "tenant"])?;
+    let seq = number(&pairs, "seq", true)?.unwrap_or_default();
+    let tree_size = number(&pairs, "tree_size", false)?;
+    let tenant = principal.resolve_tenant(param(&pairs, "tenant"))?;
+    let tree_size = match tree_size {
+        Some(size) => size,
+        None => match state.store.latest_checkpoint(&tenant).await? {
+            Some(cp) => cp.size,
+            None => return Err(bitacora_log::LogError::NoCheckpoint(tenant.to_string()).into()),
+        },
+    };
+    let proof = bitacora_log::inclusion_proof(&*state.store, &tenant, seq, tree_size).await?;
+    json(&proof)
+}
+
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct ConsistencyParams {
+    /// The smaller tree size.
+    first: u64,
+    /// The bigger tree size (at most the log's size).
+    second: u64,
+    /// The tenant (default: the key's pinned tenant, else `default`).
+    tenant: Option<String>,
+}
+
+/// `{"first","second","hashes":[hex...]}` (RFC 6962/9162 consistency proof).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ConsistencyProof {
+    first: u64,
+    second: u64,
+    /// Lowercase hex SHA-256 hashes.
+    hashes: Vec<String>,
+}
+
+/// The consistency proof between two tree sizes.
+///
+/// Proves that the tree of `second` events extends the tree of `first` events unchanged:
+/// given two signed checkpoints, nothing before the first was altered since.
+#[utoipa::path(
+    get,
+    path = "/v1/log/proof/consistency",
+    tag = "integrity",
+    params(ConsistencyParams),
+    responses(
+        (status = 200, description = "The proof", body = ConsistencyProof),
+        (status = 400, description = "Missing or invalid `first`/`second` (named in `field`), or out of range", body = ErrorBody),
+        (status = 401, description = "Missing, unknown or revoked API key", body = ErrorBody),
+        (status = 403, description = "Key lacks the `read` scope, or is pinned to another tenant", body = ErrorBody),
+        (status = 503, description = "Store unavailable; retry", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn consistency(
+    State(state): State<AppState>,
+    principal: Principal,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let pairs = query_pairs(raw.as_deref());
+    check_params(&pairs, &["first", "second", "tenant"])?;
+    let first = number(&pairs, "first", true)?.unwrap_or_default();
+    let second = number(&pairs, "second", true)?.unwrap_or_default();
+    let tenant = principal.resolve_tenant(param(&pairs, "tenant"))?;
+    let proof = bitacora_log::consistency_proof(&*state.store, &tenant, first, second).await?;
+    json(&proof)
+}
+
+/// The checkpoint verifier keys (no authentication).
+///
+/// Signed-note verifier key format (`<name>+<key id hex>+<base64 of 0x01 || Ed25519 public
+/// key>`), one a line: the current signing key on the first line, then any retired keys
+/// that still vouch for older checkpoints (key rotation). One key signs every tenant's log.
+#[utoipa::path(
+    get,
+    path = "/v1/log/public-key",
+    tag = "integrity",
+    responses(
+        (status = 200, description = "Verifier keys, current first", body = String, content_type = "text/plain; charset=utf-8"),
+    )
+)]
+pub async fn public_key(State(state): State<AppState>) -> Response {
+    text(crate::integrity::public_key_text(&state.keys))
+}
+
+/// Where an event stands against the latest signed checkpoint (what the viewer shows).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct InclusionStatus {
+    seq: u64,
+    /// The leaf hash recomputed from the stored event.
+    leaf_hash: String,
+    /// The latest signed checkpoint (signed note), if any.
+    checkpoint: Option<String>,
+    tree_size: Option<u64>,
+    /// The event's inclusion proof in that tree, when the event is in it.
+    proof: Option<InclusionProof>,
+    /// `verified`, `pending` (newer than the latest checkpoint, or none yet) or `failed`.
+    state: String,
+    /// True exactly when `state` is `verified`.
+    verified: bool,
+    /// One sentence saying why.
+    detail: String,
+}
+
+/// Whether one event is provably in the signed log.
+///
+/// Checks the latest checkpoint's signature with the server's trusted keys, recomputes the
+/// event's leaf hash from the stored event and verifies its inclusion proof to the signed
+/// root. `state` is `verified`, `pending` (the event is newer than the latest checkpoint; it
+/// is signed within about a second) or `failed` (`detail` says what does not verify).
+#[utoipa::path(
+    get,
+    path = "/v1/events/{id}/inclusion",
+    tag = "integrity",
+    params(("id" = String, Path, description = "The event's id"), TenantParam),
+    responses(
+        (status = 200, description = "The event's inclusion status", body = InclusionStatus),
+        (status = 400, description = "Unknown parameter or invalid tenant", body = ErrorBody),
+        (status = 401, description = "Missing, unknown or revoked API key", body = ErrorBody),
+        (status = 403, description = "Key lacks the `read` scope, or is pinned to another tenant", body = ErrorBody),
+        (status = 404, description = "No event with this id in this tenant", body = ErrorBody),
+        (status = 503, description = "Store unavailable; retry", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn event_inclusion(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let pairs = query_pairs(raw.as_deref());
+    check_params(&pairs, &["tenant"])?;
+    let tenant = principal.resolve_tenant(param(&pairs, "tenant"))?;
+    let Some(event) = state.store.event_by_id(&tenant, &id).await? else {
+        return Err(ApiError::NotFound(format!(
+            "no event with id `{id}` in tenant `{tenant}`"
+        )));
+    };
+    let status = bitacora_log::event_inclusion_status(
+        &*state.store,
+        &tenant,
+        event.seq,
+        &state.keys.verifiers(),
+    )
+    .await?;
+    json(&status)
+}
