@@ -1,17 +1,20 @@
 //! What each subcommand does, once its configuration is loaded.
 
-use std::io::Write as _;
+use std::io::{BufRead, IsTerminal as _, Write as _};
+use std::path::Path;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use bitacora_core::TenantName;
 use bitacora_core::query::EventQuery;
-use bitacora_server::Config;
+use bitacora_log::{BundleOptions, VerifyOptions, VerifyOutcome, verify_tenant};
+use bitacora_server::{Config, integrity};
 use bitacora_store::{ApiKeyRecord, Scope, Store};
 use chrono::{DateTime, SecondsFormat};
 use futures::StreamExt as _;
 
-use crate::check_data_dir;
+use crate::{ExportFormat, check_data_dir};
 
 /// `bitacora serve`: binds, announces the URLs, serves until SIGTERM/SIGINT, drains, exits 0.
 pub async fn serve(config: Config) -> Result<()> {
@@ -224,7 +227,11 @@ pub async fn keys_revoke(config: &Config, id: &str) -> Result<()> {
 }
 
 /// `bitacora export`: the search, streamed to stdout.
-pub async fn export(config: &Config, csv: bool, params: &[(&'static str, &str)]) -> Result<()> {
+pub async fn export(
+    config: &Config,
+    format: ExportFormat,
+    params: &[(&'static str, &str)],
+) -> Result<()> {
     let query =
         EventQuery::parse(params.iter().copied(), &config.ingest.default_tenant).map_err(|e| {
             match &e.field {
@@ -232,10 +239,180 @@ pub async fn export(config: &Config, csv: bool, params: &[(&'static str, &str)])
                 None => anyhow!("{}", e.message),
             }
         })?;
+    if format == ExportFormat::Bundle {
+        let keys = integrity::load_existing_keys(config)?;
+        let mut options = BundleOptions::new(Arc::new(keys.signer().clone()), keys.verifiers());
+        options.filter = serde_json::Value::Object(
+            params
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), serde_json::Value::String((*v).to_owned())))
+                .collect(),
+        );
+        let store = open_store(config).await?;
+        let result = write_bundle(store.clone(), query, options).await;
+        store.close().await.ok();
+        return result;
+    }
     let store = open_store(config).await?;
-    let result = write_export(store.clone(), query, csv).await;
+    let result = write_export(store.clone(), query, format == ExportFormat::Csv).await;
     store.close().await.ok();
     result
+}
+
+async fn write_bundle(
+    store: Arc<dyn Store>,
+    query: EventQuery,
+    options: BundleOptions,
+) -> Result<()> {
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::with_capacity(256 * 1024, stdout.lock());
+    let mut chunks = std::pin::pin!(bitacora_log::bundle_stream(store, query, options));
+    while let Some(chunk) = chunks.next().await {
+        out.write_all(&chunk.context("the bundle export failed part way")?)?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// `bitacora verify [--tenant T]`: re-checks every tenant's log (or one), one summary line
+/// each on stdout; fails naming the first bad `seq`.
+pub async fn verify(config: &Config, tenant: Option<&str>, trusted: &[String]) -> Result<()> {
+    let tenant = tenant
+        .map(|t| TenantName::parse(t).map_err(|m| anyhow!("--tenant `{t}`: {m}")))
+        .transpose()?;
+    let verifiers = if trusted.is_empty() {
+        integrity::load_existing_keys(config)?.verifiers()
+    } else {
+        integrity::parse_verifiers(trusted).context("--trusted-key")?
+    };
+    let store = open_store(config).await?;
+    let result = verify_store(store.as_ref(), tenant, &verifiers).await;
+    store.close().await.ok();
+    result
+}
+
+async fn verify_store(
+    store: &dyn Store,
+    tenant: Option<TenantName>,
+    verifiers: &[bitacora_core::checkpoint::NoteVerifier],
+) -> Result<()> {
+    let tenants = match tenant {
+        Some(t) => vec![t],
+        None => store.tenants().await.context("cannot list the tenants")?,
+    };
+    if tenants.is_empty() {
+        println!("no tenants: the store holds no events");
+        return Ok(());
+    }
+    let options = VerifyOptions::default();
+    let mut first_bad: Option<String> = None;
+    for tenant in &tenants {
+        let mut progress = Progress::new(tenant);
+        let report = verify_tenant(store, tenant, verifiers, &options, |done, total| {
+            progress.update(done, total)
+        })
+        .await;
+        progress.finish();
+        let report = report.with_context(|| format!("cannot read the log of tenant `{tenant}`"))?;
+        println!("{}", report.summary());
+        if first_bad.is_none() {
+            first_bad = match &report.outcome {
+                VerifyOutcome::Intact => None,
+                VerifyOutcome::Tampered { seq, .. } => Some(format!(
+                    "the log of tenant `{tenant}` was altered: first bad seq {seq}"
+                )),
+                VerifyOutcome::BadCheckpoint { size, .. } => Some(format!(
+                    "the log of tenant `{tenant}` has a checkpoint that does not verify (tree size {size})"
+                )),
+            };
+        }
+    }
+    std::io::stdout().flush().ok();
+    match first_bad {
+        Some(message) => bail!(message),
+        None => Ok(()),
+    }
+}
+
+/// A progress line on stderr for big logs, only when stderr is a terminal.
+struct Progress {
+    tenant: String,
+    enabled: bool,
+    shown: bool,
+    last: Instant,
+    started: Instant,
+}
+
+impl Progress {
+    /// Logs smaller than this finish before a bar would be worth drawing.
+    const MIN_EVENTS: u64 = 200_000;
+
+    fn new(tenant: &TenantName) -> Self {
+        let now = Instant::now();
+        Self {
+            tenant: tenant.to_string(),
+            enabled: std::io::stderr().is_terminal(),
+            shown: false,
+            last: now,
+            started: now,
+        }
+    }
+
+    fn update(&mut self, done: u64, total: u64) {
+        if !self.enabled || total < Self::MIN_EVENTS {
+            return;
+        }
+        let now = Instant::now();
+        if self.shown && now.duration_since(self.last) < Duration::from_millis(200) {
+            return;
+        }
+        self.last = now;
+        self.shown = true;
+        let pct = (done.min(total) as f64 / total as f64) * 100.0;
+        let width = 30usize;
+        let filled = ((pct / 100.0) * width as f64) as usize;
+        let rate = done as f64 / now.duration_since(self.started).as_secs_f64().max(1e-3);
+        eprint!(
+            "\r\x1b[2Kverifying {}: [{}{}] {done}/{total} events ({pct:.0}%, {:.0}/s)",
+            self.tenant,
+            "#".repeat(filled),
+            "-".repeat(width - filled),
+            rate
+        );
+    }
+
+    fn finish(&mut self) {
+        if self.shown {
+            eprint!("\r\x1b[2K");
+            self.shown = false;
+        }
+    }
+}
+
+/// `bitacora verify-bundle FILE`: no store, no server, no configuration.
+pub fn verify_bundle(file: &Path, trusted: &[String]) -> Result<()> {
+    let trusted = if trusted.is_empty() {
+        None
+    } else {
+        Some(integrity::parse_verifiers(trusted).context("--trusted-key")?)
+    };
+    let reader: Box<dyn BufRead> = if file == Path::new("-") {
+        Box::new(std::io::BufReader::with_capacity(
+            1 << 20,
+            std::io::stdin().lock(),
+        ))
+    } else {
+        let f = std::fs::File::open(file)
+            .with_context(|| format!("cannot open the bundle `{}`", file.display()))?;
+        Box::new(std::io::BufReader::with_capacity(1 << 20, f))
+    };
+    match bitacora_log::verify_bundle(reader, trusted.as_deref()) {
+        Ok(report) => {
+            println!("{}", report.summary());
+            Ok(())
+        }
+        Err(e) => bail!("the bundle does not verify: {e}"),
+    }
 }
 
 async fn write_export(store: Arc<dyn Store>, query: EventQuery, csv: bool) -> Result<()> {

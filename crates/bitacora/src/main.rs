@@ -1,7 +1,8 @@
 //! `bitacora`: the tamper-evident audit-trail server and its command line (CONTRACT §1).
 //!
 //! A thin clap layer over the library crates: `serve` ends in [`bitacora_server::serve`];
-//! `keys` and `export` open the store directly (no server needs to run); `config
+//! `keys`, `export` and `verify` open the store directly (beside a running server or
+//! without one); `verify-bundle` needs nothing but the file; `config
 //! print-default` prints the commented default configuration. Settings are layered built-in
 //! defaults → TOML (`--config`) → `BITACORA_*` environment → flags, by
 //! [`bitacora_server::Config`]; this crate only turns flags into the last layer.
@@ -50,6 +51,15 @@ struct Cli {
     #[arg(long, global = true, env = "BITACORA_LOG_FORMAT", value_enum)]
     log_format: Option<LogFormatArg>,
 
+    /// The checkpoint signing key file [default: the data folder's path + `.signing-key`].
+    #[arg(
+        long,
+        global = true,
+        env = "BITACORA_SIGNING_KEY_FILE",
+        value_name = "FILE"
+    )]
+    signing_key_file: Option<PathBuf>,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -71,6 +81,12 @@ enum Command {
     Keys(KeysCommand),
     /// Stream events to stdout, with the same filters as `GET /v1/events`.
     Export(ExportArgs),
+    /// Re-check the whole stored log: every event's leaf hash, the Merkle tree and every
+    /// signed checkpoint. Exit 0 when intact, 1 naming the first bad seq.
+    Verify(VerifyArgs),
+    /// Verify an exported bundle offline: no server, no store, no configuration needed.
+    /// Exit 0 when every event checks out, 1 naming the first bad line.
+    VerifyBundle(VerifyBundleArgs),
     /// Inspect the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -117,10 +133,34 @@ enum ScopeArg {
     Ingest,
 }
 
+#[derive(Debug, Args)]
+struct VerifyArgs {
+    /// Verify this tenant only [default: every tenant in the store].
+    #[arg(long)]
+    tenant: Option<String>,
+    /// Check checkpoint signatures with these verifier keys (`name+id+base64`, or a file of
+    /// them, one a line) instead of the configured signing key file and retired keys.
+    #[arg(long = "trusted-key", value_name = "KEY")]
+    trusted_keys: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+struct VerifyBundleArgs {
+    /// The bundle (`-` for standard input).
+    file: PathBuf,
+    /// Only accept a checkpoint signed by one of these verifier keys (`name+id+base64`, as
+    /// `GET /v1/log/public-key` serves them, or a file of them). Without it the bundle's own
+    /// keys are used: that proves the events match the checkpoint, not who signed it.
+    #[arg(long = "trusted-key", value_name = "KEY")]
+    trusted_keys: Vec<String>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum ExportFormat {
+pub(crate) enum ExportFormat {
     Ndjson,
     Csv,
+    /// NDJSON with a signed checkpoint and every event's inclusion proof (docs/BUNDLE.md).
+    Bundle,
 }
 
 /// The search filters, named like the query parameters of `GET /v1/events` (CONTRACT §3).
@@ -223,6 +263,7 @@ impl Cli {
                 LogFormatArg::Pretty => bitacora_server::config::LogFormat::Pretty,
                 LogFormatArg::Json => bitacora_server::config::LogFormat::Json,
             }),
+            signing_key_file: self.signing_key_file.clone(),
         };
         Ok(Config::load(self.config.as_deref(), overrides)?)
     }
@@ -276,8 +317,14 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Export(args) => {
             let config = cli.load_config(None)?;
-            commands::export(&config, args.format == ExportFormat::Csv, &args.params()).await
+            commands::export(&config, args.format, &args.params()).await
         }
+        Command::Verify(args) => {
+            let config = cli.load_config(None)?;
+            commands::verify(&config, args.tenant.as_deref(), &args.trusted_keys).await
+        }
+        // Deliberately no configuration: a bundle is checked on its own.
+        Command::VerifyBundle(args) => commands::verify_bundle(&args.file, &args.trusted_keys),
         Command::Config(ConfigCommand::PrintDefault) => {
             let mut out = std::io::stdout().lock();
             out.write_all(bitacora_server::DEFAULT_CONFIG_TOML.as_bytes())?;
