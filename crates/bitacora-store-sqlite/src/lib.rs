@@ -38,8 +38,10 @@ pub const DB_FILE: &str = "bitacora.db";
 /// The full-text index's database file (derived data; rebuilt when missing).
 pub const FTS_FILE: &str = "bitacora-fts.db";
 
-/// Most events waiting for the writer; appends beyond it wait (backpressure).
-pub(crate) const MAX_QUEUED_EVENTS: usize = 200_000;
+/// Most events waiting for the writer; appends beyond it wait (backpressure). An event in
+/// the queue holds its parsed form, its body and its text (~2 KB), so this bounds the queue's
+/// memory to about 100 MB while still letting five maximal batches wait.
+pub(crate) const MAX_QUEUED_EVENTS: usize = 50_000;
 
 /// Most read connections open at once.
 const READERS: usize = 4;

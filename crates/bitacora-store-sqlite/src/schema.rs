@@ -37,8 +37,11 @@ pub fn open(path: &Path, role: Role, synchronous: Synchronous) -> StoreResult<Co
     let conn = Connection::open_with_flags(path, flags).map_err(sql_error)?;
     conn.busy_timeout(Duration::from_secs(10))
         .map_err(sql_error)?;
+    // Page caches: the writer's holds the hot index pages of appends; readers and the
+    // indexer get less, to keep the server's RSS bounded (BENCHMARKS.md).
     let cache_kib = match role {
-        Role::Writer | Role::Indexer => 32 * 1024,
+        Role::Writer => 32 * 1024,
+        Role::Indexer => 16 * 1024,
         Role::Reader => 8 * 1024,
     };
     conn.execute_batch(&format!(
