@@ -51,11 +51,13 @@ use std::time::Duration;
 use bitacora_core::api::{
     Ack, ActionList, ActorList, BatchResponse, ErrorBody, EventPage, History, Stats,
 };
+use bitacora_core::canonical::{Hash, parse_hex_hash};
 use bitacora_core::{Event, EventInput, Order};
 use bytes::Bytes;
 use futures::{Stream, StreamExt as _, TryStreamExt as _, stream};
 use reqwest::Url;
 use reqwest::header::{CONTENT_TYPE, HeaderValue};
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 pub use reqwest::{Method, StatusCode};
@@ -561,6 +563,70 @@ impl Client {
         Ok(out)
     }
 
+    // ---- integrity (CONTRACT §4) ----------------------------------------------------------
+
+    /// `GET /v1/log/checkpoint`: the tenant's latest signed checkpoint (a signed note; check it
+    /// with `bitacora_core::checkpoint::open_checkpoint` and [`Client::public_key`]).
+    pub async fn checkpoint(&self, tenant: Option<&str>) -> Result<String, ClientError> {
+        let resp = with_tenant(self.get(&["v1", "log", "checkpoint"]), tenant)
+            .send()
+            .await?;
+        Ok(check(resp).await?.text().await?)
+    }
+
+    /// `GET /v1/log/proof/inclusion`: the proof that the event at `seq` is in the tree of
+    /// `tree_size` events (default: the latest checkpoint's size).
+    pub async fn inclusion_proof(
+        &self,
+        seq: u64,
+        tree_size: Option<u64>,
+        tenant: Option<&str>,
+    ) -> Result<InclusionProof, ClientError> {
+        let mut req = self
+            .get(&["v1", "log", "proof", "inclusion"])
+            .query(&[("seq", seq)]);
+        if let Some(size) = tree_size {
+            req = req.query(&[("tree_size", size)]);
+        }
+        decode(with_tenant(req, tenant).send().await?).await
+    }
+
+    /// `GET /v1/log/proof/consistency`: the proof that the tree of `second` events extends
+    /// the tree of `first` events.
+    pub async fn consistency_proof(
+        &self,
+        first: u64,
+        second: u64,
+        tenant: Option<&str>,
+    ) -> Result<ConsistencyProof, ClientError> {
+        let req = self
+            .get(&["v1", "log", "proof", "consistency"])
+            .query(&[("first", first), ("second", second)]);
+        decode(with_tenant(req, tenant).send().await?).await
+    }
+
+    /// `GET /v1/log/public-key` (no credential): the verifier keys, the current one first,
+    /// then retired ones still trusted.
+    pub async fn public_key(&self) -> Result<Vec<String>, ClientError> {
+        let text = self.text(&["v1", "log", "public-key"]).await?;
+        Ok(text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect())
+    }
+
+    /// `GET /v1/events/{id}/inclusion`: whether the event is provably in the signed log.
+    pub async fn event_inclusion(
+        &self,
+        id: &str,
+        tenant: Option<&str>,
+    ) -> Result<InclusionStatus, ClientError> {
+        let req = with_tenant(self.get(&["v1", "events", id, "inclusion"]), tenant);
+        decode(req.send().await?).await
+    }
+
     // ---- operations -----------------------------------------------------------------------
 
     /// `GET /healthz`: liveness.
@@ -588,6 +654,51 @@ impl Client {
         let resp = self.http.get(self.url(segments)).send().await?;
         Ok(check(resp).await?.text().await?)
     }
+}
+
+/// `GET /v1/log/proof/inclusion`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct InclusionProof {
+    pub leaf_index: u64,
+    pub tree_size: u64,
+    /// Feed to `bitacora_core::merkle::verify_inclusion`.
+    #[serde(deserialize_with = "hex_hashes")]
+    pub hashes: Vec<Hash>,
+}
+
+/// `GET /v1/log/proof/consistency`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ConsistencyProof {
+    pub first: u64,
+    pub second: u64,
+    #[serde(deserialize_with = "hex_hashes")]
+    pub hashes: Vec<Hash>,
+}
+
+/// `GET /v1/events/{id}/inclusion`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct InclusionStatus {
+    pub seq: u64,
+    /// Recomputed by the server from the stored event.
+    pub leaf_hash: String,
+    /// The latest signed checkpoint, if any.
+    pub checkpoint: Option<String>,
+    pub tree_size: Option<u64>,
+    pub proof: Option<InclusionProof>,
+    /// `verified`, `pending` or `failed`.
+    pub state: String,
+    pub verified: bool,
+    pub detail: String,
+}
+
+fn hex_hashes<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Hash>, D::Error> {
+    Vec::<String>::deserialize(d)?
+        .iter()
+        .map(|s| {
+            parse_hex_hash(s)
+                .ok_or_else(|| serde::de::Error::custom(format!("`{s}` is not a hex SHA-256")))
+        })
+        .collect()
 }
 
 fn with_tenant(req: reqwest::RequestBuilder, tenant: Option<&str>) -> reqwest::RequestBuilder {

@@ -147,15 +147,15 @@ fn keys_create_refuses_bad_input() {
 async fn cli_keys_work_against_the_server() {
     let app = spawn_app().await;
     let data = app.stop().await;
-    let reader = create_key(data.path(), "read", "reader", None);
-    let ingester = create_key(data.path(), "ingest", "ingester", None);
-    let doomed = create_key(data.path(), "admin", "doomed", None);
-    let (_, keys) = list_json(data.path());
+    let reader = create_key(&data_folder(data.path()), "read", "reader", None);
+    let ingester = create_key(&data_folder(data.path()), "ingest", "ingester", None);
+    let doomed = create_key(&data_folder(data.path()), "admin", "doomed", None);
+    let (_, keys) = list_json(&data_folder(data.path()));
     let doomed_id = keys.iter().find(|k| k["name"] == "doomed").unwrap()["id"]
         .as_str()
         .unwrap()
         .to_owned();
-    stdout_of(bitacora(data.path()).args(["keys", "revoke", &doomed_id]));
+    stdout_of(bitacora(&data_folder(data.path())).args(["keys", "revoke", &doomed_id]));
 
     let app = spawn_app_in(data).await;
     let e = event(json!({"action": "x"}));
@@ -190,7 +190,7 @@ async fn export_streams_the_store_with_the_search_filters() {
     let app = spawn_app().await;
     seed(&app.client).await;
     let data = app.stop().await;
-    let dir = data.path();
+    let dir = &data_folder(data.path());
 
     let ndjson_ids = |args: &[&str]| -> Vec<String> {
         let mut cmd = bitacora(dir);
@@ -350,8 +350,18 @@ async fn pinned_keys_see_and_write_their_tenant_alone() {
     let app = spawn_app().await;
     seed(&app.client).await;
     let data = app.stop().await;
-    let reader = create_key(data.path(), "read", "acme-reader", Some("acme"));
-    let writer = create_key(data.path(), "ingest", "acme-writer", Some("acme"));
+    let reader = create_key(
+        &data_folder(data.path()),
+        "read",
+        "acme-reader",
+        Some("acme"),
+    );
+    let writer = create_key(
+        &data_folder(data.path()),
+        "ingest",
+        "acme-writer",
+        Some("acme"),
+    );
     let app = spawn_app_in(data).await;
 
     let read = app.client.with_api_key(&reader);

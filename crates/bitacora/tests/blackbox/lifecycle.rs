@@ -128,8 +128,9 @@ async fn assert_all_acknowledged_present(client: &Client, tenant: &str, acked: &
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_in_flight_requests_and_exits_0() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut app = spawn_binary(dir.path()).await;
+    let root = tempfile::tempdir().unwrap();
+    let dir = data_folder(root.path());
+    let mut app = spawn_binary(&dir).await;
     assert!(
         app.stdout
             .lock()
@@ -138,7 +139,7 @@ async fn sigterm_drains_in_flight_requests_and_exits_0() {
             .any(|l| l.contains("/docs")),
         "serve prints the URLs to open"
     );
-    let key = std::fs::read_to_string(dir.path().join("initial-admin-key")).unwrap();
+    let key = std::fs::read_to_string(dir.join("initial-admin-key")).unwrap();
     assert!(
         app.stdout
             .lock()
@@ -158,14 +159,15 @@ async fn sigterm_drains_in_flight_requests_and_exits_0() {
         "exit status after SIGTERM: {status:?}"
     );
 
-    let app = spawn_binary(dir.path()).await;
+    let app = spawn_binary(&dir).await;
     assert_all_acknowledged_present(&app.client, "graceful", &acked).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_events_survive_kill_9() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut app = spawn_binary(dir.path()).await;
+    let root = tempfile::tempdir().unwrap();
+    let dir = data_folder(root.path());
+    let mut app = spawn_binary(&dir).await;
     let (acked, writers) = start_writers(&app.client, "crash", 8);
     tokio::time::sleep(Duration::from_millis(700)).await;
     app.child.kill().unwrap(); // SIGKILL, mid-flight
@@ -173,7 +175,7 @@ async fn acknowledged_events_survive_kill_9() {
     let _ = app.child.wait();
     drop(app);
 
-    let app = spawn_binary(dir.path()).await;
+    let app = spawn_binary(&dir).await;
     assert_all_acknowledged_present(&app.client, "crash", &acked).await;
     // The log goes on from where it was.
     let next = app
@@ -194,9 +196,10 @@ async fn acknowledged_events_survive_kill_9() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigint_also_stops_gracefully_and_the_key_file_is_private() {
     use std::os::unix::fs::PermissionsExt as _;
-    let dir = tempfile::tempdir().unwrap();
-    let mut app = spawn_binary(dir.path()).await;
-    let mode = std::fs::metadata(dir.path().join("initial-admin-key"))
+    let root = tempfile::tempdir().unwrap();
+    let dir = data_folder(root.path());
+    let mut app = spawn_binary(&dir).await;
+    let mode = std::fs::metadata(dir.join("initial-admin-key"))
         .unwrap()
         .permissions()
         .mode();
@@ -214,7 +217,7 @@ async fn sigint_also_stops_gracefully_and_the_key_file_is_private() {
     assert_eq!(status.code(), Some(0), "{status:?}");
 
     // A restart on a store that has keys creates no new admin key and keeps the events.
-    let app = spawn_binary(dir.path()).await;
+    let app = spawn_binary(&dir).await;
     assert!(app.client.event("before-int", None).await.is_ok());
     let stdout = app.stdout.lock().unwrap().join("\n");
     assert!(

@@ -8,6 +8,7 @@ mod bad_inputs;
 mod cli;
 mod export;
 mod ingest;
+mod integrity;
 mod lifecycle;
 mod ops;
 mod pagination;

@@ -32,7 +32,9 @@ pub struct TestApp {
     pub client: Client,
     pub addr: SocketAddr,
     pub admin_key: String,
-    /// Kept so the folder outlives the server; dropped (deleted) with the app.
+    /// Kept so the folder outlives the server; dropped (deleted) with the app. The store is
+    /// its `data/` subfolder ([`data_folder`]), so the signing key the server creates beside
+    /// it (`data.signing-key`) is deleted with it too.
     pub data: Arc<TempDir>,
     shutdown: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<anyhow::Result<()>>>,
@@ -43,8 +45,9 @@ impl TestApp {
         format!("http://{}", self.addr)
     }
 
-    pub fn data_dir(&self) -> &Path {
-        self.data.path()
+    /// The store's folder.
+    pub fn data_dir(&self) -> PathBuf {
+        data_folder(self.data.path())
     }
 
     /// Stops the server gracefully and waits until it has drained and released the store.
@@ -71,6 +74,12 @@ impl Drop for TestApp {
     }
 }
 
+/// The data folder tests use inside a temporary `root`: `root/data`, so that the default
+/// signing key file (`root/data.signing-key`, a sibling of the data folder) stays inside `root`.
+pub fn data_folder(root: &Path) -> PathBuf {
+    root.join("data")
+}
+
 pub fn init_test_log() {
     bitacora_server::telemetry::init_test_tracing();
 }
@@ -85,7 +94,7 @@ pub async fn spawn_app() -> TestApp {
 pub async fn spawn_app_in(data: Arc<TempDir>) -> TestApp {
     init_test_log();
     let mut config = bitacora_server::Config::default();
-    config.store.data = data.path().to_path_buf();
+    config.store.data = data_folder(data.path());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind port 0");
@@ -96,7 +105,7 @@ pub async fn spawn_app_in(data: Arc<TempDir>) -> TestApp {
     };
     let handle = tokio::spawn(bitacora_server::serve(config, listener, shutdown));
 
-    let admin_key = wait_for_admin_key(data.path(), || handle.is_finished()).await;
+    let admin_key = wait_for_admin_key(&data_folder(data.path()), || handle.is_finished()).await;
     let client = Client::new(format!("http://{addr}"), &admin_key).unwrap();
     wait_until_healthy(&client).await;
     TestApp {
