@@ -15,6 +15,10 @@ use bitacora_store_sqlite::{SqliteOptions, SqliteStore, Synchronous};
 use clap::{Parser, Subcommand};
 
 mod data;
+mod http;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
 #[command(about = "bitacora benchmarks (see BENCHMARKS.md)")]
@@ -40,6 +44,40 @@ enum Command {
         /// Directory for the temporary databases (default: the system temp dir).
         #[arg(long)]
         dir: Option<std::path::PathBuf>,
+        /// Repetitions; medians are reported.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
+    /// Single-event POSTs and batches against a `bitacora serve` process, next to a bare
+    /// axum handler parsing the same JSON, over loopback.
+    HttpIngest {
+        /// The bitacora binary (build it with `cargo build --release -p bitacora`).
+        #[arg(long, default_value = "target/release/bitacora")]
+        bin: std::path::PathBuf,
+        /// Connections for single-event POSTs.
+        #[arg(long, default_value_t = 64)]
+        connections: usize,
+        /// Events per batch request.
+        #[arg(long, default_value_t = 1000)]
+        batch: usize,
+        /// Connections for batches.
+        #[arg(long, default_value_t = 4)]
+        batch_connections: usize,
+        /// Seconds per measurement.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// The server's `synchronous` setting (full = durable).
+        #[arg(long, default_value = "full")]
+        synchronous: String,
+    },
+    /// Parse, validate, canonicalize and hash events on one core.
+    Prepare {
+        #[arg(long, default_value_t = 100_000)]
+        events: usize,
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
     },
 }
 
@@ -50,7 +88,42 @@ fn main() -> anyhow::Result<()> {
             batch,
             concurrency,
             dir,
-        } => store_ingest(events, batch, concurrency, dir.as_deref()),
+            runs,
+        } => store_ingest(events, batch, concurrency, dir.as_deref(), runs),
+        Command::HttpIngest {
+            bin,
+            connections,
+            batch,
+            batch_connections,
+            seconds,
+            runs,
+            synchronous,
+        } => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(http::http_ingest(http::HttpIngestArgs {
+                bin,
+                connections,
+                batch,
+                batch_connections,
+                seconds,
+                runs,
+                synchronous,
+            })),
+        Command::Prepare { events, runs } => {
+            let rates: Vec<f64> = (0..runs)
+                .map(|_| {
+                    let started = Instant::now();
+                    std::hint::black_box(seal_all(events));
+                    rate(events, started.elapsed())
+                })
+                .collect();
+            println!(
+                "prepare (parse, validate, canonicalize, hash; 1 core): median {:.0} events/s over {runs} runs {rates:.0?}",
+                median(rates.clone())
+            );
+            Ok(())
+        }
     }
 }
 
@@ -80,40 +153,71 @@ fn rate(n: usize, d: Duration) -> f64 {
     n as f64 / d.as_secs_f64()
 }
 
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
 fn store_ingest(
     events: usize,
     batch: usize,
     concurrency: usize,
     dir: Option<&Path>,
+    runs: usize,
 ) -> anyhow::Result<()> {
-    let tmp = match dir {
-        Some(d) => tempfile::tempdir_in(d)?,
-        None => tempfile::tempdir()?,
-    };
-    let prepare_started = Instant::now();
     let sealed = seal_all(events);
-    let prepare = prepare_started.elapsed();
+    let (mut raw_rates, mut store_rates, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for run in 1..=runs {
+        let tmp = match dir {
+            Some(d) => tempfile::tempdir_in(d)?,
+            None => tempfile::tempdir()?,
+        };
+        // Baseline: the same rows, the same schema and indexes, one rusqlite transaction per
+        // batch on one connection, synchronous=FULL. No full text, counters or Merkle nodes.
+        let raw = rate(
+            events,
+            data::raw_insert(&tmp.path().join("raw.db"), &sealed, batch)?,
+        );
+        let store = rate(
+            events,
+            store_append(&tmp.path().join("store"), &sealed, batch, concurrency)?,
+        );
+        println!(
+            "run {run}: raw rusqlite insert {raw:>8.0} rows/s | bitacora store append {store:>8.0} events/s | {:.2}x",
+            store / raw
+        );
+        raw_rates.push(raw);
+        store_rates.push(store);
+        ratios.push(store / raw);
+    }
     println!(
-        "prepare (parse, validate, canonicalize, hash; 1 core): {:>10.0} events/s",
-        rate(events, prepare)
+        "median over {runs} runs: raw {:.0} rows/s, store {:.0} events/s, ratio {:.2}x",
+        median(raw_rates),
+        median(store_rates),
+        median(ratios)
     );
+    Ok(())
+}
 
-    // Baseline: the same rows, the same schema and indexes, one rusqlite transaction per
-    // batch on one connection, synchronous=FULL. No FTS, no counters, no Merkle nodes.
-    let raw = data::raw_insert(&tmp.path().join("raw.db"), &sealed, batch)?;
-    println!(
-        "raw rusqlite insert (same rows, same indexes):         {:>10.0} rows/s",
-        rate(events, raw)
-    );
-
+/// Appends `sealed` to a fresh durable store with `concurrency` concurrent appenders of
+/// `batch` events each; returns the time until the last acknowledgement.
+fn store_append(
+    dir: &Path,
+    sealed: &[SealedEvent],
+    batch: usize,
+    concurrency: usize,
+) -> anyhow::Result<Duration> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let store_dir = tmp.path().join("store");
-    let took = rt.block_on(async {
+    rt.block_on(async {
         let store = Arc::new(
             SqliteStore::open(
-                &store_dir,
+                dir,
                 SqliteOptions {
                     synchronous: Synchronous::Full,
                     ..SqliteOptions::default()
@@ -141,11 +245,5 @@ fn store_ingest(
         let took = started.elapsed();
         store.close().await?;
         anyhow::Ok(took)
-    })?;
-    println!(
-        "bitacora store append (durable, + Merkle, counters):   {:>10.0} events/s  ({:.2}x raw)",
-        rate(events, took),
-        raw.as_secs_f64() / took.as_secs_f64()
-    );
-    Ok(())
+    })
 }
