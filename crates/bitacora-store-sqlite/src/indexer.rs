@@ -7,6 +7,9 @@
 //! already committed, every `interval`. Searches with `q` may therefore trail acknowledgements
 //! by up to about a second; nothing else does.
 //!
+//! The same thread also checkpoints the events database's write-ahead log, so the writer never
+//! has to.
+//!
 //! `fts.fts_state` records, per tenant, how far the index goes, in the same transaction as
 //! the index rows. At start the thread indexes whatever committed events it is missing (after
 //! a crash, or when the file was deleted), reading their stored bodies.
@@ -64,6 +67,7 @@ impl Indexer {
             }
             if self.pending.len() >= MAX_PENDING || last_flush.elapsed() >= self.interval {
                 self.flush();
+                self.checkpoint();
                 last_flush = Instant::now();
             }
         }
@@ -71,7 +75,17 @@ impl Indexer {
             self.pending.extend(docs);
         }
         self.flush();
+        self.checkpoint();
         tracing::debug!("full-text indexer stopped");
+    }
+
+    /// Checkpoints the events database's WAL, which the writer never does itself (see
+    /// `schema::open`): this thread wakes every `interval` anyway, and a passive checkpoint
+    /// blocks neither the writer nor readers.
+    fn checkpoint(&self) {
+        if let Err(e) = crate::schema::checkpoint_wal(&self.conn) {
+            tracing::warn!(error = %e, "WAL checkpoint failed");
+        }
     }
 
     fn flush(&mut self) {

@@ -69,6 +69,17 @@ pub fn open(path: &Path, role: Role, synchronous: Synchronous) -> StoreResult<Co
         .pragma()
     ))
     .map_err(sql_error)?;
+    if role == Role::Writer {
+        // Checkpointing the WAL into the database file should not happen on the one thread
+        // every acknowledgement waits for: the indexer thread runs passive checkpoints every
+        // 250 ms (`checkpoint_wal`). But only a checkpoint that catches up with the writer
+        // lets the WAL restart from its beginning, and a background one never does under
+        // sustained load, so the writer keeps SQLite's automatic checkpoint with a higher
+        // threshold as the backstop: when it fires, the background has already copied most
+        // frames, and the WAL stays bounded (~32 MB).
+        conn.execute_batch("PRAGMA wal_autocheckpoint = 8192;")
+            .map_err(sql_error)?;
+    }
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }
@@ -99,4 +110,13 @@ pub fn migrate(conn: &mut Connection) -> StoreResult<()> {
 /// Creates the full-text index's tables if they are missing.
 pub fn migrate_fts(conn: &Connection) -> StoreResult<()> {
     conn.execute_batch(FTS_SCHEMA).map_err(sql_error)
+}
+
+/// Copies committed WAL frames into the database file without blocking the writer or readers
+/// (a PASSIVE checkpoint). Returns the WAL's size in frames and how many were checkpointed.
+pub fn checkpoint_wal(conn: &Connection) -> StoreResult<(i64, i64)> {
+    conn.query_row("PRAGMA main.wal_checkpoint(PASSIVE)", [], |r| {
+        Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+    })
+    .map_err(sql_error)
 }
