@@ -115,7 +115,19 @@ pub fn compile(conn: &Connection, tid: i64, q: &EventQuery) -> StoreResult<Compi
     let mut clauses: Vec<String> = Vec::new();
     let mut params: Vec<SqlValue> = Vec::new();
     let mut empty = false;
-    let (lo, hi) = tenant_range(tid);
+    // The tenant's range narrowed by the cursor, as ONE pair of bounds: given a second upper
+    // (or lower) bound, SQLite seeks on only one of them and scans the rest of the range.
+    let (mut lo, mut hi) = tenant_range(tid);
+    if let Pagination::Cursor {
+        after: Some(after), ..
+    } = q.page
+    {
+        let p = pos(tid, after.min(derive::SEQ_MASK as u64));
+        match q.order {
+            Order::Desc => hi = hi.min(p - 1),
+            Order::Asc => lo = lo.max(p + 1),
+        }
+    }
 
     let from = if f.text.is_empty() {
         clauses.push("e.pos BETWEEN ? AND ?".into());
@@ -124,7 +136,9 @@ pub fn compile(conn: &Connection, tid: i64, q: &EventQuery) -> StoreResult<Compi
         "events e"
     } else {
         // Drive from the full-text index, which yields rowids in order and honours a rowid
-        // range; every term is quoted, so no input is read as FTS5 syntax.
+        // range; every term is quoted, so no input is read as FTS5 syntax. CROSS JOIN pins
+        // that order: otherwise the planner may start from an index on `events` and evaluate
+        // MATCH once per candidate row, which is ruinous for common terms.
         let expr = f
             .text
             .iter()
@@ -136,20 +150,8 @@ pub fn compile(conn: &Connection, tid: i64, q: &EventQuery) -> StoreResult<Compi
         clauses.push("events_fts.rowid BETWEEN ? AND ?".into());
         params.push(lo.into());
         params.push(hi.into());
-        "fts.events_fts JOIN events e ON e.pos = events_fts.rowid"
+        "fts.events_fts CROSS JOIN events e ON e.pos = events_fts.rowid"
     };
-
-    if let Pagination::Cursor {
-        after: Some(after), ..
-    } = q.page
-    {
-        let p = pos(tid, after);
-        clauses.push(match q.order {
-            Order::Desc => "e.pos < ?".into(),
-            Order::Asc => "e.pos > ?".into(),
-        });
-        params.push(p.into());
-    }
 
     let in_list = |column: &str, ids: &[i64], clauses: &mut Vec<String>| {
         if ids.is_empty() {
@@ -593,6 +595,10 @@ mod tests {
         let (_dir, conn) = db();
         let cases = [
             ("", "USING INTEGER PRIMARY KEY"),
+            (
+                "cursor=djFkMTAwMDA",
+                "USING INTEGER PRIMARY KEY (rowid>? AND rowid<?)",
+            ),
             ("actor_id=42", "USING INDEX events_actor"),
             (
                 "target_type=user&target_id=456",
@@ -600,10 +606,21 @@ mod tests {
             ),
             ("action=user.login", "USING INDEX events_action"),
             ("q=auditoria", "VIRTUAL TABLE INDEX"),
+            ("q=auditoria&action=user.login", "VIRTUAL TABLE INDEX"),
+            (
+                "q=auditoria&actor_id=42&target_type=user",
+                "VIRTUAL TABLE INDEX",
+            ),
         ];
         for (query, expected) in cases {
             let p = plan(&conn, query);
             assert!(p.contains(expected), "{query}: {p}");
+            if query.contains("q=") {
+                assert!(
+                    p.starts_with("SCAN fts.events_fts") || p.starts_with("SCAN events_fts"),
+                    "{query} must be driven by the full-text index: {p}"
+                );
+            }
             assert!(!p.contains("TEMP B-TREE"), "{query} sorts: {p}");
         }
     }
