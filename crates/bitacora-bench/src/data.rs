@@ -27,6 +27,7 @@ pub fn event_json(i: usize) -> String {
     let target = (i * 7919) % 50_000;
     serde_json::json!({
         "id": format!("evt-{i:012}"),
+        "occurred_at": format!("2026-01-{:02}T{:02}:{:02}:00Z", 1 + (i / 40_000) % 28, (i / 60) % 24, i % 60),
         "action": action,
         "severity": SEVERITIES[i % 4],
         "outcome": if i.is_multiple_of(10) { "failure" } else { "success" },

@@ -16,6 +16,7 @@ use clap::{Parser, Subcommand};
 
 mod data;
 mod http;
+mod search;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -72,6 +73,16 @@ enum Command {
         #[arg(long, default_value = "full")]
         synchronous: String,
     },
+    /// Search latency on a store pre-filled with generated events (kept in `--dir` between
+    /// runs, so a 10M-event store is filled once).
+    Search {
+        #[arg(long, default_value_t = 1_000_000)]
+        events: usize,
+        #[arg(long)]
+        dir: std::path::PathBuf,
+        #[arg(long, default_value_t = 50)]
+        repeats: usize,
+    },
     /// Parse, validate, canonicalize and hash events on one core.
     Prepare {
         #[arg(long, default_value_t = 100_000)]
@@ -110,6 +121,14 @@ fn main() -> anyhow::Result<()> {
                 runs,
                 synchronous,
             })),
+        Command::Search {
+            events,
+            dir,
+            repeats,
+        } => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(search::search(&dir, events, repeats)),
         Command::Prepare { events, runs } => {
             let rates: Vec<f64> = (0..runs)
                 .map(|_| {
@@ -128,9 +147,14 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn seal_all(n: usize) -> Vec<SealedEvent> {
+    seal_range(0, n)
+}
+
+/// Generated events `start..start + n`, sealed, spread over January 2026.
+pub fn seal_range(start: usize, n: usize) -> Vec<SealedEvent> {
     let policy = IngestPolicy::default();
     let tenant = TenantName::default_tenant();
-    (0..n)
+    (start..start + n)
         .map(|i| {
             let json = data::event_json(i);
             let input = EventInput::from_json(json.as_bytes()).expect("generated event parses");
