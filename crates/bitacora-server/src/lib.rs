@@ -96,7 +96,7 @@ pub async fn serve_with_store(
         // Shown once, on stdout, on purpose: this is how the operator gets in.
         println!(
             "Created the initial admin API key{file}. It is shown only this once:\n\n    {secret}\n\n\
-             Viewer:   {base}/ui/\nAPI docs: {base}/docs\nAPI:      {base}/v1/events  \
+             API docs: {base}/docs\nAPI:      {base}/v1/events  \
              (Authorization: Bearer <key>)\n"
         );
     }
@@ -125,7 +125,8 @@ pub async fn serve_with_store(
     );
     let app = api::router(state);
 
-    tracing::info!(%addr, ui = %format!("{base}/ui/"), docs = %format!("{base}/docs"), "bitacora listening");
+    // The viewer (`/ui/`) is not served yet; advertise only what answers.
+    tracing::info!(%addr, docs = %format!("{base}/docs"), "bitacora listening");
 
     let grace = Duration::from_secs(config.server.shutdown_grace_secs);
     let stopping = CancellationToken::new();
