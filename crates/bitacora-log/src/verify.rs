@@ -615,19 +615,30 @@ fn locate_swap(blocks: &[Block]) -> Option<(u64, u64)> {
 }
 
 /// Per row: the recomputed leaf, and what is wrong with the body if anything.
+///
+/// The body is not parsed: the signed tree already covers its bytes, so a body that hashes
+/// into the tree is the body that was appended, and the write path only appends events. What
+/// is left to check is that the row belongs to this tenant's log, and in the RFC 8785 form
+/// `"tenant"` is always the last member (no member of an event sorts after it), so that is a
+/// suffix comparison instead of a 3 µs parse per event.
 fn check_rows(events: &[StoredEvent], tenant: &str) -> Vec<(Hash, Option<String>)> {
+    let suffix = format!(
+        ",\"tenant\":{}}}",
+        serde_json::to_string(tenant).expect("a string serializes")
+    );
     events
         .iter()
         .map(|e| {
             let leaf = leaf_hash(e.body.as_bytes());
-            let problem = match serde_json::from_str::<Event>(&e.body) {
-                Ok(ev) if ev.tenant.as_str() == tenant => None,
-                Ok(ev) => Some(format!(
-                    "the event belongs to tenant `{}`, not `{tenant}`",
-                    ev.tenant
-                )),
-                Err(err) => Some(format!("the stored event is not a valid event: {err}")),
-            };
+            let problem = (!e.body.ends_with(&suffix)).then(|| {
+                match serde_json::from_str::<Event>(&e.body) {
+                    Ok(ev) => format!(
+                        "the event belongs to tenant `{}`, not `{tenant}`",
+                        ev.tenant
+                    ),
+                    Err(err) => format!("the stored event is not a valid event: {err}"),
+                }
+            });
             (leaf, problem)
         })
         .collect()
