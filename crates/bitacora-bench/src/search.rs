@@ -123,6 +123,36 @@ pub async fn search(dir: &Path, events: usize, repeats: usize) -> anyhow::Result
         pct(&times, 0.95),
         pct(&times, 0.99)
     );
+    proofs(store.as_ref(), size, repeats).await?;
     store.close().await?;
+    Ok(())
+}
+
+/// Inclusion and consistency proof latency (what `/v1/log/proof/*` does besides HTTP).
+async fn proofs(store: &dyn Store, size: u64, repeats: usize) -> anyhow::Result<()> {
+    let tenant = TenantName::default_tenant();
+    let (mut inclusion, mut consistency) = (Vec::new(), Vec::new());
+    for k in 0..repeats as u64 {
+        // Spread over the log, with sizes that are not powers of two (ragged right edges).
+        let seq = (size / repeats as u64) * k + k % 7;
+        let t = Instant::now();
+        bitacora_log::inclusion_proof(store, &tenant, seq, size - k).await?;
+        inclusion.push(t.elapsed());
+        let t = Instant::now();
+        bitacora_log::consistency_proof(store, &tenant, seq + 1, size - k).await?;
+        consistency.push(t.elapsed());
+    }
+    for (name, mut times) in [
+        ("inclusion proof", inclusion),
+        ("consistency proof", consistency),
+    ] {
+        times.sort();
+        println!(
+            "{name:<30} p50 {:>7.2} ms  p95 {:>7.2} ms  p99 {:>7.2} ms  (tree of {size})",
+            pct(&times, 0.5),
+            pct(&times, 0.95),
+            pct(&times, 0.99)
+        );
+    }
     Ok(())
 }
