@@ -298,15 +298,7 @@ impl Store for SqliteStore {
             let Some((tid, size)) = read::tenant(&tx, &tenant)? else {
                 return Err(StoreError::Corrupt(format!("tenant `{tenant}` has no log")));
             };
-            nodes
-                .iter()
-                .map(|id| match id.leaf_range() {
-                    Some((_, end)) if end <= size => tree::node(&tx, tid, *id),
-                    _ => Err(StoreError::Corrupt(format!(
-                        "node {id:?} is not complete in a log of {size} events"
-                    ))),
-                })
-                .collect()
+            tree::nodes(&tx, tid, size, &nodes)
         })
         .await
     }

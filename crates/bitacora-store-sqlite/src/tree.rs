@@ -40,16 +40,7 @@ pub fn node(conn: &Connection, tid: i64, id: NodeId) -> StoreResult<Hash> {
     let (begin, end) = id
         .leaf_range()
         .ok_or_else(|| StoreError::Internal(format!("node {id:?} is out of range")))?;
-    let mut stmt = conn
-        .prepare_cached("SELECT leaf_hash FROM events WHERE pos >= ?1 AND pos < ?2 ORDER BY pos")
-        .map_err(sql_error)?;
-    let leaves: Vec<Hash> = stmt
-        .query_map(params![pos(tid, begin), pos(tid, end)], |r| {
-            Ok(blob32(r.get_ref(0)?.as_blob()?))
-        })
-        .map_err(sql_error)?
-        .collect::<Result<_, _>>()
-        .map_err(sql_error)?;
+    let leaves = leaf_hashes(conn, tid, begin, end)?;
     if leaves.len() as u64 != end - begin {
         return Err(StoreError::Corrupt(format!(
             "events {begin}..{end} should all exist, found {}",
@@ -57,6 +48,63 @@ pub fn node(conn: &Connection, tid: i64, id: NodeId) -> StoreResult<Hash> {
         )));
     }
     Ok(root_from_leaves(&leaves))
+}
+
+/// The stored leaf hashes of events `begin..end`, in order (fewer if rows are missing).
+fn leaf_hashes(conn: &Connection, tid: i64, begin: u64, end: u64) -> StoreResult<Vec<Hash>> {
+    let mut stmt = conn
+        .prepare_cached("SELECT leaf_hash FROM events WHERE pos >= ?1 AND pos < ?2 ORDER BY pos")
+        .map_err(sql_error)?;
+    stmt.query_map(params![pos(tid, begin), pos(tid, end)], |r| {
+        Ok(blob32(r.get_ref(0)?.as_blob()?))
+    })
+    .map_err(sql_error)?
+    .collect::<Result<_, _>>()
+    .map_err(sql_error)
+}
+
+/// The hashes of several complete nodes of a log of `size` events, in the order asked.
+///
+/// A proof asks for up to four nodes below [`STORED_LEVEL`] around one leaf, and they all lie
+/// in the same block of 2^STORED_LEVEL leaves: each block's leaf hashes are read once (one
+/// range read) and every low node is folded from that slice.
+pub fn nodes(conn: &Connection, tid: i64, size: u64, ids: &[NodeId]) -> StoreResult<Vec<Hash>> {
+    let block_len = 1u64 << STORED_LEVEL;
+    let mut blocks: std::collections::HashMap<u64, Vec<Hash>> = std::collections::HashMap::new();
+    ids.iter()
+        .map(|id| {
+            let Some((begin, end)) = id.leaf_range().filter(|&(_, end)| end <= size) else {
+                return Err(StoreError::Corrupt(format!(
+                    "node {id:?} is not complete in a log of {size} events"
+                )));
+            };
+            if id.level >= STORED_LEVEL {
+                return node(conn, tid, *id);
+            }
+            let block = begin / block_len;
+            let leaves = match blocks.entry(block) {
+                std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    let first = block * block_len;
+                    v.insert(leaf_hashes(
+                        conn,
+                        tid,
+                        first,
+                        (first + block_len).min(size),
+                    )?)
+                }
+            };
+            let offset = (begin - block * block_len) as usize;
+            let want = (end - begin) as usize;
+            match leaves.get(offset..offset + want) {
+                Some(slice) => Ok(root_from_leaves(slice)),
+                None => Err(StoreError::Corrupt(format!(
+                    "events {begin}..{end} should all exist, found {} in their block",
+                    leaves.len()
+                ))),
+            }
+        })
+        .collect()
 }
 
 /// Persists newly completed nodes (those below [`STORED_LEVEL`] are skipped).
