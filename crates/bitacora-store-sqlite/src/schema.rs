@@ -40,9 +40,9 @@ pub fn open(path: &Path, role: Role, synchronous: Synchronous) -> StoreResult<Co
     // Page caches: the writer's holds the hot index pages of appends; readers and the
     // indexer get less, to keep the server's RSS bounded (BENCHMARKS.md).
     let cache_kib = match role {
-        Role::Writer => 32 * 1024,
-        Role::Indexer => 16 * 1024,
-        Role::Reader => 8 * 1024,
+        Role::Writer => 16 * 1024,
+        Role::Indexer => 8 * 1024,
+        Role::Reader => 4 * 1024,
     };
     conn.execute_batch(&format!(
         "PRAGMA journal_mode = WAL;
