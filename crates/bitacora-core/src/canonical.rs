@@ -491,3 +491,36 @@ mod writer_equivalence {
         }
     }
 }
+
+#[cfg(test)]
+mod hostile_numbers {
+    use super::*;
+    use crate::event::timestamp;
+
+    /// Client-supplied numbers RFC 8785 cannot represent exactly (beyond 2^53, or
+    /// subnormal) must not panic the canonicalizer: they are rejected or serialized.
+    #[test]
+    fn extreme_numbers_never_panic() {
+        for n in [
+            "12345678901234567890",
+            "-9223372036854775808",
+            "18446744073709551615",
+            "1e308",
+            "-1e-320",
+            "0.1e-5",
+            "-0",
+        ] {
+            let json = format!(
+                r#"{{"action":"x","metadata":{{"n":{n}}},"changes":[{{"field":"f","new":{n}}}]}}"#
+            );
+            let input = EventInput::from_json(json.as_bytes()).unwrap();
+            let ctx = IngestContext {
+                pinned_tenant: None,
+                received_at: timestamp::parse("2026-01-20T10:30:00Z").unwrap(),
+                client_ip: None,
+                allow_reserved: false,
+            };
+            let _ = SealedEvent::prepare(input, &IngestPolicy::default(), &ctx);
+        }
+    }
+}
