@@ -51,13 +51,13 @@ use std::time::Duration;
 use bitacora_core::api::{
     Ack, ActionList, ActorList, BatchResponse, ErrorBody, EventPage, History, Stats,
 };
-use bitacora_core::canonical::{Hash, parse_hex_hash};
+
 use bitacora_core::{Event, EventInput, Order};
 use bytes::Bytes;
 use futures::{Stream, StreamExt as _, TryStreamExt as _, stream};
 use reqwest::Url;
 use reqwest::header::{CONTENT_TYPE, HeaderValue};
-use serde::Deserialize;
+
 use serde::de::DeserializeOwned;
 
 pub use reqwest::{Method, StatusCode};
@@ -656,50 +656,7 @@ impl Client {
     }
 }
 
-/// `GET /v1/log/proof/inclusion`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct InclusionProof {
-    pub leaf_index: u64,
-    pub tree_size: u64,
-    /// Feed to `bitacora_core::merkle::verify_inclusion`.
-    #[serde(deserialize_with = "hex_hashes")]
-    pub hashes: Vec<Hash>,
-}
-
-/// `GET /v1/log/proof/consistency`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct ConsistencyProof {
-    pub first: u64,
-    pub second: u64,
-    #[serde(deserialize_with = "hex_hashes")]
-    pub hashes: Vec<Hash>,
-}
-
-/// `GET /v1/events/{id}/inclusion`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct InclusionStatus {
-    pub seq: u64,
-    /// Recomputed by the server from the stored event.
-    pub leaf_hash: String,
-    /// The latest signed checkpoint, if any.
-    pub checkpoint: Option<String>,
-    pub tree_size: Option<u64>,
-    pub proof: Option<InclusionProof>,
-    /// `verified`, `pending` or `failed`.
-    pub state: String,
-    pub verified: bool,
-    pub detail: String,
-}
-
-fn hex_hashes<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Hash>, D::Error> {
-    Vec::<String>::deserialize(d)?
-        .iter()
-        .map(|s| {
-            parse_hex_hash(s)
-                .ok_or_else(|| serde::de::Error::custom(format!("`{s}` is not a hex SHA-256")))
-        })
-        .collect()
-}
+pub use bitacora_core::api::{ConsistencyProof, InclusionProof, InclusionState, InclusionStatus};
 
 fn with_tenant(req: reqwest::RequestBuilder, tenant: Option<&str>) -> reqwest::RequestBuilder {
     match tenant {

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::canonical::Hash;
 use crate::event::{Event, Severity};
 
 /// Acknowledgement of one stored (or already stored) event.
@@ -168,4 +169,107 @@ pub struct Stats {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct History {
     pub events: Vec<Event>,
+}
+
+/// `GET /v1/log/proof/inclusion`: `{"leaf_index","tree_size","hashes":[hex...]}`, the RFC
+/// 6962/9162 inclusion proof (feed it to `merkle::verify_inclusion`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct InclusionProof {
+    pub leaf_index: u64,
+    pub tree_size: u64,
+    /// Lowercase hex SHA-256 hashes, leaf to root.
+    #[serde(with = "hex_hashes")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
+    pub hashes: Vec<Hash>,
+}
+
+/// `GET /v1/log/proof/consistency`: `{"first","second","hashes":[hex...]}`, the RFC
+/// 6962/9162 consistency proof.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ConsistencyProof {
+    pub first: u64,
+    pub second: u64,
+    /// Lowercase hex SHA-256 hashes.
+    #[serde(with = "hex_hashes")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
+    pub hashes: Vec<Hash>,
+}
+
+/// Where an event stands with respect to the latest signed checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum InclusionState {
+    /// The checkpoint's signature verifies and the event's inclusion proof leads to its root.
+    Verified,
+    /// The event is newer than the latest checkpoint (signed within about a second), or the
+    /// log has no checkpoint yet.
+    Pending,
+    /// Something does not verify: see `detail`.
+    Failed,
+}
+
+impl InclusionState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InclusionState::Verified => "verified",
+            InclusionState::Pending => "pending",
+            InclusionState::Failed => "failed",
+        }
+    }
+}
+
+impl PartialEq<&str> for InclusionState {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+/// `GET /v1/events/{id}/inclusion`: is this event provably in the signed log? (What the
+/// viewer shows on an event page.)
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct InclusionStatus {
+    pub seq: u64,
+    /// The leaf hash recomputed from the stored event (not copied from the stored column).
+    pub leaf_hash: String,
+    /// The latest signed checkpoint (signed-note text), if any.
+    pub checkpoint: Option<String>,
+    /// Its tree size.
+    pub tree_size: Option<u64>,
+    /// The event's inclusion proof in that tree, when the event is in it.
+    pub proof: Option<InclusionProof>,
+    pub state: InclusionState,
+    /// True exactly when `state` is `verified`.
+    pub verified: bool,
+    /// One human sentence saying why.
+    pub detail: String,
+}
+
+/// Hashes as a JSON array of lowercase hex strings.
+pub mod hex_hashes {
+    use crate::canonical::{Hash, hex_hash, parse_hex_hash};
+    use serde::{Deserialize, Deserializer, Serializer, ser::SerializeSeq};
+
+    pub fn serialize<S: Serializer>(hashes: &[Hash], s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(hashes.len()))?;
+        for h in hashes {
+            seq.serialize_element(&hex_hash(h))?;
+        }
+        seq.end()
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Hash>, D::Error> {
+        let strings = Vec::<String>::deserialize(d)?;
+        strings
+            .iter()
+            .map(|s| {
+                parse_hex_hash(s).ok_or_else(|| {
+                    serde::de::Error::custom(format!("`{s}` is not a hex SHA-256 hash"))
+                })
+            })
+            .collect()
+    }
 }

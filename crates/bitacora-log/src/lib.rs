@@ -95,29 +95,3 @@ pub fn now_micros() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }
-
-/// Serde helpers: hashes as lowercase hex strings, as they appear in every JSON document.
-pub(crate) mod hex_hashes {
-    use bitacora_core::canonical::{Hash, hex_hash, parse_hex_hash};
-    use serde::{Deserialize, Deserializer, Serializer, ser::SerializeSeq};
-
-    pub fn serialize<S: Serializer>(hashes: &[Hash], s: S) -> Result<S::Ok, S::Error> {
-        let mut seq = s.serialize_seq(Some(hashes.len()))?;
-        for h in hashes {
-            seq.serialize_element(&hex_hash(h))?;
-        }
-        seq.end()
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Hash>, D::Error> {
-        let strings = Vec::<String>::deserialize(d)?;
-        strings
-            .iter()
-            .map(|s| {
-                parse_hex_hash(s).ok_or_else(|| {
-                    serde::de::Error::custom(format!("`{s}` is not a hex SHA-256 hash"))
-                })
-            })
-            .collect()
-    }
-}

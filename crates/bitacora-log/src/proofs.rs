@@ -16,27 +16,10 @@ use bitacora_core::canonical::{Hash, hex_hash, leaf_hash};
 use bitacora_core::checkpoint::{NoteVerifier, open_checkpoint, tenant_origin};
 use bitacora_core::merkle::{self, NodeId, NodeRef};
 use bitacora_store::{Store, StoreError};
-use serde::{Deserialize, Serialize};
 
 use crate::LogError;
 
-/// `GET /v1/log/proof/inclusion`: `{"leaf_index","tree_size","hashes":[hex...]}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct InclusionProof {
-    pub leaf_index: u64,
-    pub tree_size: u64,
-    #[serde(with = "crate::hex_hashes")]
-    pub hashes: Vec<Hash>,
-}
-
-/// `GET /v1/log/proof/consistency`: `{"first","second","hashes":[hex...]}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ConsistencyProof {
-    pub first: u64,
-    pub second: u64,
-    #[serde(with = "crate::hex_hashes")]
-    pub hashes: Vec<Hash>,
-}
+pub use bitacora_core::api::{ConsistencyProof, InclusionProof, InclusionState, InclusionStatus};
 
 /// Reads the nodes `refs` need in one store call and folds them into proof hashes.
 pub(crate) async fn resolve(
@@ -137,38 +120,6 @@ pub async fn root_at(store: &dyn Store, tenant: &TenantName, size: u64) -> Resul
     let mut it = hashes.into_iter();
     merkle::root_from_nodes(size, |_| it.next().ok_or(()))
         .map_err(|()| StoreError::Internal("tree node count changed".into()).into())
-}
-
-/// Where an event stands with respect to the latest signed checkpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum InclusionState {
-    /// The checkpoint's signature verifies and the event's inclusion proof leads to its root.
-    Verified,
-    /// The event is newer than the latest checkpoint (signed within about a second), or the
-    /// log has no checkpoint yet.
-    Pending,
-    /// Something does not verify: see `detail`.
-    Failed,
-}
-
-/// What the viewer shows on an event page: is this event provably in the signed log?
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct InclusionStatus {
-    pub seq: u64,
-    /// The leaf hash recomputed from the stored event (not copied from the stored column).
-    pub leaf_hash: String,
-    /// The latest signed checkpoint (signed-note text), if any.
-    pub checkpoint: Option<String>,
-    /// Its tree size.
-    pub tree_size: Option<u64>,
-    /// The event's inclusion proof in that tree, when the event is in it.
-    pub proof: Option<InclusionProof>,
-    pub state: InclusionState,
-    /// True exactly when `state` is `verified`.
-    pub verified: bool,
-    /// One human sentence saying why.
-    pub detail: String,
 }
 
 /// Checks the event at `seq` against the tenant's latest checkpoint: the checkpoint's

@@ -9,9 +9,9 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse as _, Response};
 use bitacora_core::FieldError;
-use bitacora_core::api::ErrorBody;
+use bitacora_core::api::{ConsistencyProof, ErrorBody, InclusionProof, InclusionStatus};
 use serde::Serialize;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::IntoParams;
 
 use super::{check_params, json_text, param, query_pairs};
 use crate::auth::Principal;
@@ -108,16 +108,6 @@ pub struct InclusionParams {
     tenant: Option<String>,
 }
 
-/// `{"leaf_index","tree_size","hashes":[hex...]}` (RFC 6962/9162 inclusion proof).
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct InclusionProof {
-    leaf_index: u64,
-    tree_size: u64,
-    /// Lowercase hex SHA-256 hashes, leaf to root.
-    hashes: Vec<String>,
-}
-
 /// The inclusion proof of one event in the tenant's tree.
 ///
 /// Proves that the event at `seq` (leaf hash `leaf_hash` of `GET /v1/events/{id}`) is in the
@@ -171,16 +161,6 @@ pub struct ConsistencyParams {
     tenant: Option<String>,
 }
 
-/// `{"first","second","hashes":[hex...]}` (RFC 6962/9162 consistency proof).
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct ConsistencyProof {
-    first: u64,
-    second: u64,
-    /// Lowercase hex SHA-256 hashes.
-    hashes: Vec<String>,
-}
-
 /// The consistency proof between two tree sizes.
 ///
 /// Proves that the tree of `second` events extends the tree of `first` events unchanged:
@@ -228,26 +208,6 @@ pub async fn consistency(
 )]
 pub async fn public_key(State(state): State<AppState>) -> Response {
     text(crate::integrity::public_key_text(&state.keys))
-}
-
-/// Where an event stands against the latest signed checkpoint (what the viewer shows).
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct InclusionStatus {
-    seq: u64,
-    /// The leaf hash recomputed from the stored event.
-    leaf_hash: String,
-    /// The latest signed checkpoint (signed note), if any.
-    checkpoint: Option<String>,
-    tree_size: Option<u64>,
-    /// The event's inclusion proof in that tree, when the event is in it.
-    proof: Option<InclusionProof>,
-    /// `verified`, `pending` (newer than the latest checkpoint, or none yet) or `failed`.
-    state: String,
-    /// True exactly when `state` is `verified`.
-    verified: bool,
-    /// One sentence saying why.
-    detail: String,
 }
 
 /// Whether one event is provably in the signed log.
