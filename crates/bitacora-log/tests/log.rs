@@ -567,6 +567,7 @@ async fn a_rewrite_of_events_and_tree_is_bounded_by_checkpoints() {
             .map(Result::unwrap)
             .collect();
         let mut range = merkle::CompactRange::new();
+        let mut nodes = std::collections::HashMap::new();
         for l in leaves {
             for (id, h) in range.append(l).unwrap() {
                 c.execute(
@@ -574,7 +575,26 @@ async fn a_rewrite_of_events_and_tree_is_bounded_by_checkpoints() {
                     params![&h[..], t, id.level, id.index as i64],
                 )
                 .unwrap();
+                nodes.insert((id.level, id.index), h);
             }
+        }
+        // Complete tiles hold their 16 base-level nodes in one row: rewrite those too.
+        let tiles: Vec<(u8, u64)> = c
+            .prepare("SELECT tier, idx FROM merkle_tiles WHERE tenant_id = ?1")
+            .unwrap()
+            .query_map([t], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        for (tier, idx) in tiles {
+            let blob: Vec<u8> = (0..16)
+                .flat_map(|j| nodes[&(tier * 4, idx * 16 + j)])
+                .collect();
+            c.execute(
+                "UPDATE merkle_tiles SET hashes = ?1 WHERE tenant_id = ?2 AND tier = ?3 AND idx = ?4",
+                params![blob, t, tier, idx as i64],
+            )
+            .unwrap();
         }
     })
     .await;
@@ -589,10 +609,20 @@ async fn a_rewrite_of_events_and_tree_is_bounded_by_checkpoints() {
 
 #[tokio::test]
 async fn an_altered_node_or_checkpoint_is_named() {
+    // Level-4 node 3 (seq 48..64) lies in the complete tile of level-4 nodes 0..16 (one row
+    // for seq 0..256); node 17 (seq 272..288) is past it, in a row of its own.
     let outcome = verify_after(|c, t| {
+        let mut tile: Vec<u8> = c
+            .query_row(
+                "SELECT hashes FROM merkle_tiles WHERE tenant_id = ?1 AND tier = 1 AND idx = 0",
+                [t],
+                |r| r.get(0),
+            )
+            .unwrap();
+        tile[3 * 32..4 * 32].fill(0);
         c.execute(
-            "UPDATE merkle_nodes SET hash = zeroblob(32) WHERE tenant_id = ?1 AND level = 4 AND idx = 3",
-            [t],
+            "UPDATE merkle_tiles SET hashes = ?1 WHERE tenant_id = ?2 AND tier = 1 AND idx = 0",
+            params![tile, t],
         )
         .unwrap();
     })
@@ -603,6 +633,33 @@ async fn an_altered_node_or_checkpoint_is_named() {
         reason.contains("Merkle node (level 4, index 3) was altered"),
         "{reason}"
     );
+    let outcome = verify_after(|c, t| {
+        let changed = c
+            .execute(
+                "UPDATE merkle_nodes SET hash = zeroblob(32) WHERE tenant_id = ?1 AND level = 4 AND idx = 17",
+                [t],
+            )
+            .unwrap();
+        assert_eq!(changed, 1);
+    })
+    .await;
+    let (seq, reason) = tampered(&outcome);
+    assert_eq!(seq, 272, "{reason}");
+    assert!(
+        reason.contains("Merkle node (level 4, index 17) was altered"),
+        "{reason}"
+    );
+    let outcome = verify_after(|c, t| {
+        c.execute(
+            "DELETE FROM merkle_tiles WHERE tenant_id = ?1 AND tier = 1 AND idx = 0",
+            [t],
+        )
+        .unwrap();
+    })
+    .await;
+    let (seq, reason) = tampered(&outcome);
+    assert_eq!(seq, 0, "{reason}");
+    assert!(reason.contains("missing or unreadable"), "{reason}");
 
     let outcome = verify_after(|c, t| {
         let note: String = c

@@ -562,4 +562,182 @@ mod tests {
         conformance::eventually_found(&store, "auditoría", 3).await;
         store.close().await.unwrap();
     }
+
+    /// Every complete node at level >= 4 of a log of `size` leaves, with its hash recomputed
+    /// from the leaves.
+    fn expected_nodes(leaves: &[Hash]) -> Vec<(NodeId, Hash)> {
+        let mut range = bitacora_core::merkle::CompactRange::new();
+        let mut out = Vec::new();
+        for leaf in leaves {
+            for (id, h) in range.append(*leaf).unwrap() {
+                if id.level >= tree::STORED_LEVEL {
+                    out.push((id, h));
+                }
+            }
+        }
+        out
+    }
+
+    async fn leaves_of(store: &SqliteStore, n: u64) -> Vec<Hash> {
+        let t = TenantName::default_tenant();
+        let mut leaves = Vec::new();
+        for seq in 0..n {
+            leaves.push(
+                store
+                    .event_by_seq(&t, seq)
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .leaf_hash,
+            );
+        }
+        leaves
+    }
+
+    async fn assert_tree(store: &SqliteStore, leaves: &[Hash]) {
+        let t = TenantName::default_tenant();
+        let expected = expected_nodes(leaves);
+        let ids: Vec<NodeId> = expected.iter().map(|(id, _)| *id).collect();
+        let got = store.tree_nodes(&t, &ids).await.unwrap();
+        for ((id, want), got) in expected.iter().zip(got) {
+            assert_eq!(*want, got, "node {id:?}");
+        }
+        // Proofs across tile boundaries and ragged right edges.
+        let n = leaves.len() as u64;
+        for size in [256, 257, 4095, 4096, n - 1, n] {
+            let root = bitacora_core::merkle::root_from_leaves(&leaves[..size as usize]);
+            for index in [0, 255, 256, size / 3, size - 1]
+                .into_iter()
+                .filter(|&i| i < size)
+            {
+                let refs = bitacora_core::merkle::inclusion_proof_nodes(index, size).unwrap();
+                let ids = bitacora_core::merkle::required_nodes(&refs);
+                let hashes = store.tree_nodes(&t, &ids).await.unwrap();
+                let map: std::collections::HashMap<_, _> = ids.into_iter().zip(hashes).collect();
+                let proof = bitacora_core::merkle::resolve_proof(&refs, |id| Ok::<_, ()>(map[&id]))
+                    .unwrap();
+                bitacora_core::merkle::verify_inclusion(
+                    &leaves[index as usize],
+                    index,
+                    size,
+                    &proof,
+                    &root,
+                )
+                .unwrap_or_else(|e| panic!("inclusion of {index} in {size}: {e}"));
+            }
+        }
+    }
+
+    fn count(dir: &Path, sql: &str) -> i64 {
+        Connection::open(dir.join(DB_FILE))
+            .unwrap()
+            .query_row(sql, [], |r| r.get(0))
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn complete_tiles_replace_their_node_rows_and_serve_every_node() {
+        const N: u64 = 4_500;
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let names: Vec<String> = (0..N).map(|i| format!("t{i}")).collect();
+        // Uneven batches, so tiles complete mid-batch and across batches.
+        for chunk in names.chunks(731) {
+            let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
+            store
+                .append(conformance::sample_events(&refs))
+                .await
+                .unwrap();
+        }
+        let leaves = leaves_of(&store, N).await;
+        assert_tree(&store, &leaves).await;
+        store.close().await.unwrap();
+        // 4,500 leaves: 17 tier-1 tiles (level-4 nodes 0..272) and one tier-2 tile (leaves
+        // 0..4096); node rows remain only outside complete tiles.
+        assert_eq!(
+            count(
+                dir.path(),
+                "SELECT count(*) FROM merkle_tiles WHERE tier = 1"
+            ),
+            17
+        );
+        assert_eq!(
+            count(
+                dir.path(),
+                "SELECT count(*) FROM merkle_tiles WHERE tier = 2"
+            ),
+            1
+        );
+        assert_eq!(
+            count(
+                dir.path(),
+                "SELECT count(*) FROM merkle_nodes WHERE level = 4"
+            ),
+            281 - 17 * 16
+        );
+        assert_eq!(
+            count(
+                dir.path(),
+                "SELECT count(*) FROM merkle_nodes WHERE level BETWEEN 8 AND 11"
+            ),
+            1,
+            "only level-8 node 16 (leaves 4096..4352) lies outside a complete tier-2 tile"
+        );
+        // The writer reloads its frontier from tiles after a restart and keeps appending.
+        let store = open(dir.path());
+        let more: Vec<String> = (N..N + 300).map(|i| format!("t{i}")).collect();
+        let refs: Vec<&str> = more.iter().map(String::as_str).collect();
+        store
+            .append(conformance::sample_events(&refs))
+            .await
+            .unwrap();
+        let leaves = leaves_of(&store, N + 300).await;
+        assert_tree(&store, &leaves).await;
+        store.close().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_tiles_migration_folds_a_store_written_before_tiles() {
+        const N: u64 = 4_200;
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let names: Vec<String> = (0..N).map(|i| format!("u{i}")).collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        store
+            .append(conformance::sample_events(&refs))
+            .await
+            .unwrap();
+        let leaves = leaves_of(&store, N).await;
+        store.close().await.unwrap();
+        // Rewrite the store into the layout of schema version 1: every node in its own row,
+        // no tiles table.
+        {
+            let c = Connection::open(dir.path().join(DB_FILE)).unwrap();
+            c.execute_batch("DELETE FROM merkle_nodes; DROP TABLE merkle_tiles;")
+                .unwrap();
+            for (id, h) in expected_nodes(&leaves) {
+                c.execute(
+                    "INSERT INTO merkle_nodes (tenant_id, level, idx, hash) 
+                     VALUES ((SELECT id FROM tenants WHERE name = 'default'), ?1, ?2, ?3)",
+                    rusqlite::params![id.level, id.index as i64, &h[..]],
+                )
+                .unwrap();
+            }
+            c.pragma_update(None, "user_version", 1).unwrap();
+        }
+        let store = open(dir.path());
+        assert_tree(&store, &leaves).await;
+        store.close().await.unwrap();
+        assert_eq!(
+            count(dir.path(), "SELECT count(*) FROM merkle_tiles"),
+            16 + 1
+        );
+        assert_eq!(
+            count(
+                dir.path(),
+                "SELECT count(*) FROM merkle_nodes WHERE level < 12"
+            ),
+            262 - 256 + 131 - 128 + 65 - 64 + 32 - 32
+        );
+    }
 }

@@ -1,9 +1,25 @@
 //! Reading and writing a tenant's Merkle tree nodes.
 //!
-//! Complete subtree hashes at level [`STORED_LEVEL`] and above live in `merkle_nodes`; a node
-//! below it is folded on demand from the (at most 2^STORED_LEVEL) leaf hashes it covers, read
-//! as one contiguous `pos` range of `events`. Both the writer (to load a tenant's compact
-//! range) and the readers (for proofs and roots) go through [`node`].
+//! Nodes live in three places, each node in exactly one:
+//!
+//! - **Below level [`STORED_LEVEL`]** nothing is stored: a node is folded on demand from the
+//!   (at most 2^STORED_LEVEL) leaf hashes it covers, one contiguous `pos` range of `events`.
+//! - **Tiles** (`merkle_tiles`): once the 16 nodes at a tile's base level `4·tier` under one
+//!   node of level `4·tier + 4` are all complete, the writer stores them as one 512-byte row
+//!   and drops the 30 `merkle_nodes` rows (levels `4·tier` to `4·tier + 3`) they replace. A
+//!   node inside a tile is folded from at most 8 of its hashes.
+//! - **`merkle_nodes`**: complete nodes at level 4 and above whose tile is not complete yet
+//!   (the right edge of the tree).
+//!
+//! Why tiles: an inclusion proof needs one node per level. Stored one per row, the ~20 nodes
+//! of a proof at 10M events sit on ~20 different B-tree pages, and each is a disk read when
+//! the page is not cached. With tiles, all the nodes of four consecutive levels of a proof lie
+//! in one row, so a proof reads about `levels / 4` rows (plus one 16-leaf block of events).
+//!
+//! Whether a tile exists follows from the log's size alone (it is complete when the log has
+//! reached its end), read in the same snapshot as the tiles, so a reader never guesses.
+
+use std::collections::HashMap;
 
 use bitacora_core::canonical::Hash;
 use bitacora_core::merkle::{NodeId, root_from_leaves};
@@ -16,16 +32,96 @@ use crate::writer::blob32;
 
 /// The lowest level whose nodes are stored.
 pub const STORED_LEVEL: u8 = 4;
+/// Levels per tile tier: a tile holds the 2^TILE_HEIGHT nodes of its base level under one
+/// node `TILE_HEIGHT` levels up.
+const TILE_HEIGHT: u8 = 4;
+const TILE_WIDTH: u64 = 1 << TILE_HEIGHT;
 
-/// The hash of a complete node of tenant `tid`'s tree.
-pub fn node(conn: &Connection, tid: i64, id: NodeId) -> StoreResult<Hash> {
-    if id.level >= STORED_LEVEL {
-        return conn
+/// Which tile holds a stored node: `(tier, tile index)`, and the node's first base-level
+/// position within the tile and how many base hashes it covers.
+fn tile_of(id: NodeId) -> Option<(u8, u64, usize, usize)> {
+    if id.level < STORED_LEVEL {
+        return None;
+    }
+    let tier = id.level / TILE_HEIGHT;
+    let above_base = id.level % TILE_HEIGHT;
+    let first_base = id.index.checked_shl(u32::from(above_base))?;
+    Some((
+        tier,
+        first_base / TILE_WIDTH,
+        (first_base % TILE_WIDTH) as usize,
+        1usize << above_base,
+    ))
+}
+
+/// Whether tile `(tier, idx)` is complete (and so stored) in a log of `size` leaves.
+fn tile_complete(tier: u8, idx: u64, size: u64) -> bool {
+    let shift = u32::from(tier) * u32::from(TILE_HEIGHT) + u32::from(TILE_HEIGHT);
+    let end = (u128::from(idx) + 1) << shift;
+    end <= u128::from(size)
+}
+
+/// Reads tiles once per call: the nodes of a proof often share them.
+struct TileReader<'c> {
+    conn: &'c Connection,
+    tid: i64,
+    tiles: HashMap<(u8, u64), Vec<Hash>>,
+}
+
+impl<'c> TileReader<'c> {
+    fn new(conn: &'c Connection, tid: i64) -> Self {
+        Self {
+            conn,
+            tid,
+            tiles: HashMap::new(),
+        }
+    }
+
+    fn tile(&mut self, tier: u8, idx: u64) -> StoreResult<&[Hash]> {
+        if !self.tiles.contains_key(&(tier, idx)) {
+            let blob: Option<Vec<u8>> = self
+                .conn
+                .prepare_cached(
+                    "SELECT hashes FROM merkle_tiles WHERE tenant_id = ?1 AND tier = ?2 AND idx = ?3",
+                )
+                .map_err(sql_error)?
+                .query_row(params![self.tid, tier, idx as i64], |r| r.get(0))
+                .optional()
+                .map_err(sql_error)?;
+            let hashes = match blob {
+                Some(b) if b.len() == 32 * TILE_WIDTH as usize => {
+                    b.chunks_exact(32).map(blob32).collect()
+                }
+                Some(_) => {
+                    return Err(StoreError::Corrupt(format!(
+                        "Merkle tile (tier {tier}, index {idx}) has the wrong length"
+                    )));
+                }
+                None => {
+                    return Err(StoreError::Corrupt(format!(
+                        "Merkle tile (tier {tier}, index {idx}) is missing"
+                    )));
+                }
+            };
+            self.tiles.insert((tier, idx), hashes);
+        }
+        Ok(&self.tiles[&(tier, idx)])
+    }
+
+    /// A complete node at level >= [`STORED_LEVEL`] of a log of `size` leaves.
+    fn stored_node(&mut self, id: NodeId, size: u64) -> StoreResult<Hash> {
+        if let Some((tier, idx, offset, len)) = tile_of(id)
+            && tile_complete(tier, idx, size)
+        {
+            let hashes = self.tile(tier, idx)?;
+            return Ok(root_from_leaves(&hashes[offset..offset + len]));
+        }
+        self.conn
             .prepare_cached(
                 "SELECT hash FROM merkle_nodes WHERE tenant_id = ?1 AND level = ?2 AND idx = ?3",
             )
             .map_err(sql_error)?
-            .query_row(params![tid, id.level, id.index as i64], |r| {
+            .query_row(params![self.tid, id.level, id.index as i64], |r| {
                 Ok(blob32(r.get_ref(0)?.as_blob()?))
             })
             .optional()
@@ -35,19 +131,13 @@ pub fn node(conn: &Connection, tid: i64, id: NodeId) -> StoreResult<Hash> {
                     "Merkle node (level {}, index {}) is missing",
                     id.level, id.index
                 ))
-            });
+            })
     }
-    let (begin, end) = id
-        .leaf_range()
-        .ok_or_else(|| StoreError::Internal(format!("node {id:?} is out of range")))?;
-    let leaves = leaf_hashes(conn, tid, begin, end)?;
-    if leaves.len() as u64 != end - begin {
-        return Err(StoreError::Corrupt(format!(
-            "events {begin}..{end} should all exist, found {}",
-            leaves.len()
-        )));
-    }
-    Ok(root_from_leaves(&leaves))
+}
+
+/// The hash of a complete node of tenant `tid`'s tree, whose log has `size` leaves.
+pub fn node(conn: &Connection, tid: i64, size: u64, id: NodeId) -> StoreResult<Hash> {
+    nodes(conn, tid, size, &[id]).map(|mut v| v.remove(0))
 }
 
 /// The stored leaf hashes of events `begin..end`, in order (fewer if rows are missing).
@@ -67,10 +157,11 @@ fn leaf_hashes(conn: &Connection, tid: i64, begin: u64, end: u64) -> StoreResult
 ///
 /// A proof asks for up to four nodes below [`STORED_LEVEL`] around one leaf, and they all lie
 /// in the same block of 2^STORED_LEVEL leaves: each block's leaf hashes are read once (one
-/// range read) and every low node is folded from that slice.
+/// range read) and every low node is folded from that slice. Likewise each tile is read once.
 pub fn nodes(conn: &Connection, tid: i64, size: u64, ids: &[NodeId]) -> StoreResult<Vec<Hash>> {
     let block_len = 1u64 << STORED_LEVEL;
-    let mut blocks: std::collections::HashMap<u64, Vec<Hash>> = std::collections::HashMap::new();
+    let mut blocks: HashMap<u64, Vec<Hash>> = HashMap::new();
+    let mut tiles = TileReader::new(conn, tid);
     ids.iter()
         .map(|id| {
             let Some((begin, end)) = id.leaf_range().filter(|&(_, end)| end <= size) else {
@@ -79,7 +170,7 @@ pub fn nodes(conn: &Connection, tid: i64, size: u64, ids: &[NodeId]) -> StoreRes
                 )));
             };
             if id.level >= STORED_LEVEL {
-                return node(conn, tid, *id);
+                return tiles.stored_node(*id, size);
             }
             let block = begin / block_len;
             let leaves = match blocks.entry(block) {
@@ -107,16 +198,98 @@ pub fn nodes(conn: &Connection, tid: i64, size: u64, ids: &[NodeId]) -> StoreRes
         .collect()
 }
 
-/// Persists newly completed nodes (those below [`STORED_LEVEL`] are skipped).
+/// Persists newly completed nodes (those below [`STORED_LEVEL`] are skipped), in completion
+/// order, and folds every tile they complete into one `merkle_tiles` row.
 pub fn insert_nodes(conn: &Connection, nodes: &[(i64, NodeId, Hash)]) -> StoreResult<()> {
-    let mut stmt = conn
+    let mut insert = conn
         .prepare_cached(
             "INSERT INTO merkle_nodes (tenant_id, level, idx, hash) VALUES (?1, ?2, ?3, ?4)",
         )
         .map_err(sql_error)?;
     for (tid, id, hash) in nodes {
-        stmt.execute(params![tid, id.level, id.index as i64, &hash[..]])
+        insert
+            .execute(params![tid, id.level, id.index as i64, &hash[..]])
+            .map_err(sql_error)?;
+    }
+    // A tile completes with the last node of its base level (its 16th base node); the
+    // levels above it within the tile complete in the same append, so they are all stored
+    // by now.
+    for (tid, id, _) in nodes {
+        if id.level >= STORED_LEVEL
+            && id.level % TILE_HEIGHT == 0
+            && id.index % TILE_WIDTH == TILE_WIDTH - 1
+        {
+            write_tile(conn, *tid, id.level / TILE_HEIGHT, id.index / TILE_WIDTH)?;
+        }
+    }
+    Ok(())
+}
+
+/// Moves the 30 node rows of a complete tile into its one tile row.
+fn write_tile(conn: &Connection, tid: i64, tier: u8, idx: u64) -> StoreResult<()> {
+    let base = tier * TILE_HEIGHT;
+    let first = (idx * TILE_WIDTH) as i64;
+    let hashes: Vec<u8> = {
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT hash FROM merkle_nodes
+                 WHERE tenant_id = ?1 AND level = ?2 AND idx BETWEEN ?3 AND ?4 ORDER BY idx",
+            )
+            .map_err(sql_error)?;
+        let rows = stmt
+            .query_map(
+                params![tid, base, first, first + TILE_WIDTH as i64 - 1],
+                |r| r.get::<_, Vec<u8>>(0),
+            )
+            .map_err(sql_error)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(sql_error)?;
+        if rows.len() != TILE_WIDTH as usize || rows.iter().any(|h| h.len() != 32) {
+            return Err(StoreError::Corrupt(format!(
+                "Merkle tile (tier {tier}, index {idx}): {} of its {TILE_WIDTH} nodes are stored",
+                rows.len()
+            )));
+        }
+        rows.concat()
+    };
+    conn.prepare_cached(
+        "INSERT INTO merkle_tiles (tenant_id, tier, idx, hashes) VALUES (?1, ?2, ?3, ?4)",
+    )
+    .map_err(sql_error)?
+    .execute(params![tid, tier, idx as i64, hashes])
+    .map_err(sql_error)?;
+    let mut delete = conn
+        .prepare_cached(
+            "DELETE FROM merkle_nodes WHERE tenant_id = ?1 AND level = ?2 AND idx BETWEEN ?3 AND ?4",
+        )
+        .map_err(sql_error)?;
+    for above in 0..TILE_HEIGHT {
+        let width = (TILE_WIDTH >> above) as i64;
+        let start = (idx as i64) * width;
+        delete
+            .execute(params![tid, base + above, start, start + width - 1])
             .map_err(sql_error)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tile_arithmetic() {
+        // Level 4 nodes 0..16 form tile (1, 0); level 7 node 1 covers base nodes 8..16.
+        assert_eq!(tile_of(NodeId::new(4, 0)), Some((1, 0, 0, 1)));
+        assert_eq!(tile_of(NodeId::new(4, 17)), Some((1, 1, 1, 1)));
+        assert_eq!(tile_of(NodeId::new(7, 1)), Some((1, 0, 8, 8)));
+        assert_eq!(tile_of(NodeId::new(8, 3)), Some((2, 0, 3, 1)));
+        assert_eq!(tile_of(NodeId::new(3, 3)), None);
+        // Tile (1, 0) covers leaves 0..256; tile (2, 1) leaves 4096..8192.
+        assert!(!tile_complete(1, 0, 255));
+        assert!(tile_complete(1, 0, 256));
+        assert!(!tile_complete(2, 1, 8191));
+        assert!(tile_complete(2, 1, 8192));
+        assert!(!tile_complete(15, u64::MAX >> 4, u64::MAX));
+    }
 }

@@ -279,7 +279,7 @@ impl Writer {
                 let range = match caches.ranges.entry(tid) {
                     Entry::Occupied(o) => o.into_mut(),
                     Entry::Vacant(v) => {
-                        v.insert(CompactRange::load(seq, |id| tree::node(&tx, tid, id))?)
+                        v.insert(CompactRange::load(seq, |id| tree::node(&tx, tid, seq, id))?)
                     }
                 };
                 range
