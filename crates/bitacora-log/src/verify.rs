@@ -30,19 +30,20 @@
 //!
 //! # Speed
 //!
-//! Pages of 16,384 events are read while the previous page is hashed on every core, and a
-//! page's stored nodes are fetched in one store call: the walk runs at the speed of reading
-//! the rows (see the crate tests for a measurement).
+//! The store checks each row as it reads it ([`Store::check_leaves`]: the leaf recomputed
+//! from the body in place, the tenant suffix compared), so no body is ever copied or kept.
+//! Pages of 16,384 events are read as two halves on two reader connections while the
+//! previous page extends the tree, and a page's stored nodes are fetched in one store call:
+//! the walk runs at the speed of reading the rows (see the crate tests for a measurement).
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use bitacora_core::canonical::{Hash, leaf_hash};
+use bitacora_core::canonical::Hash;
 use bitacora_core::checkpoint::{NoteVerifier, open_checkpoint, tenant_origin};
 use bitacora_core::merkle::{self, CompactRange, NodeId};
-use bitacora_core::query::{EventFilter, EventQuery, Order, Pagination};
 use bitacora_core::{Event, TenantName};
-use bitacora_store::{SearchResult, Store, StoreError, StoredCheckpoint, StoredEvent};
+use bitacora_store::{LeafCheck, Store, StoreError, StoredCheckpoint};
 
 use crate::LogError;
 
@@ -172,6 +173,14 @@ impl CheckpointFeed {
     }
 }
 
+/// A row-level problem.
+enum Problem {
+    /// The reason, starting with `seq N`.
+    Text(String),
+    /// The row's body is not an event of this tenant; the walk reads it again to say whose.
+    Foreign,
+}
+
 /// What hashing one page produced.
 struct PageResult {
     range: CompactRange,
@@ -184,7 +193,7 @@ struct PageResult {
     first_seq: u64,
     leaves: Vec<Hash>,
     /// The first row-level problem, if any (checks stop there).
-    problem: Option<(u64, String)>,
+    problem: Option<(u64, Problem)>,
     /// The first row at or past the walk's target size.
     beyond: Option<u64>,
 }
@@ -243,25 +252,23 @@ pub async fn verify_tenant(
 
     loop {
         // Walk the events up to `target`.
-        let mut fetched: Option<SearchResult> = None;
+        let mut fetched: Option<Vec<LeafCheck>> = None;
         let mut beyond: Option<u64> = None;
         while next_seq < target {
             let page = match fetched.take() {
                 Some(p) => p,
                 None => fetch_page(store, tenant, next_seq, page_size).await?,
             };
-            if page.events.is_empty() {
+            if page.is_empty() {
                 break;
             }
-            let last_seq = page.events.last().map_or(0, |e| e.seq);
-            let page_end = next_seq.saturating_add(page.events.len() as u64);
+            let last_seq = page.last().map_or(0, |e| e.seq);
+            let page_end = next_seq.saturating_add(page.len() as u64);
             v.feed.fill(store, tenant, page_end).await?;
             let cp_sizes = v.feed.sizes_upto(page_end);
-            let prefetch = page.next_after.is_some() && last_seq.saturating_add(1) < target;
-            let tenant_owned = tenant.clone();
-            let events = page.events;
+            let prefetch = page.len() >= page_size as usize && last_seq.saturating_add(1) < target;
             let cpu = tokio::task::spawn_blocking(move || {
-                hash_page(events, range, next_seq, target, &cp_sizes, &tenant_owned)
+                hash_page(page, range, next_seq, target, &cp_sizes)
             });
             let (next, done) = if prefetch {
                 let next = fetch_page(store, tenant, last_seq.saturating_add(1), page_size);
@@ -270,7 +277,12 @@ pub async fn verify_tenant(
             } else {
                 (None, cpu.await)
             };
-            let done = done.map_err(|e| StoreError::Internal(format!("hashing failed: {e}")))?;
+            let mut done =
+                done.map_err(|e| StoreError::Internal(format!("hashing failed: {e}")))?;
+            if let Some((seq, Problem::Foreign)) = done.problem {
+                let reason = describe_foreign(store, tenant, seq).await?;
+                done.problem = Some((seq, Problem::Text(reason)));
+            }
             fetched = next;
             range = done.range.clone();
             next_seq = done.next_seq;
@@ -386,8 +398,8 @@ fn unsigned_tree_mismatch(m: &NodeMismatch) -> VerifyOutcome {
     }
 }
 
-/// Reads up to `limit` events from `from` as two half pages on two reader connections at
-/// once: verification is bound by reading, and the store has several readers.
+/// Reads and checks up to `limit` events from `from` as two half pages on two reader
+/// connections at once: verification is bound by reading, and the store has several readers.
 ///
 /// The second half starts at an arithmetic position. If a row is missing, the first half runs
 /// one event into the second and that event appears twice at the seam; the walk reports the
@@ -397,37 +409,42 @@ async fn fetch_page(
     tenant: &TenantName,
     from: u64,
     limit: u32,
-) -> Result<SearchResult, StoreError> {
+) -> Result<Vec<LeafCheck>, StoreError> {
     let half = limit / 2;
     if half < 1024 {
-        return store.search(&page_query(tenant, from, limit)).await;
+        return store.check_leaves(tenant, from, limit).await;
     }
-    let (q1, q2) = (
-        page_query(tenant, from, half),
-        page_query(tenant, from.saturating_add(u64::from(half)), limit - half),
+    let (first, second) = tokio::join!(
+        store.check_leaves(tenant, from, half),
+        store.check_leaves(tenant, from.saturating_add(u64::from(half)), limit - half)
     );
-    let (first, second) = tokio::join!(store.search(&q1), store.search(&q2));
     let mut page = first?;
-    if page.next_after.is_none() {
+    if page.len() < half as usize {
         // The log ends within the first half.
         return Ok(page);
     }
-    let second = second?;
-    page.events.extend(second.events);
-    page.next_after = second.next_after;
+    page.extend(second?);
     Ok(page)
 }
 
-fn page_query(tenant: &TenantName, from: u64, limit: u32) -> EventQuery {
-    EventQuery {
-        tenant: tenant.clone(),
-        filter: EventFilter::default(),
-        order: Order::Asc,
-        page: Pagination::Cursor {
-            limit,
-            after: from.checked_sub(1),
-        },
-    }
+/// Says whose event a row outside this tenant's log is (the rare path: parses the body).
+async fn describe_foreign(
+    store: &dyn Store,
+    tenant: &TenantName,
+    seq: u64,
+) -> Result<String, StoreError> {
+    let Some(row) = store.event_by_seq(tenant, seq).await? else {
+        return Ok(format!(
+            "seq {seq}: the row vanished while it was being verified"
+        ));
+    };
+    Ok(match serde_json::from_str::<Event>(&row.body) {
+        Ok(ev) => format!(
+            "seq {seq}: the event belongs to tenant `{}`, not `{tenant}`",
+            ev.tenant
+        ),
+        Err(err) => format!("seq {seq}: the stored event is not a valid event: {err}"),
+    })
 }
 
 /// State of the walk that outlives one page.
@@ -465,10 +482,11 @@ impl Walk<'_> {
             if let Some(m) = self.mismatches.first().filter(|m| m.begin < *seq) {
                 return Ok(Some(unsigned_tree_mismatch(m)));
             }
-            return Ok(Some(VerifyOutcome::Tampered {
-                seq: *seq,
-                reason: reason.clone(),
-            }));
+            let reason = match reason {
+                Problem::Text(r) => r.clone(),
+                Problem::Foreign => format!("seq {seq}: not an event of this tenant"),
+            };
+            return Ok(Some(VerifyOutcome::Tampered { seq: *seq, reason }));
         }
         Ok(None)
     }
@@ -642,62 +660,15 @@ fn locate_swap(blocks: &[Block]) -> Option<(u64, u64)> {
     None
 }
 
-/// Per row: the recomputed leaf, and what is wrong with the body if anything.
-///
-/// The body is not parsed: the signed tree already covers its bytes, so a body that hashes
-/// into the tree is the body that was appended, and the write path only appends events. What
-/// is left to check is that the row belongs to this tenant's log, and in the RFC 8785 form
-/// `"tenant"` is always the last member (no member of an event sorts after it), so that is a
-/// suffix comparison instead of a 3 µs parse per event.
-fn check_rows(events: &[StoredEvent], tenant: &str) -> Vec<(Hash, Option<String>)> {
-    let suffix = format!(
-        ",\"tenant\":{}}}",
-        serde_json::to_string(tenant).expect("a string serializes")
-    );
-    events
-        .iter()
-        .map(|e| {
-            let leaf = leaf_hash(e.body.as_bytes());
-            let problem = (!e.body.ends_with(&suffix)).then(|| {
-                match serde_json::from_str::<Event>(&e.body) {
-                    Ok(ev) => format!(
-                        "the event belongs to tenant `{}`, not `{tenant}`",
-                        ev.tenant
-                    ),
-                    Err(err) => format!("the stored event is not a valid event: {err}"),
-                }
-            });
-            (leaf, problem)
-        })
-        .collect()
-}
-
-/// Hashes a page (on every core), checks positions and leaves, and extends the tree.
+/// Checks a page's positions and leaves (the store recomputed each leaf while reading it),
+/// and extends the tree.
 fn hash_page(
-    events: Vec<StoredEvent>,
+    events: Vec<LeafCheck>,
     mut range: CompactRange,
     mut next_seq: u64,
     target: u64,
     cp_sizes: &[u64],
-    tenant: &TenantName,
 ) -> PageResult {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let chunk = events.len().div_ceil(threads).max(1024);
-    let checked: Vec<(Hash, Option<String>)> = if events.len() > chunk {
-        std::thread::scope(|s| {
-            let handles: Vec<_> = events
-                .chunks(chunk)
-                .map(|c| s.spawn(|| check_rows(c, tenant.as_str())))
-                .collect();
-            handles
-                .into_iter()
-                .flat_map(|h| h.join().expect("hashing thread"))
-                .collect()
-        })
-    } else {
-        check_rows(&events, tenant.as_str())
-    };
-
     let first_seq = next_seq;
     let mut out = PageResult {
         range: CompactRange::new(),
@@ -711,13 +682,14 @@ fn hash_page(
     };
     let mut cps = cp_sizes.iter().peekable();
     while cps.next_if(|&&s| s <= next_seq).is_some() {}
-    for (e, (leaf, body_problem)) in events.iter().zip(checked) {
+    for e in &events {
+        let leaf = e.recomputed;
         if e.seq >= target && e.seq == next_seq {
             out.beyond = Some(e.seq);
             break;
         }
         let problem = if e.seq > next_seq {
-            Some(if next_seq == 0 {
+            Some(Problem::Text(if next_seq == 0 {
                 format!("seq 0: missing (the log starts at seq {})", e.seq)
             } else {
                 format!(
@@ -725,19 +697,21 @@ fn hash_page(
                     next_seq - 1,
                     e.seq
                 )
-            })
+            }))
         } else if e.seq < next_seq {
-            Some(format!(
+            Some(Problem::Text(format!(
                 "seq {}: out of order (read after seq {})",
                 e.seq,
                 next_seq.saturating_sub(1)
-            ))
-        } else if leaf != e.leaf_hash {
-            Some(format!(
+            )))
+        } else if leaf != e.stored {
+            Some(Problem::Text(format!(
                 "seq {next_seq}: stored leaf hash does not match the event"
-            ))
+            )))
+        } else if !e.in_tenant {
+            Some(Problem::Foreign)
         } else {
-            body_problem.map(|p| format!("seq {next_seq}: {p}"))
+            None
         };
         if let Some(p) = problem {
             out.problem = Some((next_seq.min(e.seq), p));
@@ -752,7 +726,10 @@ fn hash_page(
             })
             .is_err()
         {
-            out.problem = Some((next_seq, format!("seq {next_seq}: the tree is full")));
+            out.problem = Some((
+                next_seq,
+                Problem::Text(format!("seq {next_seq}: the tree is full")),
+            ));
             break;
         }
         out.leaves.push(leaf);

@@ -417,6 +417,34 @@ async fn a_changed_field_is_named() {
 }
 
 #[tokio::test]
+async fn a_row_copied_from_another_tenant_is_named() {
+    // Another tenant's event, with its own (self-consistent) leaf hash, put in place of
+    // acme's event 57: its leaf matches its body, only its tenant gives it away.
+    let outcome = verify_after(|c, t| {
+        let other = tid(c, "other");
+        let (b, leaf): (String, Vec<u8>) = c
+            .query_row(
+                "SELECT body, leaf_hash FROM events WHERE pos = ?1",
+                [pos(other, 5)],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        c.execute(
+            "UPDATE events SET body = ?1, leaf_hash = ?2 WHERE pos = ?3",
+            params![b, leaf, pos(t, 57)],
+        )
+        .unwrap();
+    })
+    .await;
+    let (seq, reason) = tampered(&outcome);
+    assert_eq!(seq, 57, "{reason}");
+    assert_eq!(
+        reason,
+        "seq 57: the event belongs to tenant `other`, not `acme`"
+    );
+}
+
+#[tokio::test]
 async fn a_deleted_row_is_named() {
     let outcome = verify_after(|c, t| {
         c.execute("DELETE FROM events WHERE pos = ?1", [pos(t, 41)])

@@ -17,7 +17,7 @@ use bitacora_core::canonical::{Hash, SealedEvent};
 use bitacora_core::merkle::NodeId;
 use bitacora_core::query::EventQuery;
 use bitacora_store::{
-    ApiKeyRecord, AppendOutcome, Scope, SearchResult, Store, StoreError, StoreResult,
+    ApiKeyRecord, AppendOutcome, LeafCheck, Scope, SearchResult, Store, StoreError, StoreResult,
     StoredCheckpoint, StoredEvent,
 };
 use rusqlite::{Connection, OptionalExtension, params};
@@ -254,6 +254,17 @@ impl Store for SqliteStore {
     ) -> StoreResult<Option<StoredEvent>> {
         let tenant = tenant.clone();
         self.with_conn(move |c| read::event_by_seq(c, &tenant, seq))
+            .await
+    }
+
+    async fn check_leaves(
+        &self,
+        tenant: &TenantName,
+        from: u64,
+        limit: u32,
+    ) -> StoreResult<Vec<LeafCheck>> {
+        let tenant = tenant.clone();
+        self.with_conn(move |c| read::check_leaves(c, &tenant, from, limit))
             .await
     }
 

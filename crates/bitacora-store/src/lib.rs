@@ -102,6 +102,41 @@ pub struct SearchResult {
     pub total: Option<u64>,
 }
 
+/// One event of a log as a whole-log walk (`bitacora verify`) re-checks it, computed by the
+/// store while it reads the row, so the walk never holds event bodies in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeafCheck {
+    pub seq: u64,
+    /// The leaf hash stored with the event.
+    pub stored: Hash,
+    /// `SHA-256(0x00 || body)`, recomputed from the stored body.
+    pub recomputed: Hash,
+    /// Whether the body is an event of the tenant whose log was read (see
+    /// [`LeafCheck::of_row`]).
+    pub in_tenant: bool,
+}
+
+impl LeafCheck {
+    /// The `suffix` every body of `tenant`'s log ends with: in the RFC 8785 form `"tenant"`
+    /// is always the last member (no member of an event sorts after it), and a tenant name
+    /// (`[A-Za-z0-9_.-]`) needs no JSON escaping.
+    pub fn tenant_suffix(tenant: &TenantName) -> Vec<u8> {
+        format!(",\"tenant\":\"{tenant}\"}}").into_bytes()
+    }
+
+    /// Checks one stored row. The body is not parsed: the signed tree covers its bytes, so a
+    /// body that hashes into the tree is the body that was appended; what is left to check is
+    /// that the row belongs to this tenant's log, a suffix comparison.
+    pub fn of_row(seq: u64, stored: Hash, body: &[u8], tenant_suffix: &[u8]) -> Self {
+        Self {
+            seq,
+            stored,
+            recomputed: bitacora_core::canonical::leaf_hash(body),
+            in_tenant: body.ends_with(tenant_suffix),
+        }
+    }
+}
+
 /// A signed checkpoint of a tenant's log, as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredCheckpoint {
@@ -212,6 +247,36 @@ pub trait Store: Send + Sync + 'static {
         after_size: u64,
         limit: u32,
     ) -> StoreResult<Vec<StoredCheckpoint>>;
+    /// Events `from..` of the tenant's log in `seq` order, at most `limit`, each checked as
+    /// [`LeafCheck::of_row`] does: every row in the tenant's range is returned, including rows
+    /// past the log's recorded size (which a walk must report as inserted).
+    ///
+    /// The default reads through [`Store::search`]; a store can stream its rows instead.
+    async fn check_leaves(
+        &self,
+        tenant: &TenantName,
+        from: u64,
+        limit: u32,
+    ) -> StoreResult<Vec<LeafCheck>> {
+        use bitacora_core::query::{EventFilter, Order, Pagination};
+        let page = self
+            .search(&EventQuery {
+                tenant: tenant.clone(),
+                filter: EventFilter::default(),
+                order: Order::Asc,
+                page: Pagination::Cursor {
+                    limit,
+                    after: from.checked_sub(1),
+                },
+            })
+            .await?;
+        let suffix = LeafCheck::tenant_suffix(tenant);
+        Ok(page
+            .events
+            .iter()
+            .map(|e| LeafCheck::of_row(e.seq, e.leaf_hash, e.body.as_bytes(), &suffix))
+            .collect())
+    }
 
     /// Every tenant that has a log.
     async fn tenants(&self) -> StoreResult<Vec<TenantName>>;
