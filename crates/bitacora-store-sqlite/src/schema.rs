@@ -12,7 +12,10 @@ use rusqlite::{Connection, OpenFlags};
 use crate::{Synchronous, sql_error};
 use bitacora_store::{StoreError, StoreResult};
 
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/0001_init.sql"),
+    include_str!("../migrations/0002_viewer_tokens.sql"),
+];
 const FTS_SCHEMA: &str = include_str!("../migrations/fts.sql");
 
 /// Dictionary kinds in the `terms` table.

@@ -752,6 +752,8 @@ async fn the_openapi_document_lists_every_route() {
             "/v1/log/public-key",
             "/v1/stats",
             "/v1/targets/{type}/{id}/history",
+            "/v1/viewer-tokens",
+            "/v1/viewer-tokens/{id}",
         ]
     );
     assert_eq!(
@@ -887,3 +889,5 @@ async fn checkpoints_and_proofs() {
     let r = app.get("/v1/log/checkpoint?tenant=acme", &ingest).await;
     assert_eq!(r.error().0, 403);
 }
+
+mod access;
