@@ -233,7 +233,10 @@ pub async fn failed_viewer_login(
     reason: &str,
 ) {
     let mut metadata = Map::new();
-    metadata.insert("reason".into(), Value::String(reason.chars().take(200).collect()));
+    metadata.insert(
+        "reason".into(),
+        Value::String(reason.chars().take(200).collect()),
+    );
     let result = append(
         &*state.store,
         &state.policy,

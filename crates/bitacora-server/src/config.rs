@@ -703,7 +703,10 @@ mod tests {
                 "#,
             )?;
             let c = Config::load(Some(Path::new("auth.toml")), Overrides::default()).unwrap();
-            assert_eq!(c.server.public_url.as_deref(), Some("https://audit.example.com"));
+            assert_eq!(
+                c.server.public_url.as_deref(),
+                Some("https://audit.example.com")
+            );
             assert_eq!(c.server.tls.unwrap().key_file, PathBuf::from("k.pem"));
             assert_eq!(c.auth.viewer_token_ttl_secs, 60);
             assert_eq!(c.auth.viewer_token_max_ttl_secs, 86_400);

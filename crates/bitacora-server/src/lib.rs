@@ -70,7 +70,13 @@ pub async fn serve_with_store(
     let addr = listener.local_addr()?;
     let base = base_url(addr, config.server.tls.is_some());
     // Checked before anything else starts: a bad certificate is a startup error.
-    let tls = match config.server.tls.as_ref().map(tls::server_config).transpose() {
+    let tls = match config
+        .server
+        .tls
+        .as_ref()
+        .map(tls::server_config)
+        .transpose()
+    {
         Ok(tls) => tls,
         Err(e) => {
             store.close().await.ok();
@@ -331,10 +337,15 @@ mod tests {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let secret = std::fs::read_to_string(&key_file).unwrap().trim().to_owned();
+        let secret = std::fs::read_to_string(&key_file)
+            .unwrap()
+            .trim()
+            .to_owned();
 
         let trusting = reqwest::Client::builder()
-            .add_root_certificate(reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap())
+            .add_root_certificate(
+                reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap(),
+            )
             .build()
             .unwrap();
         let base = format!("https://localhost:{port}");
@@ -359,7 +370,13 @@ mod tests {
         // A client that does not trust the certificate cannot connect; plain HTTP gets no
         // answer either.
         let untrusting = reqwest::Client::new();
-        assert!(untrusting.get(format!("{base}/healthz")).send().await.is_err());
+        assert!(
+            untrusting
+                .get(format!("{base}/healthz"))
+                .send()
+                .await
+                .is_err()
+        );
         let plain = reqwest::Client::new()
             .get(format!("http://localhost:{port}/healthz"))
             .timeout(Duration::from_secs(5))
@@ -382,7 +399,10 @@ mod tests {
         });
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let err = serve(config, listener, async {}).await.unwrap_err();
-        assert!(format!("{err:#}").contains("server.tls.cert_file"), "{err:#}");
+        assert!(
+            format!("{err:#}").contains("server.tls.cert_file"),
+            "{err:#}"
+        );
     }
 
     #[test]

@@ -578,14 +578,19 @@ fn checkpoint_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredCheckpoint> {
     })
 }
 
-const TOKEN_COLUMNS: &str = "SELECT id, tenant, secret_hash, created_at, expires_at, created_by, revoked
+const TOKEN_COLUMNS: &str =
+    "SELECT id, tenant, secret_hash, created_at, expires_at, created_by, revoked
      FROM viewer_tokens";
 
 fn token_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoreResult<ViewerTokenRecord>> {
     let tenant: String = r.get(1)?;
     let tenant = match TenantName::parse(&tenant) {
         Ok(t) => t,
-        Err(e) => return Ok(Err(StoreError::Corrupt(format!("viewer token tenant: {e}")))),
+        Err(e) => {
+            return Ok(Err(StoreError::Corrupt(format!(
+                "viewer token tenant: {e}"
+            ))));
+        }
     };
     Ok(Ok(ViewerTokenRecord {
         id: r.get(0)?,

@@ -321,7 +321,11 @@ pub async fn export(
     let tenant = query.tenant.clone();
     let mut result = write_export(store.clone(), query, format == ExportFormat::Csv).await;
     if result.is_ok() {
-        let name = if format == ExportFormat::Csv { "csv" } else { "ndjson" };
+        let name = if format == ExportFormat::Csv {
+            "csv"
+        } else {
+            "ndjson"
+        };
         result = record_export(config, &*store, &tenant, name, params).await;
     }
     store.close().await.ok();

@@ -10,8 +10,8 @@ use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderValue, header};
 use axum::response::Response;
-use bitacora_core::{FieldError, TenantName};
 use bitacora_core::api::ErrorBody;
+use bitacora_core::{FieldError, TenantName};
 use bitacora_log::{BundleOptions, bundle_stream};
 use futures::StreamExt as _;
 use utoipa::IntoParams;
@@ -178,7 +178,10 @@ impl ExportAudit<'_> {
             self.principal,
             self.client_ip,
             None,
-            audit::export_metadata(self.format, self.pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+            audit::export_metadata(
+                self.format,
+                self.pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            ),
         )
         .await
     }

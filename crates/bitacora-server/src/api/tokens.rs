@@ -146,9 +146,7 @@ pub async fn issue(
     let ttl = match request.ttl_seconds {
         None => auth.viewer_token_ttl_secs.clamp(1, max),
         Some(0) => {
-            return Err(
-                FieldError::invalid("ttl_seconds", "must be at least 1 second").into(),
-            );
+            return Err(FieldError::invalid("ttl_seconds", "must be at least 1 second").into());
         }
         Some(t) if t > max => {
             return Err(FieldError::invalid(

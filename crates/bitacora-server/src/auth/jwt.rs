@@ -57,7 +57,10 @@ impl JwtVerifier {
                     "[[auth.jwt]] hs256_secret must be at least 32 bytes (HS256 with a short \
                      secret can be brute-forced)"
                 );
-                (DecodingKey::from_secret(secret.as_bytes()), Algorithm::HS256)
+                (
+                    DecodingKey::from_secret(secret.as_bytes()),
+                    Algorithm::HS256,
+                )
             }
             (None, Some(file)) => load_public_key(file)?,
             _ => anyhow::bail!(
@@ -123,8 +126,12 @@ impl JwtVerifier {
 
 /// A PEM public key: RSA → RS256, Ed25519 → EdDSA.
 fn load_public_key(file: &Path) -> anyhow::Result<(DecodingKey, Algorithm)> {
-    let pem = std::fs::read(file)
-        .with_context(|| format!("[[auth.jwt]] cannot read public_key_file `{}`", file.display()))?;
+    let pem = std::fs::read(file).with_context(|| {
+        format!(
+            "[[auth.jwt]] cannot read public_key_file `{}`",
+            file.display()
+        )
+    })?;
     if let Ok(key) = DecodingKey::from_rsa_pem(&pem) {
         return Ok((key, Algorithm::RS256));
     }

@@ -30,7 +30,10 @@ pub fn generate_viewer_token(
     rng.fill_bytes(&mut secret_bytes);
     let mut id_bytes = [0u8; 8];
     rng.fill_bytes(&mut id_bytes);
-    let secret = format!("{VIEWER_TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(secret_bytes));
+    let secret = format!(
+        "{VIEWER_TOKEN_PREFIX}{}",
+        URL_SAFE_NO_PAD.encode(secret_bytes)
+    );
     let ttl_micros = i64::try_from(ttl_secs.saturating_mul(1_000_000)).unwrap_or(i64::MAX);
     let record = ViewerTokenRecord {
         id: format!("vt_{}", hex::encode(id_bytes)),

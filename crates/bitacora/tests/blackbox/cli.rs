@@ -131,12 +131,29 @@ fn keys_create_list_revoke_round_trip() {
     // Both were audited in the key's tenant, and so is an export (after it completed, so
     // this one lists only the two key events).
     let audit = stdout_of(bitacora(dir.path()).args([
-        "export", "--format", "ndjson", "--tenant", "acme", "--action", "bitacora.*", "--order",
+        "export",
+        "--format",
+        "ndjson",
+        "--tenant",
+        "acme",
+        "--action",
+        "bitacora.*",
+        "--order",
         "asc",
     ]));
-    let events: Vec<Value> = audit.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    let actions: Vec<&str> = events.iter().map(|e| e["action"].as_str().unwrap()).collect();
-    assert_eq!(actions, ["bitacora.key.created", "bitacora.key.revoked"], "{audit}");
+    let events: Vec<Value> = audit
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let actions: Vec<&str> = events
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        ["bitacora.key.created", "bitacora.key.revoked"],
+        "{audit}"
+    );
     for e in &events {
         assert_eq!(e["category"], "bitacora");
         assert_eq!(e["actor"]["id"], "cli");
@@ -145,7 +162,13 @@ fn keys_create_list_revoke_round_trip() {
     }
     assert_eq!(events[0]["metadata"]["scope"], "read");
     let audit = stdout_of(bitacora(dir.path()).args([
-        "export", "--format", "ndjson", "--tenant", "acme", "--action", "bitacora.export",
+        "export",
+        "--format",
+        "ndjson",
+        "--tenant",
+        "acme",
+        "--action",
+        "bitacora.export",
     ]));
     let export: Value = serde_json::from_str(audit.lines().next().unwrap()).unwrap();
     assert_eq!(export["metadata"]["format"], "ndjson");

@@ -164,24 +164,132 @@ async fn access_matrix() {
 
     // (method, uri, body, scope needed, status when allowed)
     let endpoints: Vec<(Method, String, Option<Value>, Scope, u16)> = vec![
-        (Method::POST, "/v1/events".into(), Some(json!({"action": "m.x", "tenant": "acme"})), Scope::Ingest, 201),
-        (Method::POST, "/v1/events/batch".into(), Some(json!([{"action": "m.x", "tenant": "acme"}])), Scope::Ingest, 201),
-        (Method::GET, "/v1/events?tenant=acme".into(), None, Scope::Read, 200),
-        (Method::GET, "/v1/events/acme-0?tenant=acme".into(), None, Scope::Read, 200),
-        (Method::GET, "/v1/actions?tenant=acme".into(), None, Scope::Read, 200),
-        (Method::GET, "/v1/actors?tenant=acme".into(), None, Scope::Read, 200),
-        (Method::GET, "/v1/stats?tenant=acme".into(), None, Scope::Read, 200),
-        (Method::GET, "/v1/targets/user/shared/history?tenant=acme".into(), None, Scope::Read, 200),
-        (Method::GET, "/v1/export?tenant=acme".into(), None, Scope::Read, 200),
-        (Method::GET, "/v1/export?tenant=acme&format=csv".into(), None, Scope::Read, 200),
-        (Method::GET, "/v1/export?tenant=acme&format=bundle".into(), None, Scope::Read, 200),
-        (Method::GET, "/v1/log/checkpoint?tenant=acme".into(), None, Scope::Read, 200),
-        (Method::GET, "/v1/log/proof/inclusion?tenant=acme&seq=0&tree_size=2".into(), None, Scope::Read, 200),
-        (Method::GET, "/v1/log/proof/consistency?tenant=acme&first=1&second=2".into(), None, Scope::Read, 200),
-        (Method::GET, "/v1/events/acme-0/inclusion?tenant=acme".into(), None, Scope::Read, 200),
-        (Method::POST, "/v1/viewer-tokens".into(), Some(json!({"tenant": "acme", "ttl_seconds": 60})), Scope::Admin, 201),
-        (Method::GET, "/v1/viewer-tokens?tenant=acme".into(), None, Scope::Admin, 200),
-        (Method::DELETE, format!("/v1/viewer-tokens/{token_id}"), None, Scope::Admin, 204),
+        (
+            Method::POST,
+            "/v1/events".into(),
+            Some(json!({"action": "m.x", "tenant": "acme"})),
+            Scope::Ingest,
+            201,
+        ),
+        (
+            Method::POST,
+            "/v1/events/batch".into(),
+            Some(json!([{"action": "m.x", "tenant": "acme"}])),
+            Scope::Ingest,
+            201,
+        ),
+        (
+            Method::GET,
+            "/v1/events?tenant=acme".into(),
+            None,
+            Scope::Read,
+            200,
+        ),
+        (
+            Method::GET,
+            "/v1/events/acme-0?tenant=acme".into(),
+            None,
+            Scope::Read,
+            200,
+        ),
+        (
+            Method::GET,
+            "/v1/actions?tenant=acme".into(),
+            None,
+            Scope::Read,
+            200,
+        ),
+        (
+            Method::GET,
+            "/v1/actors?tenant=acme".into(),
+            None,
+            Scope::Read,
+            200,
+        ),
+        (
+            Method::GET,
+            "/v1/stats?tenant=acme".into(),
+            None,
+            Scope::Read,
+            200,
+        ),
+        (
+            Method::GET,
+            "/v1/targets/user/shared/history?tenant=acme".into(),
+            None,
+            Scope::Read,
+            200,
+        ),
+        (
+            Method::GET,
+            "/v1/export?tenant=acme".into(),
+            None,
+            Scope::Read,
+            200,
+        ),
+        (
+            Method::GET,
+            "/v1/export?tenant=acme&format=csv".into(),
+            None,
+            Scope::Read,
+            200,
+        ),
+        (
+            Method::GET,
+            "/v1/export?tenant=acme&format=bundle".into(),
+            None,
+            Scope::Read,
+            200,
+        ),
+        (
+            Method::GET,
+            "/v1/log/checkpoint?tenant=acme".into(),
+            None,
+            Scope::Read,
+            200,
+        ),
+        (
+            Method::GET,
+            "/v1/log/proof/inclusion?tenant=acme&seq=0&tree_size=2".into(),
+            None,
+            Scope::Read,
+            200,
+        ),
+        (
+            Method::GET,
+            "/v1/log/proof/consistency?tenant=acme&first=1&second=2".into(),
+            None,
+            Scope::Read,
+            200,
+        ),
+        (
+            Method::GET,
+            "/v1/events/acme-0/inclusion?tenant=acme".into(),
+            None,
+            Scope::Read,
+            200,
+        ),
+        (
+            Method::POST,
+            "/v1/viewer-tokens".into(),
+            Some(json!({"tenant": "acme", "ttl_seconds": 60})),
+            Scope::Admin,
+            201,
+        ),
+        (
+            Method::GET,
+            "/v1/viewer-tokens?tenant=acme".into(),
+            None,
+            Scope::Admin,
+            200,
+        ),
+        (
+            Method::DELETE,
+            format!("/v1/viewer-tokens/{token_id}"),
+            None,
+            Scope::Admin,
+            204,
+        ),
     ];
 
     // Credentials: every scope × unpinned / pinned to acme / pinned to zeta, then a viewer
@@ -202,8 +310,18 @@ async fn access_matrix() {
         .as_str()
         .unwrap()
         .to_owned();
-    credentials.push(("viewer token (acme)".into(), Some(viewer), Some(Scope::Read), Some("acme")));
-    credentials.push(("JWT (acme)".into(), Some(hs_token(&good_claims())), Some(Scope::Read), Some("acme")));
+    credentials.push((
+        "viewer token (acme)".into(),
+        Some(viewer),
+        Some(Scope::Read),
+        Some("acme"),
+    ));
+    credentials.push((
+        "JWT (acme)".into(),
+        Some(hs_token(&good_claims())),
+        Some(Scope::Read),
+        Some("acme"),
+    ));
     credentials.push(("no credential".into(), None, None, None));
 
     let mut failures = Vec::new();
@@ -216,7 +334,11 @@ async fn access_matrix() {
                 // The pinned credential names another tenant: forbidden; a revocation
                 // scoped to its own tenant simply finds no such token.
                 Some(_) if pin.is_some_and(|p| p != "acme") => {
-                    if *method == Method::DELETE { 404 } else { 403 }
+                    if *method == Method::DELETE {
+                        404
+                    } else {
+                        403
+                    }
                 }
                 Some(_) => *ok,
             };
@@ -240,13 +362,18 @@ async fn access_matrix() {
         }
     }
     assert_eq!(checked, credentials.len() * endpoints.len());
-    assert!(failures.is_empty(), "{} of {checked} cells wrong:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {checked} cells wrong:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[tokio::test]
 async fn a_pinned_credential_sees_only_its_tenant_on_every_read_path() {
     let app = app().await;
-    app.seed(&[("acme", 1), ("zeta", 3)]).await;
+    app.seed(&[("acme", 1), ("zeta", 40)]).await;
     let acme_key = app.key(Scope::Read, Some("acme")).await;
     let viewer = app.viewer_token("acme", 600).await["token"]
         .as_str()
@@ -274,16 +401,23 @@ async fn a_pinned_credential_sees_only_its_tenant_on_every_read_path() {
             "/v1/targets/user/shared/history?tenant=zeta",
             "/v1/log/checkpoint?tenant=zeta",
             "/v1/log/proof/inclusion?tenant=zeta&seq=0",
-            "/v1/log/proof/consistency?tenant=zeta&first=1&second=3",
+            "/v1/log/proof/consistency?tenant=zeta&first=1&second=40",
             "/v1/events/zeta-0/inclusion?tenant=zeta",
         ] {
             let r = app.get(path, reader).await;
-            assert_eq!(r.error(), (403, "tenant_forbidden".into(), Some("tenant".into())), "{path}");
+            assert_eq!(
+                r.error(),
+                (403, "tenant_forbidden".into(), Some("tenant".into())),
+                "{path}"
+            );
         }
         let export = app.get("/v1/export", reader).await.text();
         assert!(!export.contains("zeta"), "{export}");
         // acme's one event, besides the server's own records of tokens and exports.
-        let own: Vec<&str> = export.lines().filter(|l| !l.contains(r#""category":"bitacora""#)).collect();
+        let own: Vec<&str> = export
+            .lines()
+            .filter(|l| !l.contains(r#""category":"bitacora""#))
+            .collect();
         assert_eq!(own.len(), 1, "{export}");
         let stats = app.get("/v1/stats?since=2000-01-01", reader).await.json();
         assert!(!stats.to_string().contains("zeta"), "{stats}");
@@ -292,16 +426,24 @@ async fn a_pinned_credential_sees_only_its_tenant_on_every_read_path() {
         assert!(!actions.to_string().contains("zeta"), "{actions}");
         let actors = app.get("/v1/actors", reader).await.json();
         assert!(!actors.to_string().contains("zeta"), "{actors}");
-        let history = app.get("/v1/targets/user/shared/history", reader).await.json();
+        let history = app
+            .get("/v1/targets/user/shared/history", reader)
+            .await
+            .json();
         let events = history["events"].as_array().unwrap();
         assert_eq!(events.len(), 1, "{history}");
         assert_eq!(events[0]["tenant"], "acme");
         let checkpoint = app.get("/v1/log/checkpoint", reader).await.text();
         assert!(checkpoint.starts_with("bitacora/acme\n1\n"), "{checkpoint}");
-        // Proofs are of acme's one-leaf tree: zeta's size 3 is out of reach.
-        let r = app.get("/v1/log/proof/inclusion?seq=2&tree_size=3", reader).await;
+        // Proofs are of acme's small tree (its event and the server's own records): zeta's
+        // size 40 is out of reach.
+        let r = app
+            .get("/v1/log/proof/inclusion?seq=35&tree_size=40", reader)
+            .await;
         assert_eq!(r.status, 400, "{}", r.text());
-        let r = app.get("/v1/log/proof/consistency?first=1&second=3", reader).await;
+        let r = app
+            .get("/v1/log/proof/consistency?first=1&second=40", reader)
+            .await;
         assert_eq!(r.status, 400, "{}", r.text());
     }
 }
@@ -323,13 +465,16 @@ async fn viewer_tokens_are_read_only_expire_and_revoke_within_a_second_everywher
         issued["url"],
         format!("https://audit.example.com/ui/login?token={token}")
     );
-    let expires = chrono::DateTime::parse_from_rfc3339(issued["expires_at"].as_str().unwrap()).unwrap();
+    let expires =
+        chrono::DateTime::parse_from_rfc3339(issued["expires_at"].as_str().unwrap()).unwrap();
     let left = expires.timestamp() - now();
     assert!((590..=601).contains(&left), "{left}");
 
     // Reads its tenant; writes nothing, administers nothing.
     assert_eq!(app.get("/v1/events", &token).await.status, 200);
-    let r = app.post_json("/v1/events", &token, &json!({"action": "x"})).await;
+    let r = app
+        .post_json("/v1/events", &token, &json!({"action": "x"}))
+        .await;
     assert_eq!(r.error().0, 403);
     let r = app.post_json("/v1/viewer-tokens", &token, &json!({})).await;
     assert_eq!(r.error().0, 403);
@@ -358,7 +503,9 @@ async fn viewer_tokens_are_read_only_expire_and_revoke_within_a_second_everywher
         }
     };
     assert_eq!(on_other(token.clone()).await, 200);
-    let r = app.delete(&format!("/v1/viewer-tokens/{id}"), &app.admin).await;
+    let r = app
+        .delete(&format!("/v1/viewer-tokens/{id}"), &app.admin)
+        .await;
     assert_eq!(r.status, 204);
     // At once on the server that revoked it...
     assert_eq!(app.get("/v1/events", &token).await.error().0, 401);
@@ -366,11 +513,25 @@ async fn viewer_tokens_are_read_only_expire_and_revoke_within_a_second_everywher
     tokio::time::sleep(Duration::from_millis(1050)).await;
     assert_eq!(on_other(token.clone()).await, 401);
     // Revoking twice is fine; an unknown id is 404.
-    assert_eq!(app.delete(&format!("/v1/viewer-tokens/{id}"), &app.admin).await.status, 204);
-    assert_eq!(app.delete("/v1/viewer-tokens/vt_nope", &app.admin).await.error().0, 404);
+    assert_eq!(
+        app.delete(&format!("/v1/viewer-tokens/{id}"), &app.admin)
+            .await
+            .status,
+        204
+    );
+    assert_eq!(
+        app.delete("/v1/viewer-tokens/vt_nope", &app.admin)
+            .await
+            .error()
+            .0,
+        404
+    );
 
     // Expiry.
-    let short = app.viewer_token("acme", 1).await["token"].as_str().unwrap().to_owned();
+    let short = app.viewer_token("acme", 1).await["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert_eq!(app.get("/v1/events", &short).await.status, 200);
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(app.get("/v1/events", &short).await.error().0, 401);
@@ -391,7 +552,13 @@ async fn viewer_tokens_are_read_only_expire_and_revoke_within_a_second_everywher
         assert_eq!(got.as_deref(), Some(field), "{body}");
     }
     let r = app
-        .request(Method::POST, "/v1/viewer-tokens", Some(&app.admin), Some("text/plain"), "{}")
+        .request(
+            Method::POST,
+            "/v1/viewer-tokens",
+            Some(&app.admin),
+            Some("text/plain"),
+            "{}",
+        )
         .await;
     assert_eq!(r.error().0, 415);
     // An empty body takes the defaults; the URL comes from the Host without public_url.
@@ -410,7 +577,12 @@ async fn viewer_tokens_are_read_only_expire_and_revoke_within_a_second_everywher
     assert_eq!(r.status, 201, "{}", r.text());
     let v = r.json();
     assert_eq!(v["tenant"], "default");
-    assert!(v["url"].as_str().unwrap().starts_with("http://audit.internal:8480/ui/login?token=bv_"));
+    assert!(
+        v["url"]
+            .as_str()
+            .unwrap()
+            .starts_with("http://audit.internal:8480/ui/login?token=bv_")
+    );
 }
 
 #[tokio::test]
@@ -418,32 +590,83 @@ async fn application_jwts() {
     let app = app_with(|c| {
         c.auth.jwt.push(jwt_entry(Some(HS_SECRET), None));
         c.auth.jwt.push(jwt_entry(None, Some("jwt-rsa-public.pem")));
-        c.auth.jwt.push(jwt_entry(None, Some("jwt-ed25519-public.pem")));
+        c.auth
+            .jwt
+            .push(jwt_entry(None, Some("jwt-ed25519-public.pem")));
     })
     .await;
     app.seed(&[("acme", 1), ("zeta", 1)]).await;
 
     // Accepted: each algorithm, scope or permissions, within the leeway.
-    assert_eq!(app.get("/v1/events", &hs_token(&good_claims())).await.status.as_u16(), 200);
-    assert_eq!(app.get("/v1/events", &rs_token(&good_claims())).await.status.as_u16(), 200);
-    assert_eq!(app.get("/v1/events", &ed_token(&good_claims())).await.status.as_u16(), 200);
+    assert_eq!(
+        app.get("/v1/events", &hs_token(&good_claims()))
+            .await
+            .status
+            .as_u16(),
+        200
+    );
+    assert_eq!(
+        app.get("/v1/events", &rs_token(&good_claims()))
+            .await
+            .status
+            .as_u16(),
+        200
+    );
+    assert_eq!(
+        app.get("/v1/events", &ed_token(&good_claims()))
+            .await
+            .status
+            .as_u16(),
+        200
+    );
     let mut c = good_claims();
     c.as_object_mut().unwrap().remove("scope");
     c["permissions"] = json!(["view_logs"]);
-    assert_eq!(app.get("/v1/events", &hs_token(&c)).await.status.as_u16(), 200);
+    assert_eq!(
+        app.get("/v1/events", &hs_token(&c)).await.status.as_u16(),
+        200
+    );
     let mut c = good_claims();
     c["exp"] = json!(now() - 10);
-    assert_eq!(app.get("/v1/events", &hs_token(&c)).await.status.as_u16(), 200, "10 s past exp is within the 30 s leeway");
+    assert_eq!(
+        app.get("/v1/events", &hs_token(&c)).await.status.as_u16(),
+        200,
+        "10 s past exp is within the 30 s leeway"
+    );
     // Pinned to its tenant.
     let r = app.get("/v1/events", &hs_token(&good_claims())).await;
-    assert!(r.json()["events"].as_array().unwrap().iter().all(|e| e["tenant"] == "acme"));
-    assert_eq!(app.get("/v1/events?tenant=zeta", &hs_token(&good_claims())).await.error().0, 403);
+    assert!(
+        r.json()["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["tenant"] == "acme")
+    );
+    assert_eq!(
+        app.get("/v1/events?tenant=zeta", &hs_token(&good_claims()))
+            .await
+            .error()
+            .0,
+        403
+    );
     // Read-only, whatever the claims say.
     let mut c = good_claims();
     c["scope"] = json!("read ingest admin");
     let admin_claims = hs_token(&c);
-    assert_eq!(app.post_json("/v1/events", &admin_claims, &json!({"action": "x"})).await.error().0, 403);
-    assert_eq!(app.post_json("/v1/viewer-tokens", &admin_claims, &json!({})).await.error().0, 403);
+    assert_eq!(
+        app.post_json("/v1/events", &admin_claims, &json!({"action": "x"}))
+            .await
+            .error()
+            .0,
+        403
+    );
+    assert_eq!(
+        app.post_json("/v1/viewer-tokens", &admin_claims, &json!({}))
+            .await
+            .error()
+            .0,
+        403
+    );
 
     // Refused: 401 for what is not valid, 403 for what grants nothing.
     let mut cases: Vec<(&str, String, u16)> = Vec::new();
@@ -452,60 +675,155 @@ async fn application_jwts() {
         f(&mut c);
         c
     };
-    cases.push(("expired", hs_token(&with(&|c| c["exp"] = json!(now() - 120))), 401));
-    cases.push(("no exp", hs_token(&with(&|c| {
-        c.as_object_mut().unwrap().remove("exp");
-    })), 401));
-    cases.push(("not yet valid", hs_token(&with(&|c| c["nbf"] = json!(now() + 120))), 401));
-    cases.push(("wrong audience", hs_token(&with(&|c| c["aud"] = json!("other"))), 401));
-    cases.push(("wrong issuer", hs_token(&with(&|c| c["iss"] = json!("https://evil.example"))), 401));
-    cases.push(("wrong signature", {
-        encode(&Header::new(Algorithm::HS256), &good_claims(), &EncodingKey::from_secret(b"another secret of thirty-two bytes or more")).unwrap()
-    }, 401));
-    cases.push(("tampered claims", {
-        let t = hs_token(&good_claims());
-        let parts: Vec<&str> = t.split('.').collect();
-        let mut c = good_claims();
-        c["tenant"] = json!("zeta");
-        format!("{}.{}.{}", parts[0], b64(c.to_string().as_bytes()), parts[2])
-    }, 401));
+    cases.push((
+        "expired",
+        hs_token(&with(&|c| c["exp"] = json!(now() - 120))),
+        401,
+    ));
+    cases.push((
+        "no exp",
+        hs_token(&with(&|c| {
+            c.as_object_mut().unwrap().remove("exp");
+        })),
+        401,
+    ));
+    cases.push((
+        "not yet valid",
+        hs_token(&with(&|c| c["nbf"] = json!(now() + 120))),
+        401,
+    ));
+    cases.push((
+        "wrong audience",
+        hs_token(&with(&|c| c["aud"] = json!("other"))),
+        401,
+    ));
+    cases.push((
+        "wrong issuer",
+        hs_token(&with(&|c| c["iss"] = json!("https://evil.example"))),
+        401,
+    ));
+    cases.push((
+        "wrong signature",
+        {
+            encode(
+                &Header::new(Algorithm::HS256),
+                &good_claims(),
+                &EncodingKey::from_secret(b"another secret of thirty-two bytes or more"),
+            )
+            .unwrap()
+        },
+        401,
+    ));
+    cases.push((
+        "tampered claims",
+        {
+            let t = hs_token(&good_claims());
+            let parts: Vec<&str> = t.split('.').collect();
+            let mut c = good_claims();
+            c["tenant"] = json!("zeta");
+            format!(
+                "{}.{}.{}",
+                parts[0],
+                b64(c.to_string().as_bytes()),
+                parts[2]
+            )
+        },
+        401,
+    ));
     cases.push(("alg none", none_token(&good_claims()), 401));
-    cases.push(("alg none, signature kept", format!("{}{}", none_token(&good_claims()), hs_token(&good_claims()).rsplit('.').next().unwrap()), 401));
+    cases.push((
+        "alg none, signature kept",
+        format!(
+            "{}{}",
+            none_token(&good_claims()),
+            hs_token(&good_claims()).rsplit('.').next().unwrap()
+        ),
+        401,
+    ));
     // Algorithm confusion: HS256 keyed with the RSA public key's PEM, which an implementation
     // taking the algorithm from the header would verify with the public key as HMAC secret.
-    cases.push(("HS256 with the RSA public key as secret", encode(&Header::new(Algorithm::HS256), &good_claims(), &EncodingKey::from_secret(RSA_PUBLIC.as_bytes())).unwrap(), 401));
+    cases.push((
+        "HS256 with the RSA public key as secret",
+        encode(
+            &Header::new(Algorithm::HS256),
+            &good_claims(),
+            &EncodingKey::from_secret(RSA_PUBLIC.as_bytes()),
+        )
+        .unwrap(),
+        401,
+    ));
     cases.push(("not a JWT", "a.b.c".into(), 401));
-    cases.push(("no read permission", hs_token(&with(&|c| c["scope"] = json!("openid profile"))), 403));
-    cases.push(("no tenant claim", hs_token(&with(&|c| {
-        c.as_object_mut().unwrap().remove("tenant");
-    })), 403));
-    cases.push(("bad tenant claim", hs_token(&with(&|c| c["tenant"] = json!("../etc"))), 403));
+    cases.push((
+        "no read permission",
+        hs_token(&with(&|c| c["scope"] = json!("openid profile"))),
+        403,
+    ));
+    cases.push((
+        "no tenant claim",
+        hs_token(&with(&|c| {
+            c.as_object_mut().unwrap().remove("tenant");
+        })),
+        403,
+    ));
+    cases.push((
+        "bad tenant claim",
+        hs_token(&with(&|c| c["tenant"] = json!("../etc"))),
+        403,
+    ));
     for (label, token, expected) in cases {
         let r = app.get("/v1/events", &token).await;
         assert_eq!(r.status.as_u16(), expected, "{label}: {}", r.text());
         assert!(!r.text().contains(&token), "{label}: the token is echoed");
     }
-    let r = app.get("/v1/events", &hs_token(&with(&|c| {
-        c.as_object_mut().unwrap().remove("tenant");
-    }))).await;
-    assert!(r.error().0 == 403 && r.text().contains("tenant"), "{}", r.text());
+    let r = app
+        .get(
+            "/v1/events",
+            &hs_token(&with(&|c| {
+                c.as_object_mut().unwrap().remove("tenant");
+            })),
+        )
+        .await;
+    assert!(
+        r.error().0 == 403 && r.text().contains("tenant"),
+        "{}",
+        r.text()
+    );
 
     // Without [[auth.jwt]] a JWT is just an unknown credential.
     let plain = app_with(|_| {}).await;
-    assert_eq!(plain.get("/v1/events", &hs_token(&good_claims())).await.error().0, 401);
+    assert_eq!(
+        plain
+            .get("/v1/events", &hs_token(&good_claims()))
+            .await
+            .error()
+            .0,
+        401
+    );
 }
 
 #[test]
 fn bad_jwt_configuration_is_refused_at_startup() {
     use crate::auth::jwt::JwtVerifier;
     let short = jwt_entry(Some("short"), None);
-    assert!(JwtVerifier::load(&short).err().unwrap().to_string().contains("32 bytes"));
+    assert!(
+        JwtVerifier::load(&short)
+            .err()
+            .unwrap()
+            .to_string()
+            .contains("32 bytes")
+    );
     let both = jwt_entry(Some(HS_SECRET), Some("jwt-rsa-public.pem"));
     assert!(JwtVerifier::load(&both).is_err());
     let neither = jwt_entry(None, None);
     assert!(JwtVerifier::load(&neither).is_err());
     let missing = jwt_entry(None, Some("no-such.pem"));
-    assert!(JwtVerifier::load(&missing).err().unwrap().to_string().contains("no-such.pem"));
+    assert!(
+        JwtVerifier::load(&missing)
+            .err()
+            .unwrap()
+            .to_string()
+            .contains("no-such.pem")
+    );
     let not_a_key = jwt_entry(None, Some("README.md"));
     assert!(JwtVerifier::load(&not_a_key).is_err());
 }
@@ -534,25 +852,57 @@ async fn the_server_audits_itself_and_clients_cannot_forge_it() {
         .await;
     assert_eq!(r.status, 201);
     let token_id = r.json()["id"].as_str().unwrap().to_owned();
-    let r = app.delete(&format!("/v1/viewer-tokens/{token_id}"), &app.admin).await;
+    let r = app
+        .delete(&format!("/v1/viewer-tokens/{token_id}"), &app.admin)
+        .await;
     assert_eq!(r.status, 204);
-    let r = app.get("/v1/export?tenant=acme&format=csv&action=acme.*", &app.admin).await;
+    let r = app
+        .get(
+            "/v1/export?tenant=acme&format=csv&action=acme.*",
+            &app.admin,
+        )
+        .await;
     assert_eq!(r.status, 200);
     // The viewer's hook for a refused login.
     let state = AppState::new(app.store.clone(), Config::default(), app.keys.clone());
-    crate::audit::failed_viewer_login(&state, None, Some("198.51.100.9".parse().unwrap()), "unknown_credential").await;
+    crate::audit::failed_viewer_login(
+        &state,
+        None,
+        Some("198.51.100.9".parse().unwrap()),
+        "unknown_credential",
+    )
+    .await;
 
-    let page = app.get("/v1/events?tenant=acme&action=bitacora.*&order=asc", &app.admin).await.json();
+    let page = app
+        .get(
+            "/v1/events?tenant=acme&action=bitacora.*&order=asc",
+            &app.admin,
+        )
+        .await
+        .json();
     let events = page["events"].as_array().unwrap();
-    let actions: Vec<&str> = events.iter().map(|e| e["action"].as_str().unwrap()).collect();
-    assert_eq!(actions, ["bitacora.viewer_token.issued", "bitacora.viewer_token.revoked", "bitacora.export"]);
+    let actions: Vec<&str> = events
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "bitacora.viewer_token.issued",
+            "bitacora.viewer_token.revoked",
+            "bitacora.export"
+        ]
+    );
     for e in events {
         assert_eq!(e["category"], "bitacora");
         assert_eq!(e["actor"]["id"], admin_id.as_str());
         assert_eq!(e["actor"]["type"], "service");
     }
     assert_eq!(events[0]["context"]["ip"], "192.0.2.7");
-    assert_eq!(events[0]["target"], json!({"type": "viewer_token", "id": token_id}));
+    assert_eq!(
+        events[0]["target"],
+        json!({"type": "viewer_token", "id": token_id})
+    );
     assert_eq!(events[0]["severity"], "medium");
     assert_eq!(events[1]["severity"], "low");
     assert_eq!(events[2]["metadata"]["format"], "csv");
@@ -560,17 +910,33 @@ async fn the_server_audits_itself_and_clients_cannot_forge_it() {
     // No secret in any of them.
     assert!(!page.to_string().contains("bv_"), "{page}");
     // The failed login went to `default`.
-    let page = app.get("/v1/events?action=bitacora.viewer_login.failed", &app.admin).await.json();
+    let page = app
+        .get("/v1/events?action=bitacora.viewer_login.failed", &app.admin)
+        .await
+        .json();
     let failed = &page["events"][0];
     assert_eq!(failed["outcome"], "failure");
     assert_eq!(failed["context"]["ip"], "198.51.100.9");
     assert_eq!(failed["metadata"]["reason"], "unknown_credential");
 
     // Clients cannot send `bitacora.` actions, alone or in a batch.
-    let r = app.post_json("/v1/events", &app.admin, &json!({"action": "bitacora.key.created"})).await;
-    assert_eq!(r.error(), (422, "reserved_action".into(), Some("action".into())));
     let r = app
-        .post_json("/v1/events/batch", &app.admin, &json!([{"action": "ok.one"}, {"action": "bitacora.export"}]))
+        .post_json(
+            "/v1/events",
+            &app.admin,
+            &json!({"action": "bitacora.key.created"}),
+        )
+        .await;
+    assert_eq!(
+        r.error(),
+        (422, "reserved_action".into(), Some("action".into()))
+    );
+    let r = app
+        .post_json(
+            "/v1/events/batch",
+            &app.admin,
+            &json!([{"action": "ok.one"}, {"action": "bitacora.export"}]),
+        )
         .await;
     assert_eq!(r.status, 200);
     let results = r.json()["results"].clone();
@@ -579,7 +945,15 @@ async fn the_server_audits_itself_and_clients_cannot_forge_it() {
     assert_eq!(results[1]["error"]["code"], "reserved_action");
     assert_eq!(results[1]["error"]["field"], "action");
     let ndjson = "{\"action\":\"bitacora.export\"}\n";
-    let r = app.request(Method::POST, "/v1/events/batch", Some(&app.admin), Some("application/x-ndjson"), ndjson).await;
+    let r = app
+        .request(
+            Method::POST,
+            "/v1/events/batch",
+            Some(&app.admin),
+            Some("application/x-ndjson"),
+            ndjson,
+        )
+        .await;
     assert_eq!(r.json()["results"][0]["error"]["field"], "action");
 }
 
@@ -631,7 +1005,10 @@ async fn secrets_stay_out_of_logs_and_the_store() {
     app.store.close().await.unwrap();
 
     let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-    assert!(logs.contains("viewer token issued"), "the capture works: {logs}");
+    assert!(
+        logs.contains("viewer token issued"),
+        "the capture works: {logs}"
+    );
     let mut files = Vec::new();
     for entry in std::fs::read_dir(app._dir.path()).unwrap() {
         let path = entry.unwrap().path();
@@ -640,11 +1017,21 @@ async fn secrets_stay_out_of_logs_and_the_store() {
         }
     }
     assert!(
-        files.iter().any(|(name, _)| name.ends_with(bitacora_store_sqlite::DB_FILE)),
+        files
+            .iter()
+            .any(|(name, _)| name.ends_with(bitacora_store_sqlite::DB_FILE)),
         "{:?}",
         files.iter().map(|f| &f.0).collect::<Vec<_>>()
     );
-    for secret in [&app.admin, &read, &token, &jwt, &wrong_key, &wrong_token, &HS_SECRET.to_owned()] {
+    for secret in [
+        &app.admin,
+        &read,
+        &token,
+        &jwt,
+        &wrong_key,
+        &wrong_token,
+        &HS_SECRET.to_owned(),
+    ] {
         assert!(!logs.contains(secret.as_str()), "a secret is in the logs");
         // The random part alone, in case a prefix were stripped.
         let core = &secret[secret.len() - 20..];
@@ -661,7 +1048,10 @@ async fn secrets_stay_out_of_logs_and_the_store() {
 /// How many `bitacora.*` events acme's log holds.
 async fn audited(app: &TestApp) -> u64 {
     let r = app
-        .get("/v1/events?tenant=acme&action=bitacora.*&page=1&per_page=1", &app.admin)
+        .get(
+            "/v1/events?tenant=acme&action=bitacora.*&page=1&per_page=1",
+            &app.admin,
+        )
         .await;
     r.json()["total"].as_u64().unwrap()
 }
@@ -701,18 +1091,40 @@ async fn hostile_filter_values_never_get_a_5xx_nor_change_the_store() {
         long,
     ];
     let params = [
-        "q", "action", "category", "severity", "min_severity", "outcome", "actor_id", "actor",
-        "target_type", "target_id", "ip", "source", "since", "until", "cursor", "order",
-        "limit", "page", "tenant",
+        "q",
+        "action",
+        "category",
+        "severity",
+        "min_severity",
+        "outcome",
+        "actor_id",
+        "actor",
+        "target_type",
+        "target_id",
+        "ip",
+        "source",
+        "since",
+        "until",
+        "cursor",
+        "order",
+        "limit",
+        "page",
+        "tenant",
     ];
     let mut checked = 0;
     for value in &hostile {
         let encoded: String = form_urlencoded::byte_serialize(value.as_bytes()).collect();
         for name in params {
             for path in ["/v1/events", "/v1/export"] {
-                let r = app.get(&format!("{path}?tenant=acme&{name}={encoded}"), &app.admin).await;
+                let r = app
+                    .get(&format!("{path}?tenant=acme&{name}={encoded}"), &app.admin)
+                    .await;
                 // `tenant` given twice is a 400 too, never a 5xx.
-                assert!(r.status.as_u16() < 500, "{path} {name}={value:.40}: {}", r.status);
+                assert!(
+                    r.status.as_u16() < 500,
+                    "{path} {name}={value:.40}: {}",
+                    r.status
+                );
                 checked += 1;
             }
         }
@@ -735,7 +1147,10 @@ async fn hostile_filter_values_never_get_a_5xx_nor_change_the_store() {
     assert_eq!(app.store.log_size(&tenant).await.unwrap(), size + added);
     let after = app.get("/v1/export?tenant=acme", &app.admin).await.text();
     let strip = |s: &str| -> Vec<String> {
-        s.lines().filter(|l| !l.contains("\"bitacora.")).map(str::to_owned).collect()
+        s.lines()
+            .filter(|l| !l.contains("\"bitacora."))
+            .map(str::to_owned)
+            .collect()
     };
     assert_eq!(strip(&before), strip(&after));
 }
