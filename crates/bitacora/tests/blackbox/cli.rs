@@ -454,7 +454,12 @@ async fn pinned_keys_see_and_write_their_tenant_alone() {
         .send(&event(json!({"id": "pinned-1", "action": "x"})))
         .await
         .unwrap();
-    assert_eq!(ack.seq, 1, "written to acme, after acme-1");
+    // After acme-1 and the two keys' `bitacora.key.created` records.
+    assert_eq!(ack.seq, 3, "written to acme, after acme-1");
+    assert_eq!(
+        read.event("pinned-1", None).await.unwrap().tenant.as_str(),
+        "acme"
+    );
     assert_api_error(
         write
             .send(&event(json!({"action": "x", "tenant": SEED_TENANT})))
