@@ -153,6 +153,9 @@ fn outcome(r: &Reply, batch: bool) -> u16 {
     r.status.as_u16()
 }
 
+/// A matrix row: label, secret (none: anonymous), scope, pinned tenant.
+type Credential<'a> = (String, Option<String>, Option<Scope>, Option<&'a str>);
+
 #[tokio::test]
 async fn access_matrix() {
     let app = app_with(|c| c.auth.jwt.push(jwt_entry(Some(HS_SECRET), None))).await;
@@ -294,7 +297,7 @@ async fn access_matrix() {
 
     // Credentials: every scope × unpinned / pinned to acme / pinned to zeta, then a viewer
     // token and a JWT (both read-only, acme), then none at all.
-    let mut credentials: Vec<(String, Option<String>, Option<Scope>, Option<&str>)> = Vec::new();
+    let mut credentials: Vec<Credential<'_>> = Vec::new();
     for scope in [Scope::Ingest, Scope::Read, Scope::Admin] {
         for pin in [None, Some("acme"), Some("zeta")] {
             let key = app.key(scope, pin).await;
