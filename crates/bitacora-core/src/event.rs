@@ -202,14 +202,16 @@ pub struct Change {
         deserialize_with = "present",
         skip_serializing_if = "Option::is_none"
     )]
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    /// Any JSON value.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Value>))]
     pub old: Option<Value>,
     #[serde(
         default,
         deserialize_with = "present",
         skip_serializing_if = "Option::is_none"
     )]
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    /// Any JSON value.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Value>))]
     pub new: Option<Value>,
 }
 

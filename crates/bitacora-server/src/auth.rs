@@ -1,8 +1,11 @@
 //! Authentication and tenancy: the one layer every `/v1` request passes.
 //!
-//! [`authenticate`] reads `Authorization: Bearer <key>`, hashes the secret (SHA-256; only
-//! hashes are stored), finds the key, checks its scope against the route's, and hands the
-//! handler a [`Principal`]. Handlers never read a tenant from the request themselves: they ask
+//! [`authenticate`] reads `Authorization: Bearer <credential>` and hands it to [`resolve`], the
+//! one entry point every surface (API middleware, viewer session) calls: it applies the
+//! failure limiter, recognises the credential by its shape — an API key (`bk_`), a viewer
+//! token (`bv_`, [`viewer`]) or an application JWT ([`jwt`]) — checks its scope against the
+//! route's, and returns a [`Principal`]. Keys and viewer tokens are found by the SHA-256 of
+//! their secret (only hashes are stored). Handlers never read a tenant from the request themselves: they ask
 //! [`Principal::resolve_tenant`], so a key pinned to a tenant can only ever reach that tenant.
 //!
 //! Three costs are kept off the hot path: key lookups are cached for [`KEY_CACHE_TTL`] (so a
@@ -26,7 +29,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bitacora_core::canonical::Hash;
 use bitacora_core::{FieldError, TenantName};
-use bitacora_store::{ApiKeyRecord, Scope, Store, StoreResult};
+use bitacora_store::{ApiKeyRecord, Scope, Store, StoreResult, ViewerTokenRecord};
 use ipnet::IpNet;
 use rand::RngCore as _;
 use sha2::{Digest, Sha256};
@@ -34,6 +37,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::ApiError;
 use crate::state::AppState;
+
+pub mod jwt;
+pub mod viewer;
+
+pub use viewer::{VIEWER_TOKEN_PREFIX, generate_viewer_token};
 
 /// How long a looked-up key is trusted without asking the store again.
 pub const KEY_CACHE_TTL: Duration = Duration::from_secs(1);
@@ -46,10 +54,32 @@ pub const INITIAL_KEY_FILE: &str = "initial-admin-key";
 /// Cap on remembered addresses and cached keys, so neither map can grow without bound.
 const MAX_TRACKED: usize = 10_000;
 
-/// Who is calling: the key, what it may do, and the tenant it is pinned to.
+/// What kind of credential a request came with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialKind {
+    ApiKey,
+    ViewerToken,
+    Jwt,
+}
+
+impl CredentialKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CredentialKind::ApiKey => "api_key",
+            CredentialKind::ViewerToken => "viewer_token",
+            CredentialKind::Jwt => "jwt",
+        }
+    }
+}
+
+/// Who is calling: the credential, what it may do, and the tenant it is pinned to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
+    /// The credential's id: an API key id, a viewer token id (`vt_...`), or a JWT's `sub`.
     pub key_id: String,
+    /// A name for people (the key's name; for tokens, what they are).
+    pub name: String,
+    pub kind: CredentialKind,
     pub scope: Scope,
     /// Pinned keys see and write this tenant alone.
     pub tenant: Option<TenantName>,
@@ -200,14 +230,31 @@ fn hashes_equal(a: &Hash, b: &Hash) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// A stored credential as looked up (keys and viewer tokens share the cache).
+#[derive(Clone)]
+enum Cached {
+    Key(ApiKeyRecord),
+    Viewer(ViewerTokenRecord),
+}
+
+impl Cached {
+    fn secret_hash(&self) -> &Hash {
+        match self {
+            Cached::Key(k) => &k.secret_hash,
+            Cached::Viewer(v) => &v.secret_hash,
+        }
+    }
+}
+
 /// The authentication state shared by all requests.
 pub struct Auth {
     store: Arc<dyn Store>,
     proxies: ProxyPolicy,
-    cache: Mutex<HashMap<Hash, (ApiKeyRecord, Instant)>>,
+    cache: Mutex<HashMap<Hash, (Cached, Instant)>>,
     /// key id → latest use (µs), waiting for the next flush.
     used: Mutex<HashMap<String, i64>>,
     failures: FailureLimiter,
+    jwt: Vec<jwt::JwtVerifier>,
 }
 
 impl Auth {
@@ -222,13 +269,48 @@ impl Auth {
             cache: Mutex::new(HashMap::new()),
             used: Mutex::new(HashMap::new()),
             failures: FailureLimiter::new(failures_per_minute),
+            jwt: Vec::new(),
         }
+    }
+
+    /// Also accept application JWTs from these issuers.
+    pub fn with_jwt(mut self, verifiers: Vec<jwt::JwtVerifier>) -> Self {
+        self.jwt = verifiers;
+        self
+    }
+
+    /// The client address as the proxy policy decides it.
+    pub fn client_ip(&self, peer: Option<IpAddr>, headers: &HeaderMap) -> Option<IpAddr> {
+        self.proxies.client_ip(peer, headers)
     }
 
     /// The key whose secret this is, if it exists and is not revoked.
     async fn lookup(&self, secret: &str) -> StoreResult<Option<ApiKeyRecord>> {
         // Not our format: no need to ask the store.
-        if !secret.starts_with(KEY_PREFIX) || secret.len() > 256 {
+        if !secret.starts_with(KEY_PREFIX) {
+            return Ok(None);
+        }
+        Ok(match self.lookup_stored(secret).await? {
+            Some(Cached::Key(k)) if !k.revoked => Some(k),
+            _ => None,
+        })
+    }
+
+    /// The viewer token whose secret this is, if it exists, is not revoked and has not expired.
+    async fn lookup_viewer(&self, secret: &str) -> StoreResult<Option<ViewerTokenRecord>> {
+        if !secret.starts_with(VIEWER_TOKEN_PREFIX) {
+            return Ok(None);
+        }
+        let now = now_micros();
+        Ok(match self.lookup_stored(secret).await? {
+            Some(Cached::Viewer(v)) if !v.revoked && v.expires_at > now => Some(v),
+            _ => None,
+        })
+    }
+
+    /// A key or viewer token by its secret, through the 1 s cache.
+    async fn lookup_stored(&self, secret: &str) -> StoreResult<Option<Cached>> {
+        if secret.len() > 256 {
             return Ok(None);
         }
         let hash = hash_secret(secret);
@@ -243,7 +325,14 @@ impl Auth {
         let record = match cached {
             Some(r) => Some(r),
             None => {
-                let found = self.store.api_key_by_hash(&hash).await?;
+                let found = if secret.starts_with(VIEWER_TOKEN_PREFIX) {
+                    self.store
+                        .viewer_token_by_hash(&hash)
+                        .await?
+                        .map(Cached::Viewer)
+                } else {
+                    self.store.api_key_by_hash(&hash).await?.map(Cached::Key)
+                };
                 if let Some(r) = &found {
                     let mut cache = self.cache.lock().expect("auth cache lock");
                     if cache.len() >= MAX_TRACKED {
@@ -254,7 +343,13 @@ impl Auth {
                 found
             }
         };
-        Ok(record.filter(|r| !r.revoked && hashes_equal(&r.secret_hash, &hash)))
+        Ok(record.filter(|r| hashes_equal(r.secret_hash(), &hash)))
+    }
+
+    /// Forgets cached credentials, so a revocation made by this server applies at once here
+    /// (other servers see it within [`KEY_CACHE_TTL`]).
+    pub fn forget_cached(&self) {
+        self.cache.lock().expect("auth cache lock").clear();
     }
 
     fn mark_used(&self, key_id: &str) {
@@ -417,50 +512,128 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
         .filter(|s| !s.is_empty())
 }
 
-/// The middleware of every `/v1` route, layered with the scope that route needs.
-pub async fn authenticate(
-    State((state, need)): State<(AppState, Scope)>,
-    mut request: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
+/// Authenticates `secret` for a request that needs `need`: the one entry point of every
+/// surface (the `/v1` middleware, the viewer's login and session). Applies the failure limiter
+/// of `client_ip` (429), recognises an API key, a viewer token or an application JWT (401 when
+/// none matches, counted as a failure), checks the scope (403) and records the key's use.
+pub async fn resolve(
+    state: &AppState,
+    secret: &str,
+    client_ip: Option<IpAddr>,
+    need: Scope,
+) -> Result<Principal, ApiError> {
     let auth = &state.auth;
-    let peer = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip());
-    let client_ip = auth.proxies.client_ip(peer, request.headers());
     // In-process callers (tests) have no address; they share one bucket.
     let limiter_key = client_ip.unwrap_or(IpAddr::from([0, 0, 0, 0]));
     let now = Instant::now();
     if let Some(retry_after_secs) = auth.failures.retry_after(limiter_key, now) {
         return Err(ApiError::TooManyRequests { retry_after_secs });
     }
-    let Some(secret) = bearer(request.headers()) else {
+    let secret = secret.trim();
+    let default_tenant = &state.config.ingest.default_tenant;
+    let principal = if secret.starts_with(KEY_PREFIX) {
+        auth.lookup(secret).await?.map(|key| Principal {
+            default_tenant: key.tenant.clone().unwrap_or_else(|| default_tenant.clone()),
+            name: key.name,
+            kind: CredentialKind::ApiKey,
+            key_id: key.id,
+            scope: key.scope,
+            tenant: key.tenant,
+        })
+    } else if secret.starts_with(VIEWER_TOKEN_PREFIX) {
+        auth.lookup_viewer(secret).await?.map(|t| Principal {
+            default_tenant: t.tenant.clone(),
+            name: "viewer token".into(),
+            kind: CredentialKind::ViewerToken,
+            key_id: t.id,
+            scope: Scope::Read,
+            tenant: Some(t.tenant),
+        })
+    } else if !auth.jwt.is_empty() && jwt::looks_like_jwt(secret) {
+        match verify_jwt(&auth.jwt, secret) {
+            Ok(identity) => Some(Principal {
+                default_tenant: identity.tenant.clone(),
+                name: format!("jwt:{}", identity.subject),
+                kind: CredentialKind::Jwt,
+                key_id: identity.subject,
+                scope: Scope::Read,
+                tenant: Some(identity.tenant),
+            }),
+            Err(jwt::JwtRejection::Forbidden(message)) => {
+                return Err(ApiError::Forbidden(message));
+            }
+            Err(jwt::JwtRejection::Invalid(message)) => {
+                auth.failures.record_failure(limiter_key, now);
+                return Err(ApiError::Unauthorized(message));
+            }
+        }
+    } else {
+        None
+    };
+    let Some(principal) = principal else {
+        auth.failures.record_failure(limiter_key, now);
         return Err(ApiError::Unauthorized(
-            "send an API key as `Authorization: Bearer <key>`".into(),
+            "unknown, expired or revoked credential".into(),
         ));
     };
-    let Some(key) = auth.lookup(secret).await? else {
-        auth.failures.record_failure(limiter_key, now);
-        return Err(ApiError::Unauthorized("unknown or revoked API key".into()));
-    };
-    if !allows(key.scope, need) {
+    if !allows(principal.scope, need) {
         return Err(ApiError::Forbidden(format!(
-            "this key has scope `{}`; this endpoint needs `{}`",
-            key.scope.as_str(),
+            "this {} has scope `{}`; this endpoint needs `{}`",
+            match principal.kind {
+                CredentialKind::ApiKey => "key",
+                CredentialKind::ViewerToken => "viewer token",
+                CredentialKind::Jwt => "token",
+            },
+            principal.scope.as_str(),
             need.as_str()
         )));
     }
-    auth.mark_used(&key.id);
-    let principal = Principal {
-        default_tenant: key
-            .tenant
-            .clone()
-            .unwrap_or_else(|| state.config.ingest.default_tenant.clone()),
-        key_id: key.id,
-        scope: key.scope,
-        tenant: key.tenant,
+    if principal.kind == CredentialKind::ApiKey {
+        auth.mark_used(&principal.key_id);
+    }
+    Ok(principal)
+}
+
+/// The first configured issuer that accepts the token; otherwise the most telling refusal
+/// (a valid token without permission says so rather than "invalid signature" from another
+/// issuer's key).
+fn verify_jwt(
+    verifiers: &[jwt::JwtVerifier],
+    token: &str,
+) -> Result<jwt::JwtIdentity, jwt::JwtRejection> {
+    let mut refusal = None;
+    for verifier in verifiers {
+        match verifier.verify(token) {
+            Ok(identity) => return Ok(identity),
+            Err(e @ jwt::JwtRejection::Forbidden(_)) => return Err(e),
+            Err(e) => refusal = Some(e),
+        }
+    }
+    Err(refusal.unwrap_or_else(|| jwt::JwtRejection::Invalid("no JWT issuer is configured".into())))
+}
+
+/// The middleware of every `/v1` route, layered with the scope that route needs.
+pub async fn authenticate(
+    State((state, need)): State<(AppState, Scope)>,
+    mut request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    let client_ip = state.auth.proxies.client_ip(peer, request.headers());
+    let Some(secret) = bearer(request.headers()) else {
+        let limiter_key = client_ip.unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        if let Some(retry_after_secs) = state.auth.failures.retry_after(limiter_key, Instant::now())
+        {
+            return Err(ApiError::TooManyRequests { retry_after_secs });
+        }
+        return Err(ApiError::Unauthorized(
+            "send an API key or token as `Authorization: Bearer <credential>`".into(),
+        ));
     };
+    let principal = resolve(&state, secret, client_ip, need).await?;
     tracing::Span::current().record("key.id", principal.key_id.as_str());
     request.extensions_mut().insert(principal);
     request.extensions_mut().insert(ClientIp(client_ip));
@@ -475,6 +648,8 @@ mod tests {
         let tenant = pinned.map(|t| TenantName::parse(t).unwrap());
         Principal {
             key_id: "k".into(),
+            name: "k".into(),
+            kind: CredentialKind::ApiKey,
             scope: Scope::Read,
             default_tenant: tenant.clone().unwrap_or_else(TenantName::default_tenant),
             tenant,

@@ -41,6 +41,36 @@ request_timeout_secs = 30
 shutdown_grace_secs = 10
 # Failed authentications allowed per client address and minute before answering 429.
 auth_failures_per_minute = 20
+# The address people reach this server at, used in viewer URLs (`POST /v1/viewer-tokens`).
+# Unset: the request's Host header (and http/https as this server serves).
+# public_url = "https://audit.example.com"
+
+# Serve HTTPS directly (rustls), for deployments without a TLS-terminating proxy in front.
+# Both files are PEM; the certificate file may hold the whole chain.
+# [server.tls]
+# cert_file = "/etc/bitacora/cert.pem"
+# key_file = "/etc/bitacora/key.pem"
+
+[auth]
+# Viewer tokens (`POST /v1/viewer-tokens`): the lifetime when the request names none, and the
+# longest one may ask for.
+viewer_token_ttl_secs = 3600
+viewer_token_max_ttl_secs = 86400
+
+# JSON Web Tokens signed by your own application, so its login can open the viewer. Repeat the
+# section for several issuers. The algorithm comes from the entry (HS256 for `hs256_secret`,
+# RS256 or EdDSA for the PEM public key), never from the token; `alg: none` is refused. `exp` is
+# required, `nbf` checked, both with `leeway_secs`; `iss`/`aud` when set here. A token grants
+# READ access to the one tenant its `tenant_claim` names, when its `scope` claim contains
+# "read" or its `permissions` claim contains "view_logs"; a token without the tenant claim is
+# refused (403). JWTs never grant ingest or admin.
+# [[auth.jwt]]
+# issuer = "https://app.example.com"
+# audience = "bitacora"
+# hs256_secret = "a long random secret shared with the application"
+# # or: public_key_file = "/etc/bitacora/app-jwt.pem"   (RSA or Ed25519 public key)
+# tenant_claim = "tenant"
+# leeway_secs = 30
 
 [store]
 # The embedded SQLite store's folder (--data, BITACORA_DATA).
@@ -92,6 +122,7 @@ level = "info"
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub server: ServerConfig,
+    pub auth: AuthConfig,
     pub store: StoreConfig,
     pub ingest: IngestConfig,
     pub integrity: IntegrityConfig,
@@ -142,6 +173,85 @@ pub struct ServerConfig {
     pub shutdown_grace_secs: u64,
     /// Failed authentications per client address and minute before `429`.
     pub auth_failures_per_minute: u32,
+    /// The base of viewer URLs; `None` uses the request's `Host`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
+    /// Serve HTTPS with these files.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
+}
+
+/// `[server.tls]`: PEM files for rustls.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+/// `[auth]`: viewer tokens and application JWTs (CONTRACT §6).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    pub viewer_token_ttl_secs: u64,
+    pub viewer_token_max_ttl_secs: u64,
+    /// `[[auth.jwt]]`: each a trusted issuer of application tokens.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub jwt: Vec<JwtConfig>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            viewer_token_ttl_secs: 3600,
+            viewer_token_max_ttl_secs: 86_400,
+            jwt: Vec::new(),
+        }
+    }
+}
+
+/// One `[[auth.jwt]]` entry. Exactly one of `hs256_secret` and `public_key_file`.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
+    /// Never shown by `Debug`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hs256_secret: Option<String>,
+    /// A PEM public key: RSA (RS256) or Ed25519 (EdDSA).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key_file: Option<PathBuf>,
+    #[serde(default = "default_tenant_claim")]
+    pub tenant_claim: String,
+    #[serde(default = "default_leeway")]
+    pub leeway_secs: u64,
+}
+
+fn default_tenant_claim() -> String {
+    "tenant".to_owned()
+}
+
+fn default_leeway() -> u64 {
+    30
+}
+
+impl fmt::Debug for JwtConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JwtConfig")
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field(
+                "hs256_secret",
+                &self.hs256_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field("public_key_file", &self.public_key_file)
+            .field("tenant_claim", &self.tenant_claim)
+            .field("leeway_secs", &self.leeway_secs)
+            .finish()
+    }
 }
 
 impl Default for ServerConfig {
@@ -152,6 +262,8 @@ impl Default for ServerConfig {
             request_timeout_secs: 30,
             shutdown_grace_secs: 10,
             auth_failures_per_minute: 20,
+            public_url: None,
+            tls: None,
         }
     }
 }
@@ -569,8 +681,54 @@ mod tests {
     }
 
     #[test]
+    fn auth_sections_parse() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "auth.toml",
+                r#"
+                [server]
+                public_url = "https://audit.example.com"
+                [server.tls]
+                cert_file = "c.pem"
+                key_file = "k.pem"
+                [auth]
+                viewer_token_ttl_secs = 60
+                [[auth.jwt]]
+                issuer = "https://app.example.com"
+                audience = "bitacora"
+                hs256_secret = "s3cret"
+                [[auth.jwt]]
+                public_key_file = "app.pem"
+                tenant_claim = "org"
+                "#,
+            )?;
+            let c = Config::load(Some(Path::new("auth.toml")), Overrides::default()).unwrap();
+            assert_eq!(
+                c.server.public_url.as_deref(),
+                Some("https://audit.example.com")
+            );
+            assert_eq!(c.server.tls.unwrap().key_file, PathBuf::from("k.pem"));
+            assert_eq!(c.auth.viewer_token_ttl_secs, 60);
+            assert_eq!(c.auth.viewer_token_max_ttl_secs, 86_400);
+            assert_eq!(c.auth.jwt.len(), 2);
+            assert_eq!(c.auth.jwt[0].tenant_claim, "tenant");
+            assert_eq!(c.auth.jwt[0].leeway_secs, 30);
+            assert_eq!(c.auth.jwt[1].tenant_claim, "org");
+            Ok(())
+        });
+    }
+
+    #[test]
     fn debug_never_shows_the_database_url() {
         let mut c = Config::default();
+        c.auth.jwt.push(JwtConfig {
+            issuer: None,
+            audience: None,
+            hs256_secret: Some("hunter2".into()),
+            public_key_file: None,
+            tenant_claim: "tenant".into(),
+            leeway_secs: 30,
+        });
         c.store.database_url = Some("postgres://u:hunter2@db/bitacora".into());
         let shown = format!("{c:?}");
         assert!(!shown.contains("hunter2"), "{shown}");

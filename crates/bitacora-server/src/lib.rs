@@ -18,6 +18,7 @@
 //! [`Principal`](auth::Principal) the auth layer resolved.
 
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod error;
@@ -28,6 +29,7 @@ pub mod openapi;
 pub mod state;
 pub mod store;
 pub mod telemetry;
+pub mod tls;
 
 use std::future::{Future, IntoFuture as _};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -66,7 +68,21 @@ pub async fn serve_with_store(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
-    let base = base_url(addr);
+    let base = base_url(addr, config.server.tls.is_some());
+    // Checked before anything else starts: a bad certificate is a startup error.
+    let tls = match config
+        .server
+        .tls
+        .as_ref()
+        .map(tls::server_config)
+        .transpose()
+    {
+        Ok(tls) => tls,
+        Err(e) => {
+            store.close().await.ok();
+            return Err(e);
+        }
+    };
     let keys = {
         let config = config.clone();
         tokio::task::spawn_blocking(move || integrity::load_or_create_keys(&config))
@@ -114,7 +130,13 @@ pub async fn serve_with_store(
     // Install the metrics recorder before the first request records anything.
     metrics::handle();
 
-    let state = AppState::new(store.clone(), config.clone(), keys);
+    let state = match AppState::try_new(store.clone(), config.clone(), keys) {
+        Ok(state) => state,
+        Err(e) => {
+            store.close().await.ok();
+            return Err(e);
+        }
+    };
     let background = CancellationToken::new();
     let flusher = state.auth.clone().spawn_usage_flusher(background.clone());
     let checkpointer = bitacora_log::spawn_checkpointer(
@@ -138,12 +160,24 @@ pub async fn serve_with_store(
             stopping.cancel();
         }
     };
-    let server = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(signal)
-    .into_future();
+    let make_service = app.into_make_service_with_connect_info::<SocketAddr>();
+    let server: std::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> = match tls {
+        None => Box::pin(
+            axum::serve(listener, make_service)
+                .with_graceful_shutdown(signal)
+                .into_future(),
+        ),
+        Some(tls) => {
+            use axum::serve::ListenerExt as _;
+            // `tap_io` only so that `ConnectInfo<SocketAddr>` is provided for this listener.
+            let listener = tls::TlsListener::new(listener, tls)?.tap_io(|_| {});
+            Box::pin(
+                axum::serve(listener, make_service)
+                    .with_graceful_shutdown(signal)
+                    .into_future(),
+            )
+        }
+    };
     let served = tokio::select! {
         result = server => result.context("the HTTP server failed"),
         () = async { stopping.cancelled().await; tokio::time::sleep(grace).await } => {
@@ -167,14 +201,15 @@ pub async fn serve_with_store(
     served
 }
 
-/// `http://host:port` to show people: an unspecified address becomes loopback.
-fn base_url(addr: SocketAddr) -> String {
+/// `http(s)://host:port` to show people: an unspecified address becomes loopback.
+fn base_url(addr: SocketAddr, tls: bool) -> String {
     let ip = match addr.ip() {
         IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
         IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
         ip => ip,
     };
-    format!("http://{}", SocketAddr::new(ip, addr.port()))
+    let scheme = if tls { "https" } else { "http" };
+    format!("{scheme}://{}", SocketAddr::new(ip, addr.port()))
 }
 
 #[cfg(test)]
@@ -273,6 +308,103 @@ mod tests {
         store.close().await.unwrap();
     }
 
+    #[tokio::test]
+    async fn serves_https_with_the_configured_certificate() {
+        telemetry::init_test_tracing();
+        let root = tempfile::tempdir().unwrap();
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        let cert_file = root.path().join("cert.pem");
+        let key_file = root.path().join("key.pem");
+        std::fs::write(&cert_file, cert.cert.pem()).unwrap();
+        std::fs::write(&key_file, cert.key_pair.serialize_pem()).unwrap();
+        let mut config = Config::default();
+        config.store.data = root.path().join("data");
+        config.store.synchronous = config::SyncMode::Off;
+        config.server.tls = Some(config::TlsConfig {
+            cert_file,
+            key_file,
+        });
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(config.clone(), listener, async {
+            let _ = stopped.await;
+        }));
+        let key_file = config.store.data.join(auth::INITIAL_KEY_FILE);
+        for _ in 0..100 {
+            if key_file.exists() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let secret = std::fs::read_to_string(&key_file)
+            .unwrap()
+            .trim()
+            .to_owned();
+
+        let trusting = reqwest::Client::builder()
+            .add_root_certificate(
+                reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap(),
+            )
+            .build()
+            .unwrap();
+        let base = format!("https://localhost:{port}");
+        let r = trusting
+            .post(format!("{base}/v1/events"))
+            .bearer_auth(&secret)
+            .json(&serde_json::json!({"id": "tls-1", "action": "user.login"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        let r = trusting
+            .get(format!("{base}/v1/events/tls-1"))
+            .bearer_auth(&secret)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        // The client address still reaches the event over TLS.
+        let event: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(event["context"]["ip"], "127.0.0.1");
+        // A client that does not trust the certificate cannot connect; plain HTTP gets no
+        // answer either.
+        let untrusting = reqwest::Client::new();
+        assert!(
+            untrusting
+                .get(format!("{base}/healthz"))
+                .send()
+                .await
+                .is_err()
+        );
+        let plain = reqwest::Client::new()
+            .get(format!("http://localhost:{port}/healthz"))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await;
+        assert!(plain.map(|r| !r.status().is_success()).unwrap_or(true));
+
+        stop.send(()).unwrap();
+        server.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_bad_certificate_is_a_startup_error() {
+        let root = tempfile::tempdir().unwrap();
+        let mut config = Config::default();
+        config.store.data = root.path().join("data");
+        config.server.tls = Some(config::TlsConfig {
+            cert_file: root.path().join("missing.pem"),
+            key_file: root.path().join("missing-key.pem"),
+        });
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let err = serve(config, listener, async {}).await.unwrap_err();
+        assert!(
+            format!("{err:#}").contains("server.tls.cert_file"),
+            "{err:#}"
+        );
+    }
+
     #[test]
     fn postgres_is_refused_with_a_clear_message() {
         let mut config = Config::default();
@@ -289,13 +421,13 @@ mod tests {
     #[test]
     fn base_urls_show_loopback_for_unspecified_addresses() {
         assert_eq!(
-            base_url("0.0.0.0:8480".parse().unwrap()),
+            base_url("0.0.0.0:8480".parse().unwrap(), false),
             "http://127.0.0.1:8480"
         );
-        assert_eq!(base_url("[::]:1".parse().unwrap()), "http://[::1]:1");
+        assert_eq!(base_url("[::]:1".parse().unwrap(), false), "http://[::1]:1");
         assert_eq!(
-            base_url("10.1.2.3:80".parse().unwrap()),
-            "http://10.1.2.3:80"
+            base_url("10.1.2.3:80".parse().unwrap(), true),
+            "https://10.1.2.3:80"
         );
     }
 }

@@ -10,7 +10,7 @@ use utoipa::{Modify, OpenApi};
     info(
         title = "bitacora",
         description = "A tamper-evident audit-trail server. Every `/v1` endpoint takes \
-            `Authorization: Bearer <api key>`; errors are `{\"error\":{\"code\",\"message\",\"field\"}}`.",
+            `Authorization: Bearer <credential>` (an API key, a viewer token, or a configured application JWT); errors are `{\"error\":{\"code\",\"message\",\"field\"}}`.",
         license(name = "Apache-2.0"),
     ),
     modifiers(&BearerAuth),
@@ -20,6 +20,7 @@ use utoipa::{Modify, OpenApi};
         (name = "events", description = "Searching, reading and exporting events"),
         (name = "summaries", description = "Actions, actors and activity counts"),
         (name = "integrity", description = "Signed checkpoints, inclusion and consistency proofs (RFC 6962/9162, C2SP tlog-checkpoint)"),
+        (name = "access", description = "Viewer tokens (admin)"),
         (name = "operations", description = "Health and metrics (no authentication)"),
     )
 )]
@@ -36,7 +37,10 @@ impl Modify for BearerAuth {
             SecurityScheme::Http(
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
-                    .description(Some("An API key (`bk_...`)"))
+                    .description(Some(
+                        "An API key (`bk_...`), a viewer token (`bv_...`, read-only) or an \
+                         application JWT configured in `[[auth.jwt]]` (read-only)",
+                    ))
                     .build(),
             ),
         );

@@ -8,6 +8,7 @@ use bitacora_log::LogKeys;
 use bitacora_store::Store;
 
 use crate::auth::Auth;
+use crate::auth::jwt::JwtVerifier;
 use crate::config::Config;
 
 /// Handlers hold the store as a trait object: they never know which store they have.
@@ -26,12 +27,33 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(store: Arc<dyn Store>, config: Config, keys: LogKeys) -> Self {
+    /// Builds the state; fails when an `[[auth.jwt]]` entry cannot be loaded (a missing or
+    /// malformed key file, a short secret), naming it.
+    pub fn try_new(store: Arc<dyn Store>, config: Config, keys: LogKeys) -> anyhow::Result<Self> {
+        let verifiers = config
+            .auth
+            .jwt
+            .iter()
+            .map(JwtVerifier::load)
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let auth = Auth::new(
             store.clone(),
             config.server.trusted_proxies.clone(),
             config.server.auth_failures_per_minute,
-        );
+        )
+        .with_jwt(verifiers);
+        Ok(Self::assemble(store, config, keys, auth))
+    }
+
+    /// [`AppState::try_new`] for configurations known to be loadable (tests, tools).
+    ///
+    /// # Panics
+    /// When an `[[auth.jwt]]` entry cannot be loaded; `serve` uses `try_new`.
+    pub fn new(store: Arc<dyn Store>, config: Config, keys: LogKeys) -> Self {
+        Self::try_new(store, config, keys).expect("the [[auth.jwt]] configuration is invalid")
+    }
+
+    fn assemble(store: Arc<dyn Store>, config: Config, keys: LogKeys, auth: Auth) -> Self {
         Self {
             policy: Arc::new(config.ingest.policy()),
             config: Arc::new(config),

@@ -18,7 +18,7 @@ use bitacora_core::merkle::NodeId;
 use bitacora_core::query::EventQuery;
 use bitacora_store::{
     ApiKeyRecord, AppendOutcome, LeafCheck, Scope, SearchResult, Store, StoreError, StoreResult,
-    StoredCheckpoint, StoredEvent,
+    StoredCheckpoint, StoredEvent, ViewerTokenRecord,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{Semaphore, oneshot};
@@ -489,6 +489,95 @@ impl Store for SqliteStore {
         })
         .await
     }
+
+    async fn insert_viewer_token(&self, token: &ViewerTokenRecord) -> StoreResult<()> {
+        let t = token.clone();
+        self.with_conn(move |c| {
+            c.execute(
+                "INSERT INTO viewer_tokens
+                     (id, tenant, secret_hash, created_at, expires_at, created_by, revoked)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    t.id,
+                    t.tenant.as_str(),
+                    &t.secret_hash[..],
+                    t.created_at,
+                    t.expires_at,
+                    t.created_by,
+                    t.revoked,
+                ],
+            )
+            .map_err(sql_error)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn viewer_token_by_hash(
+        &self,
+        secret_hash: &Hash,
+    ) -> StoreResult<Option<ViewerTokenRecord>> {
+        let hash = *secret_hash;
+        self.with_conn(move |c| {
+            c.prepare_cached(&format!("{TOKEN_COLUMNS} WHERE secret_hash = ?1"))
+                .map_err(sql_error)?
+                .query_row([&hash[..]], token_row)
+                .optional()
+                .map_err(sql_error)?
+                .transpose()
+        })
+        .await
+    }
+
+    async fn viewer_tokens(
+        &self,
+        tenant: Option<&TenantName>,
+        expiring_after: i64,
+    ) -> StoreResult<Vec<ViewerTokenRecord>> {
+        let tenant = tenant.map(|t| t.as_str().to_owned());
+        self.with_conn(move |c| {
+            let mut stmt = c
+                .prepare_cached(&format!(
+                    "{TOKEN_COLUMNS} WHERE expires_at > ?1 AND (?2 IS NULL OR tenant = ?2)
+                     ORDER BY created_at DESC, id"
+                ))
+                .map_err(sql_error)?;
+            let rows: Vec<StoreResult<ViewerTokenRecord>> = stmt
+                .query_map(params![expiring_after, tenant], token_row)
+                .map_err(sql_error)?
+                .collect::<Result<_, _>>()
+                .map_err(sql_error)?;
+            rows.into_iter().collect()
+        })
+        .await
+    }
+
+    async fn revoke_viewer_token(
+        &self,
+        id: &str,
+        tenant: Option<&TenantName>,
+    ) -> StoreResult<Option<ViewerTokenRecord>> {
+        let id = id.to_owned();
+        let tenant = tenant.cloned();
+        self.with_conn(move |c| {
+            let tx = c.transaction().map_err(sql_error)?;
+            let found = tx
+                .prepare_cached(&format!("{TOKEN_COLUMNS} WHERE id = ?1"))
+                .map_err(sql_error)?
+                .query_row([&id], token_row)
+                .optional()
+                .map_err(sql_error)?
+                .transpose()?
+                .filter(|t| tenant.as_ref().is_none_or(|want| *want == t.tenant));
+            if found.is_some() {
+                tx.execute("UPDATE viewer_tokens SET revoked = 1 WHERE id = ?1", [&id])
+                    .map_err(sql_error)?;
+            }
+            tx.commit().map_err(sql_error)?;
+            Ok(found)
+        })
+        .await
+    }
 }
 
 fn checkpoint_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredCheckpoint> {
@@ -498,6 +587,31 @@ fn checkpoint_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredCheckpoint> {
         note: r.get(2)?,
         created_at: r.get(3)?,
     })
+}
+
+const TOKEN_COLUMNS: &str =
+    "SELECT id, tenant, secret_hash, created_at, expires_at, created_by, revoked
+     FROM viewer_tokens";
+
+fn token_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoreResult<ViewerTokenRecord>> {
+    let tenant: String = r.get(1)?;
+    let tenant = match TenantName::parse(&tenant) {
+        Ok(t) => t,
+        Err(e) => {
+            return Ok(Err(StoreError::Corrupt(format!(
+                "viewer token tenant: {e}"
+            ))));
+        }
+    };
+    Ok(Ok(ViewerTokenRecord {
+        id: r.get(0)?,
+        tenant,
+        secret_hash: writer::blob32(r.get_ref(2)?.as_blob()?),
+        created_at: r.get(3)?,
+        expires_at: r.get(4)?,
+        created_by: r.get(5)?,
+        revoked: r.get(6)?,
+    }))
 }
 
 const KEY_COLUMNS: &str =
@@ -720,7 +834,7 @@ mod tests {
             .unwrap();
         let leaves = leaves_of(&store, N).await;
         store.close().await.unwrap();
-        // Rewrite the store into the layout of schema version 1: every node in its own row,
+        // Rewrite the store into the layout of schema version 2: every node in its own row,
         // no tiles table.
         {
             let c = Connection::open(dir.path().join(DB_FILE)).unwrap();
@@ -734,7 +848,7 @@ mod tests {
                 )
                 .unwrap();
             }
-            c.pragma_update(None, "user_version", 1).unwrap();
+            c.pragma_update(None, "user_version", 2).unwrap();
         }
         let store = open(dir.path());
         assert_tree(&store, &leaves).await;

@@ -14,7 +14,8 @@ use bitacora_store::{StoreError, StoreResult};
 
 const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_init.sql"),
-    include_str!("../migrations/0002_merkle_tiles.sql"),
+    include_str!("../migrations/0002_viewer_tokens.sql"),
+    include_str!("../migrations/0003_merkle_tiles.sql"),
 ];
 const FTS_SCHEMA: &str = include_str!("../migrations/fts.sql");
 

@@ -19,7 +19,9 @@ use bitacora_core::query::{Cursor, EventQuery, Order, Pagination};
 use bitacora_core::{Event, EventInput, TenantName};
 use serde_json::json;
 
-use crate::{ApiKeyRecord, AppendOutcome, Scope, Store, StoreError, StoredCheckpoint};
+use crate::{
+    ApiKeyRecord, AppendOutcome, Scope, Store, StoreError, StoredCheckpoint, ViewerTokenRecord,
+};
 use bitacora_core::merkle;
 
 /// Generates one `#[tokio::test]` per conformance check.
@@ -39,6 +41,7 @@ macro_rules! suite {
             stats_window,
             tenants_are_isolated,
             api_keys,
+            viewer_tokens,
             merkle_tree_matches_the_leaves,
             checkpoints_are_kept,
             close_drains_and_refuses_writes,
@@ -520,6 +523,67 @@ pub async fn api_keys(store: &dyn Store) {
     assert_eq!(keys.len(), 1);
     assert!(keys[0].revoked);
     assert_eq!(keys[0].last_used_at, Some(1_700_000_000_000_123));
+}
+
+pub async fn viewer_tokens(store: &dyn Store) {
+    let acme = TenantName::parse("acme").unwrap();
+    let token = |id: &str, tenant: &TenantName, hash: u8, expires_at: i64| ViewerTokenRecord {
+        id: id.into(),
+        tenant: tenant.clone(),
+        secret_hash: [hash; 32],
+        created_at: 1_700_000_000_000_000 + i64::from(hash),
+        expires_at,
+        created_by: "k1".into(),
+        revoked: false,
+    };
+    let live = token("v1", &acme, 1, 2_000_000_000_000_000);
+    let other = token("v2", &default_tenant(), 2, 2_000_000_000_000_000);
+    let expired = token("v3", &acme, 3, 1_000);
+    for t in [&live, &other, &expired] {
+        store.insert_viewer_token(t).await.unwrap();
+    }
+    assert_eq!(
+        store.viewer_token_by_hash(&[1; 32]).await.unwrap(),
+        Some(live.clone())
+    );
+    assert_eq!(store.viewer_token_by_hash(&[9; 32]).await.unwrap(), None);
+    // Listing leaves out what expired, and filters by tenant; newest first.
+    let all = store.viewer_tokens(None, 1_000_000).await.unwrap();
+    assert_eq!(all, vec![other.clone(), live.clone()]);
+    let of_acme = store.viewer_tokens(Some(&acme), 1_000_000).await.unwrap();
+    assert_eq!(of_acme, vec![live.clone()]);
+    assert_eq!(store.viewer_tokens(Some(&acme), 0).await.unwrap().len(), 2);
+
+    // Not in this tenant: untouched.
+    let other_tenant = TenantName::parse("other").unwrap();
+    assert_eq!(
+        store
+            .revoke_viewer_token("v1", Some(&other_tenant))
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(
+        !store
+            .viewer_token_by_hash(&[1; 32])
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked
+    );
+    assert_eq!(
+        store.revoke_viewer_token("v1", Some(&acme)).await.unwrap(),
+        Some(live)
+    );
+    assert_eq!(store.revoke_viewer_token("nope", None).await.unwrap(), None);
+    assert!(
+        store
+            .viewer_token_by_hash(&[1; 32])
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked
+    );
 }
 
 pub async fn close_drains_and_refuses_writes(store: &dyn Store) {

@@ -189,6 +189,20 @@ pub struct ApiKeyRecord {
     pub revoked: bool,
 }
 
+/// A stored viewer token: read-only, pinned to one tenant, valid until `expires_at`. The
+/// secret itself is never stored, only `secret_hash`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ViewerTokenRecord {
+    pub id: String,
+    pub tenant: TenantName,
+    pub secret_hash: Hash,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+    /// Who issued it (an API key id, or a JWT subject).
+    pub created_by: String,
+    pub revoked: bool,
+}
+
 /// The persistence every bitacora server needs. Implementations must be safe to share
 /// between tasks; writes go through one sequencer per tenant so `seq` has no gaps.
 #[async_trait]
@@ -301,4 +315,29 @@ pub trait Store: Send + Sync + 'static {
 
     /// Records when keys were last used (batched by the caller; not one write per request).
     async fn touch_api_keys(&self, used: &[(String, Timestamp)]) -> StoreResult<()>;
+
+    /// Stores a new viewer token.
+    async fn insert_viewer_token(&self, token: &ViewerTokenRecord) -> StoreResult<()>;
+
+    /// The viewer token whose secret hashes to `secret_hash`, revoked or expired or not.
+    async fn viewer_token_by_hash(
+        &self,
+        secret_hash: &Hash,
+    ) -> StoreResult<Option<ViewerTokenRecord>>;
+
+    /// Viewer tokens that expire after `expiring_after` (µs), of one tenant or all, newest
+    /// first.
+    async fn viewer_tokens(
+        &self,
+        tenant: Option<&TenantName>,
+        expiring_after: Timestamp,
+    ) -> StoreResult<Vec<ViewerTokenRecord>>;
+
+    /// Revokes a viewer token, only if it belongs to `tenant` when one is given; `None` when
+    /// there is no such token (in that tenant), else its record as it was before.
+    async fn revoke_viewer_token(
+        &self,
+        id: &str,
+        tenant: Option<&TenantName>,
+    ) -> StoreResult<Option<ViewerTokenRecord>>;
 }

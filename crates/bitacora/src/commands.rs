@@ -9,6 +9,7 @@ use anyhow::{Context as _, Result, anyhow, bail};
 use bitacora_core::TenantName;
 use bitacora_core::query::EventQuery;
 use bitacora_log::{BundleOptions, VerifyOptions, VerifyOutcome, verify_tenant};
+use bitacora_server::audit::{self, AuditActor, AuditEvent};
 use bitacora_server::{Config, integrity};
 use bitacora_store::{ApiKeyRecord, Scope, Store};
 use chrono::{DateTime, SecondsFormat};
@@ -94,9 +95,38 @@ pub async fn keys_create(
     }
     let store = open_store(config).await?;
     let (secret, record) = bitacora_server::auth::generate_api_key(name, scope, tenant);
-    let result = store.insert_api_key(&record).await;
+    // Audited first: a key bitacora could not record is not created.
+    let mut metadata = serde_json::Map::new();
+    metadata.insert("scope".into(), record.scope.as_str().into());
+    if let Some(t) = &record.tenant {
+        metadata.insert("pinned_tenant".into(), t.as_str().into());
+    }
+    let result = async {
+        audit::append(
+            &*store,
+            &config.ingest.policy(),
+            AuditEvent {
+                tenant: record.tenant.as_ref(),
+                action: audit::KEY_CREATED,
+                actor: AuditActor::cli(),
+                client_ip: None,
+                target: Some(serde_json::json!({
+                    "type": "api_key", "id": record.id, "name": record.name
+                })),
+                metadata,
+                outcome_failure: false,
+            },
+        )
+        .await
+        .context("cannot record the key's creation in the audit log")?;
+        store
+            .insert_api_key(&record)
+            .await
+            .context("cannot store the new key")
+    }
+    .await;
     store.close().await.ok();
-    result.context("cannot store the new key")?;
+    result?;
 
     let mut out = std::io::stdout().lock();
     writeln!(
@@ -217,13 +247,43 @@ pub async fn keys_list(config: &Config, json: bool) -> Result<()> {
 /// `bitacora keys revoke ID`.
 pub async fn keys_revoke(config: &Config, id: &str) -> Result<()> {
     let store = open_store(config).await?;
-    let revoked = store.revoke_api_key(id).await;
+    let result = revoke_and_audit(config, &*store, id).await;
     store.close().await.ok();
-    if !revoked.context("cannot revoke the key")? {
-        bail!("there is no key with id `{id}` (see `bitacora keys list`)");
-    }
+    result?;
     println!("revoked key {id}");
     Ok(())
+}
+
+async fn revoke_and_audit(config: &Config, store: &dyn Store, id: &str) -> Result<()> {
+    let keys = store.api_keys().await.context("cannot read the keys")?;
+    let Some(key) = keys.into_iter().find(|k| k.id == id) else {
+        bail!("there is no key with id `{id}` (see `bitacora keys list`)");
+    };
+    // Revoked before it is recorded: taking a key away must never wait on anything else.
+    store
+        .revoke_api_key(id)
+        .await
+        .context("cannot revoke the key")?;
+    if key.revoked {
+        return Ok(());
+    }
+    let mut metadata = serde_json::Map::new();
+    metadata.insert("scope".into(), key.scope.as_str().into());
+    audit::append(
+        store,
+        &config.ingest.policy(),
+        AuditEvent {
+            tenant: key.tenant.as_ref(),
+            action: audit::KEY_REVOKED,
+            actor: AuditActor::cli(),
+            client_ip: None,
+            target: Some(serde_json::json!({"type": "api_key", "id": key.id, "name": key.name})),
+            metadata,
+            outcome_failure: false,
+        },
+    )
+    .await
+    .context("the key is revoked, but its revocation could not be recorded in the audit log")
 }
 
 /// `bitacora export`: the search, streamed to stdout.
@@ -249,14 +309,53 @@ pub async fn export(
                 .collect(),
         );
         let store = open_store(config).await?;
-        let result = write_bundle(store.clone(), query, options).await;
+        let tenant = query.tenant.clone();
+        let mut result = write_bundle(store.clone(), query, options).await;
+        if result.is_ok() {
+            result = record_export(config, &*store, &tenant, "bundle", params).await;
+        }
         store.close().await.ok();
         return result;
     }
     let store = open_store(config).await?;
-    let result = write_export(store.clone(), query, format == ExportFormat::Csv).await;
+    let tenant = query.tenant.clone();
+    let mut result = write_export(store.clone(), query, format == ExportFormat::Csv).await;
+    if result.is_ok() {
+        let name = if format == ExportFormat::Csv {
+            "csv"
+        } else {
+            "ndjson"
+        };
+        result = record_export(config, &*store, &tenant, name, params).await;
+    }
     store.close().await.ok();
     result
+}
+
+/// The `bitacora.export` self-audit event of a CLI export, written once it completed (the
+/// export then never holds its own record).
+async fn record_export(
+    config: &Config,
+    store: &dyn Store,
+    tenant: &TenantName,
+    format: &str,
+    params: &[(&'static str, &str)],
+) -> Result<()> {
+    audit::append(
+        store,
+        &config.ingest.policy(),
+        AuditEvent {
+            tenant: Some(tenant),
+            action: audit::EXPORT,
+            actor: AuditActor::cli(),
+            client_ip: None,
+            target: None,
+            metadata: audit::export_metadata(format, params.iter().copied()),
+            outcome_failure: false,
+        },
+    )
+    .await
+    .context("the export completed, but it could not be recorded in the audit log")
 }
 
 async fn write_bundle(

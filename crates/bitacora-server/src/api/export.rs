@@ -10,15 +10,16 @@ use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderValue, header};
 use axum::response::Response;
-use bitacora_core::FieldError;
 use bitacora_core::api::ErrorBody;
+use bitacora_core::{FieldError, TenantName};
 use bitacora_log::{BundleOptions, bundle_stream};
 use futures::StreamExt as _;
 use utoipa::IntoParams;
 
 use super::events::parse_search;
 use super::query_pairs;
-use crate::auth::Principal;
+use crate::audit;
+use crate::auth::{ClientIp, Principal};
 use crate::error::ApiError;
 use crate::export::{csv_chunk, export_pages, ndjson_chunk};
 use crate::state::AppState;
@@ -73,6 +74,7 @@ enum Format {
 pub async fn export(
     State(state): State<AppState>,
     principal: Principal,
+    ClientIp(client_ip): ClientIp,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let mut pairs = query_pairs(raw.as_deref());
@@ -99,10 +101,22 @@ pub async fn export(
         }
     };
     let query = parse_search(&principal, &pairs)?;
+    let audit = ExportAudit {
+        principal: &principal,
+        client_ip,
+        format: match format {
+            Format::Ndjson => "ndjson",
+            Format::Csv => "csv",
+            Format::Bundle => "bundle",
+        },
+        pairs: &pairs,
+    };
     if format == Format::Bundle {
-        return bundle(&state, query, &pairs).await;
+        return bundle(&state, query, &pairs, audit).await;
     }
     let bound = state.store.log_size(&query.tenant).await?;
+    // After the bound: the export covers the log as it was, without its own record.
+    audit.record(&state, &query.tenant).await?;
     tracing::info!(tenant = %query.tenant, bound, "export started");
 
     let mut first = true;
@@ -146,10 +160,38 @@ pub async fn export(
 /// `format=bundle`: the header (and with it the checkpoint, signed first if the log has none)
 /// is produced before the response starts, so a problem there is a proper status; a failure
 /// later aborts the body.
+/// What the `bitacora.export` self-audit event records: who, from where, what format and
+/// which filters.
+struct ExportAudit<'a> {
+    principal: &'a Principal,
+    client_ip: Option<std::net::IpAddr>,
+    format: &'a str,
+    pairs: &'a [(String, String)],
+}
+
+impl ExportAudit<'_> {
+    async fn record(&self, state: &AppState, tenant: &TenantName) -> Result<(), ApiError> {
+        audit::record(
+            state,
+            Some(tenant),
+            audit::EXPORT,
+            self.principal,
+            self.client_ip,
+            None,
+            audit::export_metadata(
+                self.format,
+                self.pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            ),
+        )
+        .await
+    }
+}
+
 async fn bundle(
     state: &AppState,
     query: bitacora_core::query::EventQuery,
     pairs: &[(String, String)],
+    audit: ExportAudit<'_>,
 ) -> Result<Response, ApiError> {
     let filter: serde_json::Map<String, serde_json::Value> = pairs
         .iter()
@@ -168,6 +210,8 @@ async fn bundle(
             ));
         }
     };
+    // After the header fixed the checkpoint: the bundle does not hold its own record.
+    audit.record(state, &tenant).await?;
     let rest = stream.map(|chunk| {
         chunk.map_err(|e| {
             tracing::error!(error = %e, "bundle export aborted");

@@ -10,6 +10,7 @@ pub mod health;
 pub mod ingest;
 pub mod log;
 pub mod meta;
+pub mod tokens;
 
 use std::time::Duration;
 
@@ -116,6 +117,18 @@ pub fn build(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
             routes!(log::event_inclusion),
             s,
             Scope::Read,
+            NO_BODY_LIMIT,
+        ))
+        .routes(scoped(
+            routes!(tokens::issue, tokens::list),
+            s,
+            Scope::Admin,
+            NO_BODY_LIMIT,
+        ))
+        .routes(scoped(
+            routes!(tokens::revoke),
+            s,
+            Scope::Admin,
             NO_BODY_LIMIT,
         ))
         // Public on purpose: verifying needs the key, and the key proves nothing secret.

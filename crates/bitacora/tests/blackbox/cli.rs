@@ -127,6 +127,52 @@ fn keys_create_list_revoke_round_trip() {
 
     let err = stderr_of_failure(bitacora(dir.path()).args(["keys", "revoke", "no-such-key"]));
     assert!(err.contains("no-such-key"), "{err}");
+
+    // Both were audited in the key's tenant, and so is an export (after it completed, so
+    // this one lists only the two key events).
+    let audit = stdout_of(bitacora(dir.path()).args([
+        "export",
+        "--format",
+        "ndjson",
+        "--tenant",
+        "acme",
+        "--action",
+        "bitacora.*",
+        "--order",
+        "asc",
+    ]));
+    let events: Vec<Value> = audit
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let actions: Vec<&str> = events
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        ["bitacora.key.created", "bitacora.key.revoked"],
+        "{audit}"
+    );
+    for e in &events {
+        assert_eq!(e["category"], "bitacora");
+        assert_eq!(e["actor"]["id"], "cli");
+        assert_eq!(e["target"]["id"], id.as_str());
+        assert!(!e.to_string().contains(&secret));
+    }
+    assert_eq!(events[0]["metadata"]["scope"], "read");
+    let audit = stdout_of(bitacora(dir.path()).args([
+        "export",
+        "--format",
+        "ndjson",
+        "--tenant",
+        "acme",
+        "--action",
+        "bitacora.export",
+    ]));
+    let export: Value = serde_json::from_str(audit.lines().next().unwrap()).unwrap();
+    assert_eq!(export["metadata"]["format"], "ndjson");
+    assert_eq!(export["metadata"]["filters"]["action"], "bitacora.*");
 }
 
 #[test]
@@ -164,8 +210,9 @@ async fn cli_keys_work_against_the_server() {
     assert_api_error(ingest.search(&SearchParams::new()).await, 403, None);
 
     let read = app.client.with_api_key(&reader);
+    // `action=x`: the key commands' own `bitacora.key.*` records are in the log too.
     assert_eq!(
-        read.search(&SearchParams::new())
+        read.search(&SearchParams::new().action("x"))
             .await
             .unwrap()
             .events
@@ -366,7 +413,13 @@ async fn pinned_keys_see_and_write_their_tenant_alone() {
 
     let read = app.client.with_api_key(&reader);
     let page = read.search(&SearchParams::new()).await.unwrap();
-    let ids: Vec<_> = page.events.iter().map(|e| e.id.as_str()).collect();
+    // Besides the `bitacora.key.created` records of the two keys, in their tenant.
+    let ids: Vec<_> = page
+        .events
+        .iter()
+        .filter(|e| !e.action.starts_with("bitacora."))
+        .map(|e| e.id.as_str())
+        .collect();
     assert_eq!(ids, ["acme-1"], "a pinned key defaults to its tenant");
     read.search(&SearchParams::new().tenant("acme"))
         .await
@@ -401,7 +454,12 @@ async fn pinned_keys_see_and_write_their_tenant_alone() {
         .send(&event(json!({"id": "pinned-1", "action": "x"})))
         .await
         .unwrap();
-    assert_eq!(ack.seq, 1, "written to acme, after acme-1");
+    // After acme-1 and the two keys' `bitacora.key.created` records.
+    assert_eq!(ack.seq, 3, "written to acme, after acme-1");
+    assert_eq!(
+        read.event("pinned-1", None).await.unwrap().tenant.as_str(),
+        "acme"
+    );
     assert_api_error(
         write
             .send(&event(json!({"action": "x", "tenant": SEED_TENANT})))

@@ -20,6 +20,8 @@ async fn ndjson_export_is_the_search_one_event_a_line() {
         seed_params().min_severity("high").order(Order::Asc),
         seed_params().ip("10.0.0.0/8").since("2026-01-21"),
     ] {
+        // Searched first: each export appends its own `bitacora.export` record after it.
+        let searched = ids(&app.client, params.clone()).await;
         let bytes = app
             .client
             .export_bytes(ExportFormat::Ndjson, &params)
@@ -30,7 +32,6 @@ async fn ndjson_export_is_the_search_one_event_a_line() {
             .lines()
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
             .collect();
-        let searched = ids(&app.client, params.clone()).await;
         let exported_ids: Vec<_> = exported.iter().map(|e| e.id.clone()).collect();
         assert_eq!(
             exported_ids,
