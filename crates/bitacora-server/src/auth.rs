@@ -417,29 +417,22 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
         .filter(|s| !s.is_empty())
 }
 
-/// The middleware of every `/v1` route, layered with the scope that route needs.
-pub async fn authenticate(
-    State((state, need)): State<(AppState, Scope)>,
-    mut request: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
+/// Authenticates one credential: the rate limit on failures from `client_ip`, the lookup,
+/// the scope check, and `last_used_at`. Every entry point (the `/v1` middleware, the viewer's
+/// session cookie and login) goes through here, so they accept exactly the same credentials.
+pub async fn resolve(
+    state: &AppState,
+    secret: &str,
+    client_ip: Option<IpAddr>,
+    need: Scope,
+) -> Result<Principal, ApiError> {
     let auth = &state.auth;
-    let peer = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip());
-    let client_ip = auth.proxies.client_ip(peer, request.headers());
     // In-process callers (tests) have no address; they share one bucket.
     let limiter_key = client_ip.unwrap_or(IpAddr::from([0, 0, 0, 0]));
     let now = Instant::now();
     if let Some(retry_after_secs) = auth.failures.retry_after(limiter_key, now) {
         return Err(ApiError::TooManyRequests { retry_after_secs });
     }
-    let Some(secret) = bearer(request.headers()) else {
-        return Err(ApiError::Unauthorized(
-            "send an API key as `Authorization: Bearer <key>`".into(),
-        ));
-    };
     let Some(key) = auth.lookup(secret).await? else {
         auth.failures.record_failure(limiter_key, now);
         return Err(ApiError::Unauthorized("unknown or revoked API key".into()));
@@ -452,7 +445,7 @@ pub async fn authenticate(
         )));
     }
     auth.mark_used(&key.id);
-    let principal = Principal {
+    Ok(Principal {
         default_tenant: key
             .tenant
             .clone()
@@ -460,7 +453,45 @@ pub async fn authenticate(
         key_id: key.id,
         scope: key.scope,
         tenant: key.tenant,
+    })
+}
+
+impl Auth {
+    /// The client's address for a request from `peer` with these headers (forwarded
+    /// addresses are honoured only from trusted proxies).
+    pub fn client_ip(&self, peer: Option<IpAddr>, headers: &HeaderMap) -> Option<IpAddr> {
+        self.proxies.client_ip(peer, headers)
+    }
+
+    /// Whether `ip` is one of the configured trusted proxies.
+    pub fn is_trusted_proxy(&self, ip: IpAddr) -> bool {
+        self.proxies
+            .is_trusted(bitacora_core::event::normalize_ip(ip))
+    }
+}
+
+/// The middleware of every `/v1` route, layered with the scope that route needs.
+pub async fn authenticate(
+    State((state, need)): State<(AppState, Scope)>,
+    mut request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    let client_ip = state.auth.client_ip(peer, request.headers());
+    let Some(secret) = bearer(request.headers()) else {
+        let limiter_key = client_ip.unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        if let Some(retry_after_secs) = state.auth.failures.retry_after(limiter_key, Instant::now())
+        {
+            return Err(ApiError::TooManyRequests { retry_after_secs });
+        }
+        return Err(ApiError::Unauthorized(
+            "send an API key as `Authorization: Bearer <key>`".into(),
+        ));
     };
+    let principal = resolve(&state, secret, client_ip, need).await?;
     tracing::Span::current().record("key.id", principal.key_id.as_str());
     request.extensions_mut().insert(principal);
     request.extensions_mut().insert(ClientIp(client_ip));
