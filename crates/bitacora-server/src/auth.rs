@@ -612,6 +612,14 @@ fn verify_jwt(
     Err(refusal.unwrap_or_else(|| jwt::JwtRejection::Invalid("no JWT issuer is configured".into())))
 }
 
+impl Auth {
+    /// Whether `ip` is one of the configured trusted proxies.
+    pub fn is_trusted_proxy(&self, ip: IpAddr) -> bool {
+        self.proxies
+            .is_trusted(bitacora_core::event::normalize_ip(ip))
+    }
+}
+
 /// The middleware of every `/v1` route, layered with the scope that route needs.
 pub async fn authenticate(
     State((state, need)): State<(AppState, Scope)>,

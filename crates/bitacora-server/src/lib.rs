@@ -8,7 +8,8 @@
 //!   place that knows status codes. [`auth`]: the one authentication and tenancy layer, and
 //!   API key generation. [`api`]: the router and handlers. [`export`]: the export walk and
 //!   CSV/NDJSON encoders, shared with `bitacora export`. [`integrity`]: the checkpoint keys
-//!   the configuration names.
+//!   the configuration names. [`ui`]: the viewer under `/ui/` (CONTRACT §7). [`demo`]: the
+//!   sample month `bitacora serve --demo` loads.
 //!
 //! Besides the HTTP server, `serve` runs the checkpointer (`bitacora_log`), which signs each
 //! growing log at least once a second; it is stopped, with a final signing pass, before the
@@ -21,6 +22,7 @@ pub mod api;
 pub mod audit;
 pub mod auth;
 pub mod config;
+pub mod demo;
 pub mod error;
 pub mod export;
 pub mod integrity;
@@ -30,6 +32,7 @@ pub mod state;
 pub mod store;
 pub mod telemetry;
 pub mod tls;
+pub mod ui;
 
 use std::future::{Future, IntoFuture as _};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -44,6 +47,11 @@ use tokio_util::sync::CancellationToken;
 pub use config::{Config, DEFAULT_CONFIG_TOML, Overrides};
 pub use state::AppState;
 pub use store::open_store;
+
+/// The whole HTTP application: the API (`/v1`, docs, health, metrics) and the viewer (`/ui`).
+pub fn app(state: AppState) -> axum::Router {
+    api::router(state.clone()).merge(ui::router(state))
+}
 
 /// Opens the configured store and serves until `shutdown` resolves, then drains and closes it.
 pub async fn serve(
@@ -145,10 +153,10 @@ pub async fn serve_with_store(
         config.integrity.checkpoint_interval(),
         background.clone(),
     );
-    let app = api::router(state);
+    let app = app(state);
 
-    // The viewer (`/ui/`) is not served yet; advertise only what answers.
-    tracing::info!(%addr, docs = %format!("{base}/docs"), "bitacora listening");
+    println!("  viewer:         {base}/ui/");
+    tracing::info!(%addr, viewer = %format!("{base}/ui/"), docs = %format!("{base}/docs"), "bitacora listening");
 
     let grace = Duration::from_secs(config.server.shutdown_grace_secs);
     let stopping = CancellationToken::new();

@@ -18,9 +18,12 @@ use futures::StreamExt as _;
 use crate::{ExportFormat, check_data_dir};
 
 /// `bitacora serve`: binds, announces the URLs, serves until SIGTERM/SIGINT, drains, exits 0.
-pub async fn serve(config: Config) -> Result<()> {
+pub async fn serve(config: Config, demo: bool) -> Result<()> {
     bitacora_server::telemetry::init_tracing(config.log.format, &config.log.level);
     check_data_dir(&config)?;
+    if demo {
+        load_demo(&config).await?;
+    }
 
     // Listen for signals before announcing anything: a SIGTERM that arrives right after the
     // "listening" line must start a graceful shutdown, not kill the process.
@@ -46,6 +49,29 @@ pub async fn serve(config: Config) -> Result<()> {
     // On an empty store, `serve` creates the initial admin key and prints it (once).
     bitacora_server::serve(config, listener, shutdown).await?;
     std::io::stdout().flush().ok();
+    Ok(())
+}
+
+/// `serve --demo`: the sample month, through the normal append path, into an empty store.
+async fn load_demo(config: &Config) -> Result<()> {
+    let store = open_store(config).await?;
+    let started = Instant::now();
+    let loaded =
+        bitacora_server::demo::load(&*store, &config.ingest.policy(), chrono::Utc::now()).await;
+    store.close().await.context("closing the store")?;
+    let summary = loaded?;
+    let tenants: Vec<String> = summary
+        .per_tenant
+        .iter()
+        .map(|(t, n)| format!("{t} ({n})"))
+        .collect();
+    println!(
+        "demo: loaded {} events over the last {} days into tenants {} in {:.1} s",
+        summary.total,
+        bitacora_server::demo::DAYS,
+        tenants.join(", "),
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 

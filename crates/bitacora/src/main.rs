@@ -116,6 +116,11 @@ struct ServeArgs {
     /// Address and port to listen on [default: 127.0.0.1:8480].
     #[arg(long, env = "BITACORA_LISTEN", value_name = "ADDR")]
     listen: Option<SocketAddr>,
+
+    /// Load a month of sample activity in three tenants (`acme`, `netops`, `tutoria`) before
+    /// serving, to explore the viewer. Only into an empty store.
+    #[arg(long)]
+    demo: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -314,7 +319,7 @@ async fn run(cli: Cli) -> Result<()> {
     match &cli.command {
         Command::Serve(args) => {
             let config = cli.load_config(args.listen)?;
-            commands::serve(config).await
+            commands::serve(config, args.demo).await
         }
         Command::Keys(cmd) => {
             let config = cli.load_config(None)?;

@@ -6,6 +6,7 @@ mod common;
 
 mod bad_inputs;
 mod cli;
+mod demo;
 mod export;
 mod ingest;
 mod integrity;

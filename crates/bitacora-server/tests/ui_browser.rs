@@ -1,0 +1,821 @@
+//! The viewer in a real headless Chromium, driven over WebDriver (chromedriver + fantoccini),
+//! against the real server on port 0 with the demo month loaded and hostile events added.
+//!
+//! Run: `cargo test -p bitacora-server --test ui_browser` (needs Debian's `chromium` and
+//! `chromium-driver`; `.ci/run` installs them). Without them the test is skipped locally and
+//! FAILS when the environment variable `CI` is set. Screenshots of every step are kept in
+//! `target/ui-screenshots/`. `TEST_LOG=1` shows the server's logs.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bitacora_core::TenantName;
+use bitacora_server::auth::generate_api_key;
+use bitacora_server::{Config, config::SyncMode};
+use bitacora_store::{Scope, Store};
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+const PATIENCE: Duration = Duration::from_secs(15);
+
+/// `chromedriver`, killed when dropped.
+struct Driver {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The browser binaries, or why the test cannot run.
+fn browser_binaries() -> Result<(PathBuf, PathBuf), String> {
+    let chromium = std::env::var("BITACORA_CHROMIUM").unwrap_or_else(|_| CHROMIUM.into());
+    let driver = std::env::var("BITACORA_CHROMEDRIVER").unwrap_or_else(|_| CHROMEDRIVER.into());
+    for p in [&chromium, &driver] {
+        if !Path::new(p).exists() {
+            return Err(format!(
+                "{p} is missing: install Debian's `chromium` and `chromium-driver` \
+                 (`apt-get install -y chromium chromium-driver`; .ci/run does it)"
+            ));
+        }
+    }
+    Ok((chromium.into(), driver.into()))
+}
+
+async fn start_driver(driver: &Path) -> Driver {
+    let port = free_port();
+    let child = Command::new(driver)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromedriver starts");
+    let url = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + PATIENCE;
+    while http.get(format!("{url}/status")).send().await.is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "chromedriver did not answer on {url}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Driver { child, url }
+}
+
+async fn start_browser(driver: &Driver, chromium: &Path, profile: &Path) -> Client {
+    let args = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--window-size=1366,900",
+        &format!("--user-data-dir={}", profile.display()),
+    ];
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({"binary": chromium, "args": args}),
+    );
+    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    ClientBuilder::new(connector)
+        .capabilities(caps)
+        .connect(&driver.url)
+        .await
+        .expect("a WebDriver session")
+}
+
+/// The server with the demo month, an admin key, a read key pinned to `acme`, and hostile
+/// events in tenant `evil`.
+struct Server {
+    base: String,
+    admin: String,
+    acme_reader: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    handle: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    async fn start() -> Self {
+        if std::env::var_os("TEST_LOG").is_some() {
+            bitacora_server::telemetry::init_test_tracing();
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::default();
+        config.store.data = dir.path().join("data");
+        config.store.synchronous = SyncMode::Off;
+        let store = bitacora_server::open_store(&config).unwrap();
+        let summary =
+            bitacora_server::demo::load(&*store, &config.ingest.policy(), chrono::Utc::now())
+                .await
+                .unwrap();
+        assert!(summary.total > 1500, "{summary:?}");
+        let (admin, record) = generate_api_key("admin", Scope::Admin, None);
+        store.insert_api_key(&record).await.unwrap();
+        let (acme_reader, record) = generate_api_key(
+            "acme auditor",
+            Scope::Read,
+            Some(TenantName::parse("acme").unwrap()),
+        );
+        store.insert_api_key(&record).await.unwrap();
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr: SocketAddr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let store: Arc<dyn Store> = store;
+        let handle = tokio::spawn(bitacora_server::serve_with_store(
+            config,
+            store,
+            listener,
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        let base = format!("http://{addr}");
+        let http = reqwest::Client::new();
+        let deadline = Instant::now() + PATIENCE;
+        while http.get(format!("{base}/readyz")).send().await.is_err() {
+            assert!(Instant::now() < deadline, "the server did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let server = Server {
+            base,
+            admin,
+            acme_reader,
+            stop: Some(stop),
+            handle: Some(handle),
+            _dir: dir,
+        };
+        server.send(&hostile_events()).await;
+        server
+    }
+
+    /// Sends events through the API (the normal ingest path).
+    async fn send(&self, events: &[Value]) {
+        let r = reqwest::Client::new()
+            .post(format!("{}/v1/events/batch", self.base))
+            .bearer_auth(&self.admin)
+            .json(events)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+        let body: Value = r.json().await.unwrap();
+        for item in body["results"].as_array().unwrap() {
+            assert!(item.get("error").is_none(), "{item}");
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(handle) = self.handle.take() {
+            handle.await.unwrap().unwrap();
+        }
+    }
+}
+
+/// Script tags, event-handler attributes and `javascript:` URLs in every field.
+fn hostile_events() -> Vec<Value> {
+    let script = "<script>window.__pwned=1;alert(1)</script>";
+    let img = "<img src=x onerror=\"window.__pwned=2;alert(2)\">";
+    let both = format!("{script}{img}");
+    vec![json!({
+        "id": "evil-1",
+        "tenant": "evil",
+        "action": "user.update",
+        "category": "<b>cat</b>",
+        "severity": "critical",
+        "actor": {"id": "\"><svg onload=alert(3)>", "name": both, "email": "x@y.z\" onmouseover=\"alert(4)"},
+        "target": {"type": "javascript:alert(5)//", "id": "javascript:alert(6)", "name": img},
+        "changes": [{"field": "<i>f</i>", "label": both, "old": script, "new": {"k": "</pre><script>alert(7)</script>"}}],
+        "description": both,
+        "context": {"ip": "203.0.113.66", "user_agent": img, "request_id": "javascript:alert(8)", "source": "javascript:alert(9)"},
+        "metadata": {"url": "javascript:alert(10)", "html": both}
+    })]
+}
+
+fn screenshot_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"));
+    let dir = target.join("ui-screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+async fn shot(c: &Client, name: &str) {
+    let png = c.screenshot().await.unwrap();
+    std::fs::write(screenshot_dir().join(format!("{name}.png")), png).unwrap();
+}
+
+async fn js(c: &Client, script: &str) -> Value {
+    c.execute(script, vec![]).await.unwrap()
+}
+
+async fn count(c: &Client, css: &str) -> usize {
+    c.find_all(Locator::Css(css)).await.unwrap().len()
+}
+
+/// Waits until `script` (an expression) is true in the page.
+async fn until(c: &Client, script: &str, what: &str) {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if js(c, &format!("return !!({script});")).await == json!(true) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The page's own checks: scripts and styles from this server only, script ran, nothing
+/// hostile ran, no sideways scroll.
+async fn check_page(c: &Client, server: &Server, page: &str) {
+    let origin = server.base.clone();
+    let foreign = js(
+        c,
+        &format!(
+            "return performance.getEntries().map(e => e.name)
+                .filter(n => /^(https?|wss?):/.test(n) && !n.startsWith({origin:?}));"
+        ),
+    )
+    .await;
+    assert_eq!(foreign, json!([]), "{page}: requests to another host");
+    assert_eq!(
+        js(
+            c,
+            "return document.querySelectorAll('script:not([src])').length;"
+        )
+        .await,
+        json!(0),
+        "{page}"
+    );
+    assert_eq!(
+        js(
+            c,
+            "return document.documentElement.classList.contains('js');"
+        )
+        .await,
+        json!(true),
+        "{page}: ui.js/theme.js did not run (CSP?)"
+    );
+    assert_eq!(
+        js(c, "return typeof window.__pwned;").await,
+        json!("undefined"),
+        "{page}: hostile script ran"
+    );
+    assert!(
+        c.get_alert_text().await.is_err(),
+        "{page}: an alert is open"
+    );
+    let bad_links = js(
+        c,
+        "return Array.from(document.querySelectorAll('a[href]'))
+            .filter(a => a.protocol !== 'http:' || a.host !== location.host)
+            .map(a => a.getAttribute('href'));",
+    )
+    .await;
+    assert_eq!(bad_links, json!([]), "{page}: links off the viewer");
+    let overflow = js(
+        c,
+        "return [document.documentElement.scrollWidth, window.innerWidth];",
+    )
+    .await;
+    let (scroll, inner) = (overflow[0].as_u64().unwrap(), overflow[1].as_u64().unwrap());
+    assert!(
+        scroll <= inner,
+        "{page}: sideways scroll ({scroll} > {inner})"
+    );
+}
+
+async fn goto(c: &Client, server: &Server, path: &str) {
+    c.goto(&server.url(path)).await.unwrap();
+    until(c, "document.readyState === 'complete'", path).await;
+}
+
+async fn path_and_query(c: &Client) -> String {
+    let u = c.current_url().await.unwrap();
+    match u.query() {
+        Some(q) => format!("{}?{q}", u.path()),
+        None => u.path().to_owned(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_viewer_in_a_real_browser() {
+    let (chromium, driver_bin) = match browser_binaries() {
+        Ok(b) => b,
+        Err(why) if std::env::var_os("CI").is_some() => panic!("CI needs the browser: {why}"),
+        Err(why) => {
+            eprintln!("SKIPPED: {why}");
+            return;
+        }
+    };
+    let server = Server::start().await;
+    let driver = start_driver(&driver_bin).await;
+    let profile = tempfile::tempdir().unwrap();
+    let c = start_browser(&driver, &chromium, profile.path()).await;
+    let result = steps(&c, &server).await;
+    // Always close the browser; then report.
+    let _ = c.close().await;
+    drop(driver);
+    server.stop().await;
+    result.unwrap();
+}
+
+/// Every step; a failing assertion panics inside and is reported by the caller.
+async fn steps(c: &Client, server: &Server) -> Result<(), String> {
+    // 1. Signing in with an API key.
+    goto(c, server, "/ui/?tenant=acme").await;
+    assert_eq!(c.current_url().await.unwrap().path(), "/ui/login");
+    shot(c, "01-login").await;
+    c.find(Locator::Css("#key"))
+        .await
+        .unwrap()
+        .send_keys("bk_not-a-key")
+        .await
+        .unwrap();
+    c.find(Locator::Css("form.stack button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(
+        c,
+        "document.querySelector('#login-error') !== null",
+        "a login error",
+    )
+    .await;
+    c.find(Locator::Css("#key"))
+        .await
+        .unwrap()
+        .send_keys(&server.admin)
+        .await
+        .unwrap();
+    c.find(Locator::Css("form.stack button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(
+        c,
+        "location.pathname === '/ui/'",
+        "the list after signing in",
+    )
+    .await;
+    assert_eq!(
+        path_and_query(c).await,
+        "/ui/?tenant=acme",
+        "back where we were going"
+    );
+    assert_eq!(count(c, "#event-rows tr.ev").await, 50);
+    // The cookie is HttpOnly: script cannot read it.
+    assert_eq!(js(c, "return document.cookie;").await, json!(""));
+    check_page(c, server, "list").await;
+    shot(c, "02-list").await;
+
+    // 2. Filtering: a form, its canonical URL with the API's names, chips.
+    c.find(Locator::Css("#f-action"))
+        .await
+        .unwrap()
+        .send_keys("user.role_change")
+        .await
+        .unwrap();
+    c.find(Locator::Css("input[name=severity][value=critical]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.find(Locator::Css(".filter-form button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(
+        c,
+        "location.search.includes('action=user.role_change')",
+        "the filtered list",
+    )
+    .await;
+    assert_eq!(
+        path_and_query(c).await,
+        "/ui/?tenant=acme&action=user.role_change&severity=critical"
+    );
+    let actions = js(c, "return Array.from(document.querySelectorAll('#event-rows .action code')).map(e => e.textContent);").await;
+    let actions = actions.as_array().unwrap();
+    assert!(!actions.is_empty());
+    assert!(
+        actions.iter().all(|a| a == "user.role_change"),
+        "{actions:?}"
+    );
+    assert_eq!(count(c, ".chip").await, 2);
+    shot(c, "03-filtered").await;
+    // Remove the action chip.
+    c.find(Locator::Css(".chip .chip-x"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(
+        c,
+        "!location.search.includes('action=')",
+        "the chip removed",
+    )
+    .await;
+    assert!(path_and_query(c).await.contains("severity=critical"));
+    // Click an actor to filter by them.
+    c.find(Locator::Css("#event-rows a.actor"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(
+        c,
+        "location.search.includes('actor_id=')",
+        "the actor filter",
+    )
+    .await;
+    let ids = js(c, "return new Set(Array.from(document.querySelectorAll('#event-rows .actor-name')).map(e => e.textContent)).size;").await;
+    assert_eq!(ids, json!(1), "one actor");
+    // Click an IP.
+    goto(c, server, "/ui/?tenant=acme").await;
+    c.find(Locator::Css("#event-rows td.c-ip a"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(c, "location.search.includes('ip=')", "the IP filter").await;
+    check_page(c, server, "ip filter").await;
+
+    // 3. Paging: 20 per page, then the next page by cursor.
+    goto(c, server, "/ui/?tenant=acme").await;
+    c.find(Locator::Css("#f-limit"))
+        .await
+        .unwrap()
+        .select_by(Locator::Css("option[value='20']"))
+        .await
+        .unwrap();
+    c.find(Locator::Css(".filter-form button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(c, "location.search.includes('limit=20')", "20 per page").await;
+    assert_eq!(count(c, "#event-rows tr.ev").await, 20);
+    let last_seq = js(c, "const r = document.querySelectorAll('#event-rows tr.ev'); return Number(r[r.length-1].dataset.seq);").await;
+    c.find(Locator::Css("#next-page"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(c, "location.search.includes('cursor=')", "the next page").await;
+    assert_eq!(count(c, "#event-rows tr.ev").await, 20);
+    let first_seq = js(
+        c,
+        "return Number(document.querySelector('#event-rows tr.ev').dataset.seq);",
+    )
+    .await;
+    assert!(
+        first_seq.as_u64() < last_seq.as_u64(),
+        "{first_seq} < {last_seq}"
+    );
+
+    // 4. One event: a role change, its diff, its verified proof.
+    goto(
+        c,
+        server,
+        "/ui/?tenant=acme&action=user.role_change&limit=20",
+    )
+    .await;
+    c.find(Locator::Css("#event-rows a.desc-link"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(
+        c,
+        "location.pathname.startsWith('/ui/events/')",
+        "the event page",
+    )
+    .await;
+    // The checkpointer signs within a second of start; reload until the proof verifies.
+    let deadline = Instant::now() + PATIENCE;
+    while count(c, ".integrity-card.state-verified").await == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the event's proof never verified"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        c.refresh().await.unwrap();
+    }
+    let verdict = c
+        .find(Locator::Css(".integrity-card .verdict"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        verdict.contains("Verified") && verdict.contains("tree size"),
+        "{verdict}"
+    );
+    let proof = c
+        .find(Locator::Css("#proof-json"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let proof: Value = serde_json::from_str(&proof).unwrap();
+    assert!(proof["hashes"].as_array().is_some_and(|h| !h.is_empty()));
+    assert!(count(c, "table.diff del").await >= 1 && count(c, "table.diff ins").await >= 1);
+    check_page(c, server, "event").await;
+    shot(c, "04-event").await;
+
+    // 5. The record's history.
+    c.find(Locator::Css("a.btn.small[href^='/ui/targets/']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(
+        c,
+        "location.pathname.startsWith('/ui/targets/')",
+        "the history",
+    )
+    .await;
+    assert!(count(c, ".timeline .tl-item").await >= 1);
+    assert!(count(c, ".timeline table.diff").await >= 1);
+    check_page(c, server, "history").await;
+    shot(c, "05-history").await;
+
+    // 6. The dashboard's charts.
+    goto(c, server, "/ui/dashboard?tenant=acme").await;
+    assert!(count(c, "#chart-per-day svg rect.bar").await > 20);
+    assert!(count(c, "#chart-failed-logins svg rect.bar.fail").await >= 1);
+    assert!(count(c, "#chart-actors .ranks li").await >= 5);
+    assert!(count(c, "#chart-ips .ranks li").await >= 5);
+    assert!(count(c, "#chart-severity .ranks li").await == 4);
+    assert!(count(c, "#latest-critical tr.ev").await >= 1);
+    check_page(c, server, "dashboard").await;
+    shot(c, "06-dashboard").await;
+
+    // 7. Integrity: verify every tenant now, with progress, until each says intact.
+    goto(c, server, "/ui/integrity").await;
+    assert!(count(c, ".tenant-panel").await >= 4);
+    c.find(Locator::Css("#verify-now"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let intact = js(c, "return Array.from(document.querySelectorAll('.tenant-panel')).filter(p => p.textContent.includes('Intact')).length;").await;
+        let panels = count(c, ".tenant-panel").await;
+        if intact.as_u64() == Some(panels as u64) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "verification did not finish");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    check_page(c, server, "integrity").await;
+    shot(c, "07-integrity").await;
+
+    // 8. Hostile content is text, everywhere.
+    for page in [
+        "/ui/?tenant=evil",
+        "/ui/events/evil-1?tenant=evil",
+        "/ui/targets/javascript%3Aalert(5)%2F%2F/javascript%3Aalert(6)?tenant=evil",
+        "/ui/dashboard?tenant=evil",
+    ] {
+        goto(c, server, page).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        check_page(c, server, page).await;
+        let text = js(c, "return document.body.innerText;").await;
+        assert!(
+            text.as_str()
+                .unwrap()
+                .contains("<script>window.__pwned=1;alert(1)</script>"),
+            "{page}: the script is shown as text"
+        );
+    }
+    shot(c, "08-hostile").await;
+
+    // 9. Live tail: new events appear without reloading.
+    goto(c, server, "/ui/?tenant=acme").await;
+    c.find(Locator::Css("label.switch"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(
+        c,
+        "document.querySelector('#live-toggle').checked",
+        "live on",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server
+        .send(&[json!({"tenant": "acme", "action": "user.login", "description": "Live tail arrival",
+                       "actor": {"id": "u_live", "name": "Live Tester"}, "context": {"ip": "192.168.1.77"}})])
+        .await;
+    until(
+        c,
+        "document.querySelector('#event-rows tr.ev').textContent.includes('Live tail arrival')",
+        "the live row",
+    )
+    .await;
+    assert!(
+        js(
+            c,
+            "return document.querySelector('#live-status').textContent;"
+        )
+        .await
+        .as_str()
+        .unwrap()
+        .contains("1 new event")
+    );
+    shot(c, "09-live").await;
+    c.find(Locator::Css("label.switch"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+
+    // 10. Phone width: no sideways scroll on any page.
+    c.set_window_size(390, 844).await.unwrap();
+    for (page, name) in [
+        ("/ui/?tenant=acme", "10-phone-list"),
+        (
+            "/ui/?tenant=tutoria&action=estudiante.update",
+            "11-phone-db-changes",
+        ),
+        ("/ui/events/evil-1?tenant=evil", "12-phone-hostile-event"),
+        ("/ui/dashboard?tenant=netops", "13-phone-dashboard"),
+        ("/ui/integrity", "14-phone-integrity"),
+        (
+            "/ui/targets/device/SW-CORE-01?tenant=netops",
+            "15-phone-history",
+        ),
+    ] {
+        goto(c, server, page).await;
+        let inner = js(c, "return window.innerWidth;").await;
+        assert!(inner.as_u64().unwrap() <= 420, "phone width: {inner}");
+        check_page(c, server, page).await;
+        shot(c, name).await;
+    }
+    c.set_window_size(1366, 900).await.unwrap();
+
+    // 11. Keyboard: the skip link is the first stop; "/" focuses the text search.
+    goto(c, server, "/ui/?tenant=netops").await;
+    c.execute("document.activeElement.blur();", vec![])
+        .await
+        .unwrap();
+    c.find(Locator::Css("body"))
+        .await
+        .unwrap()
+        .send_keys("/")
+        .await
+        .unwrap();
+    until(
+        c,
+        "document.activeElement && document.activeElement.id === 'f-q'",
+        "the search box focused",
+    )
+    .await;
+    let unlabelled = js(c, "return Array.from(document.querySelectorAll('input:not([type=hidden]), select')).filter(e => !e.labels || e.labels.length === 0).map(e => e.name || e.id);").await;
+    assert_eq!(unlabelled, json!([]), "every control has a label");
+
+    // 12. Dark theme toggle, kept across pages.
+    c.find(Locator::Css("#theme-toggle"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.find(Locator::Css("#theme-toggle"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert_eq!(
+        js(c, "return document.documentElement.dataset.theme;").await,
+        json!("dark")
+    );
+    goto(c, server, "/ui/dashboard?tenant=netops").await;
+    assert_eq!(
+        js(c, "return document.documentElement.dataset.theme;").await,
+        json!("dark")
+    );
+    let bg = js(c, "return getComputedStyle(document.body).backgroundColor;").await;
+    assert_eq!(bg, json!("rgb(14, 18, 23)"));
+    shot(c, "16-dark-dashboard").await;
+    goto(c, server, "/ui/?tenant=tutoria").await;
+    shot(c, "17-dark-list").await;
+    c.find(Locator::Css("#theme-toggle"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+
+    // 13. Sign out; then a viewer URL with a credential pinned to acme.
+    c.find(Locator::Css("form.logout button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(c, "location.pathname === '/ui/login'", "signed out").await;
+    goto(c, server, "/ui/").await;
+    assert_eq!(c.current_url().await.unwrap().path(), "/ui/login");
+    // Until viewer tokens land (issue 5), `auth::resolve` accepts an API key in their place.
+    goto(
+        c,
+        server,
+        &format!("/ui/login?token={}", server.acme_reader),
+    )
+    .await;
+    until(c, "location.pathname === '/ui/'", "signed in by viewer URL").await;
+    let url = c.current_url().await.unwrap().to_string();
+    assert!(
+        !url.contains("token"),
+        "the token left the address bar: {url}"
+    );
+    let pin = c
+        .find(Locator::Css(".tenant-pin"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(pin.contains("acme"), "{pin}");
+    assert_eq!(count(c, "#tenant-switch").await, 0);
+    goto(c, server, "/ui/?tenant=netops").await;
+    let heading = c
+        .find(Locator::Css("h1"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(heading, "Not allowed");
+    goto(c, server, "/ui/integrity").await;
+    assert_eq!(count(c, ".tenant-panel").await, 1);
+    goto(c, server, "/ui/events/evil-1?tenant=evil").await;
+    assert_eq!(
+        c.find(Locator::Css("h1"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        "Not allowed"
+    );
+    shot(c, "18-pinned").await;
+    Ok(())
+}
