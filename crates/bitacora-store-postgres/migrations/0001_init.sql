@@ -93,14 +93,17 @@ BEGIN
     IF to_regclass(name) IS NOT NULL THEN
         RETURN false;
     END IF;
+    -- Waits for another server creating partitions; it may have created this one, which
+    -- the catalog snapshot of this statement may not show yet: then CREATE reports it.
     PERFORM pg_advisory_xact_lock(hashtext('bitacora.partitions'));
-    IF to_regclass(name) IS NOT NULL THEN
+    BEGIN
+        EXECUTE format(
+            'CREATE TABLE %I PARTITION OF events FOR VALUES FROM (%L) TO (%L)',
+            name, start AT TIME ZONE 'UTC', (start + interval '1 month') AT TIME ZONE 'UTC');
+        EXECUTE format('CREATE UNIQUE INDEX %I ON %I (tenant_id, seq)', name || '_seq', name);
+    EXCEPTION WHEN duplicate_table OR unique_violation THEN
         RETURN false;
-    END IF;
-    EXECUTE format(
-        'CREATE TABLE %I PARTITION OF events FOR VALUES FROM (%L) TO (%L)',
-        name, start AT TIME ZONE 'UTC', (start + interval '1 month') AT TIME ZONE 'UTC');
-    EXECUTE format('CREATE UNIQUE INDEX %I ON %I (tenant_id, seq)', name || '_seq', name);
+    END;
     RETURN true;
 END
 $$;

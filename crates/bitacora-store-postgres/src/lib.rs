@@ -513,6 +513,7 @@ fn key_row(r: &tokio_postgres::Row) -> StoreResult<ApiKeyRecord> {
 mod tests {
     use super::*;
     use bitacora_store::conformance;
+    use chrono::Datelike as _;
     use testing::TestDatabase;
 
     /// A store on a fresh database, or `None` (skip) when PostgreSQL is unreachable outside CI.
@@ -530,4 +531,125 @@ mod tests {
         };
         (std::sync::Arc::new(store) as std::sync::Arc<dyn Store>, db)
     });
+
+    async fn partitions(db: &TestDatabase) -> Vec<String> {
+        let (client, connection) = tokio_postgres::connect(db.url(), NoTls).await.unwrap();
+        tokio::spawn(connection);
+        client
+            .query(
+                "SELECT c.relname::text FROM pg_inherits i
+                 JOIN pg_class c ON c.oid = i.inhrelid
+                 WHERE i.inhparent = 'events'::regclass ORDER BY 1",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn partitions_are_created_ahead_and_on_demand() {
+        let Some((store, db)) = open().await else {
+            return;
+        };
+        let now = chrono::Utc::now();
+        let names = partitions(&db).await;
+        for months in 0..=3 {
+            let month = now
+                .date_naive()
+                .with_day(1)
+                .unwrap()
+                .checked_add_months(chrono::Months::new(months))
+                .unwrap();
+            let name = format!("events_{}", month.format("%Y_%m"));
+            assert!(names.contains(&name), "{name} in {names:?}");
+        }
+        // An event received in a month nobody created (a skewed clock, an import) gets one.
+        let mut events = conformance::sample_events(&["far"]);
+        events[0].event.received_at = "2031-07-04T00:00:00Z".parse().unwrap();
+        store.append(events).await.unwrap();
+        assert!(partitions(&db).await.contains(&"events_2031_07".to_owned()));
+        let found = store
+            .event_by_id(&TenantName::default_tenant(), "far")
+            .await
+            .unwrap();
+        assert_eq!(found.unwrap().seq, 0);
+        store.close().await.unwrap();
+    }
+
+    /// Two stores (as two servers would) appending to the same tenants at once: one gapless
+    /// log per tenant, one tree, every id stored once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn two_stores_on_one_database_sequence_the_same_tenants() {
+        let Some((first, db)) = open().await else {
+            return;
+        };
+        let second = PgStore::open(db.url(), PgOptions::default()).await.unwrap();
+        let stores = [Arc::new(first), Arc::new(second)];
+        let mut tasks = Vec::new();
+        for w in 0..8usize {
+            let store = stores[w % 2].clone();
+            tasks.push(tokio::spawn(async move {
+                for n in 0..10 {
+                    let ids: Vec<String> = (0..25)
+                        .map(|i| {
+                            // A shared id series reaches both stores at about the same time.
+                            if i % 5 == 0 {
+                                format!("s-{n}-{i}")
+                            } else {
+                                format!("w{w}-{n}-{i}")
+                            }
+                        })
+                        .collect();
+                    let mut events = Vec::new();
+                    for (i, id) in ids.iter().enumerate() {
+                        let tenant = if i % 5 != 0 && i % 2 == 1 {
+                            "other"
+                        } else {
+                            "default"
+                        };
+                        events.extend(conformance::sample_events_in(tenant, &[id.as_str()]));
+                    }
+                    store.append(events).await.unwrap();
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let shared = 10 * 5;
+        let own = 8 * 10 * 20;
+        let mut total = 0;
+        for tenant in [
+            TenantName::default_tenant(),
+            TenantName::parse("other").unwrap(),
+        ] {
+            let size = stores[0].log_size(&tenant).await.unwrap();
+            total += size;
+            let mut leaves = Vec::new();
+            for seq in 0..size {
+                let e = stores[1].event_by_seq(&tenant, seq).await.unwrap();
+                leaves.push(
+                    e.unwrap_or_else(|| panic!("{tenant}: seq {seq} missing"))
+                        .leaf_hash,
+                );
+            }
+            let ids = bitacora_core::merkle::root_nodes(size);
+            let hashes = stores[0].tree_nodes(&tenant, &ids).await.unwrap();
+            let map: std::collections::HashMap<_, _> = ids.into_iter().zip(hashes).collect();
+            let root =
+                bitacora_core::merkle::root_from_nodes(size, |id| Ok::<_, ()>(map[&id])).unwrap();
+            assert_eq!(
+                root,
+                bitacora_core::merkle::root_from_leaves(&leaves),
+                "{tenant}"
+            );
+        }
+        assert_eq!(total as usize, shared + own);
+        for s in stores {
+            s.close().await.unwrap();
+        }
+    }
 }
