@@ -34,7 +34,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_postgres::NoTls;
 
-mod derive;
+pub mod derive;
 pub mod migrate;
 pub mod partitions;
 mod read;
