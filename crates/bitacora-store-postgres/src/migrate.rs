@@ -60,14 +60,14 @@ async fn apply(client: &mut Client) -> StoreResult<()> {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    if let Some(&newest) = applied.last() {
-        if newest > latest() {
-            return Err(StoreError::Internal(format!(
-                "the database schema is version {newest}, newer than this bitacora knows \
-                 ({}): upgrade bitacora",
-                latest()
-            )));
-        }
+    if let Some(&newest) = applied.last()
+        && newest > latest()
+    {
+        return Err(StoreError::Internal(format!(
+            "the database schema is version {newest}, newer than this bitacora knows \
+             ({}): upgrade bitacora",
+            latest()
+        )));
     }
     for (version, name, sql) in MIGRATIONS {
         if applied.contains(version) {

@@ -293,19 +293,19 @@ impl Writer {
         for p in &events {
             let e: &Event = &p.sealed.event;
             let tid = self.tenant_ids[e.tenant.as_str()];
-            if !p.sealed.id_generated {
-                if let Some((seq, leaf_hash, fingerprint)) = known.get(&(tid, e.id.clone())) {
-                    outcomes.push(if *fingerprint == p.sealed.fingerprint {
-                        AppendOutcome::Duplicate {
-                            id: e.id.clone(),
-                            seq: *seq,
-                            leaf_hash: *leaf_hash,
-                        }
-                    } else {
-                        AppendOutcome::Conflict { id: e.id.clone() }
-                    });
-                    continue;
-                }
+            if !p.sealed.id_generated
+                && let Some((seq, leaf_hash, fingerprint)) = known.get(&(tid, e.id.clone()))
+            {
+                outcomes.push(if *fingerprint == p.sealed.fingerprint {
+                    AppendOutcome::Duplicate {
+                        id: e.id.clone(),
+                        seq: *seq,
+                        leaf_hash: *leaf_hash,
+                    }
+                } else {
+                    AppendOutcome::Conflict { id: e.id.clone() }
+                });
+                continue;
             }
             let range = logs
                 .get_mut(&tid)
@@ -331,20 +331,20 @@ impl Writer {
                 .entry((tid, e.action.as_str(), e.category.as_str()))
                 .or_default() += 1;
             let occurred_us = e.occurred_at.timestamp_micros();
-            if let Some(actor) = &e.actor {
-                if let Some(id) = actor.id.as_deref() {
-                    let d = actors.entry((tid, id)).or_insert(ActorDelta {
-                        name: None,
-                        email: None,
-                        count: 0,
-                        last_seen: i64::MIN,
-                    });
-                    d.count += 1;
-                    if occurred_us >= d.last_seen {
-                        d.last_seen = occurred_us;
-                        d.name = actor.name.as_deref().or(d.name);
-                        d.email = actor.email.as_deref().or(d.email);
-                    }
+            if let Some(actor) = &e.actor
+                && let Some(id) = actor.id.as_deref()
+            {
+                let d = actors.entry((tid, id)).or_insert(ActorDelta {
+                    name: None,
+                    email: None,
+                    count: 0,
+                    last_seen: i64::MIN,
+                });
+                d.count += 1;
+                if occurred_us >= d.last_seen {
+                    d.last_seen = occurred_us;
+                    d.name = actor.name.as_deref().or(d.name);
+                    d.email = actor.email.as_deref().or(d.email);
                 }
             }
             rows.push((tid, seq, p));
