@@ -16,6 +16,7 @@ use clap::{Parser, Subcommand};
 
 mod data;
 mod http;
+mod pg;
 mod search;
 
 #[global_allocator]
@@ -83,6 +84,27 @@ enum Command {
         #[arg(long, default_value_t = 50)]
         repeats: usize,
     },
+    /// Batch ingest through the PostgreSQL store versus a raw binary COPY of the same rows
+    /// into the same table layout, in one run (databases on `BITACORA_TEST_POSTGRES`,
+    /// default postgres://postgres@127.0.0.1:5432, created and dropped).
+    PgIngest {
+        #[arg(long, default_value_t = 200_000)]
+        events: usize,
+        #[arg(long, default_value_t = 10_000)]
+        batch: usize,
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
+    /// Search latency on a PostgreSQL store pre-filled with generated events (kept in the
+    /// database `bitacora_bench_search_<events>` between runs).
+    PgSearch {
+        #[arg(long, default_value_t = 1_000_000)]
+        events: usize,
+        #[arg(long, default_value_t = 50)]
+        repeats: usize,
+    },
     /// Parse, validate, canonicalize and hash events on one core.
     Prepare {
         #[arg(long, default_value_t = 100_000)]
@@ -129,6 +151,19 @@ fn main() -> anyhow::Result<()> {
             .enable_all()
             .build()?
             .block_on(search::search(&dir, events, repeats)),
+        Command::PgIngest {
+            events,
+            batch,
+            concurrency,
+            runs,
+        } => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(pg::pg_ingest(events, batch, concurrency, runs)),
+        Command::PgSearch { events, repeats } => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(pg::pg_search(events, repeats)),
         Command::Prepare { events, runs } => {
             let rates: Vec<f64> = (0..runs)
                 .map(|_| {

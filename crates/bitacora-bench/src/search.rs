@@ -12,7 +12,7 @@ use bitacora_store::Store;
 use bitacora_store_sqlite::{SqliteOptions, SqliteStore, Synchronous};
 
 /// Query shapes an investigator uses, as query strings.
-const SHAPES: &[(&str, &str)] = &[
+pub(crate) const SHAPES: &[(&str, &str)] = &[
     ("newest page", ""),
     ("one action", "action=user.role_change"),
     ("action prefix", "action=user.*"),
@@ -35,7 +35,7 @@ const SHAPES: &[(&str, &str)] = &[
     ),
 ];
 
-fn query(params: &str) -> anyhow::Result<EventQuery> {
+pub(crate) fn query(params: &str) -> anyhow::Result<EventQuery> {
     let pairs: Vec<(&str, &str)> = params
         .split('&')
         .filter(|p| !p.is_empty())
@@ -44,7 +44,7 @@ fn query(params: &str) -> anyhow::Result<EventQuery> {
     EventQuery::parse(pairs, &TenantName::default_tenant()).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
-fn pct(sorted: &[Duration], p: f64) -> f64 {
+pub(crate) fn pct(sorted: &[Duration], p: f64) -> f64 {
     let i = ((sorted.len() - 1) as f64 * p).round() as usize;
     sorted[i].as_secs_f64() * 1000.0
 }

@@ -413,16 +413,31 @@ mod tests {
         );
     }
 
-    #[test]
-    fn postgres_is_refused_with_a_clear_message() {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_unreachable_postgres_fails_clearly_without_echoing_the_url() {
         let mut config = Config::default();
-        config.store.database_url = Some("postgres://u:p@localhost/db".into());
+        // Port 1: nothing listens there, so the connection is refused at once.
+        config.store.database_url = Some("postgres://u:hunter2@127.0.0.1:1/db".into());
+        let err = tokio::task::spawn_blocking(move || open_store(&config))
+            .await
+            .unwrap()
+            .err()
+            .unwrap();
+        let err = format!("{err:#}");
+        assert!(err.contains("cannot open the PostgreSQL store"), "{err}");
+        assert!(err.contains("BITACORA_DATABASE_URL"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn other_database_schemes_are_refused() {
+        let mut config = Config::default();
+        config.store.database_url = Some("mysql://u:p@localhost/db".into());
         let err = open_store(&config).err().unwrap().to_string();
         assert!(
-            err.contains("PostgreSQL store is not available in this build yet"),
+            err.contains("unsupported database URL scheme `mysql`"),
             "{err}"
         );
-        assert!(err.contains("BITACORA_DATABASE_URL"), "{err}");
         assert!(!err.contains("u:p"), "{err}");
     }
 

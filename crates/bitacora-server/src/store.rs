@@ -1,24 +1,33 @@
-//! Opening the configured store: the embedded SQLite store in `store.data`, or (issue 4)
-//! PostgreSQL at `store.database_url`. The rest of the server only sees `Arc<dyn Store>`.
+//! Opening the configured store: the embedded SQLite store in `store.data`, or PostgreSQL at
+//! `store.database_url`. The rest of the server only sees `Arc<dyn Store>`.
 
 use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 use bitacora_store::Store;
+use bitacora_store_postgres::{PgOptions, PgStore};
 use bitacora_store_sqlite::{SqliteOptions, SqliteStore, Synchronous};
 
 use crate::config::{Config, SyncMode};
 
 /// Opens (creating and migrating if needed) the store the configuration names. Blocking:
-/// call it from a blocking context or before the runtime is busy.
+/// call it from a blocking context (e.g. `spawn_blocking`). The PostgreSQL store also needs
+/// to be inside a tokio runtime: its connections and writer run as tasks on it.
 pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     if let Some(url) = &config.store.database_url {
         let scheme = url.split_once("://").map(|(s, _)| s).unwrap_or("");
         if scheme == "postgres" || scheme == "postgresql" {
-            bail!(
-                "PostgreSQL store is not available in this build yet; unset --database-url / \
-                 BITACORA_DATABASE_URL to use the embedded store in --data / BITACORA_DATA"
-            );
+            let runtime = tokio::runtime::Handle::try_current()
+                .context("the PostgreSQL store must be opened inside a tokio runtime")?;
+            let mut options = PgOptions::default();
+            if let Some(n) = config.store.max_batch_events {
+                options.max_batch_events = n.max(1);
+            }
+            // The URL is never echoed: it may hold a password.
+            let store = runtime
+                .block_on(PgStore::open(url, options))
+                .context("cannot open the PostgreSQL store (set with --database-url or BITACORA_DATABASE_URL)")?;
+            return Ok(Arc::new(store));
         }
         bail!(
             "unsupported database URL scheme `{scheme}` (set with --database-url or \

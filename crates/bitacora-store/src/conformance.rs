@@ -81,10 +81,16 @@ fn seal(value: serde_json::Value, received_at: &str) -> SealedEvent {
 /// Simple events with the given ids, in the default tenant, whose description contains
 /// "auditoría".
 pub fn sample_events(ids: &[&str]) -> Vec<SealedEvent> {
+    sample_events_in("default", ids)
+}
+
+/// Like [`sample_events`], in `tenant`.
+pub fn sample_events_in(tenant: &str, ids: &[&str]) -> Vec<SealedEvent> {
     ids.iter()
         .map(|id| {
             seal(
-                json!({"id": id, "action": "user.login", "description": format!("auditoría {id}")}),
+                json!({"id": id, "tenant": tenant, "action": "user.login",
+                       "description": format!("auditoría {id}")}),
                 "2026-01-20T10:30:00Z",
             )
         })

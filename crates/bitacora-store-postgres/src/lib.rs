@@ -1,0 +1,655 @@
+//! The production store: PostgreSQL, shared by any number of `bitacora serve` processes.
+//!
+//! - [`migrate`]: versioned migrations (`migrations/`), applied at open under an advisory
+//!   lock, so servers starting together migrate once.
+//! - [`partitions`]: `events` is partitioned by month of `received_at`; partitions are created
+//!   ahead at open, hourly, and on demand before a write needs one.
+//! - [`writer`]: one group-commit task per process batches every waiting append into one
+//!   transaction; inside it, each tenant's `tenants` row is locked and its log size and
+//!   Merkle frontier are read from the database, so several processes can sequence the same
+//!   tenant without a gap, a duplicate `seq` or a forked tree.
+//! - [`read`]: searches, lookups, aggregates and tree nodes on pooled connections.
+//!
+//! The semantics are the embedded store's (the same conformance suite runs on both); see
+//! ARCHITECTURE.md for the schema and the scaling path.
+
+#![forbid(unsafe_code)]
+
+use std::str::FromStr as _;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bitacora_core::TenantName;
+use bitacora_core::api::{ActionSummary, ActorSummary, Stats};
+use bitacora_core::canonical::{Hash, SealedEvent};
+use bitacora_core::merkle::NodeId;
+use bitacora_core::query::EventQuery;
+use bitacora_store::{
+    ApiKeyRecord, AppendOutcome, Scope, SearchResult, Store, StoreError, StoreResult,
+    StoredCheckpoint, StoredEvent,
+};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_postgres::NoTls;
+
+pub mod derive;
+pub mod migrate;
+pub mod partitions;
+mod read;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+mod tree;
+mod writer;
+
+use partitions::Partitions;
+use writer::{Job, Prepared};
+
+/// Most events waiting for the writer; appends beyond it wait (backpressure), as in the
+/// embedded store.
+pub(crate) const MAX_QUEUED_EVENTS: usize = 50_000;
+
+#[derive(Debug, Clone)]
+pub struct PgOptions {
+    /// Most events in one group commit.
+    pub max_batch_events: usize,
+    /// Most pooled connections (the writer takes one of them per commit).
+    pub pool_size: usize,
+    /// Monthly partitions kept created ahead of the current month.
+    pub months_ahead: u32,
+}
+
+impl Default for PgOptions {
+    fn default() -> Self {
+        Self {
+            max_batch_events: 20_000,
+            pool_size: 16,
+            months_ahead: 3,
+        }
+    }
+}
+
+/// The PostgreSQL store. Cheap to share behind an `Arc`.
+pub struct PgStore {
+    pool: Pool,
+    sender: Mutex<Option<mpsc::UnboundedSender<Job>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    maintenance: Mutex<Option<JoinHandle<()>>>,
+    /// One permit per event that may wait for the writer.
+    permits: Arc<Semaphore>,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the URL: it may hold a password.
+        f.debug_struct("PgStore").finish_non_exhaustive()
+    }
+}
+
+/// Maps a PostgreSQL error: connection trouble and resource exhaustion are `Unavailable`
+/// (the client may retry; nothing was acknowledged), corruption is `Corrupt`.
+pub(crate) fn pg_error(e: tokio_postgres::Error) -> StoreError {
+    if let Some(db) = e.as_db_error() {
+        let code = db.code().code();
+        let message = format!("{code}: {}", db.message());
+        return match &code[..2] {
+            // connection exception, insufficient resources, operator intervention,
+            // transaction rollback (serialization failure, deadlock)
+            "08" | "53" | "57" | "40" => StoreError::Unavailable(message),
+            "XX" if code != "XX000" => StoreError::Corrupt(message),
+            _ => StoreError::Internal(message),
+        };
+    }
+    let io = std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>());
+    if e.is_closed() || io {
+        StoreError::Unavailable(format!("PostgreSQL connection: {e}"))
+    } else {
+        StoreError::Internal(format!("PostgreSQL: {e}"))
+    }
+}
+
+pub(crate) fn pool_error(e: deadpool_postgres::PoolError) -> StoreError {
+    match e {
+        deadpool_postgres::PoolError::Backend(e) => pg_error(e),
+        other => StoreError::Unavailable(format!("PostgreSQL connection pool: {other}")),
+    }
+}
+
+impl PgStore {
+    /// Connects, applies missing migrations, creates the partitions ahead, and starts the
+    /// writer. `url` is a libpq-style URL (`postgres://user:pass@host:port/db`); TLS is not
+    /// supported yet (`sslmode=require` fails to connect).
+    pub async fn open(url: &str, options: PgOptions) -> StoreResult<Self> {
+        let config = tokio_postgres::Config::from_str(url).map_err(|e| {
+            // The URL is not repeated: it may hold a password.
+            StoreError::Internal(format!("invalid PostgreSQL URL: {e}"))
+        })?;
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(options.pool_size.max(2))
+            .runtime(Runtime::Tokio1)
+            .create_timeout(Some(Duration::from_secs(10)))
+            .wait_timeout(Some(Duration::from_secs(30)))
+            .build()
+            .map_err(|e| StoreError::Internal(format!("PostgreSQL pool: {e}")))?;
+
+        let mut client = pool.get().await.map_err(pool_error)?;
+        migrate::run(&mut client).await?;
+        let partitions = Arc::new(Partitions::default());
+        partitions
+            .ensure_ahead(&**client, chrono::Utc::now(), options.months_ahead)
+            .await?;
+        drop(client);
+
+        let (tx, rx) = mpsc::unbounded_channel();
+        let permits = Arc::new(Semaphore::new(MAX_QUEUED_EVENTS));
+        let writer = tokio::spawn(
+            writer::Writer::new(
+                pool.clone(),
+                rx,
+                permits.clone(),
+                options.max_batch_events.max(1),
+                partitions.clone(),
+            )
+            .run(),
+        );
+        let maintenance = tokio::spawn(partitions::maintain(
+            pool.clone(),
+            partitions,
+            options.months_ahead,
+        ));
+        Ok(Self {
+            pool,
+            sender: Mutex::new(Some(tx)),
+            writer: Mutex::new(Some(writer)),
+            maintenance: Mutex::new(Some(maintenance)),
+            permits,
+        })
+    }
+
+    async fn client(&self) -> StoreResult<deadpool_postgres::Object> {
+        self.pool.get().await.map_err(pool_error)
+    }
+
+    async fn tenant_id(
+        &self,
+        client: &deadpool_postgres::Object,
+        tenant: &TenantName,
+    ) -> StoreResult<Option<i32>> {
+        Ok(read::tenant(client, tenant).await?.map(|(id, _)| id))
+    }
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn append(&self, events: Vec<SealedEvent>) -> StoreResult<Vec<AppendOutcome>> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let n = events.len().min(MAX_QUEUED_EVENTS) as u32;
+        let permit = self
+            .permits
+            .acquire_many(n)
+            .await
+            .map_err(|_| StoreError::Unavailable("store is closed".into()))?;
+        // The writer returns the permits after the commit.
+        permit.forget();
+        let events: Vec<Prepared> = events.into_iter().map(Prepared::new).collect();
+        let (reply, rx) = oneshot::channel();
+        let sent = {
+            let sender = self.sender.lock().expect("sender lock");
+            match sender.as_ref() {
+                Some(s) => s.send(Job { events, reply }).is_ok(),
+                None => false,
+            }
+        };
+        if !sent {
+            self.permits.add_permits(n as usize);
+            return Err(StoreError::Unavailable("the store is shutting down".into()));
+        }
+        metrics::gauge!("bitacora_writer_queue_depth")
+            .set((MAX_QUEUED_EVENTS - self.permits.available_permits()) as f64);
+        rx.await
+            .map_err(|_| StoreError::Internal("the writer stopped before replying".into()))?
+    }
+
+    async fn event_by_id(&self, tenant: &TenantName, id: &str) -> StoreResult<Option<StoredEvent>> {
+        let client = self.client().await?;
+        read::event_by_id(&client, tenant, id).await
+    }
+
+    async fn event_by_seq(
+        &self,
+        tenant: &TenantName,
+        seq: u64,
+    ) -> StoreResult<Option<StoredEvent>> {
+        let client = self.client().await?;
+        read::event_by_seq(&client, tenant, seq).await
+    }
+
+    async fn search(&self, query: &EventQuery) -> StoreResult<SearchResult> {
+        let client = self.client().await?;
+        read::search(&client, query).await
+    }
+
+    async fn actions(&self, tenant: &TenantName) -> StoreResult<Vec<ActionSummary>> {
+        let client = self.client().await?;
+        read::actions(&client, tenant).await
+    }
+
+    async fn actors(&self, tenant: &TenantName, limit: u32) -> StoreResult<Vec<ActorSummary>> {
+        let client = self.client().await?;
+        read::actors(&client, tenant, limit).await
+    }
+
+    async fn stats(
+        &self,
+        tenant: &TenantName,
+        since: i64,
+        until: i64,
+        top: u32,
+    ) -> StoreResult<Stats> {
+        let client = self.client().await?;
+        read::stats(&client, tenant, since, until, top).await
+    }
+
+    async fn log_size(&self, tenant: &TenantName) -> StoreResult<u64> {
+        let client = self.client().await?;
+        Ok(read::tenant(&client, tenant)
+            .await?
+            .map_or(0, |(_, size)| size))
+    }
+
+    async fn tree_nodes(&self, tenant: &TenantName, nodes: &[NodeId]) -> StoreResult<Vec<Hash>> {
+        let client = self.client().await?;
+        let Some((tid, size)) = read::tenant(&client, tenant).await? else {
+            return Err(StoreError::Corrupt(format!("tenant `{tenant}` has no log")));
+        };
+        tree::nodes(&client, tid, size, nodes).await
+    }
+
+    async fn add_checkpoint(
+        &self,
+        tenant: &TenantName,
+        checkpoint: &StoredCheckpoint,
+    ) -> StoreResult<()> {
+        let client = self.client().await?;
+        let Some(tid) = self.tenant_id(&client, tenant).await? else {
+            return Err(StoreError::Internal(format!(
+                "tenant `{tenant}` has no log"
+            )));
+        };
+        let stmt = client
+            .prepare_cached(
+                "INSERT INTO checkpoints (tenant_id, size, root, note, created_at)
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+            )
+            .await
+            .map_err(pg_error)?;
+        client
+            .execute(
+                &stmt,
+                &[
+                    &tid,
+                    &(checkpoint.size as i64),
+                    &&checkpoint.root[..],
+                    &checkpoint.note,
+                    &checkpoint.created_at,
+                ],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(())
+    }
+
+    async fn latest_checkpoint(
+        &self,
+        tenant: &TenantName,
+    ) -> StoreResult<Option<StoredCheckpoint>> {
+        let client = self.client().await?;
+        let Some(tid) = self.tenant_id(&client, tenant).await? else {
+            return Ok(None);
+        };
+        let stmt = client
+            .prepare_cached(
+                "SELECT size, root, note, created_at FROM checkpoints
+                 WHERE tenant_id = $1 ORDER BY size DESC LIMIT 1",
+            )
+            .await
+            .map_err(pg_error)?;
+        client
+            .query_opt(&stmt, &[&tid])
+            .await
+            .map_err(pg_error)?
+            .map(|r| checkpoint_row(&r))
+            .transpose()
+    }
+
+    async fn checkpoints(
+        &self,
+        tenant: &TenantName,
+        after_size: u64,
+        limit: u32,
+    ) -> StoreResult<Vec<StoredCheckpoint>> {
+        let client = self.client().await?;
+        let Some(tid) = self.tenant_id(&client, tenant).await? else {
+            return Ok(Vec::new());
+        };
+        let stmt = client
+            .prepare_cached(
+                "SELECT size, root, note, created_at FROM checkpoints
+                 WHERE tenant_id = $1 AND size > $2 ORDER BY size LIMIT $3",
+            )
+            .await
+            .map_err(pg_error)?;
+        client
+            .query(
+                &stmt,
+                &[
+                    &tid,
+                    &(after_size.min(i64::MAX as u64) as i64),
+                    &i64::from(limit),
+                ],
+            )
+            .await
+            .map_err(pg_error)?
+            .iter()
+            .map(checkpoint_row)
+            .collect()
+    }
+
+    async fn tenants(&self) -> StoreResult<Vec<TenantName>> {
+        let client = self.client().await?;
+        read::tenants(&client).await
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        if self.sender.lock().expect("sender lock").is_none() {
+            return Err(StoreError::Unavailable("the store is shutting down".into()));
+        }
+        let client = self.client().await?;
+        client.simple_query("SELECT 1").await.map_err(pg_error)?;
+        Ok(())
+    }
+
+    async fn close(&self) -> StoreResult<()> {
+        // Dropping the sender lets the writer commit what is queued and exit.
+        drop(self.sender.lock().expect("sender lock").take());
+        if let Some(task) = self.maintenance.lock().expect("maintenance lock").take() {
+            task.abort();
+        }
+        let writer = self.writer.lock().expect("writer lock").take();
+        if let Some(writer) = writer {
+            writer
+                .await
+                .map_err(|e| StoreError::Internal(format!("the writer task failed: {e}")))?;
+        }
+        self.pool.close();
+        Ok(())
+    }
+
+    async fn insert_api_key(&self, key: &ApiKeyRecord) -> StoreResult<()> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "INSERT INTO api_keys (id, name, scope, tenant, secret_hash, created_at, revoked)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                &[
+                    &key.id,
+                    &key.name,
+                    &key.scope.as_str(),
+                    &key.tenant.as_ref().map(TenantName::as_str),
+                    &&key.secret_hash[..],
+                    &key.created_at,
+                    &key.revoked,
+                ],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(())
+    }
+
+    async fn api_key_by_hash(&self, secret_hash: &Hash) -> StoreResult<Option<ApiKeyRecord>> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(&format!("{KEY_COLUMNS} WHERE secret_hash = $1"))
+            .await
+            .map_err(pg_error)?;
+        client
+            .query_opt(&stmt, &[&&secret_hash[..]])
+            .await
+            .map_err(pg_error)?
+            .map(|r| key_row(&r))
+            .transpose()
+    }
+
+    async fn api_keys(&self) -> StoreResult<Vec<ApiKeyRecord>> {
+        let client = self.client().await?;
+        client
+            .query(&format!("{KEY_COLUMNS} ORDER BY created_at, id"), &[])
+            .await
+            .map_err(pg_error)?
+            .iter()
+            .map(key_row)
+            .collect()
+    }
+
+    async fn revoke_api_key(&self, id: &str) -> StoreResult<bool> {
+        let client = self.client().await?;
+        let n = client
+            .execute("UPDATE api_keys SET revoked = true WHERE id = $1", &[&id])
+            .await
+            .map_err(pg_error)?;
+        Ok(n > 0)
+    }
+
+    async fn touch_api_keys(&self, used: &[(String, i64)]) -> StoreResult<()> {
+        if used.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<&str> = used.iter().map(|(id, _)| id.as_str()).collect();
+        let ats: Vec<i64> = used.iter().map(|(_, at)| *at).collect();
+        let client = self.client().await?;
+        client
+            .execute(
+                "UPDATE api_keys k SET last_used_at = GREATEST(coalesce(k.last_used_at, 0), u.at)
+                 FROM (SELECT id, max(at) AS at FROM unnest($1::text[], $2::int8[]) AS t(id, at)
+                       GROUP BY id) u
+                 WHERE k.id = u.id",
+                &[&ids, &ats],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(())
+    }
+}
+
+pub(crate) fn hash32(b: &[u8]) -> StoreResult<Hash> {
+    b.try_into()
+        .map_err(|_| StoreError::Corrupt(format!("a stored hash has {} bytes, not 32", b.len())))
+}
+
+fn checkpoint_row(r: &tokio_postgres::Row) -> StoreResult<StoredCheckpoint> {
+    Ok(StoredCheckpoint {
+        size: r.get::<_, i64>(0) as u64,
+        root: hash32(r.get(1))?,
+        note: r.get(2),
+        created_at: r.get(3),
+    })
+}
+
+const KEY_COLUMNS: &str =
+    "SELECT id, name, scope, tenant, secret_hash, created_at, last_used_at, revoked FROM api_keys";
+
+fn key_row(r: &tokio_postgres::Row) -> StoreResult<ApiKeyRecord> {
+    let scope: &str = r.get(2);
+    let tenant: Option<&str> = r.get(3);
+    let scope =
+        Scope::parse(scope).ok_or_else(|| StoreError::Corrupt(format!("key scope `{scope}`")))?;
+    let tenant = tenant
+        .map(TenantName::parse)
+        .transpose()
+        .map_err(|e| StoreError::Corrupt(format!("key tenant: {e}")))?;
+    Ok(ApiKeyRecord {
+        id: r.get(0),
+        name: r.get(1),
+        scope,
+        tenant,
+        secret_hash: hash32(r.get(4))?,
+        created_at: r.get(5),
+        last_used_at: r.get(6),
+        revoked: r.get(7),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bitacora_store::conformance;
+    use chrono::Datelike as _;
+    use testing::TestDatabase;
+
+    /// A store on a fresh database, or `None` (skip) when PostgreSQL is unreachable outside CI.
+    async fn open() -> Option<(PgStore, TestDatabase)> {
+        let db = TestDatabase::create().await?;
+        let store = PgStore::open(db.url(), PgOptions::default())
+            .await
+            .expect("open the store");
+        Some((store, db))
+    }
+
+    conformance::suite!({
+        let Some((store, db)) = open().await else {
+            return;
+        };
+        (std::sync::Arc::new(store) as std::sync::Arc<dyn Store>, db)
+    });
+
+    async fn partitions(db: &TestDatabase) -> Vec<String> {
+        let (client, connection) = tokio_postgres::connect(db.url(), NoTls).await.unwrap();
+        tokio::spawn(connection);
+        client
+            .query(
+                "SELECT c.relname::text FROM pg_inherits i
+                 JOIN pg_class c ON c.oid = i.inhrelid
+                 WHERE i.inhparent = 'events'::regclass ORDER BY 1",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn partitions_are_created_ahead_and_on_demand() {
+        let Some((store, db)) = open().await else {
+            return;
+        };
+        let now = chrono::Utc::now();
+        let names = partitions(&db).await;
+        for months in 0..=3 {
+            let month = now
+                .date_naive()
+                .with_day(1)
+                .unwrap()
+                .checked_add_months(chrono::Months::new(months))
+                .unwrap();
+            let name = format!("events_{}", month.format("%Y_%m"));
+            assert!(names.contains(&name), "{name} in {names:?}");
+        }
+        // An event received in a month nobody created (a skewed clock, an import) gets one.
+        let mut events = conformance::sample_events(&["far"]);
+        events[0].event.received_at = "2031-07-04T00:00:00Z".parse().unwrap();
+        store.append(events).await.unwrap();
+        assert!(partitions(&db).await.contains(&"events_2031_07".to_owned()));
+        let found = store
+            .event_by_id(&TenantName::default_tenant(), "far")
+            .await
+            .unwrap();
+        assert_eq!(found.unwrap().seq, 0);
+        store.close().await.unwrap();
+    }
+
+    /// Two stores (as two servers would) appending to the same tenants at once: one gapless
+    /// log per tenant, one tree, every id stored once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn two_stores_on_one_database_sequence_the_same_tenants() {
+        let Some((first, db)) = open().await else {
+            return;
+        };
+        let second = PgStore::open(db.url(), PgOptions::default()).await.unwrap();
+        let stores = [Arc::new(first), Arc::new(second)];
+        let mut tasks = Vec::new();
+        for w in 0..8usize {
+            let store = stores[w % 2].clone();
+            tasks.push(tokio::spawn(async move {
+                for n in 0..10 {
+                    let ids: Vec<String> = (0..25)
+                        .map(|i| {
+                            // A shared id series reaches both stores at about the same time.
+                            if i % 5 == 0 {
+                                format!("s-{n}-{i}")
+                            } else {
+                                format!("w{w}-{n}-{i}")
+                            }
+                        })
+                        .collect();
+                    let mut events = Vec::new();
+                    for (i, id) in ids.iter().enumerate() {
+                        let tenant = if i % 5 != 0 && i % 2 == 1 {
+                            "other"
+                        } else {
+                            "default"
+                        };
+                        events.extend(conformance::sample_events_in(tenant, &[id.as_str()]));
+                    }
+                    store.append(events).await.unwrap();
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let shared = 10 * 5;
+        let own = 8 * 10 * 20;
+        let mut total = 0;
+        for tenant in [
+            TenantName::default_tenant(),
+            TenantName::parse("other").unwrap(),
+        ] {
+            let size = stores[0].log_size(&tenant).await.unwrap();
+            total += size;
+            let mut leaves = Vec::new();
+            for seq in 0..size {
+                let e = stores[1].event_by_seq(&tenant, seq).await.unwrap();
+                leaves.push(
+                    e.unwrap_or_else(|| panic!("{tenant}: seq {seq} missing"))
+                        .leaf_hash,
+                );
+            }
+            let ids = bitacora_core::merkle::root_nodes(size);
+            let hashes = stores[0].tree_nodes(&tenant, &ids).await.unwrap();
+            let map: std::collections::HashMap<_, _> = ids.into_iter().zip(hashes).collect();
+            let root =
+                bitacora_core::merkle::root_from_nodes(size, |id| Ok::<_, ()>(map[&id])).unwrap();
+            assert_eq!(
+                root,
+                bitacora_core::merkle::root_from_leaves(&leaves),
+                "{tenant}"
+            );
+        }
+        assert_eq!(total as usize, shared + own);
+        for s in stores {
+            s.close().await.unwrap();
+        }
+    }
+}

@@ -1,0 +1,387 @@
+//! The PostgreSQL store through the real binary: several `bitacora serve` processes on one
+//! database, the CLI commands with `--database-url`, and full-text search with accents.
+//!
+//! Each test creates its own database and drops it afterwards. Without a reachable
+//! PostgreSQL at 127.0.0.1:5432 (or `BITACORA_TEST_POSTGRES`) the tests skip with a printed
+//! reason, except when `CI` is set: then they fail.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead as _, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use bitacora_client::{Client, SearchParams};
+use bitacora_core::api::BatchItem;
+use bitacora_store_postgres::testing::TestDatabase;
+use common::{PATIENCE, event, wait_until_healthy};
+use futures::TryStreamExt as _;
+use serde_json::json;
+
+/// `bitacora` with no `BITACORA_*` variable from the environment.
+fn bitacora() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_bitacora"));
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("BITACORA_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("BITACORA_LOG_LEVEL", "warn");
+    cmd
+}
+
+/// `bitacora keys create --scope admin` on the database; the secret is stdout's last line.
+fn create_admin_key(url: &str) -> String {
+    let out = bitacora()
+        .args(["keys", "create", "--scope", "admin", "--name", "pg-test"])
+        .args(["--database-url", url])
+        .output()
+        .expect("run bitacora keys create");
+    assert!(
+        out.status.success(),
+        "keys create failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    stdout.lines().last().unwrap().trim().to_owned()
+}
+
+struct Server {
+    child: Child,
+    client: Client,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+impl Server {
+    /// SIGTERM, then waits for a clean exit (the writer drains and the final checkpoint is
+    /// signed).
+    fn stop(mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "the server exited with {status}");
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the server did not stop"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// `bitacora serve --database-url URL` on port 0.
+async fn serve(url: &str, signing_key: &Path, admin_key: &str) -> Server {
+    let mut cmd = bitacora();
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--database-url", url])
+        .arg("--signing-key-file")
+        .arg(signing_key)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(if std::env::var_os("TEST_LOG").is_some() {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        });
+    let mut child = cmd.spawn().expect("spawn bitacora serve");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<SocketAddr>();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if let Some(rest) = line.strip_prefix("listening on http://")
+                && let Ok(addr) = rest.trim().parse::<SocketAddr>()
+                && let Some(tx) = tx.take()
+            {
+                let _ = tx.send(addr);
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(PATIENCE)
+        .expect("a `listening on` line from bitacora serve");
+    let client = Client::new(format!("http://{addr}"), admin_key).unwrap();
+    wait_until_healthy(&client).await;
+    Server { child, client }
+}
+
+async fn all_events(client: &Client, tenant: &str) -> Vec<bitacora_core::Event> {
+    client
+        .search_all(&SearchParams::new().tenant(tenant).limit(1000))
+        .try_collect()
+        .await
+        .expect("search")
+}
+
+fn verify(url: &str, signing_key: &Path) -> (bool, String) {
+    let out = bitacora()
+        .args(["verify", "--database-url", url])
+        .arg("--signing-key-file")
+        .arg(signing_key)
+        .output()
+        .expect("run bitacora verify");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+async fn sql(url: &str, statement: &str) {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(connection);
+    client.batch_execute(statement).await.expect("sql");
+}
+
+const TENANTS: [&str; 3] = ["alpha", "beta", "gamma"];
+
+/// Two servers on one database, written to concurrently, both sequencing the same tenants:
+/// every tenant's log is 0..n with no gap and no duplicate, re-sent events are duplicates
+/// whichever server gets them, and `bitacora verify` finds the Merkle log intact (and names
+/// a row edited afterwards).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_servers_share_one_database_without_gaps_or_forks() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let signing_key: PathBuf = dir.path().join("signing-key");
+    let url = db.url().to_owned();
+    let admin = tokio::task::spawn_blocking({
+        let url = url.clone();
+        move || create_admin_key(&url)
+    })
+    .await
+    .unwrap();
+    // The first creates the signing key; the second, started after, shares it.
+    let a = serve(&url, &signing_key, &admin).await;
+    let b = serve(&url, &signing_key, &admin).await;
+
+    let writers = 4usize;
+    let batches = 12usize;
+    let per_batch = 40usize;
+    let mut tasks = Vec::new();
+    for w in 0..writers {
+        let client = if w % 2 == 0 {
+            a.client.clone()
+        } else {
+            b.client.clone()
+        };
+        tasks.push(tokio::spawn(async move {
+            let mut stored = 0usize;
+            for n in 0..batches {
+                let events: Vec<_> = (0..per_batch)
+                    .map(|i| {
+                        let tenant = TENANTS[(w + n + i) % TENANTS.len()];
+                        // Every writer also re-sends ids of the "shared" series, so the same
+                        // event reaches both servers at about the same time.
+                        let id = if i % 10 == 0 {
+                            format!("shared-{n}-{i}")
+                        } else {
+                            format!("w{w}-{n}-{i}")
+                        };
+                        let tenant = if i % 10 == 0 { "alpha" } else { tenant };
+                        event(json!({
+                            "id": id, "tenant": tenant, "action": "doc.edit",
+                            // Shared ids carry identical content, whoever sends them.
+                            "actor": {"id": if i % 10 == 0 { "shared".to_owned() } else { format!("u{w}") }},
+                            "description": format!("edición número {i} de la auditoría"),
+                        }))
+                    })
+                    .collect();
+                let resp = client.send_batch(&events).await.expect("batch");
+                for item in &resp.results {
+                    match item {
+                        BatchItem::Stored(ack) if !ack.duplicate => stored += 1,
+                        BatchItem::Stored(_) => {}
+                        other => panic!("rejected: {other:?}"),
+                    }
+                }
+            }
+            stored
+        }));
+    }
+    let mut stored = 0;
+    for t in tasks {
+        stored += t.await.unwrap();
+    }
+    let shared = batches * per_batch.div_ceil(10);
+    let unique = writers * batches * (per_batch - per_batch.div_ceil(10)) + shared;
+    assert_eq!(stored, unique, "each distinct id stored exactly once");
+
+    let mut total = 0;
+    let mut sizes = BTreeMap::new();
+    for tenant in TENANTS {
+        // Read through the other server than the one most of them were written to.
+        let events = all_events(&b.client, tenant).await;
+        let mut seqs: Vec<u64> = events.iter().map(|e| e.seq.unwrap()).collect();
+        seqs.sort_unstable();
+        let expected: Vec<u64> = (0..seqs.len() as u64).collect();
+        assert_eq!(
+            seqs, expected,
+            "tenant {tenant}: seqs are 0..n, no gap, no dup"
+        );
+        let ids: std::collections::HashSet<_> = events.iter().map(|e| e.id.clone()).collect();
+        assert_eq!(ids.len(), events.len(), "tenant {tenant}: ids are unique");
+        total += events.len();
+        sizes.insert(tenant, events.len());
+    }
+    assert_eq!(total, unique);
+
+    // Full text with accents folded, through either server.
+    let found = a
+        .client
+        .search(
+            &SearchParams::new()
+                .tenant("beta")
+                .set("q", "AUDITORIA edicion"),
+        )
+        .await
+        .unwrap();
+    assert!(!found.events.is_empty());
+
+    a.stop();
+    b.stop();
+
+    let (ok, output) = tokio::task::spawn_blocking({
+        let (url, key) = (url.clone(), signing_key.clone());
+        move || verify(&url, &key)
+    })
+    .await
+    .unwrap();
+    assert!(ok, "verify after two servers: {output}");
+
+    // And the check has teeth on this store too: an edited row is named by its seq.
+    sql(
+        &url,
+        "UPDATE events SET body = replace(body, 'edición', 'edicion')
+         WHERE tenant_id = (SELECT id FROM tenants WHERE name = 'gamma') AND seq = 5",
+    )
+    .await;
+    let (ok, output) = tokio::task::spawn_blocking({
+        let (url, key) = (url.clone(), signing_key.clone());
+        move || verify(&url, &key)
+    })
+    .await
+    .unwrap();
+    assert!(!ok, "verify must fail after tampering: {output}");
+    assert!(output.contains("seq 5"), "{output}");
+    drop(db);
+}
+
+/// `serve` on an empty PostgreSQL store prints the initial admin key once (there is no data
+/// folder to write it to), and `keys list` / `export` work against the same database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_commands_take_the_database_url() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let signing_key = dir.path().join("signing-key");
+    let url = db.url().to_owned();
+
+    let mut cmd = bitacora();
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--database-url", &url])
+        .arg("--signing-key-file")
+        .arg(&signing_key)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let _ = tx.send(line);
+        }
+    });
+    // `listening on` comes first, then (on an empty store) the key, printed once.
+    let (mut addr, mut key) = (None::<SocketAddr>, None::<String>);
+    while addr.is_none() || key.is_none() {
+        let line = rx
+            .recv_timeout(PATIENCE)
+            .expect("the listening line and the key");
+        if let Some(rest) = line.strip_prefix("listening on http://") {
+            addr = Some(rest.trim().parse().unwrap());
+        }
+        if line.trim().starts_with("bk_") {
+            key = Some(line.trim().to_owned());
+        }
+    }
+    let (addr, key) = (addr.unwrap(), key.unwrap());
+    let server = Server {
+        child,
+        client: Client::new(format!("http://{addr}"), &key).unwrap(),
+    };
+    wait_until_healthy(&server.client).await;
+    assert!(
+        !dir.path().join("initial-admin-key").exists(),
+        "no key file for PostgreSQL"
+    );
+    server
+        .client
+        .send(&event(json!({"id": "x-1", "action": "user.login",
+                               "description": "Sesión iniciada en la auditoría"})))
+        .await
+        .unwrap();
+    let found = server
+        .client
+        .search(&SearchParams::new().set("q", "auditoria sesion"))
+        .await
+        .unwrap();
+    assert_eq!(found.events.len(), 1);
+    server.stop();
+
+    let url2 = url.clone();
+    let outputs = tokio::task::spawn_blocking(move || {
+        let list = bitacora()
+            .args(["keys", "list", "--json", "--database-url", &url2])
+            .output()
+            .unwrap();
+        let export = bitacora()
+            .args(["export", "--format", "ndjson", "--database-url", &url2])
+            .output()
+            .unwrap();
+        (list, export)
+    })
+    .await
+    .unwrap();
+    let (list, export) = outputs;
+    assert!(
+        list.status.success(),
+        "{}",
+        String::from_utf8_lossy(&list.stderr)
+    );
+    let keys: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    assert_eq!(keys.as_array().unwrap().len(), 1);
+    assert!(
+        export.status.success(),
+        "{}",
+        String::from_utf8_lossy(&export.stderr)
+    );
+    let text = String::from_utf8(export.stdout).unwrap();
+    assert_eq!(text.lines().count(), 1);
+    assert!(text.contains("\"id\":\"x-1\""), "{text}");
+    drop(db);
+}
