@@ -92,17 +92,18 @@ macro_rules! test_db {
     };
 }
 
-fn open_store(dir: &tempfile::TempDir) -> Arc<dyn Store> {
-    Arc::new(
-        SqliteStore::open(
-            &dir.path().join("data"),
-            SqliteOptions {
-                synchronous: Synchronous::Off,
-                ..SqliteOptions::default()
-            },
-        )
-        .unwrap(),
+/// A fresh embedded store; keep the folder as long as the store.
+fn open_store() -> (tempfile::TempDir, Arc<dyn Store>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(
+        &dir.path().join("data"),
+        SqliteOptions {
+            synchronous: Synchronous::Off,
+            ..SqliteOptions::default()
+        },
     )
+    .unwrap();
+    (dir, Arc::new(store))
 }
 
 fn tenant() -> TenantName {
@@ -258,7 +259,7 @@ async fn every_operation_becomes_one_event_with_its_actor() {
         .await
         .unwrap();
 
-    let store = open_store(&tempfile::tempdir().unwrap());
+    let (_dir, store) = open_store();
     let drain = Drain::start(&db, &store);
     let events = drained(&db, &store, 5).await;
     let actions: Vec<&str> = events.iter().map(|e| e["action"].as_str().unwrap()).collect();
@@ -515,7 +516,7 @@ async fn masked_and_excluded_columns_never_leak() {
         .unwrap();
     drop(role);
 
-    let store = open_store(&tempfile::tempdir().unwrap());
+    let (_dir, store) = open_store();
     let drain = Drain::start(&db, &store);
     let events = drained(&db, &store, 5).await;
     drain.stop().await;
@@ -570,7 +571,7 @@ async fn composite_keys_unicode_and_large_rows() {
     ))
     .await
     .unwrap();
-    let store = open_store(&tempfile::tempdir().unwrap());
+    let (_dir, store) = open_store();
     let drain = Drain::start(&db, &store);
     let events = drained(&db, &store, 4).await;
     drain.stop().await;
@@ -605,7 +606,7 @@ async fn a_lost_connection_is_recovered_and_nothing_is_drained_twice() {
         .await
         .unwrap();
     bitacora_capture::install(&db.url, &opts(&["t"])).await.unwrap();
-    let store = open_store(&tempfile::tempdir().unwrap());
+    let (_dir, store) = open_store();
     // Two drains on one outbox: one works, the other stands by.
     let drain = Drain::start(&db, &store);
     let standby = Drain::start(&db, &store);
@@ -627,17 +628,25 @@ async fn a_lost_connection_is_recovered_and_nothing_is_drained_twice() {
         ))
         .await
         .unwrap();
-        let killed: i64 = app
-            .query_one(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
-                 WHERE application_name = 'bitacora capture drain' AND datname = current_database()",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        assert!(killed >= 1, "no drain connection to kill in round {round}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Once they have reconnected (backoff) from the previous round.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let killed: i64 = app
+                .query_one(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+                     WHERE application_name = 'bitacora capture drain' \
+                       AND datname = current_database()",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            if killed >= 1 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "no drain reconnected in round {round}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
     let events = drained(&db, &store, 600).await;
     let mut ids: Vec<&str> = events.iter().map(|e| e["id"].as_str().unwrap()).collect();
@@ -661,7 +670,7 @@ async fn a_lost_connection_is_recovered_and_nothing_is_drained_twice() {
 #[tokio::test]
 async fn a_source_that_is_not_installed_is_retried_until_it_is() {
     let db = test_db!();
-    let store = open_store(&tempfile::tempdir().unwrap());
+    let (_dir, store) = open_store();
     let drain = Drain::start(&db, &store);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -689,7 +698,7 @@ async fn a_source_that_is_not_installed_is_retried_until_it_is() {
 
 #[tokio::test]
 async fn an_unreachable_source_is_reported_down_without_panicking() {
-    let store = open_store(&tempfile::tempdir().unwrap());
+    let (_dir, store) = open_store();
     let mut config = DrainConfig::new("postgres://nobody@127.0.0.1:1/none", tenant());
     config.max_backoff = Duration::from_millis(100);
     let cancel = CancellationToken::new();
