@@ -311,7 +311,10 @@ async fn kill_9_mid_drain_records_every_change_exactly_once() {
     let export = String::from_utf8(export).unwrap();
     assert!(!export.contains("TOPSECRET"));
     assert!(export.contains("hmac-sha256:"));
-    drop(server);
+    // A graceful stop signs what was appended (an unsigned tail is what `verify` flags).
+    let mut server = server;
+    server.terminate();
+    assert!(server.wait_exit(Duration::from_secs(30)).success());
 
     // The log is intact.
     let out = stdout(bitacora(&data).env_remove("BITACORA_DATABASE_URL").arg("verify"));
