@@ -1,6 +1,8 @@
 -- bitacora capture, schema version 1: the tables. Applied once, in the installing transaction.
--- Nothing here is granted to PUBLIC: the trigger functions run as their owner (SECURITY
--- DEFINER), so application roles write the outbox only through them, and never read the key.
+-- The triggers run as the role whose write fires them (no SECURITY DEFINER on the hot path:
+-- it cost throughput, BENCHMARKS.md), so every role may INSERT into the outbox and read the
+-- drain's state, and nothing else: no role but the owner reads or deletes outbox rows, and the
+-- masking key is read only through a SECURITY DEFINER function.
 
 CREATE SCHEMA IF NOT EXISTS bitacora_capture;
 REVOKE ALL ON SCHEMA bitacora_capture FROM PUBLIC;
@@ -32,6 +34,15 @@ CREATE TABLE bitacora_capture.tables (
     installed_at timestamptz NOT NULL DEFAULT now()
 );
 
+-- Whether the drain is waiting for a NOTIFY. The triggers notify only then: NOTIFY takes a
+-- cluster-wide lock at commit, which halved a busy application's throughput when every
+-- transaction sent one. While the drain is busy it needs no wake-up.
+CREATE TABLE bitacora_capture.drain_state (
+    only_row  boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+    listening boolean NOT NULL DEFAULT false
+);
+INSERT INTO bitacora_capture.drain_state DEFAULT VALUES;
+
 -- The outbox: one row per captured change, written in the application's own transaction,
 -- drained (then deleted) by `bitacora serve`.
 CREATE TABLE bitacora_capture.outbox (
@@ -42,10 +53,11 @@ CREATE TABLE bitacora_capture.outbox (
     op          text NOT NULL CHECK (op IN ('insert', 'update', 'delete', 'truncate')),
     -- The primary key as [[column, value], ...] in the key's column order.
     pk          jsonb,
-    -- insert: the new row; delete: the old row; update: the changed columns only, or the
-    -- whole rows when full_rows. Excluded columns are absent, masked ones are keyed hashes.
+    -- The row before (update, delete) and after (insert, update). Excluded columns are
+    -- absent, masked ones are keyed hashes; the drain keeps only the changed columns.
     old_values  jsonb,
     new_values  jsonb,
+    -- Whether the events carry the whole rows (metadata.before/after).
     full_rows   boolean NOT NULL DEFAULT false,
     actor_id    text,
     actor_name  text,
@@ -56,3 +68,8 @@ CREATE TABLE bitacora_capture.outbox (
     request_id  text,
     occurred_at timestamptz NOT NULL DEFAULT statement_timestamp()
 );
+
+GRANT USAGE ON SCHEMA bitacora_capture TO PUBLIC;
+GRANT INSERT ON bitacora_capture.outbox TO PUBLIC;
+GRANT USAGE ON SEQUENCE bitacora_capture.outbox_id_seq TO PUBLIC;
+GRANT SELECT ON bitacora_capture.drain_state TO PUBLIC;

@@ -41,7 +41,7 @@ pub struct OutboxRow {
     pub pk: Option<Value>,
     pub old_values: Option<Value>,
     pub new_values: Option<Value>,
-    /// `old_values`/`new_values` are whole rows (`--full-rows`).
+    /// The events carry the whole rows (`--full-rows`) in `metadata.before`/`after`.
     pub full_rows: bool,
     pub actor_id: Option<String>,
     pub actor_name: Option<String>,
@@ -123,10 +123,10 @@ pub fn to_input(row: &OutboxRow, install_id: &str, tenant: &TenantName) -> Event
         }
         "update" => {
             if let (Some(old), Some(new)) = (old, new) {
+                // The outbox holds whole rows; changes list only the changed columns.
                 for (k, v) in new {
                     let before = old.get(k).unwrap_or(&Value::Null);
-                    // Full rows carry unchanged columns too; changes list only the changed.
-                    if !row.full_rows || before != v {
+                    if before != v {
                         changes.push(change(k, Some(before), Some(v)));
                     }
                 }

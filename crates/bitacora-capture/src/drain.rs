@@ -6,8 +6,10 @@
 //! short after the append (a crash of bitacora, a lost connection) is re-sent on the next
 //! pass and acknowledged by the store as duplicates: exactly one event per row.
 //!
-//! Waking: `LISTEN bitacora_capture` (the triggers notify once per committing transaction),
-//! with polling every `poll_interval` as the fallback for lost notifications. Only one drain
+//! Waking: `LISTEN bitacora_capture`. The triggers notify once per committing transaction, but
+//! only while the drain has said it is waiting (`drain_state.listening`): a NOTIFY takes a
+//! cluster-wide lock at commit, and sending one per transaction halved a busy application's
+//! throughput (BENCHMARKS.md). Polling every `poll_interval` is the fallback. Only one drain
 //! works an outbox at a time (a session advisory lock); others wait as standbys, so several
 //! bitacora servers may name the same source. A source that is down, or not installed, is
 //! retried with exponential backoff; the server keeps serving and reports the source in
@@ -324,6 +326,9 @@ impl Drain {
         tracing::info!(source = %self.config.name, tenant = %self.config.tenant, "capture source connected; draining");
 
         let mut measured: Option<Instant> = None;
+        // Whether the triggers are asked to NOTIFY (bitacora_capture.drain_state): only while
+        // this drain waits, since each NOTIFY serializes the application's commits.
+        let mut listening = None;
         loop {
             let drained = self.pass(&client, &install_id).await?;
             if measured.is_none_or(|t| t.elapsed() >= MEASURE_EVERY) || drained == 0 {
@@ -333,7 +338,17 @@ impl Drain {
             if self.cancel.is_cancelled() {
                 return Ok(());
             }
+            if drained > 0 && listening != Some(false) {
+                set_listening(&client, false).await?;
+                listening = Some(false);
+            }
             if drained >= self.config.batch_size {
+                continue;
+            }
+            if listening != Some(true) {
+                set_listening(&client, true).await?;
+                listening = Some(true);
+                // A change committed before the flag was visible sent no NOTIFY: look again.
                 continue;
             }
             tokio::select! {
@@ -475,6 +490,19 @@ impl Drain {
         });
         Ok(())
     }
+}
+
+async fn set_listening(client: &Client, on: bool) -> Result<(), DrainError> {
+    timed(
+        "updating the drain state",
+        client.execute(
+            "UPDATE bitacora_capture.drain_state SET listening = $1",
+            &[&on],
+        ),
+    )
+    .await?
+    .map_err(|e| CaptureError::pg("cannot update bitacora_capture.drain_state", &e))?;
+    Ok(())
 }
 
 async fn timed<T>(what: &'static str, f: impl Future<Output = T>) -> Result<T, DrainError> {

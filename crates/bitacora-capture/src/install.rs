@@ -326,8 +326,10 @@ pub async fn uninstall(
         tx.batch_execute(
             "DROP FUNCTION bitacora_capture.capture_row(); \
              DROP FUNCTION bitacora_capture.capture_truncate(); \
+             DROP FUNCTION bitacora_capture.mask_columns(jsonb, text[]); \
              DROP FUNCTION bitacora_capture.mask(jsonb, bytea, bytea); \
              DROP TABLE bitacora_capture.outbox; \
+             DROP TABLE bitacora_capture.drain_state; \
              DROP TABLE bitacora_capture.tables; \
              DROP TABLE bitacora_capture.mask_key; \
              DROP TABLE bitacora_capture.meta; \

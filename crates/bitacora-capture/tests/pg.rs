@@ -802,3 +802,47 @@ async fn the_sqlx_helper_sets_the_context_for_the_transaction_only() {
         ]
     );
 }
+
+#[tokio::test]
+async fn a_waiting_drain_is_woken_by_notify_not_by_polling() {
+    let db = test_db!();
+    let app = db.client().await;
+    app.batch_execute("CREATE TABLE t (id int PRIMARY KEY)")
+        .await
+        .unwrap();
+    bitacora_capture::install(&db.url, &opts(&["t"])).await.unwrap();
+    let (_dir, store) = open_store();
+    let mut config = DrainConfig::new(db.url.clone(), tenant());
+    config.poll_interval = Duration::from_secs(120);
+    let cancel = CancellationToken::new();
+    let (task, _status) = spawn_drain(
+        config,
+        store.clone(),
+        Arc::new(IngestPolicy::default()),
+        cancel.clone(),
+    );
+    // Once the drain waits, it has asked the triggers for a NOTIFY.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let listening: bool = app
+            .query_one("SELECT listening FROM bitacora_capture.drain_state", &[])
+            .await
+            .unwrap()
+            .get(0);
+        if listening {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the drain never waits for NOTIFY");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    app.batch_execute("INSERT INTO t VALUES (1)").await.unwrap();
+    let started = Instant::now();
+    drained(&db, &store, 1).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "woken by the poll, not the NOTIFY"
+    );
+    cancel.cancel();
+    task.await.unwrap();
+}
