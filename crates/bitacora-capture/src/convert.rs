@@ -297,7 +297,9 @@ pub fn target_id(pk: &Value) -> Option<String> {
         [one] => one.to_string(),
         many => Value::Array(many.iter().map(|v| (*v).clone()).collect()).to_string(),
     };
-    if text.is_empty() || text.chars().count() > MAX_SHORT_CHARS || text.chars().any(char::is_control)
+    if text.is_empty()
+        || text.chars().count() > MAX_SHORT_CHARS
+        || text.chars().any(char::is_control)
     {
         return Some(format!(
             "sha256:{}",
@@ -309,11 +311,7 @@ pub fn target_id(pk: &Value) -> Option<String> {
 
 /// `s` without control characters, at most `max` characters; `None` when nothing is left.
 fn clean(s: &str, max: usize) -> Option<String> {
-    let out: String = s
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(max)
-        .collect();
+    let out: String = s.chars().filter(|c| !c.is_control()).take(max).collect();
     (!out.trim().is_empty()).then_some(out)
 }
 
@@ -422,7 +420,10 @@ mod tests {
         assert_eq!(e.action, "users.update");
         assert_eq!(e.category, "db");
         let target = e.target.unwrap();
-        assert_eq!((target.kind.as_str(), target.id.as_deref()), ("users", Some("42")));
+        assert_eq!(
+            (target.kind.as_str(), target.id.as_deref()),
+            ("users", Some("42"))
+        );
         let fields: Vec<_> = e.changes.iter().map(|c| c.field.as_str()).collect();
         assert_eq!(fields, ["name", "role"]);
         assert_eq!(e.changes[1].old, Some(json!("user")));
@@ -481,16 +482,30 @@ mod tests {
     #[test]
     fn keys_and_tables_have_stable_names() {
         assert_eq!(target_id(&json!([["id", 42]])).as_deref(), Some("42"));
-        assert_eq!(target_id(&json!([["email", "a@b"]])).as_deref(), Some("a@b"));
+        assert_eq!(
+            target_id(&json!([["email", "a@b"]])).as_deref(),
+            Some("a@b")
+        );
         assert_eq!(
             target_id(&json!([["org", 7], ["lang", "es"]])).as_deref(),
             Some(r#"[7,"es"]"#)
         );
         let long = "x".repeat(600);
-        assert!(target_id(&json!([["k", long]])).unwrap().starts_with("sha256:"));
-        assert!(target_id(&json!([["k", "a\nb"]])).unwrap().starts_with("sha256:"));
+        assert!(
+            target_id(&json!([["k", long]]))
+                .unwrap()
+                .starts_with("sha256:")
+        );
+        assert!(
+            target_id(&json!([["k", "a\nb"]]))
+                .unwrap()
+                .starts_with("sha256:")
+        );
         assert_eq!(action("users", "insert"), "users.insert");
-        assert_eq!(action(&table_label("billing", "Фактуры"), "update"), "billing._______.update");
+        assert_eq!(
+            action(&table_label("billing", "Фактуры"), "update"),
+            "billing._______.update"
+        );
         assert_eq!(table_label("public", "users"), "users");
     }
 
@@ -526,7 +541,14 @@ mod tests {
         assert!(sealed.body.len() < MAX_EVENT_BYTES, "{}", sealed.body.len());
         let e = sealed.event;
         let body = e.changes.iter().find(|c| c.field == "body").unwrap();
-        assert!(body.new.as_ref().unwrap().as_str().unwrap().starts_with("[truncated: 400002 bytes"));
+        assert!(
+            body.new
+                .as_ref()
+                .unwrap()
+                .as_str()
+                .unwrap()
+                .starts_with("[truncated: 400002 bytes")
+        );
         assert_eq!(body.old, Some(json!("short")));
         let n = e.changes.iter().find(|c| c.field == "n").unwrap();
         assert_eq!(n.new, Some(json!(2)));

@@ -150,7 +150,10 @@ pub fn describe_metrics() {
         "Age of the oldest captured change not yet drained (0 when none waits)"
     );
     metrics::describe_gauge!(DEPTH, "Captured changes waiting in the outbox");
-    metrics::describe_gauge!(UP, "1 while the capture source is connected and drained here");
+    metrics::describe_gauge!(
+        UP,
+        "1 while the capture source is connected and drained here"
+    );
 }
 
 /// Starts draining `config`'s outbox into `store` until `cancel` fires. The task finishes
@@ -259,10 +262,11 @@ impl Drain {
 
     /// One connection's life: connect, take the drain lock, drain until cancelled or failed.
     async fn session(&self) -> Result<(), DrainError> {
-        let mut pg_config: tokio_postgres::Config =
-            self.config.database_url.parse().map_err(|e| {
-                CaptureError::Invalid(format!("invalid capture database URL: {e}"))
-            })?;
+        let mut pg_config: tokio_postgres::Config = self
+            .config
+            .database_url
+            .parse()
+            .map_err(|e| CaptureError::Invalid(format!("invalid capture database URL: {e}")))?;
         if pg_config.get_connect_timeout().is_none() {
             pg_config.connect_timeout(Duration::from_secs(10));
         }
@@ -274,8 +278,9 @@ impl Drain {
             .map_err(|e| CaptureError::pg("cannot connect", &e))?;
         let (wake_tx, mut wake) = mpsc::unbounded_channel::<()>();
         let driver = tokio::spawn(async move {
-            let mut messages =
-                std::pin::pin!(futures::stream::poll_fn(move |cx| connection.poll_message(cx)));
+            let mut messages = std::pin::pin!(futures::stream::poll_fn(
+                move |cx| connection.poll_message(cx)
+            ));
             while let Some(message) = messages.next().await {
                 match message {
                     Ok(AsyncMessage::Notification(_)) => {
@@ -479,8 +484,8 @@ impl Drain {
     }
 
     async fn measure(&self, client: &Client) -> Result<(), DrainError> {
-        let (depth, oldest) = timed("measuring the outbox", crate::install::outbox_depth(client))
-            .await??;
+        let (depth, oldest) =
+            timed("measuring the outbox", crate::install::outbox_depth(client)).await??;
         let lag = oldest.unwrap_or(0.0);
         metrics::gauge!(DEPTH, "source" => self.source()).set(depth as f64);
         metrics::gauge!(LAG, "source" => self.source()).set(lag);

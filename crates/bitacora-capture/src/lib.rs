@@ -26,8 +26,7 @@ pub mod install;
 
 pub use drain::{DrainConfig, SourceState, SourceStatus, StatusHandle, spawn_drain};
 pub use install::{
-    InstallOptions, InstallReport, Status, TableStatus, UninstallReport, install, status,
-    uninstall,
+    InstallOptions, InstallReport, Status, TableStatus, UninstallReport, install, status, uninstall,
 };
 
 /// The PostgreSQL schema everything of capture lives in.
@@ -46,9 +45,7 @@ pub enum CaptureError {
     #[error("{0}")]
     Invalid(String),
     /// Capture is not installed in this database.
-    #[error(
-        "bitacora capture is not installed in this database (run `bitacora capture install`)"
-    )]
+    #[error("bitacora capture is not installed in this database (run `bitacora capture install`)")]
     NotInstalled,
     /// The database answered with an error, or could not be reached.
     #[error("{context}: {message}")]

@@ -249,9 +249,11 @@ async fn every_operation_becomes_one_event_with_its_actor() {
 
     // Rolled back: recorded nowhere.
     let tx = app.transaction().await.unwrap();
-    tx.batch_execute("INSERT INTO users VALUES (999, 'ghost', 'user', true); UPDATE users SET name = 'x'")
-        .await
-        .unwrap();
+    tx.batch_execute(
+        "INSERT INTO users VALUES (999, 'ghost', 'user', true); UPDATE users SET name = 'x'",
+    )
+    .await
+    .unwrap();
     tx.rollback().await.unwrap();
 
     // Without settings: no actor. The settings of the committed transaction are gone.
@@ -262,10 +264,19 @@ async fn every_operation_becomes_one_event_with_its_actor() {
     let (_dir, store) = open_store();
     let drain = Drain::start(&db, &store);
     let events = drained(&db, &store, 5).await;
-    let actions: Vec<&str> = events.iter().map(|e| e["action"].as_str().unwrap()).collect();
+    let actions: Vec<&str> = events
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
     assert_eq!(
         actions,
-        ["users.insert", "users.update", "users.delete", "users.insert", "users.truncate"]
+        [
+            "users.insert",
+            "users.update",
+            "users.delete",
+            "users.insert",
+            "users.truncate"
+        ]
     );
     let install_id = bitacora_capture::status(&db.url)
         .await
@@ -287,7 +298,10 @@ async fn every_operation_becomes_one_event_with_its_actor() {
     let insert = &events[0];
     assert_eq!(insert["target"], json!({"type": "users", "id": "456"}));
     assert_eq!(fields(insert), ["active", "id", "name", "role"]);
-    assert_eq!(change(insert, "name"), &json!({"field": "name", "new": "Juan Pérez"}));
+    assert_eq!(
+        change(insert, "name"),
+        &json!({"field": "name", "new": "Juan Pérez"})
+    );
     assert_eq!(
         insert["actor"],
         json!({"id": "42", "name": "ana", "email": "ana@example.com", "type": "user"})
@@ -310,8 +324,14 @@ async fn every_operation_becomes_one_event_with_its_actor() {
     let delete = &events[2];
     assert!(delete.get("actor").is_none(), "{delete}");
     assert_eq!(delete["target"]["id"], "456");
-    assert_eq!(change(delete, "role"), &json!({"field": "role", "old": "admin"}));
-    assert_eq!(change(delete, "active"), &json!({"field": "active", "old": true}));
+    assert_eq!(
+        change(delete, "role"),
+        &json!({"field": "role", "old": "admin"})
+    );
+    assert_eq!(
+        change(delete, "active"),
+        &json!({"field": "active", "old": true})
+    );
     assert!(delete["context"].get("ip").is_none());
 
     let truncate = &events[4];
@@ -401,7 +421,9 @@ async fn install_is_idempotent_versioned_and_uninstall_keeps_the_data() {
             .to_string();
         assert!(err.contains(expect), "{err}");
     }
-    app.batch_execute("CREATE TABLE nokey (v text)").await.unwrap();
+    app.batch_execute("CREATE TABLE nokey (v text)")
+        .await
+        .unwrap();
     let err = bitacora_capture::install(&db.url, &opts(&["nokey"]))
         .await
         .unwrap_err()
@@ -492,7 +514,10 @@ async fn masked_and_excluded_columns_never_leak() {
         .unwrap()
         .get(0);
     for s in secrets {
-        assert!(!outbox.contains(s), "`{s}` leaked into the outbox: {outbox}");
+        assert!(
+            !outbox.contains(s),
+            "`{s}` leaked into the outbox: {outbox}"
+        );
     }
     // An application role cannot read the key (nor the outbox).
     // Roles are cluster-wide: a name of this test's own.
@@ -525,8 +550,14 @@ async fn masked_and_excluded_columns_never_leak() {
         assert!(!all.contains(s), "`{s}` leaked into the log: {all}");
     }
     // Masked values: a keyed hash; equal values hash equal, different ones differ.
-    let email_1 = change(&events[0], "email")["new"].as_str().unwrap().to_owned();
-    let email_2 = change(&events[1], "email")["new"].as_str().unwrap().to_owned();
+    let email_1 = change(&events[0], "email")["new"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let email_2 = change(&events[1], "email")["new"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert!(email_1.starts_with("hmac-sha256:"), "{email_1}");
     assert_eq!(email_1, email_2);
     let ssn = change(&events[2], "ssn");
@@ -534,9 +565,16 @@ async fn masked_and_excluded_columns_never_leak() {
     assert_eq!(fields(&events[2]), ["plan", "ssn"]);
     assert_eq!(events[2]["metadata"]["before"]["plan"], "free");
     assert_eq!(events[2]["metadata"]["after"]["plan"], "pro");
-    assert!(events[2]["metadata"]["after"].get("password_hash").is_none());
+    assert!(
+        events[2]["metadata"]["after"]
+            .get("password_hash")
+            .is_none()
+    );
     assert_eq!(events[3]["action"], "accounts.delete");
-    assert_eq!(events[4]["changes"], json!([{"field": "plan", "old": "pro", "new": "team"}]));
+    assert_eq!(
+        events[4]["changes"],
+        json!([{"field": "plan", "old": "pro", "new": "team"}])
+    );
     app.batch_execute(&format!(
         "REVOKE ALL ON accounts FROM {role_name}; DROP ROLE {role_name}"
     ))
@@ -584,14 +622,20 @@ async fn composite_keys_unicode_and_large_rows() {
         json!({"type": "Facturación.líneas", "id": "[\"es\",7]"})
     );
     assert_eq!(line["actor"]["name"], "José Ñúñez 🚀");
-    assert_eq!(change(line, "texto")["new"], "Añadir línea — “comillas” 日本語");
+    assert_eq!(
+        change(line, "texto")["new"],
+        "Añadir línea — “comillas” 日本語"
+    );
     assert_eq!(change(line, "datos")["new"], json!({"k": "ü"}));
     assert_eq!(events[1]["target"]["id"], "[\"es\",7]");
 
     let doc = &events[2];
     assert_eq!(doc["target"]["id"], "6f1c1a1e-0000-4000-8000-000000000001");
     let body = change(doc, "body")["new"].as_str().unwrap();
-    assert!(body.starts_with("[truncated: 600002 bytes, sha256:"), "{body}");
+    assert!(
+        body.starts_with("[truncated: 600002 bytes, sha256:"),
+        "{body}"
+    );
     assert_eq!(doc["metadata"]["truncated"], json!(["changes.body.new"]));
     let shrink = change(&events[3], "body");
     assert!(shrink["old"].as_str().unwrap().starts_with("[truncated"));
@@ -605,7 +649,9 @@ async fn a_lost_connection_is_recovered_and_nothing_is_drained_twice() {
     app.batch_execute("CREATE TABLE t (id int PRIMARY KEY, v int)")
         .await
         .unwrap();
-    bitacora_capture::install(&db.url, &opts(&["t"])).await.unwrap();
+    bitacora_capture::install(&db.url, &opts(&["t"]))
+        .await
+        .unwrap();
     let (_dir, store) = open_store();
     // Two drains on one outbox: one works, the other stands by.
     let drain = Drain::start(&db, &store);
@@ -614,7 +660,10 @@ async fn a_lost_connection_is_recovered_and_nothing_is_drained_twice() {
         .await
         .unwrap();
     drained(&db, &store, 300).await;
-    let states = [drain.status.snapshot().state, standby.status.snapshot().state];
+    let states = [
+        drain.status.snapshot().state,
+        standby.status.snapshot().state,
+    ];
     assert!(
         states.contains(&SourceState::Running) && states.contains(&SourceState::Standby),
         "{states:?}"
@@ -644,7 +693,10 @@ async fn a_lost_connection_is_recovered_and_nothing_is_drained_twice() {
             if killed >= 1 {
                 break;
             }
-            assert!(Instant::now() < deadline, "no drain reconnected in round {round}");
+            assert!(
+                Instant::now() < deadline,
+                "no drain reconnected in round {round}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -689,7 +741,9 @@ async fn a_source_that_is_not_installed_is_retried_until_it_is() {
     app.batch_execute("CREATE TABLE t (id int PRIMARY KEY)")
         .await
         .unwrap();
-    bitacora_capture::install(&db.url, &opts(&["t"])).await.unwrap();
+    bitacora_capture::install(&db.url, &opts(&["t"]))
+        .await
+        .unwrap();
     app.batch_execute("INSERT INTO t VALUES (1)").await.unwrap();
     drained(&db, &store, 1).await;
     assert_eq!(drain.status.snapshot().failures, 0);
@@ -728,13 +782,19 @@ async fn the_sql_hmac_matches_rfc_2104() {
     app.batch_execute("CREATE TABLE t (id int PRIMARY KEY, s text)")
         .await
         .unwrap();
-    bitacora_capture::install(&db.url, &opts(&["t"])).await.unwrap();
+    bitacora_capture::install(&db.url, &opts(&["t"]))
+        .await
+        .unwrap();
     // RFC 4231 test case 2 through the SQL function (the value's JSON text is what is keyed).
     let (inner, outer) = bitacora_capture::install::hmac_pads(b"Jefe");
     let got: Value = app
         .query_one(
             "SELECT bitacora_capture.mask(to_jsonb($1::text), $2, $3)",
-            &[&"what do ya want for nothing?", &inner.as_slice(), &outer.as_slice()],
+            &[
+                &"what do ya want for nothing?",
+                &inner.as_slice(),
+                &outer.as_slice(),
+            ],
         )
         .await
         .unwrap()
@@ -743,8 +803,16 @@ async fn the_sql_hmac_matches_rfc_2104() {
     let expected = {
         use sha2::Digest as _;
         let msg = br#""what do ya want for nothing?""#;
-        let ih = sha2::Sha256::new().chain_update(inner).chain_update(msg).finalize();
-        hex::encode(sha2::Sha256::new().chain_update(outer).chain_update(ih).finalize())
+        let ih = sha2::Sha256::new()
+            .chain_update(inner)
+            .chain_update(msg)
+            .finalize();
+        hex::encode(
+            sha2::Sha256::new()
+                .chain_update(outer)
+                .chain_update(ih)
+                .finalize(),
+        )
     };
     assert_eq!(got, json!(format!("hmac-sha256:{expected}")));
 }
@@ -757,7 +825,9 @@ async fn the_sqlx_helper_sets_the_context_for_the_transaction_only() {
     app.batch_execute("CREATE TABLE t (id int PRIMARY KEY)")
         .await
         .unwrap();
-    bitacora_capture::install(&db.url, &opts(&["t"])).await.unwrap();
+    bitacora_capture::install(&db.url, &opts(&["t"]))
+        .await
+        .unwrap();
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(1)
         .connect(&db.url)
@@ -797,7 +867,11 @@ async fn the_sqlx_helper_sets_the_context_for_the_transaction_only() {
     assert_eq!(
         rows,
         [
-            (Some("svc-7".into()), Some("service".into()), Some("r-sqlx".into())),
+            (
+                Some("svc-7".into()),
+                Some("service".into()),
+                Some("r-sqlx".into())
+            ),
             (None, None, None)
         ]
     );
@@ -810,7 +884,9 @@ async fn a_waiting_drain_is_woken_by_notify_not_by_polling() {
     app.batch_execute("CREATE TABLE t (id int PRIMARY KEY)")
         .await
         .unwrap();
-    bitacora_capture::install(&db.url, &opts(&["t"])).await.unwrap();
+    bitacora_capture::install(&db.url, &opts(&["t"]))
+        .await
+        .unwrap();
     let (_dir, store) = open_store();
     let mut config = DrainConfig::new(db.url.clone(), tenant());
     config.poll_interval = Duration::from_secs(120);
@@ -832,7 +908,10 @@ async fn a_waiting_drain_is_woken_by_notify_not_by_polling() {
         if listening {
             break;
         }
-        assert!(Instant::now() < deadline, "the drain never waits for NOTIFY");
+        assert!(
+            Instant::now() < deadline,
+            "the drain never waits for NOTIFY"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     tokio::time::sleep(Duration::from_millis(100)).await;

@@ -145,7 +145,14 @@ async fn the_python_sqlalchemy_snippet_sets_the_context() {
     assert_eq!(
         rows,
         [
-            ("insert".into(), actor.0.clone(), actor.1.clone(), actor.2.clone(), actor.3.clone(), actor.4.clone()),
+            (
+                "insert".into(),
+                actor.0.clone(),
+                actor.1.clone(),
+                actor.2.clone(),
+                actor.3.clone(),
+                actor.4.clone()
+            ),
             ("update".into(), actor.0, actor.1, actor.2, actor.3, actor.4),
             ("delete".into(), None, None, None, None, None),
         ]
@@ -178,7 +185,14 @@ async fn the_node_postgres_snippet_sets_the_context() {
     assert_eq!(
         rows,
         [
-            ("insert".into(), actor.0.clone(), actor.1.clone(), actor.2.clone(), actor.3.clone(), actor.4.clone()),
+            (
+                "insert".into(),
+                actor.0.clone(),
+                actor.1.clone(),
+                actor.2.clone(),
+                actor.3.clone(),
+                actor.4.clone()
+            ),
             ("update".into(), actor.0, actor.1, actor.2, actor.3, actor.4),
             ("delete".into(), None, None, None, None, None),
         ]

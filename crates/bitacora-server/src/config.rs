@@ -662,7 +662,8 @@ mod tests {
                 name = "shop"
                 "#,
             )?;
-            let mut c = Config::load(Some(Path::new("capture.toml")), Overrides::default()).unwrap();
+            let mut c =
+                Config::load(Some(Path::new("capture.toml")), Overrides::default()).unwrap();
             // What `serve --capture-database-url` adds.
             c.capture
                 .push(CaptureConfig::for_url("postgres://postgres@127.0.0.1/crm"));

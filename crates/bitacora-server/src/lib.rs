@@ -129,8 +129,12 @@ pub async fn serve_with_store(
     for source in &config.capture {
         let drain = source.drain_config();
         tracing::info!(source = %drain.name, tenant = %drain.tenant, "draining captured changes");
-        let (task, status) =
-            bitacora_capture::spawn_drain(drain, store.clone(), state.policy.clone(), capture.clone());
+        let (task, status) = bitacora_capture::spawn_drain(
+            drain,
+            store.clone(),
+            state.policy.clone(),
+            capture.clone(),
+        );
         drains.push(task);
         capture_status.push(status);
     }

@@ -101,7 +101,10 @@ fn bitacora(data: &Path) -> Command {
         }
     }
     cmd.env("BITACORA_LOG_LEVEL", "warn")
-        .env("BITACORA_DATABASE_URL", "postgres://not-the-app-db.invalid/x")
+        .env(
+            "BITACORA_DATABASE_URL",
+            "postgres://not-the-app-db.invalid/x",
+        )
         .arg("--data")
         .arg(data);
     cmd
@@ -150,12 +153,20 @@ async fn capture_commands_install_report_and_uninstall() {
         "--full-rows",
     ]));
     assert!(out.contains("bitacora capture installed in"), "{out}");
-    assert!(out.contains("public.users  key (id)  excluded: pw  masked: email  full rows"), "{out}");
+    assert!(
+        out.contains("public.users  key (id)  excluded: pw  masked: email  full rows"),
+        "{out}"
+    );
     assert!(out.contains("public.memberships  key (org, usr)"), "{out}");
     assert!(!out.contains("postgres@"), "the URL is not echoed: {out}");
     // Again: harmless.
     let out = stdout(bitacora(tmp.path()).args([
-        "capture", "install", "--database-url", &db.url, "--table", "public.users",
+        "capture",
+        "install",
+        "--database-url",
+        &db.url,
+        "--table",
+        "public.users",
     ]));
     assert!(out.contains("already installed"), "{out}");
 
@@ -173,7 +184,14 @@ async fn capture_commands_install_report_and_uninstall() {
 
     let err = String::from_utf8(
         bitacora(tmp.path())
-            .args(["capture", "install", "--database-url", &db.url, "--table", "nope"])
+            .args([
+                "capture",
+                "install",
+                "--database-url",
+                &db.url,
+                "--table",
+                "nope",
+            ])
             .assert()
             .failure()
             .get_output()
@@ -291,7 +309,10 @@ async fn kill_9_mid_drain_records_every_change_exactly_once() {
     assert_eq!(r["status"], "ready");
     assert_eq!(r["capture"][0]["state"], "running", "{r}");
     assert_eq!(r["capture"][0]["tenant"], "default");
-    assert!(!r.to_string().contains("postgres@"), "no URL in /readyz: {r}");
+    assert!(
+        !r.to_string().contains("postgres@"),
+        "no URL in /readyz: {r}"
+    );
     let metrics = server.client.metrics().await.unwrap();
     for name in [
         "bitacora_capture_events_drained_total",
@@ -317,7 +338,11 @@ async fn kill_9_mid_drain_records_every_change_exactly_once() {
     assert!(server.wait_exit(Duration::from_secs(30)).success());
 
     // The log is intact.
-    let out = stdout(bitacora(&data).env_remove("BITACORA_DATABASE_URL").arg("verify"));
+    let out = stdout(
+        bitacora(&data)
+            .env_remove("BITACORA_DATABASE_URL")
+            .arg("verify"),
+    );
     assert!(out.contains("intact"), "{out}");
 }
 
