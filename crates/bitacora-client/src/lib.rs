@@ -45,6 +45,9 @@
 //! returns a [`reqwest::RequestBuilder`] with authentication applied, for anything the typed
 //! methods do not cover (or deliberately malformed input in tests).
 
+#[cfg(any(feature = "tokio-postgres", feature = "sqlx"))]
+pub mod capture;
+
 use std::pin::Pin;
 use std::time::Duration;
 

@@ -109,6 +109,19 @@ retired_keys = []
 # How often growing logs are signed (milliseconds).
 checkpoint_interval_ms = 1000
 
+# Database change capture (docs/CAPTURE.md): drain the outbox that `bitacora capture install`
+# set up in an application's PostgreSQL database into a tenant's log. One section per database;
+# each `serve --capture-database-url URL` adds one more, for tenant "default".
+# [[capture]]
+# database_url = "postgres://bitacora_drain@app-db/shop"
+# tenant = "default"
+# # Longest wait between passes when no NOTIFY arrives (milliseconds).
+# poll_interval_ms = 1000
+# # Outbox rows per pass.
+# batch_size = 500
+# # The source's name in logs, /metrics and /readyz (default: dbname@host:port).
+# name = "shop"
+
 [log]
 # "pretty" for people, "json" for log collectors (--log-format, BITACORA_LOG_FORMAT).
 format = "pretty"
@@ -127,6 +140,74 @@ pub struct Config {
     pub ingest: IngestConfig,
     pub integrity: IntegrityConfig,
     pub log: LogConfig,
+    /// `[[capture]]`: application databases whose captured changes `serve` drains.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub capture: Vec<CaptureConfig>,
+}
+
+/// One capture source (`[[capture]]`, or `serve --capture-database-url`).
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaptureConfig {
+    /// The application's database. May hold a password: never shown by `Debug`.
+    pub database_url: String,
+    /// The tenant its events go to.
+    #[serde(default = "TenantName::default_tenant")]
+    pub tenant: TenantName,
+    /// Longest wait between passes when no notification arrives.
+    #[serde(default = "CaptureConfig::default_poll_interval_ms")]
+    pub poll_interval_ms: u64,
+    /// Outbox rows per pass.
+    #[serde(default = "CaptureConfig::default_batch_size")]
+    pub batch_size: usize,
+    /// The name shown in logs, metrics and `/readyz` (default `dbname@host:port`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+impl CaptureConfig {
+    fn default_poll_interval_ms() -> u64 {
+        1000
+    }
+
+    fn default_batch_size() -> usize {
+        500
+    }
+
+    /// A source for `url` with every default (what `--capture-database-url` adds).
+    pub fn for_url(url: impl Into<String>) -> Self {
+        Self {
+            database_url: url.into(),
+            tenant: TenantName::default_tenant(),
+            poll_interval_ms: Self::default_poll_interval_ms(),
+            batch_size: Self::default_batch_size(),
+            name: None,
+        }
+    }
+
+    /// The drain's settings.
+    pub fn drain_config(&self) -> bitacora_capture::DrainConfig {
+        let mut drain =
+            bitacora_capture::DrainConfig::new(self.database_url.clone(), self.tenant.clone());
+        if let Some(name) = &self.name {
+            drain.name = name.clone();
+        }
+        drain.poll_interval = std::time::Duration::from_millis(self.poll_interval_ms.max(10));
+        drain.batch_size = self.batch_size.clamp(1, 10_000);
+        drain
+    }
+}
+
+impl fmt::Debug for CaptureConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CaptureConfig")
+            .field("database_url", &"<redacted>")
+            .field("tenant", &self.tenant)
+            .field("poll_interval_ms", &self.poll_interval_ms)
+            .field("batch_size", &self.batch_size)
+            .field("name", &self.name)
+            .finish()
+    }
 }
 
 /// Checkpoint signing (CONTRACT §4).
@@ -714,6 +795,45 @@ mod tests {
             assert_eq!(c.auth.jwt[0].tenant_claim, "tenant");
             assert_eq!(c.auth.jwt[0].leeway_secs, 30);
             assert_eq!(c.auth.jwt[1].tenant_claim, "org");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn capture_sources_come_from_the_file_and_the_flag() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "capture.toml",
+                r#"
+                [[capture]]
+                database_url = "postgres://app:pw@db/shop"
+                tenant = "acme"
+                poll_interval_ms = 250
+                name = "shop"
+                "#,
+            )?;
+            let mut c =
+                Config::load(Some(Path::new("capture.toml")), Overrides::default()).unwrap();
+            // What `serve --capture-database-url` adds.
+            c.capture
+                .push(CaptureConfig::for_url("postgres://postgres@127.0.0.1/crm"));
+            assert_eq!(c.capture.len(), 2);
+            assert_eq!(c.capture[0].tenant.as_str(), "acme");
+            let drain = c.capture[0].drain_config();
+            assert_eq!(drain.name, "shop");
+            assert_eq!(drain.poll_interval, std::time::Duration::from_millis(250));
+            assert_eq!(c.capture[1].tenant.as_str(), "default");
+            assert_eq!(c.capture[1].drain_config().name, "crm@127.0.0.1:5432");
+            assert!(!format!("{c:?}").contains("pw@"));
+
+            jail.create_file(
+                "bad.toml",
+                "[[capture]]\ndatabase_url = \"postgres://db/x\"\ntenant = \"not a tenant!\"\n",
+            )?;
+            let err = Config::load(Some(Path::new("bad.toml")), Overrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("capture"), "{err}");
             Ok(())
         });
     }

@@ -13,7 +13,9 @@
 //!
 //! Besides the HTTP server, `serve` runs the checkpointer (`bitacora_log`), which signs each
 //! growing log at least once a second; it is stopped, with a final signing pass, before the
-//! store is closed, so every acknowledged event is covered by a signed checkpoint.
+//! store is closed, so every acknowledged event is covered by a signed checkpoint. It also
+//! runs one capture drain (`bitacora_capture`) per `[[capture]]` source; they stop first,
+//! each finishing its pass, so the checkpointer's last pass covers what they appended.
 //!
 //! **Invariant:** a handler never reads a tenant from the request itself; it asks the
 //! [`Principal`](auth::Principal) the auth layer resolved.
@@ -138,7 +140,7 @@ pub async fn serve_with_store(
     // Install the metrics recorder before the first request records anything.
     metrics::handle();
 
-    let state = match AppState::try_new(store.clone(), config.clone(), keys) {
+    let mut state = match AppState::try_new(store.clone(), config.clone(), keys) {
         Ok(state) => state,
         Err(e) => {
             store.close().await.ok();
@@ -146,6 +148,27 @@ pub async fn serve_with_store(
         }
     };
     let background = CancellationToken::new();
+    // Capture drains stop (finishing their pass) before the store closes, like the
+    // checkpointer; a source that is down never stops the server.
+    let capture = CancellationToken::new();
+    let mut drains = Vec::new();
+    let mut capture_status = Vec::new();
+    if !config.capture.is_empty() {
+        bitacora_capture::drain::describe_metrics();
+    }
+    for source in &config.capture {
+        let drain = source.drain_config();
+        tracing::info!(source = %drain.name, tenant = %drain.tenant, "draining captured changes");
+        let (task, status) = bitacora_capture::spawn_drain(
+            drain,
+            store.clone(),
+            state.policy.clone(),
+            capture.clone(),
+        );
+        drains.push(task);
+        capture_status.push(status);
+    }
+    state.capture = Arc::new(capture_status);
     let flusher = state.auth.clone().spawn_usage_flusher(background.clone());
     let checkpointer = bitacora_log::spawn_checkpointer(
         store.clone(),
@@ -194,6 +217,12 @@ pub async fn serve_with_store(
         }
     };
 
+    capture.cancel();
+    for drain in drains {
+        if let Err(e) = drain.await {
+            tracing::error!(error = %e, "a capture drain failed");
+        }
+    }
     background.cancel();
     if let Err(e) = flusher.await {
         tracing::warn!(error = %e, "the key usage flusher failed");

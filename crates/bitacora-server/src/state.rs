@@ -24,6 +24,8 @@ pub struct AppState {
     /// The signing key alone, shared with bundle exports (which sign a first checkpoint
     /// when a log has none yet).
     pub signer: Arc<NoteSigner>,
+    /// The capture sources this server drains (`[[capture]]`), for `/readyz`.
+    pub capture: Arc<Vec<bitacora_capture::StatusHandle>>,
 }
 
 impl AppState {
@@ -61,6 +63,7 @@ impl AppState {
             signer: Arc::new(keys.signer().clone()),
             keys: Arc::new(keys),
             store,
+            capture: Arc::new(Vec::new()),
         }
     }
 }

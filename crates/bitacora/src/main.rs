@@ -3,7 +3,8 @@
 //! A thin clap layer over the library crates: `serve` ends in [`bitacora_server::serve`];
 //! `keys`, `export` and `verify` open the store directly (beside a running server or
 //! without one); `verify-bundle` needs nothing but the file; `config
-//! print-default` prints the commented default configuration. Settings are layered built-in
+//! print-default` prints the commented default configuration; `capture` works on an
+//! application's PostgreSQL database (`bitacora_capture`), never on the store. Settings are layered built-in
 //! defaults → TOML (`--config`) → `BITACORA_*` environment → flags, by
 //! [`bitacora_server::Config`]; this crate only turns flags into the last layer.
 //!
@@ -18,6 +19,7 @@ use anyhow::{Context as _, Result, bail};
 use bitacora_server::{Config, Overrides};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+mod capture;
 mod commands;
 
 // Ingest allocates per event (parsing, the canonical body, the response); mimalloc measured
@@ -109,6 +111,9 @@ enum Command {
     /// Inspect the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Capture row changes of an application's PostgreSQL tables (docs/CAPTURE.md).
+    #[command(subcommand)]
+    Capture(capture::CaptureCommand),
 }
 
 #[derive(Debug, Args)]
@@ -121,6 +126,12 @@ struct ServeArgs {
     /// serving, to explore the viewer. Only into an empty store.
     #[arg(long)]
     demo: bool,
+
+    /// Drain the changes captured in this application database (set up with `bitacora
+    /// capture install`) into tenant `default`; repeatable. `[[capture]]` in the config file
+    /// sets other tenants and timings.
+    #[arg(long = "capture-database-url", value_name = "URL")]
+    capture_database_url: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -318,7 +329,12 @@ fn main() -> std::process::ExitCode {
 async fn run(cli: Cli) -> Result<()> {
     match &cli.command {
         Command::Serve(args) => {
-            let config = cli.load_config(args.listen)?;
+            let mut config = cli.load_config(args.listen)?;
+            config.capture.extend(
+                args.capture_database_url
+                    .iter()
+                    .map(bitacora_server::config::CaptureConfig::for_url),
+            );
             commands::serve(config, args.demo).await
         }
         Command::Keys(cmd) => {
@@ -350,6 +366,8 @@ async fn run(cli: Cli) -> Result<()> {
         }
         // Deliberately no configuration: a bundle is checked on its own.
         Command::VerifyBundle(args) => commands::verify_bundle(&args.file, &args.trusted_keys),
+        // The application's database only: no store, no configuration file.
+        Command::Capture(cmd) => capture::run(cmd).await,
         Command::Config(ConfigCommand::PrintDefault) => {
             let mut out = std::io::stdout().lock();
             out.write_all(bitacora_server::DEFAULT_CONFIG_TOML.as_bytes())?;

@@ -27,24 +27,85 @@ pub async fn healthz() -> Json<Status> {
     Json(Status { status: "ok" })
 }
 
-/// Readiness: the store answers.
+/// Readiness, with the state of each capture source.
+#[derive(Serialize, ToSchema)]
+pub struct Readiness {
+    /// `ready`.
+    pub status: &'static str,
+    /// One entry per capture source (`[[capture]]`); absent when there are none. A source
+    /// that is down does not make the server unready: the API still accepts and serves
+    /// events, and the drain catches up by itself once the source is back.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub capture: Vec<CaptureSource>,
+}
+
+/// A capture source as `/readyz` shows it.
+#[derive(Serialize, ToSchema)]
+pub struct CaptureSource {
+    /// `dbname@host:port`, or the configured name (never the URL).
+    pub source: String,
+    pub tenant: String,
+    /// `starting`, `running`, `standby` (another server drains it) or `down`.
+    pub state: String,
+    /// Why the source is down.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// Failed attempts since the last success.
+    pub failures: u32,
+    /// Captured changes waiting in the outbox.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outbox_depth: Option<u64>,
+    /// Age of the oldest waiting change, in seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lag_seconds: Option<f64>,
+    /// Events this process has drained from it.
+    pub events_drained: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_drained_at: Option<String>,
+}
+
+/// Readiness: the store answers. Capture sources are reported, not required.
 #[utoipa::path(
     get,
     path = "/readyz",
     tag = "operations",
     responses(
-        (status = 200, description = "Ready", body = Status),
+        (status = 200, description = "Ready", body = Readiness),
         (status = 503, description = "The store is unreachable", body = ErrorBody),
     )
 )]
-pub async fn readyz(State(state): State<AppState>) -> Result<Json<Status>, ApiError> {
+pub async fn readyz(State(state): State<AppState>) -> Result<Json<Readiness>, ApiError> {
     // Any failure means "not ready" to an orchestrator: 503, never 500.
     state
         .store
         .ping()
         .await
         .map_err(|e| ApiError::Unavailable(e.to_string()))?;
-    Ok(Json(Status { status: "ready" }))
+    let capture = state
+        .capture
+        .iter()
+        .map(|handle| {
+            let s = handle.snapshot();
+            CaptureSource {
+                source: s.source,
+                tenant: s.tenant,
+                state: serde_json::to_value(s.state)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default(),
+                last_error: s.last_error,
+                failures: s.failures,
+                outbox_depth: s.outbox_depth,
+                lag_seconds: s.lag_seconds,
+                events_drained: s.events_drained,
+                last_drained_at: s.last_drained_at,
+            }
+        })
+        .collect();
+    Ok(Json(Readiness {
+        status: "ready",
+        capture,
+    }))
 }
 
 /// Prometheus metrics (text exposition format).

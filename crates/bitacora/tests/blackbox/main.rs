@@ -5,6 +5,7 @@
 mod common;
 
 mod bad_inputs;
+mod capture;
 mod cli;
 mod demo;
 mod export;

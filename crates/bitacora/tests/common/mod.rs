@@ -205,12 +205,18 @@ impl Drop for BinaryApp {
 /// Runs `bitacora serve --listen 127.0.0.1:0 --data DIR`, waits for its `listening on` line and
 /// returns a client logged in with the admin key of `DIR/initial-admin-key`.
 pub async fn spawn_binary(data: &Path) -> BinaryApp {
+    spawn_binary_with(data, &[]).await
+}
+
+/// [`spawn_binary`] with more `serve` arguments (e.g. `--capture-database-url URL`).
+pub async fn spawn_binary_with(data: &Path, args: &[&str]) -> BinaryApp {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_bitacora"));
     cmd.arg("serve")
         .arg("--listen")
         .arg("127.0.0.1:0")
         .arg("--data")
         .arg(data)
+        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped());
     for (k, _) in std::env::vars_os() {

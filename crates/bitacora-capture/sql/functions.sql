@@ -1,0 +1,137 @@
+-- bitacora capture: the trigger functions. Re-created by every `install` (CREATE OR REPLACE),
+-- so upgrading bitacora upgrades them.
+--
+-- The triggers run with the rights of the writing role and name every object with its schema.
+-- Only masking runs as the installing role (SECURITY DEFINER, search_path pinned so a caller
+-- cannot shadow anything it uses), because only that role may read the key.
+
+-- The keyed hash of a masked value: HMAC-SHA256(key, the value's JSON text), hex.
+CREATE OR REPLACE FUNCTION bitacora_capture.mask(value jsonb, inner_pad bytea, outer_pad bytea)
+RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT to_jsonb('hmac-sha256:' || encode(
+        sha256(outer_pad || sha256(inner_pad || convert_to(value::text, 'UTF8'))), 'hex'))
+$fn$;
+
+-- Replaces each of `cols` present in `doc` by its keyed hash.
+CREATE OR REPLACE FUNCTION bitacora_capture.mask_columns(doc jsonb, cols text[])
+RETURNS jsonb
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    ipad bytea;
+    opad bytea;
+    col  text;
+BEGIN
+    SELECT k.inner_pad, k.outer_pad INTO ipad, opad FROM bitacora_capture.mask_key k;
+    FOREACH col IN ARRAY cols LOOP
+        IF doc ? col THEN
+            doc := jsonb_set(doc, ARRAY[col], bitacora_capture.mask(doc -> col, ipad, opad));
+        END IF;
+    END LOOP;
+    RETURN doc;
+END
+$fn$;
+
+-- Row-level AFTER INSERT/UPDATE/DELETE. Arguments (written by `install`):
+--   0: key columns (text[] literal, in key order)  1: excluded columns  2: masked columns
+--   3: full rows ('t' or 'f')
+-- The whole rows go to the outbox; keeping only the changed columns is the drain's work, off
+-- the application's transaction.
+CREATE OR REPLACE FUNCTION bitacora_capture.capture_row()
+RETURNS trigger
+LANGUAGE plpgsql
+AS $fn$
+DECLARE
+    key_cols text[] := TG_ARGV[0]::text[];
+    o        jsonb;
+    n        jsonb;
+    r        jsonb;
+    pk       jsonb;
+BEGIN
+    IF TG_OP <> 'INSERT' THEN
+        o := to_jsonb(OLD);
+    END IF;
+    IF TG_OP <> 'DELETE' THEN
+        n := to_jsonb(NEW);
+    END IF;
+    IF TG_ARGV[1] <> '{}' THEN
+        o := o - TG_ARGV[1]::text[];
+        n := n - TG_ARGV[1]::text[];
+    END IF;
+    -- An UPDATE that changes nothing (or only excluded columns) records nothing.
+    IF TG_OP = 'UPDATE' AND o = n THEN
+        RETURN NULL;
+    END IF;
+    IF TG_ARGV[2] <> '{}' THEN
+        o := bitacora_capture.mask_columns(o, TG_ARGV[2]::text[]);
+        n := bitacora_capture.mask_columns(n, TG_ARGV[2]::text[]);
+    END IF;
+
+    r := coalesce(n, o);
+    IF cardinality(key_cols) = 1 THEN
+        pk := jsonb_build_array(jsonb_build_array(key_cols[1], r -> key_cols[1]));
+    ELSE
+        SELECT jsonb_agg(jsonb_build_array(k.c, r -> k.c) ORDER BY k.i) INTO pk
+        FROM unnest(key_cols) WITH ORDINALITY AS k(c, i);
+    END IF;
+
+    INSERT INTO bitacora_capture.outbox
+        (txid, schema_name, table_name, op, pk, old_values, new_values, full_rows,
+         actor_id, actor_name, actor_email, actor_type, ip, user_agent, request_id)
+    VALUES
+        (txid_current(), TG_TABLE_SCHEMA, TG_TABLE_NAME, lower(TG_OP), pk, o, n, TG_ARGV[3] = 't',
+         nullif(current_setting('bitacora.actor_id', true), ''),
+         nullif(current_setting('bitacora.actor_name', true), ''),
+         nullif(current_setting('bitacora.actor_email', true), ''),
+         nullif(current_setting('bitacora.actor_type', true), ''),
+         nullif(current_setting('bitacora.ip', true), ''),
+         nullif(current_setting('bitacora.user_agent', true), ''),
+         nullif(current_setting('bitacora.request_id', true), ''));
+
+    -- Once per transaction (a transaction-local flag): wake the drain if it is waiting.
+    -- NOTIFY is delivered at commit, and not at all on rollback.
+    IF coalesce(current_setting('bitacora_capture.notified', true), '') = '' THEN
+        PERFORM set_config('bitacora_capture.notified', 't', true);
+        IF (SELECT d.listening FROM bitacora_capture.drain_state d) THEN
+            PERFORM pg_notify('bitacora_capture', '');
+        END IF;
+    END IF;
+    RETURN NULL;
+END
+$fn$;
+
+-- Statement-level AFTER TRUNCATE: one outbox row for the whole table.
+CREATE OR REPLACE FUNCTION bitacora_capture.capture_truncate()
+RETURNS trigger
+LANGUAGE plpgsql
+AS $fn$
+BEGIN
+    INSERT INTO bitacora_capture.outbox
+        (txid, schema_name, table_name, op,
+         actor_id, actor_name, actor_email, actor_type, ip, user_agent, request_id)
+    VALUES
+        (txid_current(), TG_TABLE_SCHEMA, TG_TABLE_NAME, 'truncate',
+         nullif(current_setting('bitacora.actor_id', true), ''),
+         nullif(current_setting('bitacora.actor_name', true), ''),
+         nullif(current_setting('bitacora.actor_email', true), ''),
+         nullif(current_setting('bitacora.actor_type', true), ''),
+         nullif(current_setting('bitacora.ip', true), ''),
+         nullif(current_setting('bitacora.user_agent', true), ''),
+         nullif(current_setting('bitacora.request_id', true), ''));
+    IF coalesce(current_setting('bitacora_capture.notified', true), '') = '' THEN
+        PERFORM set_config('bitacora_capture.notified', 't', true);
+        IF (SELECT d.listening FROM bitacora_capture.drain_state d) THEN
+            PERFORM pg_notify('bitacora_capture', '');
+        END IF;
+    END IF;
+    RETURN NULL;
+END
+$fn$;
+
+REVOKE ALL ON FUNCTION bitacora_capture.mask(jsonb, bytea, bytea) FROM PUBLIC;
+-- Only through the triggers: masking reveals nothing the caller does not already hold.
+GRANT EXECUTE ON FUNCTION bitacora_capture.mask_columns(jsonb, text[]) TO PUBLIC;
