@@ -28,7 +28,9 @@ fuzz_target!(|input: Input<'_>| {
     let Ok(free) = serde_json::from_str::<Value>(input.free) else {
         return;
     };
-    let old = input.old.and_then(|s| serde_json::from_str::<Value>(s).ok());
+    let old = input
+        .old
+        .and_then(|s| serde_json::from_str::<Value>(s).ok());
     let mut event = json!({
         "id": "fuzz-1",
         "action": "fuzz.canonical",
@@ -46,10 +48,11 @@ fuzz_target!(|input: Input<'_>| {
                 obj.insert(k.into(), Value::String(v));
             }
             Some(p) => {
-                let entry = obj
-                    .entry(p)
-                    .or_insert_with(|| Value::Object(Map::new()));
-                entry.as_object_mut().unwrap().insert(k.into(), Value::String(v));
+                let entry = obj.entry(p).or_insert_with(|| Value::Object(Map::new()));
+                entry
+                    .as_object_mut()
+                    .unwrap()
+                    .insert(k.into(), Value::String(v));
             }
         }
     };

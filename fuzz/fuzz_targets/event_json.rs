@@ -18,7 +18,9 @@ fuzz_target!(|data: &[u8]| {
     };
     let pinned = TenantName::default_tenant();
     let policy = IngestPolicy::default();
-    let received_at = chrono::Utc.timestamp_opt(1_768_000_000, 123_456_000).unwrap();
+    let received_at = chrono::Utc
+        .timestamp_opt(1_768_000_000, 123_456_000)
+        .unwrap();
     for pinned_tenant in [None, Some(&pinned)] {
         let ctx = IngestContext {
             pinned_tenant,
@@ -49,6 +51,10 @@ fuzz_target!(|data: &[u8]| {
         );
         let reread: Event = serde_json::from_str(&api).expect("the API JSON reads as an Event");
         assert_eq!(reread.seq, Some(7));
-        assert_eq!(canonical_bytes(&reread), body, "re-reading changed the event");
+        assert_eq!(
+            canonical_bytes(&reread),
+            body,
+            "re-reading changed the event"
+        );
     }
 });

@@ -30,10 +30,24 @@ enum Mutation {
 
 #[derive(Arbitrary, Debug)]
 enum Input {
-    Inclusion { size: u16, index: u16, mutation: Mutation },
-    Consistency { size1: u16, size2: u16, mutation: Mutation },
+    Inclusion {
+        size: u16,
+        index: u16,
+        mutation: Mutation,
+    },
+    Consistency {
+        size1: u16,
+        size2: u16,
+        mutation: Mutation,
+    },
     /// Arbitrary values straight into the verifiers.
-    Raw { a: u64, b: u64, proof: Vec<[u8; 32]>, r1: [u8; 32], r2: [u8; 32] },
+    Raw {
+        a: u64,
+        b: u64,
+        proof: Vec<[u8; 32]>,
+        r1: [u8; 32],
+        r2: [u8; 32],
+    },
 }
 
 fn leaves(n: u64) -> Vec<Hash> {
@@ -47,7 +61,14 @@ fn node(leaves: &[Hash], id: bitacora_core::merkle::NodeId) -> Result<Hash, Proo
 }
 
 /// Mutates `proof` (and the claims); `None` when the mutation would change nothing.
-fn mutate(proof: &mut Vec<Hash>, leaf: &mut Hash, index: &mut u64, root: &mut Hash, size: u64, m: Mutation) -> Option<()> {
+fn mutate(
+    proof: &mut Vec<Hash>,
+    leaf: &mut Hash,
+    index: &mut u64,
+    root: &mut Hash,
+    size: u64,
+    m: Mutation,
+) -> Option<()> {
     match m {
         Mutation::FlipByte { which, at, xor } => {
             if proof.is_empty() || xor == 0 {
@@ -86,7 +107,11 @@ fn mutate(proof: &mut Vec<Hash>, leaf: &mut Hash, index: &mut u64, root: &mut Ha
         Mutation::OtherLeaf => leaf[0] ^= 1,
         Mutation::OtherIndex { delta } => {
             let d = u64::from(delta % 255) + 1;
-            let other = if size <= 1 { *index + d } else { (*index + d) % size };
+            let other = if size <= 1 {
+                *index + d
+            } else {
+                (*index + d) % size
+            };
             if other == *index {
                 return None;
             }
@@ -103,7 +128,11 @@ fn mutate(proof: &mut Vec<Hash>, leaf: &mut Hash, index: &mut u64, root: &mut Ha
 }
 
 fuzz_target!(|input: Input| match input {
-    Input::Inclusion { size, index, mutation } => {
+    Input::Inclusion {
+        size,
+        index,
+        mutation,
+    } => {
         let size = u64::from(size % 1024) + 1;
         let index = u64::from(index) % size;
         let leaves = leaves(size);
@@ -120,14 +149,17 @@ fuzz_target!(|input: Input| match input {
             "a mutated inclusion proof verified: {mutation:?}"
         );
     }
-    Input::Consistency { size1, size2, mutation } => {
+    Input::Consistency {
+        size1,
+        size2,
+        mutation,
+    } => {
         let size2 = u64::from(size2 % 1024) + 1;
         let size1 = u64::from(size1) % size2 + 1;
         let leaves = leaves(size2);
         let root1 = root_from_leaves(&leaves[..size1 as usize]);
         let root2 = root_from_leaves(&leaves);
-        let proof =
-            consistency_proof::<ProofError>(size1, size2, |id| node(&leaves, id)).unwrap();
+        let proof = consistency_proof::<ProofError>(size1, size2, |id| node(&leaves, id)).unwrap();
         verify_consistency(size1, size2, &proof, &root1, &root2)
             .expect("a valid consistency proof verifies");
         let (mut p, mut r1, mut r2) = (proof, root1, root2);
@@ -139,10 +171,22 @@ fuzz_target!(|input: Input| match input {
                 Some(())
             }
             // Odd positions hit the new root, even ones the old root.
-            Mutation::OtherRoot { at, .. } if at % 2 == 1 => {
-                mutate(&mut p, &mut unused_leaf, &mut unused_index, &mut r2, size2, mutation)
-            }
-            _ => mutate(&mut p, &mut unused_leaf, &mut unused_index, &mut r1, size2, mutation),
+            Mutation::OtherRoot { at, .. } if at % 2 == 1 => mutate(
+                &mut p,
+                &mut unused_leaf,
+                &mut unused_index,
+                &mut r2,
+                size2,
+                mutation,
+            ),
+            _ => mutate(
+                &mut p,
+                &mut unused_leaf,
+                &mut unused_index,
+                &mut r1,
+                size2,
+                mutation,
+            ),
         };
         if m.is_none() {
             return;
@@ -152,7 +196,13 @@ fuzz_target!(|input: Input| match input {
             "a mutated consistency proof verified: {mutation:?} ({size1}, {size2})"
         );
     }
-    Input::Raw { a, b, proof, r1, r2 } => {
+    Input::Raw {
+        a,
+        b,
+        proof,
+        r1,
+        r2,
+    } => {
         let _ = verify_inclusion(&r1, a, b, &proof, &r2);
         let _ = verify_consistency(a, b, &proof, &r1, &r2);
     }

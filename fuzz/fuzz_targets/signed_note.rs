@@ -21,7 +21,12 @@ enum Input<'a> {
     /// Raw bytes as a note, a checkpoint body, a verifier key and a private key.
     Raw(&'a [u8]),
     /// A signed checkpoint with one byte changed.
-    Mutate { size: u64, root: [u8; 32], at: usize, byte: u8 },
+    Mutate {
+        size: u64,
+        root: [u8; 32],
+        at: usize,
+        byte: u8,
+    },
 }
 
 fuzz_target!(|input: Input<'_>| {
@@ -42,11 +47,20 @@ fuzz_target!(|input: Input<'_>| {
                     assert_eq!(v.to_string(), text, "a verifier key does not round-trip");
                 }
                 if let Ok(s) = NoteSigner::from_private_key(text) {
-                    assert_eq!(s.to_private_key(), text, "a private key does not round-trip");
+                    assert_eq!(
+                        s.to_private_key(),
+                        text,
+                        "a private key does not round-trip"
+                    );
                 }
             }
         }
-        Input::Mutate { size, root, at, byte } => {
+        Input::Mutate {
+            size,
+            root,
+            at,
+            byte,
+        } => {
             let cp = Checkpoint::new("bitacora/default", size, root);
             let note = SIGNER.sign_checkpoint(&cp).expect("signs");
             let (opened, _) = open_checkpoint(&note, "bitacora/default", &verifiers)

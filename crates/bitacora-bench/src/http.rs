@@ -181,13 +181,25 @@ impl Server {
                 let key_file = data.with_extension("signing-key");
                 std::fs::create_dir_all(data)?;
                 let out = Command::new(bin)
-                    .args(["keys", "create", "--scope", "admin", "--name", "bench", "--database-url", url])
+                    .args([
+                        "keys",
+                        "create",
+                        "--scope",
+                        "admin",
+                        "--name",
+                        "bench",
+                        "--database-url",
+                        url,
+                    ])
                     .arg("--signing-key-file")
                     .arg(&key_file)
                     .output()
                     .context("bitacora keys create")?;
                 if !out.status.success() {
-                    bail!("bitacora keys create failed: {}", String::from_utf8_lossy(&out.stderr));
+                    bail!(
+                        "bitacora keys create failed: {}",
+                        String::from_utf8_lossy(&out.stderr)
+                    );
                 }
                 let key = String::from_utf8_lossy(&out.stdout)
                     .lines()
@@ -195,7 +207,9 @@ impl Server {
                     .unwrap_or_default()
                     .trim()
                     .to_owned();
-                cmd.args(["--database-url", url]).arg("--signing-key-file").arg(&key_file);
+                cmd.args(["--database-url", url])
+                    .arg("--signing-key-file")
+                    .arg(&key_file);
                 Some(key)
             }
             None => {

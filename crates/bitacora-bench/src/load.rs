@@ -31,8 +31,13 @@ pub struct Target {
 
 impl Target {
     pub async fn start(&self, dir: &std::path::Path) -> anyhow::Result<Server> {
-        Server::start_with(&self.bin, &dir.join("data"), "full", self.database_url.as_deref())
-            .await
+        Server::start_with(
+            &self.bin,
+            &dir.join("data"),
+            "full",
+            self.database_url.as_deref(),
+        )
+        .await
     }
 }
 
@@ -388,7 +393,11 @@ pub async fn deep_pages(target: Target, events: usize, limit: u32) -> anyhow::Re
         times.sort();
         println!(
             "cursor walk{}: {} pages of {limit} ({seen} events), p50 {:.2} ms p95 {:.2} ms p99 {:.2} ms; last 20 pages p95 {:.2} ms",
-            if filter.is_empty() { String::new() } else { format!(" ({})", &filter[1..]) },
+            if filter.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", &filter[1..])
+            },
             times.len(),
             pct_ms(&times, 0.5),
             pct_ms(&times, 0.95),

@@ -45,7 +45,10 @@ impl SeedApp {
         let base = format!("http://127.0.0.1:{port}");
         let started = Instant::now();
         while started.elapsed() < Duration::from_secs(120) {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
                 // gunicorn binds before its workers import the app: give them a moment.
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 return Ok(Self { child, base });

@@ -49,7 +49,11 @@ pub fn is_body_deadline(error: &(dyn std::error::Error + 'static)) -> bool {
 
 /// Middleware: the body must have arrived `State(limit)` after the request head did, and may
 /// not announce more than the largest body an endpoint takes.
-pub async fn body_deadline(State(limit): State<Duration>, request: Request, next: Next) -> Response {
+pub async fn body_deadline(
+    State(limit): State<Duration>,
+    request: Request,
+    next: Next,
+) -> Response {
     let declared = request
         .headers()
         .get(axum::http::header::CONTENT_LENGTH)
@@ -125,7 +129,8 @@ mod tests {
 
     /// A body that sends one chunk and then never finishes.
     fn stalled() -> Body {
-        let first = futures::stream::once(async { Ok::<_, std::io::Error>(Bytes::from_static(b"{")) });
+        let first =
+            futures::stream::once(async { Ok::<_, std::io::Error>(Bytes::from_static(b"{")) });
         Body::from_stream(first.chain(futures::stream::pending()))
     }
 
@@ -137,7 +142,9 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(response.status(), axum::http::StatusCode::REQUEST_TIMEOUT);
-        let body = axum::body::to_bytes(response.into_body(), 4096).await.unwrap();
+        let body = axum::body::to_bytes(response.into_body(), 4096)
+            .await
+            .unwrap();
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["error"]["code"], "timeout", "{v}");
         assert!(started.elapsed() < Duration::from_secs(5));
@@ -160,11 +167,17 @@ mod tests {
     #[tokio::test]
     async fn a_body_in_time_passes_untouched() {
         let response = app(Duration::from_secs(5))
-            .oneshot(axum::http::Request::post("/").body(Body::from("12345")).unwrap())
+            .oneshot(
+                axum::http::Request::post("/")
+                    .body(Body::from("12345"))
+                    .unwrap(),
+            )
             .await
             .unwrap();
         assert_eq!(response.status(), axum::http::StatusCode::OK);
-        let body = axum::body::to_bytes(response.into_body(), 4096).await.unwrap();
+        let body = axum::body::to_bytes(response.into_body(), 4096)
+            .await
+            .unwrap();
         assert_eq!(&body[..], b"5");
     }
 }

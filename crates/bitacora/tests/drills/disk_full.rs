@@ -27,7 +27,13 @@ impl Tmpfs {
     pub fn mount(size_mib: u32) -> Result<Self, String> {
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size_mib}m,mode=0700"), "tmpfs"])
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size_mib}m,mode=0700"),
+                "tmpfs",
+            ])
             .arg(dir.path())
             .output()
             .map_err(|e| format!("cannot run mount: {e}"))?;
@@ -106,10 +112,15 @@ async fn record(resp: reqwest::Response, acked: &Acked) {
     let body: Value = resp.json().await.unwrap();
     let mut acked = acked.lock().unwrap();
     for item in body["results"].as_array().unwrap() {
-        let id = item["id"].as_str().expect("every event of the batch is stored");
+        let id = item["id"]
+            .as_str()
+            .expect("every event of the batch is stored");
         acked.insert(
             id.to_owned(),
-            (item["seq"].as_u64().unwrap(), item["leaf_hash"].as_str().unwrap().to_owned()),
+            (
+                item["seq"].as_u64().unwrap(),
+                item["leaf_hash"].as_str().unwrap().to_owned(),
+            ),
         );
     }
 }
@@ -142,15 +153,24 @@ async fn a_full_disk_answers_503_and_writes_resume_when_space_returns() {
                 refused = Some(resp);
                 break;
             }
-            other => panic!("ingest on a full disk answered {other}: {}", resp.text().await.unwrap()),
+            other => panic!(
+                "ingest on a full disk answered {other}: {}",
+                resp.text().await.unwrap()
+            ),
         }
     }
     let resp = refused.expect("the store never ran out of space");
-    assert!(resp.headers().contains_key("retry-after"), "{:?}", resp.headers());
+    assert!(
+        resp.headers().contains_key("retry-after"),
+        "{:?}",
+        resp.headers()
+    );
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["error"]["code"], "unavailable", "{body}");
     assert!(
-        body["error"]["message"].as_str().is_some_and(|m| m.contains("retry")),
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("retry")),
         "{body}"
     );
     // Single events too, and again: the writer does not die on the error.
@@ -171,7 +191,10 @@ async fn a_full_disk_answers_503_and_writes_resume_when_space_returns() {
             let ack: Value = resp.json().await.unwrap();
             acked.lock().unwrap().insert(
                 ack["id"].as_str().unwrap().to_owned(),
-                (ack["seq"].as_u64().unwrap(), ack["leaf_hash"].as_str().unwrap().to_owned()),
+                (
+                    ack["seq"].as_u64().unwrap(),
+                    ack["leaf_hash"].as_str().unwrap().to_owned(),
+                ),
             );
         }
     }
@@ -191,7 +214,10 @@ async fn a_full_disk_answers_503_and_writes_resume_when_space_returns() {
             break;
         }
         assert_eq!(resp.status(), 503);
-        assert!(Instant::now() < deadline, "ingest did not recover after space returned");
+        assert!(
+            Instant::now() < deadline,
+            "ingest did not recover after space returned"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     for _ in 0..5 {

@@ -53,7 +53,10 @@ async fn acknowledged_events_survive_repeated_kill_9_and_verify_passes() {
         let _ = app.child.wait();
         drop(app);
         let now = acked.lock().unwrap().len();
-        assert!(now > before, "round {round}: nothing was acknowledged before the kill");
+        assert!(
+            now > before,
+            "round {round}: nothing was acknowledged before the kill"
+        );
         eprintln!("kill {round}: {} events acknowledged in total", now);
     }
     let app = spawn_with(&dir, &[]).await;

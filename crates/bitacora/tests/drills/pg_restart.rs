@@ -37,15 +37,38 @@ async fn postgres_restart_during_ingest_loses_nothing_acknowledged() {
     let signing = root.path().join("drill.signing-key");
     let key_file = root.path().join("admin-key");
     let out = Command::new(env!("CARGO_BIN_EXE_bitacora"))
-        .args(["keys", "create", "--scope", "admin", "--name", "pg-drill", "--database-url", &url])
+        .args([
+            "keys",
+            "create",
+            "--scope",
+            "admin",
+            "--name",
+            "pg-drill",
+            "--database-url",
+            &url,
+        ])
         .arg("--signing-key-file")
         .arg(&signing)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let key = String::from_utf8_lossy(&out.stdout).lines().last().unwrap().trim().to_owned();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let key = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .unwrap()
+        .trim()
+        .to_owned();
     std::fs::write(&key_file, format!("{key}\n")).unwrap();
-    let store = ["--database-url".into(), url.clone().into(), "--signing-key-file".into(), signing.clone().into_os_string()];
+    let store = [
+        "--database-url".into(),
+        url.clone().into(),
+        "--signing-key-file".into(),
+        signing.clone().into_os_string(),
+    ];
     let app = spawn_on(&store, root.path(), key_file, &[]).await;
 
     let acked = Acked::default();
@@ -60,7 +83,10 @@ async fn postgres_restart_during_ingest_loses_nothing_acknowledged() {
             if app.client.readyz().await.is_ok() {
                 break;
             }
-            assert!(Instant::now() < deadline, "bitacora did not recover after the restart");
+            assert!(
+                Instant::now() < deadline,
+                "bitacora did not recover after the restart"
+            );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         tokio::time::sleep(Duration::from_millis(800)).await;
@@ -76,5 +102,9 @@ async fn postgres_restart_during_ingest_loses_nothing_acknowledged() {
         .arg(&signing)
         .output()
         .unwrap();
-    assert!(out.status.success(), "verify: {}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "verify: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }

@@ -24,9 +24,11 @@ async fn read_response(stream: &mut TcpStream, limit: Duration) -> String {
                 out.extend_from_slice(&buf[..n]);
                 let text = String::from_utf8_lossy(&out);
                 if let Some(head_end) = text.find("\r\n\r\n")
-                    && let Some(len) = text[..head_end]
-                        .lines()
-                        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length: ").map(|v| v.trim().parse::<usize>().unwrap_or(0)))
+                    && let Some(len) = text[..head_end].lines().find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length: ")
+                            .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                    })
                     && out.len() >= head_end + 4 + len
                 {
                     break;
@@ -102,7 +104,9 @@ async fn huge_bodies_get_413_and_memory_stays_bounded() {
         .map(|_| {
             let key = key.clone();
             let addr = app.addr;
-            tokio::spawn(async move { chunked_upload(addr, &key, "/v1/events/batch", 64 << 20).await })
+            tokio::spawn(
+                async move { chunked_upload(addr, &key, "/v1/events/batch", 64 << 20).await },
+            )
         })
         .collect();
     for u in uploads {
@@ -110,7 +114,9 @@ async fn huge_bodies_get_413_and_memory_stays_bounded() {
         assert_eq!(status_of(&r), 413, "{r}");
     }
     let (_, peak_after) = rss_mib(pid);
-    eprintln!("server peak RSS {peak_before:.0} MiB -> {peak_after:.0} MiB after 8 x 64 MiB chunked uploads");
+    eprintln!(
+        "server peak RSS {peak_before:.0} MiB -> {peak_after:.0} MiB after 8 x 64 MiB chunked uploads"
+    );
     assert!(
         peak_after - peak_before < 8.0 * 16.0 * 1.5 + 32.0,
         "peak RSS grew by {:.0} MiB",
@@ -155,17 +161,26 @@ async fn a_body_trickled_past_the_timeout_gets_408_and_others_are_served() {
         tokio::time::sleep(Duration::from_millis(300)).await;
         let t = Instant::now();
         app.client
-            .send(&crate::common::event(serde_json::json!({"action": "fast.client"})))
+            .send(&crate::common::event(
+                serde_json::json!({"action": "fast.client"}),
+            ))
             .await
             .unwrap();
         t.elapsed()
     };
     let ((), fast) = tokio::join!(trickle, other);
-    assert!(fast < Duration::from_secs(2), "a normal client waited {fast:?}");
+    assert!(
+        fast < Duration::from_secs(2),
+        "a normal client waited {fast:?}"
+    );
     let r = read_response(&mut s, Duration::from_secs(10)).await;
     assert_eq!(status_of(&r), 408, "{r}");
     assert!(r.contains(r#""code":"timeout""#), "{r}");
-    assert!(started.elapsed() < Duration::from_secs(8), "answered after {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "answered after {:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -179,7 +194,9 @@ async fn slowloris_headers_do_not_starve_other_clients() {
     let mut slow = Vec::new();
     for _ in 0..300 {
         let mut s = TcpStream::connect(app.addr).await.unwrap();
-        s.write_all(b"POST /v1/events HTTP/1.1\r\nHost: x\r\nX-Slow: ").await.unwrap();
+        s.write_all(b"POST /v1/events HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            .await
+            .unwrap();
         slow.push(s);
     }
     let stop = Instant::now() + Duration::from_secs(3);
@@ -196,7 +213,9 @@ async fn slowloris_headers_do_not_starve_other_clients() {
         for i in 0..20 {
             let t = Instant::now();
             app.client
-                .send(&crate::common::event(serde_json::json!({"id": format!("n-{i}"), "action": "normal.client"})))
+                .send(&crate::common::event(
+                    serde_json::json!({"id": format!("n-{i}"), "action": "normal.client"}),
+                ))
                 .await
                 .unwrap();
             worst = worst.max(t.elapsed());
@@ -206,9 +225,18 @@ async fn slowloris_headers_do_not_starve_other_clients() {
     };
     let ((), worst) = tokio::join!(trickle, normal);
     let (rss_after, _) = rss_mib(pid);
-    eprintln!("slowloris x300: worst normal request {worst:?}; RSS {rss_before:.0} -> {rss_after:.0} MiB");
-    assert!(worst < Duration::from_secs(2), "a normal client waited {worst:?}");
-    assert!(rss_after - rss_before < 64.0, "RSS grew {:.0} MiB", rss_after - rss_before);
+    eprintln!(
+        "slowloris x300: worst normal request {worst:?}; RSS {rss_before:.0} -> {rss_after:.0} MiB"
+    );
+    assert!(
+        worst < Duration::from_secs(2),
+        "a normal client waited {worst:?}"
+    );
+    assert!(
+        rss_after - rss_before < 64.0,
+        "RSS grew {:.0} MiB",
+        rss_after - rss_before
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -222,7 +250,11 @@ async fn a_thousand_concurrent_connections_are_all_served() {
     // on the same (kept-alive) connection.
     let mut streams = Vec::with_capacity(CONNECTIONS);
     for _ in 0..CONNECTIONS {
-        streams.push(TcpStream::connect(app.addr).await.expect("connect (raise `ulimit -n`?)"));
+        streams.push(
+            TcpStream::connect(app.addr)
+                .await
+                .expect("connect (raise `ulimit -n`?)"),
+        );
     }
     let tasks: Vec<_> = streams
         .into_iter()

@@ -134,7 +134,10 @@ pub fn start_writers(
                         }));
                         match client.send(&e).await {
                             Ok(ack) => {
-                                acked.lock().unwrap().insert(ack.id, (ack.seq, ack.leaf_hash));
+                                acked
+                                    .lock()
+                                    .unwrap()
+                                    .insert(ack.id, (ack.seq, ack.leaf_hash));
                             }
                             Err(_) => return,
                         }
@@ -182,7 +185,12 @@ pub async fn join_all(handles: Vec<tokio::task::JoinHandle<()>>) {
 pub async fn assert_acknowledged_present(client: &Client, tenant: &str, acked: &Acked) -> usize {
     let acked = acked.lock().unwrap().clone();
     let events: Vec<Event> = client
-        .search_all(&SearchParams::new().tenant(tenant).order(Order::Asc).limit(1000))
+        .search_all(
+            &SearchParams::new()
+                .tenant(tenant)
+                .order(Order::Asc)
+                .limit(1000),
+        )
         .try_collect()
         .await
         .unwrap();
@@ -193,7 +201,12 @@ pub async fn assert_acknowledged_present(client: &Client, tenant: &str, acked: &
     );
     let stored: HashMap<&str, (u64, &str)> = events
         .iter()
-        .map(|e| (e.id.as_str(), (e.seq.unwrap(), e.leaf_hash.as_deref().unwrap())))
+        .map(|e| {
+            (
+                e.id.as_str(),
+                (e.seq.unwrap(), e.leaf_hash.as_deref().unwrap()),
+            )
+        })
         .collect();
     let mut missing = Vec::new();
     for (id, (seq, leaf)) in &acked {
@@ -256,7 +269,10 @@ pub fn start_writers_retrying(
     round: usize,
     writers: usize,
     acked: &Acked,
-) -> (Vec<tokio::task::JoinHandle<()>>, Vec<Arc<std::sync::atomic::AtomicBool>>) {
+) -> (
+    Vec<tokio::task::JoinHandle<()>>,
+    Vec<Arc<std::sync::atomic::AtomicBool>>,
+) {
     let mut stops = Vec::new();
     let handles = (0..writers)
         .map(|w| {
