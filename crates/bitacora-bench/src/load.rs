@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use axum::body::Bytes;
 use http_body_util::{BodyExt as _, Full};
 use hyper::client::conn::http1::SendRequest;
@@ -445,12 +445,10 @@ pub fn check_fd_limit(need: usize) -> anyhow::Result<()> {
         .and_then(|l| l.split_whitespace().nth(3))
         .and_then(|v| v.parse().ok());
     match soft {
-        Some(s) if s >= need => Ok(()),
-        Some(s) => bail!(
+        Some(s) if s < need => bail!(
             "the open-file limit is {s}, {need} are needed: run `ulimit -n {need}` first \
              (bench/run does)"
         ),
-        None => Ok(()),
+        _ => Ok(()),
     }
-    .context("checking the open-file limit")
 }
