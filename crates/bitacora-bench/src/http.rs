@@ -82,11 +82,16 @@ pub async fn drive(
             make_body.clone(),
         );
         tasks.push(tokio::spawn(async move {
-            let stream = tokio::net::TcpStream::connect(&addr).await?;
-            stream.set_nodelay(true)?;
-            let (mut sender, conn) =
-                hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-            tokio::spawn(conn);
+            let connect = || async {
+                let stream = tokio::net::TcpStream::connect(&addr).await?;
+                stream.set_nodelay(true)?;
+                let (sender, conn) =
+                    hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(stream))
+                        .await?;
+                tokio::spawn(conn);
+                anyhow::Ok(sender)
+            };
+            let mut sender = connect().await?;
             let auth = key.map(|k| format!("Bearer {k}"));
             let mut latencies = Vec::new();
             let mut errors = 0usize;
@@ -100,7 +105,12 @@ pub async fn drive(
                 }
                 let req = req.body(Full::new(Bytes::from(make_body(i))))?;
                 let t = Instant::now();
-                sender.ready().await?;
+                // A server without keep-alive (gunicorn's sync workers) closes after each
+                // response: connect again, as a browser or `requests` would.
+                if sender.is_closed() || sender.ready().await.is_err() {
+                    sender = connect().await?;
+                    sender.ready().await?;
+                }
                 let resp = sender.send_request(req).await?;
                 let ok = resp.status().is_success();
                 resp.into_body().collect().await?;

@@ -49,8 +49,6 @@ impl SeedApp {
                 .await
                 .is_ok()
             {
-                // gunicorn binds before its workers import the app: give them a moment.
-                tokio::time::sleep(Duration::from_millis(500)).await;
                 return Ok(Self { child, base });
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -78,6 +76,21 @@ pub async fn compare(args: SeedArgs) -> anyhow::Result<()> {
     for run in 1..=args.runs {
         let tmp = tempfile::tempdir()?;
         let seed = SeedApp::start(&args.seed_cmd, tmp.path()).await?;
+        // Warm up: gunicorn's workers import Flask and SQLAlchemy after the port is bound,
+        // and the first requests wait for that; ids from a range the measurement never uses.
+        let warm: Arc<dyn Fn(usize) -> String + Send + Sync> =
+            Arc::new(|i| data::event_json(1_000_000_000 + i));
+        drive(
+            &seed.base,
+            "/events",
+            None,
+            args.connections,
+            Duration::from_secs(2),
+            1,
+            "application/json",
+            warm,
+        )
+        .await?;
         let reference = drive(
             &seed.base,
             "/events",
