@@ -82,11 +82,16 @@ pub async fn drive(
             make_body.clone(),
         );
         tasks.push(tokio::spawn(async move {
-            let stream = tokio::net::TcpStream::connect(&addr).await?;
-            stream.set_nodelay(true)?;
-            let (mut sender, conn) =
-                hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-            tokio::spawn(conn);
+            let connect = || async {
+                let stream = tokio::net::TcpStream::connect(&addr).await?;
+                stream.set_nodelay(true)?;
+                let (sender, conn) =
+                    hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(stream))
+                        .await?;
+                tokio::spawn(conn);
+                anyhow::Ok(sender)
+            };
+            let mut sender = connect().await?;
             let auth = key.map(|k| format!("Bearer {k}"));
             let mut latencies = Vec::new();
             let mut errors = 0usize;
@@ -100,7 +105,12 @@ pub async fn drive(
                 }
                 let req = req.body(Full::new(Bytes::from(make_body(i))))?;
                 let t = Instant::now();
-                sender.ready().await?;
+                // A server without keep-alive (gunicorn's sync workers) closes after each
+                // response: connect again, as a browser or `requests` would.
+                if sender.is_closed() || sender.ready().await.is_err() {
+                    sender = connect().await?;
+                    sender.ready().await?;
+                }
                 let resp = sender.send_request(req).await?;
                 let ok = resp.status().is_success();
                 resp.into_body().collect().await?;
@@ -162,9 +172,62 @@ pub struct Server {
 
 impl Server {
     pub async fn start(bin: &Path, data: &Path, synchronous: &str) -> anyhow::Result<Self> {
-        let mut child = Command::new(bin)
-            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-            .arg(data)
+        Self::start_with(bin, data, synchronous, None).await
+    }
+
+    /// Starts `bitacora serve` on `data` (SQLite), or on PostgreSQL when `database_url` is
+    /// given (then with an admin key created by `bitacora keys create`, since a PostgreSQL
+    /// store has no folder to write the initial key to).
+    pub async fn start_with(
+        bin: &Path,
+        data: &Path,
+        synchronous: &str,
+        database_url: Option<&str>,
+    ) -> anyhow::Result<Self> {
+        let mut cmd = Command::new(bin);
+        cmd.args(["serve", "--listen", "127.0.0.1:0"]);
+        let pg_key = match database_url {
+            Some(url) => {
+                let key_file = data.with_extension("signing-key");
+                std::fs::create_dir_all(data)?;
+                let out = Command::new(bin)
+                    .args([
+                        "keys",
+                        "create",
+                        "--scope",
+                        "admin",
+                        "--name",
+                        "bench",
+                        "--database-url",
+                        url,
+                    ])
+                    .arg("--signing-key-file")
+                    .arg(&key_file)
+                    .output()
+                    .context("bitacora keys create")?;
+                if !out.status.success() {
+                    bail!(
+                        "bitacora keys create failed: {}",
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                }
+                let key = String::from_utf8_lossy(&out.stdout)
+                    .lines()
+                    .last()
+                    .unwrap_or_default()
+                    .trim()
+                    .to_owned();
+                cmd.args(["--database-url", url])
+                    .arg("--signing-key-file")
+                    .arg(&key_file);
+                Some(key)
+            }
+            None => {
+                cmd.arg("--data").arg(data);
+                None
+            }
+        };
+        let mut child = cmd
             .env("BITACORA_LOG_LEVEL", "warn")
             .env("BITACORA_STORE__SYNCHRONOUS", synchronous)
             .stdout(Stdio::piped())
@@ -189,14 +252,17 @@ impl Server {
         // "listening" is printed once the port is bound, before the store is open: wait for
         // the initial key and for /readyz.
         let started = Instant::now();
-        let key = loop {
-            if let Ok(k) = std::fs::read_to_string(data.join("initial-admin-key")) {
-                break k.trim().to_owned();
-            }
-            if started.elapsed() > Duration::from_secs(30) {
-                bail!("the server wrote no initial admin key");
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        let key = match pg_key {
+            Some(k) => k,
+            None => loop {
+                if let Ok(k) = std::fs::read_to_string(data.join("initial-admin-key")) {
+                    break k.trim().to_owned();
+                }
+                if started.elapsed() > Duration::from_secs(30) {
+                    bail!("the server wrote no initial admin key");
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            },
         };
         let addr = base.trim_start_matches("http://").to_owned();
         while started.elapsed() < Duration::from_secs(30) {
@@ -208,6 +274,15 @@ impl Server {
         bail!("the server never became ready")
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Resident set size of the server process now, from /proc.
+    pub fn rss_mib(&self) -> Option<f64> {
+        rss_of(self.child.id())
+    }
+
     /// Peak resident set size of the server process, from /proc.
     pub fn peak_rss_mib(&self) -> Option<f64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
@@ -215,6 +290,14 @@ impl Server {
         let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
         Some(kib / 1024.0)
     }
+}
+
+/// `VmRSS` of process `pid`, in MiB.
+pub fn rss_of(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
 }
 
 async fn ready(addr: &str) -> bool {

@@ -16,8 +16,10 @@ use clap::{Parser, Subcommand};
 
 mod data;
 mod http;
+mod load;
 mod pg;
 mod search;
+mod seed;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -105,6 +107,69 @@ enum Command {
         #[arg(long, default_value_t = 50)]
         repeats: usize,
     },
+    /// Search latency while ingesting at a fixed rate, next to the same searches on the idle
+    /// server (same store, same run).
+    Mixed {
+        #[command(flatten)]
+        target: load::Target,
+        /// Events to fill the store with first.
+        #[arg(long, default_value_t = 200_000)]
+        events: usize,
+        /// Ingest rate (single-event POSTs per second) during the loaded phase.
+        #[arg(long, default_value_t = 2000)]
+        rate: u64,
+        /// Concurrent search connections.
+        #[arg(long, default_value_t = 4)]
+        searchers: usize,
+        /// Seconds per phase.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
+    /// Export throughput of a whole tenant and the server's RSS while it streams.
+    Export {
+        #[command(flatten)]
+        target: load::Target,
+        #[arg(long, default_value_t = 500_000)]
+        events: usize,
+        /// Formats to export, in turn.
+        #[arg(long, value_delimiter = ',', default_value = "ndjson,csv,bundle")]
+        formats: Vec<String>,
+    },
+    /// Walks a whole tenant by `next_cursor` over HTTP, timing every page.
+    DeepPages {
+        #[command(flatten)]
+        target: load::Target,
+        #[arg(long, default_value_t = 200_000)]
+        events: usize,
+        #[arg(long, default_value_t = 1000)]
+        limit: u32,
+    },
+    /// Many concurrent keep-alive connections posting single events.
+    Connections {
+        #[command(flatten)]
+        target: load::Target,
+        #[arg(long, default_value_t = 1000)]
+        connections: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
+    /// The seed-style reference (bench/seed-flask: Flask + SQLAlchemy + SQLite, one commit
+    /// per request, gunicorn with 2 workers) against bitacora, with the same events and the
+    /// same client, in one run.
+    Seed {
+        /// The bitacora binary.
+        #[arg(long, default_value = "target/release/bitacora")]
+        bin: std::path::PathBuf,
+        /// The script that serves the reference on the port given as its argument.
+        #[arg(long, default_value = "bench/seed-flask/serve")]
+        seed_cmd: std::path::PathBuf,
+        #[arg(long, default_value_t = 16)]
+        connections: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
     /// Parse, validate, canonicalize and hash events on one core.
     Prepare {
         #[arg(long, default_value_t = 100_000)]
@@ -164,6 +229,47 @@ fn main() -> anyhow::Result<()> {
             .enable_all()
             .build()?
             .block_on(pg::pg_search(events, repeats)),
+        Command::Mixed {
+            target,
+            events,
+            rate,
+            searchers,
+            seconds,
+        } => runtime()?.block_on(load::mixed(load::MixedArgs {
+            target,
+            events,
+            rate,
+            searchers,
+            seconds,
+        })),
+        Command::Export {
+            target,
+            events,
+            formats,
+        } => runtime()?.block_on(load::export(target, events, &formats)),
+        Command::DeepPages {
+            target,
+            events,
+            limit,
+        } => runtime()?.block_on(load::deep_pages(target, events, limit)),
+        Command::Connections {
+            target,
+            connections,
+            seconds,
+        } => runtime()?.block_on(load::connections(target, connections, seconds)),
+        Command::Seed {
+            bin,
+            seed_cmd,
+            connections,
+            seconds,
+            runs,
+        } => runtime()?.block_on(seed::compare(seed::SeedArgs {
+            bin,
+            seed_cmd,
+            connections,
+            seconds,
+            runs,
+        })),
         Command::Prepare { events, runs } => {
             let rates: Vec<f64> = (0..runs)
                 .map(|_| {
@@ -179,6 +285,12 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }
 
 fn seal_all(n: usize) -> Vec<SealedEvent> {

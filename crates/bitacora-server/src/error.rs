@@ -118,6 +118,7 @@ pub fn field_status(code: &str) -> StatusCode {
         | "invalid_body" => StatusCode::BAD_REQUEST,
         "tenant_forbidden" => StatusCode::FORBIDDEN,
         "too_large" => StatusCode::PAYLOAD_TOO_LARGE,
+        "timeout" => StatusCode::REQUEST_TIMEOUT,
         "unsupported_media_type" => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         "not_found" => StatusCode::NOT_FOUND,
         "conflict" => StatusCode::CONFLICT,
@@ -165,6 +166,11 @@ impl From<BytesRejection> for ApiError {
             ApiError::PayloadTooLarge(
                 "the request body is larger than this endpoint accepts".into(),
             )
+        } else if crate::api::deadline::is_body_deadline(&r) {
+            ApiError::Field(FieldError::whole(
+                "timeout",
+                "the request body did not arrive in time; send it faster or in smaller requests",
+            ))
         } else {
             // Reading the body failed: the client went away or sent a broken body.
             ApiError::Field(FieldError::whole("invalid_body", r.body_text()))
@@ -327,6 +333,7 @@ mod tests {
             ("reserved_action", 422),
             ("tenant_forbidden", 403),
             ("too_large", 413),
+            ("timeout", 408),
             ("something_new", 422),
         ] {
             let e = ApiError::from(FieldError::new(code, "f", "m"));

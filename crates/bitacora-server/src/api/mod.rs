@@ -4,6 +4,7 @@
 //! Each `/v1` route is registered through [`scoped`], which layers [`auth::authenticate`]
 //! with that route's scope, so the list below is also the access table.
 
+pub mod deadline;
 pub mod events;
 pub mod export;
 pub mod health;
@@ -139,6 +140,9 @@ pub fn build(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .split_for_parts();
 
     let timeout = Duration::from_secs(state.config.server.request_timeout_secs.max(1));
+    // The body must be in well before the whole request times out, so a slow client is told
+    // `408` (its fault) rather than `503` (ours); the rest is left for the store.
+    let body_limit = timeout * 2 / 3;
     let middleware = ServiceBuilder::new()
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .layer(
@@ -156,7 +160,8 @@ pub fn build(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             timeout,
-        ));
+        ))
+        .layer(from_fn_with_state(body_limit, deadline::body_deadline));
 
     let app = Router::new()
         .merge(api)
