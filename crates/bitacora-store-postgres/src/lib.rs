@@ -27,7 +27,7 @@ use bitacora_core::merkle::NodeId;
 use bitacora_core::query::EventQuery;
 use bitacora_store::{
     ApiKeyRecord, AppendOutcome, Scope, SearchResult, Store, StoreError, StoreResult,
-    StoredCheckpoint, StoredEvent,
+    StoredCheckpoint, StoredEvent, ViewerTokenRecord,
 };
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio::sync::{Semaphore, mpsc, oneshot};
@@ -469,6 +469,110 @@ impl Store for PgStore {
             .map_err(pg_error)?;
         Ok(())
     }
+
+    async fn insert_viewer_token(&self, token: &ViewerTokenRecord) -> StoreResult<()> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "INSERT INTO viewer_tokens
+                     (id, tenant, secret_hash, created_at, expires_at, created_by, revoked)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                &[
+                    &token.id,
+                    &token.tenant.as_str(),
+                    &&token.secret_hash[..],
+                    &token.created_at,
+                    &token.expires_at,
+                    &token.created_by,
+                    &token.revoked,
+                ],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(())
+    }
+
+    async fn viewer_token_by_hash(
+        &self,
+        secret_hash: &Hash,
+    ) -> StoreResult<Option<ViewerTokenRecord>> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(&format!("{TOKEN_COLUMNS} WHERE secret_hash = $1"))
+            .await
+            .map_err(pg_error)?;
+        client
+            .query_opt(&stmt, &[&&secret_hash[..]])
+            .await
+            .map_err(pg_error)?
+            .map(|r| token_row(&r))
+            .transpose()
+    }
+
+    async fn viewer_tokens(
+        &self,
+        tenant: Option<&TenantName>,
+        expiring_after: i64,
+    ) -> StoreResult<Vec<ViewerTokenRecord>> {
+        let client = self.client().await?;
+        client
+            .query(
+                &format!(
+                    "{TOKEN_COLUMNS} WHERE expires_at > $1 AND ($2::text IS NULL OR tenant = $2)
+                     ORDER BY created_at DESC, id"
+                ),
+                &[&expiring_after, &tenant.map(TenantName::as_str)],
+            )
+            .await
+            .map_err(pg_error)?
+            .iter()
+            .map(token_row)
+            .collect()
+    }
+
+    async fn revoke_viewer_token(
+        &self,
+        id: &str,
+        tenant: Option<&TenantName>,
+    ) -> StoreResult<Option<ViewerTokenRecord>> {
+        // One statement: the row as it was, revoked only if it is in `tenant` (when given).
+        let client = self.client().await?;
+        client
+            .query_opt(
+                "WITH before AS (
+                     SELECT id, tenant, secret_hash, created_at, expires_at, created_by, revoked
+                     FROM viewer_tokens
+                     WHERE id = $1 AND ($2::text IS NULL OR tenant = $2)
+                     FOR UPDATE
+                 ), updated AS (
+                     UPDATE viewer_tokens v SET revoked = true FROM before b WHERE v.id = b.id
+                 )
+                 SELECT * FROM before",
+                &[&id, &tenant.map(TenantName::as_str)],
+            )
+            .await
+            .map_err(pg_error)?
+            .map(|r| token_row(&r))
+            .transpose()
+    }
+}
+
+const TOKEN_COLUMNS: &str =
+    "SELECT id, tenant, secret_hash, created_at, expires_at, created_by, revoked
+     FROM viewer_tokens";
+
+fn token_row(r: &tokio_postgres::Row) -> StoreResult<ViewerTokenRecord> {
+    let tenant: &str = r.get(1);
+    Ok(ViewerTokenRecord {
+        id: r.get(0),
+        tenant: TenantName::parse(tenant)
+            .map_err(|e| StoreError::Corrupt(format!("viewer token tenant: {e}")))?,
+        secret_hash: hash32(r.get(2))?,
+        created_at: r.get(3),
+        expires_at: r.get(4),
+        created_by: r.get(5),
+        revoked: r.get(6),
+    })
 }
 
 pub(crate) fn hash32(b: &[u8]) -> StoreResult<Hash> {

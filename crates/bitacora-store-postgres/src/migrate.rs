@@ -12,8 +12,14 @@ use tokio_postgres::Client;
 use crate::pg_error;
 
 /// `(version, name, sql)`, in order.
-const MIGRATIONS: &[(i32, &str, &str)] =
-    &[(1, "init", include_str!("../migrations/0001_init.sql"))];
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (1, "init", include_str!("../migrations/0001_init.sql")),
+    (
+        2,
+        "viewer_tokens",
+        include_str!("../migrations/0002_viewer_tokens.sql"),
+    ),
+];
 
 /// The advisory lock key (any constant unique to bitacora: "bitacora" in ASCII).
 const LOCK_KEY: i64 = 0x6269_7461_636f_7261;

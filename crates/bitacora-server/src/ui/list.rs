@@ -665,6 +665,7 @@ pub async fn export(
     crate::api::export::export(
         State(state),
         viewer.principal.clone(),
+        crate::auth::ClientIp(viewer.client_ip),
         RawQuery(Some(query)),
     )
     .await

@@ -344,9 +344,16 @@ async fn sign_in(
             if let ApiError::Internal(cause) = &e {
                 tracing::error!(error = %cause, "viewer sign-in failed");
             }
-            // TODO(viewer-failed-login-audit): after the access branch lands, record the failed
-            // viewer login here with `crate::audit::record(state, tenant, "bitacora.viewer_login_failed",
-            // None, client_ip, None, metadata)` (CONTRACT §6), in the `default` tenant.
+            // Audit the refusal (CONTRACT §6). Not when the address is already rate limited:
+            // the limiter exists so that a flood of guesses costs nothing, audit rows included.
+            let reason = match &e {
+                ApiError::Unauthorized(_) => Some("unknown_credential"),
+                ApiError::Forbidden(_) => Some("insufficient_scope"),
+                _ => None,
+            };
+            if let Some(reason) = reason {
+                crate::audit::failed_viewer_login(state, None, client_ip, reason).await;
+            }
             tracing::info!(client.ip = ?client_ip, "viewer sign-in refused");
             let (status, message) = login_error(&e);
             login_form(status, next, Some(message), None)

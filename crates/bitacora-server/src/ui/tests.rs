@@ -323,6 +323,22 @@ async fn login_with_a_key_sets_a_strict_cookie() {
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert!(r.body.contains("was not accepted"));
     assert!(r.set_cookie().is_empty());
+    // The refusal is audited in `default` (CONTRACT §6), without the credential.
+    let audited = app
+        .store
+        .event_by_seq(&TenantName::default_tenant(), 0)
+        .await
+        .unwrap()
+        .expect("a bitacora.viewer_login.failed event");
+    assert!(
+        audited
+            .body
+            .contains("\"action\":\"bitacora.viewer_login.failed\""),
+        "{}",
+        audited.body
+    );
+    assert!(audited.body.contains("unknown_credential"));
+    assert!(!audited.body.contains("bk_wrong"));
 
     let form = format!("key={read}&next=%2Fui%2Fdashboard");
     let r = app.post_form("/ui/login", &form, &same).await;
