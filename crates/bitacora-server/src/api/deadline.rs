@@ -5,8 +5,9 @@
 //! tower-http's `RequestBodyTimeout` is not enough: it limits the gap between two frames,
 //! and one byte every few seconds never trips it. This limits the whole body.
 //!
-//! The same middleware refuses at once a body whose declared `Content-Length` exceeds what
-//! any endpoint accepts, instead of waiting for bytes it would refuse anyway.
+//! The same middleware refuses at once a body whose declared `Content-Length` is far beyond
+//! what any endpoint accepts ([`EARLY_REFUSAL_BYTES`]), instead of waiting for bytes it would
+//! refuse anyway.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -47,6 +48,9 @@ pub fn is_body_deadline(error: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
+/// Declared bodies above this are refused without reading a byte of them.
+pub const EARLY_REFUSAL_BYTES: u64 = 4 * MAX_BATCH_BYTES as u64;
+
 /// Middleware: the body must have arrived `State(limit)` after the request head did, and may
 /// not announce more than the largest body an endpoint takes.
 pub async fn body_deadline(
@@ -59,7 +63,11 @@ pub async fn body_deadline(
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_BATCH_BYTES as u64) {
+    // Refusing before reading means the connection is closed with the body unread, and most
+    // clients report that as a transport error instead of showing the 413. So a body only
+    // somewhat over the limit goes to the endpoint's own limit, which reads up to the limit and
+    // answers 413 readably; only absurd sizes are cut off at once.
+    if declared.is_some_and(|n| n > EARLY_REFUSAL_BYTES) {
         return ApiError::PayloadTooLarge(format!(
             "the request body is larger than any endpoint accepts ({MAX_BATCH_BYTES} bytes)"
         ))
