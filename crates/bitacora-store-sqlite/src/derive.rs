@@ -1,14 +1,7 @@
-//! Values derived from an event for indexing: the full-text document, the lowercased actor
-//! search string, the IP as a sortable blob, and the log position.
-//!
-//! These run on the caller's thread before an event reaches the writer, so the single writer
-//! only inserts.
+//! The log position `pos` that clusters a tenant's events, and (re-exported from
+//! [`bitacora_store::derive`]) the values every store derives from an event for its row.
 
-use std::net::{IpAddr, Ipv6Addr};
-
-use bitacora_core::Event;
-use ipnet::IpNet;
-use serde_json::Value;
+pub use bitacora_store::derive::{actor_search, fts_text, ip_blob, ip_from_blob, ip_range};
 
 /// Bits of `pos` that hold `seq`: 2^40 events per tenant, 2^23 tenants.
 pub const SEQ_BITS: u32 = 40;
@@ -27,97 +20,6 @@ pub fn tenant_range(tenant_id: i64) -> (i64, i64) {
     (tenant_id << SEQ_BITS, (tenant_id << SEQ_BITS) | SEQ_MASK)
 }
 
-/// IPv6, with IPv4 mapped (`::ffff:a.b.c.d`): one byte order for both families, so a CIDR
-/// block is a contiguous range of blobs.
-pub fn ip_blob(ip: IpAddr) -> [u8; 16] {
-    match ip {
-        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
-        IpAddr::V6(v6) => v6.octets(),
-    }
-}
-
-pub fn ip_from_blob(blob: &[u8]) -> Option<IpAddr> {
-    let octets: [u8; 16] = blob.try_into().ok()?;
-    let v6 = Ipv6Addr::from(octets);
-    Some(match v6.to_ipv4_mapped() {
-        Some(v4) => IpAddr::V4(v4),
-        None => IpAddr::V6(v6),
-    })
-}
-
-/// The lowest and highest blob of a block.
-pub fn ip_range(net: &IpNet) -> ([u8; 16], [u8; 16]) {
-    (ip_blob(net.network()), ip_blob(net.broadcast()))
-}
-
-/// `actor=` matches a case-insensitive part of the name or email.
-pub fn actor_search(event: &Event) -> Option<String> {
-    let actor = event.actor.as_ref()?;
-    let mut s = String::new();
-    for part in [&actor.name, &actor.email].into_iter().flatten() {
-        if !s.is_empty() {
-            s.push('\n');
-        }
-        s.push_str(&part.to_lowercase());
-    }
-    (!s.is_empty()).then_some(s)
-}
-
-/// The text `q=` searches: action, description, actor and target names, changes and
-/// metadata (keys and values).
-pub fn fts_text(event: &Event) -> String {
-    let mut out = String::with_capacity(256);
-    let mut push = |s: &str| {
-        if !s.is_empty() {
-            out.push_str(s);
-            out.push('\n');
-        }
-    };
-    push(&event.action);
-    if let Some(d) = &event.description {
-        push(d);
-    }
-    if let Some(a) = &event.actor {
-        for s in [&a.id, &a.name, &a.email].into_iter().flatten() {
-            push(s);
-        }
-    }
-    if let Some(t) = &event.target {
-        push(&t.kind);
-        for s in [&t.id, &t.name].into_iter().flatten() {
-            push(s);
-        }
-    }
-    for change in &event.changes {
-        push(&change.field);
-        if let Some(l) = &change.label {
-            push(l);
-        }
-        for v in [&change.old, &change.new].into_iter().flatten() {
-            push_value(v, &mut push);
-        }
-    }
-    for (k, v) in &event.metadata {
-        push(k);
-        push_value(v, &mut push);
-    }
-    out
-}
-
-fn push_value(v: &Value, push: &mut impl FnMut(&str)) {
-    match v {
-        Value::Null => {}
-        Value::Bool(b) => push(if *b { "true" } else { "false" }),
-        Value::Number(n) => push(&n.to_string()),
-        Value::String(s) => push(s),
-        Value::Array(items) => items.iter().for_each(|i| push_value(i, push)),
-        Value::Object(map) => map.iter().for_each(|(k, v)| {
-            push(k);
-            push_value(v, push);
-        }),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,16 +31,5 @@ mod tests {
         let (lo, hi) = tenant_range(3);
         assert!(lo <= p && p <= hi);
         assert!(hi < tenant_range(4).0);
-    }
-
-    #[test]
-    fn ipv4_blocks_are_contiguous_blob_ranges() {
-        let net: IpNet = "10.1.0.0/16".parse().unwrap();
-        let (lo, hi) = ip_range(&net);
-        let inside = ip_blob("10.1.200.3".parse().unwrap());
-        let outside = ip_blob("10.2.0.0".parse().unwrap());
-        assert!(lo <= inside && inside <= hi);
-        assert!(outside > hi);
-        assert_eq!(ip_from_blob(&inside), Some("10.1.200.3".parse().unwrap()));
     }
 }

@@ -18,6 +18,7 @@ use chrono_free::Timestamp;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
+pub mod derive;
 
 /// Times at this boundary are microseconds since the Unix epoch (UTC), so this crate needs
 /// no date library.
