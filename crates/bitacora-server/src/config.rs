@@ -33,6 +33,10 @@ listen = "127.0.0.1:8480"
 # Reverse proxies (addresses or CIDR blocks) whose X-Forwarded-For / X-Real-IP headers are
 # believed. From anyone else those headers are ignored and the connection's address is used.
 trusted_proxies = []
+# A connection must send each request's head (request line and headers) within this many
+# seconds of opening or of its previous response, or it is closed: slow-header clients
+# (slowloris) cannot hold connections open, and idle keep-alive connections are closed.
+header_read_timeout_secs = 20
 # A request still unanswered after this many seconds gets 503. Exports stream their body and
 # are not cut by it.
 request_timeout_secs = 30
@@ -248,6 +252,8 @@ pub struct ServerConfig {
     /// Only from these peers are `X-Forwarded-For`/`X-Real-IP` believed: anyone else could
     /// write any address into an audit record.
     pub trusted_proxies: Vec<IpNet>,
+    /// Time a connection has to send a request head, from opening or from its last response.
+    pub header_read_timeout_secs: u64,
     /// Time to produce a response's head; a streamed body (export) is not limited by it.
     pub request_timeout_secs: u64,
     /// How long in-flight requests may run on after shutdown begins.
@@ -340,6 +346,7 @@ impl Default for ServerConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8480)),
             trusted_proxies: Vec::new(),
+            header_read_timeout_secs: 20,
             request_timeout_secs: 30,
             shutdown_grace_secs: 10,
             auth_failures_per_minute: 20,

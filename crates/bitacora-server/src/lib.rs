@@ -24,6 +24,7 @@ pub mod api;
 pub mod audit;
 pub mod auth;
 pub mod config;
+mod conn;
 pub mod demo;
 pub mod error;
 pub mod export;
@@ -36,7 +37,7 @@ pub mod telemetry;
 pub mod tls;
 pub mod ui;
 
-use std::future::{Future, IntoFuture as _};
+use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -191,31 +192,28 @@ pub async fn serve_with_store(
             stopping.cancel();
         }
     };
-    let make_service = app.into_make_service_with_connect_info::<SocketAddr>();
-    let server: std::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> = match tls {
-        None => Box::pin(
-            axum::serve(listener, make_service)
-                .with_graceful_shutdown(signal)
-                .into_future(),
-        ),
-        Some(tls) => {
+    let header_timeout = Duration::from_secs(config.server.header_read_timeout_secs.max(1));
+    let server: std::pin::Pin<Box<dyn Future<Output = ()> + Send>> = match tls {
+        None => {
             use axum::serve::ListenerExt as _;
-            // `tap_io` only so that `ConnectInfo<SocketAddr>` is provided for this listener.
-            let listener = tls::TlsListener::new(listener, tls)?.tap_io(|_| {});
-            Box::pin(
-                axum::serve(listener, make_service)
-                    .with_graceful_shutdown(signal)
-                    .into_future(),
-            )
+            let listener = listener.tap_io(|tcp| {
+                if let Err(e) = tcp.set_nodelay(true) {
+                    tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+                }
+            });
+            Box::pin(conn::serve(listener, app, header_timeout, signal))
+        }
+        Some(tls) => {
+            let listener = tls::TlsListener::new(listener, tls)?;
+            Box::pin(conn::serve(listener, app, header_timeout, signal))
         }
     };
-    let served = tokio::select! {
-        result = server => result.context("the HTTP server failed"),
+    tokio::select! {
+        () = server => {}
         () = async { stopping.cancelled().await; tokio::time::sleep(grace).await } => {
             tracing::warn!(grace_secs = grace.as_secs(), "requests still running after the grace period; closing them");
-            Ok(())
         }
-    };
+    }
 
     capture.cancel();
     for drain in drains {
@@ -235,7 +233,7 @@ pub async fn serve_with_store(
     // already; this finishes the ones whose requests were cut by the grace period.
     store.close().await.context("closing the store")?;
     tracing::info!("stopped");
-    served
+    Ok(())
 }
 
 /// `http(s)://host:port` to show people: an unspecified address becomes loopback.

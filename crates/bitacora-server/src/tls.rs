@@ -4,7 +4,8 @@
 //! [`TlsListener`] is an [`axum::serve::Listener`]: a background task accepts TCP
 //! connections and runs each handshake on its own task (bounded by [`HANDSHAKE_TIMEOUT`]), so
 //! a slow or silent client never holds up the others; finished handshakes are handed to
-//! `axum::serve`, which then works exactly as over plain TCP (graceful shutdown included).
+//! [`crate::conn::serve`], which then works exactly as over plain TCP (header-read timeout and
+//! graceful shutdown included).
 
 use std::io;
 use std::net::SocketAddr;

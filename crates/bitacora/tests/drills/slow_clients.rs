@@ -184,13 +184,15 @@ async fn a_body_trickled_past_the_timeout_gets_408_and_others_are_served() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn slowloris_headers_do_not_starve_other_clients() {
+async fn slowloris_connections_are_closed_and_do_not_starve_other_clients() {
     let root = tempfile::tempdir().unwrap();
     let dir = data_folder(root.path());
-    let app = spawn_with(&dir, &[]).await;
+    // A short header-read timeout so that the drill sees it act.
+    let app = spawn_with(&dir, &[("BITACORA_SERVER__HEADER_READ_TIMEOUT_SECS", "2")]).await;
     let pid = app.child.id();
     let (rss_before, _) = rss_mib(pid);
-    // 300 connections that send a request line and then one header byte every 200 ms.
+    // 300 connections that send a request line and then one header byte every 200 ms: they
+    // never finish a request head.
     let mut slow = Vec::new();
     for _ in 0..300 {
         let mut s = TcpStream::connect(app.addr).await.unwrap();
@@ -199,14 +201,28 @@ async fn slowloris_headers_do_not_starve_other_clients() {
             .unwrap();
         slow.push(s);
     }
-    let stop = Instant::now() + Duration::from_secs(3);
+    let opened = Instant::now();
+    let stop = opened + Duration::from_secs(4);
     let trickle = async {
+        let mut closed_after = vec![None; slow.len()];
         while Instant::now() < stop {
-            for s in &mut slow {
-                let _ = s.write_all(b"a").await;
+            for (s, closed) in slow.iter_mut().zip(closed_after.iter_mut()) {
+                if closed.is_some() {
+                    continue;
+                }
+                // Anything to read (an answer, the end, a reset) means the server gave up on it.
+                let mut byte = [0u8; 1];
+                let gone = s.write_all(b"a").await.is_err()
+                    || tokio::time::timeout(Duration::from_millis(1), s.read(&mut byte))
+                        .await
+                        .is_ok();
+                if gone {
+                    *closed = Some(opened.elapsed());
+                }
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+        closed_after
     };
     let normal = async {
         let mut worst = Duration::ZERO;
@@ -223,10 +239,24 @@ async fn slowloris_headers_do_not_starve_other_clients() {
         }
         worst
     };
-    let ((), worst) = tokio::join!(trickle, normal);
+    let (closed_after, worst) = tokio::join!(trickle, normal);
     let (rss_after, _) = rss_mib(pid);
+    let closed: Vec<Duration> = closed_after.iter().flatten().copied().collect();
+    let last_close = closed.iter().max().copied().unwrap_or_default();
     eprintln!(
-        "slowloris x300: worst normal request {worst:?}; RSS {rss_before:.0} -> {rss_after:.0} MiB"
+        "slowloris x300: {} of {} closed by the server, the last after {last_close:?}; \
+         worst normal request {worst:?}; RSS {rss_before:.0} -> {rss_after:.0} MiB",
+        closed.len(),
+        slow.len()
+    );
+    assert_eq!(
+        closed.len(),
+        slow.len(),
+        "every connection that never finished its request head is closed"
+    );
+    assert!(
+        closed.iter().all(|t| *t >= Duration::from_millis(1500)),
+        "closed before the header-read timeout: {closed:?}"
     );
     assert!(
         worst < Duration::from_secs(2),
