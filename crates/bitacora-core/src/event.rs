@@ -408,6 +408,11 @@ impl EventInput {
                 ));
             }
         }
+        // The common case first: a plain parse is about twice as fast as one that tracks the
+        // path. Only a failed parse is repeated with the path, to name the field at fault.
+        if let Ok(input) = serde_json::from_slice(bytes) {
+            return Ok(input);
+        }
         let mut de = serde_json::Deserializer::from_slice(bytes);
         let parsed: Result<Self, _> = serde_path_to_error::deserialize(&mut de);
         match parsed {
