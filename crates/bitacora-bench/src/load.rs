@@ -21,7 +21,7 @@ use crate::http::{Load, Server, drive};
 #[derive(Clone, Debug, clap::Args)]
 pub struct Target {
     /// The bitacora binary (build it with `cargo build --release -p bitacora`).
-    #[arg(long, default_value = "target/release/bitacora")]
+    #[arg(long, env = "BITACORA_BIN", default_value = "target/release/bitacora")]
     pub bin: PathBuf,
     /// Run the server on this PostgreSQL database instead of a temporary SQLite folder
     /// (for the `pg` figures; needs the PostgreSQL store).

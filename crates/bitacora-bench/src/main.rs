@@ -56,7 +56,7 @@ enum Command {
     /// axum handler parsing the same JSON, over loopback.
     HttpIngest {
         /// The bitacora binary (build it with `cargo build --release -p bitacora`).
-        #[arg(long, default_value = "target/release/bitacora")]
+        #[arg(long, env = "BITACORA_BIN", default_value = "target/release/bitacora")]
         bin: std::path::PathBuf,
         /// Connections for single-event POSTs.
         #[arg(long, default_value_t = 64)]
@@ -158,7 +158,7 @@ enum Command {
     /// same client, in one run.
     Seed {
         /// The bitacora binary.
-        #[arg(long, default_value = "target/release/bitacora")]
+        #[arg(long, env = "BITACORA_BIN", default_value = "target/release/bitacora")]
         bin: std::path::PathBuf,
         /// The script that serves the reference on the port given as its argument.
         #[arg(long, default_value = "bench/seed-flask/serve")]
