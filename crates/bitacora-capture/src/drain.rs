@@ -262,18 +262,16 @@ impl Drain {
 
     /// One connection's life: connect, take the drain lock, drain until cancelled or failed.
     async fn session(&self) -> Result<(), DrainError> {
-        let mut pg_config: tokio_postgres::Config = self
-            .config
-            .database_url
-            .parse()
-            .map_err(|e| CaptureError::Invalid(format!("invalid capture database URL: {e}")))?;
+        let connector = bitacora_store_postgres::connect::parse(&self.config.database_url)
+            .map_err(|e| CaptureError::Invalid(format!("capture database URL: {e}")))?;
+        let mut pg_config = connector.config;
         if pg_config.get_connect_timeout().is_none() {
             pg_config.connect_timeout(Duration::from_secs(10));
         }
         pg_config.keepalives_idle(Duration::from_secs(30));
         pg_config.application_name("bitacora capture drain");
         let (client, mut connection) = pg_config
-            .connect(tokio_postgres::NoTls)
+            .connect(connector.tls)
             .await
             .map_err(|e| CaptureError::pg("cannot connect", &e))?;
         let (wake_tx, mut wake) = mpsc::unbounded_channel::<()>();

@@ -80,10 +80,14 @@ pub fn pg_message(err: &tokio_postgres::Error) -> String {
     }
 }
 
-/// Opens one connection, driving it on a task of its own. Capture connects without TLS
-/// (`sslmode=disable` or `prefer` URLs).
+/// Opens one connection, driving it on a task of its own; TLS as the URL's `sslmode` asks
+/// (`bitacora_store_postgres::connect`).
 pub(crate) async fn connect(url: &str) -> Result<tokio_postgres::Client, CaptureError> {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+    let connector = bitacora_store_postgres::connect::parse(url)
+        .map_err(|e| CaptureError::Invalid(format!("application database URL: {e}")))?;
+    let (client, connection) = connector
+        .config
+        .connect(connector.tls)
         .await
         .map_err(|e| CaptureError::pg("cannot connect to the application database", &e))?;
     tokio::spawn(async move {
@@ -97,7 +101,7 @@ pub(crate) async fn connect(url: &str) -> Result<tokio_postgres::Client, Capture
 /// A database URL without its password, fit for logs, metrics labels and `/readyz`:
 /// `dbname@host:port`.
 pub fn describe_url(url: &str) -> String {
-    match url.parse::<tokio_postgres::Config>() {
+    match bitacora_store_postgres::connect::parse(url).map(|c| c.config) {
         Ok(config) => {
             let host = config
                 .get_hosts()

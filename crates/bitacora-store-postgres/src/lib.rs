@@ -15,7 +15,6 @@
 
 #![forbid(unsafe_code)]
 
-use std::str::FromStr as _;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -32,8 +31,8 @@ use bitacora_store::{
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
-use tokio_postgres::NoTls;
 
+pub mod connect;
 pub mod derive;
 pub mod migrate;
 pub mod partitions;
@@ -102,10 +101,18 @@ pub(crate) fn pg_error(e: tokio_postgres::Error) -> StoreError {
         };
     }
     let io = std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>());
+    // The causes too: "error performing TLS handshake" alone does not say which certificate
+    // check failed.
+    let mut message = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        message = format!("{message}: {cause}");
+        source = cause.source();
+    }
     if e.is_closed() || io {
-        StoreError::Unavailable(format!("PostgreSQL connection: {e}"))
+        StoreError::Unavailable(format!("PostgreSQL connection: {message}"))
     } else {
-        StoreError::Internal(format!("PostgreSQL: {e}"))
+        StoreError::Internal(format!("PostgreSQL: {message}"))
     }
 }
 
@@ -118,16 +125,14 @@ pub(crate) fn pool_error(e: deadpool_postgres::PoolError) -> StoreError {
 
 impl PgStore {
     /// Connects, applies missing migrations, creates the partitions ahead, and starts the
-    /// writer. `url` is a libpq-style URL (`postgres://user:pass@host:port/db`); TLS is not
-    /// supported yet (`sslmode=require` fails to connect).
+    /// writer. `url` is a libpq URL (`postgres://user:pass@host:port/db?sslmode=verify-full`),
+    /// TLS as [`connect`] describes.
     pub async fn open(url: &str, options: PgOptions) -> StoreResult<Self> {
-        let config = tokio_postgres::Config::from_str(url).map_err(|e| {
-            // The URL is not repeated: it may hold a password.
-            StoreError::Internal(format!("invalid PostgreSQL URL: {e}"))
-        })?;
+        // The URL is never repeated in errors: it may hold a password.
+        let connector = connect::parse(url).map_err(StoreError::Internal)?;
         let manager = Manager::from_config(
-            config,
-            NoTls,
+            connector.config,
+            connector.tls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -619,6 +624,7 @@ mod tests {
     use bitacora_store::conformance;
     use chrono::Datelike as _;
     use testing::TestDatabase;
+    use tokio_postgres::NoTls;
 
     /// A store on a fresh database, or `None` (skip) when PostgreSQL is unreachable outside CI.
     async fn open() -> Option<(PgStore, TestDatabase)> {
@@ -755,5 +761,131 @@ mod tests {
         for s in stores {
             s.close().await.unwrap();
         }
+    }
+
+    /// Whether each session named `application` is encrypted.
+    async fn sessions_encrypted(db: &TestDatabase, application: &str) -> Vec<bool> {
+        let (client, connection) = tokio_postgres::connect(db.url(), NoTls).await.unwrap();
+        tokio::spawn(connection);
+        client
+            .query(
+                "SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
+                 WHERE a.datname = current_database() AND a.application_name = $1",
+                &[&application],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    }
+
+    /// `db.url()` with `params` added to its query.
+    fn with_params(db: &TestDatabase, params: &str) -> String {
+        let sep = if db.url().contains('?') { '&' } else { '?' };
+        format!("{}{sep}{params}", db.url())
+    }
+
+    #[tokio::test]
+    async fn sslmode_is_honoured_as_libpq_does() {
+        let Some((plain, db)) = open().await else {
+            return;
+        };
+        plain.close().await.unwrap();
+        let (admin, connection) = tokio_postgres::connect(db.url(), NoTls).await.unwrap();
+        tokio::spawn(connection);
+        let ssl: String = admin.query_one("SHOW ssl", &[]).await.unwrap().get(0);
+        if ssl != "on" {
+            // A server setting, not reachability: the test cannot run, and says so.
+            eprintln!("skipped: this PostgreSQL server has ssl = off");
+            return;
+        }
+        let cert_file: String = admin
+            .query_one("SHOW ssl_cert_file", &[])
+            .await
+            .unwrap()
+            .get(0);
+
+        // require: encrypted, whatever certificate the server shows.
+        let store = PgStore::open(
+            &with_params(&db, "sslmode=require&application_name=tls-require"),
+            PgOptions::default(),
+        )
+        .await
+        .unwrap();
+        store
+            .append(conformance::sample_events_in("default", &["tls-1"]))
+            .await
+            .unwrap();
+        let encrypted = sessions_encrypted(&db, "tls-require").await;
+        assert!(
+            !encrypted.is_empty() && encrypted.iter().all(|e| *e),
+            "{encrypted:?}"
+        );
+        store.close().await.unwrap();
+
+        // disable: plain.
+        let store = PgStore::open(
+            &with_params(&db, "sslmode=disable&application_name=tls-disable"),
+            PgOptions::default(),
+        )
+        .await
+        .unwrap();
+        let encrypted = sessions_encrypted(&db, "tls-disable").await;
+        assert!(
+            !encrypted.is_empty() && encrypted.iter().all(|e| !*e),
+            "{encrypted:?}"
+        );
+        store.close().await.unwrap();
+
+        // verify-ca with the server's own (self-signed) certificate as the root: the chain
+        // checks out, the name (127.0.0.1 is not in the certificate) is not compared.
+        let root = format!("sslrootcert={}", cert_file.replace('/', "%2F"));
+        let store = PgStore::open(
+            &with_params(&db, &format!("sslmode=verify-ca&{root}")),
+            PgOptions::default(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            store.log_size(&TenantName::default_tenant()).await.unwrap(),
+            1
+        );
+        store.close().await.unwrap();
+
+        // verify-full: the same certificate does not name 127.0.0.1, so no connection.
+        let err = PgStore::open(
+            &with_params(&db, &format!("sslmode=verify-full&{root}")),
+            PgOptions::default(),
+        )
+        .await
+        .err()
+        .expect("verify-full must refuse a certificate for another name");
+        assert!(
+            matches!(err, StoreError::Unavailable(_) | StoreError::Internal(_)),
+            "{err}"
+        );
+        let message = err.to_string();
+        assert!(message.contains("certificate"), "{message}");
+
+        // verify-ca against a root that did not sign the server's certificate.
+        let other = rcgen::generate_simple_self_signed(vec!["elsewhere".into()]).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let other_root = dir.path().join("other.pem");
+        std::fs::write(&other_root, other.cert.pem()).unwrap();
+        let err = PgStore::open(
+            &with_params(
+                &db,
+                &format!(
+                    "sslmode=verify-ca&sslrootcert={}",
+                    other_root.display().to_string().replace('/', "%2F")
+                ),
+            ),
+            PgOptions::default(),
+        )
+        .await
+        .err()
+        .expect("verify-ca must refuse a certificate from another authority");
+        assert!(err.to_string().contains("certificate"), "{err}");
     }
 }
