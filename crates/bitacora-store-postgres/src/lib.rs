@@ -689,6 +689,193 @@ mod tests {
         store.close().await.unwrap();
     }
 
+    /// PostgreSQL restarted (fast, then crashed with `immediate`) under appends from several
+    /// tasks: every append either is acknowledged and stays stored as acknowledged, or fails
+    /// with `Unavailable` having stored nothing (resending it stores it, never finds it
+    /// there); the store recovers by itself; the log stays gapless with one tree.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_restart_under_appends_acknowledges_exactly_what_committed() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use testing::{PrivateCluster, Shutdown};
+
+        let Some(cluster) = PrivateCluster::create().await else {
+            return;
+        };
+        let url = cluster.create_database("restart").await;
+        let store = Arc::new(PgStore::open(&url, PgOptions::default()).await.unwrap());
+        let tenant = TenantName::default_tenant();
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut tasks = Vec::new();
+        for w in 0..4 {
+            let (store, stop) = (store.clone(), stop.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut acked = Vec::new();
+                let mut failed = Vec::new();
+                let mut n = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let ids: Vec<String> = (0..5).map(|i| format!("w{w}-{n}-{i}")).collect();
+                    n += 1;
+                    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+                    match store.append(conformance::sample_events(&refs)).await {
+                        Ok(outcomes) => acked.extend(outcomes),
+                        Err(StoreError::Unavailable(_)) => {
+                            failed.push(ids);
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                        Err(other) => panic!("an append failed with {other:?}, not Unavailable"),
+                    }
+                }
+                (acked, failed)
+            }));
+        }
+        for how in [Shutdown::Fast, Shutdown::Immediate] {
+            tokio::time::sleep(Duration::from_millis(700)).await;
+            cluster.restart(how).await;
+            // Recovered without reopening the store.
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            while store.ping().await.is_err() {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "no recovery after {how:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        stop.store(true, Ordering::Relaxed);
+        let mut acked = Vec::new();
+        let mut failed = Vec::new();
+        for t in tasks {
+            let (a, f) = t.await.unwrap();
+            acked.extend(a);
+            failed.extend(f);
+        }
+        assert!(
+            !failed.is_empty(),
+            "the restarts failed no append: not a test of them"
+        );
+        // Read the log once (before the resends below): what was acknowledged is there.
+        let acked_size = store.log_size(&tenant).await.unwrap();
+        let mut stored = Vec::new();
+        for seq in 0..acked_size {
+            let e = store.event_by_seq(&tenant, seq).await.unwrap();
+            stored.push(e.unwrap_or_else(|| panic!("seq {seq} missing")).leaf_hash);
+        }
+        for outcome in &acked {
+            let AppendOutcome::Stored { id, seq, leaf_hash } = outcome else {
+                panic!("fresh ids acknowledged as {outcome:?}");
+            };
+            // The leaf hash covers the whole event, its id included.
+            assert_eq!(
+                stored.get(*seq as usize),
+                Some(leaf_hash),
+                "acknowledged {id} lost"
+            );
+        }
+        // A failed append stored nothing: resending it stores it now.
+        for ids in &failed {
+            let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+            for outcome in store
+                .append(conformance::sample_events(&refs))
+                .await
+                .unwrap()
+            {
+                assert!(
+                    matches!(outcome, AppendOutcome::Stored { .. }),
+                    "an append answered Unavailable had been committed: {outcome:?}"
+                );
+            }
+        }
+        let size = store.log_size(&tenant).await.unwrap();
+        assert_eq!(size as usize, acked.len() + failed.len() * 5);
+        let mut leaves = stored;
+        for seq in acked_size..size {
+            let e = store.event_by_seq(&tenant, seq).await.unwrap();
+            leaves.push(e.unwrap_or_else(|| panic!("seq {seq} missing")).leaf_hash);
+        }
+        let ids = bitacora_core::merkle::root_nodes(size);
+        let hashes = store.tree_nodes(&tenant, &ids).await.unwrap();
+        let map: std::collections::HashMap<_, _> = ids.into_iter().zip(hashes).collect();
+        let root =
+            bitacora_core::merkle::root_from_nodes(size, |id| Ok::<_, ()>(map[&id])).unwrap();
+        assert_eq!(root, bitacora_core::merkle::root_from_leaves(&leaves));
+        store.close().await.unwrap();
+    }
+
+    /// The question the writer asks when a COMMIT's reply is lost, answered across a real
+    /// crash: a transaction committed just before it is `Committed`, one cut off before its
+    /// COMMIT is `NotCommitted`, and one still open is neither (asked again later).
+    #[tokio::test]
+    async fn a_lost_commit_is_resolved_by_its_transaction_status_across_a_crash() {
+        use testing::{PrivateCluster, Shutdown};
+        use writer::{Resolution, transaction_status};
+
+        let Some(cluster) = PrivateCluster::create().await else {
+            return;
+        };
+        let url = cluster.create_database("doubt").await;
+        let store = PgStore::open(&url, PgOptions::default()).await.unwrap();
+        let connect = async || {
+            let (client, connection) = tokio_postgres::connect(&url, NoTls).await.unwrap();
+            tokio::spawn(connection);
+            client
+        };
+        let xid_of = async |client: &tokio_postgres::Client| -> i64 {
+            client
+                .query_one("SELECT txid_current()", &[])
+                .await
+                .unwrap()
+                .get(0)
+        };
+        let app = connect().await;
+        app.batch_execute("CREATE TABLE t (v int)").await.unwrap();
+
+        app.batch_execute("BEGIN; INSERT INTO t VALUES (1)")
+            .await
+            .unwrap();
+        let committed = xid_of(&app).await;
+        app.batch_execute("COMMIT").await.unwrap();
+        let open = connect().await;
+        open.batch_execute("BEGIN; INSERT INTO t VALUES (2)")
+            .await
+            .unwrap();
+        let cut_off = xid_of(&open).await;
+        assert_eq!(
+            transaction_status(&store.pool, cut_off).await.unwrap(),
+            None,
+            "an open transaction is in progress"
+        );
+
+        cluster.restart(Shutdown::Immediate).await;
+        // Asked until PostgreSQL answers, as the writer does.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let ask = async |xid| loop {
+            match transaction_status(&store.pool, xid).await {
+                Ok(answer) => return answer,
+                Err(e) => {
+                    assert!(matches!(e, StoreError::Unavailable(_)), "{e:?}");
+                    assert!(std::time::Instant::now() < deadline, "no answer: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        };
+        assert_eq!(ask(committed).await, Some(Resolution::Committed));
+        assert_eq!(ask(cut_off).await, Some(Resolution::NotCommitted));
+        // An id beyond anything the recovered server assigned never committed either.
+        assert_eq!(
+            ask(cut_off + 1_000_000).await,
+            Some(Resolution::NotCommitted)
+        );
+        let rows: i64 = connect()
+            .await
+            .query_one("SELECT count(*) FROM t", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(rows, 1);
+        store.close().await.unwrap();
+    }
+
     /// Two stores (as two servers would) appending to the same tenants at once: one gapless
     /// log per tenant, one tree, every id stored once.
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -11,10 +11,22 @@
 //!
 //! The rows go in with one binary `COPY` per batch; tree nodes, log state and counters with
 //! one `unnest` statement each.
+//!
+//! **A commit whose reply is lost is resolved, never guessed.** When PostgreSQL restarts or
+//! crashes, or the connection drops, while `COMMIT` is in flight, the transaction may have
+//! committed or not. Answering "failed" for a committed batch would make clients resend events
+//! the log already holds (new ids for events sent without one); answering "stored" for a
+//! rolled-back one would lose acknowledged events. So the writer remembers the transaction's
+//! id (`txid_current()`, assigned anyway by the row locks) and, when `COMMIT` fails, asks a
+//! fresh connection `txid_status` until PostgreSQL answers ([`IN_DOUBT_PATIENCE`]): committed
+//! → the outcomes are acknowledged; aborted → `Unavailable`, and the clients retry. Only if
+//! PostgreSQL stays unreachable that long is the answer `Unavailable` with the outcome
+//! unknown; a retry with the same event ids is then safe (duplicates are acknowledged with
+//! their original `seq`).
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bitacora_core::Event;
 use bitacora_core::canonical::{Fingerprint, Hash, SealedEvent};
@@ -84,6 +96,19 @@ const COPY_TYPES: [Type; 19] = [
 
 /// How often a commit that lost a deadlock or serialization race is retried.
 const RETRIES: usize = 3;
+
+/// How long the writer keeps asking whether a commit whose reply was lost committed, before
+/// answering that its outcome is unknown.
+const IN_DOUBT_PATIENCE: Duration = Duration::from_secs(30);
+/// The pause between two such questions while PostgreSQL is unreachable.
+const IN_DOUBT_PAUSE: Duration = Duration::from_millis(200);
+
+/// What PostgreSQL says of a transaction whose `COMMIT` got no reply.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Resolution {
+    Committed,
+    NotCommitted,
+}
 
 pub struct Writer {
     pool: Pool,
@@ -229,15 +254,20 @@ impl Writer {
         let mut tids: Vec<i32> = names.iter().map(|n| self.tenant_ids[*n]).collect();
         tids.sort_unstable();
         // The sequencer lock, and the truth about each log, in one statement.
+        // The transaction id comes along: the row locks assign one anyway, and it is what
+        // tells, after a lost COMMIT reply, whether the transaction committed.
         let mut logs: HashMap<i32, CompactRange> = HashMap::new();
+        let mut xid: Option<i64> = None;
         for r in tx
             .query(
-                "SELECT id, size, frontier FROM tenants WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+                "SELECT id, size, frontier, txid_current() FROM tenants WHERE id = ANY($1)
+                 ORDER BY id FOR UPDATE",
                 &[&tids],
             )
             .await
             .map_err(pg_error)?
         {
+            xid = Some(r.get(3));
             let id: i32 = r.get(0);
             let size: i64 = r.get(1);
             let frontier: &[u8] = r.get(2);
@@ -376,10 +406,87 @@ impl Writer {
             .map_err(pg_error)?;
             upsert_counters(&tx, &action_counts, &actors).await?;
         }
-        tx.commit().await.map_err(pg_error)?;
+        if let Err(e) = tx.commit().await {
+            let e = pg_error(e);
+            // The connection is suspect: it goes back to the pool only to be discarded.
+            drop(client);
+            if rows.is_empty() {
+                // Nothing was written: every outcome (duplicate, conflict) is a fact about
+                // rows committed earlier, whatever became of this transaction.
+                return Ok(outcomes);
+            }
+            let Some(xid) = xid else {
+                return Err(e);
+            };
+            tracing::warn!(error = %e, xid, events = rows.len(), "COMMIT got no reply; asking PostgreSQL whether it committed");
+            match resolve(&self.pool, xid).await {
+                Ok(Resolution::Committed) => {
+                    metrics::counter!("bitacora_store_commits_in_doubt_total", "outcome" => "committed")
+                        .increment(1);
+                    tracing::warn!(xid, "the commit in doubt had committed; acknowledging it");
+                }
+                Ok(Resolution::NotCommitted) => {
+                    metrics::counter!("bitacora_store_commits_in_doubt_total", "outcome" => "aborted")
+                        .increment(1);
+                    tracing::warn!(xid, "the commit in doubt had not committed");
+                    return Err(match e {
+                        StoreError::Unavailable(m) => StoreError::Unavailable(m),
+                        other => StoreError::Unavailable(format!("the commit failed: {other}")),
+                    });
+                }
+                Err(unknown) => {
+                    metrics::counter!("bitacora_store_commits_in_doubt_total", "outcome" => "unknown")
+                        .increment(1);
+                    return Err(unknown);
+                }
+            }
+        }
         metrics::counter!("bitacora_store_events_appended_total").increment(rows.len() as u64);
         Ok(outcomes)
     }
+}
+
+/// Whether transaction `xid` committed, asked on fresh connections until PostgreSQL answers
+/// or [`IN_DOUBT_PATIENCE`] runs out (then `Unavailable`, the outcome unknown).
+async fn resolve(pool: &Pool, xid: i64) -> StoreResult<Resolution> {
+    let deadline = Instant::now() + IN_DOUBT_PATIENCE;
+    loop {
+        let last = match transaction_status(pool, xid).await {
+            Ok(Some(resolution)) => return Ok(resolution),
+            // Still in progress: the old session has not finished its COMMIT yet.
+            Ok(None) => "the transaction is still in progress".to_owned(),
+            Err(e) => e.to_string(),
+        };
+        if Instant::now() >= deadline {
+            tracing::error!(xid, error = %last, "the outcome of a commit is unknown: PostgreSQL did not answer in time");
+            return Err(StoreError::Unavailable(format!(
+                "the outcome of a commit is unknown (PostgreSQL did not answer within \
+                 {IN_DOUBT_PATIENCE:?}: {last}); resending the same event ids is safe"
+            )));
+        }
+        tokio::time::sleep(IN_DOUBT_PAUSE).await;
+    }
+}
+
+/// One `txid_status` question: `None` while the transaction is still in progress.
+pub(crate) async fn transaction_status(pool: &Pool, xid: i64) -> StoreResult<Option<Resolution>> {
+    let client = pool.get().await.map_err(pool_error)?;
+    let status: Option<String> = match client.query_one("SELECT txid_status($1)", &[&xid]).await {
+        Ok(row) => row.get(0),
+        // "transaction ID ... is in the future": PostgreSQL crashed before any WAL of the
+        // transaction reached the disk, so its COMMIT record cannot have either.
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::INVALID_PARAMETER_VALUE) => {
+            return Ok(Some(Resolution::NotCommitted));
+        }
+        Err(e) => return Err(pg_error(e)),
+    };
+    Ok(match status.as_deref() {
+        Some("committed") => Some(Resolution::Committed),
+        Some("in progress") => None,
+        // "aborted", or NULL: too old to be known, which a transaction of a moment ago
+        // cannot be.
+        _ => Some(Resolution::NotCommitted),
+    })
 }
 
 #[derive(Default)]
