@@ -39,23 +39,28 @@ $fn$;
 -- Row-level AFTER INSERT/UPDATE/DELETE. Arguments (written by `install`):
 --   0: key columns (text[] literal, in key order)  1: excluded columns  2: masked columns
 --   3: full rows ('t' or 'f')
--- The whole rows go to the outbox; keeping only the changed columns is the drain's work, off
--- the application's transaction.
+-- This runs once per changed row inside the application's transaction, so it does the least it
+-- can and leaves the rest to the drain (BENCHMARKS.md, "Capture trigger overhead"): it writes
+-- the whole rows (the drain keeps the changed columns), the key's column names as the
+-- argument's text (the drain reads the key's values from the row) and TG_OP as it is (the
+-- drain lower-cases it). Each of those cost measurable time per row here, nothing there.
+-- Since schema version 2, `install` fires this for UPDATE only when the row's binary image
+-- changed (`WHEN (OLD *<> NEW)`), so a no-op update does not even queue the trigger; the
+-- comparison below still decides, after dropping excluded columns, whether anything changed.
 CREATE OR REPLACE FUNCTION bitacora_capture.capture_row()
 RETURNS trigger
 LANGUAGE plpgsql
 AS $fn$
 DECLARE
-    key_cols text[] := TG_ARGV[0]::text[];
-    o        jsonb;
-    n        jsonb;
-    r        jsonb;
-    pk       jsonb;
+    o jsonb;
+    n jsonb;
 BEGIN
-    IF TG_OP <> 'INSERT' THEN
+    IF TG_OP = 'INSERT' THEN
+        n := to_jsonb(NEW);
+    ELSIF TG_OP = 'DELETE' THEN
         o := to_jsonb(OLD);
-    END IF;
-    IF TG_OP <> 'DELETE' THEN
+    ELSE
+        o := to_jsonb(OLD);
         n := to_jsonb(NEW);
     END IF;
     IF TG_ARGV[1] <> '{}' THEN
@@ -71,19 +76,11 @@ BEGIN
         n := bitacora_capture.mask_columns(n, TG_ARGV[2]::text[]);
     END IF;
 
-    r := coalesce(n, o);
-    IF cardinality(key_cols) = 1 THEN
-        pk := jsonb_build_array(jsonb_build_array(key_cols[1], r -> key_cols[1]));
-    ELSE
-        SELECT jsonb_agg(jsonb_build_array(k.c, r -> k.c) ORDER BY k.i) INTO pk
-        FROM unnest(key_cols) WITH ORDINALITY AS k(c, i);
-    END IF;
-
     INSERT INTO bitacora_capture.outbox
-        (txid, schema_name, table_name, op, pk, old_values, new_values, full_rows,
+        (txid, schema_name, table_name, op, key_columns, old_values, new_values, full_rows,
          actor_id, actor_name, actor_email, actor_type, ip, user_agent, request_id)
     VALUES
-        (txid_current(), TG_TABLE_SCHEMA, TG_TABLE_NAME, lower(TG_OP), pk, o, n, TG_ARGV[3] = 't',
+        (txid_current(), TG_TABLE_SCHEMA, TG_TABLE_NAME, TG_OP, TG_ARGV[0], o, n, TG_ARGV[3] = 't',
          nullif(current_setting('bitacora.actor_id', true), ''),
          nullif(current_setting('bitacora.actor_name', true), ''),
          nullif(current_setting('bitacora.actor_email', true), ''),
@@ -94,7 +91,7 @@ BEGIN
 
     -- Once per transaction (a transaction-local flag): wake the drain if it is waiting.
     -- NOTIFY is delivered at commit, and not at all on rollback.
-    IF coalesce(current_setting('bitacora_capture.notified', true), '') = '' THEN
+    IF current_setting('bitacora_capture.notified', true) IS DISTINCT FROM 't' THEN
         PERFORM set_config('bitacora_capture.notified', 't', true);
         IF (SELECT d.listening FROM bitacora_capture.drain_state d) THEN
             PERFORM pg_notify('bitacora_capture', '');
@@ -114,7 +111,7 @@ BEGIN
         (txid, schema_name, table_name, op,
          actor_id, actor_name, actor_email, actor_type, ip, user_agent, request_id)
     VALUES
-        (txid_current(), TG_TABLE_SCHEMA, TG_TABLE_NAME, 'truncate',
+        (txid_current(), TG_TABLE_SCHEMA, TG_TABLE_NAME, TG_OP,
          nullif(current_setting('bitacora.actor_id', true), ''),
          nullif(current_setting('bitacora.actor_name', true), ''),
          nullif(current_setting('bitacora.actor_email', true), ''),
@@ -122,7 +119,7 @@ BEGIN
          nullif(current_setting('bitacora.ip', true), ''),
          nullif(current_setting('bitacora.user_agent', true), ''),
          nullif(current_setting('bitacora.request_id', true), ''));
-    IF coalesce(current_setting('bitacora_capture.notified', true), '') = '' THEN
+    IF current_setting('bitacora_capture.notified', true) IS DISTINCT FROM 't' THEN
         PERFORM set_config('bitacora_capture.notified', 't', true);
         IF (SELECT d.listening FROM bitacora_capture.drain_state d) THEN
             PERFORM pg_notify('bitacora_capture', '');

@@ -45,6 +45,26 @@ const STATEMENT_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often depth and lag are measured while rows keep coming.
 const MEASURE_EVERY: Duration = Duration::from_secs(1);
 
+/// The next rows of the outbox, as [`OutboxRow`] wants them. The triggers of schema version 2
+/// leave work here, off the application's transaction: `op` is TG_OP (upper case), an unset
+/// setting may be `''`, and `pk` is built here from `key_columns` (a `text[]` literal) and the
+/// row (new for insert and update, old for delete), as the version 1 trigger built it. Rows
+/// written by version 1 triggers (lower-case `op`, `pk` filled in) read the same. The query
+/// runs on both schema versions (`key_columns` is read through `to_jsonb(o)`, and only for
+/// rows without `pk`), so a drain started before `install` upgrades the schema, or during it,
+/// reads every row right.
+const OUTBOX_QUERY: &str = "\
+    SELECT o.id, o.txid, o.schema_name, o.table_name, lower(o.op), \
+           coalesce(o.pk, (SELECT jsonb_agg(jsonb_build_array(k.c, \
+                                       coalesce(o.new_values, o.old_values) -> k.c) ORDER BY k.i) \
+                           FROM unnest((to_jsonb(o) ->> 'key_columns')::text[]) \
+                                WITH ORDINALITY AS k(c, i))), \
+           o.old_values, o.new_values, o.full_rows, \
+           nullif(o.actor_id, ''), nullif(o.actor_name, ''), nullif(o.actor_email, ''), \
+           nullif(o.actor_type, ''), nullif(o.ip, ''), nullif(o.user_agent, ''), \
+           nullif(o.request_id, ''), o.occurred_at \
+    FROM bitacora_capture.outbox o ORDER BY o.id LIMIT $1";
+
 /// One capture source.
 #[derive(Clone)]
 pub struct DrainConfig {
@@ -389,18 +409,9 @@ impl Drain {
     /// One batch: read, seal, append (durable), delete. Returns the rows drained.
     async fn pass(&self, client: &Client, install_id: &str) -> Result<usize, DrainError> {
         let limit = self.config.batch_size.max(1) as i64;
-        let rows = timed(
-            "reading the outbox",
-            client.query(
-                "SELECT id, txid, schema_name, table_name, op, pk, old_values, new_values, \
-                        full_rows, actor_id, actor_name, actor_email, actor_type, ip, \
-                        user_agent, request_id, occurred_at \
-                 FROM bitacora_capture.outbox ORDER BY id LIMIT $1",
-                &[&limit],
-            ),
-        )
-        .await?
-        .map_err(|e| CaptureError::pg("cannot read the outbox", &e))?;
+        let rows = timed("reading the outbox", client.query(OUTBOX_QUERY, &[&limit]))
+            .await?
+            .map_err(|e| CaptureError::pg("cannot read the outbox", &e))?;
         if rows.is_empty() {
             return Ok(0);
         }

@@ -16,12 +16,18 @@ use tokio_postgres::Transaction;
 use crate::{CaptureError, connect};
 
 /// The schema version this build installs and understands.
-pub const SCHEMA_VERSION: i32 = 1;
-const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("../sql/v1.sql"))];
+pub const SCHEMA_VERSION: i32 = 2;
+const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("../sql/v1.sql")),
+    (2, include_str!("../sql/v2.sql")),
+];
 const FUNCTIONS: &str = include_str!("../sql/functions.sql");
 /// `pg_advisory_xact_lock` key serializing installs and uninstalls ("bitcap").
 const INSTALL_LOCK: i64 = 0x6269_7463_6170;
+/// AFTER INSERT OR DELETE (installs of schema version 1 made it fire on UPDATE too).
 pub(crate) const ROW_TRIGGER: &str = "bitacora_capture_row";
+/// AFTER UPDATE, only when the row's binary image changed (since schema version 2).
+pub(crate) const UPDATE_TRIGGER: &str = "bitacora_capture_update";
 pub(crate) const TRUNCATE_TRIGGER: &str = "bitacora_capture_truncate";
 
 /// What `bitacora capture install` was asked.
@@ -47,8 +53,9 @@ pub struct TableStatus {
     pub excluded: Vec<String>,
     pub masked: Vec<String>,
     pub full_rows: bool,
-    /// Both triggers are present and enabled (false: the table was recreated, or someone
-    /// disabled a trigger; re-run install).
+    /// Its triggers are present and enabled, and between them fire on insert, update, delete
+    /// and truncate (false: the table was recreated, or someone disabled or dropped a trigger;
+    /// re-run install).
     pub triggers_ok: bool,
 }
 
@@ -235,12 +242,14 @@ pub async fn status(url: &str) -> Result<Status, CaptureError> {
         .collect();
     let rows = client
         .query(
+            // tgtype bits: 4 insert, 8 delete, 16 update, 32 truncate. A table installed by
+            // schema version 1 and not re-installed since has one row trigger for all three.
             "SELECT t.schema_name, t.table_name, t.key_columns, t.excluded, t.masked, t.full_rows, \
-                    (SELECT count(*) FROM pg_trigger g \
+                    (SELECT coalesce(bit_or(g.tgtype::int) & 60 = 60, false) FROM pg_trigger g \
                       WHERE g.tgrelid = t.relid AND g.tgenabled <> 'D' \
-                        AND g.tgname IN ($1, $2)) = 2 \
+                        AND g.tgname IN ($1, $2, $3)) \
              FROM bitacora_capture.tables t ORDER BY t.schema_name, t.table_name",
-            &[&ROW_TRIGGER, &TRUNCATE_TRIGGER],
+            &[&ROW_TRIGGER, &UPDATE_TRIGGER, &TRUNCATE_TRIGGER],
         )
         .await
         .map_err(|e| CaptureError::pg("cannot read bitacora_capture.tables", &e))?;
@@ -341,7 +350,7 @@ pub async fn uninstall(
     } else {
         for name in tables {
             let table = resolve_table(&tx, name).await?;
-            for trigger in [ROW_TRIGGER, TRUNCATE_TRIGGER] {
+            for trigger in [ROW_TRIGGER, UPDATE_TRIGGER, TRUNCATE_TRIGGER] {
                 drop_trigger(&tx, trigger, &table.schema, &table.name).await?;
             }
             tx.execute(
@@ -613,21 +622,33 @@ async fn configure_table(
     .await
     .map_err(fail)?;
     // PostgreSQL quotes the identifiers and the trigger arguments itself.
+    //
+    // UPDATE has a trigger of its own so that it can say `WHEN (OLD *<> NEW)`: an update that
+    // leaves the row's binary image as it was (an ORM saving an unchanged object) does not even
+    // queue the trigger. `*<>` (record_image_ne) works for every column type, unlike `IS
+    // DISTINCT FROM`, which fails on types without equality (json, point); and equal images
+    // always have equal JSON, so it never skips a change the trigger would record. The
+    // trigger still compares the rows' JSON without the excluded columns.
     let ddl: String = tx
         .query_one(
             "SELECT format(\
                'DROP TRIGGER IF EXISTS %3$I ON %1$I.%2$I; \
-                CREATE TRIGGER %3$I AFTER INSERT OR UPDATE OR DELETE ON %1$I.%2$I \
-                  FOR EACH ROW EXECUTE FUNCTION bitacora_capture.capture_row(%5$L, %6$L, %7$L, %8$L); \
+                CREATE TRIGGER %3$I AFTER INSERT OR DELETE ON %1$I.%2$I \
+                  FOR EACH ROW EXECUTE FUNCTION bitacora_capture.capture_row(%6$L, %7$L, %8$L, %9$L); \
                 DROP TRIGGER IF EXISTS %4$I ON %1$I.%2$I; \
-                CREATE TRIGGER %4$I AFTER TRUNCATE ON %1$I.%2$I \
+                CREATE TRIGGER %4$I AFTER UPDATE ON %1$I.%2$I \
+                  FOR EACH ROW WHEN (OLD *<> NEW) \
+                  EXECUTE FUNCTION bitacora_capture.capture_row(%6$L, %7$L, %8$L, %9$L); \
+                DROP TRIGGER IF EXISTS %5$I ON %1$I.%2$I; \
+                CREATE TRIGGER %5$I AFTER TRUNCATE ON %1$I.%2$I \
                   FOR EACH STATEMENT EXECUTE FUNCTION bitacora_capture.capture_truncate()', \
-               $1::text, $2::text, $3::text, $4::text, $5::text[]::text, $6::text[]::text, \
-               $7::text[]::text, $8::text)",
+               $1::text, $2::text, $3::text, $4::text, $5::text, $6::text[]::text, \
+               $7::text[]::text, $8::text[]::text, $9::text)",
             &[
                 &table.schema,
                 &table.name,
                 &ROW_TRIGGER,
+                &UPDATE_TRIGGER,
                 &TRUNCATE_TRIGGER,
                 &table.key_columns,
                 &excluded,

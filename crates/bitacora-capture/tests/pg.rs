@@ -363,7 +363,10 @@ async fn install_is_idempotent_versioned_and_uninstall_keeps_the_data() {
     let second = bitacora_capture::install(&db.url, &opts(&["shop.orders"]))
         .await
         .unwrap();
-    assert_eq!(second.previous_version, 1);
+    assert_eq!(
+        second.previous_version,
+        bitacora_capture::install::SCHEMA_VERSION
+    );
     assert_eq!(first.install_id, second.install_id);
     // Twice installed, once recorded.
     app.batch_execute("UPDATE shop.orders SET note = 'second'")
@@ -378,11 +381,14 @@ async fn install_is_idempotent_versioned_and_uninstall_keeps_the_data() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(triggers, 2);
+    assert_eq!(triggers, 3);
 
     let status = bitacora_capture::status(&db.url).await.unwrap();
     assert!(status.installed);
-    assert_eq!(status.schema_version, Some(1));
+    assert_eq!(
+        status.schema_version,
+        Some(bitacora_capture::install::SCHEMA_VERSION)
+    );
     assert_eq!(status.tables.len(), 1);
     assert_eq!(status.tables[0].table, "shop.orders");
     assert_eq!(status.tables[0].key_columns, ["id"]);
