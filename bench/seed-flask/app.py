@@ -57,7 +57,11 @@ def _pragmas(dbapi_conn, _record):
     cur.close()
 
 
+# The schema is created once, in gunicorn's master (`serve` runs it with --preload): two
+# workers creating it at the same time on a fresh file race ("table already exists"). The
+# master's connections are closed so that no SQLite handle crosses the fork.
 Base.metadata.create_all(engine)
+engine.dispose()
 app = Flask(__name__)
 
 
