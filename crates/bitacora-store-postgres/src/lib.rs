@@ -1046,8 +1046,7 @@ mod tests {
             PgOptions::default(),
         )
         .await
-        .err()
-        .expect("verify-full must refuse a certificate for another name");
+        .expect_err("verify-full must refuse a certificate for another name");
         assert!(
             matches!(err, StoreError::Unavailable(_) | StoreError::Internal(_)),
             "{err}"
@@ -1071,8 +1070,7 @@ mod tests {
             PgOptions::default(),
         )
         .await
-        .err()
-        .expect("verify-ca must refuse a certificate from another authority");
+        .expect_err("verify-ca must refuse a certificate from another authority");
         assert!(err.to_string().contains("certificate"), "{err}");
     }
 }
