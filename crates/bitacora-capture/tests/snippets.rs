@@ -72,7 +72,8 @@ async fn drop_database(name: &str) {
         .unwrap();
 }
 
-/// (op, actor_id, actor_name, ip, user_agent, request_id) of every outbox row, in order.
+/// (op, actor_id, actor_name, ip, user_agent, request_id) of every outbox row, in order; `op`
+/// folded to lower case as the drain does (schema version 2 triggers store `TG_OP` as it is).
 type Row = (
     String,
     Option<String>,
@@ -86,7 +87,7 @@ async fn outbox(url: &str) -> Vec<Row> {
     let (app, conn) = tokio_postgres::connect(url, NoTls).await.unwrap();
     tokio::spawn(conn);
     app.query(
-        "SELECT op, actor_id, actor_name, ip, user_agent, request_id \
+        "SELECT lower(op), actor_id, actor_name, ip, user_agent, request_id \
          FROM bitacora_capture.outbox ORDER BY id",
         &[],
     )
