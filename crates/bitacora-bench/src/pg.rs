@@ -16,15 +16,17 @@ use bitacora_core::canonical::SealedEvent;
 use bitacora_store::Store;
 use bitacora_store_postgres::testing::{TestDatabase, server_url};
 use bitacora_store_postgres::{PgOptions, PgStore, derive};
-use tokio_postgres::NoTls;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
 
 use crate::search::{SHAPES, pct, query};
 use crate::{median, rate, seal_range};
 
+/// A connection made as the store makes its own (same `sslmode` handling, so TLS or not alike):
+/// the raw COPY baseline must not be spared a cost the store pays.
 async fn connect(url: &str) -> anyhow::Result<tokio_postgres::Client> {
-    let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
+    let connector = bitacora_store_postgres::connect::parse(url).map_err(|e| anyhow::anyhow!(e))?;
+    let (client, connection) = connector.config.connect(connector.tls).await?;
     tokio::spawn(connection);
     Ok(client)
 }
