@@ -39,6 +39,17 @@ async fn connect(url: &str) -> Result<tokio_postgres::Client, tokio_postgres::Er
     Ok(client)
 }
 
+/// Rows waiting in the outbox.
+async fn outbox_depth(url: &str) -> i64 {
+    connect(url)
+        .await
+        .unwrap()
+        .query_one("SELECT count(*) FROM bitacora_capture.outbox", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
 /// What the application did, as it knows it.
 #[derive(Default)]
 struct AppLog {
@@ -262,14 +273,7 @@ async fn a_restarted_source_is_reported_down_and_drained_exactly_once() {
             async || store.log_size(&tenant()).await.unwrap() > logged + 20,
         )
         .await;
-        let depth: i64 = connect(&url)
-            .await
-            .unwrap()
-            .query_one("SELECT count(*) FROM bitacora_capture.outbox", &[])
-            .await
-            .unwrap()
-            .get(0);
-        backlog_at_restart.push(depth);
+        backlog_at_restart.push(outbox_depth(&url).await);
         let seen_before = states.lock().unwrap().len();
         let drained_before = status.snapshot().events_drained;
         cluster.restart(how).await;
@@ -322,14 +326,7 @@ async fn a_restarted_source_is_reported_down_and_drained_exactly_once() {
                 logged as usize <= expected,
                 "{logged} events for {expected} changes"
             );
-            let depth: i64 = connect(&url)
-                .await
-                .unwrap()
-                .query_one("SELECT count(*) FROM bitacora_capture.outbox", &[])
-                .await
-                .unwrap()
-                .get(0);
-            logged as usize == expected && depth == 0
+            logged as usize == expected && outbox_depth(&url).await == 0
         },
     )
     .await;

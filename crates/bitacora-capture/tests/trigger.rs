@@ -1,5 +1,5 @@
 //! The capture trigger of schema version 2 (the cheaper one) against a real PostgreSQL
-//! (127.0.0.1:5432, user `postgres`): what it skips without being called, what it still
+//! (`bitacora_store_postgres::testing::TestDatabase`): what it skips without being called, what it still
 //! records, and the upgrade of a version 1 install with changes waiting in its outbox. Each
 //! test creates its own database and drops it. Without PostgreSQL the tests skip with a
 //! printed reason, except when `CI` is set: then they fail.
@@ -10,86 +10,36 @@ use std::time::{Duration, Instant};
 use bitacora_capture::{DrainConfig, InstallOptions, spawn_drain};
 use bitacora_core::{IngestPolicy, TenantName};
 use bitacora_store::Store;
+use bitacora_store_postgres::testing::TestDatabase;
 use bitacora_store_sqlite::{SqliteOptions, SqliteStore, Synchronous};
 use serde_json::{Value, json};
 use tokio_postgres::NoTls;
 use tokio_util::sync::CancellationToken;
 
-const SERVER: &str = "postgres://postgres@127.0.0.1:5432";
 /// The trigger functions exactly as schema version 1 installed them.
 const V1_FUNCTIONS: &str = include_str!("fixtures/v1_functions.sql");
 const V1_TABLES: &str = include_str!("../sql/v1.sql");
 
-/// A database of its own, dropped when the test ends (also on panic).
-struct TestDb {
-    name: String,
-    url: String,
-}
+/// A database of its own (`TestDatabase`: dropped when the test ends, also on panic) and a way
+/// to open connections to it.
+struct TestDb(TestDatabase);
 
 impl TestDb {
-    async fn create() -> Option<Self> {
-        let admin = match tokio_postgres::connect(&format!("{SERVER}/postgres"), NoTls).await {
-            Ok((client, conn)) => {
-                tokio::spawn(conn);
-                client
-            }
-            Err(e) => {
-                if std::env::var_os("CI").is_some() {
-                    panic!("CI is set and PostgreSQL at {SERVER} is unreachable: {e}");
-                }
-                eprintln!("skipping: PostgreSQL at {SERVER} is unreachable ({e})");
-                return None;
-            }
-        };
-        let name = format!(
-            "bitacora_capture_tr_{}",
-            hex::encode(rand::random::<[u8; 6]>())
-        );
-        admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .unwrap();
-        Some(Self {
-            url: format!("{SERVER}/{name}"),
-            name,
-        })
+    fn url(&self) -> &str {
+        self.0.url()
     }
 
     async fn client(&self) -> tokio_postgres::Client {
-        let (client, conn) = tokio_postgres::connect(&self.url, NoTls).await.unwrap();
+        let (client, conn) = tokio_postgres::connect(self.url(), NoTls).await.unwrap();
         tokio::spawn(conn);
         client
     }
 }
 
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        // Async cleanup from a sync Drop: a runtime of its own on a thread of its own.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                if let Ok((client, conn)) =
-                    tokio_postgres::connect(&format!("{SERVER}/postgres"), NoTls).await
-                {
-                    tokio::spawn(conn);
-                    let _ = client
-                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .await;
-                }
-            });
-        })
-        .join();
-    }
-}
-
 macro_rules! test_db {
     () => {
-        match TestDb::create().await {
-            Some(db) => db,
+        match TestDatabase::create().await {
+            Some(db) => TestDb(db),
             None => return,
         }
     };
@@ -116,7 +66,7 @@ fn open_store() -> (tempfile::TempDir, Arc<dyn Store>) {
 /// Drains `db` into `store` until the outbox is empty and the log holds `n` events, then
 /// stops the drain and returns every event, oldest first.
 async fn drain_until(db: &TestDb, store: &Arc<dyn Store>, n: u64) -> Vec<Value> {
-    let mut config = DrainConfig::new(db.url.clone(), tenant());
+    let mut config = DrainConfig::new(db.url().to_owned(), tenant());
     config.poll_interval = Duration::from_millis(100);
     config.batch_size = 4;
     let cancel = CancellationToken::new();
@@ -264,7 +214,7 @@ async fn an_upgrade_from_version_1_keeps_draining_with_nothing_lost_or_duplicate
     // Re-running install upgrades: here for `items` only; `pairs` keeps its version 1
     // trigger, which now calls the version 2 function with the same arguments.
     let report = bitacora_capture::install(
-        &db.url,
+        db.url(),
         &InstallOptions {
             tables: vec!["items".into()],
             exclude_columns: vec!["items.secret".into()],
@@ -279,7 +229,7 @@ async fn an_upgrade_from_version_1_keeps_draining_with_nothing_lost_or_duplicate
         bitacora_capture::install::SCHEMA_VERSION
     );
     assert_eq!(report.install_id, "v1install");
-    let status = bitacora_capture::status(&db.url).await.unwrap();
+    let status = bitacora_capture::status(db.url()).await.unwrap();
     assert_eq!(status.pending, 2);
     assert!(
         status.tables.iter().all(|t| t.triggers_ok),
@@ -419,7 +369,7 @@ async fn unchanged_rows_are_skipped_before_the_trigger_runs_and_changes_are_kept
     .await
     .unwrap();
     bitacora_capture::install(
-        &db.url,
+        db.url(),
         &InstallOptions {
             tables: vec!["docs".into()],
             exclude_columns: vec!["docs.token".into()],
@@ -521,6 +471,6 @@ async fn unchanged_rows_are_skipped_before_the_trigger_runs_and_changes_are_kept
     app.batch_execute("ALTER TABLE docs DISABLE TRIGGER bitacora_capture_update")
         .await
         .unwrap();
-    let status = bitacora_capture::status(&db.url).await.unwrap();
+    let status = bitacora_capture::status(db.url()).await.unwrap();
     assert!(!status.tables[0].triggers_ok);
 }
