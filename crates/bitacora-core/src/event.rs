@@ -441,11 +441,12 @@ impl EventInput {
         };
 
         check_action(&self.action)?;
-        if !ctx.allow_reserved && self.action.starts_with(RESERVED_ACTION_PREFIX) {
+        if !ctx.allow_reserved && is_reserved_name(&self.action) {
             return Err(FieldError::new(
                 "reserved_action",
                 "action",
-                "actions starting with `bitacora.` are reserved for the server's own events",
+                "actions in the `bitacora` namespace (`bitacora.*`, any case) are reserved for \
+                 the server's own events",
             ));
         }
 
@@ -474,6 +475,13 @@ impl EventInput {
             }
             None => default_category(&self.action).to_owned(),
         };
+        if !ctx.allow_reserved && is_reserved_name(&category) {
+            return Err(FieldError::new(
+                "reserved_action",
+                "category",
+                "the category `bitacora` is reserved for the server's own events",
+            ));
+        }
 
         let actor = self.actor.map(check_actor).transpose()?;
         let target = self.target.map(check_target).transpose()?;
@@ -491,6 +499,13 @@ impl EventInput {
             .unwrap_or_default();
         if context.ip.is_none() {
             context.ip = ctx.client_ip.map(|ip| normalize_ip(ip).to_string());
+        }
+        if !ctx.allow_reserved && context.source.as_deref().is_some_and(is_reserved_name) {
+            return Err(FieldError::new(
+                "reserved_action",
+                "context.source",
+                "the source `bitacora` is reserved for the server's own events",
+            ));
         }
 
         Ok(Event {
@@ -514,6 +529,23 @@ impl EventInput {
             leaf_hash: None,
         })
     }
+}
+
+/// Whether a name (an action, a category, a source) is in the namespace bitacora keeps for its
+/// own events: `bitacora` itself or `bitacora` followed by a separator (`bitacora.x`,
+/// `bitacora_x`, `bitacora:x`), in any case. So a client can neither send an event that reads
+/// like self-audit (`BITACORA.key.revoked`) nor one whose default category would be
+/// `bitacora` (`bitacora_key`). Words that merely begin with it (`bitacoras`) are free.
+pub fn is_reserved_name(name: &str) -> bool {
+    const NAMESPACE: &str = "bitacora";
+    let Some(head) = name.get(..NAMESPACE.len()) else {
+        return false;
+    };
+    head.eq_ignore_ascii_case(NAMESPACE)
+        && name[NAMESPACE.len()..]
+            .chars()
+            .next()
+            .is_none_or(|c| !c.is_alphanumeric())
 }
 
 /// The category an action implies: the part before the first `.` or `_`
@@ -630,7 +662,25 @@ fn describe_serde_error(
     let path = err.path().to_string();
     let inner = err.into_inner();
     let message = strip_position(&inner.to_string());
+    let at = |path: String| {
+        if path == "." {
+            "event".to_owned()
+        } else {
+            path
+        }
+    };
     match inner.classify() {
+        // Valid JSON that serde_json still cannot hold: say which limit, not "wrong type".
+        Category::Syntax if message.starts_with("recursion limit exceeded") => FieldError::new(
+            "invalid_field",
+            at(path),
+            "is nested too deeply (JSON nesting is limited to 127 levels inside the event)",
+        ),
+        Category::Syntax if message.starts_with("number out of range") => FieldError::new(
+            "invalid_field",
+            at(path),
+            "holds a number out of range (larger than a 64-bit floating-point number can hold)",
+        ),
         // serde_json reports a number or boolean where an enum's string belongs as a syntax
         // error; if the document is valid JSON, it is the field's type that is wrong.
         Category::Syntax
@@ -680,6 +730,49 @@ fn strip_position(message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn limits_of_valid_json_are_named() {
+        let deep = format!(
+            r#"{{"action":"x","metadata":{{"a":{}1{}}}}}"#,
+            "[".repeat(200),
+            "]".repeat(200)
+        );
+        let err = EventInput::from_json(deep.as_bytes()).unwrap_err();
+        assert!(err.message.contains("nested too deeply"), "{err}");
+        assert!(
+            err.field.as_deref().unwrap().starts_with("metadata"),
+            "{err}"
+        );
+        let err = EventInput::from_json(br#"{"action":"x","metadata":{"n":1e400}}"#).unwrap_err();
+        assert!(err.message.contains("out of range"), "{err}");
+        assert_eq!(err.field.as_deref(), Some("metadata.n"), "{err}");
+    }
+
+    #[test]
+    fn the_bitacora_namespace_is_reserved_in_any_case() {
+        for name in [
+            "bitacora",
+            "bitacora.x",
+            "BITACORA.key.revoked",
+            "Bitacora_key",
+            "bitacora:x",
+            "bitacora-x",
+        ] {
+            assert!(is_reserved_name(name), "{name}");
+        }
+        for name in [
+            "bitacoras",
+            "bitacorax.y",
+            "user.bitacora",
+            "mi_bitacora",
+            "bitacor",
+            "",
+            "é",
+        ] {
+            assert!(!is_reserved_name(name), "{name}");
+        }
+    }
 
     fn ctx() -> IngestContext<'static> {
         IngestContext {
@@ -797,6 +890,36 @@ mod tests {
                 r#"{"action":"bitacora.key_created"}"#,
                 "reserved_action",
                 Some("action"),
+            ),
+            (
+                r#"{"action":"BITACORA.key.revoked"}"#,
+                "reserved_action",
+                Some("action"),
+            ),
+            (
+                r#"{"action":"bitacora"}"#,
+                "reserved_action",
+                Some("action"),
+            ),
+            (
+                r#"{"action":"Bitacora_key"}"#,
+                "reserved_action",
+                Some("action"),
+            ),
+            (
+                r#"{"action":"bitacora:x"}"#,
+                "reserved_action",
+                Some("action"),
+            ),
+            (
+                r#"{"action":"x","category":"Bitacora"}"#,
+                "reserved_action",
+                Some("category"),
+            ),
+            (
+                r#"{"action":"x","context":{"source":"bitacora"}}"#,
+                "reserved_action",
+                Some("context.source"),
             ),
             (r#"{"action":"x","id":""}"#, "invalid_field", Some("id")),
             (r#"{"action":"x""#, "invalid_json", None),

@@ -169,11 +169,16 @@ impl EventQuery {
         }
     }
 
-    /// Parses query parameters. `default_tenant` applies when `tenant` is absent; a repeated
-    /// parameter is an error (lists are comma-separated).
+    /// Parses query parameters into a query of `tenant`.
+    ///
+    /// The tenant is *given*, never taken from the parameters: on the server it is what the
+    /// credential resolved (`auth::Principal`), so no parameter can make a query read another
+    /// tenant than the one access was checked for. A `tenant` parameter is still accepted (the
+    /// API documents it, and the server resolves it before calling this), but it must name
+    /// `tenant` itself. A repeated parameter is an error (lists are comma-separated).
     pub fn parse<'a>(
         params: impl IntoIterator<Item = (&'a str, &'a str)>,
-        default_tenant: &TenantName,
+        tenant: &TenantName,
     ) -> Result<Self, FieldError> {
         let mut map: BTreeMap<&str, &str> = BTreeMap::new();
         for (k, v) in params {
@@ -209,10 +214,16 @@ impl EventQuery {
         let get = |k: &str| map.get(k).copied().filter(|v| !v.trim().is_empty());
         let bad = |k: &str, m: String| FieldError::new("invalid_query", k, m);
 
-        let tenant = match get("tenant") {
-            Some(t) => TenantName::parse(t).map_err(|m| bad("tenant", m))?,
-            None => default_tenant.clone(),
-        };
+        if let Some(t) = get("tenant") {
+            let named = TenantName::parse(t.trim()).map_err(|m| bad("tenant", m))?;
+            if named != *tenant {
+                return Err(bad(
+                    "tenant",
+                    format!("`{named}`: this request reads tenant `{tenant}`"),
+                ));
+            }
+        }
+        let tenant = tenant.clone();
 
         let mut filter = EventFilter::default();
         if let Some(v) = get("action") {
@@ -393,12 +404,37 @@ mod tests {
     use super::*;
 
     fn parse(q: &str) -> Result<EventQuery, FieldError> {
+        parse_for(q, "default")
+    }
+
+    fn parse_for(q: &str, tenant: &str) -> Result<EventQuery, FieldError> {
         let pairs: Vec<(&str, &str)> = q
             .split('&')
             .filter(|p| !p.is_empty())
             .map(|p| p.split_once('=').unwrap_or((p, "")))
             .collect();
-        EventQuery::parse(pairs, &TenantName::default_tenant())
+        EventQuery::parse(pairs, &TenantName::parse(tenant).unwrap())
+    }
+
+    #[test]
+    fn the_tenant_is_given_never_taken_from_the_parameters() {
+        assert_eq!(parse_for("", "acme").unwrap().tenant.as_str(), "acme");
+        assert_eq!(
+            parse_for("tenant=acme", "acme").unwrap().tenant.as_str(),
+            "acme"
+        );
+        assert_eq!(
+            parse_for("tenant=", "acme").unwrap().tenant.as_str(),
+            "acme"
+        );
+        for q in [
+            "tenant=globex",
+            "tenant=%20globex",
+            "tenant=acme&tenant=globex",
+        ] {
+            let err = parse_for(q, "acme").unwrap_err();
+            assert_eq!(err.field.as_deref(), Some("tenant"), "{q}: {err}");
+        }
     }
 
     #[test]
@@ -418,9 +454,10 @@ mod tests {
 
     #[test]
     fn filters_are_parsed() {
-        let q = parse(
+        let q = parse_for(
             "tenant=acme&action=user.*,LOGIN&severity=high,critical&outcome=failure&ip=10.0.0.0/8\
              &since=2026-01-01&until=2026-01-31&q=auditoría+rol&order=asc&limit=10",
+            "acme",
         )
         .unwrap();
         assert_eq!(q.tenant.as_str(), "acme");

@@ -36,7 +36,7 @@ fn query(t: &str, action: Option<&str>, order: Order) -> EventQuery {
     if let Some(a) = action {
         params.push(("action", a));
     }
-    let mut q = EventQuery::parse(params, &tenant("default")).unwrap();
+    let mut q = EventQuery::parse(params, &tenant(t)).unwrap();
     q.order = order;
     q
 }

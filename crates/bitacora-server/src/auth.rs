@@ -11,7 +11,8 @@
 //! Three costs are kept off the hot path: key lookups are cached for [`KEY_CACHE_TTL`] (so a
 //! revocation takes effect within a second), `last_used_at` is collected in memory and written
 //! every [`USAGE_FLUSH_INTERVAL`], and failed attempts are counted per client address in a
-//! token bucket that answers `429` once exhausted.
+//! token bucket: once it is exhausted, failing attempts get `429` (a valid credential from
+//! that address is still served: the limiter limits failures, never successes).
 
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -526,9 +527,18 @@ pub async fn resolve(
     // In-process callers (tests) have no address; they share one bucket.
     let limiter_key = client_ip.unwrap_or(IpAddr::from([0, 0, 0, 0]));
     let now = Instant::now();
-    if let Some(retry_after_secs) = auth.failures.retry_after(limiter_key, now) {
-        return Err(ApiError::TooManyRequests { retry_after_secs });
-    }
+    // Failures are limited, successes never: a valid credential is served even from an
+    // address whose failures are used up (anyone behind the same NAT or untrusted proxy could
+    // otherwise stop that address's audit ingestion by sending bad keys). Only a credential
+    // that fails to authenticate is answered 429 there instead of 401.
+    let refused = |message: String| -> ApiError {
+        let limited = auth.failures.retry_after(limiter_key, now);
+        auth.failures.record_failure(limiter_key, now);
+        match limited {
+            Some(retry_after_secs) => ApiError::TooManyRequests { retry_after_secs },
+            None => ApiError::Unauthorized(message),
+        }
+    };
     let secret = secret.trim();
     let default_tenant = &state.config.ingest.default_tenant;
     let principal = if secret.starts_with(KEY_PREFIX) {
@@ -562,19 +572,13 @@ pub async fn resolve(
             Err(jwt::JwtRejection::Forbidden(message)) => {
                 return Err(ApiError::Forbidden(message));
             }
-            Err(jwt::JwtRejection::Invalid(message)) => {
-                auth.failures.record_failure(limiter_key, now);
-                return Err(ApiError::Unauthorized(message));
-            }
+            Err(jwt::JwtRejection::Invalid(invalid)) => return Err(refused(invalid.message)),
         }
     } else {
         None
     };
     let Some(principal) = principal else {
-        auth.failures.record_failure(limiter_key, now);
-        return Err(ApiError::Unauthorized(
-            "unknown, expired or revoked credential".into(),
-        ));
+        return Err(refused("unknown, expired or revoked credential".into()));
     };
     if !allows(principal.scope, need) {
         return Err(ApiError::Forbidden(format!(
@@ -594,22 +598,29 @@ pub async fn resolve(
     Ok(principal)
 }
 
-/// The first configured issuer that accepts the token; otherwise the most telling refusal
-/// (a valid token without permission says so rather than "invalid signature" from another
-/// issuer's key).
+/// The first configured issuer that accepts the token; otherwise the most telling refusal:
+/// a valid token without permission says so, and among invalid ones the issuer whose key
+/// verified the signature explains best (an expired token is "expired", not "signed with
+/// another algorithm" from the next issuer in the list).
 fn verify_jwt(
     verifiers: &[jwt::JwtVerifier],
     token: &str,
 ) -> Result<jwt::JwtIdentity, jwt::JwtRejection> {
-    let mut refusal = None;
+    let mut refusal: Option<jwt::Invalid> = None;
     for verifier in verifiers {
         match verifier.verify(token) {
             Ok(identity) => return Ok(identity),
             Err(e @ jwt::JwtRejection::Forbidden(_)) => return Err(e),
-            Err(e) => refusal = Some(e),
+            Err(jwt::JwtRejection::Invalid(e)) => {
+                if refusal.as_ref().is_none_or(|r| e.relevance > r.relevance) {
+                    refusal = Some(e);
+                }
+            }
         }
     }
-    Err(refusal.unwrap_or_else(|| jwt::JwtRejection::Invalid("no JWT issuer is configured".into())))
+    Err(jwt::JwtRejection::Invalid(refusal.unwrap_or_else(|| {
+        jwt::Invalid::new("no JWT issuer is configured", 0)
+    })))
 }
 
 impl Auth {

@@ -37,6 +37,9 @@ pub mod telemetry;
 pub mod tls;
 pub mod ui;
 
+#[cfg(test)]
+mod isolation_tests;
+
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;

@@ -23,6 +23,13 @@ const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const PATIENCE: Duration = Duration::from_secs(15);
 
+/// The demo month ends here, whatever today's date: the demo's content (which day the bulk role
+/// change falls on, which weekdays are quiet) follows its anchor, so a test that loaded it
+/// relative to now would see a different log every day. Dashboard pages are opened with the
+/// demo's window ([`DEMO_WINDOW`]) instead of their default "last 30 days from today".
+const DEMO_ANCHOR: &str = "2026-03-18T15:30:00Z";
+const DEMO_WINDOW: &str = "since=2026-02-17&until=2026-03-18";
+
 /// `chromedriver`, killed when dropped.
 struct Driver {
     child: Child,
@@ -107,6 +114,15 @@ async fn start_browser(driver: &Driver, chromium: &Path, profile: &Path) -> Clie
         .expect("a WebDriver session")
 }
 
+fn demo_anchor() -> chrono::DateTime<chrono::Utc> {
+    DEMO_ANCHOR.parse().unwrap()
+}
+
+/// A dashboard page over the demo month.
+fn dashboard(tenant: &str) -> String {
+    format!("/ui/dashboard?tenant={tenant}&{DEMO_WINDOW}")
+}
+
 /// The server with the demo month, an admin key, a read key pinned to `acme`, and hostile
 /// events in tenant `evil`.
 struct Server {
@@ -128,10 +144,9 @@ impl Server {
         config.store.data = dir.path().join("data");
         config.store.synchronous = SyncMode::Off;
         let store = bitacora_server::open_store(&config).unwrap();
-        let summary =
-            bitacora_server::demo::load(&*store, &config.ingest.policy(), chrono::Utc::now())
-                .await
-                .unwrap();
+        let summary = bitacora_server::demo::load(&*store, &config.ingest.policy(), demo_anchor())
+            .await
+            .unwrap();
         assert!(summary.total > 1500, "{summary:?}");
         let (admin, record) = generate_api_key("admin", Scope::Admin, None);
         store.insert_api_key(&record).await.unwrap();
@@ -525,12 +540,17 @@ async fn steps(c: &Client, server: &Server) -> Result<(), String> {
         "/ui/?tenant=acme&action=user.role_change&limit=20",
     )
     .await;
-    c.find(Locator::Css("#event-rows a.desc-link"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    // Chosen by what it is, not by position: a role change of one user (it has a diff), not
+    // the bulk operation's summary (which names the users and changes no field itself).
+    c.find(Locator::XPath(
+        "//tr[contains(@class,'ev')][not(contains(., 'bulk_operation'))]\
+         [contains(., 'Rol cambiado de')]//a[contains(@class,'desc-link')]",
+    ))
+    .await
+    .unwrap()
+    .click()
+    .await
+    .unwrap();
     until(
         c,
         "location.pathname.startsWith('/ui/events/')",
@@ -590,7 +610,7 @@ async fn steps(c: &Client, server: &Server) -> Result<(), String> {
     shot(c, "05-history").await;
 
     // 6. The dashboard's charts.
-    goto(c, server, "/ui/dashboard?tenant=acme").await;
+    goto(c, server, &dashboard("acme")).await;
     assert!(count(c, "#chart-per-day svg rect.bar").await > 20);
     assert!(count(c, "#chart-failed-logins svg rect.bar.fail").await >= 1);
     assert!(count(c, "#chart-actors .ranks li").await >= 5);
@@ -686,6 +706,7 @@ async fn steps(c: &Client, server: &Server) -> Result<(), String> {
         .unwrap();
 
     // 10. Phone width: no sideways scroll on any page.
+    let netops_dashboard = dashboard("netops");
     c.set_window_size(390, 844).await.unwrap();
     for (page, name) in [
         ("/ui/?tenant=acme", "10-phone-list"),
@@ -694,7 +715,7 @@ async fn steps(c: &Client, server: &Server) -> Result<(), String> {
             "11-phone-db-changes",
         ),
         ("/ui/events/evil-1?tenant=evil", "12-phone-hostile-event"),
-        ("/ui/dashboard?tenant=netops", "13-phone-dashboard"),
+        (netops_dashboard.as_str(), "13-phone-dashboard"),
         ("/ui/integrity", "14-phone-integrity"),
         (
             "/ui/targets/device/SW-CORE-01?tenant=netops",
@@ -746,7 +767,7 @@ async fn steps(c: &Client, server: &Server) -> Result<(), String> {
         js(c, "return document.documentElement.dataset.theme;").await,
         json!("dark")
     );
-    goto(c, server, "/ui/dashboard?tenant=netops").await;
+    goto(c, server, &dashboard("netops")).await;
     assert_eq!(
         js(c, "return document.documentElement.dataset.theme;").await,
         json!("dark")

@@ -129,11 +129,50 @@ pub(crate) fn sql_error(e: rusqlite::Error) -> StoreError {
     }
 }
 
+/// Makes the data folder readable by its owner alone: the folder `0700`, the database files
+/// `0600`, whatever the umask (under the usual 022 they would be world-readable, and every
+/// local user could read every event).
+///
+/// The database files are created here, empty, before SQLite opens them: SQLite gives a
+/// database's `-wal` and `-shm` files the mode of the database file, so they follow. An
+/// existing store made by an older version is tightened the same way.
+fn private_data_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
+
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let tighten = |path: &Path, mode: u32| -> std::io::Result<()> {
+        let current = std::fs::metadata(path)?.permissions().mode() & 0o777;
+        if current & 0o077 != 0 {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+        }
+        Ok(())
+    };
+    tighten(dir, 0o700)?;
+    for file in [DB_FILE, FTS_FILE] {
+        let path = dir.join(file);
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&path)?;
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let path = dir.join(format!("{file}{suffix}"));
+            if path.exists() {
+                tighten(&path, 0o600)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) the store in `data_dir`, migrates it, and starts the writer.
     pub fn open(data_dir: &Path, options: SqliteOptions) -> StoreResult<Self> {
-        std::fs::create_dir_all(data_dir).map_err(|e| {
-            StoreError::Unavailable(format!("cannot create {}: {e}", data_dir.display()))
+        private_data_dir(data_dir).map_err(|e| {
+            StoreError::Unavailable(format!("cannot prepare {}: {e}", data_dir.display()))
         })?;
         let path = data_dir.join(DB_FILE);
         let mut conn = schema::open(&path, schema::Role::Writer, options.synchronous)?;
@@ -654,6 +693,39 @@ mod tests {
             },
         )
         .unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_data_folder_and_its_files_are_private() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        // An older store, made world-readable (as a 022 umask did).
+        std::fs::create_dir(&data).unwrap();
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let store = open(&data);
+        store
+            .append(conformance::sample_events(&["a", "b"]))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(mode(&data), 0o700);
+        let mut files = 0;
+        for entry in std::fs::read_dir(&data).unwrap() {
+            let path = entry.unwrap().path();
+            assert_eq!(mode(&path), 0o600, "{}", path.display());
+            files += 1;
+        }
+        assert!(files >= 4, "the database, the index and their WAL files");
+        store.close().await.unwrap();
+
+        // Reopening tightens files an older version left readable.
+        std::fs::set_permissions(data.join(DB_FILE), std::fs::Permissions::from_mode(0o644))
+            .unwrap();
+        let store = open(&data);
+        assert_eq!(mode(&data.join(DB_FILE)), 0o600);
+        store.close().await.unwrap();
     }
 
     conformance::suite!({

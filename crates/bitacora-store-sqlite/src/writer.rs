@@ -84,6 +84,10 @@ pub struct Writer {
     caches: Caches,
     /// Where the text of committed events goes to be indexed.
     indexer: Sender<Vec<Doc>>,
+    /// `PRAGMA data_version` when the caches were last known to match the database: it
+    /// changes when *another* connection commits (this process's readers record checkpoints;
+    /// another process — `bitacora keys create` beside a running server — may append events).
+    data_version: Option<i64>,
 }
 
 impl Writer {
@@ -101,6 +105,7 @@ impl Writer {
             config,
             caches: Caches::default(),
             indexer,
+            data_version: None,
         }
     }
 
@@ -177,6 +182,15 @@ impl Writer {
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(sql_error)?;
+        // Under the write lock (IMMEDIATE), nobody else can commit until this transaction
+        // ends: if someone did since our last look, re-read what the caches hold.
+        let version: i64 = tx
+            .query_row("PRAGMA data_version", [], |r| r.get(0))
+            .map_err(sql_error)?;
+        if self.data_version != Some(version) {
+            revalidate(&tx, &mut self.caches)?;
+            self.data_version = Some(version);
+        }
         let caches = &mut self.caches;
         let mut outcomes = Vec::with_capacity(jobs.iter().map(|j| j.events.len()).sum());
         let mut fts = Vec::with_capacity(outcomes.capacity());
@@ -378,6 +392,33 @@ struct ActorDelta<'a> {
     email: Option<&'a str>,
     count: i64,
     last_seen: i64,
+}
+
+/// Drops what another connection's commits may have made stale: a tenant whose size in the
+/// database is not the cached one (another process appended to its log) is forgotten with
+/// its Merkle frontier, and both are read again on its next append. Terms are only ever
+/// added, and a term missing from the cache is looked up before it is inserted, so that cache
+/// stays. Cheap: one indexed read per cached tenant, and only after someone else committed.
+fn revalidate(tx: &rusqlite::Transaction<'_>, caches: &mut Caches) -> StoreResult<()> {
+    let mut size = tx
+        .prepare_cached("SELECT size FROM tenants WHERE id = ?1")
+        .map_err(sql_error)?;
+    let mut stale = Vec::new();
+    for (name, state) in &caches.tenants {
+        let now: Option<i64> = size
+            .query_row([state.id], |r| r.get(0))
+            .optional()
+            .map_err(sql_error)?;
+        if now != Some(state.size as i64) {
+            stale.push((name.clone(), state.id));
+        }
+    }
+    for (name, id) in stale {
+        tracing::debug!(tenant = %name, "another process appended to this log; reloading it");
+        caches.tenants.remove(&name);
+        caches.ranges.remove(&id);
+    }
+    Ok(())
 }
 
 fn tenant_state(

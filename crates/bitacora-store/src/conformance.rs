@@ -144,7 +144,14 @@ fn query(params: &str) -> EventQuery {
         .filter(|p| !p.is_empty())
         .map(|p| p.split_once('=').expect("name=value"))
         .collect();
-    EventQuery::parse(pairs, &TenantName::default_tenant()).expect("valid query")
+    // The caller resolves the tenant (on the server, the credential does); here, as the
+    // operator's CLI does, from the `tenant` parameter or the default.
+    let tenant = pairs
+        .iter()
+        .find(|(k, _)| *k == "tenant")
+        .map(|(_, t)| TenantName::parse(t).expect("a tenant name"))
+        .unwrap_or_else(TenantName::default_tenant);
+    EventQuery::parse(pairs, &tenant).expect("valid query")
 }
 
 async fn ids(store: &dyn Store, params: &str) -> Vec<String> {

@@ -318,13 +318,19 @@ pub async fn export(
     format: ExportFormat,
     params: &[(&'static str, &str)],
 ) -> Result<()> {
-    let query =
-        EventQuery::parse(params.iter().copied(), &config.ingest.default_tenant).map_err(|e| {
-            match &e.field {
-                Some(f) => anyhow!("--{}: {}", f.replace('_', "-"), e.message),
-                None => anyhow!("{}", e.message),
-            }
-        })?;
+    // The operator names the tenant (`--tenant`), else the configured default; the query
+    // reads that tenant alone.
+    let tenant = match params
+        .iter()
+        .find(|(k, v)| *k == "tenant" && !v.trim().is_empty())
+    {
+        Some((_, t)) => TenantName::parse(t.trim()).map_err(|m| anyhow!("--tenant: {m}"))?,
+        None => config.ingest.default_tenant.clone(),
+    };
+    let query = EventQuery::parse(params.iter().copied(), &tenant).map_err(|e| match &e.field {
+        Some(f) => anyhow!("--{}: {}", f.replace('_', "-"), e.message),
+        None => anyhow!("{}", e.message),
+    })?;
     if format == ExportFormat::Bundle {
         let keys = integrity::load_existing_keys(config)?;
         let mut options = BundleOptions::new(Arc::new(keys.signer().clone()), keys.verifiers());

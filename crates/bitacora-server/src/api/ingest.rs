@@ -9,8 +9,8 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bitacora_core::api::{Ack, BatchItem, BatchResponse, ErrorBody};
@@ -63,9 +63,11 @@ pub async fn post_event(
     State(state): State<AppState>,
     principal: Principal,
     ClientIp(client_ip): ClientIp,
+    RawQuery(raw): RawQuery,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    no_query_parameters(raw.as_deref())?;
     if media_type(&headers).as_deref() != Some("application/json") {
         return Err(ApiError::UnsupportedMediaType(
             "send the event as `Content-Type: application/json`".into(),
@@ -133,9 +135,11 @@ pub async fn post_batch(
     State(state): State<AppState>,
     principal: Principal,
     ClientIp(client_ip): ClientIp,
+    RawQuery(raw): RawQuery,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<BatchResponse>, ApiError> {
+    no_query_parameters(raw.as_deref())?;
     let format = match media_type(&headers).as_deref() {
         Some("application/json") => BatchFormat::Array,
         Some("application/x-ndjson" | "application/ndjson" | "application/jsonl") => {
@@ -216,6 +220,12 @@ pub async fn post_batch(
             .map(|r| r.expect("every index has a result"))
             .collect(),
     }))
+}
+
+/// Ingest takes no query parameters: the tenant is the event's `tenant` field (or the
+/// credential's), so `?tenant=globex` must not look accepted while the event goes elsewhere.
+fn no_query_parameters(raw: Option<&str>) -> Result<(), ApiError> {
+    super::check_params(&super::query_pairs(raw), &[])
 }
 
 fn ack(id: String, seq: u64, leaf_hash: &[u8; 32], duplicate: bool) -> Ack {

@@ -156,6 +156,7 @@ pub fn build(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(from_fn(metrics::track))
         .layer(from_fn(error::json_errors))
+        .layer(from_fn(single_valued_params))
         .layer(CatchPanicLayer::custom(error::panic_response))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -224,13 +225,15 @@ pub(crate) fn query_pairs(raw: Option<&str>) -> Vec<(String, String)> {
 pub(crate) fn check_params(pairs: &[(String, String)], allowed: &[&str]) -> Result<(), ApiError> {
     for (i, (name, _)) in pairs.iter().enumerate() {
         if !allowed.contains(&name.as_str()) {
+            let accepted = if allowed.is_empty() {
+                "this endpoint takes none".to_owned()
+            } else {
+                format!("accepted: {}", allowed.join(", "))
+            };
             return Err(FieldError::new(
                 "unknown_parameter",
                 name.clone(),
-                format!(
-                    "unknown query parameter `{name}` (accepted: {})",
-                    allowed.join(", ")
-                ),
+                format!("unknown query parameter `{name}` ({accepted})"),
             )
             .into());
         }
@@ -241,6 +244,40 @@ pub(crate) fn check_params(pairs: &[(String, String)], allowed: &[&str]) -> Resu
         }
     }
     Ok(())
+}
+
+/// The first parameter named more than once, except those in `may_repeat`.
+///
+/// Every route of the API and the viewer refuses such a request before anything else reads
+/// its query: when one layer reads the first value of a parameter and another the last (the
+/// viewer's session checked `tenant=acme` while its search read `tenant=globex`), a credential
+/// pinned to one tenant could read another. With each name given once, every reader sees the
+/// same value. Names are compared decoded (`ten%61nt` is `tenant`), as every reader decodes them.
+pub(crate) fn repeated_param<'a>(
+    pairs: &'a [(String, String)],
+    may_repeat: &[&str],
+) -> Option<&'a str> {
+    pairs.iter().enumerate().find_map(|(i, (name, _))| {
+        (!may_repeat.contains(&name.as_str()) && pairs[..i].iter().any(|(n, _)| n == name))
+            .then_some(name.as_str())
+    })
+}
+
+/// The API's guard for [`repeated_param`]: `400 invalid_query` naming the parameter.
+async fn single_valued_params(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let pairs = query_pairs(request.uri().query());
+    if let Some(name) = repeated_param(&pairs, &[]) {
+        return ApiError::from(FieldError::new(
+            "invalid_query",
+            name,
+            "given more than once (use a comma-separated list)",
+        ))
+        .into_response();
+    }
+    next.run(request).await
 }
 
 /// The value of a parameter (the first, if repeated).

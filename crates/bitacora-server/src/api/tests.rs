@@ -638,6 +638,27 @@ async fn failed_authentication_is_rate_limited_per_address() {
     assert!(r.headers.contains_key(header::RETRY_AFTER));
     // Another address is unaffected.
     assert_eq!(app.send(from([10, 0, 0, 2])).await.status, 401);
+
+    // Failures are limited, successes never: a valid key from the limited address is served
+    // (anyone behind the same NAT could otherwise stop its ingestion), and a bad one still
+    // gets 429 after it.
+    let ingest = app.key(Scope::Ingest, None).await;
+    for i in 0..30 {
+        let mut request = Request::builder()
+            .method(Method::POST)
+            .uri("/v1/events")
+            .header(header::AUTHORIZATION, format!("Bearer {ingest}"))
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(format!(
+                r#"{{"action":"nat.write","id":"nat-{i}"}}"#
+            )))
+            .unwrap();
+        request
+            .extensions_mut()
+            .insert(ConnectInfo(SocketAddr::from(([10, 0, 0, 1], 5001))));
+        assert_eq!(app.send(request).await.status, 201, "write {i}");
+    }
+    assert_eq!(app.send(from([10, 0, 0, 1])).await.status, 429);
 }
 
 #[tokio::test]

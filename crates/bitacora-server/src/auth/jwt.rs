@@ -29,6 +29,9 @@ pub struct JwtVerifier {
     key: DecodingKey,
     validation: Validation,
     tenant_claim: String,
+    /// Checked again on the decoded claims (see [`JwtVerifier::verify`]).
+    issuer: Option<String>,
+    audience: Option<String>,
 }
 
 /// A verified token's identity and grant.
@@ -43,9 +46,30 @@ pub struct JwtIdentity {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JwtRejection {
     /// Not valid (signature, algorithm, expiry, issuer, audience...): a failed authentication.
-    Invalid(String),
+    Invalid(Invalid),
     /// Valid, but it grants nothing here (no read permission, no or bad tenant claim).
     Forbidden(String),
+}
+
+/// Why a token is not valid for one issuer, and how telling that is when several issuers are
+/// configured and each refuses it: a token whose signature this issuer's key verified but
+/// whose claims failed (expired, wrong audience) says more than another issuer's "signed with
+/// another algorithm".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    pub message: String,
+    /// 0: not this issuer's algorithm or not a token; 1: this issuer's algorithm, bad
+    /// signature; 2: signed by this issuer, claims refused.
+    pub relevance: u8,
+}
+
+impl Invalid {
+    pub fn new(message: impl Into<String>, relevance: u8) -> Self {
+        Self {
+            message: message.into(),
+            relevance,
+        }
+    }
 }
 
 impl JwtVerifier {
@@ -75,7 +99,16 @@ impl JwtVerifier {
         validation.leeway = entry.leeway_secs;
         validation.validate_nbf = true;
         validation.validate_exp = true;
-        validation.set_required_spec_claims(&["exp"]);
+        // A configured issuer or audience is required, not only compared when present: a
+        // token that leaves it out (or sets it to null) was not made for this server.
+        let mut required = vec!["exp"];
+        if entry.issuer.is_some() {
+            required.push("iss");
+        }
+        if entry.audience.is_some() {
+            required.push("aud");
+        }
+        validation.set_required_spec_claims(&required);
         match &entry.issuer {
             Some(iss) => validation.set_issuer(&[iss]),
             None => validation.iss = None,
@@ -88,6 +121,8 @@ impl JwtVerifier {
             key,
             validation,
             tenant_claim: entry.tenant_claim.clone(),
+            issuer: entry.issuer.clone(),
+            audience: entry.audience.clone(),
         })
     }
 
@@ -96,6 +131,30 @@ impl JwtVerifier {
         let data = decode::<Map<String, Value>>(token, &self.key, &self.validation)
             .map_err(|e| JwtRejection::Invalid(describe(e.kind())))?;
         let claims = data.claims;
+        // The library checks these too; checked here again on what was decoded, so a
+        // configured `iss`/`aud` is enforced whatever the library makes of absent, null or
+        // oddly typed claims.
+        if let Some(iss) = &self.issuer
+            && claims.get("iss").and_then(Value::as_str) != Some(iss.as_str())
+        {
+            return Err(JwtRejection::Invalid(Invalid::new(
+                "the token's issuer is not trusted (`iss` must be present and equal the configured issuer)",
+                2,
+            )));
+        }
+        if let Some(aud) = &self.audience {
+            let ok = match claims.get("aud") {
+                Some(Value::String(a)) => a == aud,
+                Some(Value::Array(items)) => items.iter().any(|v| v.as_str() == Some(aud)),
+                _ => false,
+            };
+            if !ok {
+                return Err(JwtRejection::Invalid(Invalid::new(
+                    "the token's audience is not this server (`aud` must be present and name the configured audience)",
+                    2,
+                )));
+            }
+        }
         let grants_read = claim_contains(&claims, "scope", "read")
             || claim_contains(&claims, "permissions", "view_logs");
         if !grants_read {
@@ -154,16 +213,22 @@ fn claim_contains(claims: &Map<String, Value>, name: &str, wanted: &str) -> bool
 }
 
 /// A short reason, without echoing the token.
-fn describe(kind: &ErrorKind) -> String {
+fn describe(kind: &ErrorKind) -> Invalid {
+    // jsonwebtoken checks the signature before the claims: a claim error means this issuer's
+    // key verified the token.
     match kind {
-        ErrorKind::ExpiredSignature => "the token has expired".into(),
-        ErrorKind::ImmatureSignature => "the token is not valid yet (`nbf`)".into(),
-        ErrorKind::InvalidIssuer => "the token's issuer is not trusted".into(),
-        ErrorKind::InvalidAudience => "the token's audience is not this server".into(),
-        ErrorKind::InvalidSignature => "the token's signature is invalid".into(),
-        ErrorKind::InvalidAlgorithm => "the token's algorithm is not the configured one".into(),
-        ErrorKind::MissingRequiredClaim(c) => format!("the token has no `{c}` claim"),
-        _ => "the token is malformed or not signed as configured".into(),
+        ErrorKind::ExpiredSignature => Invalid::new("the token has expired", 2),
+        ErrorKind::ImmatureSignature => Invalid::new("the token is not valid yet (`nbf`)", 2),
+        ErrorKind::InvalidIssuer => Invalid::new("the token's issuer is not trusted", 2),
+        ErrorKind::InvalidAudience => Invalid::new("the token's audience is not this server", 2),
+        ErrorKind::MissingRequiredClaim(c) => {
+            Invalid::new(format!("the token has no `{c}` claim"), 2)
+        }
+        ErrorKind::InvalidSignature => Invalid::new("the token's signature is invalid", 1),
+        ErrorKind::InvalidAlgorithm => {
+            Invalid::new("the token's algorithm is not the configured one", 0)
+        }
+        _ => Invalid::new("the token is malformed or not signed as configured", 0),
     }
 }
 

@@ -70,7 +70,8 @@ impl Filters {
             if value.is_empty() || is_default {
                 continue;
             }
-            // The last of a repeated parameter wins (a form field typed twice).
+            // Only `severity` may arrive repeated (the router refuses any other repeated
+            // name); keep one value per name all the same.
             pairs.retain(|(n, _)| n != k);
             pairs.push((k.clone(), value.to_owned()));
         }

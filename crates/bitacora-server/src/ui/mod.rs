@@ -41,7 +41,7 @@ use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{Next, from_fn};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -88,24 +88,50 @@ pub fn router(state: AppState) -> Router {
             timeout,
         ))
         .layer(axum::Extension(ui));
-    Router::new()
-        .route("/ui", get(|| async { Redirect::permanent("/ui/") }))
-        .route("/ui/", get(list::page))
-        .route("/ui/tail", get(list::tail))
-        .route("/ui/export", get(list::export))
-        .route("/ui/login", get(session::login_page).post(session::login))
-        .route("/ui/logout", post(session::logout))
-        .route("/ui/events/{id}", get(event::page))
-        .route("/ui/targets/{kind}/{id}", get(target::page))
-        .route("/ui/dashboard", get(dashboard::page))
-        .route("/ui/integrity", get(integrity::page))
-        .route("/ui/integrity/verify", post(integrity::start))
-        .route("/ui/integrity/progress", get(integrity::progress))
-        .route("/ui/assets/{file}", get(assets::serve))
-        .route("/ui/{*rest}", get(not_found).post(not_found))
+    routes()
+        .into_iter()
+        .fold(Router::new(), |router, (path, route)| {
+            router.route(path, route)
+        })
+        .layer(from_fn(single_valued_params))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware)
         .with_state(state)
+}
+
+/// Every viewer route: [`router`] is built from this list, and the tests walk it (so a new
+/// page is covered by the tenant-isolation and parameter tests the day it is added).
+pub fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
+    vec![
+        ("/ui", get(|| async { Redirect::permanent("/ui/") })),
+        ("/ui/", get(list::page)),
+        ("/ui/tail", get(list::tail)),
+        ("/ui/export", get(list::export)),
+        ("/ui/login", get(session::login_page).post(session::login)),
+        ("/ui/logout", post(session::logout)),
+        ("/ui/events/{id}", get(event::page)),
+        ("/ui/targets/{kind}/{id}", get(target::page)),
+        ("/ui/dashboard", get(dashboard::page)),
+        ("/ui/integrity", get(integrity::page)),
+        ("/ui/integrity/verify", post(integrity::start)),
+        ("/ui/integrity/progress", get(integrity::progress)),
+        ("/ui/assets/{file}", get(assets::serve)),
+        ("/ui/{*rest}", get(not_found).post(not_found)),
+    ]
+}
+
+/// Query parameters the viewer takes more than once: its severity checkboxes submit one
+/// `severity=` each. Any other repeated name is refused (see [`crate::api::repeated_param`]).
+const MAY_REPEAT: &[&str] = &["severity"];
+
+/// The viewer's guard for repeated parameters: a `400` page naming the parameter.
+async fn single_valued_params(request: Request, next: Next) -> Response {
+    let pairs = crate::api::query_pairs(request.uri().query());
+    if let Some(name) = crate::api::repeated_param(&pairs, MAY_REPEAT) {
+        return UiError::bad_request(format!("the parameter `{name}` is given more than once"))
+            .into_response();
+    }
+    next.run(request).await
 }
 
 /// One span per request: method, route and request id (never the query string: it holds

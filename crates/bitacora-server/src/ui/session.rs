@@ -480,6 +480,14 @@ mod tests {
             "/ui/login?token=x",
             "/v1/events",
             "/ui\\evil",
+            // Control characters, spaces and non-ASCII cannot be a Location header as is.
+            "/ui/\u{1}",
+            "/ui/\0",
+            "/ui/\u{b}",
+            "/ui/\u{7f}",
+            "/ui/\n",
+            "/ui/ a",
+            "/ui/é",
         ] {
             assert_eq!(safe_next(Some(bad)), "/ui/", "{bad}");
         }

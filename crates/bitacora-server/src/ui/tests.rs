@@ -340,6 +340,24 @@ async fn login_with_a_key_sets_a_strict_cookie() {
     assert!(audited.body.contains("unknown_credential"));
     assert!(!audited.body.contains("bk_wrong"));
 
+    // A `next` that cannot be a Location header as is (control characters) goes to the
+    // list, never to a 500 (the cookie was already set when the redirect failed).
+    for bad in [
+        "%2Fui%2F%01",
+        "%2Fui%2F%00",
+        "%2Fui%2F%0b",
+        "%2Fui%2F%7F",
+        "%2Fui%2F%0d%0aX:1",
+    ] {
+        let r = app
+            .post_form("/ui/login", &format!("key={read}&next={bad}"), &same)
+            .await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{bad}: {}", r.body);
+        assert_eq!(r.location(), "/ui/", "{bad}");
+        let r = app.get(&format!("/ui/login?next={bad}"), None).await;
+        assert_eq!(r.status, StatusCode::OK, "{bad}");
+    }
+
     let form = format!("key={read}&next=%2Fui%2Fdashboard");
     let r = app.post_form("/ui/login", &form, &same).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);

@@ -87,10 +87,15 @@ impl fmt::Display for Url {
     }
 }
 
-/// Whether `href` is one the viewer may emit: a path on this server under `/ui` (no scheme,
-/// no host, no protocol-relative `//`).
+/// Whether `href` is one the viewer may emit or redirect to: a path on this server under
+/// `/ui` (no scheme, no host, no protocol-relative `//`), written in visible ASCII only — what
+/// a `Location` header can carry as is (a control character there used to make the redirect
+/// after sign-in fail with a 500), and what every URL built by [`Url`] is, since it
+/// percent-encodes the rest. A backslash is refused too: some browsers read it as `/`.
 pub fn is_safe_href(href: &str) -> bool {
-    href.starts_with("/ui") && !href.starts_with("//") && !href.contains(['\\', '\n', '\r', '\t'])
+    href.starts_with("/ui")
+        && !href.starts_with("//")
+        && href.bytes().all(|b| b.is_ascii_graphic() && b != b'\\')
 }
 
 /// The page frame: title, navigation, tenant switcher, assets.

@@ -468,3 +468,75 @@ async fn pinned_keys_see_and_write_their_tenant_alone() {
         Some("tenant"),
     );
 }
+
+/// Any number of processes may append to one embedded store: `keys create|revoke` and
+/// `export` append self-audit events beside a running server, whose writer must notice those
+/// commits (it caches each log's size and Merkle frontier) instead of failing its next group
+/// commit with a 500 for every request in it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_appends_beside_a_running_server_without_failing_its_writes() {
+    let app = spawn_app().await;
+    let data = app.data_dir();
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let client = app.client.clone();
+            tokio::spawn(async move {
+                let mut statuses = Vec::new();
+                for i in 0..60 {
+                    let tenant = if i % 2 == 0 { "default" } else { "acme" };
+                    let r = client
+                        .request(Method::POST, "/v1/events")
+                        .json(&json!({"id": format!("w{w}-{i}"), "tenant": tenant, "action": "beside.cli"}))
+                        .send()
+                        .await
+                        .unwrap();
+                    statuses.push(r.status().as_u16());
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                }
+                statuses
+            })
+        })
+        .collect();
+    // Meanwhile the CLI writes to the same store: keys (audited in `default` and `acme`) and
+    // an export (audited too).
+    let cli = tokio::task::spawn_blocking({
+        let data = data.clone();
+        move || {
+            for i in 0..4 {
+                create_key(&data, "read", &format!("side-{i}"), Some("acme"));
+                create_key(&data, "ingest", &format!("plain-{i}"), None);
+            }
+            stdout_of(bitacora(&data).args(["export", "--format", "ndjson", "--tenant", "acme"]));
+        }
+    });
+    cli.await.unwrap();
+    let mut all = Vec::new();
+    for w in writers {
+        all.extend(w.await.unwrap());
+    }
+    assert!(
+        all.iter().all(|s| *s == 201),
+        "every write beside the CLI is stored: {:?}",
+        all.iter().filter(|s| **s != 201).collect::<Vec<_>>()
+    );
+    // Both processes' events are in one gapless log per tenant, and it verifies.
+    for tenant in ["default", "acme"] {
+        let page = app
+            .client
+            .search(
+                &SearchParams::new()
+                    .tenant(tenant)
+                    .action("bitacora.*")
+                    .limit(1000),
+            )
+            .await
+            .unwrap();
+        assert!(
+            !page.events.is_empty(),
+            "{tenant}: the CLI's self-audit is there"
+        );
+    }
+    let data_root = app.stop().await;
+    let out = stdout_of(bitacora(&data_folder(data_root.path())).arg("verify"));
+    assert!(out.contains("intact"), "{out}");
+}

@@ -596,6 +596,9 @@ async fn application_jwts() {
         c.auth
             .jwt
             .push(jwt_entry(None, Some("jwt-ed25519-public.pem")));
+        // Dozens of refusals from one (in-process) address follow: the limiter is tested
+        // on its own.
+        c.server.auth_failures_per_minute = 0;
     })
     .await;
     app.seed(&[("acme", 1), ("zeta", 1)]).await;
@@ -705,6 +708,41 @@ async fn application_jwts() {
         hs_token(&with(&|c| c["iss"] = json!("https://evil.example"))),
         401,
     ));
+    // A configured issuer and audience are required, not only compared when present.
+    cases.push((
+        "no iss",
+        hs_token(&with(&|c| {
+            c.as_object_mut().unwrap().remove("iss");
+        })),
+        401,
+    ));
+    cases.push((
+        "iss null",
+        hs_token(&with(&|c| c["iss"] = Value::Null)),
+        401,
+    ));
+    cases.push((
+        "iss a number",
+        hs_token(&with(&|c| c["iss"] = json!(7))),
+        401,
+    ));
+    cases.push((
+        "no aud",
+        hs_token(&with(&|c| {
+            c.as_object_mut().unwrap().remove("aud");
+        })),
+        401,
+    ));
+    cases.push((
+        "aud null",
+        hs_token(&with(&|c| c["aud"] = Value::Null)),
+        401,
+    ));
+    cases.push((
+        "aud list without ours",
+        hs_token(&with(&|c| c["aud"] = json!(["other", "more"]))),
+        401,
+    ));
     cases.push((
         "wrong signature",
         {
@@ -777,6 +815,40 @@ async fn application_jwts() {
         let r = app.get("/v1/events", &token).await;
         assert_eq!(r.status.as_u16(), expected, "{label}: {}", r.text());
         assert!(!r.text().contains(&token), "{label}: the token is echoed");
+    }
+    // With several issuers configured, the refusal is the one of the issuer whose key
+    // verified the token, not whichever issuer came last.
+    for (label, claims, says) in [
+        (
+            "expired",
+            with(&|c| c["exp"] = json!(now() - 120)),
+            "expired",
+        ),
+        (
+            "wrong audience",
+            with(&|c| c["aud"] = json!("other")),
+            "audience",
+        ),
+        (
+            "wrong issuer",
+            with(&|c| c["iss"] = json!("https://evil.example")),
+            "issuer",
+        ),
+        (
+            "no iss",
+            with(&|c| {
+                c.as_object_mut().unwrap().remove("iss");
+            }),
+            "iss",
+        ),
+    ] {
+        for token in [hs_token(&claims), rs_token(&claims), ed_token(&claims)] {
+            let message = app.get("/v1/events", &token).await.json()["error"]["message"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            assert!(message.contains(says), "{label}: {message}");
+        }
     }
     let r = app
         .get(
