@@ -291,6 +291,13 @@ class _BaseClient:
         try:
             if not event_id:
                 event_id = uuid7()
+            if not isinstance(action, str):
+                # Not queued: a batch the server cannot parse would fail every event in it.
+                self._give_up(
+                    BitacoraError("action must be a string", code="invalid_field", field="action"),
+                    [{"id": event_id, "action": action}],
+                )
+                return event_id
             ev = self._build(
                 action,
                 event_id,
@@ -319,11 +326,13 @@ class _BaseClient:
                 self._start()
             if len(self._queue) >= self._batch_size and not self._wake.is_set():
                 self._wake.set()
-        except Exception:
-            # Bad input (an unhashable id, a broken mapping...) must not fail the caller's
-            # operation: count it and say so.
-            self._failed += 1
-            logger.warning("bitacora: could not queue an event", exc_info=True)
+        except Exception as e:
+            # Bad input (a list where a mapping belongs, a broken mapping...) must not fail
+            # the caller's operation: count it and report it.
+            self._give_up(
+                BitacoraError(f"could not build the event: {e!r}", code="invalid_event"),
+                [{"id": event_id, "action": action}],
+            )
         return event_id
 
     def _drop(self, ev: dict[str, Any], why: str) -> None:
@@ -618,10 +627,11 @@ class Bitacora(_BaseClient):
 
     def _request(self, method: str, path: str, *, retries: int = 0, **kw: Any) -> httpx.Response:
         attempt = 0
+        headers = {**self._headers, **kw.pop("headers", {})}
         while True:
             try:
                 response = self._client().request(
-                    method, f"{self._url}{path}", headers=self._headers, **kw
+                    method, f"{self._url}{path}", headers=headers, **kw
                 )
             except httpx.HTTPError as e:
                 error = tr.error_from_exception(e)
@@ -653,7 +663,7 @@ class Bitacora(_BaseClient):
             "/v1/events",
             retries=self._send_retries,
             content=tr.dumps(ev),
-            headers={**self._headers, "Content-Type": "application/json"},
+            headers={"Content-Type": "application/json"},
         )
         ack = Ack.from_json(response.json())
         if verify:
@@ -749,10 +759,11 @@ class AsyncBitacora(_BaseClient):
         self, method: str, path: str, *, retries: int = 0, **kw: Any
     ) -> httpx.Response:
         attempt = 0
+        headers = {**self._headers, **kw.pop("headers", {})}
         while True:
             try:
                 response = await self._aclient().request(
-                    method, f"{self._url}{path}", headers=self._headers, **kw
+                    method, f"{self._url}{path}", headers=headers, **kw
                 )
             except httpx.HTTPError as e:
                 error = tr.error_from_exception(e)
@@ -778,7 +789,7 @@ class AsyncBitacora(_BaseClient):
             "/v1/events",
             retries=self._send_retries,
             content=tr.dumps(ev),
-            headers={**self._headers, "Content-Type": "application/json"},
+            headers={"Content-Type": "application/json"},
         )
         ack = Ack.from_json(response.json())
         if verify:
