@@ -13,6 +13,10 @@ from typing import Any
 import psycopg
 import pytest
 
+# Module level: FastAPI resolves the endpoints' (string) annotations from these globals.
+from fastapi import Depends, FastAPI, Request
+from sqlalchemy.orm import Session
+
 from bitacora import audit_context
 from conftest import Database, Server, bitacora_bin
 
@@ -143,10 +147,9 @@ def test_fastapi_request_actor_reaches_the_captured_change(
 ) -> None:
     """Seed 001's shape: a FastAPI app with the middleware and SQLAlchemy installed, and no
     per-request database plumbing: the row change carries the request's actor and IP."""
-    from fastapi import Depends, FastAPI, Request
     from fastapi.testclient import TestClient
     from sqlalchemy import create_engine, text
-    from sqlalchemy.orm import Session, sessionmaker
+    from sqlalchemy.orm import sessionmaker
 
     from bitacora.integrations.asgi import BitacoraMiddleware
     from bitacora.integrations.sqlalchemy import install

@@ -8,6 +8,9 @@ from typing import Any
 
 import pytest
 
+# Module level: FastAPI resolves the endpoints' (string) annotations from these globals.
+from fastapi import FastAPI, Request
+
 from bitacora import Bitacora
 from conftest import Server, unique
 
@@ -34,8 +37,6 @@ def _stored(server: Server, client: Bitacora, event_id: str) -> dict[str, Any]:
 
 
 def fastapi_app(client: Bitacora, action: str, trusted: list[str]) -> Any:
-    from fastapi import FastAPI, Request
-
     from bitacora.integrations.asgi import BitacoraMiddleware, audit
 
     app = FastAPI()
