@@ -119,6 +119,25 @@ def test_duplicates_count_as_sent_and_rejections_are_reported() -> None:
     client.close()
 
 
+def test_too_large_batches_are_halved() -> None:
+    sizes: list[int] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        events = json.loads(request.content)
+        sizes.append(len(events))
+        if len(events) > 2:
+            return httpx.Response(413, json={"error": {"code": "too_large", "message": "big"}})
+        return ack_all(request)
+
+    client = make(handler, batch_size=8, flush_interval=10)
+    for _ in range(8):
+        client.log("a.b")
+    assert client.flush(5)
+    assert sizes == [8, 4, 2, 2, 4, 2, 2]
+    assert client.stats()["sent"] == 8
+    client.close()
+
+
 @pytest.mark.parametrize("status", [400, 401, 403, 413, 415, 422])
 def test_other_4xx_are_not_retried(status: int) -> None:
     calls = 0
