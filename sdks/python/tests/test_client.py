@@ -171,7 +171,7 @@ def test_full_queue_drops_newest_and_counts(
     assert len(set(ids)) == 40  # an id is returned even for dropped events
     stats = client.stats()
     assert stats["queued"] <= 10 + 5  # the bound, plus the one batch in flight
-    assert stats["dropped"] == 40 - stats["queued"] >= 30
+    assert stats["dropped"] == 40 - stats["queued"] >= 25
     assert all(err.code == "queue_full" for err, _ in reported.calls)
     assert len(reported.events) == stats["dropped"]
     assert any("dropped" in r.getMessage() for r in caplog.records)

@@ -77,8 +77,22 @@ def test_django_async_middleware(server: Server, django_client: Bitacora) -> Non
     from django.test import AsyncClient
 
     async def run() -> Any:
-        http = AsyncClient(REMOTE_ADDR="10.0.0.2")
-        return await http.post("/login", **HEADERS)
+        # ASGI: the peer is the scope's "client", which AsyncClient fixes to 127.0.0.1.
+        class FromProxy(AsyncClient):  # type: ignore[misc]
+            def _base_scope(self, **request: Any) -> dict[str, Any]:
+                scope: dict[str, Any] = super()._base_scope(**request)
+                scope["client"] = ["10.0.0.2", 1234]
+                return scope
+
+        http = FromProxy()
+        return await http.post(
+            "/login",
+            headers={
+                "X-Forwarded-For": "6.6.6.6, 203.0.113.9",
+                "User-Agent": "Mozilla/5.0 dj",
+                "X-Request-Id": "req-dj",
+            },
+        )
 
     e = _stored(server, django_client, asyncio.run(run()))
     assert "actor" not in e and e["outcome"] == "failure"

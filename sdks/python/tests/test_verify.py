@@ -227,5 +227,5 @@ def test_checkpoint_with_wrong_key_or_signature_fails(server: Server) -> None:
 
     # A key whose id does not match its name and bytes is refused when parsed.
     with pytest.raises(VerificationError, match="key id"):
-        parse_verifier_key(name + "+00000000+" + public_key.strip().rsplit("+", 1)[1])
+        parse_verifier_key(name + "+00000000+" + public_key.strip().split("+", 2)[2])
     client.close()

@@ -227,7 +227,7 @@ class VerifierKey:
 def parse_verifier_key(text: str) -> VerifierKey:
     """Parses one verifier key (as `GET /v1/log/public-key` serves it) and checks its key id,
     which binds the name to the key."""
-    parts = text.strip().split("+")
+    parts = text.strip().split("+", 2)  # the base64 key may itself contain "+"
     if len(parts) != 3 or not parts[0]:
         raise VerificationError("a verifier key is <name>+<key id>+<base64 key>")
     name, kid_hex, b64 = parts
