@@ -4,7 +4,8 @@
 
 Measures, against a `bitacora serve` it starts on a temporary store:
 1. the caller's cost of `log()` (median and p99 over individually timed calls) with the server
-   up, paced at 5,000 events/s so the queue never fills;
+   up, paced at 5,000 events/s (bursts of 200, then a sleep) so the queue never fills, and
+   separately calls made each after 10 ms asleep (cold caches);
 2. the same with the URL pointing at a blackholed port (a socket that listens but never
    accepts: requests hang until they time out), over the first 10,000 events (the queue
    absorbs them) and then over calls on a full queue (the drop path);
@@ -15,6 +16,8 @@ Measures, against a `bitacora serve` it starts on a temporary store:
 from __future__ import annotations
 
 import argparse
+import collections
+import json
 import os
 import select
 import shutil
@@ -26,7 +29,10 @@ import threading
 import time
 from pathlib import Path
 
+import httpx
+
 from bitacora import Bitacora
+from bitacora._ids import uuid7
 
 EVENT = {
     "severity": "critical",
@@ -67,7 +73,10 @@ def percentile(samples: list[int], q: float) -> float:
 
 
 def timed_calls(client: Bitacora, count: int, rate: float | None) -> list[int]:
-    """Times `count` log() calls one by one; with `rate`, paced to that many per second."""
+    """Times `count` log() calls one by one; with `rate`, paced to that many per second in
+    bursts of 200 with sleeps between (an app doing I/O between requests). The first call
+    after each sleep runs on caches that other processes evicted: `cold_calls` measures such
+    calls on their own."""
     samples: list[int] = []
     clock = time.perf_counter_ns
     start = time.perf_counter()
@@ -75,11 +84,99 @@ def timed_calls(client: Bitacora, count: int, rate: float | None) -> list[int]:
         t0 = clock()
         client.log("user.role_change", **EVENT)  # type: ignore[arg-type]
         samples.append(clock() - t0)
-        if rate is not None and i % 50 == 49:
+        if rate is not None and i % 200 == 199:
             ahead = start + (i + 1) / rate - time.perf_counter()
             if ahead > 0:
                 time.sleep(ahead)
     return samples
+
+
+def cold_calls(client: Bitacora, count: int) -> list[int]:
+    """log() calls each made after 10 ms asleep, as in an app that logs now and then."""
+    samples: list[int] = []
+    clock = time.perf_counter_ns
+    for _ in range(count):
+        time.sleep(0.01)
+        t0 = clock()
+        client.log("user.role_change", **EVENT)  # type: ignore[arg-type]
+        samples.append(clock() - t0)
+    return samples
+
+
+def noise_floor(count: int, rate: float) -> list[int]:
+    """The same timing loop around a trivial call (a dict appended to a deque): its p99 is
+    what the machine's scheduling and the timer add to any call, the floor under log()'s."""
+    q: collections.deque[dict[str, str]] = collections.deque()
+    samples: list[int] = []
+    clock = time.perf_counter_ns
+    start = time.perf_counter()
+    for i in range(count):
+        t0 = clock()
+        q.append({"action": "user.role_change"})
+        samples.append(clock() - t0)
+        if i % 200 == 199:
+            ahead = start + (i + 1) / rate - time.perf_counter()
+            if ahead > 0:
+                time.sleep(ahead)
+    return samples
+
+
+def raw_batches(url: str, key: str, batches: int) -> float:
+    """Events/s the server acknowledges from one client posting pre-serialized batches of 500
+    back to back, without the SDK: the ceiling any client in this process could reach."""
+    bodies = [
+        json.dumps([{"id": uuid7(), "action": "user.role_change", **EVENT} for _ in range(500)])
+        for _ in range(batches)
+    ]
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    with httpx.Client(timeout=60) as http:
+        start = time.perf_counter()
+        for body in bodies:
+            http.post(f"{url}/v1/events/batch", content=body, headers=headers).raise_for_status()
+        return batches * 500 / (time.perf_counter() - start)
+
+
+def mock_ceiling(total: int) -> float:
+    """Events/s through log() and the sender when the server answers instantly (an in-process
+    mock transport): the SDK's own ceiling, without the server's cost."""
+
+    def ack(request: httpx.Request) -> httpx.Response:
+        events = json.loads(request.content)
+        return httpx.Response(
+            200,
+            json={
+                "results": [
+                    {"id": e["id"], "seq": 0, "leaf_hash": "0" * 64, "duplicate": False}
+                    for e in events
+                ]
+            },
+        )
+
+    client = Bitacora(url="http://mock", api_key="k", transport=httpx.MockTransport(ack))
+    start = time.perf_counter()
+    offer(client, total)
+    assert client.flush(120)
+    rate = client.stats()["sent"] / (time.perf_counter() - start)
+    client.close()
+    return rate
+
+
+def offer(client: Bitacora, total: int) -> int:
+    """Logs `total` events as fast as the queue takes them, backing off (briefly) only when it
+    is nearly full, so nothing is dropped and the sender is never starved. Returns the largest
+    queue length seen."""
+    largest = 0
+    i = 0
+    while i < total:
+        queued = len(client._queue)
+        largest = max(largest, queued)
+        if queued > 9_000:
+            time.sleep(0.001)
+            continue
+        for _ in range(100):
+            client.log("user.role_change", **EVENT)  # type: ignore[arg-type]
+        i += 100
+    return largest
 
 
 def report(name: str, samples: list[int]) -> None:
@@ -107,6 +204,8 @@ def main() -> None:
         samples = timed_calls(client, args.calls, 5_000)
         assert client.flush(60)
         report("log(), server up, 5k/s", samples)
+        report("log(), server up, each call after 10 ms asleep", cold_calls(client, 500))
+        assert client.flush(60)
         print(f"  stats {client.stats()}")
         client.close()
 
@@ -125,33 +224,27 @@ def main() -> None:
         dead.close(0.1)
         hole.close()
 
-        # 3. sustained throughput
+        # 3. sustained throughput, with the same-run ceilings
         fast = Bitacora(url=url, api_key=key)
-        largest = 0
         total = args.throughput_events
         start = time.perf_counter()
-        sent_before = 0
-        i = 0
-        while i < total:
-            # Offer load as fast as the queue takes it: back off (briefly) only when the
-            # queue is nearly full, so nothing is dropped and the sender is never starved.
-            queued = len(fast._queue)
-            largest = max(largest, queued)
-            if queued > 9_000:
-                time.sleep(0.001)
-                continue
-            for _ in range(100):
-                fast.log("user.role_change", **EVENT)  # type: ignore[arg-type]
-            i += 100
+        largest = offer(fast, total)
         assert fast.flush(120)
         elapsed = time.perf_counter() - start
         stats = fast.stats()
         print(
-            f"throughput: {stats['sent'] - sent_before} events acknowledged in {elapsed:.2f} s "
-            f"= {(stats['sent'] - sent_before) / elapsed:,.0f} events/s; largest queue "
-            f"{largest}; stats {stats}"
+            f"throughput: {stats['sent']} events acknowledged in {elapsed:.2f} s "
+            f"= {stats['sent'] / elapsed:,.0f} events/s; largest queue {largest}; stats {stats}"
         )
         fast.close()
+        print(
+            f"  baseline, raw batches of 500 without the SDK: "
+            f"{raw_batches(url, key, 40):,.0f} events/s"
+        )
+        print(
+            f"  baseline, SDK against an instant mock server: {mock_ceiling(total):,.0f} events/s"
+        )
+        report("  noise floor (deque.append timed the same way)", noise_floor(args.calls, 5_000))
     finally:
         proc.terminate()
         proc.wait(20)
