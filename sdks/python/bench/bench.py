@@ -103,6 +103,19 @@ def cold_calls(client: Bitacora, count: int) -> list[int]:
     return samples
 
 
+def cold_dumps(count: int) -> list[int]:
+    """The cold-call baseline: serializing the same event once, each after 10 ms asleep."""
+    event = {"action": "user.role_change", **EVENT}
+    samples: list[int] = []
+    clock = time.perf_counter_ns
+    for _ in range(count):
+        time.sleep(0.01)
+        t0 = clock()
+        json.dumps(event)
+        samples.append(clock() - t0)
+    return samples
+
+
 def noise_floor(count: int, rate: float) -> list[int]:
     """The same timing loop around a trivial call (a dict appended to a deque): its p99 is
     what the machine's scheduling and the timer add to any call, the floor under log()'s."""
@@ -204,6 +217,7 @@ def main() -> None:
         assert client.flush(60)
         report("log(), server up, 5k/s", samples)
         report("log(), server up, each call after 10 ms asleep", cold_calls(client, 500))
+        report("  baseline, json.dumps of the same event after 10 ms asleep", cold_dumps(500))
         assert client.flush(60)
         print(f"  stats {client.stats()}")
         client.close()
