@@ -4,7 +4,7 @@
 
 Measures, against a `bitacora serve` it starts on a temporary store:
 1. the caller's cost of `log()` (median and p99 over individually timed calls) with the server
-   up, paced at 5,000 events/s (bursts of 200, then a sleep) so the queue never fills, and
+   up, paced at 2,000 events/s (bursts of 200, then a sleep) so the queue never fills, and
    separately calls made each after 10 ms asleep (cold caches);
 2. the same with the URL pointing at a blackholed port (a socket that listens but never
    accepts: requests hang until they time out), over the first 10,000 events (the queue
@@ -211,11 +211,13 @@ def main() -> None:
     try:
         # 1. server up
         client = Bitacora(url=url, api_key=key)
-        timed_calls(client, 2_000, 5_000)  # warm up: thread started, connection open
+        # 2,000/s: under what a debug build on a busy 2-core machine ingests (see the raw
+        # baseline), so the figure is the queueing path, not the cheaper drop path.
+        timed_calls(client, 2_000, 2_000)  # warm up: thread started, connection open
         client.flush(30)
-        samples = timed_calls(client, args.calls, 5_000)
+        samples = timed_calls(client, args.calls, 2_000)
         assert client.flush(60)
-        report("log(), server up, 5k/s", samples)
+        report("log(), server up, 2k/s", samples)
         report("log(), server up, each call after 10 ms asleep", cold_calls(client, 500))
         report("  baseline, json.dumps of the same event after 10 ms asleep", cold_dumps(500))
         assert client.flush(60)

@@ -167,7 +167,6 @@ class _BaseClient:
     # ---- state that a forked child must not share with its parent ----
 
     def _init_state(self) -> None:
-        self._pid = os.getpid()
         self._queue: deque[dict[str, Any]] = deque()
         self._lock = threading.Lock()
         # Notified whenever a batch finishes, so `flush()` waiters can re-check.
@@ -288,10 +287,10 @@ class _BaseClient:
     ) -> str:
         """Queues one event and returns its id at once. Never raises, never waits for the
         network; the event is delivered in the background (see the module doc)."""
-        event_id = id or ""
+        event_id = ""
         try:
-            if not event_id:
-                event_id = uuid7()
+            # A caller's id is kept (as text: an int primary key is a fine idempotency key).
+            event_id = (id if isinstance(id, str) else str(id)) if id else uuid7()
             if not isinstance(action, str):
                 # Not queued: a batch the server cannot parse would fail every event in it.
                 self._give_up(
