@@ -8,12 +8,14 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from typing import Any
 
 import pytest
 
 from bitacora import AsyncBitacora, Bitacora, BitacoraError, audit_context
+from bitacora.verify import averify_event
 from conftest import Blackhole, FakeUpstream, LossyProxy, Server, unique
 
 
@@ -219,6 +221,35 @@ def test_server_down_then_up_delivers_everything(fresh_server: Server) -> None:
     client.close()
 
 
+def test_restart_while_logging_loses_nothing(fresh_server: Server) -> None:
+    client = Bitacora(
+        url=fresh_server.url, api_key=fresh_server.admin_key, flush_interval=0.05, max_backoff=0.3
+    )
+    ids: list[str] = []
+    stop = threading.Event()
+
+    def produce() -> None:
+        while not stop.is_set():
+            ids.append(client.log("restart.test"))
+            time.sleep(0.002)
+
+    producer = threading.Thread(target=produce)
+    producer.start()
+    time.sleep(0.5)
+    fresh_server.stop()  # SIGTERM: the server drains in-flight writes and exits
+    time.sleep(0.5)
+    fresh_server.start()
+    time.sleep(0.5)
+    stop.set()
+    producer.join()
+    assert client.flush(20)
+    assert client.stats()["dropped"] == 0 and client.stats()["failed"] == 0
+    stored = fresh_server.events(action="restart.test")
+    assert len(ids) > 200
+    assert sorted(e["id"] for e in stored) == sorted(ids)
+    client.close()
+
+
 def test_acknowledged_events_survive_kill_9(fresh_server: Server) -> None:
     client = Bitacora(url=fresh_server.url, api_key=fresh_server.admin_key, flush_interval=0.05)
     ids = [client.log("crash.test") for _ in range(200)]
@@ -298,6 +329,8 @@ def test_async_client(server: Server, middlemen: Any) -> None:
         assert set(stored) == {*logged, ack.id}
         assert stored[ack.id]["actor"]["name"] == "async"
         assert stored[logged[0]]["context"]["ip"] == "10.1.2.3"
+        verified = await averify_event(client, ack.id, await client.public_key())
+        assert verified.event["id"] == ack.id
         with pytest.raises(BitacoraError) as err:
             await client.send("bad action!")
         assert err.value.field == "action"
