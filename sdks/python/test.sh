@@ -7,14 +7,15 @@
 # the run; nothing is skipped. Needs no network but PyPI.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-cd "$here"
 
+# Resolved before changing directory, so a relative BITACORA_BIN means what the caller meant.
 if [ -z "${BITACORA_BIN:-}" ] || [ ! -x "${BITACORA_BIN}" ]; then
     echo "test.sh: set BITACORA_BIN to the bitacora binary (e.g. target/debug/bitacora)" >&2
     exit 1
 fi
 BITACORA_BIN="$(cd "$(dirname "$BITACORA_BIN")" && pwd)/$(basename "$BITACORA_BIN")"
 export BITACORA_BIN
+cd "$here"
 
 if command -v pg_isready >/dev/null 2>&1 && ! pg_isready -q -h 127.0.0.1 -p 5432; then
     echo "test.sh: PostgreSQL is not answering at 127.0.0.1:5432" >&2
