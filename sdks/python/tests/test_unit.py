@@ -343,3 +343,20 @@ def test_trusted_proxies_walk_forwarded_for_from_the_right() -> None:
     assert lb.client_ip("testclient", "1.1.1.1") is None
     assert str(parse_ip("[2001:db8::1]:443")) == "2001:db8::1"
     assert str(parse_ip(" 192.0.2.1:8080 ")) == "192.0.2.1"
+
+
+def test_url_and_api_key_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BITACORA_URL", "http://from-env.test:9999/")
+    monkeypatch.setenv("BITACORA_API_KEY", "bk_env")
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return ack_all(request)
+
+    client = Bitacora(transport=httpx.MockTransport(handler), flush_interval=0.01)
+    client.log("a.b")
+    assert client.flush(5)
+    assert str(seen[0].url) == "http://from-env.test:9999/v1/events/batch"
+    assert seen[0].headers["authorization"] == "Bearer bk_env"
+    client.close()
