@@ -126,7 +126,8 @@ def test_4xx_is_not_retried_and_is_reported(server: Server, middlemen: Any) -> N
     read_key = server.create_key("read", "sdk-py-read-only")
     fake = middlemen(FakeUpstream(server.url, []))
     reported = Reported()
-    client = Bitacora(url=fake.url, api_key=read_key, on_error=reported, flush_interval=0.05)
+    client = Bitacora(url=fake.url, api_key=read_key, on_error=reported, flush_interval=10)
+    # One batch (flush() wakes the sender): one request is all a non-retryable 4xx may cost.
     ids = [client.log(unique("denied")) for _ in range(3)]
     assert client.flush(10)
     time.sleep(0.3)

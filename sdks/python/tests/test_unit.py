@@ -83,7 +83,8 @@ def test_retries_keep_the_same_ids() -> None:
             return httpx.Response(408)
         return ack_all(request)
 
-    client = make(handler, max_backoff=0.01)
+    # A long interval: the three events go out together when flush() wakes the sender.
+    client = make(handler, max_backoff=0.01, flush_interval=10)
     ids = [client.log("a.b") for _ in range(3)]
     assert client.flush(5)
     assert seen == [ids, ids, ids, ids]
@@ -109,7 +110,7 @@ def test_duplicates_count_as_sent_and_rejections_are_reported() -> None:
             },
         )
 
-    client = make(handler, on_error=lambda e, evs: reported.append((e, evs)))
+    client = make(handler, on_error=lambda e, evs: reported.append((e, evs)), flush_interval=10)
     ids = [client.log("a.b") for _ in range(3)]
     assert client.flush(5)
     assert client.stats() == {"queued": 0, "sent": 2, "dropped": 0, "failed": 1}
