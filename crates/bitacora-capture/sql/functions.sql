@@ -1,9 +1,12 @@
 -- bitacora capture: the trigger functions. Re-created by every `install` (CREATE OR REPLACE),
 -- so upgrading bitacora upgrades them.
 --
--- The triggers run with the rights of the writing role and name every object with its schema.
--- Only masking runs as the installing role (SECURITY DEFINER, search_path pinned so a caller
--- cannot shadow anything it uses), because only that role may read the key.
+-- Since schema version 3 the trigger functions run as the installing role (SECURITY DEFINER),
+-- the owner of the schema: the outbox, the masking key and these functions are that role's
+-- alone, and the role whose write fires a trigger needs no privilege on any of them. Every
+-- function pins its search_path (pg_catalog, then pg_temp last), so a caller cannot shadow a
+-- function or operator it uses; objects are named with their schema all the same. Triggers do
+-- not need EXECUTE on their function to fire, so no role but the owner may call any of them.
 
 -- The keyed hash of a masked value: HMAC-SHA256(key, the value's JSON text), hex.
 CREATE OR REPLACE FUNCTION bitacora_capture.mask(value jsonb, inner_pad bytea, outer_pad bytea)
@@ -15,10 +18,13 @@ AS $fn$
         sha256(outer_pad || sha256(inner_pad || convert_to(value::text, 'UTF8'))), 'hex'))
 $fn$;
 
--- Replaces each of `cols` present in `doc` by its keyed hash.
+-- Replaces each of `cols` present in `doc` by its keyed hash. Called by the triggers, as the
+-- owner (the only role that may read the key or run this: anyone else could hash guesses and
+-- compare them with the hashes in the log). Versions 1 and 2 made it SECURITY DEFINER and
+-- executable by PUBLIC; CREATE OR REPLACE keeps a function's grants, hence the REVOKE below.
 CREATE OR REPLACE FUNCTION bitacora_capture.mask_columns(doc jsonb, cols text[])
 RETURNS jsonb
-LANGUAGE plpgsql STABLE SECURITY DEFINER
+LANGUAGE plpgsql STABLE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
@@ -49,7 +55,8 @@ $fn$;
 -- comparison below still decides, after dropping excluded columns, whether anything changed.
 CREATE OR REPLACE FUNCTION bitacora_capture.capture_row()
 RETURNS trigger
-LANGUAGE plpgsql
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
     o jsonb;
@@ -104,7 +111,8 @@ $fn$;
 -- Statement-level AFTER TRUNCATE: one outbox row for the whole table.
 CREATE OR REPLACE FUNCTION bitacora_capture.capture_truncate()
 RETURNS trigger
-LANGUAGE plpgsql
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $fn$
 BEGIN
     INSERT INTO bitacora_capture.outbox
@@ -129,6 +137,11 @@ BEGIN
 END
 $fn$;
 
+-- The privilege model (schema version 3), asserted again by every install: nothing for PUBLIC.
 REVOKE ALL ON FUNCTION bitacora_capture.mask(jsonb, bytea, bytea) FROM PUBLIC;
--- Only through the triggers: masking reveals nothing the caller does not already hold.
-GRANT EXECUTE ON FUNCTION bitacora_capture.mask_columns(jsonb, text[]) TO PUBLIC;
+REVOKE ALL ON FUNCTION bitacora_capture.mask_columns(jsonb, text[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION bitacora_capture.capture_row() FROM PUBLIC;
+REVOKE ALL ON FUNCTION bitacora_capture.capture_truncate() FROM PUBLIC;
+REVOKE ALL ON SCHEMA bitacora_capture FROM PUBLIC;
+REVOKE ALL ON ALL TABLES IN SCHEMA bitacora_capture FROM PUBLIC;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA bitacora_capture FROM PUBLIC;

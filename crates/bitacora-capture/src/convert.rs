@@ -18,11 +18,16 @@
 //!   `"[truncated: N bytes, sha256:<hex>]"`, and `metadata.truncated` names them.
 //!   Text the event model refuses (control characters in names, an `ip` that is not an
 //!   address) is cleaned, never a reason to lose the row.
+//! - A row that cannot be read as a captured change at all ([`parse_row`] fails: a key that is
+//!   not an array, an unknown operation, values that are not rows) is quarantined: it becomes a
+//!   `bitacora.capture.rejected` event (category `bitacora`) under the same id, holding the raw
+//!   row (bounded, [`seal_rejected`]), and is deleted like any drained row, so one bad row never
+//!   stops the changes after it.
 
 use bitacora_core::event::{MAX_EVENT_BYTES, MAX_SHORT_CHARS, MAX_TEXT_CHARS};
 use bitacora_core::{
     Actor, ActorType, Change, Context, EventInput, FieldError, IngestContext, IngestPolicy,
-    SealedEvent, Target, TenantName,
+    Outcome, SealedEvent, Severity, Target, TenantName,
 };
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
@@ -184,7 +189,8 @@ pub fn seal(
 }
 
 /// The event for a row whose values the event model refused even after cleaning (a bug):
-/// the row is still recorded, by table, key, operation and time, with the reason.
+/// the row is still recorded, by table, key, operation and time, with the reason. When even
+/// that is refused, the caller quarantines the row ([`seal_rejected`]).
 pub fn seal_fallback(
     row: &OutboxRow,
     install_id: &str,
@@ -192,7 +198,7 @@ pub fn seal_fallback(
     policy: &IngestPolicy,
     received_at: DateTime<Utc>,
     error: &str,
-) -> SealedEvent {
+) -> Result<SealedEvent, FieldError> {
     let label = table_label(&row.schema, &row.table);
     let mut metadata = Map::new();
     metadata.insert("txid".into(), json!(row.txid));
@@ -228,7 +234,276 @@ pub fn seal_fallback(
             allow_reserved: false,
         },
     )
-    .expect("the fallback event holds only values the event model accepts")
+}
+
+/// The action of the event that quarantines an outbox row the drain cannot convert.
+pub const REJECTED_ACTION: &str = "bitacora.capture.rejected";
+/// The raw row kept in a rejected row's event, at most (its JSON text, bytes).
+pub const REJECTED_ROW_BYTES: usize = 16 * 1024;
+
+/// Reads outbox row `id` from its JSON (`to_jsonb(outbox_row)::text`): the columns of every
+/// schema version, checked. Whatever does not hold a captured change is an error naming the
+/// column at fault, and the row is quarantined ([`seal_rejected`]) instead of drained.
+///
+/// The primary key comes from `pk` (rows written by schema version 1 triggers) or from
+/// `key_columns` (a `text[]` literal, version 2 on) and the row's values: new for insert and
+/// update, old for delete.
+pub fn parse_row(id: i64, raw: &str) -> Result<OutboxRow, String> {
+    let doc: Value =
+        serde_json::from_str(raw).map_err(|e| format!("the row is not readable JSON: {e}"))?;
+    let doc = doc.as_object().ok_or("the row is not a JSON object")?;
+    let text = |column: &str| -> Result<Option<String>, String> {
+        match doc.get(column) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) if s.is_empty() => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(format!("`{column}` is not text")),
+        }
+    };
+    let required = |column: &str| -> Result<String, String> {
+        text(column)?.ok_or_else(|| format!("`{column}` is missing"))
+    };
+    let values = |column: &str| -> Result<Option<Value>, String> {
+        match doc.get(column) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v @ Value::Object(_)) => Ok(Some(v.clone())),
+            Some(_) => Err(format!("`{column}` is not a row (a JSON object)")),
+        }
+    };
+
+    let txid = doc
+        .get("txid")
+        .and_then(Value::as_i64)
+        .ok_or("`txid` is not a transaction id")?;
+    let schema = required("schema_name")?;
+    let table = required("table_name")?;
+    let op = required("op")?.to_ascii_lowercase();
+    let old_values = values("old_values")?;
+    let new_values = values("new_values")?;
+    match (op.as_str(), &old_values, &new_values) {
+        ("insert", _, Some(_)) | ("delete", Some(_), _) | ("update", Some(_), Some(_)) => {}
+        ("truncate", _, _) => {}
+        ("insert" | "delete" | "update", _, _) => {
+            return Err(format!("an {op} without the row it changed"));
+        }
+        _ => {
+            return Err(format!(
+                "`op` {op:?} is not insert, update, delete or truncate"
+            ));
+        }
+    }
+    let full_rows = match doc.get("full_rows") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err("`full_rows` is not a boolean".into()),
+    };
+    let occurred_at = doc
+        .get("occurred_at")
+        .and_then(Value::as_str)
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .ok_or("`occurred_at` is not a time")?
+        .with_timezone(&Utc);
+
+    let pk = if op == "truncate" {
+        None
+    } else if let Some(pk) = doc.get("pk").filter(|v| !v.is_null()) {
+        // Written by a version 1 trigger: [[column, value], ...].
+        let pairs = pk
+            .as_array()
+            .filter(|a| !a.is_empty())
+            .ok_or("`pk` is not a key")?;
+        if !pairs.iter().all(|p| {
+            p.as_array()
+                .is_some_and(|p| p.len() == 2 && p[0].is_string() && !p[1].is_null())
+        }) {
+            return Err("`pk` is not a key".into());
+        }
+        Some(pk.clone())
+    } else {
+        let literal = required("key_columns")?;
+        let columns = parse_text_array(&literal)
+            .map_err(|e| format!("`key_columns` is not an array of column names: {e}"))?;
+        if columns.is_empty() {
+            return Err("`key_columns` names no column".into());
+        }
+        let row = new_values
+            .as_ref()
+            .or(old_values.as_ref())
+            .and_then(Value::as_object)
+            .ok_or("no row to read the key from")?;
+        let mut pairs = Vec::with_capacity(columns.len());
+        for column in columns {
+            match row.get(&column) {
+                Some(v) if !v.is_null() => pairs.push(json!([column, v])),
+                _ => return Err(format!("key column `{column}` is not in the row")),
+            }
+        }
+        Some(Value::Array(pairs))
+    };
+
+    Ok(OutboxRow {
+        id,
+        txid,
+        schema,
+        table,
+        op,
+        pk,
+        old_values,
+        new_values,
+        full_rows,
+        actor_id: text("actor_id")?,
+        actor_name: text("actor_name")?,
+        actor_email: text("actor_email")?,
+        actor_type: text("actor_type")?,
+        ip: text("ip")?,
+        user_agent: text("user_agent")?,
+        request_id: text("request_id")?,
+        occurred_at,
+    })
+}
+
+/// The elements of a one-dimensional `text[]` literal as PostgreSQL writes it (`{id}`,
+/// `{org,lang}`, `{"a b","x\"y"}`). NULL elements, nested arrays and dimension prefixes are
+/// refused: a key names columns.
+pub fn parse_text_array(literal: &str) -> Result<Vec<String>, String> {
+    let inner = literal
+        .trim()
+        .strip_prefix('{')
+        .and_then(|r| r.strip_suffix('}'))
+        .ok_or_else(|| "not `{...}`".to_owned())?;
+    let mut out = Vec::new();
+    if inner.trim().is_empty() {
+        return Ok(out);
+    }
+    let mut chars = inner.chars().peekable();
+    loop {
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        let mut item = String::new();
+        if chars.next_if_eq(&'"').is_some() {
+            loop {
+                match chars.next() {
+                    None => return Err("an unterminated quoted element".into()),
+                    Some('\\') => item.push(chars.next().ok_or("a dangling escape")?),
+                    Some('"') => break,
+                    Some(c) => item.push(c),
+                }
+            }
+            while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        } else {
+            while let Some(c) = chars.next_if(|c| *c != ',') {
+                match c {
+                    '{' | '}' | '"' => return Err(format!("an unexpected `{c}`")),
+                    '\\' => item.push(chars.next().ok_or("a dangling escape")?),
+                    c => item.push(c),
+                }
+            }
+            let trimmed = item.trim_end();
+            if trimmed.is_empty() {
+                return Err("an empty element".into());
+            }
+            if trimmed.eq_ignore_ascii_case("null") {
+                return Err("a NULL element".into());
+            }
+            item.truncate(trimmed.len());
+        }
+        out.push(item);
+        match chars.next() {
+            None => return Ok(out),
+            Some(',') => {}
+            Some(c) => return Err(format!("an unexpected `{c}`")),
+        }
+    }
+}
+
+/// The event that quarantines outbox row `outbox_id`, which cannot become the event of a
+/// change (`reason`): action `bitacora.capture.rejected`, category `bitacora`, severity high,
+/// outcome failure, under the id the change's event would have had (so a re-sent pass is a
+/// duplicate, as for any row), with the raw row (`raw`, the outbox row's JSON) in
+/// `metadata.row` — as JSON up to [`REJECTED_ROW_BYTES`], else as its first
+/// [`REJECTED_ROW_BYTES`] as text — with its size and SHA-256. Never fails: when the row's
+/// JSON is refused by the event model, it is kept as text; when that is refused too, only its
+/// size and hash are kept.
+pub fn seal_rejected(
+    outbox_id: i64,
+    raw: &str,
+    reason: &str,
+    install_id: &str,
+    tenant: &TenantName,
+    policy: &IngestPolicy,
+    received_at: DateTime<Utc>,
+) -> SealedEvent {
+    let parsed: Option<Value> = serde_json::from_str(raw).ok();
+    let occurred_at = parsed
+        .as_ref()
+        .and_then(|v| v.get("occurred_at"))
+        .and_then(Value::as_str)
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| bitacora_core::event::timestamp::format(&t.with_timezone(&Utc)));
+    let as_json = parsed.filter(|v| v.is_object() && raw.len() <= REJECTED_ROW_BYTES);
+    let mut cut = raw.len().min(REJECTED_ROW_BYTES);
+    while !raw.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let as_text = Value::String(raw[..cut].chars().filter(|c| !c.is_control()).collect());
+    // The row as JSON, else as text, else only its size and hash.
+    let mut attempts: Vec<Option<Value>> = as_json.into_iter().map(Some).collect();
+    attempts.push(Some(as_text));
+    attempts.push(None);
+    for row in attempts {
+        let mut metadata = Map::new();
+        metadata.insert("outbox_id".into(), json!(outbox_id));
+        metadata.insert(
+            "reason".into(),
+            Value::String(clean(reason, MAX_SHORT_CHARS).unwrap_or_else(|| "unknown".into())),
+        );
+        if let Some(row) = row {
+            metadata.insert("row".into(), row);
+        }
+        metadata.insert("row_bytes".into(), json!(raw.len()));
+        metadata.insert(
+            "row_sha256".into(),
+            Value::String(hex::encode(sha2::Sha256::digest(raw.as_bytes()))),
+        );
+        let input = EventInput {
+            id: Some(event_id(install_id, outbox_id)),
+            occurred_at: occurred_at.clone(),
+            tenant: Some(tenant.clone()),
+            action: REJECTED_ACTION.to_owned(),
+            category: Some("bitacora".to_owned()),
+            severity: Some(Severity::High),
+            outcome: Some(Outcome::Failure),
+            target: Some(Target {
+                kind: "bitacora_capture.outbox".to_owned(),
+                id: Some(outbox_id.to_string()),
+                name: None,
+            }),
+            description: Some(
+                "A captured change could not be converted into an event; its outbox row was \
+                 quarantined here and skipped"
+                    .to_owned(),
+            ),
+            context: Some(Context {
+                source: Some("bitacora".to_owned()),
+                ..Context::default()
+            }),
+            metadata: Some(metadata),
+            ..EventInput::default()
+        };
+        let sealed = SealedEvent::prepare(
+            input,
+            policy,
+            &IngestContext {
+                pinned_tenant: None,
+                received_at,
+                client_ip: None,
+                allow_reserved: true,
+            },
+        );
+        if let Ok(sealed) = sealed {
+            return sealed;
+        }
+    }
+    unreachable!("the last attempt holds only constants, the install id and numbers")
 }
 
 fn action(label: &str, op: &str) -> String {
@@ -555,5 +830,143 @@ mod tests {
         let truncated = e.metadata["truncated"].as_array().unwrap();
         assert!(truncated.contains(&json!("metadata.after")));
         assert!(truncated.contains(&json!("changes.body.new")));
+    }
+
+    #[test]
+    fn text_array_literals_read_as_postgresql_writes_them() {
+        assert_eq!(parse_text_array("{id}").unwrap(), ["id"]);
+        assert_eq!(parse_text_array("{org,lang}").unwrap(), ["org", "lang"]);
+        assert_eq!(
+            parse_text_array(r#"{"a b","x\"y",c\,d, e }"#).unwrap(),
+            ["a b", "x\"y", "c,d", "e"]
+        );
+        assert_eq!(parse_text_array(r#"{"NULL",""}"#).unwrap(), ["NULL", ""]);
+        assert!(parse_text_array("{}").unwrap().is_empty());
+        for bad in [
+            "not an array",
+            "{a,}",
+            "{,a}",
+            "{NULL}",
+            "{a,{b}}",
+            "[1:1]={a}",
+            r#"{"open}"#,
+            r#"{a"b}"#,
+            "{a\\",
+        ] {
+            assert!(parse_text_array(bad).is_err(), "{bad}");
+        }
+    }
+
+    fn raw(overrides: Value) -> String {
+        let mut doc = json!({
+            "id": 7, "txid": 900, "schema_name": "public", "table_name": "users", "op": "UPDATE",
+            "key_columns": "{id}", "pk": null, "full_rows": false,
+            "old_values": {"id": 42, "role": "user"}, "new_values": {"id": 42, "role": "admin"},
+            "actor_id": "42", "actor_name": "", "actor_email": null, "actor_type": null,
+            "ip": null, "user_agent": null, "request_id": null,
+            "occurred_at": "2026-01-20T11:30:00.123456+01:00"
+        });
+        for (k, v) in overrides.as_object().unwrap() {
+            doc[k] = v.clone();
+        }
+        doc.to_string()
+    }
+
+    #[test]
+    fn outbox_rows_of_every_version_parse_and_bad_ones_name_the_column() {
+        let r = parse_row(7, &raw(json!({}))).unwrap();
+        assert_eq!(r.op, "update");
+        assert_eq!(r.pk, Some(json!([["id", 42]])));
+        assert_eq!(r.actor_id.as_deref(), Some("42"));
+        assert_eq!(r.actor_name, None);
+        assert_eq!(
+            bitacora_core::event::timestamp::format(&r.occurred_at),
+            "2026-01-20T10:30:00.123456Z"
+        );
+        // Version 1: lower-case op, the key as pairs, no key_columns.
+        let v1 = parse_row(
+            7,
+            &raw(
+                json!({"op": "delete", "key_columns": null, "pk": [["b", "es"], ["a", 7]],
+                        "new_values": null}),
+            ),
+        )
+        .unwrap();
+        assert_eq!(v1.pk, Some(json!([["b", "es"], ["a", 7]])));
+        let t = parse_row(
+            7,
+            &raw(json!({"op": "TRUNCATE", "key_columns": null,
+                                          "old_values": null, "new_values": null})),
+        )
+        .unwrap();
+        assert_eq!(t.pk, None);
+        for (overrides, column) in [
+            (json!({"key_columns": "not an array"}), "key_columns"),
+            (json!({"key_columns": "{}"}), "key_columns"),
+            (json!({"key_columns": "{nope}"}), "key column `nope`"),
+            (json!({"op": "explode"}), "op"),
+            (json!({"op": 3}), "op"),
+            (json!({"old_values": "a scalar"}), "old_values"),
+            (json!({"new_values": null}), "without the row"),
+            (json!({"txid": "x"}), "txid"),
+            (json!({"table_name": null}), "table_name"),
+            (json!({"full_rows": "yes"}), "full_rows"),
+            (json!({"actor_id": 42}), "actor_id"),
+            (json!({"occurred_at": "infinity"}), "occurred_at"),
+            (json!({"key_columns": null, "pk": "7"}), "pk"),
+            (json!({"key_columns": null, "pk": [["id", null]]}), "pk"),
+        ] {
+            let err = parse_row(7, &raw(overrides.clone())).unwrap_err();
+            assert!(err.contains(column), "{overrides}: {err}");
+        }
+        assert!(parse_row(7, "[1]").is_err());
+        assert!(
+            parse_row(7, r#"{"n": 1e400}"#)
+                .unwrap_err()
+                .contains("JSON")
+        );
+    }
+
+    #[test]
+    fn a_rejected_row_becomes_a_bounded_bitacora_event_under_its_own_id() {
+        let policy = IngestPolicy::default();
+        let small = raw(json!({"key_columns": "not an array"}));
+        let a = seal_rejected(7, &small, "bad key", "abc", &tenant(), &policy, Utc::now());
+        let b = seal_rejected(7, &small, "bad key", "abc", &tenant(), &policy, Utc::now());
+        assert_eq!(
+            a.fingerprint, b.fingerprint,
+            "a re-sent pass is a duplicate"
+        );
+        let e = a.event;
+        assert_eq!(e.id, "capture:abc:7");
+        assert_eq!(e.action, REJECTED_ACTION);
+        assert_eq!(e.category, "bitacora");
+        assert_eq!(e.severity, Severity::High);
+        assert_eq!(e.outcome, Outcome::Failure);
+        assert_eq!(e.metadata["row"]["key_columns"], "not an array");
+        assert_eq!(e.metadata["reason"], "bad key");
+        assert_eq!(
+            bitacora_core::event::timestamp::format(&e.occurred_at),
+            "2026-01-20T10:30:00.123456Z"
+        );
+        // Too large, unreadable, or hostile: kept as bounded text, never a failure.
+        let huge = raw(json!({"new_values": {"id": 1, "body": "é".repeat(100_000)}}));
+        let unreadable = format!(
+            "{{\"n\": 1e400, \"junk\": \"{}\"}}",
+            "\\u0001".repeat(50_000)
+        );
+        for raw in [huge.as_str(), unreadable.as_str(), "", "\u{0}"] {
+            let sealed = seal_rejected(
+                9,
+                raw,
+                &"r".repeat(10_000),
+                "abc",
+                &tenant(),
+                &policy,
+                Utc::now(),
+            );
+            assert!(sealed.body.len() < 20 * 1024, "{}", sealed.body.len());
+            assert_eq!(sealed.event.metadata["row_bytes"], json!(raw.len()));
+        }
     }
 }

@@ -14,6 +14,14 @@
 //! bitacora servers may name the same source. A source that is down, or not installed, is
 //! retried with exponential backoff; the server keeps serving and reports the source in
 //! `/readyz` and `/metrics`.
+//!
+//! A row that cannot be converted (only the installing role can write the outbox since
+//! schema version 3, so this means a bug or a hand-made row) is quarantined, never retried:
+//! it becomes a `bitacora.capture.rejected` event under its own id, is deleted with its batch,
+//! and is counted (`rows_rejected`, `bitacora_capture_rows_rejected_total`). Depth and lag are
+//! counted from the outbox itself (at least once a second while rows flow, and after every
+//! failed pass), and a source's error and failure count stay until a pass succeeds, so a drain
+//! that is stuck shows its error and its growing backlog, not the last good numbers.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -28,7 +36,7 @@ use tokio::task::JoinHandle;
 use tokio_postgres::{AsyncMessage, Client};
 use tokio_util::sync::CancellationToken;
 
-use crate::convert::{self, OutboxRow};
+use crate::convert;
 use crate::{CaptureError, pg_message};
 
 /// Metric names (all labelled `source`).
@@ -37,6 +45,7 @@ pub const ERRORS: &str = "bitacora_capture_errors_total";
 pub const LAG: &str = "bitacora_capture_lag_seconds";
 pub const DEPTH: &str = "bitacora_capture_outbox_depth";
 pub const UP: &str = "bitacora_capture_up";
+pub const REJECTED: &str = "bitacora_capture_rows_rejected_total";
 
 /// `pg_try_advisory_lock` key held by the one active drain of an outbox ("bitdrn").
 const DRAIN_LOCK: i64 = 0x6269_7464_726e;
@@ -45,25 +54,13 @@ const STATEMENT_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often depth and lag are measured while rows keep coming.
 const MEASURE_EVERY: Duration = Duration::from_secs(1);
 
-/// The next rows of the outbox, as [`OutboxRow`] wants them. The triggers of schema version 2
-/// leave work here, off the application's transaction: `op` is TG_OP (upper case), an unset
-/// setting may be `''`, and `pk` is built here from `key_columns` (a `text[]` literal) and the
-/// row (new for insert and update, old for delete), as the version 1 trigger built it. Rows
-/// written by version 1 triggers (lower-case `op`, `pk` filled in) read the same. The query
-/// runs on both schema versions (`key_columns` is read through `to_jsonb(o)`, and only for
-/// rows without `pk`), so a drain started before `install` upgrades the schema, or during it,
-/// reads every row right.
+/// The next rows of the outbox, each as its id and its JSON text. Nothing in this query
+/// depends on what a row holds, so no row can make it fail; [`convert::parse_row`] reads
+/// (and checks) the columns of every schema version, and quarantines what it cannot read.
+/// As text, not `jsonb`: a value `serde_json` cannot hold (`1e400`) fails one row's parse,
+/// not the whole batch's decoding.
 const OUTBOX_QUERY: &str = "\
-    SELECT o.id, o.txid, o.schema_name, o.table_name, lower(o.op), \
-           coalesce(o.pk, (SELECT jsonb_agg(jsonb_build_array(k.c, \
-                                       coalesce(o.new_values, o.old_values) -> k.c) ORDER BY k.i) \
-                           FROM unnest((to_jsonb(o) ->> 'key_columns')::text[]) \
-                                WITH ORDINALITY AS k(c, i))), \
-           o.old_values, o.new_values, o.full_rows, \
-           nullif(o.actor_id, ''), nullif(o.actor_name, ''), nullif(o.actor_email, ''), \
-           nullif(o.actor_type, ''), nullif(o.ip, ''), nullif(o.user_agent, ''), \
-           nullif(o.request_id, ''), o.occurred_at \
-    FROM bitacora_capture.outbox o ORDER BY o.id LIMIT $1";
+    SELECT o.id, to_jsonb(o)::text FROM bitacora_capture.outbox o ORDER BY o.id LIMIT $1";
 
 /// One capture source.
 #[derive(Clone)]
@@ -140,10 +137,15 @@ pub struct SourceStatus {
     /// Age of the oldest waiting change, seconds (0 when none waits).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lag_seconds: Option<f64>,
-    /// Events appended by this process since it started.
+    /// Events appended by this process since it started (quarantined rows included).
     pub events_drained: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_drained_at: Option<String>,
+    /// Outbox rows this process quarantined as `bitacora.capture.rejected` events.
+    pub rows_rejected: u64,
+    /// The last of them: `outbox row <id>: <reason>`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_rejection: Option<String>,
 }
 
 /// A shared view of one source's [`SourceStatus`].
@@ -174,6 +176,10 @@ pub fn describe_metrics() {
         UP,
         "1 while the capture source is connected and drained here"
     );
+    metrics::describe_counter!(
+        REJECTED,
+        "Outbox rows that could not be converted, quarantined as bitacora.capture.rejected events"
+    );
 }
 
 /// Starts draining `config`'s outbox into `store` until `cancel` fires. The task finishes
@@ -194,6 +200,8 @@ pub fn spawn_drain(
         lag_seconds: None,
         events_drained: 0,
         last_drained_at: None,
+        rows_rejected: 0,
+        last_rejection: None,
     })));
     let drain = Drain {
         config,
@@ -340,20 +348,33 @@ impl Drain {
         timed("LISTEN", client.batch_execute("LISTEN bitacora_capture"))
             .await?
             .map_err(|e| CaptureError::pg("cannot LISTEN", &e))?;
-        self.status.update(|s| {
-            s.state = SourceState::Running;
-            s.last_error = None;
-            s.failures = 0;
-        });
+        // The error and the failure count stay until a pass succeeds: a source that connects
+        // and then fails every pass is still failing.
+        self.status.update(|s| s.state = SourceState::Running);
         metrics::gauge!(UP, "source" => self.source()).set(1.0);
         tracing::info!(source = %self.config.name, tenant = %self.config.tenant, "capture source connected; draining");
 
         let mut measured: Option<Instant> = None;
+        let mut failing = self.status.snapshot().failures > 0;
         // Whether the triggers are asked to NOTIFY (bitacora_capture.drain_state): only while
         // this drain waits, since each NOTIFY serializes the application's commits.
         let mut listening = None;
         loop {
-            let drained = self.pass(&client, &install_id).await?;
+            let drained = match self.pass(&client, &install_id).await {
+                Ok(drained) => drained,
+                Err(e) => {
+                    // Show the backlog this failure leaves, if the connection still answers.
+                    let _ = self.measure(&client).await;
+                    return Err(e);
+                }
+            };
+            if failing {
+                failing = false;
+                self.status.update(|s| {
+                    s.last_error = None;
+                    s.failures = 0;
+                });
+            }
             if measured.is_none_or(|t| t.elapsed() >= MEASURE_EVERY) || drained == 0 {
                 self.measure(&client).await?;
                 measured = Some(Instant::now());
@@ -415,46 +436,33 @@ impl Drain {
         if rows.is_empty() {
             return Ok(0);
         }
-        let outbox: Vec<OutboxRow> = rows
-            .iter()
-            .map(|r| OutboxRow {
-                id: r.get(0),
-                txid: r.get(1),
-                schema: r.get(2),
-                table: r.get(3),
-                op: r.get(4),
-                pk: r.get(5),
-                old_values: r.get(6),
-                new_values: r.get(7),
-                full_rows: r.get(8),
-                actor_id: r.get(9),
-                actor_name: r.get(10),
-                actor_email: r.get(11),
-                actor_type: r.get(12),
-                ip: r.get(13),
-                user_agent: r.get(14),
-                request_id: r.get(15),
-                occurred_at: r.get(16),
-            })
-            .collect();
-        let ids: Vec<i64> = outbox.iter().map(|r| r.id).collect();
+        let outbox: Vec<(i64, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        let ids: Vec<i64> = outbox.iter().map(|(id, _)| *id).collect();
         let received_at = Utc::now().trunc_subsecs(6);
         let tenant = self.config.tenant.clone();
         let policy = self.policy.clone();
         let install = install_id.to_owned();
         // Canonicalizing a batch of up to 64 KiB events is CPU work: off the runtime.
-        let sealed = tokio::task::spawn_blocking(move || {
-            outbox
+        let (sealed, rejected) = tokio::task::spawn_blocking(move || {
+            let mut rejected = Vec::new();
+            let sealed = outbox
                 .iter()
-                .map(|row| {
-                    convert::seal(row, &install, &tenant, &policy, received_at).unwrap_or_else(
-                        |err| {
-                            tracing::error!(outbox.id = row.id, error = %err.message, "a captured change failed validation; recording it without its values");
-                            convert::seal_fallback(row, &install, &tenant, &policy, received_at, &err.message)
-                        },
-                    )
+                .map(|(id, raw)| {
+                    let converted = convert::parse_row(*id, raw).and_then(|row| {
+                        convert::seal(&row, &install, &tenant, &policy, received_at).or_else(|err| {
+                            tracing::error!(outbox.id = id, error = %err.message, "a captured change failed validation; recording it without its values");
+                            convert::seal_fallback(&row, &install, &tenant, &policy, received_at, &err.message)
+                                .map_err(|e| format!("the event was refused: {}", e.message))
+                        })
+                    });
+                    converted.unwrap_or_else(|reason| {
+                        tracing::error!(outbox.id = id, error = %reason, "an outbox row cannot be converted; quarantined as a bitacora.capture.rejected event");
+                        rejected.push(format!("outbox row {id}: {reason}"));
+                        convert::seal_rejected(*id, raw, &reason, &install, &tenant, &policy, received_at)
+                    })
                 })
-                .collect::<Vec<_>>()
+                .collect::<Vec<_>>();
+            (sealed, rejected)
         })
         .await
         .map_err(|e| StoreError::Internal(format!("sealing captured events panicked: {e}")))?;
@@ -483,10 +491,15 @@ impl Drain {
         .await?
         .map_err(|e| CaptureError::pg("cannot delete drained rows", &e))?;
         metrics::counter!(EVENTS_DRAINED, "source" => self.source()).increment(stored);
+        metrics::counter!(REJECTED, "source" => self.source()).increment(rejected.len() as u64);
         let now = bitacora_core::event::timestamp::format(&Utc::now().trunc_subsecs(6));
         self.status.update(|s| {
             s.events_drained += stored;
             s.last_drained_at = Some(now);
+            s.rows_rejected += rejected.len() as u64;
+            if let Some(last) = rejected.last() {
+                s.last_rejection = Some(last.clone());
+            }
         });
         tracing::debug!(source = %self.config.name, rows = ids.len(), stored, "capture pass");
         Ok(ids.len())

@@ -16,10 +16,11 @@ use tokio_postgres::Transaction;
 use crate::{CaptureError, connect};
 
 /// The schema version this build installs and understands.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("../sql/v1.sql")),
     (2, include_str!("../sql/v2.sql")),
+    (3, include_str!("../sql/v3.sql")),
 ];
 const FUNCTIONS: &str = include_str!("../sql/functions.sql");
 /// `pg_advisory_xact_lock` key serializing installs and uninstalls ("bitcap").

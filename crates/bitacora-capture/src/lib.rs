@@ -9,6 +9,9 @@
 //!   The trigger writes the outbox row in the application's own transaction, so a committed
 //!   change always has its record and a rolled-back one never does. Versioned and idempotent:
 //!   installing twice changes nothing; installing a newer version upgrades the functions.
+//!   The trigger functions run as the installing role (`SECURITY DEFINER`, fixed
+//!   `search_path`), which owns the schema; no other role has any privilege in it, so only
+//!   the triggers (and that role) write the outbox or use the masking key.
 //! - [`drain`] (run by `bitacora serve`): reads the outbox in id order, turns each row into an
 //!   event ([`convert`]) whose `id` is derived from the install's identity and the outbox id,
 //!   appends the events to the store, and only then deletes the rows. A crash between the two
@@ -16,7 +19,8 @@
 //!   row becomes exactly one event.
 //!
 //! **Architecture invariant:** events from capture pass the same validation as events sent
-//! over HTTP (`SealedEvent::prepare`); [`convert`] only shapes and bounds them.
+//! over HTTP (`SealedEvent::prepare`); [`convert`] only shapes and bounds them. A row it cannot
+//! read is quarantined as a `bitacora.capture.rejected` event under the same id, never retried.
 //!
 //! The full user-facing description is `docs/CAPTURE.md`.
 

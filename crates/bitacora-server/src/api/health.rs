@@ -62,6 +62,12 @@ pub struct CaptureSource {
     pub events_drained: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_drained_at: Option<String>,
+    /// Outbox rows that could not be converted, quarantined as `bitacora.capture.rejected`
+    /// events (and skipped) by this process.
+    pub rows_rejected: u64,
+    /// The last of them: `outbox row <id>: <reason>`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_rejection: Option<String>,
 }
 
 /// Readiness: the store answers. Capture sources are reported, not required.
@@ -99,6 +105,8 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Readiness>, Ap
                 lag_seconds: s.lag_seconds,
                 events_drained: s.events_drained,
                 last_drained_at: s.last_drained_at,
+                rows_rejected: s.rows_rejected,
+                last_rejection: s.last_rejection,
             }
         })
         .collect();
