@@ -74,9 +74,10 @@ const encoder = new TextEncoder();
 
 /** Parses one verifier key and checks that its key id matches its name and public key. */
 export async function parseVerifierKey(text: string): Promise<VerifierKey> {
-  const parts = text.trim().split("+");
-  if (parts.length !== 3) fail("verifier key: expected <name>+<key id>+<key>");
-  const [name, idHex, keyB64] = parts as [string, string, string];
+  // Split at the first two `+` only: the base64 key may itself contain `+`.
+  const m = /^([^+]*)\+([^+]*)\+(.*)$/s.exec(text.trim());
+  if (m === null) fail("verifier key: expected <name>+<key id>+<key>");
+  const [, name, idHex, keyB64] = m as unknown as [string, string, string, string];
   if (name === "" || /[\s+]/.test(name)) fail("verifier key: bad name");
   if (!/^[0-9a-f]{8}$/.test(idHex)) fail("verifier key: the key id must be 8 lowercase hex digits");
   let key: Uint8Array;
@@ -249,13 +250,22 @@ export async function verifyEvent(
   const tenant = options.tenant ?? event.tenant;
   const deadline = Date.now() + (options.timeout ?? 5000);
   // A just-logged event may be newer than the latest checkpoint; wait for one that covers it.
-  let note: string;
-  let checkpoint: Checkpoint;
+  let note!: string;
+  let checkpoint!: Checkpoint;
   for (;;) {
-    note = await client.checkpoint(tenant);
-    checkpoint = await verifyCheckpoint(note, keys);
-    if (checkpoint.treeSize > seq) break;
-    if (Date.now() >= deadline) fail(`no signed checkpoint covers seq ${seq} yet (latest: tree size ${checkpoint.treeSize})`);
+    let latest: number | undefined;
+    try {
+      note = await client.checkpoint(tenant);
+      checkpoint = await verifyCheckpoint(note, keys);
+      if (checkpoint.treeSize > seq) break;
+      latest = checkpoint.treeSize;
+    } catch (err) {
+      // A log whose first events are not signed yet has no checkpoint at all (404 no_checkpoint).
+      if (!(err instanceof BitacoraError && err.code === "no_checkpoint")) throw err;
+    }
+    if (Date.now() >= deadline) {
+      fail(`no signed checkpoint covers seq ${seq} yet (latest: ${latest === undefined ? "none" : `tree size ${latest}`})`);
+    }
     await new Promise((r) => setTimeout(r, 200));
   }
   const proof = await client.inclusionProof(seq, checkpoint.treeSize, tenant);

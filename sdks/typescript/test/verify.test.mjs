@@ -39,7 +39,8 @@ describe("RFC 8785 canonical JSON", () => {
 
   test("member names sort by UTF-16 code units (§3.2.3)", () => {
     const input = { "\u20ac": 1, "\r": 2, "\ufb33": 3, 1: 4, "\ud83d\ude00": 5, "\u0080": 6, "\u00f6": 7 };
-    const order = Object.keys(JSON.parse(canonicalize(input)));
+    // Read the names from the text: Object.keys would list the integer-like "1" first.
+    const order = [...canonicalize(input).matchAll(/"((?:[^"\\]|\\.)*)":/g)].map((m) => JSON.parse(`"${m[1]}"`));
     assert.deepEqual(order, ["\r", "1", "\u0080", "\u00f6", "\u20ac", "\ud83d\ude00", "\ufb33"]);
   });
 
