@@ -57,7 +57,7 @@ npx tsc -p tsconfig.core.json
 npx tsc -p tsconfig.test.json
 
 echo "== tests (real bitacora serve: $BITACORA_BIN)"
-node --test --test-concurrency=2 --test-timeout=120000 test/*.test.mjs
+node --test --test-reporter=spec --test-concurrency=2 --test-timeout=120000 test/*.test.mjs
 
 echo "== pack and import (ESM and CommonJS)"
 node scripts/pack-check.mjs
