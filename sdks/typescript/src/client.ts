@@ -293,7 +293,7 @@ export class Bitacora {
       if (outcome.ok) {
         const ack = outcome.body as Ack;
         if (outcome.status !== 201 && outcome.status !== 200) {
-          throw new BitacoraError("invalid_response", `unexpected status ${outcome.status}`, { status: outcome.status });
+          throw new BitacoraError("bad_response", `unexpected status ${outcome.status}`, { status: outcome.status });
         }
         if (options.verify) await this.verifyAck(ack, prepared.tenant ?? undefined);
         return ack;
@@ -415,7 +415,7 @@ export class Bitacora {
   private enqueue(items: Queued[]): void {
     if (this.closed) {
       this.droppedCount += items.length;
-      this.report(new BitacoraError("shutdown", "the client is shut down; event dropped"), items.map((q) => q.event));
+      this.report(new BitacoraError("closed", "the client is shut down; event dropped"), items.map((q) => q.event));
       return;
     }
     if (this.pendingInQueue + items.length > this.maxQueue) {
@@ -697,7 +697,7 @@ export class Bitacora {
       const timeout = (err as { name?: string } | null)?.name === "TimeoutError";
       return {
         ok: false,
-        error: new BitacoraError(timeout ? "timeout" : "network", `${timeout ? "request timed out" : "network error"}: ${describe(err)}`, {
+        error: new BitacoraError(timeout ? "timeout" : "network_error", `${timeout ? "request timed out" : "network error"}: ${describe(err)}`, {
           retryable: true,
           cause: err,
         }),
@@ -710,7 +710,7 @@ export class Bitacora {
     } catch (err) {
       return {
         ok: false,
-        error: new BitacoraError("network", `network error reading the response: ${describe(err)}`, { retryable: true, cause: err }),
+        error: new BitacoraError("network_error", `network error reading the response: ${describe(err)}`, { retryable: true, cause: err }),
         retryAfter: undefined,
       };
     }
@@ -720,7 +720,7 @@ export class Bitacora {
       } catch {
         return {
           ok: false,
-          error: new BitacoraError("invalid_response", `response is not JSON (status ${res.status})`, { status: res.status, retryable: true }),
+          error: new BitacoraError("bad_response", `response is not JSON (status ${res.status})`, { status: res.status, retryable: true }),
           retryAfter: undefined,
         };
       }
@@ -733,7 +733,7 @@ export class Bitacora {
     try {
       res = await this.fetchImpl(this.url + path, { headers: this.headers(), signal: AbortSignal.timeout(this.requestTimeout) });
     } catch (err) {
-      throw new BitacoraError("network", `network error: ${describe(err)}`, { retryable: true, cause: err });
+      throw new BitacoraError("network_error", `network error: ${describe(err)}`, { retryable: true, cause: err });
     }
     if (!res.ok) throw errorFromResponse(res.status, await res.text().catch(() => ""));
     return res;
@@ -744,7 +744,7 @@ export class Bitacora {
     try {
       return (await res.json()) as unknown;
     } catch (err) {
-      throw new BitacoraError("invalid_response", "response is not JSON", { status: res.status, cause: err });
+      throw new BitacoraError("bad_response", "response is not JSON", { status: res.status, cause: err });
     }
   }
 

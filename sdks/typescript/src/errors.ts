@@ -1,9 +1,10 @@
 // The one error type of the SDK: what the server said (code, field, message, HTTP status), or
-// what went wrong before it could say anything (code `network`, `timeout`, ...).
+// what went wrong before it could say anything (code `network_error`, `timeout`, ...).
 
 export class BitacoraError extends Error {
   /** Machine-readable kind: the server's (`invalid_field`, `conflict`, `rate_limited`, ...) or
-   * the SDK's own (`network`, `timeout`, `queue_full`, `shutdown`, `invalid_response`, `verification_failed`). */
+   * the SDK's own (`network_error`, `timeout`, `queue_full`, `closed`, `shutdown`, `invalid_event`, `bad_response`,
+   * `verification_failed`) — the same codes as the Python SDK's. */
   readonly code: string;
   /** The event field or parameter at fault, when the server named one. */
   readonly field: string | undefined;

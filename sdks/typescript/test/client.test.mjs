@@ -198,6 +198,7 @@ describe("log()", () => {
     const late = b.log({ action });
     assert.equal(typeof late, "string");
     assert.equal(b.stats().dropped, 1, "after shutdown, log() drops and counts");
+    assert.equal(errors.at(-1).error.code, "closed");
     await proxy.close();
   });
 
@@ -315,7 +316,7 @@ describe("send()", () => {
     const port = await closedPort();
     const b = new Bitacora({ url: `http://127.0.0.1:${port}`, initialRetryDelay: 10, exitFlushTimeout: 0 });
     const err = await b.send({ action: "a.b" }).catch((e) => e);
-    assert.equal(err.code, "network");
+    assert.equal(err.code, "network_error");
     assert.equal(err.retryable, true);
   });
 });
