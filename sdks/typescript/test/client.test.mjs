@@ -144,6 +144,38 @@ describe("log()", () => {
     assert.equal(b.stats().failed, 10, "what was still queued at shutdown is given up on and reported");
   });
 
+  test("a batch over the server's size limit (413) is halved until it fits, in order", async () => {
+    const proxy = await startProxy(server.url, ({ url, body }) =>
+      url === "/v1/events/batch" && JSON.parse(body).length > 3
+        ? { status: 413, body: JSON.stringify({ error: { code: "payload_too_large", message: "too large" } }) }
+        : "forward",
+    );
+    const { b, errors } = client({ url: proxy.url, batchSize: 10 });
+    const action = uniqueAction("split");
+    const ids = Array.from({ length: 10 }, (_, i) => b.log({ action, target: { type: "t", id: String(i) } }));
+    assert.equal(await b.flush(5000), true);
+    const delivered = proxy.requests.filter((r) => JSON.parse(r.body).length <= 3).flatMap((r) => JSON.parse(r.body).map((e) => e.id));
+    assert.deepEqual(delivered, ids, "every event once, in log order");
+    assert.deepEqual((await events(server, { action })).map((e) => e.id), ids);
+    assert.deepEqual(errors, []);
+    await b.shutdown(500);
+    await proxy.close();
+  });
+
+  test("a bulk group that does not fit in the queue is dropped whole, never half-logged", async () => {
+    const port = await closedPort();
+    const { b, errors } = client({ url: `http://127.0.0.1:${port}`, maxQueue: 5 });
+    b.log({ action: "fill.one" });
+    b.log({ action: "fill.two" });
+    const { ids, summaryId } = b.logBulk({ action: "user.role_change", items: [1, 2, 3].map((i) => ({ target: { type: "user", id: String(i) } })) });
+    assert.equal(ids.length, 3);
+    assert.deepEqual(b.stats(), { queued: 2, sent: 0, dropped: 4, failed: 0 });
+    assert.equal(errors.length, 1);
+    assert.equal(errors[0].error.code, "queue_full");
+    assert.deepEqual(errors[0].events.map((e) => e.id), [...ids, summaryId]);
+    await b.shutdown(10);
+  });
+
   test("log() never throws, even for values JSON cannot carry", () => {
     const { b, errors } = client();
     const cyclic = { action: "cyclic.test", metadata: {} };
