@@ -244,6 +244,10 @@ async function main() {
   console.log(`\nnode ${process.version}, ${process.platform}/${process.arch}`);
 }
 
+// Interrupted (Ctrl-C, a timeout): exit through process.exit so that helpers.mjs stops the servers.
+process.on("SIGINT", () => process.exit(130));
+process.on("SIGTERM", () => process.exit(143));
+
 main().catch((err) => {
   console.error(err);
   process.exit(1);

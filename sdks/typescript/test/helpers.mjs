@@ -12,16 +12,31 @@ import { once } from "node:events";
 export const BIN = process.env.BITACORA_BIN;
 if (!BIN) throw new Error("BITACORA_BIN must name the bitacora binary (the tests run against a real server)");
 
+// Servers still running when this process exits (a failed test, an interrupted benchmark) are
+// stopped with it rather than left behind.
+const running = new Set();
+const tempDirs = new Set();
+process.on("exit", () => {
+  for (const proc of running) proc.kill("SIGKILL");
+  for (const dir of tempDirs) {
+    rmSync(dir, { recursive: true, force: true });
+    rmSync(`${dir}.signing-key`, { force: true });
+  }
+});
+
 /**
  * Starts `bitacora serve` on `listen` (default an ephemeral port) over `dataDir` (default a new
  * temp dir) and resolves once it printed `listening on http://ADDR`.
  */
 export async function startServer({ dataDir, listen = "127.0.0.1:0", args = [], env = {} } = {}) {
   const data = dataDir ?? mkdtempSync(join(tmpdir(), "bitacora-sdkts-"));
+  tempDirs.add(data);
   const proc = spawn(BIN, ["serve", "--data", data, ...args], {
     env: { ...process.env, BITACORA_LISTEN: listen, RUST_LOG: process.env.RUST_LOG ?? "warn", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
+  running.add(proc);
+  proc.once("exit", () => running.delete(proc));
   let stderr = "";
   proc.stderr.on("data", (d) => {
     stderr += d;
