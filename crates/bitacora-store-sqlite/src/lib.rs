@@ -899,11 +899,13 @@ mod tests {
         let leaves = leaves_of(&store, N).await;
         store.close().await.unwrap();
         // Rewrite the store into the layout of schema version 2: every node in its own row,
-        // no tiles table.
+        // no tiles table (and none of the later ones).
         {
             let c = Connection::open(dir.path().join(DB_FILE)).unwrap();
-            c.execute_batch("DELETE FROM merkle_nodes; DROP TABLE merkle_tiles;")
-                .unwrap();
+            c.execute_batch(
+                "DELETE FROM merkle_nodes; DROP TABLE merkle_tiles; DROP TABLE commit_seals;",
+            )
+            .unwrap();
             for (id, h) in expected_nodes(&leaves) {
                 c.execute(
                     "INSERT INTO merkle_nodes (tenant_id, level, idx, hash) 
