@@ -465,6 +465,13 @@ impl NoteSigner {
         self.key_id
     }
 
+    /// The key of this signer's commit seals ([`crate::seal`]): derived from the Ed25519
+    /// seed, so whoever can sign checkpoints can seal commits and nobody else can, and it
+    /// never needs a file or a store row of its own.
+    pub fn commit_key(&self) -> crate::seal::CommitKey {
+        crate::seal::CommitKey::derive(self.key.as_bytes())
+    }
+
     /// The matching verifier; its `to_string()` is the verifier key to publish.
     pub fn verifier(&self) -> NoteVerifier {
         NoteVerifier {

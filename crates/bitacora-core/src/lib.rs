@@ -13,6 +13,7 @@ pub mod error;
 pub mod event;
 pub mod merkle;
 pub mod query;
+pub mod seal;
 
 pub use canonical::SealedEvent;
 pub use error::FieldError;

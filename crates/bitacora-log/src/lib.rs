@@ -49,7 +49,10 @@ use bitacora_store::StoreError;
 pub use bundle::{
     BundleError, BundleHeader, BundleOptions, BundleReport, KeySource, bundle_stream, verify_bundle,
 };
-pub use checkpointer::{DEFAULT_INTERVAL, checkpoint_tenant, spawn_checkpointer};
+pub use checkpointer::{
+    DEFAULT_INTERVAL, Signing, TailStatus, UnexplainedTail, checkpoint_tenant,
+    checkpoint_tenant_checked, spawn_checkpointer, spawn_checkpointer_with_status,
+};
 pub use proofs::{
     ConsistencyProof, InclusionProof, InclusionState, InclusionStatus, consistency_proof,
     event_inclusion_status, inclusion_proof, root_at,

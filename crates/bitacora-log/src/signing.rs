@@ -221,6 +221,12 @@ impl LogKeys {
         &self.signer
     }
 
+    /// The key of the commit seals the stores write (see `bitacora_core::seal`), derived
+    /// from the signing key.
+    pub fn commit_key(&self) -> bitacora_core::seal::CommitKey {
+        self.signer.commit_key()
+    }
+
     /// The current verifier key string (what `GET /v1/log/public-key` serves).
     pub fn public_key(&self) -> String {
         self.signer.verifier().to_string()

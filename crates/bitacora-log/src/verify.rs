@@ -28,6 +28,13 @@
 //! [`VerifyOptions::unsigned_grace`] for a checkpoint to cover the tail, then reports the
 //! unsigned events as suspect.
 //!
+//! With the commit key ([`VerifyOptions::commit_key`], derived from the signing key), the
+//! walk also asks whether a writer holding the key sealed the unsigned tail
+//! (`bitacora_core::seal`): a sealed tail is only *not signed yet* ([`VerifyOutcome::Unsigned`],
+//! the server signs it when it next runs), while a tail no seal explains is reported at once
+//! as [`VerifyOutcome::Unexplained`], naming the first `seq` nobody vouches for — the server
+//! refuses to sign it.
+//!
 //! # Speed
 //!
 //! The store checks each row as it reads it ([`Store::check_leaves`]: the leaf recomputed
@@ -42,6 +49,7 @@ use std::time::{Duration, Instant};
 use bitacora_core::canonical::Hash;
 use bitacora_core::checkpoint::{NoteVerifier, open_checkpoint, tenant_origin};
 use bitacora_core::merkle::{self, CompactRange, NodeId};
+use bitacora_core::seal::CommitKey;
 use bitacora_core::{Event, TenantName};
 use bitacora_store::{LeafCheck, Store, StoreError, StoredCheckpoint};
 
@@ -62,6 +70,9 @@ pub struct VerifyOptions {
     pub unsigned_grace: Duration,
     /// Events read per page (a multiple of 16 keeps blocks within one page).
     pub page_size: u32,
+    /// The commit key (derived from the signing key), to tell a tail the store's writer
+    /// sealed from one nobody vouches for. Without it an unsigned tail is reported as before.
+    pub commit_key: Option<CommitKey>,
 }
 
 impl Default for VerifyOptions {
@@ -69,6 +80,7 @@ impl Default for VerifyOptions {
         Self {
             unsigned_grace: Duration::from_secs(3),
             page_size: 16_384,
+            commit_key: None,
         }
     }
 }
@@ -83,6 +95,14 @@ pub enum VerifyOutcome {
     /// A stored checkpoint is itself bad (signature, or its stored columns), while the events
     /// up to it are consistent.
     BadCheckpoint { size: u64, reason: String },
+    /// Every event checks out, but events from `seq` on are not covered by a signed
+    /// checkpoint yet; a writer holding the commit key sealed them, so the server signs them
+    /// when it next runs.
+    Unsigned { seq: u64, reason: String },
+    /// Events from `seq` on are neither signed nor sealed by a writer holding the commit key:
+    /// nobody vouches for them, and the server refuses to sign them (recovery: investigate,
+    /// then `bitacora verify --accept-tail`).
+    Unexplained { seq: u64, reason: String },
 }
 
 /// What `verify_tenant` found.
@@ -115,6 +135,12 @@ impl VerifyReport {
             }
             VerifyOutcome::BadCheckpoint { reason, .. } => {
                 format!("tenant {}: BAD CHECKPOINT: {reason}", self.tenant)
+            }
+            VerifyOutcome::Unsigned { reason, .. } => {
+                format!("tenant {}: NOT SIGNED YET: {reason}", self.tenant)
+            }
+            VerifyOutcome::Unexplained { reason, .. } => {
+                format!("tenant {}: UNEXPLAINED TAIL: {reason}", self.tenant)
             }
         }
     }
@@ -367,6 +393,32 @@ pub async fn verify_tenant(
         if let Some(m) = v.mismatches.first() {
             return Ok(report(&v, next_seq, unsigned_tree_mismatch(m)));
         }
+        let mut sealed = false;
+        if let Some(key) = &options.commit_key {
+            match explain_tail(store, tenant, key, v.signed_size, next_seq, &range).await? {
+                Tail::Sealed => sealed = true,
+                Tail::Grown(size) => {
+                    // A live log grew past the walk and sealed it: extend the walk to it.
+                    target = size;
+                    continue;
+                }
+                Tail::Bad(outcome) => return Ok(report(&v, next_seq, outcome)),
+            }
+        }
+        if Instant::now() >= grace_deadline && sealed {
+            let first = v.signed_size;
+            return Ok(report(
+                &v,
+                next_seq,
+                VerifyOutcome::Unsigned {
+                    seq: first,
+                    reason: format!(
+                        "seq {first}: not covered by a signed checkpoint yet (events {first}..{next_seq} \
+                         were sealed by bitacora's writer; the server signs them when it runs)"
+                    ),
+                },
+            ));
+        }
         if Instant::now() >= grace_deadline {
             let first = v.signed_size;
             return Ok(report(
@@ -385,6 +437,98 @@ pub async fn verify_tenant(
     }
 
     Ok(report(&v, next_seq, VerifyOutcome::Intact))
+}
+
+/// What the commit seal says of a tail no checkpoint covers.
+enum Tail {
+    /// A writer holding the key sealed exactly the walked log.
+    Sealed,
+    /// The seal covers more events than the walk reached (a live log grew): walk on to it.
+    Grown(u64),
+    /// Nobody vouches for it (or the seal says rows were removed).
+    Bad(VerifyOutcome),
+}
+
+/// Checks the tenant's commit seal against the walked log of `size` events (`range`), of
+/// which the first `signed` are covered by a verified checkpoint. The stored nodes already
+/// matched the events (the caller checks), so roots read from them are the events' own.
+async fn explain_tail(
+    store: &dyn Store,
+    tenant: &TenantName,
+    key: &CommitKey,
+    signed: u64,
+    size: u64,
+    range: &CompactRange,
+) -> Result<Tail, LogError> {
+    let unexplained = |first: u64, why: String| {
+        Tail::Bad(VerifyOutcome::Unexplained {
+            seq: first,
+            reason: format!(
+                "seq {first}: events {first}..{size} are neither signed nor sealed by bitacora's \
+                 writer ({why}); the server will not sign them. Investigate (were rows added to \
+                 the database by hand?), then vouch for them with `bitacora verify --tenant \
+                 {tenant} --accept-tail`"
+            ),
+        })
+    };
+    let Some(seal) = store.commit_seal(tenant).await? else {
+        return Ok(unexplained(signed, "the log has no commit seal".into()));
+    };
+    if !key.verifies(tenant.as_str(), &seal) {
+        return Ok(unexplained(
+            signed,
+            "its commit seal does not verify with the signing key's commit key".into(),
+        ));
+    }
+    if seal.size > size {
+        let now = store.log_size(tenant).await?;
+        if seal.size > now {
+            return Ok(Tail::Bad(VerifyOutcome::Tampered {
+                seq: now,
+                reason: format!(
+                    "seq {now}: missing (the writer sealed the log at {} events, but it now has {now}: rows were removed)",
+                    seal.size
+                ),
+            }));
+        }
+        return Ok(Tail::Grown(seal.size));
+    }
+    if seal.base > signed {
+        return Ok(unexplained(
+            signed,
+            format!(
+                "the writer's chain of seals starts at seq {}: it did not write the events before it",
+                seal.base
+            ),
+        ));
+    }
+    if seal.size == size {
+        return Ok(if seal.root == range.root() {
+            Tail::Sealed
+        } else {
+            unexplained(
+                signed,
+                "the sealed root differs from the events' root".into(),
+            )
+        });
+    }
+    // Sealed up to `seal.size`, then rows no sealing writer appended.
+    let root_ok =
+        seal.size == 0 || crate::proofs::root_at(store, tenant, seal.size).await? == seal.root;
+    Ok(if root_ok {
+        unexplained(
+            seal.size.max(signed),
+            format!("the writer's last seal covers {} events", seal.size),
+        )
+    } else {
+        unexplained(
+            signed,
+            format!(
+                "the writer's last seal, at {} events, has another root",
+                seal.size
+            ),
+        )
+    })
 }
 
 fn unsigned_tree_mismatch(m: &NodeMismatch) -> VerifyOutcome {

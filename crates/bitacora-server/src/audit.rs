@@ -33,6 +33,9 @@ pub const VIEWER_TOKEN_ISSUED: &str = "bitacora.viewer_token.issued";
 pub const VIEWER_TOKEN_REVOKED: &str = "bitacora.viewer_token.revoked";
 pub const EXPORT: &str = "bitacora.export";
 pub const VIEWER_LOGIN_FAILED: &str = "bitacora.viewer_login.failed";
+/// An operator vouched for a tail of a log that no commit seal explained
+/// (`bitacora verify --accept-tail`).
+pub const TAIL_ACCEPTED: &str = "bitacora.integrity.tail_accepted";
 
 /// Who did it, as recorded in `actor`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,6 +103,7 @@ fn severity(action: &str, metadata: &Map<String, Value>) -> &'static str {
     match action {
         KEY_CREATED if metadata.get("scope").and_then(Value::as_str) == Some("admin") => "high",
         VIEWER_TOKEN_REVOKED => "low",
+        TAIL_ACCEPTED => "critical",
         _ => "medium",
     }
 }
@@ -112,6 +116,7 @@ fn description(action: &str) -> &'static str {
         VIEWER_TOKEN_REVOKED => "Viewer token revoked",
         EXPORT => "Events exported",
         VIEWER_LOGIN_FAILED => "Failed viewer login",
+        TAIL_ACCEPTED => "Unexplained log tail accepted by an operator",
         _ => "bitacora administrative action",
     }
 }

@@ -174,11 +174,12 @@ pub async fn serve_with_store(
     }
     state.capture = Arc::new(capture_status);
     let flusher = state.auth.clone().spawn_usage_flusher(background.clone());
-    let checkpointer = bitacora_log::spawn_checkpointer(
+    let checkpointer = bitacora_log::spawn_checkpointer_with_status(
         store.clone(),
         state.signer.clone(),
         config.integrity.checkpoint_interval(),
         background.clone(),
+        state.tails.clone(),
     );
     let app = app(state);
 

@@ -82,6 +82,11 @@ fn describe() {
         metrics::Unit::Seconds,
         "Time spent in store reads, by kind"
     );
+    metrics::describe_gauge!(
+        "bitacora_log_unexplained_events",
+        "Events of a tenant's log that no commit seal explains, which the server refuses to sign \
+         (0 when none; see README, Integrity)"
+    );
 }
 
 /// `GET /metrics`: the Prometheus text format.

@@ -26,6 +26,9 @@ pub struct AppState {
     pub signer: Arc<NoteSigner>,
     /// The capture sources this server drains (`[[capture]]`), for `/readyz`.
     pub capture: Arc<Vec<bitacora_capture::StatusHandle>>,
+    /// The log tails the checkpointer refuses to sign (no commit seal explains them), for
+    /// `/readyz`, the metrics and the viewer's integrity page.
+    pub tails: bitacora_log::TailStatus,
 }
 
 impl AppState {
@@ -56,6 +59,9 @@ impl AppState {
     }
 
     fn assemble(store: Arc<dyn Store>, config: Config, keys: LogKeys, auth: Auth) -> Self {
+        // Every append this process makes from now on is sealed with the signing key's
+        // commit key, and the checkpointer signs only what such seals explain.
+        store.set_commit_key(Some(keys.commit_key()));
         Self {
             policy: Arc::new(config.ingest.policy()),
             config: Arc::new(config),
@@ -64,6 +70,7 @@ impl AppState {
             keys: Arc::new(keys),
             store,
             capture: Arc::new(Vec::new()),
+            tails: bitacora_log::TailStatus::default(),
         }
     }
 }

@@ -144,6 +144,10 @@ impl Server {
         config.store.data = dir.path().join("data");
         config.store.synchronous = SyncMode::Off;
         let store = bitacora_server::open_store(&config).unwrap();
+        // Sealed with the key the server will use, as `serve --demo` does: the server signs
+        // only what a key holder's writer sealed.
+        let keys = bitacora_server::integrity::load_or_create_keys(&config).unwrap();
+        store.set_commit_key(Some(keys.commit_key()));
         let summary = bitacora_server::demo::load(&*store, &config.ingest.policy(), demo_anchor())
             .await
             .unwrap();

@@ -15,7 +15,7 @@
 
 #![forbid(unsafe_code)]
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -24,6 +24,7 @@ use bitacora_core::api::{ActionSummary, ActorSummary, Stats};
 use bitacora_core::canonical::{Hash, SealedEvent};
 use bitacora_core::merkle::NodeId;
 use bitacora_core::query::EventQuery;
+use bitacora_core::seal::{CommitKey, CommitSeal};
 use bitacora_store::{
     ApiKeyRecord, AppendOutcome, Scope, SearchResult, Store, StoreError, StoreResult,
     StoredCheckpoint, StoredEvent, ViewerTokenRecord,
@@ -77,6 +78,8 @@ pub struct PgStore {
     maintenance: Mutex<Option<JoinHandle<()>>>,
     /// One permit per event that may wait for the writer.
     permits: Arc<Semaphore>,
+    /// The commit key, shared with the writer task, which reads it at every commit.
+    commit_key: Arc<RwLock<Option<CommitKey>>>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -155,6 +158,7 @@ impl PgStore {
 
         let (tx, rx) = mpsc::unbounded_channel();
         let permits = Arc::new(Semaphore::new(MAX_QUEUED_EVENTS));
+        let commit_key = Arc::new(RwLock::new(None));
         let writer = tokio::spawn(
             writer::Writer::new(
                 pool.clone(),
@@ -162,6 +166,7 @@ impl PgStore {
                 permits.clone(),
                 options.max_batch_events.max(1),
                 partitions.clone(),
+                commit_key.clone(),
             )
             .run(),
         );
@@ -176,6 +181,7 @@ impl PgStore {
             writer: Mutex::new(Some(writer)),
             maintenance: Mutex::new(Some(maintenance)),
             permits,
+            commit_key,
         })
     }
 
@@ -373,6 +379,72 @@ impl Store for PgStore {
     async fn tenants(&self) -> StoreResult<Vec<TenantName>> {
         let client = self.client().await?;
         read::tenants(&client).await
+    }
+
+    fn set_commit_key(&self, key: Option<CommitKey>) {
+        *self.commit_key.write().unwrap_or_else(|e| e.into_inner()) = key;
+    }
+
+    fn commit_key(&self) -> Option<CommitKey> {
+        self.commit_key
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    async fn commit_seal(&self, tenant: &TenantName) -> StoreResult<Option<CommitSeal>> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "SELECT s.size, s.root, s.base, s.mac FROM commit_seals s
+                 JOIN tenants t ON t.id = s.tenant_id WHERE t.name = $1",
+                &[&tenant.as_str()],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(row.and_then(|r| writer::seal_of(r.get(0), r.get(1), r.get(2), r.get(3))))
+    }
+
+    async fn replace_commit_seal(
+        &self,
+        tenant: &TenantName,
+        seal: &CommitSeal,
+    ) -> StoreResult<bool> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_error)?;
+        // The tenant's row lock is the writers' sequencer: the size checked is the size
+        // the seal lands on.
+        let Some(row) = tx
+            .query_opt(
+                "SELECT id, size FROM tenants WHERE name = $1 FOR UPDATE",
+                &[&tenant.as_str()],
+            )
+            .await
+            .map_err(pg_error)?
+        else {
+            return Ok(false);
+        };
+        let (tid, size): (i32, i64) = (row.get(0), row.get(1));
+        if size as u64 != seal.size {
+            return Ok(false);
+        }
+        tx.execute(
+            "INSERT INTO commit_seals (tenant_id, size, root, base, mac)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (tenant_id) DO UPDATE SET size = excluded.size, root = excluded.root,
+                base = excluded.base, mac = excluded.mac",
+            &[
+                &tid,
+                &(seal.size as i64),
+                &&seal.root[..],
+                &(seal.base as i64),
+                &&seal.mac[..],
+            ],
+        )
+        .await
+        .map_err(pg_error)?;
+        tx.commit().await.map_err(pg_error)?;
+        Ok(true)
     }
 
     async fn ping(&self) -> StoreResult<()> {

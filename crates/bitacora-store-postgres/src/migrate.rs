@@ -19,6 +19,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "viewer_tokens",
         include_str!("../migrations/0002_viewer_tokens.sql"),
     ),
+    (
+        3,
+        "commit_seals",
+        include_str!("../migrations/0003_commit_seals.sql"),
+    ),
 ];
 
 /// The advisory lock key (any constant unique to bitacora: "bitacora" in ASCII).

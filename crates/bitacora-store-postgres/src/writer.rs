@@ -9,6 +9,13 @@
 //! committed, so `seq` stays gapless and the tree linear however many servers write; this
 //! process keeps no log state in memory.
 //!
+//! **Commit seals.** When a commit key is installed, the same transaction upserts each
+//! touched tenant's seal (`bitacora_core::seal`), read under the row lock with the log's
+//! state: the new seal carries the stored seal's `base` only when that seal verifies and
+//! describes exactly the log read under the lock (same size, same root of the frontier);
+//! otherwise `base` is the size read (rows this writer did not write are not vouched for).
+//! The checkpointer signs only what a seal explains.
+//!
 //! The rows go in with one binary `COPY` per batch; tree nodes, log state and counters with
 //! one `unnest` statement each.
 //!
@@ -25,12 +32,13 @@
 //! their original `seq`).
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use bitacora_core::Event;
 use bitacora_core::canonical::{Fingerprint, Hash, SealedEvent};
 use bitacora_core::merkle::CompactRange;
+use bitacora_core::seal::{CommitKey, CommitSeal};
 use bitacora_store::{AppendOutcome, StoreError, StoreResult};
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
@@ -119,6 +127,8 @@ pub struct Writer {
     /// Tenant ids by name. An id never changes once assigned, so this cache cannot go stale
     /// (unlike a log's size, which is always read under the lock).
     tenant_ids: HashMap<String, i32>,
+    /// The key commits are sealed with, installed at run time (none: no seals).
+    commit_key: Arc<RwLock<Option<CommitKey>>>,
 }
 
 impl Writer {
@@ -128,6 +138,7 @@ impl Writer {
         permits: Arc<Semaphore>,
         max_batch_events: usize,
         partitions: Arc<Partitions>,
+        commit_key: Arc<RwLock<Option<CommitKey>>>,
     ) -> Self {
         Self {
             pool,
@@ -136,6 +147,7 @@ impl Writer {
             max_batch_events,
             partitions,
             tenant_ids: HashMap::new(),
+            commit_key,
         }
     }
 
@@ -257,6 +269,13 @@ impl Writer {
         // The transaction id comes along: the row locks assign one anyway, and it is what
         // tells, after a lost COMMIT reply, whether the transaction committed.
         let mut logs: HashMap<i32, CompactRange> = HashMap::new();
+        // Each log's stored seal and the base a new seal may carry (see the module docs).
+        let commit_key = self
+            .commit_key
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let mut bases: HashMap<i32, u64> = HashMap::new();
         let mut xid: Option<i64> = None;
         for r in tx
             .query(
@@ -279,6 +298,34 @@ impl Writer {
                 StoreError::Corrupt(format!("tenant {id}'s stored Merkle frontier: {e}"))
             })?;
             logs.insert(id, range);
+        }
+        if let Some(key) = &commit_key {
+            // Read in a statement of its own, after the locks are held: in READ COMMITTED a
+            // row joined to a locked row is not refreshed when the lock was waited for, so a
+            // join would see the seal from before the other server's commit.
+            let mut stored: HashMap<i32, CommitSeal> = HashMap::new();
+            for r in tx
+                .query(
+                    "SELECT tenant_id, size, root, base, mac FROM commit_seals
+                     WHERE tenant_id = ANY($1)",
+                    &[&tids],
+                )
+                .await
+                .map_err(pg_error)?
+            {
+                if let Some(seal) = seal_of(r.get(1), r.get(2), r.get(3), r.get(4)) {
+                    stored.insert(r.get(0), seal);
+                }
+            }
+            for name in &names {
+                let id = self.tenant_ids[*name];
+                if let Some(range) = logs.get(&id) {
+                    bases.insert(
+                        id,
+                        key.carried_base(name, stored.get(&id), range.size(), &range.root()),
+                    );
+                }
+            }
         }
 
         // Ids already stored (duplicates or conflicts), looked up under the lock so that an
@@ -405,6 +452,35 @@ impl Writer {
             .await
             .map_err(pg_error)?;
             upsert_counters(&tx, &action_counts, &actors).await?;
+            if let Some(key) = &commit_key {
+                let touched: BTreeSet<i32> = rows.iter().map(|(tid, _, _)| *tid).collect();
+                let (mut t, mut size, mut root, mut base, mut mac) =
+                    (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+                for name in &names {
+                    let tid = self.tenant_ids[*name];
+                    let (Some(range), true) = (logs.get(&tid), touched.contains(&tid)) else {
+                        continue;
+                    };
+                    // No base derived: vouch for nothing this commit did not write.
+                    let b = bases.get(&tid).copied().unwrap_or_else(|| range.size());
+                    let seal = key.seal(name, range.size(), range.root(), b);
+                    t.push(tid);
+                    size.push(seal.size as i64);
+                    root.push(seal.root.to_vec());
+                    base.push(seal.base as i64);
+                    mac.push(seal.mac.to_vec());
+                }
+                tx.execute(
+                    "INSERT INTO commit_seals (tenant_id, size, root, base, mac)
+                     SELECT * FROM unnest($1::int4[], $2::int8[], $3::bytea[], $4::int8[],
+                                          $5::bytea[])
+                     ON CONFLICT (tenant_id) DO UPDATE SET size = excluded.size,
+                        root = excluded.root, base = excluded.base, mac = excluded.mac",
+                    &[&t, &size, &root, &base, &mac],
+                )
+                .await
+                .map_err(pg_error)?;
+            }
         }
         if let Err(e) = tx.commit().await {
             let e = pg_error(e);
@@ -444,6 +520,22 @@ impl Writer {
         metrics::counter!("bitacora_store_events_appended_total").increment(rows.len() as u64);
         Ok(outcomes)
     }
+}
+
+/// A stored seal from its columns (all `None` when the tenant has none); a malformed one is
+/// as good as none.
+pub(crate) fn seal_of(
+    size: Option<i64>,
+    root: Option<&[u8]>,
+    base: Option<i64>,
+    mac: Option<&[u8]>,
+) -> Option<CommitSeal> {
+    Some(CommitSeal {
+        size: u64::try_from(size?).ok()?,
+        root: root?.try_into().ok()?,
+        base: u64::try_from(base?).ok()?,
+        mac: mac?.try_into().ok()?,
+    })
 }
 
 /// Whether transaction `xid` committed, asked on fresh connections until PostgreSQL answers

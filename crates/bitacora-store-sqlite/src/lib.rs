@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -16,6 +16,7 @@ use bitacora_core::api::{ActionSummary, ActorSummary, Stats};
 use bitacora_core::canonical::{Hash, SealedEvent};
 use bitacora_core::merkle::NodeId;
 use bitacora_core::query::EventQuery;
+use bitacora_core::seal::{CommitKey, CommitSeal};
 use bitacora_store::{
     ApiKeyRecord, AppendOutcome, LeafCheck, Scope, SearchResult, Store, StoreError, StoreResult,
     StoredCheckpoint, StoredEvent, ViewerTokenRecord,
@@ -99,6 +100,8 @@ pub struct SqliteStore {
     permits: Arc<Semaphore>,
     readers: Mutex<Vec<Connection>>,
     reader_slots: Semaphore,
+    /// The commit key, shared with the writer thread, which reads it at every commit.
+    commit_key: Arc<RwLock<Option<CommitKey>>>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -184,6 +187,7 @@ impl SqliteStore {
         let indexer = Indexer::new(index_conn, docs_rx, options.fts_interval);
         let (tx, rx) = mpsc::channel();
         let permits = Arc::new(Semaphore::new(MAX_QUEUED_EVENTS));
+        let commit_key = Arc::new(RwLock::new(None));
         let writer = Writer::new(
             conn,
             rx,
@@ -192,6 +196,7 @@ impl SqliteStore {
                 max_batch_events: options.max_batch_events.max(1),
             },
             docs_tx,
+            commit_key.clone(),
         );
         let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new()
@@ -212,6 +217,7 @@ impl SqliteStore {
             permits,
             readers: Mutex::new(Vec::new()),
             reader_slots: Semaphore::new(READERS),
+            commit_key,
         })
     }
 
@@ -424,6 +430,64 @@ impl Store for SqliteStore {
 
     async fn tenants(&self) -> StoreResult<Vec<TenantName>> {
         self.with_conn(|c| read::tenants(c)).await
+    }
+
+    fn set_commit_key(&self, key: Option<CommitKey>) {
+        *self.commit_key.write().unwrap_or_else(|e| e.into_inner()) = key;
+    }
+
+    fn commit_key(&self) -> Option<CommitKey> {
+        self.commit_key
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    async fn commit_seal(&self, tenant: &TenantName) -> StoreResult<Option<CommitSeal>> {
+        let tenant = tenant.clone();
+        self.with_conn(move |c| match read::tenant(c, &tenant)? {
+            Some((tid, _)) => writer::read_seal(c, tid),
+            None => Ok(None),
+        })
+        .await
+    }
+
+    async fn replace_commit_seal(
+        &self,
+        tenant: &TenantName,
+        seal: &CommitSeal,
+    ) -> StoreResult<bool> {
+        let (tenant, seal) = (tenant.clone(), *seal);
+        self.with_conn(move |c| {
+            // IMMEDIATE: the size checked is the size the seal lands on, whatever the
+            // writer (of this process or another) commits meanwhile.
+            let tx = c
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(sql_error)?;
+            let Some((tid, size)) = read::tenant(&tx, &tenant)? else {
+                return Ok(false);
+            };
+            if size != seal.size {
+                return Ok(false);
+            }
+            tx.execute(
+                "INSERT INTO commit_seals (tenant_id, size, root, base, mac)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (tenant_id) DO UPDATE SET size = excluded.size,
+                    root = excluded.root, base = excluded.base, mac = excluded.mac",
+                params![
+                    tid,
+                    seal.size as i64,
+                    &seal.root[..],
+                    seal.base as i64,
+                    &seal.mac[..]
+                ],
+            )
+            .map_err(sql_error)?;
+            tx.commit().map_err(sql_error)?;
+            Ok(true)
+        })
+        .await
     }
 
     async fn ping(&self) -> StoreResult<()> {
@@ -907,11 +971,13 @@ mod tests {
         let leaves = leaves_of(&store, N).await;
         store.close().await.unwrap();
         // Rewrite the store into the layout of schema version 2: every node in its own row,
-        // no tiles table.
+        // no tiles table (and none of the later ones).
         {
             let c = Connection::open(dir.path().join(DB_FILE)).unwrap();
-            c.execute_batch("DELETE FROM merkle_nodes; DROP TABLE merkle_tiles;")
-                .unwrap();
+            c.execute_batch(
+                "DELETE FROM merkle_nodes; DROP TABLE merkle_tiles; DROP TABLE commit_seals;",
+            )
+            .unwrap();
             for (id, h) in expected_nodes(&leaves) {
                 c.execute(
                     "INSERT INTO merkle_nodes (tenant_id, level, idx, hash) 

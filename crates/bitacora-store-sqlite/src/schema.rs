@@ -16,6 +16,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_init.sql"),
     include_str!("../migrations/0002_viewer_tokens.sql"),
     include_str!("../migrations/0003_merkle_tiles.sql"),
+    include_str!("../migrations/0004_commit_seals.sql"),
 ];
 const FTS_SCHEMA: &str = include_str!("../migrations/fts.sql");
 

@@ -8,16 +8,26 @@
 //!
 //! Full-text indexing is deliberately not in that transaction: after each commit the writer
 //! hands the text of the new events to the indexer thread ([`crate::indexer`]).
+//!
+//! **Commit seals.** When a commit key is installed ([`bitacora_store::Store::set_commit_key`]),
+//! the same transaction upserts each touched tenant's seal (`bitacora_core::seal`): size, root
+//! and `base`, the size from which this writer can vouch that every row was written by a key
+//! holder. A tenant loaded from the database starts with `base` = its size (rows it did not
+//! write are not vouched for); at each commit, a stored seal that verifies and describes
+//! exactly the log about to be extended lowers it to the seal's own `base` (the chain of seals
+//! is unbroken). Whatever drops the tenant caches (a failed commit, another connection's
+//! commit) makes the writer reload and re-derive `base` the same way.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
-use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender};
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use bitacora_core::Event;
 use bitacora_core::canonical::{Fingerprint, Hash, SealedEvent};
 use bitacora_core::merkle::{CompactRange, NodeId};
+use bitacora_core::seal::{CommitKey, CommitSeal};
 use bitacora_store::{AppendOutcome, StoreError, StoreResult};
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{Semaphore, oneshot};
@@ -65,6 +75,9 @@ pub struct WriterConfig {
 struct TenantState {
     id: i64,
     size: u64,
+    /// Every row from `base` on was written by a commit-key holder (see the module docs):
+    /// the loaded size, lowered by a stored seal that explains the log.
+    base: u64,
 }
 
 #[derive(Default)]
@@ -88,6 +101,8 @@ pub struct Writer {
     /// changes when *another* connection commits (this process's readers record checkpoints;
     /// another process — `bitacora keys create` beside a running server — may append events).
     data_version: Option<i64>,
+    /// The key commits are sealed with, installed at run time (none: no seals).
+    commit_key: Arc<RwLock<Option<CommitKey>>>,
 }
 
 impl Writer {
@@ -97,6 +112,7 @@ impl Writer {
         permits: Arc<Semaphore>,
         config: WriterConfig,
         indexer: Sender<Vec<Doc>>,
+        commit_key: Arc<RwLock<Option<CommitKey>>>,
     ) -> Self {
         Self {
             conn,
@@ -106,6 +122,7 @@ impl Writer {
             caches: Caches::default(),
             indexer,
             data_version: None,
+            commit_key,
         }
     }
 
@@ -178,6 +195,11 @@ impl Writer {
     /// and the full-text documents of the newly stored ones.
     #[allow(clippy::type_complexity)]
     fn commit(&mut self, jobs: &[Job]) -> StoreResult<(Vec<AppendOutcome>, Vec<Doc>)> {
+        let commit_key = self
+            .commit_key
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
@@ -197,6 +219,8 @@ impl Writer {
         // Ids stored by this transaction, for duplicates inside one group commit.
         let mut fresh: HashMap<(i64, &str), (u64, Hash, Fingerprint)> = HashMap::new();
         let mut touched: HashMap<i64, u64> = HashMap::new();
+        // The names of the touched tenants (their seals' MACs cover the name).
+        let mut touched_names: HashMap<i64, &str> = HashMap::new();
         let mut action_counts: HashMap<(i64, i64, i64), i64> = HashMap::new();
         let mut actors: HashMap<(i64, &str), ActorDelta<'_>> = HashMap::new();
         let mut nodes: Vec<(i64, NodeId, Hash)> = Vec::new();
@@ -296,6 +320,20 @@ impl Writer {
                         v.insert(CompactRange::load(seq, |id| tree::node(&tx, tid, seq, id))?)
                     }
                 };
+                if let Some(key) = &commit_key
+                    && !touched.contains_key(&tid)
+                {
+                    // The first append to this tenant in this commit: does the stored seal
+                    // explain the log as this writer is about to extend it?
+                    let stored = read_seal(&tx, tid)?;
+                    let carried =
+                        key.carried_base(e.tenant.as_str(), stored.as_ref(), seq, &range.root());
+                    let state = caches
+                        .tenants
+                        .get_mut(e.tenant.as_str())
+                        .expect("tenant_state cached it");
+                    state.base = state.base.min(carried);
+                }
                 range
                     .append_with(p.sealed.leaf_hash, |id, hash| {
                         if id.level >= STORED_LEVEL {
@@ -309,6 +347,7 @@ impl Writer {
                     .expect("tenant_state cached it")
                     .size = seq + 1;
                 touched.insert(tid, seq + 1);
+                touched_names.insert(tid, e.tenant.as_str());
                 fresh.insert(
                     (tid, e.id.as_str()),
                     (seq, p.sealed.leaf_hash, p.sealed.fingerprint),
@@ -342,6 +381,32 @@ impl Writer {
         }
 
         tree::insert_nodes(&tx, &nodes)?;
+        if let Some(key) = &commit_key {
+            let mut upsert = tx
+                .prepare_cached(
+                    "INSERT INTO commit_seals (tenant_id, size, root, base, mac)
+                     VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (tenant_id) DO UPDATE SET size = excluded.size,
+                        root = excluded.root, base = excluded.base, mac = excluded.mac",
+                )
+                .map_err(sql_error)?;
+            for (tid, &size) in &touched {
+                let missing = || StoreError::Internal("a touched tenant has no state".into());
+                let name = touched_names.get(tid).ok_or_else(missing)?;
+                let base = caches.tenants.get(*name).ok_or_else(missing)?.base;
+                let root = caches.ranges.get(tid).ok_or_else(missing)?.root();
+                let seal = key.seal(name, size, root, base);
+                upsert
+                    .execute(params![
+                        tid,
+                        seal.size as i64,
+                        &seal.root[..],
+                        seal.base as i64,
+                        &seal.mac[..],
+                    ])
+                    .map_err(sql_error)?;
+            }
+        }
         {
             let mut size = tx
                 .prepare_cached("UPDATE tenants SET size = ?2 WHERE id = ?1")
@@ -438,9 +503,11 @@ fn tenant_state(
         .optional()
         .map_err(sql_error)?;
     let state = match found {
+        // Rows this writer did not write are not vouched for until a seal explains them.
         Some((id, size)) => TenantState {
             id,
             size: size as u64,
+            base: size as u64,
         },
         None => {
             tx.execute("INSERT INTO tenants (name) VALUES (?1)", [name])
@@ -449,11 +516,34 @@ fn tenant_state(
             if id >= 1 << (63 - derive::SEQ_BITS) {
                 return Err(StoreError::Internal("too many tenants".into()));
             }
-            TenantState { id, size: 0 }
+            TenantState {
+                id,
+                size: 0,
+                base: 0,
+            }
         }
     };
     caches.tenants.insert(name.to_owned(), state);
     Ok(state)
+}
+
+/// The stored commit seal of tenant `tid`, if any (a malformed row is as good as none).
+pub fn read_seal(conn: &Connection, tid: i64) -> StoreResult<Option<CommitSeal>> {
+    conn.prepare_cached("SELECT size, root, base, mac FROM commit_seals WHERE tenant_id = ?1")
+        .map_err(sql_error)?
+        .query_row([tid], |r| {
+            let root = r.get_ref(1)?.as_blob()?;
+            let mac = r.get_ref(3)?.as_blob()?;
+            Ok((root.len() == 32 && mac.len() == 32).then(|| CommitSeal {
+                size: r.get::<_, i64>(0).map(|s| s.max(0) as u64).unwrap_or(0),
+                root: blob32(root),
+                base: r.get::<_, i64>(2).map(|s| s.max(0) as u64).unwrap_or(0),
+                mac: blob32(mac),
+            }))
+        })
+        .optional()
+        .map_err(sql_error)
+        .map(Option::flatten)
 }
 
 fn term_id(

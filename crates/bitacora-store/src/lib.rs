@@ -14,6 +14,7 @@ use bitacora_core::api::{ActionSummary, ActorSummary, Stats};
 use bitacora_core::canonical::{Hash, SealedEvent};
 use bitacora_core::merkle::NodeId;
 use bitacora_core::query::EventQuery;
+use bitacora_core::seal::{CommitKey, CommitSeal};
 use chrono_free::Timestamp;
 
 #[cfg(feature = "conformance")]
@@ -295,6 +296,37 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every tenant that has a log.
     async fn tenants(&self) -> StoreResult<Vec<TenantName>>;
+
+    /// Installs the key this process seals its commits with (`bitacora_core::seal`), or
+    /// removes it. From then on, every commit that appends to a tenant also upserts that
+    /// tenant's [`CommitSeal`] in the same transaction. The key is never stored. A store
+    /// without a key writes no seals (the default: stores that cannot seal ignore it).
+    fn set_commit_key(&self, _key: Option<CommitKey>) {}
+
+    /// The key installed with [`Store::set_commit_key`], if any. When there is one, the
+    /// checkpointer signs only what a seal explains.
+    fn commit_key(&self) -> Option<CommitKey> {
+        None
+    }
+
+    /// The tenant's commit seal, if one was ever written.
+    async fn commit_seal(&self, _tenant: &TenantName) -> StoreResult<Option<CommitSeal>> {
+        Ok(None)
+    }
+
+    /// Replaces the tenant's commit seal with `seal`, only if the log still has exactly
+    /// `seal.size` events (false otherwise, and nothing is written). This is how an operator
+    /// vouches for a tail no seal explains, after investigating it (`bitacora verify
+    /// --accept-tail`); writers never call it.
+    async fn replace_commit_seal(
+        &self,
+        _tenant: &TenantName,
+        _seal: &CommitSeal,
+    ) -> StoreResult<bool> {
+        Err(StoreError::Internal(
+            "this store keeps no commit seals".into(),
+        ))
+    }
 
     /// Succeeds when the store can serve requests (for `/readyz`).
     async fn ping(&self) -> StoreResult<()>;

@@ -54,7 +54,7 @@ pub async fn serve(config: Config, demo: bool) -> Result<()> {
 
 /// `serve --demo`: the sample month, through the normal append path, into an empty store.
 async fn load_demo(config: &Config) -> Result<()> {
-    let store = open_store(config).await?;
+    let store = open_sealing_store(config).await?;
     let started = Instant::now();
     let loaded =
         bitacora_server::demo::load(&*store, &config.ingest.policy(), chrono::Utc::now()).await;
@@ -106,6 +106,22 @@ async fn open_store(config: &Config) -> Result<Arc<dyn Store>> {
     })
 }
 
+/// Opens the store for a command that appends (self-audit events, the demo month), with the
+/// commit key of the signing key `serve` uses installed, so the server later signs what this
+/// command wrote (an append without it would be a tail no seal explains, which the server
+/// refuses to sign). Creates the key file when there is none, as `serve` does.
+async fn open_sealing_store(config: &Config) -> Result<Arc<dyn Store>> {
+    let keys = {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || integrity::load_or_create_keys(&config))
+            .await
+            .context("loading the signing key panicked")??
+    };
+    let store = open_store(config).await?;
+    store.set_commit_key(Some(keys.commit_key()));
+    Ok(store)
+}
+
 /// `bitacora keys create`.
 pub async fn keys_create(
     config: &Config,
@@ -119,7 +135,7 @@ pub async fn keys_create(
     if name.trim().is_empty() {
         bail!("--name must not be empty");
     }
-    let store = open_store(config).await?;
+    let store = open_sealing_store(config).await?;
     let (secret, record) = bitacora_server::auth::generate_api_key(name, scope, tenant);
     // Audited first: a key bitacora could not record is not created.
     let mut metadata = serde_json::Map::new();
@@ -272,7 +288,7 @@ pub async fn keys_list(config: &Config, json: bool) -> Result<()> {
 
 /// `bitacora keys revoke ID`.
 pub async fn keys_revoke(config: &Config, id: &str) -> Result<()> {
-    let store = open_store(config).await?;
+    let store = open_sealing_store(config).await?;
     let result = revoke_and_audit(config, &*store, id).await;
     store.close().await.ok();
     result?;
@@ -341,6 +357,7 @@ pub async fn export(
                 .collect(),
         );
         let store = open_store(config).await?;
+        store.set_commit_key(Some(keys.commit_key()));
         let tenant = query.tenant.clone();
         let mut result = write_bundle(store.clone(), query, options).await;
         if result.is_ok() {
@@ -349,7 +366,7 @@ pub async fn export(
         store.close().await.ok();
         return result;
     }
-    let store = open_store(config).await?;
+    let store = open_sealing_store(config).await?;
     let tenant = query.tenant.clone();
     let mut result = write_export(store.clone(), query, format == ExportFormat::Csv).await;
     if result.is_ok() {
@@ -405,19 +422,42 @@ async fn write_bundle(
     Ok(())
 }
 
-/// `bitacora verify [--tenant T]`: re-checks every tenant's log (or one), one summary line
-/// each on stdout; fails naming the first bad `seq`.
-pub async fn verify(config: &Config, tenant: Option<&str>, trusted: &[String]) -> Result<()> {
+/// `bitacora verify [--tenant T] [--accept-tail]`: re-checks every tenant's log (or one), one
+/// summary line each on stdout; fails naming the first bad `seq`. With `--accept-tail`, vouches
+/// for a tail no commit seal explains (see [`accept_tail`]).
+pub async fn verify(
+    config: &Config,
+    tenant: Option<&str>,
+    trusted: &[String],
+    accept: bool,
+) -> Result<()> {
     let tenant = tenant
         .map(|t| TenantName::parse(t).map_err(|m| anyhow!("--tenant `{t}`: {m}")))
         .transpose()?;
-    let verifiers = if trusted.is_empty() {
-        integrity::load_existing_keys(config)?.verifiers()
+    if accept {
+        let Some(tenant) = tenant else {
+            bail!(
+                "--accept-tail needs --tenant T: vouch for one tenant's tail at a time, after investigating it"
+            );
+        };
+        if !trusted.is_empty() {
+            bail!("--accept-tail needs the signing key file, not --trusted-key");
+        }
+        return accept_tail(config, &tenant).await;
+    }
+    // With the signing key at hand, its commit key tells a tail the writer sealed (not signed
+    // yet) from one nobody vouches for.
+    let (verifiers, commit_key) = if trusted.is_empty() {
+        let keys = integrity::load_existing_keys(config)?;
+        (keys.verifiers(), Some(keys.commit_key()))
     } else {
-        integrity::parse_verifiers(trusted).context("--trusted-key")?
+        (
+            integrity::parse_verifiers(trusted).context("--trusted-key")?,
+            None,
+        )
     };
     let store = open_store(config).await?;
-    let result = verify_store(store.as_ref(), tenant, &verifiers).await;
+    let result = verify_store(store.as_ref(), tenant, &verifiers, commit_key).await;
     store.close().await.ok();
     result
 }
@@ -426,6 +466,7 @@ async fn verify_store(
     store: &dyn Store,
     tenant: Option<TenantName>,
     verifiers: &[bitacora_core::checkpoint::NoteVerifier],
+    commit_key: Option<bitacora_core::seal::CommitKey>,
 ) -> Result<()> {
     let tenants = match tenant {
         Some(t) => vec![t],
@@ -435,7 +476,10 @@ async fn verify_store(
         println!("no tenants: the store holds no events");
         return Ok(());
     }
-    let options = VerifyOptions::default();
+    let options = VerifyOptions {
+        commit_key,
+        ..VerifyOptions::default()
+    };
     let mut first_bad: Option<String> = None;
     for tenant in &tenants {
         let mut progress = Progress::new(tenant);
@@ -455,6 +499,14 @@ async fn verify_store(
                 VerifyOutcome::BadCheckpoint { size, .. } => Some(format!(
                     "the log of tenant `{tenant}` has a checkpoint that does not verify (tree size {size})"
                 )),
+                VerifyOutcome::Unsigned { seq, .. } => Some(format!(
+                    "the log of tenant `{tenant}` has events no checkpoint covers yet: first unsigned seq {seq} \
+                     (sealed by bitacora; start the server to sign them)"
+                )),
+                VerifyOutcome::Unexplained { seq, .. } => Some(format!(
+                    "the log of tenant `{tenant}` has an unexplained tail: first seq nobody vouches for {seq} \
+                     (investigate, then `bitacora verify --tenant {tenant} --accept-tail`)"
+                )),
             };
         }
     }
@@ -463,6 +515,108 @@ async fn verify_store(
         Some(message) => bail!(message),
         None => Ok(()),
     }
+}
+
+/// `bitacora verify --tenant T --accept-tail`: the recovery from an unexplained tail.
+///
+/// Runs the full verification; only if everything but the tail checks out, writes a fresh
+/// commit seal vouching for every event from the latest signed checkpoint on (the operator
+/// has investigated the tail and takes responsibility for it), then records that as a
+/// `bitacora.integrity.tail_accepted` self-audit event naming the accepted seq range. The
+/// server signs the log again from its next checkpoint on.
+async fn accept_tail(config: &Config, tenant: &TenantName) -> Result<()> {
+    let keys = integrity::load_existing_keys(config)?;
+    let store = open_store(config).await?;
+    store.set_commit_key(Some(keys.commit_key()));
+    let result = accept_tail_in(config, &*store, tenant, &keys).await;
+    store.close().await.ok();
+    result
+}
+
+async fn accept_tail_in(
+    config: &Config,
+    store: &dyn Store,
+    tenant: &TenantName,
+    keys: &bitacora_log::LogKeys,
+) -> Result<()> {
+    let key = keys.commit_key();
+    let options = VerifyOptions {
+        commit_key: Some(key.clone()),
+        unsigned_grace: Duration::ZERO,
+        ..VerifyOptions::default()
+    };
+    let mut progress = Progress::new(tenant);
+    let report = verify_tenant(store, tenant, &keys.verifiers(), &options, |done, total| {
+        progress.update(done, total)
+    })
+    .await;
+    progress.finish();
+    let report = report.with_context(|| format!("cannot read the log of tenant `{tenant}`"))?;
+    println!("{}", report.summary());
+    let first = match &report.outcome {
+        VerifyOutcome::Intact => {
+            println!("nothing to accept: every event of tenant `{tenant}` is signed");
+            return Ok(());
+        }
+        VerifyOutcome::Unsigned { .. } => {
+            println!(
+                "nothing to accept: the unsigned events of tenant `{tenant}` were sealed by bitacora; \
+                 the server signs them when it runs"
+            );
+            return Ok(());
+        }
+        VerifyOutcome::Unexplained { seq, .. } => *seq,
+        VerifyOutcome::Tampered { seq, .. } => bail!(
+            "refusing to accept the tail of tenant `{tenant}`: the log was altered (first bad seq {seq}); \
+             an unexplained tail can only be accepted when everything else is intact"
+        ),
+        VerifyOutcome::BadCheckpoint { size, .. } => bail!(
+            "refusing to accept the tail of tenant `{tenant}`: a checkpoint does not verify (tree size {size})"
+        ),
+    };
+    let size = report.events;
+    let signed = report.signed_size;
+    let root = bitacora_log::root_at(store, tenant, size)
+        .await
+        .with_context(|| format!("cannot read the tree of tenant `{tenant}`"))?;
+    // Vouches for every event from the latest signature on: the sealed part before `first`
+    // and the tail the operator accepts.
+    let seal = key.seal(tenant.as_str(), size, root, signed);
+    if !store
+        .replace_commit_seal(tenant, &seal)
+        .await
+        .context("cannot write the commit seal")?
+    {
+        bail!(
+            "the log of tenant `{tenant}` grew while it was being verified; run the command again"
+        );
+    }
+    let mut metadata = serde_json::Map::new();
+    metadata.insert("first_seq".into(), first.into());
+    metadata.insert("last_seq".into(), (size - 1).into());
+    metadata.insert("log_size".into(), size.into());
+    metadata.insert("signed_size".into(), signed.into());
+    audit::append(
+        store,
+        &config.ingest.policy(),
+        AuditEvent {
+            tenant: Some(tenant),
+            action: audit::TAIL_ACCEPTED,
+            actor: AuditActor::cli(),
+            client_ip: None,
+            target: Some(serde_json::json!({"type": "log", "id": tenant.as_str()})),
+            metadata,
+            outcome_failure: false,
+        },
+    )
+    .await
+    .context("the tail is accepted, but the acceptance could not be recorded in the audit log")?;
+    println!(
+        "accepted events {first}..{size} (seq {first} to {}) of tenant `{tenant}`: the server signs the log again from its next checkpoint; the acceptance is recorded as a {} event",
+        size - 1,
+        audit::TAIL_ACCEPTED
+    );
+    Ok(())
 }
 
 /// A progress line on stderr for big logs, only when stderr is a terminal.

@@ -177,6 +177,12 @@ struct VerifyArgs {
     /// them, one a line) instead of the configured signing key file and retired keys.
     #[arg(long = "trusted-key", value_name = "KEY")]
     trusted_keys: Vec<String>,
+    /// Recovery from an unexplained tail (events no commit seal explains, which the server
+    /// refuses to sign): after investigating them, vouch for them. Verifies the tenant's log
+    /// first and accepts only if everything else is intact; recorded as a
+    /// `bitacora.integrity.tail_accepted` event. Needs --tenant and the signing key file.
+    #[arg(long)]
+    accept_tail: bool,
 }
 
 #[derive(Debug, Args)]
@@ -362,7 +368,13 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Verify(args) => {
             let config = cli.load_config(None)?;
-            commands::verify(&config, args.tenant.as_deref(), &args.trusted_keys).await
+            commands::verify(
+                &config,
+                args.tenant.as_deref(),
+                &args.trusted_keys,
+                args.accept_tail,
+            )
+            .await
         }
         // Deliberately no configuration: a bundle is checked on its own.
         Command::VerifyBundle(args) => commands::verify_bundle(&args.file, &args.trusted_keys),

@@ -34,10 +34,14 @@ fn bitacora() -> Command {
 }
 
 /// `bitacora keys create --scope admin` on the database; the secret is stdout's last line.
-fn create_admin_key(url: &str) -> String {
+/// Like every command that appends (its self-audit event), it needs the signing key file the
+/// servers use, to seal what it writes (creating the file when there is none).
+fn create_admin_key(url: &str, signing_key: &Path) -> String {
     let out = bitacora()
         .args(["keys", "create", "--scope", "admin", "--name", "pg-test"])
         .args(["--database-url", url])
+        .arg("--signing-key-file")
+        .arg(signing_key)
         .output()
         .expect("run bitacora keys create");
     assert!(
@@ -168,12 +172,12 @@ async fn two_servers_share_one_database_without_gaps_or_forks() {
     let signing_key: PathBuf = dir.path().join("signing-key");
     let url = db.url().to_owned();
     let admin = tokio::task::spawn_blocking({
-        let url = url.clone();
-        move || create_admin_key(&url)
+        let (url, signing_key) = (url.clone(), signing_key.clone());
+        move || create_admin_key(&url, &signing_key)
     })
     .await
     .unwrap();
-    // The first creates the signing key; the second, started after, shares it.
+    // The CLI created the signing key; both servers share it.
     let a = serve(&url, &signing_key, &admin).await;
     let b = serve(&url, &signing_key, &admin).await;
 
@@ -354,6 +358,7 @@ async fn cli_commands_take_the_database_url() {
     server.stop();
 
     let url2 = url.clone();
+    let signing_key2 = signing_key.clone();
     let outputs = tokio::task::spawn_blocking(move || {
         let list = bitacora()
             .args(["keys", "list", "--json", "--database-url", &url2])
@@ -361,6 +366,8 @@ async fn cli_commands_take_the_database_url() {
             .unwrap();
         let export = bitacora()
             .args(["export", "--format", "ndjson", "--database-url", &url2])
+            .arg("--signing-key-file")
+            .arg(&signing_key2)
             .output()
             .unwrap();
         (list, export)
@@ -383,5 +390,148 @@ async fn cli_commands_take_the_database_url() {
     let text = String::from_utf8(export.stdout).unwrap();
     assert_eq!(text.lines().count(), 1);
     assert!(text.contains("\"id\":\"x-1\""), "{text}");
+    drop(db);
+}
+
+/// The size of the tenant's latest checkpoint, as served (0 when none).
+async fn served_size(client: &Client, tenant: &str) -> u64 {
+    let Ok(note) = client.checkpoint(Some(tenant)).await else {
+        return 0;
+    };
+    note.lines().nth(1).unwrap().parse().unwrap()
+}
+
+async fn wait_served_size(client: &Client, tenant: &str, size: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while served_size(client, tenant).await < size {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "tenant {tenant} not signed at {size} within 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(served_size(client, tenant).await, size);
+}
+
+/// Issue 14, finding 3, on PostgreSQL: a row inserted by hand (correct leaf hash, the log's
+/// size and Merkle frontier updated) is never signed by the servers, `/readyz` and `verify`
+/// say so naming its seq, and `bitacora verify --accept-tail` is the way back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_inserted_by_hand_is_not_signed_until_accepted() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let signing_key = dir.path().join("signing-key");
+    let url = db.url().to_owned();
+    let admin = tokio::task::spawn_blocking({
+        let (url, signing_key) = (url.clone(), signing_key.clone());
+        move || create_admin_key(&url, &signing_key)
+    })
+    .await
+    .unwrap();
+    let server = serve(&url, &signing_key, &admin).await;
+    server
+        .client
+        .send_batch(&common::numbered("acme", "a", 5))
+        .await
+        .unwrap();
+    wait_served_size(&server.client, "acme", 5).await;
+    server.stop();
+
+    // The attack, with the servers stopped: a copy of seq 4 as seq 5 under a new id.
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+        .batch_execute(
+            r#"INSERT INTO events (tenant_id, seq, received_at, event_id, occurred_at, action,
+                   category, severity, outcome, actor_id, actor_search, target_type, target_id,
+                   ip, source, fingerprint, leaf_hash, body, fts)
+               SELECT tenant_id, 5, received_at, 'forged-1', occurred_at, action, category,
+                   severity, outcome, actor_id, actor_search, target_type, target_id, ip, source,
+                   fingerprint,
+                   sha256('\x00'::bytea || convert_to(replace(body, '"id":"a-4"', '"id":"forged-1"'), 'UTF8')),
+                   replace(body, '"id":"a-4"', '"id":"forged-1"'), fts
+               FROM events WHERE tenant_id = (SELECT id FROM tenants WHERE name = 'acme')
+                 AND seq = 4"#,
+        )
+        .await
+        .unwrap();
+    let mut range = bitacora_core::merkle::CompactRange::new();
+    for r in client
+        .query(
+            "SELECT leaf_hash FROM events WHERE tenant_id = (SELECT id FROM tenants WHERE name = 'acme') ORDER BY seq",
+            &[],
+        )
+        .await
+        .unwrap()
+    {
+        let leaf: &[u8] = r.get(0);
+        range.append(leaf.try_into().unwrap()).unwrap();
+    }
+    assert_eq!(range.size(), 6);
+    client
+        .execute(
+            "UPDATE tenants SET size = 6, frontier = $1 WHERE name = 'acme'",
+            &[&range.hashes().concat()],
+        )
+        .await
+        .unwrap();
+
+    let server = serve(&url, &signing_key, &admin).await;
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    assert_eq!(served_size(&server.client, "acme").await, 5);
+    let ready = server.client.readyz().await.unwrap();
+    assert!(
+        ready.contains("\"integrity\":\"unexplained tail\""),
+        "{ready}"
+    );
+    assert!(ready.contains("\"first_seq\":5"), "{ready}");
+    // The server's own appends after it do not launder it.
+    server
+        .client
+        .send_batch(&common::numbered("acme", "b", 2))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(served_size(&server.client, "acme").await, 5);
+    server.stop();
+
+    let (ok, out) = verify(&url, &signing_key);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("tenant acme: UNEXPLAINED TAIL: seq 5"),
+        "{out}"
+    );
+
+    let accept = bitacora()
+        .args([
+            "verify",
+            "--tenant",
+            "acme",
+            "--accept-tail",
+            "--database-url",
+            &url,
+        ])
+        .arg("--signing-key-file")
+        .arg(&signing_key)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&accept.stdout),
+        String::from_utf8_lossy(&accept.stderr)
+    );
+    assert!(accept.status.success(), "{text}");
+    assert!(text.contains("accepted events 5..8"), "{text}");
+
+    let server = serve(&url, &signing_key, &admin).await;
+    // The three accepted events and the acceptance's own event.
+    wait_served_size(&server.client, "acme", 9).await;
+    server.stop();
+    let (ok, out) = verify(&url, &signing_key);
+    assert!(ok, "{out}");
     drop(db);
 }

@@ -32,11 +32,33 @@ pub async fn healthz() -> Json<Status> {
 pub struct Readiness {
     /// `ready`.
     pub status: &'static str,
+    /// `ok`, or `unexplained tail` when a log has events that no commit seal explains and
+    /// the server therefore refuses to sign (see `unexplained`). The server stays ready: it
+    /// still accepts and serves events.
+    pub integrity: &'static str,
+    /// The logs with an unexplained tail; absent when there are none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unexplained: Vec<UnexplainedTail>,
     /// One entry per capture source (`[[capture]]`); absent when there are none. A source
     /// that is down does not make the server unready: the API still accepts and serves
     /// events, and the drain catches up by itself once the source is back.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub capture: Vec<CaptureSource>,
+}
+
+/// A log tail the server refuses to sign, as `/readyz` shows it.
+#[derive(Serialize, ToSchema)]
+pub struct UnexplainedTail {
+    pub tenant: String,
+    /// The first `seq` no commit seal vouches for.
+    pub first_seq: u64,
+    /// The log's size: events `first_seq..log_size` are unexplained.
+    pub log_size: u64,
+    /// The latest signed size.
+    pub signed_size: u64,
+    pub reason: String,
+    /// What to do about it.
+    pub recovery: String,
 }
 
 /// A capture source as `/readyz` shows it.
@@ -110,8 +132,31 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Readiness>, Ap
             }
         })
         .collect();
+    let unexplained: Vec<UnexplainedTail> = state
+        .tails
+        .snapshot()
+        .into_iter()
+        .map(|t| UnexplainedTail {
+            recovery: format!(
+                "investigate how events {}..{} got into the store, then run \
+                 `bitacora verify --tenant {} --accept-tail` (see README, Integrity)",
+                t.first_seq, t.log_size, t.tenant
+            ),
+            tenant: t.tenant,
+            first_seq: t.first_seq,
+            log_size: t.log_size,
+            signed_size: t.signed_size,
+            reason: t.reason,
+        })
+        .collect();
     Ok(Json(Readiness {
         status: "ready",
+        integrity: if unexplained.is_empty() {
+            "ok"
+        } else {
+            "unexplained tail"
+        },
+        unexplained,
         capture,
     }))
 }

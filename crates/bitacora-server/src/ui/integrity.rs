@@ -89,6 +89,10 @@ impl VerifyJobs {
         let jobs = self.clone();
         let store = state.store.clone();
         let verifiers = state.keys.verifiers();
+        let options = VerifyOptions {
+            commit_key: Some(state.keys.commit_key()),
+            ..VerifyOptions::default()
+        };
         tokio::spawn(async move {
             for (i, tenant) in tenants.iter().enumerate() {
                 if let Some(r) = jobs.lock().running.as_mut() {
@@ -98,19 +102,14 @@ impl VerifyJobs {
                 }
                 let started = Instant::now();
                 let progress_jobs = jobs.clone();
-                let result = verify_tenant(
-                    &*store,
-                    tenant,
-                    &verifiers,
-                    &VerifyOptions::default(),
-                    move |done, total| {
+                let result =
+                    verify_tenant(&*store, tenant, &verifiers, &options, move |done, total| {
                         if let Some(r) = progress_jobs.lock().running.as_mut() {
                             r.done = done;
                             r.total = total;
                         }
-                    },
-                )
-                .await;
+                    })
+                    .await;
                 let run = match result {
                     Ok(report) => LastRun {
                         at: Utc::now(),
@@ -154,8 +153,18 @@ pub struct TenantPanel {
     pub cp_ok: bool,
     pub cp_detail: String,
     pub unsigned: u64,
+    /// Events the server refuses to sign because no commit seal explains them.
+    pub unexplained: Option<UnexplainedView>,
     pub last: Option<LastView>,
     pub list_url: Url,
+}
+
+#[derive(Debug, Clone)]
+pub struct UnexplainedView {
+    pub first_seq: u64,
+    pub log_size: u64,
+    pub events: u64,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone)]
@@ -209,6 +218,12 @@ pub async fn page(
             cp_ok: false,
             cp_detail: String::new(),
             unsigned: size,
+            unexplained: state.tails.tenant(&tenant).map(|t| UnexplainedView {
+                first_seq: t.first_seq,
+                log_size: t.log_size,
+                events: t.log_size.saturating_sub(t.first_seq),
+                reason: t.reason,
+            }),
             last: ui.verify.last(&tenant).map(|r| LastView {
                 time: view::time(&r.at),
                 intact: r.intact,

@@ -16,3 +16,4 @@ mod ops;
 mod pagination;
 mod read;
 mod search;
+mod tail;
