@@ -449,6 +449,9 @@ async fn verify_store(
                 VerifyOutcome::BadCheckpoint { size, .. } => Some(format!(
                     "the log of tenant `{tenant}` has a checkpoint that does not verify (tree size {size})"
                 )),
+                VerifyOutcome::BadSummary { summary, key, .. } => Some(format!(
+                    "the summaries of tenant `{tenant}` were altered: {summary} ({key}) does not match the events"
+                )),
             };
         }
     }
