@@ -38,10 +38,12 @@
 //! # Speed
 //!
 //! The store checks each row as it reads it ([`Store::check_leaves`]: the leaf recomputed
-//! from the body in place, the tenant suffix compared), so no body is ever copied or kept.
+//! from the body in place, the tenant suffix compared, the body parsed and its columns
+//! compared), so no body is ever copied or kept.
 //! Pages of 16,384 events are read as two halves on two reader connections while the
-//! previous page extends the tree, and a page's stored nodes are fetched in one store call:
-//! the walk runs at the speed of reading the rows (see the crate tests for a measurement).
+//! previous page extends the tree, and a page's stored nodes are fetched in one store call.
+//! Re-deriving the indexed values means parsing each body where it is read: that, not the
+//! reading or the hashing, is what bounds the walk now (`tests/throughput.rs`, BENCHMARKS.md).
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
