@@ -9,13 +9,20 @@
 //! - **its leaf**: `SHA-256(0x00 || body)` is recomputed from the stored body and compared
 //!   with the stored `leaf_hash` (catches an edited field), and the body must parse as an
 //!   event of this tenant (catches a row moved between tenants);
+//! - **what is kept beside it** (by the store, [`LeafCheck::index`]): every indexed column
+//!   (action, category, severity, outcome, actor, target, IP, source, `occurred_at`,
+//!   `event_id`, dictionary terms), the fingerprint, and the full-text entry are re-derived
+//!   from the body. The tree covers only the body: a column changed behind the server's back
+//!   leaves every hash intact but hides the event from filtered searches, exports and `q=`;
 //! - **the tree**: a [`CompactRange`] is rebuilt from the *recomputed* leaves, and every
 //!   complete subtree it produces at level 4 and above is compared with the stored node
 //!   (catches an altered node table, which would make proofs lie, and locates a consistent
 //!   rewrite of events to a 16-event block);
 //! - **the checkpoints**: at every stored checkpoint size, the signed note must verify with a
 //!   trusted key and origin `bitacora/<tenant>`, the signed root must equal the stored
-//!   `root` column and the root recomputed from the events.
+//!   `root` column and the root recomputed from the events;
+//! - **the summaries** (after the walk, [`Store::check_summaries`]): `action_counts` and
+//!   `actor_stats`, what `/v1/actions` and `/v1/actors` read, must add up to the events.
 //!
 //! A swap of two rows, or an edit whose leaf hash was rewritten to match, leaves every row
 //! self-consistent: only the tree sees it. The stored level-4 nodes then say which 16-event
@@ -38,10 +45,12 @@
 //! # Speed
 //!
 //! The store checks each row as it reads it ([`Store::check_leaves`]: the leaf recomputed
-//! from the body in place, the tenant suffix compared), so no body is ever copied or kept.
+//! from the body in place, the tenant suffix compared, the body parsed and its columns
+//! compared), so no body is ever copied or kept.
 //! Pages of 16,384 events are read as two halves on two reader connections while the
-//! previous page extends the tree, and a page's stored nodes are fetched in one store call:
-//! the walk runs at the speed of reading the rows (see the crate tests for a measurement).
+//! previous page extends the tree, and a page's stored nodes are fetched in one store call.
+//! Re-deriving the indexed values means parsing each body where it is read: that, not the
+//! reading or the hashing, is what bounds the walk now (`tests/throughput.rs`, BENCHMARKS.md).
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -103,6 +112,13 @@ pub enum VerifyOutcome {
     /// nobody vouches for them, and the server refuses to sign them (recovery: investigate,
     /// then `bitacora verify --accept-tail`).
     Unexplained { seq: u64, reason: String },
+    /// Every event checks out, but a summary the API reads (`action_counts` behind
+    /// `/v1/actions`, `actor_stats` behind `/v1/actors`) disagrees with them.
+    BadSummary {
+        summary: String,
+        key: String,
+        reason: String,
+    },
 }
 
 /// What `verify_tenant` found.
@@ -142,6 +158,14 @@ impl VerifyReport {
             VerifyOutcome::Unexplained { reason, .. } => {
                 format!("tenant {}: UNEXPLAINED TAIL: {reason}", self.tenant)
             }
+            VerifyOutcome::BadSummary {
+                summary,
+                key,
+                reason,
+            } => format!(
+                "tenant {}: TAMPERED: summary {summary} ({key}) does not match the events: {reason}",
+                self.tenant
+            ),
         }
     }
 }
@@ -222,6 +246,10 @@ struct PageResult {
     problem: Option<(u64, Problem)>,
     /// The first row at or past the walk's target size.
     beyond: Option<u64>,
+    /// The first row whose body is genuine but whose indexed values are not (the walk goes
+    /// on: a rewrite of bodies and leaves also leaves stale columns behind, and the tree and
+    /// the checkpoints say more about it).
+    index_problem: Option<(u64, String)>,
 }
 
 /// Re-checks the tenant's whole log. `progress(done, total)` is called after each page.
@@ -252,6 +280,7 @@ pub async fn verify_tenant(
         blocks: Vec::new(),
     };
     let mut range = CompactRange::new();
+    let mut index_problem: Option<(u64, String)> = None;
     let mut next_seq = 0u64;
     let mut target = store.log_size(tenant).await?;
     let grace_deadline = Instant::now() + options.unsigned_grace;
@@ -313,6 +342,9 @@ pub async fn verify_tenant(
             range = done.range.clone();
             next_seq = done.next_seq;
             beyond = beyond.or(done.beyond);
+            if index_problem.is_none() {
+                index_problem = done.index_problem.take();
+            }
             if let Some(outcome) = v.check_page(&done).await? {
                 return Ok(report(&v, next_seq, outcome));
             }
@@ -402,7 +434,15 @@ pub async fn verify_tenant(
                     target = size;
                     continue;
                 }
-                Tail::Bad(outcome) => return Ok(report(&v, next_seq, outcome)),
+                Tail::Bad(outcome) => {
+                    // A row whose columns disagree with its body is the more precise finding
+                    // (and an unexplained tail may only be accepted when there is none).
+                    let outcome = match index_problem.take() {
+                        Some((seq, reason)) => VerifyOutcome::Tampered { seq, reason },
+                        None => outcome,
+                    };
+                    return Ok(report(&v, next_seq, outcome));
+                }
             }
         }
         if Instant::now() >= grace_deadline && sealed {
@@ -436,6 +476,27 @@ pub async fn verify_tenant(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
+    // The events are what was signed: a row whose columns disagree with it is the problem.
+    if let Some((seq, reason)) = index_problem {
+        return Ok(report(
+            &v,
+            next_seq,
+            VerifyOutcome::Tampered { seq, reason },
+        ));
+    }
+    // The events are what was signed and every row's columns are what its body gives, so
+    // the summaries must be what the columns add up to.
+    if let Some(m) = store.check_summaries(tenant).await? {
+        return Ok(report(
+            &v,
+            next_seq,
+            VerifyOutcome::BadSummary {
+                summary: m.summary.to_owned(),
+                key: m.key,
+                reason: m.reason,
+            },
+        ));
+    }
     Ok(report(&v, next_seq, VerifyOutcome::Intact))
 }
 
@@ -804,6 +865,25 @@ fn locate_swap(blocks: &[Block]) -> Option<(u64, u64)> {
     None
 }
 
+/// Why a row whose body is genuine is still reported: a value kept beside it disagrees.
+fn index_reason(seq: u64, column: &str) -> String {
+    match column {
+        bitacora_store::check::FULL_TEXT => format!(
+            "seq {seq}: the full-text index does not find the event by its own text \
+             (`q=` searches would miss it)"
+        ),
+        "body" => format!("seq {seq}: the stored body is not a valid event"),
+        "fingerprint" => format!(
+            "seq {seq}: the stored fingerprint is not the event's (retries of it would be \
+             refused as conflicts, or another event's accepted as its duplicate)"
+        ),
+        column => format!(
+            "seq {seq}: the indexed column `{column}` does not match the event \
+             (filtered searches, exports and counts would miss or misplace it)"
+        ),
+    }
+}
+
 /// Checks a page's positions and leaves (the store recomputed each leaf while reading it),
 /// and extends the tree.
 fn hash_page(
@@ -823,6 +903,7 @@ fn hash_page(
         leaves: Vec::with_capacity(events.len()),
         problem: None,
         beyond: None,
+        index_problem: None,
     };
     let mut cps = cp_sizes.iter().peekable();
     while cps.next_if(|&&s| s <= next_seq).is_some() {}
@@ -877,6 +958,9 @@ fn hash_page(
             break;
         }
         out.leaves.push(leaf);
+        if let (None, Some(column)) = (&out.index_problem, e.index) {
+            out.index_problem = Some((next_seq, index_reason(next_seq, column)));
+        }
         next_seq += 1;
         while let Some(&&s) = cps.peek() {
             if s > next_seq {

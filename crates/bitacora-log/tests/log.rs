@@ -9,8 +9,9 @@ use bitacora_core::canonical::leaf_hash;
 use bitacora_core::checkpoint::{open_checkpoint, tenant_origin};
 use bitacora_core::merkle;
 use bitacora_log::{
-    InclusionState, LogError, VerifyOptions, VerifyOutcome, checkpoint_tenant, consistency_proof,
-    event_inclusion_status, inclusion_proof, root_at, spawn_checkpointer, verify_tenant,
+    InclusionState, LogError, VerifyOptions, VerifyOutcome, VerifyReport, checkpoint_tenant,
+    consistency_proof, event_inclusion_status, inclusion_proof, root_at, spawn_checkpointer,
+    verify_tenant,
 };
 use bitacora_store::Store;
 use common::*;
@@ -309,6 +310,14 @@ fn body(c: &Connection, p: i64) -> String {
 }
 
 async fn verify_after(tamper: impl FnOnce(&Connection, i64)) -> VerifyOutcome {
+    let (acme, other) = verify_both(tamper).await;
+    // The other tenant is untouched by every tamper.
+    assert!(other.is_intact(), "{}", other.summary());
+    acme.outcome
+}
+
+/// Tampers with the stopped store, then verifies both tenants.
+async fn verify_both(tamper: impl FnOnce(&Connection, i64)) -> (VerifyReport, VerifyReport) {
     let dir = tempfile::tempdir().unwrap();
     sample_store(dir.path()).await;
     {
@@ -326,7 +335,6 @@ async fn verify_after(tamper: impl FnOnce(&Connection, i64)) -> VerifyOutcome {
     )
     .await
     .unwrap();
-    // The other tenant is untouched by every tamper.
     let other = verify_tenant(
         store.as_ref(),
         &tenant("other"),
@@ -336,10 +344,9 @@ async fn verify_after(tamper: impl FnOnce(&Connection, i64)) -> VerifyOutcome {
     )
     .await
     .unwrap();
-    assert!(other.is_intact(), "{}", other.summary());
     store.close().await.unwrap();
     println!("{}", report.summary());
-    report.outcome
+    (report, other)
 }
 
 fn tampered(outcome: &VerifyOutcome) -> (u64, &str) {
@@ -414,6 +421,220 @@ async fn a_changed_field_is_named() {
     let (seq, reason) = tampered(&outcome);
     assert_eq!(seq, 41);
     assert_eq!(reason, "seq 41: stored leaf hash does not match the event");
+}
+
+/// Runs `sql` (with `{pos}` and `{tid}` filled in for seq 41 of `acme`) on the stopped store.
+fn run_sql(c: &Connection, t: i64, sql: &str) {
+    let sql = sql
+        .replace("{pos}", &pos(t, 41).to_string())
+        .replace("{tid}", &t.to_string());
+    c.execute_batch(&sql).unwrap();
+}
+
+/// Issue 14, finding 2: a changed index column leaves every hash intact but hides the event
+/// from filtered searches and exports; verify re-derives each column from the body.
+#[tokio::test]
+async fn a_changed_index_column_is_named() {
+    // Seq 41 is a `user.role_change` by actor 6 on user 41, with no IP and no source.
+    let cases = [
+        (
+            "action",
+            "UPDATE events SET action = (SELECT id FROM terms WHERE kind = 1 AND value = 'user.login')
+             WHERE pos = {pos}",
+        ),
+        (
+            "category",
+            "INSERT OR IGNORE INTO terms (kind, value) VALUES (2, 'evil');
+             UPDATE events SET category = (SELECT id FROM terms WHERE kind = 2 AND value = 'evil')
+             WHERE pos = {pos}",
+        ),
+        (
+            "severity",
+            "UPDATE events SET severity = (severity + 1) % 4 WHERE pos = {pos}",
+        ),
+        (
+            "outcome",
+            "UPDATE events SET outcome = 1 - outcome WHERE pos = {pos}",
+        ),
+        (
+            "actor_id",
+            "UPDATE events SET actor_id = 'nobody' WHERE pos = {pos}",
+        ),
+        (
+            "actor_search",
+            "UPDATE events SET actor_search = 'nobody' WHERE pos = {pos}",
+        ),
+        (
+            "target_type",
+            "INSERT OR IGNORE INTO terms (kind, value) VALUES (3, 'evil');
+             UPDATE events SET target_type = (SELECT id FROM terms WHERE kind = 3 AND value = 'evil')
+             WHERE pos = {pos}",
+        ),
+        (
+            "target_id",
+            "UPDATE events SET target_id = '14' WHERE pos = {pos}",
+        ),
+        (
+            "ip",
+            "UPDATE events SET ip = X'00000000000000000000ffff08080808' WHERE pos = {pos}",
+        ),
+        (
+            "source",
+            "INSERT OR IGNORE INTO terms (kind, value) VALUES (4, 'evil');
+             UPDATE events SET source = (SELECT id FROM terms WHERE kind = 4 AND value = 'evil')
+             WHERE pos = {pos}",
+        ),
+        (
+            "occurred_at",
+            "UPDATE events SET occurred_at = occurred_at - 86400000000 WHERE pos = {pos}",
+        ),
+        (
+            "event_id",
+            "UPDATE events SET event_id = 'forged' WHERE pos = {pos}",
+        ),
+    ];
+    for (column, sql) in cases {
+        let outcome = verify_after(|c, t| run_sql(c, t, sql)).await;
+        let (seq, reason) = tampered(&outcome);
+        assert_eq!(seq, 41, "{column}: {reason}");
+        assert!(
+            reason.contains(&format!("indexed column `{column}`")),
+            "{column}: {reason}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_changed_fingerprint_is_named() {
+    let outcome = verify_after(|c, t| {
+        run_sql(
+            c,
+            t,
+            "UPDATE events SET fingerprint = zeroblob(16) WHERE pos = {pos}",
+        )
+    })
+    .await;
+    let (seq, reason) = tampered(&outcome);
+    assert_eq!(seq, 41, "{reason}");
+    assert!(reason.contains("fingerprint"), "{reason}");
+}
+
+/// Renaming a dictionary term moves every event of it, in every tenant (the dictionary is
+/// shared): the first one is named.
+#[tokio::test]
+async fn a_changed_term_is_named() {
+    let (acme, other) = verify_both(|c, _| {
+        c.execute(
+            "UPDATE terms SET value = 'user.renamed' WHERE kind = 1 AND value = 'user.role_change'",
+            [],
+        )
+        .unwrap();
+    })
+    .await;
+    for report in [acme, other] {
+        let (seq, reason) = tampered(&report.outcome);
+        assert_eq!(seq, 1, "{reason}");
+        assert!(reason.contains("indexed column `action`"), "{reason}");
+    }
+}
+
+#[tokio::test]
+async fn a_deleted_full_text_entry_is_named() {
+    let outcome = verify_after(|c, t| {
+        let fts = c.path().unwrap().replace("bitacora.db", "bitacora-fts.db");
+        c.execute("ATTACH DATABASE ?1 AS fts", [fts]).unwrap();
+        let event: bitacora_core::Event = serde_json::from_str(&body(c, pos(t, 41))).unwrap();
+        let text = bitacora_store::derive::fts_text(&event);
+        // A contentless FTS5 table forgets a document given its rowid and exact text.
+        c.execute(
+            "INSERT INTO fts.events_fts (events_fts, rowid, text) VALUES ('delete', ?1, ?2)",
+            params![pos(t, 41), text],
+        )
+        .unwrap();
+    })
+    .await;
+    let (seq, reason) = tampered(&outcome);
+    assert_eq!(seq, 41, "{reason}");
+    assert!(reason.contains("full-text index"), "{reason}");
+}
+
+fn bad_summary(outcome: &VerifyOutcome) -> (&str, &str, &str) {
+    match outcome {
+        VerifyOutcome::BadSummary {
+            summary,
+            key,
+            reason,
+        } => (summary, key, reason),
+        other => panic!("expected BadSummary, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_changed_summary_is_named() {
+    let outcome = verify_after(|c, t| {
+        run_sql(
+            c,
+            t,
+            "UPDATE action_counts SET count = count - 1 WHERE tenant_id = {tid}
+               AND action = (SELECT id FROM terms WHERE kind = 1 AND value = 'user.role_change')",
+        )
+    })
+    .await;
+    let (summary, key, reason) = bad_summary(&outcome);
+    assert_eq!(summary, "action_counts");
+    assert!(key.contains("action=user.role_change"), "{key}");
+    assert_eq!(reason, "count is 199, the events give 200");
+
+    let outcome = verify_after(|c, t| {
+        run_sql(
+            c,
+            t,
+            "UPDATE actor_stats SET count = count - 1 WHERE tenant_id = {tid} AND actor_id = '3'",
+        )
+    })
+    .await;
+    let (summary, key, reason) = bad_summary(&outcome);
+    assert_eq!((summary, key), ("actor_stats", "actor_id=3"));
+    assert!(reason.starts_with("count is"), "{reason}");
+
+    let outcome = verify_after(|c, t| {
+        run_sql(
+            c,
+            t,
+            "UPDATE actor_stats SET last_seen = last_seen + 1 WHERE tenant_id = {tid} AND actor_id = '5'",
+        )
+    })
+    .await;
+    let (summary, key, reason) = bad_summary(&outcome);
+    assert_eq!((summary, key), ("actor_stats", "actor_id=5"));
+    assert!(reason.starts_with("last_seen is"), "{reason}");
+
+    let outcome = verify_after(|c, t| {
+        run_sql(
+            c,
+            t,
+            "UPDATE actor_stats SET name = 'Mallory' WHERE tenant_id = {tid} AND actor_id = '2'",
+        )
+    })
+    .await;
+    let (summary, key, reason) = bad_summary(&outcome);
+    assert_eq!((summary, key), ("actor_stats", "actor_id=2"));
+    assert!(reason.starts_with("name is not"), "{reason}");
+
+    // A summary row for an action no event has.
+    let outcome = verify_after(|c, t| {
+        run_sql(
+            c,
+            t,
+            "INSERT INTO action_counts (tenant_id, action, category, count)
+             SELECT {tid}, (SELECT id FROM terms WHERE kind = 1 AND value = 'user.login'), id, 5
+             FROM terms WHERE kind = 1 AND value = 'user.role_change'",
+        )
+    })
+    .await;
+    let (summary, _, reason) = bad_summary(&outcome);
+    assert_eq!(summary, "action_counts");
+    assert_eq!(reason, "count is 5, the events give 0");
 }
 
 #[tokio::test]

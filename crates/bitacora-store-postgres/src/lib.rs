@@ -26,13 +26,14 @@ use bitacora_core::merkle::NodeId;
 use bitacora_core::query::EventQuery;
 use bitacora_core::seal::{CommitKey, CommitSeal};
 use bitacora_store::{
-    ApiKeyRecord, AppendOutcome, Scope, SearchResult, Store, StoreError, StoreResult,
+    ApiKeyRecord, AppendOutcome, LeafCheck, Scope, SearchResult, Store, StoreError, StoreResult,
     StoredCheckpoint, StoredEvent, ViewerTokenRecord,
 };
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+mod check;
 pub mod connect;
 pub mod derive;
 pub mod migrate;
@@ -243,6 +244,24 @@ impl Store for PgStore {
     ) -> StoreResult<Option<StoredEvent>> {
         let client = self.client().await?;
         read::event_by_seq(&client, tenant, seq).await
+    }
+
+    async fn check_leaves(
+        &self,
+        tenant: &TenantName,
+        from: u64,
+        limit: u32,
+    ) -> StoreResult<Vec<LeafCheck>> {
+        let client = self.client().await?;
+        check::check_leaves(&client, tenant, from, limit).await
+    }
+
+    async fn check_summaries(
+        &self,
+        tenant: &TenantName,
+    ) -> StoreResult<Option<bitacora_store::check::SummaryMismatch>> {
+        let mut client = self.client().await?;
+        check::check_summaries(&mut client, tenant).await
     }
 
     async fn search(&self, query: &EventQuery) -> StoreResult<SearchResult> {

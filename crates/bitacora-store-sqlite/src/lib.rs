@@ -24,6 +24,7 @@ use bitacora_store::{
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{Semaphore, oneshot};
 
+mod check;
 mod derive;
 mod indexer;
 mod read;
@@ -309,7 +310,16 @@ impl Store for SqliteStore {
         limit: u32,
     ) -> StoreResult<Vec<LeafCheck>> {
         let tenant = tenant.clone();
-        self.with_conn(move |c| read::check_leaves(c, &tenant, from, limit))
+        self.with_conn(move |c| check::check_leaves(c, &tenant, from, limit))
+            .await
+    }
+
+    async fn check_summaries(
+        &self,
+        tenant: &TenantName,
+    ) -> StoreResult<Option<bitacora_store::check::SummaryMismatch>> {
+        let tenant = tenant.clone();
+        self.with_conn(move |c| check::check_summaries(c, &tenant))
             .await
     }
 

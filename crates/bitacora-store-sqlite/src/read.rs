@@ -13,7 +13,7 @@ use bitacora_core::api::{
 use bitacora_core::event::timestamp;
 use bitacora_core::query::{ActionPattern, EventQuery, Order, Pagination};
 use bitacora_core::{Outcome, Severity, TenantName};
-use bitacora_store::{LeafCheck, SearchResult, StoreError, StoreResult, StoredEvent};
+use bitacora_store::{SearchResult, StoreError, StoreResult, StoredEvent};
 use chrono::{DateTime, Utc};
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
@@ -79,51 +79,6 @@ pub fn event_by_id(
     .query_row(params![id, lo, hi], row_event)
     .optional()
     .map_err(sql_error)
-}
-
-/// Events `from..` of the tenant's range, checked as they are read (see
-/// [`bitacora_store::Store::check_leaves`]): each body is hashed in place in SQLite's page
-/// buffer, never copied, and only 80 bytes per event leave this function.
-pub fn check_leaves(
-    conn: &Connection,
-    t: &TenantName,
-    from: u64,
-    limit: u32,
-) -> StoreResult<Vec<LeafCheck>> {
-    let Some((tid, _)) = tenant(conn, t)? else {
-        return Ok(Vec::new());
-    };
-    let suffix = LeafCheck::tenant_suffix(t);
-    let mut stmt = conn
-        .prepare_cached(
-            "SELECT pos, leaf_hash, body FROM events WHERE pos BETWEEN ?1 AND ?2 ORDER BY pos LIMIT ?3",
-        )
-        .map_err(sql_error)?;
-    let mut rows = stmt
-        .query(params![
-            pos(tid, from),
-            pos(tid, u64::MAX),
-            i64::from(limit)
-        ])
-        .map_err(sql_error)?;
-    let mut out = Vec::with_capacity(limit as usize);
-    while let Some(r) = rows.next().map_err(sql_error)? {
-        let stored = r
-            .get_ref(1)
-            .and_then(|v| Ok(v.as_blob()?))
-            .map_err(sql_error)?;
-        let body = r
-            .get_ref(2)
-            .and_then(|v| Ok(v.as_bytes()?))
-            .map_err(sql_error)?;
-        out.push(LeafCheck::of_row(
-            seq_of(r.get(0).map_err(sql_error)?),
-            blob32(stored),
-            body,
-            &suffix,
-        ));
-    }
-    Ok(out)
 }
 
 pub fn event_by_seq(

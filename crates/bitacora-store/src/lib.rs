@@ -17,6 +17,7 @@ use bitacora_core::query::EventQuery;
 use bitacora_core::seal::{CommitKey, CommitSeal};
 use chrono_free::Timestamp;
 
+pub mod check;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod derive;
@@ -116,6 +117,11 @@ pub struct LeafCheck {
     /// Whether the body is an event of the tenant whose log was read (see
     /// [`LeafCheck::of_row`]).
     pub in_tenant: bool,
+    /// The first value the store keeps beside the body (an indexed column, the fingerprint,
+    /// the full-text entry) that is not what the writer derives from the body, by name
+    /// (a column, or [`check::FULL_TEXT`]). `None` when all agree, or when the store does
+    /// not check them (the default [`Store::check_leaves`]).
+    pub index: Option<&'static str>,
 }
 
 impl LeafCheck {
@@ -135,6 +141,7 @@ impl LeafCheck {
             stored,
             recomputed: bitacora_core::canonical::leaf_hash(body),
             in_tenant: body.ends_with(tenant_suffix),
+            index: None,
         }
     }
 }
@@ -292,6 +299,19 @@ pub trait Store: Send + Sync + 'static {
             .iter()
             .map(|e| LeafCheck::of_row(e.seq, e.leaf_hash, e.body.as_bytes(), &suffix))
             .collect())
+    }
+
+    /// Compares the tenant's summaries (`action_counts`, `actor_stats`: what `/v1/actions`
+    /// and `/v1/actors` read) with the events they summarize, in one snapshot, and returns
+    /// the first that disagrees. Meant to run after a walk whose [`Store::check_leaves`]
+    /// checked every row's columns against its body, so that summing columns is summing
+    /// bodies. The default checks nothing.
+    async fn check_summaries(
+        &self,
+        tenant: &TenantName,
+    ) -> StoreResult<Option<check::SummaryMismatch>> {
+        let _ = tenant;
+        Ok(None)
     }
 
     /// Every tenant that has a log.

@@ -507,6 +507,9 @@ async fn verify_store(
                     "the log of tenant `{tenant}` has an unexplained tail: first seq nobody vouches for {seq} \
                      (investigate, then `bitacora verify --tenant {tenant} --accept-tail`)"
                 )),
+                VerifyOutcome::BadSummary { summary, key, .. } => Some(format!(
+                    "the summaries of tenant `{tenant}` were altered: {summary} ({key}) does not match the events"
+                )),
             };
         }
     }
@@ -572,6 +575,9 @@ async fn accept_tail_in(
         ),
         VerifyOutcome::BadCheckpoint { size, .. } => bail!(
             "refusing to accept the tail of tenant `{tenant}`: a checkpoint does not verify (tree size {size})"
+        ),
+        VerifyOutcome::BadSummary { summary, key, .. } => bail!(
+            "refusing to accept the tail of tenant `{tenant}`: the summary {summary} ({key}) was altered"
         ),
     };
     let size = report.events;

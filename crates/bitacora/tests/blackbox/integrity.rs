@@ -322,6 +322,61 @@ async fn verify_passes_on_an_intact_store_and_names_the_tampered_seq() {
     drop(root);
 }
 
+/// Issue 14, finding 2: with the server stopped, a changed index column hides an event from
+/// filtered searches without touching a hash, and a changed counter makes `/v1/actions`
+/// lie; `bitacora verify` exits 1 naming the seq and the column, or the summary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_names_a_changed_index_column_and_summary() {
+    let app = spawn_app().await;
+    ingest(&app.client, "acme", "a", 30).await;
+    checkpoint_at_least(&app.client, "acme", 30).await;
+    let data = app.data_dir();
+    let root = app.stop().await;
+    bitacora(&data).arg("verify").assert().success();
+
+    let db = rusqlite::Connection::open(data.join("bitacora.db")).unwrap();
+    let tid: i64 = db
+        .query_row("SELECT id FROM tenants WHERE name = 'acme'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    let shift = |by: i64| {
+        db.execute(
+            "UPDATE events SET occurred_at = occurred_at + ?1 WHERE pos = ?2",
+            rusqlite::params![by, (tid << 40) | 12],
+        )
+        .unwrap();
+    };
+    shift(-86_400_000_000);
+    let assert = bitacora(&data).arg("verify").assert().code(1);
+    let out = assert.get_output();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stdout.contains("tenant acme: TAMPERED: seq 12: the indexed column `occurred_at`"),
+        "{stdout}"
+    );
+    assert!(stderr.contains("first bad seq 12"), "{stderr}");
+    shift(86_400_000_000);
+    bitacora(&data).arg("verify").assert().success();
+
+    db.execute(
+        "UPDATE action_counts SET count = count - 1 WHERE tenant_id = ?1",
+        [tid],
+    )
+    .unwrap();
+    let assert = bitacora(&data).arg("verify").assert().code(1);
+    let out = assert.get_output();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stdout.contains("tenant acme: TAMPERED: summary action_counts"),
+        "{stdout}"
+    );
+    assert!(stderr.contains("action_counts"), "{stderr}");
+    drop(root);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bundles_verify_offline_and_a_flipped_byte_is_named() {
     let app = spawn_app().await;

@@ -1,0 +1,233 @@
+//! The whole-log checks behind `bitacora verify` ([`bitacora_store::Store::check_leaves`] and
+//! [`bitacora_store::Store::check_summaries`]): every value stored beside a body is
+//! re-derived from the body and compared, as in the embedded store.
+//!
+//! - **Rows.** Each row's leaf is recomputed from its body; when the body is genuine it is
+//!   parsed and every indexed column (`event_id`, `occurred_at`, `received_at` — the
+//!   partition key —, action, category, severity, outcome, actor, target, IP, source), the
+//!   fingerprint and the full-text document `fts` are compared with what the writer derives
+//!   from it ([`crate::writer`]'s `Prepared`). The GIN index is built by PostgreSQL from
+//!   `bitacora_tsvector(fts)`, so a right `fts` column is a findable event; the index itself
+//!   is PostgreSQL's to keep (`amcheck` checks it).
+//! - **Summaries.** `action_counts` and `actor_stats` are compared, in one snapshot, with
+//!   the aggregates of the (already checked) columns.
+//!
+//! Kept apart from `read.rs`: searches are tuned for speed, this is tuned for trust.
+
+use bitacora_core::{Event, TenantName};
+use bitacora_store::check::{FULL_TEXT, SummaryMismatch, fingerprint_matches, parse_body};
+use bitacora_store::{LeafCheck, StoreResult};
+use chrono::{DateTime, Utc};
+use deadpool_postgres::ClientWrapper;
+use tokio_postgres::IsolationLevel;
+
+use crate::{derive, hash32, pg_error, read};
+
+/// Checks events `from..` of the tenant's log, at most `limit` (one statement, one snapshot).
+pub async fn check_leaves(
+    client: &ClientWrapper,
+    t: &TenantName,
+    from: u64,
+    limit: u32,
+) -> StoreResult<Vec<LeafCheck>> {
+    let Some((tid, _)) = read::tenant(client, t).await? else {
+        return Ok(Vec::new());
+    };
+    let stmt = client
+        .prepare_cached(
+            "SELECT seq, leaf_hash, body, event_id, occurred_at, received_at, action, category,
+                severity, outcome, actor_id, actor_search, target_type, target_id, ip, source,
+                fingerprint, fts
+             FROM events WHERE tenant_id = $1 AND seq >= $2 ORDER BY seq LIMIT $3",
+        )
+        .await
+        .map_err(pg_error)?;
+    let rows = client
+        .query(&stmt, &[&tid, &(from as i64), &i64::from(limit)])
+        .await
+        .map_err(pg_error)?;
+    let suffix = LeafCheck::tenant_suffix(t);
+    let mut out = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let body: &str = r.get(2);
+        let mut check = LeafCheck::of_row(
+            r.get::<_, i64>(0) as u64,
+            hash32(r.get(1))?,
+            body.as_bytes(),
+            &suffix,
+        );
+        if check.recomputed == check.stored && check.in_tenant {
+            check.index = match parse_body(body.as_bytes()) {
+                None => Some("body"),
+                Some(event) => columns(r, &event),
+            };
+        }
+        out.push(check);
+    }
+    Ok(out)
+}
+
+/// The first column of `r` (in the order of [`check_leaves`]'s SELECT) that is not what the
+/// writer derives from `e`.
+fn columns(r: &tokio_postgres::Row, e: &Event) -> Option<&'static str> {
+    let text = |i: usize| r.get::<_, Option<&str>>(i);
+    let micros = |i: usize| r.get::<_, DateTime<Utc>>(i).timestamp_micros();
+    let actor = e.actor.as_ref();
+    let target = e.target.as_ref();
+    let ip = e.context.ip_addr().map(derive::ip_blob);
+    let checks: [(&'static str, bool); 15] = [
+        ("event_id", text(3) == Some(e.id.as_str())),
+        ("occurred_at", micros(4) == e.occurred_at.timestamp_micros()),
+        ("received_at", micros(5) == e.received_at.timestamp_micros()),
+        ("action", text(6) == Some(e.action.as_str())),
+        ("category", text(7) == Some(e.category.as_str())),
+        (
+            "severity",
+            r.get::<_, i16>(8) == i16::from(e.severity.rank()),
+        ),
+        ("outcome", r.get::<_, i16>(9) == i16::from(e.outcome.rank())),
+        ("actor_id", text(10) == actor.and_then(|a| a.id.as_deref())),
+        (
+            "actor_search",
+            text(11) == derive::actor_search(e).as_deref(),
+        ),
+        ("target_type", text(12) == target.map(|t| t.kind.as_str())),
+        (
+            "target_id",
+            text(13) == target.and_then(|t| t.id.as_deref()),
+        ),
+        (
+            "ip",
+            r.get::<_, Option<&[u8]>>(14) == ip.as_ref().map(|b| &b[..]),
+        ),
+        ("source", text(15) == e.context.source.as_deref()),
+        ("fingerprint", fingerprint_matches(e, r.get::<_, &[u8]>(16))),
+        (FULL_TEXT, r.get::<_, &str>(17) == derive::fts_text(e)),
+    ];
+    checks.into_iter().find(|(_, ok)| !ok).map(|(name, _)| name)
+}
+
+/// Compares the tenant's counters with the events' columns, in one snapshot.
+pub async fn check_summaries(
+    client: &mut ClientWrapper,
+    t: &TenantName,
+) -> StoreResult<Option<SummaryMismatch>> {
+    let tx = client
+        .build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await
+        .map_err(pg_error)?;
+    let Some(tid) = tx
+        .query_opt("SELECT id FROM tenants WHERE name = $1", &[&t.as_str()])
+        .await
+        .map_err(pg_error)?
+        .map(|r| r.get::<_, i32>(0))
+    else {
+        return Ok(None);
+    };
+    let row = tx
+        .query_opt(
+            "WITH derived AS (
+                 SELECT action, category, count(*) AS n FROM events
+                 WHERE tenant_id = $1 GROUP BY action, category
+             ), stored AS (
+                 SELECT action, category, count AS n FROM action_counts WHERE tenant_id = $1
+             )
+             SELECT coalesce(d.action, s.action), coalesce(d.category, s.category), s.n, d.n
+             FROM derived d FULL JOIN stored s
+                 ON s.action = d.action AND s.category = d.category
+             WHERE s.n IS DISTINCT FROM d.n
+             ORDER BY 1, 2 LIMIT 1",
+            &[&tid],
+        )
+        .await
+        .map_err(pg_error)?;
+    if let Some(r) = row {
+        let (action, category): (String, String) = (r.get(0), r.get(1));
+        return Ok(Some(SummaryMismatch {
+            summary: "action_counts",
+            key: format!("action={action} category={category}"),
+            reason: count_reason(r.get(2), r.get(3)),
+        }));
+    }
+    let row = tx
+        .query_opt(
+            "WITH derived AS (
+                 SELECT actor_id, count(*) AS n,
+                     max((extract(epoch FROM occurred_at) * 1000000)::int8) AS last
+                 FROM events
+                 WHERE tenant_id = $1 AND actor_id IS NOT NULL GROUP BY actor_id
+             ), stored AS (
+                 SELECT actor_id, count AS n, last_seen AS last FROM actor_stats
+                 WHERE tenant_id = $1
+             )
+             SELECT coalesce(d.actor_id, s.actor_id), s.n, d.n, s.last, d.last
+             FROM derived d FULL JOIN stored s ON s.actor_id = d.actor_id
+             WHERE s.n IS DISTINCT FROM d.n OR s.last IS DISTINCT FROM d.last
+             ORDER BY 1 LIMIT 1",
+            &[&tid],
+        )
+        .await
+        .map_err(pg_error)?;
+    if let Some(r) = row {
+        let actor: String = r.get(0);
+        let (s_n, d_n): (Option<i64>, Option<i64>) = (r.get(1), r.get(2));
+        let reason = if s_n != d_n {
+            count_reason(s_n, d_n)
+        } else {
+            let (s_last, d_last): (Option<i64>, Option<i64>) = (r.get(3), r.get(4));
+            format!(
+                "last_seen is {}, the events give {}",
+                s_last.map_or("missing".into(), |v| v.to_string()),
+                d_last.map_or("none".into(), |v| v.to_string())
+            )
+        };
+        return Ok(Some(SummaryMismatch {
+            summary: "actor_stats",
+            key: format!("actor_id={actor}"),
+            reason,
+        }));
+    }
+    // The name and email the writer keeps are those of the actor's latest event that carries
+    // one, folded per group commit: they must at least be ones the actor's events carry.
+    let row = tx
+        .query_opt(
+            "SELECT s.actor_id,
+                 s.name IS NOT NULL AND NOT EXISTS (
+                     SELECT 1 FROM events e WHERE e.tenant_id = $1 AND e.actor_id = s.actor_id
+                       AND e.body::jsonb -> 'actor' ->> 'name' = s.name) AS bad_name
+             FROM actor_stats s
+             WHERE s.tenant_id = $1 AND (
+                 (s.name IS NOT NULL AND NOT EXISTS (
+                     SELECT 1 FROM events e WHERE e.tenant_id = $1 AND e.actor_id = s.actor_id
+                       AND e.body::jsonb -> 'actor' ->> 'name' = s.name))
+              OR (s.email IS NOT NULL AND NOT EXISTS (
+                     SELECT 1 FROM events e WHERE e.tenant_id = $1 AND e.actor_id = s.actor_id
+                       AND e.body::jsonb -> 'actor' ->> 'email' = s.email)))
+             ORDER BY 1 LIMIT 1",
+            &[&tid],
+        )
+        .await
+        .map_err(pg_error)?;
+    if let Some(r) = row {
+        let actor: String = r.get(0);
+        let field = if r.get::<_, bool>(1) { "name" } else { "email" };
+        return Ok(Some(SummaryMismatch {
+            summary: "actor_stats",
+            key: format!("actor_id={actor}"),
+            reason: format!("{field} is not one any event of this actor carries"),
+        }));
+    }
+    Ok(None)
+}
+
+/// "count is 3, the events give 4".
+fn count_reason(stored: Option<i64>, derived: Option<i64>) -> String {
+    format!(
+        "count is {}, the events give {}",
+        stored.map_or("missing".into(), |n| n.to_string()),
+        derived.unwrap_or(0)
+    )
+}

@@ -1,0 +1,340 @@
+//! The whole-log checks behind `bitacora verify` ([`bitacora_store::Store::check_leaves`] and
+//! [`bitacora_store::Store::check_summaries`]): every value the store keeps beside a body is
+//! re-derived from the body and compared.
+//!
+//! - **Rows.** Each row's leaf is recomputed from its body in place; when the body is
+//!   genuine, it is parsed and every indexed column (terms resolved through `terms`, the IP
+//!   blob, `actor_search`, `occurred_at` micros, `event_id`, the fingerprint) is compared with
+//!   what the writer derives from it ([`crate::writer::Prepared`]). The first column that
+//!   disagrees is named.
+//! - **Full text.** Every event below the indexer's watermark (`fts.fts_state`) must be found
+//!   by a `MATCH` of its own action (a phrase of its document) at its `rowid`. The events of
+//!   a page are grouped by action and each group is one `MATCH` bounded to the page's rowid
+//!   range, so the check costs a few queries per page, not one per event.
+//! - **Summaries.** `action_counts` and `actor_stats` are compared, in one snapshot, with
+//!   the same aggregates computed from the (already checked) columns.
+//!
+//! Kept apart from `read.rs`: searches are tuned for speed, this is tuned for trust.
+
+use std::collections::HashMap;
+
+use bitacora_core::{Event, TenantName};
+use bitacora_store::check::{FULL_TEXT, SummaryMismatch, fingerprint_matches, parse_body};
+use bitacora_store::{LeafCheck, StoreResult};
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use crate::derive::{self, pos, seq_of, tenant_range};
+use crate::read;
+use crate::schema::{TERM_ACTION, TERM_CATEGORY, TERM_SOURCE, TERM_TARGET_TYPE};
+use crate::sql_error;
+use crate::writer::blob32;
+
+/// Checks events `from..` of the tenant's log, at most `limit`, in one snapshot.
+pub fn check_leaves(
+    conn: &mut Connection,
+    t: &TenantName,
+    from: u64,
+    limit: u32,
+) -> StoreResult<Vec<LeafCheck>> {
+    let tx = conn.transaction().map_err(sql_error)?;
+    let Some((tid, _)) = read::tenant(&tx, t)? else {
+        return Ok(Vec::new());
+    };
+    let suffix = LeafCheck::tenant_suffix(t);
+    let terms = terms(&tx)?;
+    let fts_upto: u64 = tx
+        .query_row(
+            "SELECT upto FROM fts.fts_state WHERE tenant_id = ?1",
+            [tid],
+            |r| r.get::<_, i64>(0),
+        )
+        .optional()
+        .map_err(sql_error)?
+        .map_or(0, |u| u.max(0) as u64);
+    let mut out = Vec::with_capacity(limit as usize);
+    // Events whose full-text entry must be found: (index in `out`, pos), by action.
+    let mut by_action: HashMap<String, Vec<(usize, i64)>> = HashMap::new();
+    {
+        let mut stmt = tx
+            .prepare_cached(
+                "SELECT pos, leaf_hash, body, event_id, occurred_at, action, category, severity,
+                    outcome, actor_id, actor_search, target_type, target_id, ip, source, fingerprint
+                 FROM events WHERE pos BETWEEN ?1 AND ?2 ORDER BY pos LIMIT ?3",
+            )
+            .map_err(sql_error)?;
+        let mut rows = stmt
+            .query(params![
+                pos(tid, from),
+                pos(tid, u64::MAX),
+                i64::from(limit)
+            ])
+            .map_err(sql_error)?;
+        while let Some(r) = rows.next().map_err(sql_error)? {
+            let p: i64 = r.get(0).map_err(sql_error)?;
+            let stored = r
+                .get_ref(1)
+                .and_then(|v| Ok(v.as_blob()?))
+                .map_err(sql_error)?;
+            let body = r
+                .get_ref(2)
+                .and_then(|v| Ok(v.as_bytes()?))
+                .map_err(sql_error)?;
+            let mut check = LeafCheck::of_row(seq_of(p), blob32(stored), body, &suffix);
+            // A body that is not the one appended is reported as such by the walk; the
+            // columns are only compared with a genuine one.
+            if check.recomputed == check.stored && check.in_tenant {
+                match parse_body(body) {
+                    None => check.index = Some("body"),
+                    Some(event) => {
+                        check.index = columns(r, &event, &terms);
+                        if check.index.is_none() && check.seq < fts_upto {
+                            by_action
+                                .entry(event.action)
+                                .or_default()
+                                .push((out.len(), p));
+                        }
+                    }
+                }
+            }
+            out.push(check);
+        }
+    }
+    let mut find = tx
+        .prepare_cached(
+            "SELECT rowid FROM fts.events_fts
+             WHERE events_fts MATCH ?1 AND rowid BETWEEN ?2 AND ?3",
+        )
+        .map_err(sql_error)?;
+    for (action, events) in by_action {
+        let lo = events.first().map_or(0, |e| e.1);
+        let hi = events.last().map_or(0, |e| e.1);
+        // An action always has a token (it starts with a letter or digit), so the phrase
+        // is never empty; quotes cannot occur in one, but stay harmless if they did.
+        let phrase = format!("\"{}\"", action.replace('"', ""));
+        let mut found: Vec<i64> = find
+            .query_map(params![phrase, lo, hi], |r| r.get(0))
+            .map_err(sql_error)?
+            .collect::<Result<_, _>>()
+            .map_err(sql_error)?;
+        found.sort_unstable();
+        for (i, p) in events {
+            if found.binary_search(&p).is_err() {
+                out[i].index = Some(FULL_TEXT);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The dictionary: id → (kind, value).
+fn terms(conn: &Connection) -> StoreResult<HashMap<i64, (i64, String)>> {
+    let mut stmt = conn
+        .prepare_cached("SELECT id, kind, value FROM terms")
+        .map_err(sql_error)?;
+    let rows = stmt
+        .query_map([], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?))))
+        .map_err(sql_error)?;
+    rows.collect::<Result<_, _>>().map_err(sql_error)
+}
+
+/// The first column of `r` (in the order of [`check_leaves`]'s SELECT) that is not what the
+/// writer derives from `e`.
+fn columns(r: &Row<'_>, e: &Event, terms: &HashMap<i64, (i64, String)>) -> Option<&'static str> {
+    let text = |i: usize| -> Option<&str> {
+        match r.get_ref(i) {
+            Ok(ValueRef::Text(t)) => std::str::from_utf8(t).ok(),
+            _ => None,
+        }
+    };
+    let int = |i: usize| -> Option<i64> {
+        match r.get_ref(i) {
+            Ok(ValueRef::Integer(n)) => Some(n),
+            _ => None,
+        }
+    };
+    let blob = |i: usize| -> Option<&[u8]> {
+        match r.get_ref(i) {
+            Ok(ValueRef::Blob(b)) => Some(b),
+            _ => None,
+        }
+    };
+    let term = |i: usize, kind: i64, want: Option<&str>| -> bool {
+        match (int(i), want) {
+            (None, None) => matches!(r.get_ref(i), Ok(ValueRef::Null)),
+            (Some(id), Some(want)) => terms.get(&id).is_some_and(|(k, v)| *k == kind && v == want),
+            _ => false,
+        }
+    };
+    let actor = e.actor.as_ref();
+    let target = e.target.as_ref();
+    let ip = e.context.ip_addr().map(derive::ip_blob);
+    let checks: [(&'static str, bool); 13] = [
+        ("event_id", text(3) == Some(e.id.as_str())),
+        (
+            "occurred_at",
+            int(4) == Some(e.occurred_at.timestamp_micros()),
+        ),
+        ("action", term(5, TERM_ACTION, Some(&e.action))),
+        ("category", term(6, TERM_CATEGORY, Some(&e.category))),
+        ("severity", int(7) == Some(i64::from(e.severity.rank()))),
+        ("outcome", int(8) == Some(i64::from(e.outcome.rank()))),
+        ("actor_id", text(9) == actor.and_then(|a| a.id.as_deref())),
+        (
+            "actor_search",
+            text(10) == derive::actor_search(e).as_deref(),
+        ),
+        (
+            "target_type",
+            term(11, TERM_TARGET_TYPE, target.map(|t| t.kind.as_str())),
+        ),
+        (
+            "target_id",
+            text(12) == target.and_then(|t| t.id.as_deref()),
+        ),
+        ("ip", blob(13) == ip.as_ref().map(|b| &b[..])),
+        ("source", term(14, TERM_SOURCE, e.context.source.as_deref())),
+        (
+            "fingerprint",
+            blob(15).is_some_and(|fp| fingerprint_matches(e, fp)),
+        ),
+    ];
+    checks.into_iter().find(|(_, ok)| !ok).map(|(name, _)| name)
+}
+
+/// Compares the tenant's counters with the events' columns, in one snapshot.
+pub fn check_summaries(
+    conn: &mut Connection,
+    t: &TenantName,
+) -> StoreResult<Option<SummaryMismatch>> {
+    let tx = conn.transaction().map_err(sql_error)?;
+    let Some((tid, _)) = read::tenant(&tx, t)? else {
+        return Ok(None);
+    };
+    let (lo, hi) = tenant_range(tid);
+    let terms = terms(&tx)?;
+    let name = |id: i64| {
+        terms
+            .get(&id)
+            .map_or_else(|| format!("#{id}"), |t| t.1.clone())
+    };
+
+    // action_counts: (action, category) → count, both ways.
+    let found: Option<(i64, i64, Option<i64>, Option<i64>)> = tx
+        .query_row(
+            "WITH derived AS (
+                 SELECT action, category, count(*) AS n FROM events
+                 WHERE pos BETWEEN ?2 AND ?3 GROUP BY action, category
+             ), stored AS (
+                 SELECT action, category, count AS n FROM action_counts WHERE tenant_id = ?1
+             )
+             SELECT d.action, d.category, s.n, d.n FROM derived d
+                 LEFT JOIN stored s USING (action, category)
+             WHERE s.n IS NOT d.n
+             UNION ALL
+             SELECT s.action, s.category, s.n, NULL FROM stored s
+             WHERE NOT EXISTS (SELECT 1 FROM derived d
+                               WHERE d.action = s.action AND d.category = s.category)
+             LIMIT 1",
+            params![tid, lo, hi],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .optional()
+        .map_err(sql_error)?;
+    if let Some((action, category, stored, derived)) = found {
+        return Ok(Some(SummaryMismatch {
+            summary: "action_counts",
+            key: format!("action={} category={}", name(action), name(category)),
+            reason: count_reason(stored, derived),
+        }));
+    }
+
+    // actor_stats: actor_id → (count, last_seen); the name and email must be ones the
+    // actor's events carry (see `actor_name_reason`).
+    // (actor_id, stored count, derived count, stored last_seen, derived last_seen)
+    type ActorRow = (String, Option<i64>, Option<i64>, Option<i64>, Option<i64>);
+    let found: Option<ActorRow> = tx
+        .query_row(
+            "WITH derived AS (
+                 SELECT actor_id, count(*) AS n, max(occurred_at) AS last FROM events
+                 WHERE pos BETWEEN ?2 AND ?3 AND actor_id IS NOT NULL GROUP BY actor_id
+             ), stored AS (
+                 SELECT actor_id, count AS n, last_seen AS last FROM actor_stats
+                 WHERE tenant_id = ?1
+             )
+             SELECT d.actor_id, s.n, d.n, s.last, d.last FROM derived d
+                 LEFT JOIN stored s USING (actor_id)
+             WHERE s.n IS NOT d.n OR s.last IS NOT d.last
+             UNION ALL
+             SELECT s.actor_id, s.n, NULL, s.last, NULL FROM stored s
+             WHERE NOT EXISTS (SELECT 1 FROM derived d WHERE d.actor_id = s.actor_id)
+             LIMIT 1",
+            params![tid, lo, hi],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )
+        .optional()
+        .map_err(sql_error)?;
+    if let Some((actor, s_n, d_n, s_last, d_last)) = found {
+        let reason = if s_n != d_n {
+            count_reason(s_n, d_n)
+        } else {
+            format!(
+                "last_seen is {}, the events give {}",
+                s_last.map_or("missing".into(), |v| v.to_string()),
+                d_last.map_or("none".into(), |v| v.to_string())
+            )
+        };
+        return Ok(Some(SummaryMismatch {
+            summary: "actor_stats",
+            key: format!("actor_id={actor}"),
+            reason,
+        }));
+    }
+    let found: Option<(String, &'static str)> = {
+        let mut stmt = tx
+            .prepare(
+                "SELECT s.actor_id,
+                    s.name IS NOT NULL AND NOT EXISTS (
+                        SELECT 1 FROM events e WHERE e.actor_id = s.actor_id
+                          AND e.pos BETWEEN ?2 AND ?3
+                          AND json_extract(e.body, '$.actor.name') = s.name),
+                    s.email IS NOT NULL AND NOT EXISTS (
+                        SELECT 1 FROM events e WHERE e.actor_id = s.actor_id
+                          AND e.pos BETWEEN ?2 AND ?3
+                          AND json_extract(e.body, '$.actor.email') = s.email)
+                 FROM actor_stats s WHERE s.tenant_id = ?1",
+            )
+            .map_err(sql_error)?;
+        let mut rows = stmt.query(params![tid, lo, hi]).map_err(sql_error)?;
+        let mut found = None;
+        while let Some(r) = rows.next().map_err(sql_error)? {
+            let (bad_name, bad_email): (bool, bool) =
+                (r.get(1).map_err(sql_error)?, r.get(2).map_err(sql_error)?);
+            if bad_name || bad_email {
+                found = Some((
+                    r.get(0).map_err(sql_error)?,
+                    if bad_name { "name" } else { "email" },
+                ));
+                break;
+            }
+        }
+        found
+    };
+    if let Some((actor, field)) = found {
+        return Ok(Some(SummaryMismatch {
+            summary: "actor_stats",
+            key: format!("actor_id={actor}"),
+            reason: format!("{field} is not one any event of this actor carries"),
+        }));
+    }
+    Ok(None)
+}
+
+/// "count is 3, the events give 4".
+pub fn count_reason(stored: Option<i64>, derived: Option<i64>) -> String {
+    format!(
+        "count is {}, the events give {}",
+        stored.map_or("missing".into(), |n| n.to_string()),
+        derived.unwrap_or(0)
+    )
+}
