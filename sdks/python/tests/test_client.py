@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -12,9 +13,10 @@ import threading
 import time
 from typing import Any
 
+import httpx
 import pytest
 
-from bitacora import AsyncBitacora, Bitacora, BitacoraError, audit_context
+from bitacora import AsyncBitacora, Bitacora, BitacoraError, BulkResult, audit_context
 from bitacora.verify import averify_event
 from conftest import Blackhole, FakeUpstream, LossyProxy, Server, unique
 
@@ -347,3 +349,194 @@ def test_async_client(server: Server, middlemen: Any) -> None:
         await client.close()
 
     asyncio.run(again())
+
+
+class RecordingTransport(httpx.HTTPTransport):
+    """The real HTTP transport, recording the event ids of each batch request it carries."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[list[str]] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/events/batch":
+            self.batches.append([e["id"] for e in json.loads(request.content)])
+        return super().handle_request(request)
+
+
+def test_log_bulk_role_change_of_five_users(server: Server) -> None:
+    # Seed 004's "operación masiva": five users changed to admin, one event each plus a summary
+    # naming them, in one request even with a batch size below the group's.
+    action = unique("user.role_change")
+    transport = RecordingTransport()
+    reported = Reported()
+    client = Bitacora(
+        url=server.url,
+        api_key=server.admin_key,
+        batch_size=4,
+        flush_interval=10,
+        on_error=reported,
+        transport=transport,
+    )
+    users = [(str(100 + i), f"Usuario {i}", "user" if i % 2 else "viewer") for i in range(5)]
+    before = client.log(action, description="before")
+    with audit_context(actor={"id": 42, "name": "admin"}, ip="192.168.1.100", request_id="r-7"):
+        result = client.log_bulk(
+            action,
+            [
+                {
+                    "target": {"type": "user", "id": uid, "name": name},
+                    "changes": [{"field": "role", "label": "Rol", "old": old, "new": "admin"}],
+                }
+                for uid, name, old in users
+            ],
+            severity="critical",
+            metadata={"source": "admin_panel", "newRole": "admin"},
+            summary={
+                "description": "Bulk role update: 5 users changed to admin",
+                "metadata": {"operationType": "bulk_update"},
+            },
+        )
+    summary_id, ids = result
+    assert isinstance(result, BulkResult) and result.summary_id == summary_id
+    assert len(ids) == 5 and len({*ids, summary_id}) == 6
+    assert client.flush(10)
+    assert client.stats() == {"queued": 0, "sent": 7, "dropped": 0, "failed": 0}
+    assert reported.calls == []
+    # The earlier event first; then the group, whole, in one request of its own.
+    assert transport.batches == [[before], [*ids, summary_id]]
+
+    stored = {e["id"]: e for e in server.events(action=action)}
+    assert set(stored) == {before, *ids, summary_id}
+    summary = stored[summary_id]
+    assert summary["severity"] == "critical"
+    assert summary["target"] == {"type": "bulk_operation", "id": summary_id}
+    assert summary["description"] == "Bulk role update: 5 users changed to admin"
+    assert summary["metadata"] == {
+        "source": "admin_panel",
+        "newRole": "admin",
+        "operationType": "bulk_update",
+        "bulk": {"count": 5, "target_ids": [u[0] for u in users], "event_ids": ids},
+    }
+    assert "changes" not in summary
+    for event_id, (uid, name, old) in zip(ids, users, strict=True):
+        e = stored[event_id]
+        assert e["target"] == {"type": "user", "id": uid, "name": name}
+        assert e["severity"] == "critical"
+        assert e["changes"] == [{"field": "role", "label": "Rol", "old": old, "new": "admin"}]
+        assert e["metadata"] == {"source": "admin_panel", "newRole": "admin", "bulk_id": summary_id}
+    bulk = [stored[i] for i in [*ids, summary_id]]
+    # One moment, one actor, one request for the whole operation.
+    assert len({e["occurred_at"] for e in bulk}) == 1
+    assert all(e["actor"]["id"] == "42" and e["actor"]["name"] == "admin" for e in bulk)
+    assert all(e["context"]["ip"] == "192.168.1.100" for e in bulk)
+    assert all(e["context"]["request_id"] == "r-7" for e in bulk)
+    assert client.close(5)
+
+
+def test_log_bulk_summary_fields_and_async_client(server: Server) -> None:
+    action = unique("device.disable")
+    summary_action = unique("device.bulk_disable")
+
+    async def main() -> None:
+        client = AsyncBitacora(url=server.url, api_key=server.admin_key, flush_interval=0.05)
+        summary_id, ids = client.log_bulk(
+            action,
+            [
+                {"target": {"type": "device", "id": "SW-01"}, "metadata": {"reason": "EOL"}},
+                {"target": {"type": "device", "id": "SW-02"}, "description": "second switch"},
+            ],
+            occurred_at="2026-01-20T10:30:00Z",
+            severity="medium",
+            description="switch retired",
+            summary={
+                "action": summary_action,
+                "severity": "high",
+                "target": {"type": "rack", "id": "R-9"},
+            },
+        )
+        assert await client.flush(10)
+        assert client.stats() == {"queued": 0, "sent": 3, "dropped": 0, "failed": 0}
+        records = {e["id"]: e for e in server.events(action=action)}
+        assert set(records) == set(ids)
+        (summary,) = server.events(action=summary_action)
+        assert summary["id"] == summary_id
+        assert summary["severity"] == "high" and summary["target"] == {"type": "rack", "id": "R-9"}
+        assert summary["description"] == "switch retired"
+        assert summary["metadata"]["bulk"]["target_ids"] == ["SW-01", "SW-02"]
+        first, second = records[ids[0]], records[ids[1]]
+        assert first["metadata"] == {"reason": "EOL", "bulk_id": summary_id}
+        assert first["description"] == "switch retired" and first["severity"] == "medium"
+        assert second["description"] == "second switch"
+        assert second["metadata"] == {"bulk_id": summary_id}
+        assert {e["occurred_at"] for e in [first, second, summary]} == {summary["occurred_at"]}
+        assert summary["occurred_at"].startswith("2026-01-20T10:30:00")
+        assert await client.close(5)
+
+    asyncio.run(main())
+
+
+def test_log_bulk_never_raises_on_bad_input(server: Server) -> None:
+    action = unique("bulk.bad")
+    reported = Reported()
+    client = Bitacora(
+        url=server.url, api_key=server.admin_key, on_error=reported, flush_interval=0.05
+    )
+    user = {"target": {"type": "user", "id": "1"}}
+    # (action, items, keyword arguments)
+    bad_calls: list[tuple[Any, Any, dict[str, Any]]] = [
+        (action, None, {}),  # not iterable
+        (None, [user], {}),  # no action
+        (action, [user, {"target": None}], {}),  # a record without a target
+        (action, [user, {"target": [1, 2]}], {}),  # a target that is not a mapping
+        (action, [user, "user 2"], {}),  # a record that is not a mapping
+        (action, [user, {**user, "chnages": []}], {}),  # a misspelt key
+        (action, [user, {**user, "metadata": {"nan": float("nan")}}], {}),  # not JSON
+        (action, [user], {"summary": "done"}),  # a summary that is not a mapping
+        (action, [user], {"summary": {"action": 5}}),
+        (action, [user], {"summary": {"target": "bulk"}}),
+        (action, [user], {"metadata": ["not", "a", "mapping"]}),
+        (action, [user], {"actor": 17}),
+    ]
+    results = [client.log_bulk(a, items, **kw) for a, items, kw in bad_calls]
+    assert all(isinstance(r, BulkResult) and r.summary_id for r in results)
+    assert [len(r.event_ids) for r in results] == [0, 1, 2, 2, 2, 2, 2, 1, 1, 1, 1, 1]
+    # Each bad call is one report naming all its events, each counted as failed; none queued.
+    assert len(reported.calls) == len(bad_calls)
+    assert all(err.code == "invalid_event" for err, _ in reported.calls)
+    for r, (_, events) in zip(results, reported.calls, strict=True):
+        assert [e["id"] for e in events] == [*r.event_ids, r.summary_id]
+    failed = sum(len(r.event_ids) + 1 for r in results)
+    assert client.stats() == {"queued": 0, "sent": 0, "dropped": 0, "failed": failed}
+
+    # The client still works, and nothing of the bad calls reached the server.
+    good = client.log_bulk(action, [user])
+    assert client.flush(10)
+    assert client.stats()["sent"] == 2 and len(reported.calls) == len(bad_calls)
+    stored = server.events(action=action)
+    assert sorted(e["id"] for e in stored) == sorted([*good.event_ids, good.summary_id])
+    client.close()
+
+
+def test_log_bulk_group_is_dropped_whole_when_the_queue_is_full(middlemen: Any) -> None:
+    hole = middlemen(Blackhole())
+    reported = Reported()
+    client = Bitacora(
+        url=hole.url, api_key="bk_x", max_queue=5, on_error=reported, flush_interval=60
+    )
+    client.log("fill.one")
+    client.log("fill.two")
+    summary_id, ids = client.log_bulk(
+        "user.role_change", [{"target": {"type": "user", "id": str(i)}} for i in range(3)]
+    )
+    assert len(ids) == 3
+    assert client.stats() == {"queued": 2, "sent": 0, "dropped": 4, "failed": 0}
+    ((error, events),) = reported.calls
+    assert error.code == "queue_full"
+    assert [e["id"] for e in events] == [*ids, summary_id]
+    # A group that fits is queued whole.
+    client.log_bulk("user.role_change", [{"target": {"type": "user", "id": "9"}}])
+    assert client.stats()["queued"] == 4
+    client.close(0.2)
+    assert client.log_bulk("after.close", [{"target": {"type": "user", "id": "1"}}]).summary_id
+    assert client.stats()["dropped"] == 6

@@ -361,3 +361,69 @@ def test_url_and_api_key_come_from_the_environment(monkeypatch: pytest.MonkeyPat
     assert str(seen[0].url) == "http://from-env.test:9999/v1/events/batch"
     assert seen[0].headers["authorization"] == "Bearer bk_env"
     client.close()
+
+
+def test_bulk_group_is_never_split_across_requests(monkeypatch: pytest.MonkeyPatch) -> None:
+    import bitacora._client as client_module
+
+    # Small requests, so that the byte limit (not only batch_size) has to cut the batch.
+    monkeypatch.setattr(client_module, "MAX_BATCH_BYTES", 2000)
+    seen: list[list[str]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append([e["id"] for e in json.loads(request.content)])
+        return ack_all(request)
+
+    client = make(handler, batch_size=6, flush_interval=10)
+    pad = {"pad": "x" * 150}
+    singles = [client.log("a.b", metadata=pad) for _ in range(4)]
+    summary_id, ids = client.log_bulk(
+        "a.b", [{"target": {"type": "t", "id": str(i)}, "metadata": pad} for i in range(4)]
+    )
+    tail = client.log("a.b", metadata=pad)
+    assert client.flush(5)
+    group = [*ids, summary_id]
+    assert [i for batch in seen for i in batch] == [*singles, *group, tail]
+    assert len(seen) >= 3
+    for batch in seen:
+        assert [i for i in batch if i in group] in ([], group)
+        assert len(batch) <= 6
+    assert client.stats() == {"queued": 0, "sent": 10, "dropped": 0, "failed": 0}
+    client.close()
+
+
+def test_bulk_groups_stay_whole_among_concurrent_logs() -> None:
+    requests: list[list[dict[str, Any]]] = []
+    lock = threading.Lock()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        with lock:
+            requests.append(json.loads(request.content))
+        return ack_all(request)
+
+    client = make(handler, batch_size=50)
+    groups: list[list[str]] = []
+
+    def singles() -> None:
+        for _ in range(500):
+            client.log("t.single")
+
+    def bulks() -> None:
+        for _ in range(40):
+            summary_id, ids = client.log_bulk("t.bulk", [{"target": {"type": "t"}}] * 7)
+            groups.append([*ids, summary_id])
+
+    threads = [threading.Thread(target=f) for f in (singles, singles, singles, bulks, bulks)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert client.flush(10)
+    assert client.stats() == {"queued": 0, "sent": 1500 + 80 * 8, "dropped": 0, "failed": 0}
+    for group in groups:
+        holding = [r for r in requests if group[0] in {e["id"] for e in r}]
+        assert len(holding) == 1
+        ids = [e["id"] for e in holding[0]]
+        start = ids.index(group[0])
+        assert ids[start : start + len(group)] == group  # whole and contiguous
+    client.close()

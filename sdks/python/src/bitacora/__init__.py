@@ -7,13 +7,15 @@ with audit_context(actor={"id": "42", "name": "ana"}, ip="192.168.1.100"):
                metadata={"reason": "maintenance"})
 """
 
-from ._client import Ack, AsyncBitacora, Bitacora, OnError
+from ._client import Ack, AsyncBitacora, Bitacora, BulkResult, OnError
 from ._context import AuditContext, audit_context, current_context, set_actor
 from ._errors import BitacoraError, VerificationError
 from ._transport import __version__
 from ._types import (
     Actor,
     ActorType,
+    BulkItem,
+    BulkSummary,
     Change,
     Context,
     Event,
@@ -32,6 +34,9 @@ __all__ = [
     "AuditContext",
     "Bitacora",
     "BitacoraError",
+    "BulkItem",
+    "BulkResult",
+    "BulkSummary",
     "Change",
     "Context",
     "Event",

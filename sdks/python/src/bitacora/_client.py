@@ -14,6 +14,10 @@ Failure model (the same for both clients):
   so a batch whose response was lost is acknowledged as duplicates, never stored twice.
 - Any other 4xx gives the batch up (`on_error`), and so does a per-event error inside a 200
   batch response (`{"index", "error"}`) for that event alone.
+- `log_bulk()` builds all the events of a bulk operation (one per record, plus a summary) before
+  queueing any, and queues them as one group: the sender never splits a group across batches
+  (a group larger than `batch_size` goes alone), and a group that does not fit in the queue is
+  dropped whole. Bad input fails the whole group, reported to `on_error`, never half of it.
 - A thread is used for the async client too: it keeps delivery independent of which event
   loop is running (or whether one is), exactly as the sync client does.
 """
@@ -30,19 +34,19 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote
 
 import httpx
 
 from . import _transport as tr
-from ._context import ActorSource, _clean_actor, _current
+from ._context import ActorSource, AuditContext, _clean_actor, _current
 from ._errors import BitacoraError, VerificationError
 from ._ids import now_rfc3339 as _now
 from ._ids import uuid7
-from ._types import Event, Stats
+from ._types import BulkItem, BulkSummary, Event, Stats
 
 logger = logging.getLogger("bitacora")
 
@@ -79,6 +83,47 @@ class Ack:
             )
         except (KeyError, TypeError, ValueError) as e:
             raise BitacoraError(f"unexpected response body: {e!r}", code="bad_response") from e
+
+
+class BulkResult(NamedTuple):
+    """What `log_bulk()` returns: the summary event's id (every per-record event carries it as
+    `metadata["bulk_id"]`) and the per-record events' ids, in the order of `items`."""
+
+    summary_id: str
+    event_ids: list[str]
+
+
+class _GroupHead(dict[str, Any]):
+    """The first event of a `log_bulk()` group in the queue: an ordinary event dict (it is sent
+    and reported as one) that tells the sender how many queued events travel with it."""
+
+    __slots__ = ("size",)
+
+    def __init__(self, event: dict[str, Any], size: int) -> None:
+        super().__init__(event)
+        self.size = size
+
+
+def _group_size(event: dict[str, Any]) -> int:
+    return event.size if isinstance(event, _GroupHead) else 1
+
+
+_BULK_ITEM_KEYS = frozenset(BulkItem.__required_keys__ | BulkItem.__optional_keys__)
+_BULK_SUMMARY_KEYS = frozenset(BulkSummary.__optional_keys__)
+
+
+def _mapping(value: Any, what: str) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{what} must be a mapping, not {type(value).__name__}")
+    return value
+
+
+def _known_keys(value: Mapping[str, Any], allowed: frozenset[str], what: str) -> None:
+    unknown = set(value) - allowed
+    if unknown:
+        raise ValueError(f"{what} has unknown keys {sorted(map(str, unknown))}")
 
 
 def _timestamp(value: Timestamp) -> str:
@@ -241,8 +286,6 @@ class _BaseClient:
         ctx = _current.get()
         if actor is not None:
             if callable(actor):
-                from ._context import AuditContext
-
                 resolved = AuditContext(actor=actor).resolve_actor()
             else:
                 resolved = _clean_actor(actor)
@@ -314,12 +357,12 @@ class _BaseClient:
                 metadata,
             )
             if self._closed:
-                self._drop(ev, "client is closed")
+                self._drop([ev], "client is closed")
                 return event_id
             # A deque append is atomic under the GIL: no lock on the hot path. Concurrent
             # callers may overshoot the bound by a few events, never without limit.
             if len(self._queue) >= self._max_queue:
-                self._drop(ev, "queue is full")
+                self._drop([ev], "queue is full")
                 return event_id
             self._queue.append(ev)
             if self._thread is None:
@@ -335,10 +378,155 @@ class _BaseClient:
             )
         return event_id
 
-    def _drop(self, ev: dict[str, Any], why: str) -> None:
+    def log_bulk(
+        self,
+        action: str,
+        items: Iterable[BulkItem | Mapping[str, Any]],
+        *,
+        summary: BulkSummary | Mapping[str, Any] | None = None,
+        occurred_at: Timestamp | None = None,
+        tenant: str | None = None,
+        category: str | None = None,
+        severity: str | None = None,
+        outcome: str | None = None,
+        actor: ActorSource | None = None,
+        description: str | None = None,
+        context: Mapping[str, Any] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> BulkResult:
+        """Logs a bulk operation (seed 004's "operación masiva"): one event per record in
+        `items` (`{"target", "changes"?, "description"?, "metadata"?}`) plus a summary event
+        naming them all, queued together so that they travel in one batch. Returns
+        `BulkResult(summary_id, event_ids)` at once.
+
+        The other arguments are the fields common to every event, as in `log()`; all events
+        share one `occurred_at`. Each record's event gets `metadata["bulk_id"]` = the summary's
+        id. The summary takes `summary={"action"?, "severity"?, "target"?, "description"?,
+        "metadata"?}` over the common fields; its target defaults to
+        `{"type": "bulk_operation", "id": <summary id>}` and its `metadata["bulk"]` is
+        `{"count", "target_ids", "event_ids"}`.
+
+        Never raises: input it cannot use fails the whole group (all its events counted as
+        failed and passed to `on_error`, none queued), and a group the queue has no room for
+        is dropped whole."""
+        summary_id = uuid7()
+        event_ids: list[str] = []
+        records: list[Any] = []
+        built: list[dict[str, Any]] = []
+        summary_action: Any = action
+        try:
+            records = list(items)
+            event_ids = [uuid7() for _ in records]
+            if not isinstance(action, str):
+                raise TypeError("action must be a string")
+            extra = _mapping(summary, "summary")
+            _known_keys(extra, _BULK_SUMMARY_KEYS, "summary")
+            summary_action = extra.get("action", action)
+            if not isinstance(summary_action, str):
+                raise TypeError("summary action must be a string")
+            common_metadata = _mapping(metadata, "metadata")
+            # Fixed once: every event of the operation happened at the same moment, by the
+            # same actor (resolved once, so an actor function is called once, not per record).
+            at = _timestamp(occurred_at) if occurred_at is not None else _now()
+            ctx = _current.get()
+            if actor is not None:
+                resolved = (
+                    AuditContext(actor=actor).resolve_actor()
+                    if callable(actor)
+                    else _clean_actor(actor)
+                )
+            else:
+                resolved = ctx.resolve_actor() if ctx is not None else None
+            # An empty mapping, not None: `_build` must not fall back to the context's actor.
+            who: ActorSource = resolved or {}
+            targets: list[Any] = []
+            for position, (item, event_id) in enumerate(zip(records, event_ids, strict=True)):
+                what = f"items[{position}]"
+                record = _mapping(item, what)
+                _known_keys(record, _BULK_ITEM_KEYS, what)
+                target = record.get("target")
+                if not isinstance(target, Mapping):
+                    raise TypeError(f"{what} needs a target mapping")
+                targets.append(target.get("id"))
+                ev = self._build(
+                    action,
+                    event_id,
+                    at,
+                    tenant,
+                    category,
+                    severity,
+                    outcome,
+                    who,
+                    target,
+                    record.get("changes"),
+                    record.get("description") or description,
+                    context,
+                    None,
+                )
+                ev["metadata"] = {
+                    **common_metadata,
+                    **_mapping(record.get("metadata"), f"{what} metadata"),
+                    "bulk_id": summary_id,
+                }
+                built.append(ev)
+            summary_target = extra.get("target") or {"type": "bulk_operation", "id": summary_id}
+            ev = self._build(
+                summary_action,
+                summary_id,
+                at,
+                tenant,
+                category,
+                extra.get("severity") or severity,
+                outcome,
+                who,
+                _mapping(summary_target, "summary target"),
+                None,
+                extra.get("description") or description,
+                context,
+                None,
+            )
+            ev["metadata"] = {
+                **common_metadata,
+                **_mapping(extra.get("metadata"), "summary metadata"),
+                "bulk": {"count": len(records), "target_ids": targets, "event_ids": event_ids},
+            }
+            built.append(ev)
+            # Serialized once here, so that a value JSON cannot carry fails the whole group
+            # now rather than one of its events in the sender.
+            for ev in built:
+                tr.dumps(ev)
+        except Exception as e:
+            # What was built, and the ids and action of what was not: `on_error` sees every
+            # event of the group, as many as are counted failed.
+            events = built + [
+                {"id": event_id, "action": action} for event_id in event_ids[len(built) :]
+            ]
+            if len(built) <= len(records):
+                events.append({"id": summary_id, "action": summary_action})
+            self._give_up(
+                BitacoraError(f"could not build the bulk operation: {e!r}", code="invalid_event"),
+                events,
+            )
+            return BulkResult(summary_id, event_ids)
+        group: list[dict[str, Any]] = [_GroupHead(built[0], len(built)), *built[1:]]
+        if self._closed:
+            self._drop(group, "client is closed")
+        elif len(self._queue) + len(group) > self._max_queue:
+            self._drop(group, "queue is full")
+        else:
+            # One `extend`: the group enters the deque at once (a single C call), so events
+            # that other threads log concurrently cannot land in its middle.
+            self._queue.extend(group)
+            if self._thread is None:
+                self._start()
+            if len(self._queue) >= self._batch_size and not self._wake.is_set():
+                self._wake.set()
+        return BulkResult(summary_id, event_ids)
+
+    def _drop(self, events: list[dict[str, Any]], why: str) -> None:
         with self._lock:
-            self._dropped += 1
-            self._drops_unreported += 1
+            self._dropped += len(events)
+            self._drops_unreported += len(events)
             now = time.monotonic()
             warn = now - self._last_drop_warning >= DROP_WARNING_INTERVAL
             if warn:
@@ -349,7 +537,7 @@ class _BaseClient:
                 "bitacora: %s; dropped %d event(s) (%d in total)", why, count, self._dropped
             )
         self._report(
-            BitacoraError(why, code="queue_full" if "full" in why else "closed"), [ev], log=False
+            BitacoraError(why, code="queue_full" if "full" in why else "closed"), events, log=False
         )
 
     def _report(self, error: BitacoraError, events: list[dict[str, Any]], log: bool = True) -> None:
@@ -403,7 +591,13 @@ class _BaseClient:
                 batch: list[dict[str, Any]] = []
                 q = self._queue
                 while q and len(batch) < self._batch_size:
-                    batch.append(q.popleft())
+                    size = _group_size(q[0])
+                    # A bulk group travels whole: it waits for the next batch rather than be
+                    # split (one larger than a batch goes alone).
+                    if batch and len(batch) + size > self._batch_size:
+                        break
+                    for _ in range(min(size, len(q))):
+                        batch.append(q.popleft())
                 self._inflight += len(batch)
             try:
                 self._deliver(batch)
@@ -435,15 +629,20 @@ class _BaseClient:
 
     def _deliver(self, batch: list[dict[str, Any]]) -> None:
         items = self._serialize(batch)
-        # Split so that no request exceeds the server's batch size limit in bytes.
+        # Split so that no request exceeds the server's batch size limit in bytes, keeping a
+        # bulk group in one request (one too large for any goes alone, halved on a 413).
         chunk: list[tuple[dict[str, Any], bytes]] = []
         size = 2
-        for item in items:
-            if chunk and size + len(item[1]) + 1 > MAX_BATCH_BYTES:
+        i = 0
+        while i < len(items):
+            unit = items[i : i + _group_size(items[i][0])]
+            i += len(unit)
+            unit_size = sum(len(raw) + 1 for _, raw in unit)
+            if chunk and size + unit_size > MAX_BATCH_BYTES:
                 self._deliver_chunk(chunk)
                 chunk, size = [], 2
-            chunk.append(item)
-            size += len(item[1]) + 1
+            chunk.extend(unit)
+            size += unit_size
         if chunk:
             self._deliver_chunk(chunk)
 

@@ -94,6 +94,31 @@ class Event(_EventRequired, total=False):
     leaf_hash: str
 
 
+class _BulkItemRequired(TypedDict):
+    target: Target
+
+
+class BulkItem(_BulkItemRequired, total=False):
+    """One record of `log_bulk()`: its target (required) and what changed on it. `description`
+    replaces the operation's; `metadata` is merged over the operation's."""
+
+    changes: list[Change]
+    description: str
+    metadata: dict[str, Any]
+
+
+class BulkSummary(TypedDict, total=False):
+    """The summary event of `log_bulk()`: `action` and `severity` when they differ from the
+    records', its `description` and `target` (default `{"type": "bulk_operation", "id": <its
+    id>}`), and metadata merged over the operation's."""
+
+    action: str
+    severity: Severity
+    target: Target
+    description: str
+    metadata: dict[str, Any]
+
+
 class Stats(TypedDict):
     """`Bitacora.stats()`: events waiting or in flight, acknowledged, dropped on a full queue,
     and given up on (reported to `on_error`)."""
