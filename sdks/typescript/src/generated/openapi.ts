@@ -466,11 +466,19 @@ export interface components {
             last_drained_at?: string | null;
             /** @description Why the source is down. */
             last_error?: string | null;
+            /** @description The last of them: `outbox row <id>: <reason>`. */
+            last_rejection?: string | null;
             /**
              * Format: int64
              * @description Captured changes waiting in the outbox.
              */
             outbox_depth?: number | null;
+            /**
+             * Format: int64
+             * @description Outbox rows that could not be converted, quarantined as `bitacora.capture.rejected`
+             *     events (and skipped) by this process.
+             */
+            rows_rejected: number;
             /** @description `dbname@host:port`, or the configured name (never the URL). */
             source: string;
             /** @description `starting`, `running`, `standby` (another server drains it) or `down`. */
@@ -675,8 +683,16 @@ export interface components {
              *     events, and the drain catches up by itself once the source is back.
              */
             capture?: components["schemas"]["CaptureSource"][];
+            /**
+             * @description `ok`, or `unexplained tail` when a log has events that no commit seal explains and
+             *     the server therefore refuses to sign (see `unexplained`). The server stays ready: it
+             *     still accepts and serves events.
+             */
+            integrity: string;
             /** @description `ready`. */
             status: string;
+            /** @description The logs with an unexplained tail; absent when there are none. */
+            unexplained?: components["schemas"]["UnexplainedTail"][];
         };
         /**
          * @description How much an event matters; ordered, so `min_severity` is a comparison.
@@ -730,6 +746,28 @@ export interface components {
             expires_at: string;
             id: string;
             revoked: boolean;
+            tenant: string;
+        };
+        /** @description A log tail the server refuses to sign, as `/readyz` shows it. */
+        UnexplainedTail: {
+            /**
+             * Format: int64
+             * @description The first `seq` no commit seal vouches for.
+             */
+            first_seq: number;
+            /**
+             * Format: int64
+             * @description The log's size: events `first_seq..log_size` are unexplained.
+             */
+            log_size: number;
+            reason: string;
+            /** @description What to do about it. */
+            recovery: string;
+            /**
+             * Format: int64
+             * @description The latest signed size.
+             */
+            signed_size: number;
             tenant: string;
         };
     };
