@@ -31,14 +31,19 @@ fn forge_row(dir: &std::path::Path, t: &str) -> u64 {
     assert!(body.contains(&from), "{body}");
     let forged = body.replace(&from, "\"id\":\"forged\"");
     let leaf = bitacora_core::canonical::leaf_hash(forged.as_bytes());
+    // Every column consistent with the forged body (what `verify` re-derives), fingerprint
+    // included: only the seal can tell this row was not written by bitacora.
+    let fingerprint = bitacora_store::check::fingerprint_of(
+        &bitacora_store::check::parse_body(forged.as_bytes()).unwrap(),
+    );
     db.execute(
         "INSERT INTO events (pos, event_id, occurred_at, action, category, severity, outcome,
             actor_id, actor_search, target_type, target_id, ip, source, fingerprint, leaf_hash,
             body)
          SELECT ?2, 'forged', occurred_at, action, category, severity, outcome, actor_id,
-            actor_search, target_type, target_id, ip, source, fingerprint, ?3, ?4
+            actor_search, target_type, target_id, ip, source, ?5, ?3, ?4
          FROM events WHERE pos = ?1",
-        params![last, last + 1, &leaf[..], forged],
+        params![last, last + 1, &leaf[..], forged, &fingerprint[..]],
     )
     .unwrap();
     db.execute("UPDATE tenants SET size = size + 1 WHERE id = ?1", [tid])

@@ -36,24 +36,34 @@ pub fn fingerprint_matches(event: &Event, stored: &[u8]) -> bool {
     };
     for occurred_at in [false, true] {
         for &ip in ip_choices {
-            buf.clear();
-            write_canonical(
-                &mut buf,
-                event,
-                Omit {
-                    received_at: true,
-                    occurred_at,
-                    ip,
-                },
-            );
-            let digest: [u8; 32] = Sha256::digest(&buf).into();
-            let fp: &Fingerprint = digest[..16].try_into().expect("16 bytes");
-            if stored == fp {
+            if stored == candidate(&mut buf, event, occurred_at, ip) {
                 return true;
             }
         }
     }
     false
+}
+
+/// The fingerprint of `event` as a client that gave every field sent it (one of the
+/// candidates [`fingerprint_matches`] accepts): what a writer stores for it, and what a test
+/// that forges a row the way an insider would must store too.
+pub fn fingerprint_of(event: &Event) -> Fingerprint {
+    candidate(&mut Vec::with_capacity(512), event, false, false)
+}
+
+fn candidate(buf: &mut Vec<u8>, event: &Event, occurred_at: bool, ip: bool) -> Fingerprint {
+    buf.clear();
+    write_canonical(
+        buf,
+        event,
+        Omit {
+            received_at: true,
+            occurred_at,
+            ip,
+        },
+    );
+    let digest: [u8; 32] = Sha256::digest(&buf[..]).into();
+    digest[..16].try_into().expect("16 bytes")
 }
 
 /// A summary that disagrees with the events it summarizes (`action_counts`, `actor_stats`).

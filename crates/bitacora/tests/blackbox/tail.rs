@@ -84,14 +84,19 @@ fn forge_row(data: &Path, tenant: &str, from_id: &str, new_id: &str) -> u64 {
     assert!(body.contains(&from), "{body}");
     let forged = body.replace(&from, &format!("\"id\":\"{new_id}\""));
     let leaf = bitacora_core::canonical::leaf_hash(forged.as_bytes());
+    // Every column consistent with the forged body (what `verify` re-derives), fingerprint
+    // included: only the seal can tell this row was not written by bitacora.
+    let fingerprint = bitacora_store::check::fingerprint_of(
+        &bitacora_store::check::parse_body(forged.as_bytes()).unwrap(),
+    );
     db.execute(
         "INSERT INTO events (pos, event_id, occurred_at, action, category, severity, outcome,
             actor_id, actor_search, target_type, target_id, ip, source, fingerprint, leaf_hash,
             body)
          SELECT ?2, ?3, occurred_at, action, category, severity, outcome, actor_id,
-            actor_search, target_type, target_id, ip, source, fingerprint, ?4, ?5
+            actor_search, target_type, target_id, ip, source, ?6, ?4, ?5
          FROM events WHERE pos = ?1",
-        rusqlite::params![last, last + 1, new_id, &leaf[..], forged],
+        rusqlite::params![last, last + 1, new_id, &leaf[..], forged, &fingerprint[..]],
     )
     .unwrap();
     db.execute("UPDATE tenants SET size = size + 1 WHERE id = ?1", [tid])
