@@ -28,6 +28,7 @@ mod indexer;
 mod read;
 mod schema;
 mod tree;
+mod window;
 mod writer;
 
 use indexer::Indexer;
@@ -838,8 +839,10 @@ mod tests {
         // no tiles table.
         {
             let c = Connection::open(dir.path().join(DB_FILE)).unwrap();
-            c.execute_batch("DELETE FROM merkle_nodes; DROP TABLE merkle_tiles;")
-                .unwrap();
+            c.execute_batch(
+                "DELETE FROM merkle_nodes; DROP TABLE merkle_tiles; DROP TABLE event_blocks;",
+            )
+            .unwrap();
             for (id, h) in expected_nodes(&leaves) {
                 c.execute(
                     "INSERT INTO merkle_nodes (tenant_id, level, idx, hash) 
@@ -863,6 +866,15 @@ mod tests {
                 "SELECT count(*) FROM merkle_nodes WHERE level < 12"
             ),
             262 - 256 + 131 - 128 + 65 - 64 + 32 - 32
+        );
+        // The zone map (migration 4) is rebuilt from the events.
+        assert_eq!(
+            count(dir.path(), "SELECT count(*) FROM event_blocks"),
+            N.div_ceil(crate::window::BLOCK_EVENTS) as i64
+        );
+        assert_eq!(
+            count(dir.path(), "SELECT sum(count) FROM event_blocks"),
+            N as i64
         );
     }
 }

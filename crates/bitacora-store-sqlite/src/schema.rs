@@ -16,6 +16,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_init.sql"),
     include_str!("../migrations/0002_viewer_tokens.sql"),
     include_str!("../migrations/0003_merkle_tiles.sql"),
+    include_str!("../migrations/0004_event_blocks.sql"),
 ];
 const FTS_SCHEMA: &str = include_str!("../migrations/fts.sql");
 
@@ -103,6 +104,9 @@ pub fn migrate(conn: &mut Connection) -> StoreResult<()> {
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
         let tx = conn.transaction().map_err(sql_error)?;
         tx.execute_batch(sql).map_err(sql_error)?;
+        if i + 1 == 4 {
+            crate::window::backfill(&tx)?;
+        }
         tx.pragma_update(None, "user_version", (i + 1) as i64)
             .map_err(sql_error)?;
         tx.commit().map_err(sql_error)?;

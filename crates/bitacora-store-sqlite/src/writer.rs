@@ -27,6 +27,7 @@ use crate::indexer::Doc;
 use crate::schema::{TERM_ACTION, TERM_CATEGORY, TERM_SOURCE, TERM_TARGET_TYPE};
 use crate::sql_error;
 use crate::tree::{self, STORED_LEVEL};
+use crate::window;
 
 /// An event with everything the writer needs precomputed.
 pub struct Prepared {
@@ -186,6 +187,7 @@ impl Writer {
         let mut action_counts: HashMap<(i64, i64, i64), i64> = HashMap::new();
         let mut actors: HashMap<(i64, &str), ActorDelta<'_>> = HashMap::new();
         let mut nodes: Vec<(i64, NodeId, Hash)> = Vec::new();
+        let mut blocks: HashMap<(i64, i64), window::BlockDelta> = HashMap::new();
 
         {
             let mut insert = tx
@@ -300,6 +302,10 @@ impl Writer {
                     (seq, p.sealed.leaf_hash, p.sealed.fingerprint),
                 );
                 *action_counts.entry((tid, action, category)).or_default() += 1;
+                blocks
+                    .entry((tid, window::block_of(seq)))
+                    .or_insert_with(|| window::BlockDelta::new(p.occurred_us))
+                    .add(p.occurred_us);
                 if let (Some(id), Some(actor)) = (actor_id, &e.actor) {
                     let d = actors.entry((tid, id)).or_insert(ActorDelta {
                         name: None,
@@ -328,6 +334,7 @@ impl Writer {
         }
 
         tree::insert_nodes(&tx, &nodes)?;
+        window::record_blocks(&tx, &blocks)?;
         {
             let mut size = tx
                 .prepare_cached("UPDATE tenants SET size = ?2 WHERE id = ?1")
