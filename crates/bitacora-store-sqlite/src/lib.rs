@@ -26,6 +26,7 @@ use tokio::sync::{Semaphore, oneshot};
 mod derive;
 mod indexer;
 mod read;
+mod rollup;
 mod schema;
 mod tree;
 mod window;
@@ -840,7 +841,8 @@ mod tests {
         {
             let c = Connection::open(dir.path().join(DB_FILE)).unwrap();
             c.execute_batch(
-                "DELETE FROM merkle_nodes; DROP TABLE merkle_tiles; DROP TABLE event_blocks;",
+                "DELETE FROM merkle_nodes; DROP TABLE merkle_tiles; DROP TABLE event_blocks;
+                 DROP TABLE stats_days; DROP TABLE stats_day_actors; DROP TABLE stats_day_ips;",
             )
             .unwrap();
             for (id, h) in expected_nodes(&leaves) {
@@ -874,6 +876,11 @@ mod tests {
         );
         assert_eq!(
             count(dir.path(), "SELECT sum(count) FROM event_blocks"),
+            N as i64
+        );
+        // So are the stats rollups (migration 5).
+        assert_eq!(
+            count(dir.path(), "SELECT sum(count) FROM stats_days"),
             N as i64
         );
     }

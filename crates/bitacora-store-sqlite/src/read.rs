@@ -5,8 +5,6 @@
 //! shapes are chosen so that the selective filters (`actor_id`, `target`, one `action`, time)
 //! are index range scans already ordered by `pos`.
 
-use std::collections::HashMap;
-
 use bitacora_core::api::{
     ActionSummary, ActorCount, ActorSummary, DayCount, KeyCount, SeverityCount, Stats,
 };
@@ -19,6 +17,7 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 
 use crate::derive::{self, pos, seq_of, tenant_range};
+use crate::rollup::{self, DAY_US};
 use crate::schema::{TERM_ACTION, TERM_CATEGORY, TERM_SOURCE, TERM_TARGET_TYPE};
 use crate::sql_error;
 use crate::window::{self, Span};
@@ -583,9 +582,8 @@ fn format_micros(us: i64) -> String {
         .unwrap_or_default()
 }
 
-const DAY_US: i64 = 86_400_000_000;
-
-/// One pass over the window's events (through the `occurred_at` index), aggregated in memory.
+/// From the daily rollups for the window's whole days, and the events of its partial days at
+/// either end (`rollup.rs`).
 pub fn stats(
     conn: &Connection,
     t: &TenantName,
@@ -609,53 +607,21 @@ pub fn stats(
     let Some((tid, _)) = tenant(conn, t)? else {
         return Ok(stats);
     };
-    let (lo, hi) = tenant_range(tid);
-    let mut days: HashMap<i64, u64> = HashMap::new();
-    let mut categories: HashMap<i64, u64> = HashMap::new();
-    let mut severities = [0u64; 4];
-    let mut outcomes = [0u64; 2];
-    let mut actors: HashMap<String, u64> = HashMap::new();
-    let mut ips: HashMap<Vec<u8>, u64> = HashMap::new();
-    {
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT occurred_at, category, severity, outcome, actor_id, ip FROM events
-                 WHERE occurred_at >= ?1 AND occurred_at < ?2 AND pos BETWEEN ?3 AND ?4",
-            )
-            .map_err(sql_error)?;
-        let mut rows = stmt
-            .query(params![since, until, lo, hi])
-            .map_err(sql_error)?;
-        while let Some(r) = rows.next().map_err(sql_error)? {
-            stats.total += 1;
-            let at: i64 = r.get(0).map_err(sql_error)?;
-            *days.entry(at.div_euclid(DAY_US)).or_default() += 1;
-            *categories.entry(r.get(1).map_err(sql_error)?).or_default() += 1;
-            let sev: i64 = r.get(2).map_err(sql_error)?;
-            severities[(sev.clamp(0, 3)) as usize] += 1;
-            let out: i64 = r.get(3).map_err(sql_error)?;
-            outcomes[(out.clamp(0, 1)) as usize] += 1;
-            match r
-                .get_ref(4)
-                .map_err(sql_error)?
-                .as_str_or_null()
-                .ok()
-                .flatten()
-            {
-                Some(a) => *actors.entry(a.to_owned()).or_default() += 1,
-                None => stats.without_actor += 1,
-            }
-            if let Some(ip) = r
-                .get_ref(5)
-                .map_err(sql_error)?
-                .as_blob_or_null()
-                .ok()
-                .flatten()
-            {
-                *ips.entry(ip.to_vec()).or_default() += 1;
-            }
-        }
-    }
+    // One snapshot for the rollups and the events at the window's edges.
+    let tx = conn.unchecked_transaction().map_err(sql_error)?;
+    let rollup::Tally {
+        total,
+        without_actor,
+        days,
+        categories,
+        severities,
+        outcomes,
+        actors,
+        ips,
+    } = rollup::tally(&tx, tid, tenant_range(tid), since, until)?;
+    tx.commit().map_err(sql_error)?;
+    stats.total = total;
+    stats.without_actor = without_actor;
     let mut per_day: Vec<(i64, u64)> = days.into_iter().collect();
     per_day.sort_unstable();
     stats.per_day = per_day

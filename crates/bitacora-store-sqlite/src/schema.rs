@@ -17,6 +17,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0002_viewer_tokens.sql"),
     include_str!("../migrations/0003_merkle_tiles.sql"),
     include_str!("../migrations/0004_event_blocks.sql"),
+    include_str!("../migrations/0005_stats_rollups.sql"),
 ];
 const FTS_SCHEMA: &str = include_str!("../migrations/fts.sql");
 

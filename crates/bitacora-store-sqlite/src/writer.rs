@@ -27,7 +27,7 @@ use crate::indexer::Doc;
 use crate::schema::{TERM_ACTION, TERM_CATEGORY, TERM_SOURCE, TERM_TARGET_TYPE};
 use crate::sql_error;
 use crate::tree::{self, STORED_LEVEL};
-use crate::window;
+use crate::{rollup, window};
 
 /// An event with everything the writer needs precomputed.
 pub struct Prepared {
@@ -188,6 +188,7 @@ impl Writer {
         let mut actors: HashMap<(i64, &str), ActorDelta<'_>> = HashMap::new();
         let mut nodes: Vec<(i64, NodeId, Hash)> = Vec::new();
         let mut blocks: HashMap<(i64, i64), window::BlockDelta> = HashMap::new();
+        let mut rollups = rollup::Deltas::default();
 
         {
             let mut insert = tx
@@ -302,6 +303,15 @@ impl Writer {
                     (seq, p.sealed.leaf_hash, p.sealed.fingerprint),
                 );
                 *action_counts.entry((tid, action, category)).or_default() += 1;
+                rollups.add(rollup::Row {
+                    tenant_id: tid,
+                    occurred_us: p.occurred_us,
+                    category,
+                    severity: i64::from(e.severity.rank()),
+                    outcome: i64::from(e.outcome.rank()),
+                    actor_id,
+                    ip: p.ip,
+                });
                 blocks
                     .entry((tid, window::block_of(seq)))
                     .or_insert_with(|| window::BlockDelta::new(p.occurred_us))
@@ -335,6 +345,7 @@ impl Writer {
 
         tree::insert_nodes(&tx, &nodes)?;
         window::record_blocks(&tx, &blocks)?;
+        rollups.write(&tx)?;
         {
             let mut size = tx
                 .prepare_cached("UPDATE tenants SET size = ?2 WHERE id = ?1")

@@ -46,6 +46,7 @@ macro_rules! suite {
             checkpoints_are_kept,
             close_drains_and_refuses_writes,
             random_searches_match_a_full_scan,
+            random_stats_match_a_full_scan,
         );
     };
     (@tests $make:expr; $($name:ident),+ $(,)?) => {
@@ -1008,6 +1009,139 @@ pub async fn random_searches_match_a_full_scan(store: &dyn Store) {
                 .collect();
             let got: Vec<u64> = r.events.iter().map(|e| e.seq).collect();
             assert_eq!(got, want, "{why}: page {page} of {per_page}");
+        }
+    }
+}
+
+/// `stats` over random windows (whole days, partial days, shorter than a day, before and after
+/// the log) of a random log equals counting the events one by one: totals, days, categories,
+/// severities, outcomes, events without an actor, and the top actors and addresses (ties by
+/// key). Stores that answer from rollups must agree with the scan exactly.
+pub async fn random_stats_match_a_full_scan(store: &dyn Store) {
+    use std::collections::BTreeMap;
+    let seed = std::env::var("BITACORA_PROP_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x57A7_u64);
+    let mut rng = Rng(seed);
+    let events_n = 3_000u64;
+    let mut log: Vec<Event> = Vec::new();
+    let mut import_run = 0;
+    let mut i = 0;
+    while i < events_n {
+        let n = (1 + rng.below(400)).min(events_n - i);
+        let batch: Vec<SealedEvent> = (0..n)
+            .map(|k| prop_event(&mut rng, i + k, &mut import_run, "default"))
+            .collect();
+        log.extend(batch.iter().map(|s| s.event.clone()));
+        store.append(batch).await.expect("append");
+        i += n;
+    }
+    // The generated log covers about two days (a minute per event) from PROP_START.
+    let day = 86_400i64;
+    let times: Vec<i64> = log.iter().map(|e| e.occurred_at.timestamp()).collect();
+    for case in 0..60 {
+        let (since, until) = match rng.below(6) {
+            // Whole days around the log.
+            0 => {
+                let a = PROP_START - day * rng.below(3) as i64;
+                (a, a + day * (1 + rng.below(4)) as i64)
+            }
+            // Ends at any second.
+            1 | 2 => {
+                let a = PROP_START - day + rng.below(4 * day as u64) as i64;
+                (a, a + 1 + rng.below(3 * day as u64) as i64)
+            }
+            // Shorter than a day, at an event's time.
+            3 => {
+                let a = *rng.pick(&times);
+                (a, a + 1 + rng.below(20_000) as i64)
+            }
+            // Decades, catching the far past and the imported history.
+            4 => (PROP_START - 90 * 365 * day, PROP_START + 3 * day),
+            _ => (PROP_START - 4 * 365 * day, PROP_START + 200 * 365 * day),
+        };
+        let top = 1 + rng.below(8) as u32;
+        let why = format!("seed {seed} case {case}: {since}..{until} top {top}");
+        let got = store
+            .stats(&default_tenant(), since * 1_000_000, until * 1_000_000, top)
+            .await
+            .expect("stats");
+        let inside: Vec<&Event> = log
+            .iter()
+            .filter(|e| (since..until).contains(&e.occurred_at.timestamp()))
+            .collect();
+        assert_eq!(got.total, inside.len() as u64, "{why}: total");
+        assert_eq!(
+            got.without_actor,
+            inside
+                .iter()
+                .filter(|e| e.actor.as_ref().and_then(|a| a.id.as_ref()).is_none())
+                .count() as u64,
+            "{why}: without actor"
+        );
+        let mut days: BTreeMap<String, u64> = BTreeMap::new();
+        let mut categories: BTreeMap<String, u64> = BTreeMap::new();
+        let mut severities: BTreeMap<String, u64> = BTreeMap::new();
+        let mut outcomes: BTreeMap<String, u64> = BTreeMap::new();
+        let mut actors: BTreeMap<String, u64> = BTreeMap::new();
+        let mut ips: BTreeMap<String, u64> = BTreeMap::new();
+        for e in &inside {
+            *days
+                .entry(e.occurred_at.format("%Y-%m-%d").to_string())
+                .or_default() += 1;
+            *categories.entry(e.category.clone()).or_default() += 1;
+            *severities.entry(e.severity.to_string()).or_default() += 1;
+            *outcomes.entry(e.outcome.to_string()).or_default() += 1;
+            if let Some(id) = e.actor.as_ref().and_then(|a| a.id.clone()) {
+                *actors.entry(id).or_default() += 1;
+            }
+            if let Some(ip) = e.context.ip_addr() {
+                *ips.entry(ip.to_string()).or_default() += 1;
+            }
+        }
+        let got_days: BTreeMap<String, u64> = got
+            .per_day
+            .iter()
+            .map(|d| (d.day.clone(), d.count))
+            .collect();
+        assert_eq!(got_days, days, "{why}: per day");
+        let got_categories: BTreeMap<String, u64> = got
+            .per_category
+            .iter()
+            .map(|k| (k.key.clone(), k.count))
+            .collect();
+        assert_eq!(got_categories, categories, "{why}: per category");
+        let got_severities: BTreeMap<String, u64> = got
+            .per_severity
+            .iter()
+            .filter(|s| s.count > 0)
+            .map(|s| (s.severity.to_string(), s.count))
+            .collect();
+        assert_eq!(got_severities, severities, "{why}: per severity");
+        let got_outcomes: BTreeMap<String, u64> = got
+            .per_outcome
+            .iter()
+            .filter(|o| o.count > 0)
+            .map(|o| (o.key.clone(), o.count))
+            .collect();
+        assert_eq!(got_outcomes, outcomes, "{why}: per outcome");
+        // The top lists: the counts of the first `top` by count, and every listed key's count.
+        let ranked = |m: &BTreeMap<String, u64>| -> Vec<u64> {
+            let mut v: Vec<u64> = m.values().copied().collect();
+            v.sort_unstable_by(|a, b| b.cmp(a));
+            v.truncate(top as usize);
+            v
+        };
+        let got_actor_counts: Vec<u64> = got.top_actors.iter().map(|a| a.count).collect();
+        assert_eq!(got_actor_counts, ranked(&actors), "{why}: top actors");
+        for a in &got.top_actors {
+            assert_eq!(Some(&a.count), actors.get(&a.id), "{why}: actor {}", a.id);
+        }
+        let got_ip_counts: Vec<u64> = got.top_ips.iter().map(|k| k.count).collect();
+        assert_eq!(got_ip_counts, ranked(&ips), "{why}: top addresses");
+        for k in &got.top_ips {
+            assert_eq!(Some(&k.count), ips.get(&k.key), "{why}: address {}", k.key);
         }
     }
 }
