@@ -102,6 +102,10 @@ enum Command {
         /// How many of the slowest cells to name at the end.
         #[arg(long, default_value_t = 15)]
         worst: usize,
+        /// Only the combinations whose name contains this (e.g. `window`, which also keeps
+        /// the stats cells).
+        #[arg(long)]
+        only: Option<String>,
     },
     /// Batch ingest through the PostgreSQL store versus a raw binary COPY of the same rows
     /// into the same table layout, in one run (databases on `BITACORA_TEST_POSTGRES`,
@@ -238,10 +242,17 @@ fn main() -> anyhow::Result<()> {
             dir,
             repeats,
             worst,
+            only,
         } => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?
-            .block_on(matrix::matrix(&dir, events, repeats, worst)),
+            .block_on(matrix::matrix(
+                &dir,
+                events,
+                repeats,
+                worst,
+                only.as_deref(),
+            )),
         Command::PgIngest {
             events,
             batch,
