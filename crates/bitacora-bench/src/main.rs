@@ -17,6 +17,7 @@ use clap::{Parser, Subcommand};
 mod data;
 mod http;
 mod load;
+mod matrix;
 mod pg;
 mod search;
 mod seed;
@@ -85,6 +86,26 @@ enum Command {
         dir: std::path::PathBuf,
         #[arg(long, default_value_t = 50)]
         repeats: usize,
+    },
+    /// The search matrix on a store pre-filled with generated events (kept in `--dir`, the
+    /// same store as `search`): every filter alone and with every other one, time windows at
+    /// the start, middle and end of the log, both orders, cursor and numbered pages, and
+    /// stats over 30 and 90 days; p50/p95/p99 per cell and the worst cells.
+    Matrix {
+        #[arg(long, default_value_t = 1_000_000)]
+        events: usize,
+        #[arg(long)]
+        dir: std::path::PathBuf,
+        /// Timed runs per cell (fewer when a cell takes more than about 2 s in all).
+        #[arg(long, default_value_t = 20)]
+        repeats: usize,
+        /// How many of the slowest cells to name at the end.
+        #[arg(long, default_value_t = 15)]
+        worst: usize,
+        /// Only the combinations whose name contains this (e.g. `window`, which also keeps
+        /// the stats cells).
+        #[arg(long)]
+        only: Option<String>,
     },
     /// Batch ingest through the PostgreSQL store versus a raw binary COPY of the same rows
     /// into the same table layout, in one run (databases on `BITACORA_TEST_POSTGRES`,
@@ -216,6 +237,22 @@ fn main() -> anyhow::Result<()> {
             .enable_all()
             .build()?
             .block_on(search::search(&dir, events, repeats)),
+        Command::Matrix {
+            events,
+            dir,
+            repeats,
+            worst,
+            only,
+        } => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(matrix::matrix(
+                &dir,
+                events,
+                repeats,
+                worst,
+                only.as_deref(),
+            )),
         Command::PgIngest {
             events,
             batch,

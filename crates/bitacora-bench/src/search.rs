@@ -49,7 +49,8 @@ pub(crate) fn pct(sorted: &[Duration], p: f64) -> f64 {
     sorted[i].as_secs_f64() * 1000.0
 }
 
-pub async fn search(dir: &Path, events: usize, repeats: usize) -> anyhow::Result<()> {
+/// Opens the store in `dir`, first filling it up to `events` generated events.
+pub(crate) async fn open_filled(dir: &Path, events: usize) -> anyhow::Result<Arc<SqliteStore>> {
     let store = Arc::new(
         SqliteStore::open(
             dir,
@@ -78,6 +79,11 @@ pub async fn search(dir: &Path, events: usize, repeats: usize) -> anyhow::Result
         // Let the full-text index catch up before timing `q=`.
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
+    Ok(store)
+}
+
+pub async fn search(dir: &Path, events: usize, repeats: usize) -> anyhow::Result<()> {
+    let store = open_filled(dir, events).await?;
     for (name, params) in SHAPES {
         let q = query(params)?;
         let mut times = Vec::with_capacity(repeats);

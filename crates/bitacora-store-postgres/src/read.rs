@@ -105,6 +105,9 @@ struct Compiled {
     empty: bool,
     /// True when no filter narrows the tenant's log (totals come from the tenant row).
     unfiltered: bool,
+    /// True when the filter is only actions and/or categories: `where_clause` then reads the
+    /// same on `action_counts`, whose sum is the total.
+    counted: bool,
 }
 
 impl Compiled {
@@ -141,6 +144,7 @@ fn compile(tid: i32, q: &EventQuery) -> Compiled {
         params: Vec::new(),
         empty: false,
         unfiltered: false,
+        counted: false,
     };
     let mut clauses: Vec<String> = Vec::new();
     let t = c.push(tid);
@@ -250,12 +254,15 @@ fn compile(tid: i32, q: &EventQuery) -> Compiled {
              bitacora_unaccent({p}))"
         ));
     }
-    c.unfiltered = f.is_empty()
-        || (f.severities.len() == Severity::ALL.len() && {
-            let mut g = f.clone();
-            g.severities.clear();
-            g.is_empty()
-        });
+    // The filter without its severities when they are all of them (no narrowing).
+    let mut rest = f.clone();
+    if rest.severities.len() == Severity::ALL.len() {
+        rest.severities.clear();
+    }
+    c.unfiltered = rest.is_empty();
+    rest.actions.clear();
+    rest.categories.clear();
+    c.counted = !c.unfiltered && rest.is_empty() && matches!(q.page, Pagination::Numbered { .. });
     c.where_clause = clauses.join(" AND ");
     c
 }
@@ -304,6 +311,19 @@ pub async fn search(client: &ClientWrapper, q: &EventQuery) -> StoreResult<Searc
             }
             let total = if c.unfiltered {
                 size
+            } else if c.counted {
+                // Counters kept in the append transaction: no need to count the rows (an
+                // action of 1.25M events took ~3 s at 10M).
+                let sql = format!(
+                    "SELECT coalesce(sum(count), 0)::int8 FROM action_counts WHERE {}",
+                    c.where_clause
+                );
+                let stmt = client.prepare_cached(&sql).await.map_err(pg_error)?;
+                client
+                    .query_one(&stmt, &c.refs())
+                    .await
+                    .map_err(pg_error)?
+                    .get::<_, i64>(0) as u64
             } else {
                 let sql = format!("SELECT count(*) FROM events WHERE {}", c.where_clause);
                 let stmt = client.prepare_cached(&sql).await.map_err(pg_error)?;

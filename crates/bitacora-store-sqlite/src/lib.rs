@@ -28,8 +28,10 @@ mod check;
 mod derive;
 mod indexer;
 mod read;
+mod rollup;
 mod schema;
 mod tree;
+mod window;
 mod writer;
 
 use indexer::Indexer;
@@ -985,7 +987,9 @@ mod tests {
         {
             let c = Connection::open(dir.path().join(DB_FILE)).unwrap();
             c.execute_batch(
-                "DELETE FROM merkle_nodes; DROP TABLE merkle_tiles; DROP TABLE commit_seals;",
+                "DELETE FROM merkle_nodes; DROP TABLE merkle_tiles; DROP TABLE commit_seals;
+                 DROP TABLE event_blocks; DROP TABLE stats_days; DROP TABLE stats_day_actors;
+                 DROP TABLE stats_day_ips;",
             )
             .unwrap();
             for (id, h) in expected_nodes(&leaves) {
@@ -1011,6 +1015,20 @@ mod tests {
                 "SELECT count(*) FROM merkle_nodes WHERE level < 12"
             ),
             262 - 256 + 131 - 128 + 65 - 64 + 32 - 32
+        );
+        // The zone map (migration 5) is rebuilt from the events.
+        assert_eq!(
+            count(dir.path(), "SELECT count(*) FROM event_blocks"),
+            N.div_ceil(crate::window::BLOCK_EVENTS) as i64
+        );
+        assert_eq!(
+            count(dir.path(), "SELECT sum(count) FROM event_blocks"),
+            N as i64
+        );
+        // So are the stats rollups (migration 6).
+        assert_eq!(
+            count(dir.path(), "SELECT sum(count) FROM stats_days"),
+            N as i64
         );
     }
 }

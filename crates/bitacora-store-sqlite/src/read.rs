@@ -5,8 +5,6 @@
 //! shapes are chosen so that the selective filters (`actor_id`, `target`, one `action`, time)
 //! are index range scans already ordered by `pos`.
 
-use std::collections::HashMap;
-
 use bitacora_core::api::{
     ActionSummary, ActorCount, ActorSummary, DayCount, KeyCount, SeverityCount, Stats,
 };
@@ -19,8 +17,10 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 
 use crate::derive::{self, pos, seq_of, tenant_range};
+use crate::rollup::{self, DAY_US};
 use crate::schema::{TERM_ACTION, TERM_CATEGORY, TERM_SOURCE, TERM_TARGET_TYPE};
 use crate::sql_error;
+use crate::window::{self, Span};
 use crate::writer::blob32;
 
 /// The tenant's id and log size, or `None` when it has never written.
@@ -107,6 +107,19 @@ pub struct Compiled {
     pub unfiltered: bool,
     /// The column holding the position (`e.pos`).
     pub pos_col: &'static str,
+    /// `params[range_at]` and `params[range_at + 1]` are the `pos` bounds, which a windowed
+    /// search replaces by each [`Span`]'s.
+    pub range_at: usize,
+    /// The tenant's range narrowed by the cursor.
+    pub lo: i64,
+    pub hi: i64,
+    /// `[since, until)` in microseconds when the filter has a time window.
+    pub window: Option<(i64, i64)>,
+    /// The filter is only a time window (and maybe every severity): events of a block wholly
+    /// inside the window all match, so the zone map's counts are totals.
+    pub window_only: bool,
+    /// The filter is only actions and/or categories: its total is a sum of `action_counts`.
+    pub counted: Option<(Vec<i64>, Vec<i64>)>,
 }
 
 /// Compiles the filter of `q` for tenant `tid`.
@@ -129,6 +142,7 @@ pub fn compile(conn: &Connection, tid: i64, q: &EventQuery) -> StoreResult<Compi
         }
     }
 
+    let range_at = usize::from(!f.text.is_empty());
     let from = if f.text.is_empty() {
         clauses.push("e.pos BETWEEN ? AND ?".into());
         params.push(lo.into());
@@ -166,6 +180,8 @@ pub fn compile(conn: &Connection, tid: i64, q: &EventQuery) -> StoreResult<Compi
         false
     };
 
+    let mut action_ids = Vec::new();
+    let mut category_ids = Vec::new();
     if !f.actions.is_empty() {
         let mut ids = Vec::new();
         for a in &f.actions {
@@ -177,13 +193,17 @@ pub fn compile(conn: &Connection, tid: i64, q: &EventQuery) -> StoreResult<Compi
         ids.sort_unstable();
         ids.dedup();
         empty |= in_list("e.action", &ids, &mut clauses);
+        action_ids = ids;
     }
     if !f.categories.is_empty() {
         let mut ids = Vec::new();
         for c in &f.categories {
             ids.extend(term(conn, TERM_CATEGORY, c)?);
         }
+        ids.sort_unstable();
+        ids.dedup();
         empty |= in_list("e.category", &ids, &mut clauses);
+        category_ids = ids;
     }
     if !f.severities.is_empty() && f.severities.len() < Severity::ALL.len() {
         let ranks: Vec<i64> = f.severities.iter().map(|s| i64::from(s.rank())).collect();
@@ -222,21 +242,46 @@ pub fn compile(conn: &Connection, tid: i64, q: &EventQuery) -> StoreResult<Compi
             None => empty = true,
         }
     }
+    // A window is answered through the zone map (`window.rs`), span by span in `pos` order;
+    // the unary `+` keeps SQLite from driving the scan from the `occurred_at` index instead,
+    // which would have to sort every event of the window to return the first page.
     if let Some(since) = f.since {
-        clauses.push("e.occurred_at >= ?".into());
+        clauses.push("+e.occurred_at >= ?".into());
         params.push(since.timestamp_micros().into());
     }
     if let Some(until) = f.until {
-        clauses.push("e.occurred_at < ?".into());
+        clauses.push("+e.occurred_at < ?".into());
         params.push(until.timestamp_micros().into());
     }
+    let window = (f.since.is_some() || f.until.is_some()).then(|| {
+        (
+            f.since.map_or(i64::MIN, |t| t.timestamp_micros()),
+            f.until.map_or(i64::MAX, |t| t.timestamp_micros()),
+        )
+    });
 
-    let unfiltered = f.is_empty()
-        || (f.severities.len() == Severity::ALL.len() && {
-            let mut g = f.clone();
+    // The filter without its severities when they are all of them (no narrowing).
+    let rest = {
+        let mut g = f.clone();
+        if g.severities.len() == Severity::ALL.len() {
             g.severities.clear();
-            g.is_empty()
-        });
+        }
+        g
+    };
+    let unfiltered = rest.is_empty();
+    let window_only = window.is_some() && {
+        let mut g = rest.clone();
+        g.since = None;
+        g.until = None;
+        g.is_empty()
+    };
+    let counted = (!unfiltered && {
+        let mut g = rest.clone();
+        g.actions.clear();
+        g.categories.clear();
+        g.is_empty()
+    })
+    .then_some((action_ids, category_ids));
     Ok(Compiled {
         from_where: format!("FROM {from} WHERE {}", clauses.join(" AND ")),
         params,
@@ -247,10 +292,25 @@ pub fn compile(conn: &Connection, tid: i64, q: &EventQuery) -> StoreResult<Compi
         } else {
             "events_fts.rowid"
         },
+        range_at,
+        lo,
+        hi,
+        window,
+        window_only,
+        counted,
     })
 }
 
+/// Answers a search in one read transaction, so a windowed search (several statements: the
+/// zone map, one count and one page per span) sees one snapshot of the log.
 pub fn search(conn: &Connection, q: &EventQuery) -> StoreResult<SearchResult> {
+    let tx = conn.unchecked_transaction().map_err(sql_error)?;
+    let result = search_in(&tx, q)?;
+    tx.commit().map_err(sql_error)?;
+    Ok(result)
+}
+
+fn search_in(conn: &Connection, q: &EventQuery) -> StoreResult<SearchResult> {
     let Some((tid, size)) = tenant(conn, &q.tenant)? else {
         return Ok(SearchResult {
             total: matches!(q.page, Pagination::Numbered { .. }).then_some(0),
@@ -266,13 +326,32 @@ pub fn search(conn: &Connection, q: &EventQuery) -> StoreResult<SearchResult> {
         "SELECT e.pos, e.leaf_hash, e.body {} ORDER BY {} {dir}",
         c.from_where, c.pos_col
     );
+    // The ranges of `pos` to read, in ascending order: the whole (cursor-narrowed) tenant
+    // range, or the zone map's spans that overlap the window.
+    let mut spans = match c.window {
+        _ if c.empty => Vec::new(),
+        None => vec![Span {
+            lo: c.lo,
+            hi: c.hi,
+            inside: false,
+            count: 0,
+        }],
+        Some((since, until)) => window::spans(conn, tid, since, until, c.lo, c.hi, c.window_only)?,
+    };
+    if q.order == Order::Desc {
+        spans.reverse();
+    }
     match q.page {
         Pagination::Cursor { limit, .. } => {
-            if c.empty {
-                return Ok(SearchResult::default());
+            let want = u64::from(limit) + 1;
+            let mut events = Vec::new();
+            for s in &spans {
+                let need = want - events.len() as u64;
+                if need == 0 {
+                    break;
+                }
+                events.extend(run_span(conn, &c, &select, s, need, 0)?);
             }
-            let sql = format!("{select} LIMIT {}", u64::from(limit) + 1);
-            let mut events = run(conn, &sql, &c.params)?;
             let next_after = if events.len() > limit as usize {
                 events.truncate(limit as usize);
                 events.last().map(|e| e.seq)
@@ -286,31 +365,45 @@ pub fn search(conn: &Connection, q: &EventQuery) -> StoreResult<SearchResult> {
             })
         }
         Pagination::Numbered { page, per_page } => {
-            if c.empty {
-                return Ok(SearchResult {
-                    total: Some(0),
-                    ..SearchResult::default()
-                });
-            }
-            let total = if c.unfiltered {
+            // Per-span totals: free for spans wholly inside a bare window, from the counters
+            // for actions/categories alone, counted through the span's index otherwise.
+            let mut counts = Vec::with_capacity(spans.len());
+            let total = if c.empty {
+                0
+            } else if c.unfiltered {
                 size
+            } else if let (Some((actions, categories)), 1) = (&c.counted, spans.len()) {
+                counted_total(conn, tid, actions, categories)?
             } else {
-                let sql = format!("SELECT count(*) {}", c.from_where);
-                conn.prepare(&sql)
-                    .map_err(sql_error)?
-                    .query_row(params_from_iter(&c.params), |r| r.get::<_, i64>(0))
-                    .map_err(sql_error)? as u64
+                for s in &spans {
+                    counts.push(if s.inside && c.window_only {
+                        s.count
+                    } else {
+                        count_span(conn, &c, s)?
+                    });
+                }
+                counts.iter().sum()
             };
             let offset = u64::from(page - 1) * u64::from(per_page);
-            let events = if offset >= total {
-                Vec::new()
-            } else {
-                run(
-                    conn,
-                    &format!("{select} LIMIT {per_page} OFFSET {offset}"),
-                    &c.params,
-                )?
-            };
+            let mut events = Vec::new();
+            if offset < total {
+                let mut skip = offset;
+                for (i, s) in spans.iter().enumerate() {
+                    let need = u64::from(per_page) - events.len() as u64;
+                    if need == 0 {
+                        break;
+                    }
+                    // With one span its count is not needed (nor always computed).
+                    if let Some(&n) = counts.get(i).filter(|_| spans.len() > 1)
+                        && skip >= n
+                    {
+                        skip -= n;
+                        continue;
+                    }
+                    events.extend(run_span(conn, &c, &select, s, need, skip)?);
+                    skip = 0;
+                }
+            }
             Ok(SearchResult {
                 events,
                 next_after: None,
@@ -318,6 +411,65 @@ pub fn search(conn: &Connection, q: &EventQuery) -> StoreResult<SearchResult> {
             })
         }
     }
+}
+
+/// The compiled parameters with the `pos` bounds of `span`.
+fn span_params(c: &Compiled, span: &Span) -> Vec<SqlValue> {
+    let mut params = c.params.clone();
+    params[c.range_at] = span.lo.into();
+    params[c.range_at + 1] = span.hi.into();
+    params
+}
+
+fn run_span(
+    conn: &Connection,
+    c: &Compiled,
+    select: &str,
+    span: &Span,
+    limit: u64,
+    offset: u64,
+) -> StoreResult<Vec<StoredEvent>> {
+    let sql = if offset == 0 {
+        format!("{select} LIMIT {limit}")
+    } else {
+        format!("{select} LIMIT {limit} OFFSET {offset}")
+    };
+    run(conn, &sql, &span_params(c, span))
+}
+
+fn count_span(conn: &Connection, c: &Compiled, span: &Span) -> StoreResult<u64> {
+    let sql = format!("SELECT count(*) {}", c.from_where);
+    conn.prepare_cached(&sql)
+        .map_err(sql_error)?
+        .query_row(params_from_iter(span_params(c, span)), |r| {
+            r.get::<_, i64>(0)
+        })
+        .map(|n| n as u64)
+        .map_err(sql_error)
+}
+
+/// The number of events with one of `actions` (any when empty) and one of `categories` (any
+/// when empty), from the counters the writer keeps.
+fn counted_total(
+    conn: &Connection,
+    tid: i64,
+    actions: &[i64],
+    categories: &[i64],
+) -> StoreResult<u64> {
+    let mut sql =
+        String::from("SELECT coalesce(sum(count), 0) FROM action_counts WHERE tenant_id = ?1");
+    let list = |ids: &[i64]| ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+    if !actions.is_empty() {
+        sql.push_str(&format!(" AND action IN ({})", list(actions)));
+    }
+    if !categories.is_empty() {
+        sql.push_str(&format!(" AND category IN ({})", list(categories)));
+    }
+    conn.prepare_cached(&sql)
+        .map_err(sql_error)?
+        .query_row([tid], |r| r.get::<_, i64>(0))
+        .map(|n| n as u64)
+        .map_err(sql_error)
 }
 
 fn run(conn: &Connection, sql: &str, params: &[SqlValue]) -> StoreResult<Vec<StoredEvent>> {
@@ -385,9 +537,8 @@ fn format_micros(us: i64) -> String {
         .unwrap_or_default()
 }
 
-const DAY_US: i64 = 86_400_000_000;
-
-/// One pass over the window's events (through the `occurred_at` index), aggregated in memory.
+/// From the daily rollups for the window's whole days, and the events of its partial days at
+/// either end (`rollup.rs`).
 pub fn stats(
     conn: &Connection,
     t: &TenantName,
@@ -411,53 +562,21 @@ pub fn stats(
     let Some((tid, _)) = tenant(conn, t)? else {
         return Ok(stats);
     };
-    let (lo, hi) = tenant_range(tid);
-    let mut days: HashMap<i64, u64> = HashMap::new();
-    let mut categories: HashMap<i64, u64> = HashMap::new();
-    let mut severities = [0u64; 4];
-    let mut outcomes = [0u64; 2];
-    let mut actors: HashMap<String, u64> = HashMap::new();
-    let mut ips: HashMap<Vec<u8>, u64> = HashMap::new();
-    {
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT occurred_at, category, severity, outcome, actor_id, ip FROM events
-                 WHERE occurred_at >= ?1 AND occurred_at < ?2 AND pos BETWEEN ?3 AND ?4",
-            )
-            .map_err(sql_error)?;
-        let mut rows = stmt
-            .query(params![since, until, lo, hi])
-            .map_err(sql_error)?;
-        while let Some(r) = rows.next().map_err(sql_error)? {
-            stats.total += 1;
-            let at: i64 = r.get(0).map_err(sql_error)?;
-            *days.entry(at.div_euclid(DAY_US)).or_default() += 1;
-            *categories.entry(r.get(1).map_err(sql_error)?).or_default() += 1;
-            let sev: i64 = r.get(2).map_err(sql_error)?;
-            severities[(sev.clamp(0, 3)) as usize] += 1;
-            let out: i64 = r.get(3).map_err(sql_error)?;
-            outcomes[(out.clamp(0, 1)) as usize] += 1;
-            match r
-                .get_ref(4)
-                .map_err(sql_error)?
-                .as_str_or_null()
-                .ok()
-                .flatten()
-            {
-                Some(a) => *actors.entry(a.to_owned()).or_default() += 1,
-                None => stats.without_actor += 1,
-            }
-            if let Some(ip) = r
-                .get_ref(5)
-                .map_err(sql_error)?
-                .as_blob_or_null()
-                .ok()
-                .flatten()
-            {
-                *ips.entry(ip.to_vec()).or_default() += 1;
-            }
-        }
-    }
+    // One snapshot for the rollups and the events at the window's edges.
+    let tx = conn.unchecked_transaction().map_err(sql_error)?;
+    let rollup::Tally {
+        total,
+        without_actor,
+        days,
+        categories,
+        severities,
+        outcomes,
+        actors,
+        ips,
+    } = rollup::tally(&tx, tid, tenant_range(tid), since, until)?;
+    tx.commit().map_err(sql_error)?;
+    stats.total = total;
+    stats.without_actor = without_actor;
     let mut per_day: Vec<(i64, u64)> = days.into_iter().collect();
     per_day.sort_unstable();
     stats.per_day = per_day
@@ -625,6 +744,44 @@ mod tests {
         }
     }
 
+    /// A window is read span by span in `pos` order (`window.rs`): never from the
+    /// `occurred_at` index, which would sort the whole window to find its first page.
+    #[test]
+    fn time_windows_scan_in_log_order() {
+        let (_dir, conn) = db();
+        let cases = [
+            (
+                "since=2026-01-13&until=2026-01-13",
+                "USING INTEGER PRIMARY KEY (rowid>? AND rowid<?)",
+            ),
+            ("since=2026-01-13", "USING INTEGER PRIMARY KEY"),
+            ("until=2026-01-13", "USING INTEGER PRIMARY KEY"),
+            (
+                "severity=critical&outcome=failure&since=2026-01-13&until=2026-01-14",
+                "USING INTEGER PRIMARY KEY",
+            ),
+            (
+                "action=user.login&since=2026-01-13&until=2026-01-14",
+                "USING INDEX events_action",
+            ),
+            (
+                "actor_id=42&since=2026-01-13&until=2026-01-14",
+                "USING INDEX events_actor",
+            ),
+            (
+                "target_type=user&target_id=456&until=2026-01-14",
+                "USING INDEX events_target",
+            ),
+            ("q=auditoria&since=2026-01-13", "VIRTUAL TABLE INDEX"),
+        ];
+        for (query, expected) in cases {
+            let p = plan(&conn, query);
+            assert!(p.contains(expected), "{query}: {p}");
+            assert!(!p.contains("events_occurred"), "{query}: {p}");
+            assert!(!p.contains("TEMP B-TREE"), "{query} sorts: {p}");
+        }
+    }
+
     #[test]
     fn id_lookup_uses_the_id_index() {
         let (_dir, conn) = db();
@@ -643,14 +800,14 @@ mod tests {
         let (_dir, conn) = db();
         let p: String = conn
             .query_row(
-                "EXPLAIN QUERY PLAN SELECT occurred_at FROM events
+                "EXPLAIN QUERY PLAN SELECT occurred_at FROM events INDEXED BY events_occurred
                  WHERE occurred_at >= 1 AND occurred_at < 2 AND pos BETWEEN 1 AND 2",
                 [],
                 |r| r.get(3),
             )
             .unwrap();
         assert!(
-            p.contains("events_occurred") || p.contains("PRIMARY KEY"),
+            p.contains("events_occurred (occurred_at>? AND occurred_at<?)"),
             "{p}"
         );
     }

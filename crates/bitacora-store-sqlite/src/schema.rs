@@ -17,6 +17,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0002_viewer_tokens.sql"),
     include_str!("../migrations/0003_merkle_tiles.sql"),
     include_str!("../migrations/0004_commit_seals.sql"),
+    include_str!("../migrations/0005_event_blocks.sql"),
+    include_str!("../migrations/0006_stats_rollups.sql"),
 ];
 const FTS_SCHEMA: &str = include_str!("../migrations/fts.sql");
 
@@ -89,6 +91,9 @@ pub fn open(path: &Path, role: Role, synchronous: Synchronous) -> StoreResult<Co
     Ok(conn)
 }
 
+/// The schema version whose migration creates the zone map (`0005_event_blocks.sql`).
+const EVENT_BLOCKS_VERSION: usize = 5;
+
 /// Brings the schema up to date.
 pub fn migrate(conn: &mut Connection) -> StoreResult<()> {
     let version: usize = conn
@@ -104,6 +109,10 @@ pub fn migrate(conn: &mut Connection) -> StoreResult<()> {
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
         let tx = conn.transaction().map_err(sql_error)?;
         tx.execute_batch(sql).map_err(sql_error)?;
+        // 0005 creates the zone map empty; existing events are summarized into it here.
+        if i + 1 == EVENT_BLOCKS_VERSION {
+            crate::window::backfill(&tx)?;
+        }
         tx.pragma_update(None, "user_version", (i + 1) as i64)
             .map_err(sql_error)?;
         tx.commit().map_err(sql_error)?;

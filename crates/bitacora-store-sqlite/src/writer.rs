@@ -37,6 +37,7 @@ use crate::indexer::Doc;
 use crate::schema::{TERM_ACTION, TERM_CATEGORY, TERM_SOURCE, TERM_TARGET_TYPE};
 use crate::sql_error;
 use crate::tree::{self, STORED_LEVEL};
+use crate::{rollup, window};
 
 /// An event with everything the writer needs precomputed.
 pub struct Prepared {
@@ -224,6 +225,8 @@ impl Writer {
         let mut action_counts: HashMap<(i64, i64, i64), i64> = HashMap::new();
         let mut actors: HashMap<(i64, &str), ActorDelta<'_>> = HashMap::new();
         let mut nodes: Vec<(i64, NodeId, Hash)> = Vec::new();
+        let mut blocks: HashMap<(i64, i64), window::BlockDelta> = HashMap::new();
+        let mut rollups = rollup::Deltas::default();
 
         {
             let mut insert = tx
@@ -353,6 +356,19 @@ impl Writer {
                     (seq, p.sealed.leaf_hash, p.sealed.fingerprint),
                 );
                 *action_counts.entry((tid, action, category)).or_default() += 1;
+                rollups.add(rollup::Row {
+                    tenant_id: tid,
+                    occurred_us: p.occurred_us,
+                    category,
+                    severity: i64::from(e.severity.rank()),
+                    outcome: i64::from(e.outcome.rank()),
+                    actor_id,
+                    ip: p.ip,
+                });
+                blocks
+                    .entry((tid, window::block_of(seq)))
+                    .or_insert_with(|| window::BlockDelta::new(p.occurred_us))
+                    .add(p.occurred_us);
                 if let (Some(id), Some(actor)) = (actor_id, &e.actor) {
                     let d = actors.entry((tid, id)).or_insert(ActorDelta {
                         name: None,
@@ -381,6 +397,8 @@ impl Writer {
         }
 
         tree::insert_nodes(&tx, &nodes)?;
+        window::record_blocks(&tx, &blocks)?;
+        rollups.write(&tx)?;
         if let Some(key) = &commit_key {
             let mut upsert = tx
                 .prepare_cached(

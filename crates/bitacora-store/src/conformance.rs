@@ -45,6 +45,8 @@ macro_rules! suite {
             merkle_tree_matches_the_leaves,
             checkpoints_are_kept,
             close_drains_and_refuses_writes,
+            random_searches_match_a_full_scan,
+            random_stats_match_a_full_scan,
         );
     };
     (@tests $make:expr; $($name:ident),+ $(,)?) => {
@@ -671,4 +673,482 @@ pub async fn checkpoints_are_kept(store: &dyn Store) {
     );
     assert_eq!(store.checkpoints(&t, 1, 10).await.unwrap(), vec![cp(2)]);
     assert_eq!(store.checkpoints(&t, 0, 1).await.unwrap(), vec![cp(1)]);
+}
+
+/// A small deterministic generator (SplitMix64), so a failing case is reproducible from the
+/// seed printed in its message without a dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len() as u64) as usize]
+    }
+}
+
+const PROP_ACTIONS: &[&str] = &[
+    "user.login",
+    "user.logout",
+    "user.role_change",
+    "device.create",
+    "device.disable",
+    "BAN_USER",
+];
+const PROP_WORDS: &[&str] = &["alfa", "bravo", "charlie", "delta", "eco"];
+const PROP_IPS: &[&str] = &[
+    "10.0.0.1",
+    "10.0.3.7",
+    "10.1.0.9",
+    "192.168.1.100",
+    "2001:db8::1",
+    "2001:db8:1::5",
+];
+const PROP_SOURCES: &[&str] = &["web", "api", "admin_panel"];
+const PROP_ACTORS: &[(&str, &str, &str)] = &[
+    ("1", "Ana Gómez", "ana@example.com"),
+    ("2", "Bruno Díaz", "bruno@example.com"),
+    ("3", "Carla Ruiz", "carla@corp.test"),
+    ("42", "Ops Bot", "ops@corp.test"),
+];
+
+/// 2026-01-01T00:00:00Z in seconds: the generated log starts here and advances about a minute
+/// per event.
+const PROP_START: i64 = 1_767_225_600;
+
+fn rfc3339(secs: i64) -> String {
+    timestamp::format(&chrono::DateTime::from_timestamp(secs, 0).expect("in range"))
+}
+
+/// One random event of the generated log, the `i`-th appended. Most arrive in time order;
+/// some carry history from decades ago or timestamps from the next century, and some come in
+/// runs of imported history, so the log is only *nearly* ordered by `occurred_at`.
+fn prop_event(rng: &mut Rng, i: u64, import_run: &mut u64, tenant: &str) -> SealedEvent {
+    let now = PROP_START + i as i64 * 60 + rng.below(600) as i64 - 300;
+    let at = if *import_run > 0 {
+        *import_run -= 1;
+        // Imported history, in order, from years before the log.
+        PROP_START - 3 * 365 * 86_400 + i as i64 * 3600
+    } else {
+        match rng.below(1000) {
+            0..=9 => PROP_START - rng.below(80 * 365 * 86_400) as i64, // far past
+            10..=14 => PROP_START + (100 * 365 * 86_400) + rng.below(86_400 * 365) as i64, // far future
+            15 => {
+                *import_run = 100 + rng.below(300);
+                now
+            }
+            _ => now,
+        }
+    };
+    let action = *rng.pick(PROP_ACTIONS);
+    let mut e = json!({
+        "tenant": tenant,
+        "occurred_at": rfc3339(at),
+        "action": action,
+        "severity": *rng.pick(&["low", "medium", "high", "critical"]),
+        "outcome": if rng.chance(20) { "failure" } else { "success" },
+        "description": format!("evento {} {}", rng.pick(PROP_WORDS), rng.pick(PROP_WORDS)),
+    });
+    if rng.chance(10) {
+        e["category"] = json!(*rng.pick(&["security", "admin"]));
+    }
+    if rng.chance(80) {
+        let (id, name, email) = *rng.pick(PROP_ACTORS);
+        e["actor"] = match rng.below(3) {
+            0 => json!({"id": id, "name": name}),
+            1 => json!({"id": id, "name": name, "email": email}),
+            _ => json!({"name": name}),
+        };
+    }
+    if rng.chance(70) {
+        let kind = *rng.pick(&["user", "device"]);
+        e["target"] = json!({"type": kind, "id": rng.below(12).to_string()});
+    }
+    let mut context = serde_json::Map::new();
+    if rng.chance(85) {
+        context.insert("ip".into(), json!(*rng.pick(PROP_IPS)));
+    }
+    if rng.chance(60) {
+        context.insert("source".into(), json!(*rng.pick(PROP_SOURCES)));
+    }
+    if !context.is_empty() {
+        e["context"] = serde_json::Value::Object(context);
+    }
+    if rng.chance(50) {
+        e["id"] = json!(format!("{tenant}-{i}"));
+    }
+    seal(e, &rfc3339(PROP_START + i as i64 * 60))
+}
+
+/// A random query string: up to three filters besides an optional time window, with windows
+/// placed anywhere (before the log, inside it, around the imported history, in the future).
+fn prop_query(rng: &mut Rng, span_secs: i64, times: &[i64]) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    // Distinct filters (one parameter is never given twice).
+    let mut dims: Vec<u64> = Vec::new();
+    for _ in 0..rng.below(4) {
+        let d = rng.below(12);
+        // 0/1 are both `action`, 7/8 both `target_type`.
+        let key = match d {
+            1 => 0,
+            8 => 7,
+            d => d,
+        };
+        if dims.iter().all(|k| *k != key) {
+            dims.push(key);
+            dims.push(100 + d);
+        }
+    }
+    for d in dims.into_iter().filter(|d| *d >= 100).map(|d| d - 100) {
+        parts.push(match d {
+            0 => format!("action={}", rng.pick(PROP_ACTIONS)),
+            1 => format!(
+                "action={},{}",
+                rng.pick(&["user.*", "device.*", "BAN_USER"]),
+                rng.pick(PROP_ACTIONS)
+            ),
+            2 => format!(
+                "category={}",
+                rng.pick(&["user", "device", "security", "BAN"])
+            ),
+            3 => match rng.below(2) {
+                0 => format!("severity={}", rng.pick(&["low", "critical", "medium,high"])),
+                _ => format!("min_severity={}", rng.pick(&["medium", "high"])),
+            },
+            4 => format!("outcome={}", rng.pick(&["success", "failure"])),
+            5 => format!("actor_id={}", rng.pick(PROP_ACTORS).0),
+            6 => format!("actor={}", rng.pick(&["ana", "DÍAZ", "corp.test", "o"])),
+            7 => format!("target_type={}", rng.pick(&["user", "device"])),
+            8 => format!("target_type=user&target_id={}", rng.below(12)),
+            9 => format!(
+                "ip={}",
+                rng.pick(&["10.0.0.0/16", "10.0.3.7", "2001:db8::/32", "192.168.0.0/16"])
+            ),
+            10 => format!("source={}", rng.pick(PROP_SOURCES)),
+            _ => format!("q={}", rng.pick(PROP_WORDS)),
+        });
+    }
+    // Times anywhere from a century before the log to a century after it.
+    // Some bounds fall exactly on an event's time, where `since` includes and `until` excludes.
+    let instant = |rng: &mut Rng| -> i64 {
+        match rng.below(13) {
+            10..=12 => *rng.pick(times),
+            0 => PROP_START - rng.below(90 * 365 * 86_400) as i64,
+            1 => PROP_START + 100 * 365 * 86_400 + rng.below(2 * 365 * 86_400) as i64,
+            2 => PROP_START - 3 * 365 * 86_400 + rng.below(400 * 3600) as i64,
+            _ => PROP_START + rng.below(span_secs as u64 + 1) as i64,
+        }
+    };
+    match rng.below(4) {
+        0 => {}
+        1 => parts.push(format!("since={}", rfc3339(instant(rng)))),
+        2 => parts.push(format!("until={}", rfc3339(instant(rng)))),
+        _ => {
+            let (a, b) = (instant(rng), instant(rng));
+            let widen = if rng.chance(50) {
+                0
+            } else {
+                rng.below(3 * 86_400) as i64
+            };
+            let (a, b) = (a.min(b), a.max(b) + widen);
+            parts.push(format!("since={}&until={}", rfc3339(a), rfc3339(b)));
+        }
+    }
+    if rng.chance(50) {
+        parts.push("order=asc".into());
+    }
+    parts.join("&")
+}
+
+/// What a full scan says about one event and one filter.
+fn brute_matches(f: &bitacora_core::query::EventFilter, e: &Event) -> bool {
+    let actor = e.actor.as_ref();
+    let target = e.target.as_ref();
+    (f.actions.is_empty() || f.actions.iter().any(|a| a.matches(&e.action)))
+        && (f.categories.is_empty() || f.categories.contains(&e.category))
+        && (f.severities.is_empty() || f.severities.contains(&e.severity))
+        && f.outcome.is_none_or(|o| o == e.outcome)
+        && f.actor_id
+            .as_ref()
+            .is_none_or(|a| actor.and_then(|x| x.id.as_ref()) == Some(a))
+        && f.actor.as_ref().is_none_or(|a| {
+            crate::derive::actor_search(e).is_some_and(|s| s.contains(&a.to_lowercase()))
+        })
+        && f.target_type
+            .as_ref()
+            .is_none_or(|t| target.map(|x| &x.kind) == Some(t))
+        && f.target_id
+            .as_ref()
+            .is_none_or(|t| target.and_then(|x| x.id.as_ref()) == Some(t))
+        && f.ip.as_ref().is_none_or(|net| {
+            e.context.ip_addr().is_some_and(|ip| {
+                let (lo, hi) = crate::derive::ip_range(net);
+                let b = crate::derive::ip_blob(ip);
+                lo <= b && b <= hi
+            })
+        })
+        && f.source
+            .as_ref()
+            .is_none_or(|s| e.context.source.as_ref() == Some(s))
+        && f.since.is_none_or(|t| e.occurred_at >= t)
+        && f.until.is_none_or(|t| e.occurred_at < t)
+        && f.text.iter().all(|term| {
+            e.description
+                .as_deref()
+                .is_some_and(|d| d.split_whitespace().any(|w| w == term))
+        })
+}
+
+/// Random logs (nearly but not quite in time order, with far past and far future events and
+/// runs of imported history) and random filter combinations, time windows included: every
+/// cursor walk, in both orders, and every numbered page and total equal a brute-force
+/// evaluation over all events. The log is larger than a few thousand events so that stores
+/// that summarize blocks of the log (the embedded store's zone map) see many blocks.
+pub async fn random_searches_match_a_full_scan(store: &dyn Store) {
+    let seed = std::env::var("BITACORA_PROP_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x5EED_u64);
+    let mut rng = Rng(seed);
+    let events_n = 9_000u64;
+    let mut log: Vec<Event> = Vec::new();
+    let mut import_run = 0;
+    let mut i = 0;
+    while i < events_n {
+        // Group commits of random sizes; a second tenant interleaved, to be ignored.
+        let n = (1 + rng.below(1_500)).min(events_n - i);
+        let mut batch = Vec::new();
+        for k in 0..n {
+            batch.push(prop_event(&mut rng, i + k, &mut import_run, "default"));
+        }
+        let expected: Vec<Event> = batch.iter().map(|s| s.event.clone()).collect();
+        batch.push(prop_event(&mut rng, i, &mut 0, "acme"));
+        let outcomes = store.append(batch).await.expect("append");
+        for (k, o) in outcomes.iter().take(n as usize).enumerate() {
+            match o {
+                AppendOutcome::Stored { seq, .. } => assert_eq!(*seq, i + k as u64),
+                other => panic!("seed {seed}: unexpected {other:?}"),
+            }
+        }
+        log.extend(expected);
+        i += n;
+    }
+    // Every event's description has "evento": once all are found the full-text index is
+    // complete (the embedded store indexes shortly after the commit).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while store
+        .search(&query("q=evento&page=1&per_page=1"))
+        .await
+        .unwrap()
+        .total
+        != Some(events_n)
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "full text never caught up"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let span_secs = events_n as i64 * 60;
+    let times: Vec<i64> = log.iter().map(|e| e.occurred_at.timestamp()).collect();
+    for case in 0..120 {
+        let params = prop_query(&mut rng, span_secs, &times);
+        let base = query(&params);
+        let mut expected: Vec<u64> = log
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| brute_matches(&base.filter, e))
+            .map(|(s, _)| s as u64)
+            .collect();
+        if base.order == Order::Desc {
+            expected.reverse();
+        }
+        let why = format!("seed {seed} case {case}: {params}");
+
+        // A cursor walk, with a page size that keeps it to a few dozen pages.
+        let limit = (expected.len() as u32 / 25).clamp(1 + rng.below(60) as u32, 1000);
+        let mut q = base.clone();
+        let mut after = None;
+        let mut seen = Vec::new();
+        loop {
+            q.page = Pagination::Cursor { limit, after };
+            let page = store.search(&q).await.expect("search");
+            assert!(page.events.len() <= limit as usize, "{why}");
+            seen.extend(page.events.iter().map(|e| e.seq));
+            match page.next_after {
+                Some(a) => {
+                    assert_eq!(page.events.len(), limit as usize, "{why}: short page");
+                    after = Some(a);
+                }
+                None => break,
+            }
+        }
+        assert_eq!(seen, expected, "{why}: cursor walk (limit {limit})");
+
+        // Numbered pages: the first, one in the middle, the last and one past the end.
+        let per_page = 1 + rng.below(200) as u32;
+        let pages = (expected.len() as u32).div_ceil(per_page).max(1);
+        for page in [1, 1 + rng.below(u64::from(pages)) as u32, pages, pages + 1] {
+            let mut q = base.clone();
+            q.page = Pagination::Numbered { page, per_page };
+            let r = store.search(&q).await.expect("search");
+            assert_eq!(r.total, Some(expected.len() as u64), "{why}: total");
+            let from = ((page - 1) * per_page) as usize;
+            let want: Vec<u64> = expected
+                .iter()
+                .skip(from)
+                .take(per_page as usize)
+                .copied()
+                .collect();
+            let got: Vec<u64> = r.events.iter().map(|e| e.seq).collect();
+            assert_eq!(got, want, "{why}: page {page} of {per_page}");
+        }
+    }
+}
+
+/// `stats` over random windows (whole days, partial days, shorter than a day, before and after
+/// the log) of a random log equals counting the events one by one: totals, days, categories,
+/// severities, outcomes, events without an actor, and the top actors and addresses (ties by
+/// key). Stores that answer from rollups must agree with the scan exactly.
+pub async fn random_stats_match_a_full_scan(store: &dyn Store) {
+    use std::collections::BTreeMap;
+    let seed = std::env::var("BITACORA_PROP_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x57A7_u64);
+    let mut rng = Rng(seed);
+    let events_n = 3_000u64;
+    let mut log: Vec<Event> = Vec::new();
+    let mut import_run = 0;
+    let mut i = 0;
+    while i < events_n {
+        let n = (1 + rng.below(400)).min(events_n - i);
+        let batch: Vec<SealedEvent> = (0..n)
+            .map(|k| prop_event(&mut rng, i + k, &mut import_run, "default"))
+            .collect();
+        log.extend(batch.iter().map(|s| s.event.clone()));
+        store.append(batch).await.expect("append");
+        i += n;
+    }
+    // The generated log covers about two days (a minute per event) from PROP_START.
+    let day = 86_400i64;
+    let times: Vec<i64> = log.iter().map(|e| e.occurred_at.timestamp()).collect();
+    for case in 0..60 {
+        let (since, until) = match rng.below(6) {
+            // Whole days around the log.
+            0 => {
+                let a = PROP_START - day * rng.below(3) as i64;
+                (a, a + day * (1 + rng.below(4)) as i64)
+            }
+            // Ends at any second.
+            1 | 2 => {
+                let a = PROP_START - day + rng.below(4 * day as u64) as i64;
+                (a, a + 1 + rng.below(3 * day as u64) as i64)
+            }
+            // Shorter than a day, at an event's time.
+            3 => {
+                let a = *rng.pick(&times);
+                (a, a + 1 + rng.below(20_000) as i64)
+            }
+            // Decades, catching the far past and the imported history.
+            4 => (PROP_START - 90 * 365 * day, PROP_START + 3 * day),
+            _ => (PROP_START - 4 * 365 * day, PROP_START + 200 * 365 * day),
+        };
+        let top = 1 + rng.below(8) as u32;
+        let why = format!("seed {seed} case {case}: {since}..{until} top {top}");
+        let got = store
+            .stats(&default_tenant(), since * 1_000_000, until * 1_000_000, top)
+            .await
+            .expect("stats");
+        let inside: Vec<&Event> = log
+            .iter()
+            .filter(|e| (since..until).contains(&e.occurred_at.timestamp()))
+            .collect();
+        assert_eq!(got.total, inside.len() as u64, "{why}: total");
+        assert_eq!(
+            got.without_actor,
+            inside
+                .iter()
+                .filter(|e| e.actor.as_ref().and_then(|a| a.id.as_ref()).is_none())
+                .count() as u64,
+            "{why}: without actor"
+        );
+        let mut days: BTreeMap<String, u64> = BTreeMap::new();
+        let mut categories: BTreeMap<String, u64> = BTreeMap::new();
+        let mut severities: BTreeMap<String, u64> = BTreeMap::new();
+        let mut outcomes: BTreeMap<String, u64> = BTreeMap::new();
+        let mut actors: BTreeMap<String, u64> = BTreeMap::new();
+        let mut ips: BTreeMap<String, u64> = BTreeMap::new();
+        for e in &inside {
+            *days
+                .entry(e.occurred_at.format("%Y-%m-%d").to_string())
+                .or_default() += 1;
+            *categories.entry(e.category.clone()).or_default() += 1;
+            *severities.entry(e.severity.to_string()).or_default() += 1;
+            *outcomes.entry(e.outcome.to_string()).or_default() += 1;
+            if let Some(id) = e.actor.as_ref().and_then(|a| a.id.clone()) {
+                *actors.entry(id).or_default() += 1;
+            }
+            if let Some(ip) = e.context.ip_addr() {
+                *ips.entry(ip.to_string()).or_default() += 1;
+            }
+        }
+        let got_days: BTreeMap<String, u64> = got
+            .per_day
+            .iter()
+            .map(|d| (d.day.clone(), d.count))
+            .collect();
+        assert_eq!(got_days, days, "{why}: per day");
+        let got_categories: BTreeMap<String, u64> = got
+            .per_category
+            .iter()
+            .map(|k| (k.key.clone(), k.count))
+            .collect();
+        assert_eq!(got_categories, categories, "{why}: per category");
+        let got_severities: BTreeMap<String, u64> = got
+            .per_severity
+            .iter()
+            .filter(|s| s.count > 0)
+            .map(|s| (s.severity.to_string(), s.count))
+            .collect();
+        assert_eq!(got_severities, severities, "{why}: per severity");
+        let got_outcomes: BTreeMap<String, u64> = got
+            .per_outcome
+            .iter()
+            .filter(|o| o.count > 0)
+            .map(|o| (o.key.clone(), o.count))
+            .collect();
+        assert_eq!(got_outcomes, outcomes, "{why}: per outcome");
+        // The top lists: the counts of the first `top` by count, and every listed key's count.
+        let ranked = |m: &BTreeMap<String, u64>| -> Vec<u64> {
+            let mut v: Vec<u64> = m.values().copied().collect();
+            v.sort_unstable_by(|a, b| b.cmp(a));
+            v.truncate(top as usize);
+            v
+        };
+        let got_actor_counts: Vec<u64> = got.top_actors.iter().map(|a| a.count).collect();
+        assert_eq!(got_actor_counts, ranked(&actors), "{why}: top actors");
+        for a in &got.top_actors {
+            assert_eq!(Some(&a.count), actors.get(&a.id), "{why}: actor {}", a.id);
+        }
+        let got_ip_counts: Vec<u64> = got.top_ips.iter().map(|k| k.count).collect();
+        assert_eq!(got_ip_counts, ranked(&ips), "{why}: top addresses");
+        for k in &got.top_ips {
+            assert_eq!(Some(&k.count), ips.get(&k.key), "{why}: address {}", k.key);
+        }
+    }
 }
