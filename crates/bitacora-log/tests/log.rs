@@ -637,6 +637,48 @@ async fn a_changed_summary_is_named() {
     assert_eq!(reason, "count is 5, the events give 0");
 }
 
+/// The zone map and the stats rollups (issue 15) are summaries too: narrowing a block's
+/// bounds would make time-window searches skip events, and a changed rollup would make
+/// `/v1/stats` and the dashboard lie.
+#[tokio::test]
+async fn a_changed_zone_map_or_rollup_is_named() {
+    let outcome = verify_after(|c, t| {
+        run_sql(
+            c,
+            t,
+            "UPDATE event_blocks SET max_at = min_at - 1 WHERE tenant_id = {tid} AND block = 0",
+        )
+    })
+    .await;
+    let (summary, key, reason) = bad_summary(&outcome);
+    assert_eq!((summary, key), ("event_blocks", "block=0"), "{reason}");
+    assert!(reason.contains("bounds"), "{reason}");
+
+    let outcome = verify_after(|c, t| {
+        run_sql(
+            c,
+            t,
+            "UPDATE event_blocks SET count = count + 1 WHERE tenant_id = {tid} AND block = 0",
+        )
+    })
+    .await;
+    let (summary, _, reason) = bad_summary(&outcome);
+    assert_eq!(summary, "event_blocks", "{reason}");
+
+    // A rollup row no event gives (1970-01-01, long before the sample), in each rollup.
+    for (table, row) in [
+        ("stats_days", "({tid}, 0, 1, 0, 0, 0, 3)"),
+        ("stats_day_actors", "({tid}, 0, 'ghost', 3)"),
+        ("stats_day_ips", "({tid}, 0, zeroblob(16), 3)"),
+    ] {
+        let outcome =
+            verify_after(|c, t| run_sql(c, t, &format!("INSERT INTO {table} VALUES {row}"))).await;
+        let (summary, key, reason) = bad_summary(&outcome);
+        assert_eq!(summary, table, "{key}: {reason}");
+        assert_eq!(reason, "count is 3, the events give 0", "{key}");
+    }
+}
+
 #[tokio::test]
 async fn a_row_copied_from_another_tenant_is_named() {
     // Another tenant's event, with its own (self-consistent) leaf hash, put in place of

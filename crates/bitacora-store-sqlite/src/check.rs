@@ -327,6 +327,127 @@ pub fn check_summaries(
             reason: format!("{field} is not one any event of this actor carries"),
         }));
     }
+    if let Some(m) = check_zone_map(&tx, tid, lo, hi)? {
+        return Ok(Some(m));
+    }
+    check_rollups(&tx, tid, lo, hi)
+}
+
+/// The zone map of `occurred_at` (`event_blocks`) against the events: a block's bounds too
+/// narrow would make a time-window search skip events that are there, so each block must
+/// hold exactly its events' count and bounds that contain every one of them.
+fn check_zone_map(
+    tx: &rusqlite::Transaction<'_>,
+    tid: i64,
+    lo: i64,
+    hi: i64,
+) -> StoreResult<Option<SummaryMismatch>> {
+    let found: Option<(i64, Option<i64>, Option<i64>)> = tx
+        .query_row(
+            &format!(
+                "WITH derived AS (
+                     SELECT (pos - ?2) >> {bits} AS block, min(occurred_at) AS lo,
+                            max(occurred_at) AS hi, count(*) AS n
+                     FROM events WHERE pos BETWEEN ?2 AND ?3 GROUP BY 1
+                 ), stored AS (
+                     SELECT block, min_at AS lo, max_at AS hi, count AS n FROM event_blocks
+                     WHERE tenant_id = ?1
+                 )
+                 SELECT d.block, s.n, d.n FROM derived d LEFT JOIN stored s USING (block)
+                 WHERE s.n IS NOT d.n OR s.lo > d.lo OR s.hi < d.hi
+                 UNION ALL
+                 SELECT s.block, s.n, NULL FROM stored s
+                 WHERE NOT EXISTS (SELECT 1 FROM derived d WHERE d.block = s.block)
+                 LIMIT 1",
+                bits = crate::window::BLOCK_BITS
+            ),
+            params![tid, lo, hi],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()
+        .map_err(sql_error)?;
+    Ok(found.map(|(block, stored, derived)| SummaryMismatch {
+        summary: "event_blocks",
+        key: format!("block={block}"),
+        reason: if stored == derived {
+            "its occurred_at bounds do not contain its events' (time-window searches would skip them)"
+                .to_owned()
+        } else {
+            count_reason(stored, derived)
+        },
+    }))
+}
+
+/// The daily rollups behind `/v1/stats` and the dashboard against the events, both ways.
+fn check_rollups(
+    tx: &rusqlite::Transaction<'_>,
+    tid: i64,
+    lo: i64,
+    hi: i64,
+) -> StoreResult<Option<SummaryMismatch>> {
+    const DAY: &str = "occurred_at / 86400000000 - (occurred_at % 86400000000 < 0)";
+    // (rollup, its key columns, the same from the events)
+    let rollups: [(&'static str, &str, String); 3] = [
+        (
+            "stats_days",
+            "day, category, severity, outcome, no_actor",
+            format!("{DAY}, category, severity, outcome, actor_id IS NULL"),
+        ),
+        (
+            "stats_day_actors",
+            "day, actor_id",
+            format!("{DAY}, actor_id"),
+        ),
+        ("stats_day_ips", "day, ip", format!("{DAY}, ip")),
+    ];
+    for (table, keys, derived_keys) in rollups {
+        let filter = match table {
+            "stats_day_actors" => "AND actor_id IS NOT NULL",
+            "stats_day_ips" => "AND ip IS NOT NULL",
+            _ => "",
+        };
+        let key_list: Vec<&str> = keys.split(", ").collect();
+        let aliases = key_list.join(", ");
+        let join = key_list
+            .iter()
+            .map(|k| format!("d.{k} IS s.{k}"))
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        let sql = format!(
+            "WITH derived ({aliases}, n) AS (
+                 SELECT {derived_keys}, count(*) FROM events
+                 WHERE pos BETWEEN ?2 AND ?3 {filter} GROUP BY {derived_keys}
+             ), stored AS (
+                 SELECT {keys}, count AS n FROM {table} WHERE tenant_id = ?1
+             )
+             SELECT d.day, quote(d.{last}), s.n, d.n FROM derived d
+                 LEFT JOIN stored s ON {join}
+             WHERE s.n IS NOT d.n
+             UNION ALL
+             SELECT s.day, quote(s.{last}), s.n, NULL FROM stored s
+             WHERE NOT EXISTS (SELECT 1 FROM derived d WHERE {join})
+             LIMIT 1",
+            last = key_list.last().expect("keys"),
+        );
+        let found: Option<(i64, String, Option<i64>, Option<i64>)> = tx
+            .query_row(&sql, params![tid, lo, hi], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .optional()
+            .map_err(sql_error)?;
+        if let Some((day, last, stored, derived)) = found {
+            let last = match table {
+                "stats_days" => format!("no_actor={last}"),
+                "stats_day_actors" => format!("actor_id={last}"),
+                _ => format!("ip={last}"),
+            };
+            return Ok(Some(SummaryMismatch {
+                summary: table,
+                key: format!("day={day} {last}"),
+                reason: count_reason(stored, derived),
+            }));
+        }
+    }
     Ok(None)
 }
 

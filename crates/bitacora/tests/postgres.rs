@@ -459,6 +459,40 @@ async fn a_row_inserted_by_hand_is_not_signed_until_accepted() {
         )
         .await
         .unwrap();
+    // Consistent with its body in every place `verify` re-derives (the fingerprint, the
+    // counters): only the seal can tell this row was not written by bitacora.
+    let forged: String = client
+        .query_one(
+            "SELECT body FROM events WHERE tenant_id = (SELECT id FROM tenants WHERE name = 'acme')
+               AND seq = 5",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let fingerprint = bitacora_store::check::fingerprint_of(
+        &bitacora_store::check::parse_body(forged.as_bytes()).unwrap(),
+    );
+    client
+        .execute(
+            "UPDATE events SET fingerprint = $1
+             WHERE tenant_id = (SELECT id FROM tenants WHERE name = 'acme') AND seq = 5",
+            &[&&fingerprint[..]],
+        )
+        .await
+        .unwrap();
+    client
+        .batch_execute(
+            "UPDATE action_counts a SET count = count + 1 FROM events e
+               WHERE e.tenant_id = a.tenant_id AND e.seq = 5 AND a.action = e.action
+                 AND a.category = e.category
+                 AND a.tenant_id = (SELECT id FROM tenants WHERE name = 'acme');
+             UPDATE actor_stats a SET count = count + 1 FROM events e
+               WHERE e.tenant_id = a.tenant_id AND e.seq = 5 AND a.actor_id = e.actor_id
+                 AND a.tenant_id = (SELECT id FROM tenants WHERE name = 'acme');",
+        )
+        .await
+        .unwrap();
     let mut range = bitacora_core::merkle::CompactRange::new();
     for r in client
         .query(
