@@ -193,20 +193,27 @@ async fn slowloris_connections_are_closed_and_do_not_starve_other_clients() {
     let (rss_before, _) = rss_mib(pid);
     // 300 connections that send a request line and then one header byte every 200 ms: they
     // never finish a request head.
+    // Each connection's age is measured from its own opening: opening 300 takes a while on a
+    // loaded machine, and the server's timer starts at each accept, not after the last one.
     let mut slow = Vec::new();
+    let mut opened_at = Vec::new();
     for _ in 0..300 {
         let mut s = TcpStream::connect(app.addr).await.unwrap();
+        opened_at.push(Instant::now());
         s.write_all(b"POST /v1/events HTTP/1.1\r\nHost: x\r\nX-Slow: ")
             .await
             .unwrap();
         slow.push(s);
     }
-    let opened = Instant::now();
-    let stop = opened + Duration::from_secs(4);
+    let stop = Instant::now() + Duration::from_secs(4);
     let trickle = async {
         let mut closed_after = vec![None; slow.len()];
         while Instant::now() < stop {
-            for (s, closed) in slow.iter_mut().zip(closed_after.iter_mut()) {
+            for ((s, closed), opened) in slow
+                .iter_mut()
+                .zip(closed_after.iter_mut())
+                .zip(opened_at.iter())
+            {
                 if closed.is_some() {
                     continue;
                 }
