@@ -771,6 +771,42 @@ mod tests {
         .unwrap()
     }
 
+    /// Statistics taken on a tiny log (a restart soon after install runs `PRAGMA optimize`)
+    /// once made the planner scan a tenant's whole log for every client-given id; the lookup
+    /// must use the id index whatever the statistics say.
+    #[tokio::test]
+    async fn the_id_lookup_uses_its_index_whatever_the_statistics() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        store
+            .append(conformance::sample_events(&["a"]))
+            .await
+            .unwrap();
+        store.close().await.unwrap();
+        let c = Connection::open(dir.path().join(DB_FILE)).unwrap();
+        c.execute_batch("ANALYZE;").unwrap();
+        let stats: i64 = c
+            .query_row(
+                "SELECT count(*) FROM sqlite_stat1 WHERE tbl = 'events'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(stats > 0, "the tiny log has statistics");
+        let plan: Vec<String> = c
+            .prepare(&format!("EXPLAIN QUERY PLAN {}", writer::FIND_BY_ID))
+            .unwrap()
+            .query_map(params!["x", 0_i64, 1_i64 << 40], |r| r.get::<_, String>(3))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert!(
+            plan.iter()
+                .any(|p| p.contains("USING INDEX events_event_id")),
+            "{plan:?}"
+        );
+    }
+
     #[tokio::test]
     async fn the_data_folder_and_its_files_are_private() {
         use std::os::unix::fs::PermissionsExt as _;

@@ -73,7 +73,9 @@ pub fn event_by_id(
     };
     let (lo, hi) = tenant_range(tid);
     conn.prepare_cached(
-        "SELECT pos, leaf_hash, body FROM events WHERE event_id = ?1 AND pos BETWEEN ?2 AND ?3",
+        // Pinned to the id index, whatever the statistics say (see the writer's lookup).
+        "SELECT pos, leaf_hash, body FROM events INDEXED BY events_event_id
+         WHERE event_id = ?1 AND pos BETWEEN ?2 AND ?3",
     )
     .map_err(sql_error)?
     .query_row(params![id, lo, hi], row_event)
