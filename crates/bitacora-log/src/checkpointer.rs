@@ -168,7 +168,8 @@ pub async fn checkpoint_tenant_checked(
             Some(seal) if seal.base > signed => Err(tail(
                 signed,
                 format!(
-                    "the sealed chain starts at seq {}: events {signed}..{} were not sealed by                      a writer holding the key",
+                    "the sealed chain starts at seq {}: events {signed}..{} were not sealed by \
+                     a writer holding the key",
                     seal.base, seal.base
                 ),
             )),
