@@ -678,11 +678,7 @@ class _BaseClient:
                 if not error.retryable:
                     self._give_up(error, events)
                     return
-            delay = (
-                error.retry_after
-                if error.retry_after is not None
-                else (tr.backoff_delay(attempt, self._max_backoff))
-            )
+            delay = tr.retry_delay(error, attempt, self._max_backoff)
             attempt += 1
             logger.debug(
                 "bitacora: batch of %d not delivered (%s); retry %d in %.2fs",
@@ -855,11 +851,7 @@ class Bitacora(_BaseClient):
                 error = tr.error_from_response(response)
             if not error.retryable or attempt >= retries:
                 raise error
-            delay = (
-                error.retry_after
-                if error.retry_after is not None
-                else (tr.backoff_delay(attempt, self._max_backoff))
-            )
+            delay = tr.retry_delay(error, attempt, self._max_backoff)
             attempt += 1
             time.sleep(delay)
 
@@ -987,11 +979,7 @@ class AsyncBitacora(_BaseClient):
                 error = tr.error_from_response(response)
             if not error.retryable or attempt >= retries:
                 raise error
-            delay = (
-                error.retry_after
-                if error.retry_after is not None
-                else (tr.backoff_delay(attempt, self._max_backoff))
-            )
+            delay = tr.retry_delay(error, attempt, self._max_backoff)
             attempt += 1
             await asyncio.sleep(delay)
 

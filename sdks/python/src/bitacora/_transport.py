@@ -32,6 +32,15 @@ def backoff_delay(attempt: int, cap: float) -> float:
     return random.uniform(0.0, min(cap, BACKOFF_BASE * (2.0 ** min(attempt, 30))))
 
 
+def retry_delay(error: BitacoraError, attempt: int, cap: float) -> float:
+    """How long to wait before retry `attempt`: the server's `Retry-After` when it gave one,
+    else exponential backoff with full jitter (the one rule of the sender, `send()` and the
+    async client alike)."""
+    if error.retry_after is not None:
+        return error.retry_after
+    return backoff_delay(attempt, cap)
+
+
 def parse_retry_after(value: str | None) -> float | None:
     """`Retry-After` as seconds: either delta-seconds or an HTTP date (RFC 9110 §10.2.3)."""
     if not value:
