@@ -94,8 +94,13 @@ enum Command {
     Matrix {
         #[arg(long, default_value_t = 1_000_000)]
         events: usize,
+        /// The embedded store's folder (one of `--dir` and `--pg`).
+        #[arg(long, required_unless_present = "pg", conflicts_with = "pg")]
+        dir: Option<std::path::PathBuf>,
+        /// Run on PostgreSQL (`BITACORA_TEST_POSTGRES`, default 127.0.0.1:5432), in the
+        /// database `pg-search` fills and keeps (`bitacora_bench_search_<events>`).
         #[arg(long)]
-        dir: std::path::PathBuf,
+        pg: bool,
         /// Timed runs per cell (fewer when a cell takes more than about 2 s in all).
         #[arg(long, default_value_t = 20)]
         repeats: usize,
@@ -240,6 +245,7 @@ fn main() -> anyhow::Result<()> {
         Command::Matrix {
             events,
             dir,
+            pg: _,
             repeats,
             worst,
             only,
@@ -247,7 +253,10 @@ fn main() -> anyhow::Result<()> {
             .enable_all()
             .build()?
             .block_on(matrix::matrix(
-                &dir,
+                match &dir {
+                    Some(dir) => matrix::Target::Embedded(dir),
+                    None => matrix::Target::Postgres,
+                },
                 events,
                 repeats,
                 worst,

@@ -5,6 +5,7 @@
 //! slow plan. p50/p95/p99 per cell, and the worst cells named at the end.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bitacora_core::TenantName;
@@ -69,14 +70,25 @@ where
     Ok((times, found, total))
 }
 
+/// Which store the matrix runs on.
+pub enum Target<'a> {
+    /// The embedded store in this folder.
+    Embedded(&'a Path),
+    /// The PostgreSQL database `bitacora_bench_search_<events>` (see `pg::open_filled`).
+    Postgres,
+}
+
 pub async fn matrix(
-    dir: &Path,
+    target: Target<'_>,
     events: usize,
     repeats: usize,
     worst: usize,
     only: Option<&str>,
 ) -> anyhow::Result<()> {
-    let store = open_filled(dir, events).await?;
+    let store: Arc<dyn Store> = match target {
+        Target::Embedded(dir) => open_filled(dir, events).await?,
+        Target::Postgres => crate::pg::open_filled(events).await?,
+    };
     let size = store.log_size(&TenantName::default_tenant()).await? as usize;
     // Days 1..=days of January 2026 hold events (the generator wraps after 28).
     let days = size.div_ceil(EVENTS_PER_DAY).clamp(1, 28);

@@ -226,7 +226,10 @@ pub async fn pg_ingest(
     Ok(())
 }
 
-pub async fn pg_search(events: usize, repeats: usize) -> anyhow::Result<()> {
+/// Opens (creating it if needed) the database `bitacora_bench_search_<events>`, first filling
+/// it up to `events` generated events (the same events as the embedded store's `search`),
+/// then analyzing it. Kept between runs: filling 10M events takes more than an hour here.
+pub async fn open_filled(events: usize) -> anyhow::Result<Arc<PgStore>> {
     let name = format!("bitacora_bench_search_{events}");
     let admin = connect(&format!("{}/postgres", server_url().trim_end_matches('/'))).await?;
     let exists = admin
@@ -269,6 +272,12 @@ pub async fn pg_search(events: usize, repeats: usize) -> anyhow::Result<()> {
         );
         connect(&url).await?.batch_execute("ANALYZE").await?;
     }
+    Ok(store)
+}
+
+pub async fn pg_search(events: usize, repeats: usize) -> anyhow::Result<()> {
+    let store = open_filled(events).await?;
+    let tenant = TenantName::default_tenant();
     let size = store.log_size(&tenant).await?;
     println!("PostgreSQL store, {size} events in tenant `default`:");
     for (label, params) in SHAPES {

@@ -184,3 +184,54 @@ async fn a_changed_summary_is_named() {
     assert_eq!((summary, key), ("actor_stats", "actor_id=2"));
     assert!(reason.starts_with("name is not"), "{reason}");
 }
+
+/// The zone map and the stats rollups (migration 4) are summaries too: a block whose bounds
+/// no longer contain its events would hide them from time-window searches, and a rollup row
+/// changed or deleted would change the dashboard's numbers; verify names both.
+#[tokio::test]
+async fn a_changed_zone_map_or_rollup_is_named() {
+    let Some(outcome) = verify_after(
+        "UPDATE event_blocks SET min_at = min_at + interval '1 second'
+         WHERE tenant_id = {tid} AND block = 0",
+    )
+    .await
+    else {
+        return;
+    };
+    let (summary, key, reason) = bad_summary(&outcome);
+    assert_eq!((summary, key), ("event_blocks", "block=0"));
+    assert!(reason.contains("bounds"), "{reason}");
+
+    let outcome = verify_after(
+        "UPDATE stats_days SET count = count + 1 WHERE ctid =
+             (SELECT min(ctid) FROM stats_days WHERE tenant_id = {tid})",
+    )
+    .await
+    .unwrap();
+    let (summary, _, reason) = bad_summary(&outcome);
+    assert_eq!(summary, "stats_days");
+    assert!(reason.starts_with("count is"), "{reason}");
+
+    let outcome = verify_after(
+        "DELETE FROM stats_day_actors WHERE ctid =
+             (SELECT min(ctid) FROM stats_day_actors WHERE tenant_id = {tid})",
+    )
+    .await
+    .unwrap();
+    let (summary, key, reason) = bad_summary(&outcome);
+    assert_eq!(summary, "stats_day_actors");
+    assert!(key.starts_with("day=2026-01-20 actor_id="), "{key}");
+    assert!(reason.starts_with("count is missing"), "{reason}");
+
+    // These events carry no address: a row for one is invented.
+    let outcome = verify_after(
+        "INSERT INTO stats_day_ips (tenant_id, day, ip, count)
+         VALUES ({tid}, '2026-01-20', '\\x00000000000000000000ffff0a000001', 5)",
+    )
+    .await
+    .unwrap();
+    let (summary, key, reason) = bad_summary(&outcome);
+    assert_eq!(summary, "stats_day_ips");
+    assert!(key.starts_with("day=2026-01-20 ip="), "{key}");
+    assert_eq!(reason, "count is 5, the events give 0");
+}

@@ -220,6 +220,108 @@ pub async fn check_summaries(
             reason: format!("{field} is not one any event of this actor carries"),
         }));
     }
+    if let Some(m) = check_zone_map(&tx, tid).await? {
+        return Ok(Some(m));
+    }
+    check_rollups(&tx, tid).await
+}
+
+/// The zone map of `occurred_at` (`event_blocks`) against the events: a block's bounds too
+/// narrow would make a time-window search skip events that are there, so each block must
+/// hold exactly its events' count and bounds that contain every one of them.
+async fn check_zone_map(
+    tx: &deadpool_postgres::Transaction<'_>,
+    tid: i32,
+) -> StoreResult<Option<SummaryMismatch>> {
+    let sql = format!(
+        "WITH derived AS (
+             SELECT seq >> {bits} AS block, min(occurred_at) AS lo, max(occurred_at) AS hi,
+                    count(*) AS n
+             FROM events WHERE tenant_id = $1 GROUP BY 1
+         ), stored AS (
+             SELECT block, min_at AS lo, max_at AS hi, count AS n FROM event_blocks
+             WHERE tenant_id = $1
+         )
+         SELECT coalesce(d.block, s.block), s.n, d.n
+         FROM derived d FULL JOIN stored s USING (block)
+         WHERE s.n IS DISTINCT FROM d.n OR s.lo > d.lo OR s.hi < d.hi
+         ORDER BY 1 LIMIT 1",
+        bits = crate::window::BLOCK_BITS
+    );
+    let row = tx.query_opt(&sql, &[&tid]).await.map_err(pg_error)?;
+    Ok(row.map(|r| {
+        let (stored, derived): (Option<i64>, Option<i64>) = (r.get(1), r.get(2));
+        SummaryMismatch {
+            summary: "event_blocks",
+            key: format!("block={}", r.get::<_, i64>(0)),
+            reason: if stored == derived {
+                "its occurred_at bounds do not contain its events' (time-window searches would \
+                 skip them)"
+                    .to_owned()
+            } else {
+                count_reason(stored, derived)
+            },
+        }
+    }))
+}
+
+/// The daily rollups behind `/v1/stats` and the dashboard against the events, both ways.
+async fn check_rollups(
+    tx: &deadpool_postgres::Transaction<'_>,
+    tid: i32,
+) -> StoreResult<Option<SummaryMismatch>> {
+    const DAY: &str = "(occurred_at AT TIME ZONE 'UTC')::date";
+    // (rollup, its key columns, the same from the events, which events it counts)
+    let rollups: [(&'static str, &str, String, &str); 3] = [
+        (
+            "stats_days",
+            "day, category, severity, outcome, no_actor",
+            format!("{DAY}, category, severity, outcome, actor_id IS NULL"),
+            "",
+        ),
+        (
+            "stats_day_actors",
+            "day, actor_id",
+            format!("{DAY}, actor_id"),
+            "AND actor_id IS NOT NULL",
+        ),
+        (
+            "stats_day_ips",
+            "day, ip",
+            format!("{DAY}, ip"),
+            "AND ip IS NOT NULL",
+        ),
+    ];
+    for (table, keys, derived_keys, filter) in rollups {
+        let key_list: Vec<&str> = keys.split(", ").collect();
+        let join = key_list
+            .iter()
+            .map(|k| format!("d.{k} = s.{k}"))
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        let last = key_list.last().expect("keys");
+        let sql = format!(
+            "WITH derived ({keys}, n) AS (
+                 SELECT {derived_keys}, count(*) FROM events
+                 WHERE tenant_id = $1 {filter} GROUP BY {derived_keys}
+             ), stored AS (
+                 SELECT {keys}, count AS n FROM {table} WHERE tenant_id = $1
+             )
+             SELECT to_char(coalesce(d.day, s.day), 'YYYY-MM-DD'),
+                    coalesce(d.{last}, s.{last})::text, s.n, d.n
+             FROM derived d FULL JOIN stored s ON {join}
+             WHERE s.n IS DISTINCT FROM d.n
+             ORDER BY 1, 2 LIMIT 1",
+        );
+        if let Some(r) = tx.query_opt(&sql, &[&tid]).await.map_err(pg_error)? {
+            let (day, key): (String, String) = (r.get(0), r.get(1));
+            return Ok(Some(SummaryMismatch {
+                summary: table,
+                key: format!("day={day} {last}={key}"),
+                reason: count_reason(r.get(2), r.get(3)),
+            }));
+        }
+    }
     Ok(None)
 }
 

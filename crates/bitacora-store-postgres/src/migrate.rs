@@ -24,6 +24,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "commit_seals",
         include_str!("../migrations/0003_commit_seals.sql"),
     ),
+    (4, "windows", include_str!("../migrations/0004_windows.sql")),
 ];
 
 /// The advisory lock key (any constant unique to bitacora: "bitacora" in ASCII).

@@ -15,19 +15,21 @@ use bitacora_core::query::{ActionPattern, EventQuery, Order, Pagination};
 use bitacora_core::{Outcome, Severity, TenantName};
 use bitacora_store::{SearchResult, StoreError, StoreResult, StoredEvent};
 use chrono::{DateTime, Utc};
-use deadpool_postgres::ClientWrapper;
+use deadpool_postgres::{ClientWrapper, Transaction};
+use tokio_postgres::IsolationLevel;
 use tokio_postgres::types::ToSql;
 
+use crate::window;
 use crate::{derive, hash32, pg_error};
+use bitacora_store::window::Span;
 
 type Param = Box<dyn ToSql + Sync + Send>;
 
+const TENANT: &str = "SELECT id, size FROM tenants WHERE name = $1";
+
 /// The tenant's id and log size, or `None` when it has never written.
 pub async fn tenant(client: &ClientWrapper, name: &TenantName) -> StoreResult<Option<(i32, u64)>> {
-    let stmt = client
-        .prepare_cached("SELECT id, size FROM tenants WHERE name = $1")
-        .await
-        .map_err(pg_error)?;
+    let stmt = client.prepare_cached(TENANT).await.map_err(pg_error)?;
     Ok(client
         .query_opt(&stmt, &[&name.as_str()])
         .await
@@ -108,6 +110,15 @@ struct Compiled {
     /// True when the filter is only actions and/or categories: `where_clause` then reads the
     /// same on `action_counts`, whose sum is the total.
     counted: bool,
+    /// `since`/`until` (open ends as the extremes): the search is read span by span.
+    window: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    /// The window is the whole filter: spans wholly inside it give their counts for free.
+    window_only: bool,
+    /// Where the span's `seq` bounds sit in `params` (set with `window`).
+    range_at: usize,
+    /// The seqs the search may read, from the cursor and the log's size.
+    lo: i64,
+    hi: i64,
 }
 
 impl Compiled {
@@ -121,6 +132,16 @@ impl Compiled {
             .iter()
             .map(|p| &**p as &(dyn ToSql + Sync))
             .collect()
+    }
+
+    /// The parameters, with `span`'s bounds in place of the window's placeholders.
+    fn span_refs<'a>(&'a self, span: &'a (i64, i64)) -> Vec<&'a (dyn ToSql + Sync)> {
+        let mut refs = self.refs();
+        if self.window.is_some() {
+            refs[self.range_at] = &span.0;
+            refs[self.range_at + 1] = &span.1;
+        }
+        refs
     }
 }
 
@@ -137,7 +158,7 @@ fn like_prefix(prefix: &str) -> String {
     out
 }
 
-fn compile(tid: i32, q: &EventQuery) -> Compiled {
+fn compile(tid: i32, size: u64, q: &EventQuery) -> Compiled {
     let f = &q.filter;
     let mut c = Compiled {
         where_clause: String::new(),
@@ -145,6 +166,11 @@ fn compile(tid: i32, q: &EventQuery) -> Compiled {
         empty: false,
         unfiltered: false,
         counted: false,
+        window: None,
+        window_only: false,
+        range_at: 0,
+        lo: 0,
+        hi: size as i64 - 1,
     };
     let mut clauses: Vec<String> = Vec::new();
     let t = c.push(tid);
@@ -159,6 +185,10 @@ fn compile(tid: i32, q: &EventQuery) -> Compiled {
             Order::Desc => format!("seq < {p}"),
             Order::Asc => format!("seq > {p}"),
         });
+        match q.order {
+            Order::Desc => c.hi = c.hi.min(after - 1),
+            Order::Asc => c.lo = c.lo.max(after.saturating_add(1)),
+        }
     }
     let mut check = |s: &str| {
         if !storable(s) {
@@ -192,13 +222,21 @@ fn compile(tid: i32, q: &EventQuery) -> Compiled {
                 }
             }
         }
-        if !exact.is_empty() {
+        // One name is an equality, not `= ANY`: only then does the `(tenant_id, action, seq)`
+        // index return the action's events already in seq order (an array scan does not).
+        if exact.len() == 1 {
+            let p = c.push(exact.remove(0));
+            any.push(format!("action = {p}"));
+        } else if !exact.is_empty() {
             let p = c.push(exact);
             any.push(format!("action = ANY({p})"));
         }
         clauses.push(format!("({})", any.join(" OR ")));
     }
-    if !f.categories.is_empty() {
+    if let [category] = f.categories.as_slice() {
+        let p = c.push(category.clone());
+        clauses.push(format!("category = {p}"));
+    } else if !f.categories.is_empty() {
         let p = c.push(f.categories.clone());
         clauses.push(format!("category = ANY({p})"));
     }
@@ -236,6 +274,19 @@ fn compile(tid: i32, q: &EventQuery) -> Compiled {
         let p = c.push(s.clone());
         clauses.push(format!("source = {p}"));
     }
+    // A window is read through the zone map (`window.rs`), one seq span at a time; the
+    // span's bounds are parameters filled in per statement. An open end is an instant before
+    // (after) any event can be, inside what PostgreSQL's timestamptz holds.
+    if f.since.is_some() || f.until.is_some() {
+        c.window = Some((
+            f.since.unwrap_or_else(window::beginning),
+            f.until.unwrap_or_else(window::end),
+        ));
+        let lo = c.push(0i64);
+        c.range_at = c.params.len() - 1;
+        let hi = c.push(0i64);
+        clauses.push(format!("seq BETWEEN {lo} AND {hi}"));
+    }
     if let Some(since) = f.since {
         let p = c.push(since);
         clauses.push(format!("occurred_at >= {p}"));
@@ -260,6 +311,12 @@ fn compile(tid: i32, q: &EventQuery) -> Compiled {
         rest.severities.clear();
     }
     c.unfiltered = rest.is_empty();
+    c.window_only = c.window.is_some() && {
+        let mut g = rest.clone();
+        g.since = None;
+        g.until = None;
+        g.is_empty()
+    };
     rest.actions.clear();
     rest.categories.clear();
     c.counted = !c.unfiltered && rest.is_empty() && matches!(q.page, Pagination::Numbered { .. });
@@ -267,14 +324,52 @@ fn compile(tid: i32, q: &EventQuery) -> Compiled {
     c
 }
 
-pub async fn search(client: &ClientWrapper, q: &EventQuery) -> StoreResult<SearchResult> {
-    let Some((tid, size)) = tenant(client, &q.tenant).await? else {
+/// Answers a search in one read-only snapshot (the zone map, the counts and the pages of
+/// several spans agree), with sorting disabled unless the search has `q=`.
+///
+/// Why no sort: every page is read in `seq` order, and without full text every filter has a
+/// plan that yields rows in that order (the partitions' `(tenant_id, seq)` index, or an index
+/// that ends with `seq` under equalities), merged across partitions and cut at the page. The
+/// planner, though, multiplies the selectivities of a span's `seq` range and of the window's
+/// `occurred_at` range as if they were independent — they are nearly the same condition — so
+/// it underestimates a window's rows by orders of magnitude and would sort all of them to
+/// return 50. `q=` keeps sorting: there the GIN index finds rare terms without reading the
+/// log, and its matches must be sorted.
+pub async fn search(client: &mut ClientWrapper, q: &EventQuery) -> StoreResult<SearchResult> {
+    let tx = snapshot(client, q).await?;
+    let result = search_in(&tx, q).await?;
+    tx.commit().await.map_err(pg_error)?;
+    Ok(result)
+}
+
+async fn snapshot<'a>(
+    client: &'a mut ClientWrapper,
+    q: &EventQuery,
+) -> StoreResult<deadpool_postgres::Transaction<'a>> {
+    let tx = client
+        .build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await
+        .map_err(pg_error)?;
+    if q.filter.text.is_empty() {
+        tx.batch_execute("SET LOCAL enable_sort = off")
+            .await
+            .map_err(pg_error)?;
+    }
+    Ok(tx)
+}
+
+async fn search_in(tx: &Transaction<'_>, q: &EventQuery) -> StoreResult<SearchResult> {
+    let client = tx;
+    let Some((tid, size)) = tenant_in(tx, &q.tenant).await? else {
         return Ok(SearchResult {
             total: matches!(q.page, Pagination::Numbered { .. }).then_some(0),
             ..SearchResult::default()
         });
     };
-    let c = compile(tid, q);
+    let c = compile(tid, size, q);
     let dir = match q.order {
         Order::Desc => "DESC",
         Order::Asc => "ASC",
@@ -283,13 +378,32 @@ pub async fn search(client: &ClientWrapper, q: &EventQuery) -> StoreResult<Searc
         "SELECT seq, leaf_hash, body FROM events WHERE {} ORDER BY seq {dir}",
         c.where_clause
     );
+    // The seq ranges to read, ascending: the zone map's spans that overlap the window, or
+    // one span standing for the whole (cursor-narrowed) log.
+    let mut spans = match c.window {
+        _ if c.empty => Vec::new(),
+        None => vec![Span {
+            lo: c.lo,
+            hi: c.hi,
+            inside: false,
+            count: 0,
+        }],
+        Some(w) => window::spans(client, tid, w, (c.lo, c.hi), c.window_only).await?,
+    };
+    if q.order == Order::Desc {
+        spans.reverse();
+    }
     match q.page {
         Pagination::Cursor { limit, .. } => {
-            if c.empty {
-                return Ok(SearchResult::default());
+            let want = u64::from(limit) + 1;
+            let mut events = Vec::new();
+            for s in &spans {
+                let need = want - events.len() as u64;
+                if need == 0 {
+                    break;
+                }
+                events.extend(run_span(client, &c, &select, s, need, 0).await?);
             }
-            let sql = format!("{select} LIMIT {}", u64::from(limit) + 1);
-            let mut events = run(client, &sql, &c).await?;
             let next_after = if events.len() > limit as usize {
                 events.truncate(limit as usize);
                 events.last().map(|e| e.seq)
@@ -303,13 +417,12 @@ pub async fn search(client: &ClientWrapper, q: &EventQuery) -> StoreResult<Searc
             })
         }
         Pagination::Numbered { page, per_page } => {
-            if c.empty {
-                return Ok(SearchResult {
-                    total: Some(0),
-                    ..SearchResult::default()
-                });
-            }
-            let total = if c.unfiltered {
+            // Per-span totals: free for spans wholly inside a bare window, from the counters
+            // for actions/categories alone, counted through the span's index otherwise.
+            let mut counts = Vec::with_capacity(spans.len());
+            let total = if c.empty {
+                0
+            } else if c.unfiltered {
                 size
             } else if c.counted {
                 // Counters kept in the append transaction: no need to count the rows (an
@@ -325,25 +438,35 @@ pub async fn search(client: &ClientWrapper, q: &EventQuery) -> StoreResult<Searc
                     .map_err(pg_error)?
                     .get::<_, i64>(0) as u64
             } else {
-                let sql = format!("SELECT count(*) FROM events WHERE {}", c.where_clause);
-                let stmt = client.prepare_cached(&sql).await.map_err(pg_error)?;
-                client
-                    .query_one(&stmt, &c.refs())
-                    .await
-                    .map_err(pg_error)?
-                    .get::<_, i64>(0) as u64
+                for s in &spans {
+                    counts.push(if s.inside && c.window_only {
+                        s.count
+                    } else {
+                        count_span(client, &c, s).await?
+                    });
+                }
+                counts.iter().sum()
             };
             let offset = u64::from(page - 1) * u64::from(per_page);
-            let events = if offset >= total {
-                Vec::new()
-            } else {
-                run(
-                    client,
-                    &format!("{select} LIMIT {per_page} OFFSET {offset}"),
-                    &c,
-                )
-                .await?
-            };
+            let mut events = Vec::new();
+            if offset < total {
+                let mut skip = offset;
+                for (i, s) in spans.iter().enumerate() {
+                    let need = u64::from(per_page) - events.len() as u64;
+                    if need == 0 {
+                        break;
+                    }
+                    // With one span its count is not needed (nor always computed).
+                    if let Some(&n) = counts.get(i).filter(|_| spans.len() > 1)
+                        && skip >= n
+                    {
+                        skip -= n;
+                        continue;
+                    }
+                    events.extend(run_span(client, &c, &select, s, need, skip).await?);
+                    skip = 0;
+                }
+            }
             Ok(SearchResult {
                 events,
                 next_after: None,
@@ -353,15 +476,48 @@ pub async fn search(client: &ClientWrapper, q: &EventQuery) -> StoreResult<Searc
     }
 }
 
-async fn run(client: &ClientWrapper, sql: &str, c: &Compiled) -> StoreResult<Vec<StoredEvent>> {
-    let stmt = client.prepare_cached(sql).await.map_err(pg_error)?;
+async fn tenant_in(tx: &Transaction<'_>, name: &TenantName) -> StoreResult<Option<(i32, u64)>> {
+    let stmt = tx.prepare_cached(TENANT).await.map_err(pg_error)?;
+    Ok(tx
+        .query_opt(&stmt, &[&name.as_str()])
+        .await
+        .map_err(pg_error)?
+        .map(|r| (r.get(0), r.get::<_, i64>(1) as u64)))
+}
+
+async fn run_span(
+    client: &Transaction<'_>,
+    c: &Compiled,
+    select: &str,
+    span: &Span,
+    limit: u64,
+    offset: u64,
+) -> StoreResult<Vec<StoredEvent>> {
+    let sql = if offset == 0 {
+        format!("{select} LIMIT {limit}")
+    } else {
+        format!("{select} LIMIT {limit} OFFSET {offset}")
+    };
+    let stmt = client.prepare_cached(&sql).await.map_err(pg_error)?;
+    let bounds = (span.lo, span.hi);
     client
-        .query(&stmt, &c.refs())
+        .query(&stmt, &c.span_refs(&bounds))
         .await
         .map_err(pg_error)?
         .iter()
         .map(row_event)
         .collect()
+}
+
+async fn count_span(client: &Transaction<'_>, c: &Compiled, span: &Span) -> StoreResult<u64> {
+    let sql = format!("SELECT count(*) FROM events WHERE {}", c.where_clause);
+    let stmt = client.prepare_cached(&sql).await.map_err(pg_error)?;
+    let bounds = (span.lo, span.hi);
+    Ok(client
+        .query_one(&stmt, &c.span_refs(&bounds))
+        .await
+        .map_err(pg_error)?
+        .get::<_, i64>(0) as u64)
 }
 
 pub async fn actions(client: &ClientWrapper, t: &TenantName) -> StoreResult<Vec<ActionSummary>> {
@@ -426,8 +582,63 @@ fn format_micros(us: i64) -> String {
         .unwrap_or_default()
 }
 
-/// Every count of the window in one pass: one `GROUPING SETS` aggregate over the window's
-/// rows (found through the `(tenant_id, occurred_at)` index).
+/// Counts over a window, before they are named and sorted.
+#[derive(Default)]
+struct Tally {
+    total: u64,
+    without_actor: u64,
+    days: HashMap<String, u64>,
+    categories: HashMap<String, u64>,
+    severities: [u64; 4],
+    outcomes: [u64; 2],
+    actors: HashMap<String, u64>,
+    ips: HashMap<Vec<u8>, u64>,
+}
+
+/// GROUPING(...) tells which set a row belongs to: a set bit means "not grouped by this
+/// column". Both statements below put their columns in this order.
+const BY_DAY: i32 = 0b100000;
+const BY_CATEGORY: i32 = 0b010000;
+const BY_SEVERITY: i32 = 0b001000;
+const BY_OUTCOME: i32 = 0b000100;
+const BY_ACTOR: i32 = 0b000010;
+const BY_IP: i32 = 0b000001;
+
+impl Tally {
+    /// Adds one row of a `GROUPING SETS` aggregate: (grouping, day, category, severity,
+    /// outcome, actor id or "has no actor", ip, count).
+    fn add_grouped(&mut self, r: &tokio_postgres::Row, actor_is_flag: bool) {
+        let grouping: i32 = r.get(0);
+        let count = r.get::<_, i64>(7) as u64;
+        match 0b111111 & !grouping {
+            BY_DAY => *self.days.entry(r.get(1)).or_default() += count,
+            BY_CATEGORY => *self.categories.entry(r.get(2)).or_default() += count,
+            BY_SEVERITY => self.severities[r.get::<_, i16>(3).clamp(0, 3) as usize] += count,
+            BY_OUTCOME => self.outcomes[r.get::<_, i16>(4).clamp(0, 1) as usize] += count,
+            BY_ACTOR if actor_is_flag => {
+                if r.get::<_, bool>(5) {
+                    self.without_actor += count;
+                }
+            }
+            BY_ACTOR => match r.get::<_, Option<String>>(5) {
+                Some(id) => *self.actors.entry(id).or_default() += count,
+                None => self.without_actor += count,
+            },
+            BY_IP => {
+                if let Some(ip) = r.get::<_, Option<Vec<u8>>>(6) {
+                    *self.ips.entry(ip).or_default() += count;
+                }
+            }
+            0 => self.total += count,
+            _ => {}
+        }
+    }
+}
+
+/// Every count of a window: the whole UTC days it covers from the rollups the writer keeps
+/// (`rollup.rs`), the partial days at its two ends from the events themselves (through the
+/// `(tenant_id, occurred_at)` index), so a 90-day dashboard reads the rollup rows of 90
+/// days, not every event, and every figure equals a scan of the window.
 pub async fn stats(
     client: &ClientWrapper,
     t: &TenantName,
@@ -457,76 +668,70 @@ pub async fn stats(
     ) else {
         return Err(StoreError::Internal("stats window out of range".into()));
     };
-    // GROUPING(...) tells which set a row belongs to: bit 5 day, 4 category, 3 severity,
-    // 2 outcome, 1 actor_id, 0 ip (a set bit means "not grouped by this column").
-    let stmt = client
-        .prepare_cached(
-            "SELECT GROUPING(day, category, severity, outcome, actor_id, ip)::int4,
-                    to_char(day, 'YYYY-MM-DD'), category, severity, outcome, actor_id, ip,
-                    count(*)::int8
-             FROM (SELECT date_trunc('day', occurred_at AT TIME ZONE 'UTC') AS day,
-                          category, severity, outcome, actor_id, ip
-                   FROM events
-                   WHERE tenant_id = $1 AND occurred_at >= $2 AND occurred_at < $3) w
-             GROUP BY GROUPING SETS ((day), (category), (severity), (outcome), (actor_id),
-                                     (ip), ())",
-        )
-        .await
-        .map_err(pg_error)?;
-    let rows = client
-        .query(&stmt, &[&tid, &since_t, &until_t])
-        .await
-        .map_err(pg_error)?;
-    let mut severities = [0u64; 4];
-    let mut outcomes = [0u64; 2];
-    let mut actors: Vec<(String, u64)> = Vec::new();
-    let mut per_ip: Vec<KeyCount> = Vec::new();
-    for r in &rows {
-        let grouping: i32 = r.get(0);
-        let count = r.get::<_, i64>(7) as u64;
-        match 0b111111 & !grouping {
-            0b100000 => stats.per_day.push(DayCount {
-                day: r.get(1),
-                count,
-            }),
-            0b010000 => stats.per_category.push(KeyCount {
-                key: r.get(2),
-                count,
-            }),
-            0b001000 => severities[r.get::<_, i16>(3).clamp(0, 3) as usize] += count,
-            0b000100 => outcomes[r.get::<_, i16>(4).clamp(0, 1) as usize] += count,
-            0b000010 => match r.get::<_, Option<String>>(5) {
-                Some(id) => actors.push((id, count)),
-                None => stats.without_actor = count,
-            },
-            0b000001 => {
-                if let Some(ip) = r.get::<_, Option<&[u8]>>(6).and_then(derive::ip_from_blob) {
-                    per_ip.push(KeyCount {
-                        key: ip.to_string(),
-                        count,
-                    });
-                }
+    let mut tally = Tally::default();
+    if since_t < until_t {
+        // Whole days [first, last); the window's ends outside them are scanned.
+        let midnight = |d: chrono::NaiveDate| d.and_hms_opt(0, 0, 0).map(|t| t.and_utc());
+        let first = if midnight(since_t.date_naive()) == Some(since_t) {
+            Some(since_t.date_naive())
+        } else {
+            since_t.date_naive().succ_opt()
+        };
+        let last = until_t.date_naive();
+        match first.filter(|f| *f < last) {
+            Some(first) => {
+                let (Some(first_t), Some(last_t)) = (midnight(first), midnight(last)) else {
+                    return Err(StoreError::Internal("stats window out of range".into()));
+                };
+                scan(
+                    client,
+                    &mut tally,
+                    tid,
+                    [(since_t, first_t), (last_t, until_t)],
+                )
+                .await?;
+                rollups(client, &mut tally, tid, first, last).await?;
             }
-            0 => stats.total = count,
-            _ => {}
+            None => {
+                scan(
+                    client,
+                    &mut tally,
+                    tid,
+                    [(since_t, until_t), (until_t, until_t)],
+                )
+                .await?
+            }
         }
     }
+    stats.total = tally.total;
+    stats.without_actor = tally.without_actor;
+    stats.per_day = tally
+        .days
+        .into_iter()
+        .map(|(day, count)| DayCount { day, count })
+        .collect();
     stats.per_day.sort_by(|a, b| a.day.cmp(&b.day));
+    stats.per_category = tally
+        .categories
+        .into_iter()
+        .map(|(key, count)| KeyCount { key, count })
+        .collect();
     sort_counts(&mut stats.per_category);
     stats.per_severity = Severity::ALL
         .iter()
         .map(|s| SeverityCount {
             severity: *s,
-            count: severities[s.rank() as usize],
+            count: tally.severities[s.rank() as usize],
         })
         .collect();
     stats.per_outcome = Outcome::ALL
         .iter()
         .map(|o| KeyCount {
             key: o.to_string(),
-            count: outcomes[o.rank() as usize],
+            count: tally.outcomes[o.rank() as usize],
         })
         .collect();
+    let mut actors: Vec<(String, u64)> = tally.actors.into_iter().collect();
     actors.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     actors.truncate(top as usize);
     let names: HashMap<String, Option<String>> = if actors.is_empty() {
@@ -552,10 +757,116 @@ pub async fn stats(
             count,
         })
         .collect();
+    let mut per_ip: Vec<KeyCount> = tally
+        .ips
+        .into_iter()
+        .filter_map(|(ip, count)| {
+            derive::ip_from_blob(&ip).map(|ip| KeyCount {
+                key: ip.to_string(),
+                count,
+            })
+        })
+        .collect();
     sort_counts(&mut per_ip);
     per_ip.truncate(top as usize);
     stats.top_ips = per_ip;
     Ok(stats)
+}
+
+/// Counts the events of two time ranges (the partial days at a window's ends) one by one,
+/// in one `GROUPING SETS` aggregate.
+async fn scan(
+    client: &ClientWrapper,
+    tally: &mut Tally,
+    tid: i32,
+    [(a0, a1), (b0, b1)]: [(DateTime<Utc>, DateTime<Utc>); 2],
+) -> StoreResult<()> {
+    if a0 >= a1 && b0 >= b1 {
+        return Ok(());
+    }
+    let stmt = client
+        .prepare_cached(
+            "SELECT GROUPING(day, category, severity, outcome, actor_id, ip)::int4,
+                    to_char(day, 'YYYY-MM-DD'), category, severity, outcome, actor_id, ip,
+                    count(*)::int8
+             FROM (SELECT date_trunc('day', occurred_at AT TIME ZONE 'UTC') AS day,
+                          category, severity, outcome, actor_id, ip
+                   FROM events
+                   WHERE tenant_id = $1
+                     AND ((occurred_at >= $2 AND occurred_at < $3)
+                          OR (occurred_at >= $4 AND occurred_at < $5))) w
+             GROUP BY GROUPING SETS ((day), (category), (severity), (outcome), (actor_id),
+                                     (ip), ())",
+        )
+        .await
+        .map_err(pg_error)?;
+    for r in client
+        .query(&stmt, &[&tid, &a0, &a1, &b0, &b1])
+        .await
+        .map_err(pg_error)?
+    {
+        tally.add_grouped(&r, false);
+    }
+    Ok(())
+}
+
+/// Adds the rollups of the whole days `first..last`.
+async fn rollups(
+    client: &ClientWrapper,
+    tally: &mut Tally,
+    tid: i32,
+    first: chrono::NaiveDate,
+    last: chrono::NaiveDate,
+) -> StoreResult<()> {
+    // GROUPING() names only grouped columns: `no_actor` stands in the actor's place and the
+    // address's bit is always set (the rollup of addresses is its own table).
+    let stmt = client
+        .prepare_cached(
+            "SELECT (GROUPING(day, category, severity, outcome, no_actor) * 2 + 1)::int4,
+                    to_char(day, 'YYYY-MM-DD'), category, severity, outcome, no_actor,
+                    NULL::bytea, coalesce(sum(count), 0)::int8
+             FROM stats_days
+             WHERE tenant_id = $1 AND day >= $2 AND day < $3
+             GROUP BY GROUPING SETS ((day), (category), (severity), (outcome), (no_actor), ())",
+        )
+        .await
+        .map_err(pg_error)?;
+    for r in client
+        .query(&stmt, &[&tid, &first, &last])
+        .await
+        .map_err(pg_error)?
+    {
+        tally.add_grouped(&r, true);
+    }
+    let actors = client
+        .prepare_cached(
+            "SELECT actor_id, sum(count)::int8 FROM stats_day_actors
+             WHERE tenant_id = $1 AND day >= $2 AND day < $3 GROUP BY actor_id",
+        )
+        .await
+        .map_err(pg_error)?;
+    for r in client
+        .query(&actors, &[&tid, &first, &last])
+        .await
+        .map_err(pg_error)?
+    {
+        *tally.actors.entry(r.get(0)).or_default() += r.get::<_, i64>(1) as u64;
+    }
+    let ips = client
+        .prepare_cached(
+            "SELECT ip, sum(count)::int8 FROM stats_day_ips
+             WHERE tenant_id = $1 AND day >= $2 AND day < $3 GROUP BY ip",
+        )
+        .await
+        .map_err(pg_error)?;
+    for r in client
+        .query(&ips, &[&tid, &first, &last])
+        .await
+        .map_err(pg_error)?
+    {
+        *tally.ips.entry(r.get(0)).or_default() += r.get::<_, i64>(1) as u64;
+    }
+    Ok(())
 }
 
 fn sort_counts(v: &mut [KeyCount]) {
@@ -577,4 +888,51 @@ pub async fn tenants(client: &ClientWrapper) -> StoreResult<Vec<TenantName>> {
                 .map_err(|e| StoreError::Corrupt(format!("stored tenant name `{n}`: {e}")))
         })
         .collect()
+}
+
+/// The plan of the first statement that reads a page of `q` (the newest span for `desc`),
+/// for the tests that hold the plans of the window shapes.
+#[cfg(test)]
+pub(crate) async fn explain_page(
+    client: &mut ClientWrapper,
+    q: &EventQuery,
+) -> StoreResult<String> {
+    let tx = snapshot(client, q).await?;
+    let client = &tx;
+    let (tid, size) = tenant_in(client, &q.tenant)
+        .await?
+        .ok_or_else(|| StoreError::Internal("no such tenant".into()))?;
+    let c = compile(tid, size, q);
+    let dir = match q.order {
+        Order::Desc => "DESC",
+        Order::Asc => "ASC",
+    };
+    let mut spans = match c.window {
+        None => vec![(c.lo, c.hi)],
+        Some(w) => window::spans(client, tid, w, (c.lo, c.hi), false)
+            .await?
+            .iter()
+            .map(|s| (s.lo, s.hi))
+            .collect(),
+    };
+    if q.order == Order::Desc {
+        spans.reverse();
+    }
+    let span = spans
+        .first()
+        .copied()
+        .ok_or_else(|| StoreError::Internal("the window holds no block".into()))?;
+    let sql = format!(
+        "EXPLAIN SELECT seq, leaf_hash, body FROM events WHERE {} ORDER BY seq {dir} LIMIT 51",
+        c.where_clause
+    );
+    let rows = client
+        .query(&sql, &c.span_refs(&span))
+        .await
+        .map_err(pg_error)?;
+    Ok(rows
+        .iter()
+        .map(|r| r.get::<_, String>(0))
+        .collect::<Vec<_>>()
+        .join("\n"))
 }

@@ -47,7 +47,9 @@ use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
 
 use crate::partitions::Partitions;
+use crate::rollup;
 use crate::tree::STORED_LEVEL;
+use crate::window::BlockDeltas;
 use crate::{derive, hash32, pg_error, pool_error};
 
 /// An event with everything the writer needs precomputed (on the caller's task).
@@ -367,6 +369,8 @@ impl Writer {
         let mut nodes = Nodes::default();
         let mut action_counts: HashMap<(i32, &str, &str), i64> = HashMap::new();
         let mut actors: HashMap<(i32, &str), ActorDelta<'_>> = HashMap::new();
+        let mut blocks = BlockDeltas::default();
+        let mut rollups = rollup::Deltas::default();
         for p in &events {
             let e: &Event = &p.sealed.event;
             let tid = self.tenant_ids[e.tenant.as_str()];
@@ -408,6 +412,16 @@ impl Writer {
                 .entry((tid, e.action.as_str(), e.category.as_str()))
                 .or_default() += 1;
             let occurred_us = e.occurred_at.timestamp_micros();
+            blocks.add(tid, seq, occurred_us);
+            rollups.add(rollup::Row {
+                tenant_id: tid,
+                occurred_at: e.occurred_at,
+                category: &e.category,
+                severity: i16::from(e.severity.rank()),
+                outcome: i16::from(e.outcome.rank()),
+                actor_id: e.actor.as_ref().and_then(|a| a.id.as_deref()),
+                ip: p.ip,
+            });
             if let Some(actor) = &e.actor
                 && let Some(id) = actor.id.as_deref()
             {
@@ -452,6 +466,8 @@ impl Writer {
             .await
             .map_err(pg_error)?;
             upsert_counters(&tx, &action_counts, &actors).await?;
+            blocks.write(&tx).await?;
+            rollups.write(&tx).await?;
             if let Some(key) = &commit_key {
                 let touched: BTreeSet<i32> = rows.iter().map(|(tid, _, _)| *tid).collect();
                 let (mut t, mut size, mut root, mut base, mut mac) =

@@ -25,6 +25,7 @@ use rusqlite::{Connection, Transaction, params};
 use crate::derive::{SEQ_MASK, pos};
 use crate::sql_error;
 use bitacora_store::StoreResult;
+use bitacora_store::window::{self, Block, Layout};
 
 /// log2 of the events per block. 4,096 keeps the map at ~2,500 rows per 10M events (read in
 /// well under a millisecond) while a block scanned in vain costs a couple of milliseconds.
@@ -105,16 +106,7 @@ pub fn record_blocks(
     Ok(())
 }
 
-/// A run of consecutive blocks to scan, as an inclusive `pos` range.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Span {
-    pub lo: i64,
-    pub hi: i64,
-    /// Every event of the span is inside the window (and the span is whole blocks), so
-    /// `count` is the number of events in it that match the window.
-    pub inside: bool,
-    pub count: u64,
-}
+pub use bitacora_store::window::Span;
 
 /// The spans of tenant `tid`'s positions `lo..=hi` that can hold events with
 /// `since <= occurred_at < until`, in ascending order. With `split_inside`, spans wholly inside
@@ -142,96 +134,39 @@ pub fn spans(
              ORDER BY block",
         )
         .map_err(sql_error)?;
-    let mut rows = stmt
-        .query(params![tid, first, last, since, until])
+    let blocks = stmt
+        .query_map(params![tid, first, last, since, until], |r| {
+            Ok(Block {
+                block: r.get(0)?,
+                min_at: r.get(1)?,
+                max_at: r.get(2)?,
+                count: r.get::<_, i64>(3)? as u64,
+            })
+        })
+        .map_err(sql_error)?
+        .collect::<Result<Vec<_>, _>>()
         .map_err(sql_error)?;
-    let mut out: Vec<Span> = Vec::new();
-    let mut prev_block = i64::MIN;
-    while let Some(r) = rows.next().map_err(sql_error)? {
-        let block: i64 = r.get(0).map_err(sql_error)?;
-        let (min_at, max_at): (i64, i64) =
-            (r.get(1).map_err(sql_error)?, r.get(2).map_err(sql_error)?);
-        let count: i64 = r.get(3).map_err(sql_error)?;
-        let b_lo = pos(tid, (block as u64) << BLOCK_BITS);
-        let b_hi = pos(tid, (((block as u64) + 1) << BLOCK_BITS) - 1);
-        let (s_lo, s_hi) = (b_lo.max(lo), b_hi.min(hi));
-        // A block cut by the cursor no longer holds `count` of its events.
-        let inside = min_at >= since && max_at < until && s_lo == b_lo && s_hi == b_hi;
-        let span = Span {
-            lo: s_lo,
-            hi: s_hi,
-            inside,
-            count: if inside { count as u64 } else { 0 },
-        };
-        match out.last_mut() {
-            Some(last) if block == prev_block + 1 && (!split_inside || last.inside == inside) => {
-                last.hi = span.hi;
-                last.inside &= inside;
-                last.count += span.count;
-            }
-            _ => out.push(span),
-        }
-        prev_block = block;
-    }
-    Ok(coalesce(out, MAX_SPANS))
-}
-
-/// Merges spans across their smallest gaps until at most `max` remain. A merged span scans
-/// the blocks in its gaps too (the window's condition still excludes their events), so it is
-/// no longer `inside`.
-fn coalesce(spans: Vec<Span>, max: usize) -> Vec<Span> {
-    if spans.len() <= max {
-        return spans;
-    }
-    let mut gaps: Vec<(i64, usize)> = spans
-        .windows(2)
-        .enumerate()
-        .map(|(i, w)| (w[1].lo - w[0].hi, i))
-        .collect();
-    gaps.sort_unstable();
-    let mut merge_after = vec![false; spans.len()];
-    for (_, i) in gaps.iter().take(spans.len() - max) {
-        merge_after[*i] = true;
-    }
-    let mut out: Vec<Span> = Vec::with_capacity(max);
-    let mut join = false;
-    for (i, s) in spans.into_iter().enumerate() {
-        match out.last_mut() {
-            Some(last) if join => {
-                last.hi = s.hi;
-                last.inside = false;
-                last.count = 0;
-            }
-            _ => out.push(s),
-        }
-        join = merge_after[i];
-    }
-    out
+    let layout = Layout {
+        bounds: |block: i64| {
+            (
+                pos(tid, (block as u64) << BLOCK_BITS),
+                pos(tid, (((block as u64) + 1) << BLOCK_BITS) - 1),
+            )
+        },
+        max_spans: MAX_SPANS,
+    };
+    Ok(window::plan(
+        blocks,
+        &layout,
+        (since, until),
+        (lo, hi),
+        split_inside,
+    ))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn span(lo: i64, hi: i64) -> Span {
-        Span {
-            lo,
-            hi,
-            inside: true,
-            count: 1,
-        }
-    }
-
-    #[test]
-    fn coalescing_merges_the_smallest_gaps_first() {
-        let spans = vec![span(0, 1), span(3, 4), span(100, 101), span(103, 104)];
-        let out = coalesce(spans.clone(), 4);
-        assert_eq!(out, spans);
-        let out = coalesce(spans, 2);
-        assert_eq!(out.len(), 2);
-        assert_eq!((out[0].lo, out[0].hi, out[0].inside), (0, 4, false));
-        assert_eq!((out[1].lo, out[1].hi, out[1].inside), (100, 104, false));
-    }
 
     #[test]
     fn blocks_cover_whole_seq_ranges() {

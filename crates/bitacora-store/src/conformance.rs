@@ -99,6 +99,39 @@ pub fn sample_events_in(tenant: &str, ids: &[&str]) -> Vec<SealedEvent> {
         .collect()
 }
 
+/// `n` varied events in `tenant`, one every `step_secs` seconds of `occurred_at` from
+/// `start` (RFC 3339): four actions in two categories, 50 actors, 200 addresses, two
+/// sources, every seventh a failure. For tests that need a log of some size with realistic
+/// spread (query plans, windows).
+pub fn timed_events(tenant: &str, n: u64, start: &str, step_secs: i64) -> Vec<SealedEvent> {
+    let start = timestamp::parse(start).expect("test timestamp");
+    let actions = [
+        "user.login",
+        "user.logout",
+        "device.create",
+        "user.role_change",
+    ];
+    (0..n)
+        .map(|i| {
+            let at = start + chrono::Duration::seconds(i as i64 * step_secs);
+            let mut v = json!({
+                "tenant": tenant,
+                "occurred_at": timestamp::format(&at),
+                "action": actions[(i % 4) as usize],
+                "outcome": if i % 7 == 0 { "failure" } else { "success" },
+                "actor": {"id": format!("u{}", i % 50), "name": format!("User {}", i % 50)},
+                "context": {"ip": format!("10.0.{}.{}", (i / 200) % 4, i % 200),
+                            "source": if i % 2 == 0 { "web" } else { "api" }},
+                "description": format!("evento {i}"),
+            });
+            if i % 3 == 0 {
+                v["target"] = json!({"type": "device", "id": format!("d{}", i % 30)});
+            }
+            seal(v, &timestamp::format(&(at + chrono::Duration::seconds(2))))
+        })
+        .collect()
+}
+
 /// The seeds' scenarios, spread over January 2026 and two tenants.
 fn scenario() -> Vec<SealedEvent> {
     let rows = vec![

@@ -21,6 +21,7 @@ pub mod check;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod derive;
+pub mod window;
 
 /// Times at this boundary are microseconds since the Unix epoch (UTC), so this crate needs
 /// no date library.
