@@ -615,11 +615,8 @@ impl Tally {
             BY_CATEGORY => *self.categories.entry(r.get(2)).or_default() += count,
             BY_SEVERITY => self.severities[r.get::<_, i16>(3).clamp(0, 3) as usize] += count,
             BY_OUTCOME => self.outcomes[r.get::<_, i16>(4).clamp(0, 1) as usize] += count,
-            BY_ACTOR if actor_is_flag => {
-                if r.get::<_, bool>(5) {
-                    self.without_actor += count;
-                }
-            }
+            BY_ACTOR if actor_is_flag && r.get::<_, bool>(5) => self.without_actor += count,
+            BY_ACTOR if actor_is_flag => {}
             BY_ACTOR => match r.get::<_, Option<String>>(5) {
                 Some(id) => *self.actors.entry(id).or_default() += count,
                 None => self.without_actor += count,
