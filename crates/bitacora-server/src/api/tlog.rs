@@ -2,7 +2,8 @@
 //! `tlog-tiles` log under `/logs/<tenant>/`, and `GET /v1/events/{id}/proof`, one event's
 //! C2SP `tlog-proof@v1`. The formats are `bitacora_core::tlog`; this module only serves them.
 //!
-//! - `checkpoint`: the latest signed note, `Cache-Control: no-store`.
+//! - `checkpoint`: the latest signed note, `Cache-Control: no-store` (kept in memory for
+//!   200 ms, [`NOTE_TTL`]).
 //! - `tile/<L>/<N>[.p/<W>]`: the complete tree nodes the store already keeps (level-0 tiles
 //!   are the stored leaf hashes, higher ones stored subtree hashes), never rehashed from
 //!   events. A tile is served once the latest checkpoint's tree contains all of it, so
@@ -16,8 +17,10 @@
 //! witnesses); entry bundles never become public. These routes are not in the OpenAPI
 //! document: their shape is the C2SP spec's, documented in `docs/TRANSPARENCY.md`.
 
+use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -50,10 +53,19 @@ const IMMUTABLE_PRIVATE: &str = "private, max-age=31536000, immutable";
 /// A full hash tile's `(tenant, tile level, index)`.
 type TileKey = (TenantName, u8, u64);
 
+/// How long a tenant's latest checkpoint note is served from memory before the store is asked
+/// again. The checkpointer signs at most once per `integrity.checkpoint_interval_ms` (1 s by
+/// default), and tlog-tiles only asks that a checkpoint not be cached beyond a few seconds; this
+/// spares the store (and a hop to its reader threads) on every monitor's poll.
+const NOTE_TTL: Duration = Duration::from_millis(200);
+
 /// Full hash tiles by `(tenant, tile level, index)`. A full tile never changes once the tree
-/// holds it, so entries are never invalidated, only evicted.
+/// holds it, so entries are never invalidated, only evicted. Also each tenant's latest
+/// checkpoint note, for [`NOTE_TTL`] (only tenants that have one: the map cannot be grown by
+/// asking for made-up tenants).
 pub struct TileCache {
     tiles: Option<Mutex<LruCache<TileKey, Bytes>>>,
+    notes: Mutex<HashMap<TenantName, (Instant, Bytes)>>,
 }
 
 impl TileCache {
@@ -61,7 +73,23 @@ impl TileCache {
     pub fn new(capacity: usize) -> Self {
         Self {
             tiles: NonZeroUsize::new(capacity).map(|c| Mutex::new(LruCache::new(c))),
+            notes: Mutex::new(HashMap::new()),
         }
+    }
+
+    fn note(&self, tenant: &TenantName) -> Option<Bytes> {
+        let notes = self.notes.lock().unwrap_or_else(|p| p.into_inner());
+        notes
+            .get(tenant)
+            .filter(|(at, _)| at.elapsed() < NOTE_TTL)
+            .map(|(_, note)| note.clone())
+    }
+
+    fn put_note(&self, tenant: TenantName, note: Bytes) {
+        self.notes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(tenant, (Instant::now(), note));
     }
 
     fn get(&self, key: &TileKey) -> Option<Bytes> {
@@ -154,8 +182,15 @@ async fn checkpoint(
     request: Request,
 ) -> Result<Response, ApiError> {
     let tenant = tenant_for(&request, &tenant)?;
+    if let Some(note) = state.tiles.note(&tenant) {
+        return Ok(with_headers(note, TEXT_PLAIN, "no-store"));
+    }
     match state.store.latest_checkpoint(&tenant).await? {
-        Some(cp) => Ok(with_headers(cp.note, TEXT_PLAIN, "no-store")),
+        Some(cp) => {
+            let note = Bytes::from(cp.note);
+            state.tiles.put_note(tenant, note.clone());
+            Ok(with_headers(note, TEXT_PLAIN, "no-store"))
+        }
         None => Err(ApiError::NoCheckpoint(format!(
             "the log of tenant `{tenant}` has no signed checkpoint yet"
         ))),
