@@ -21,6 +21,7 @@ mod matrix;
 mod pg;
 mod search;
 mod seed;
+mod tiles;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -76,6 +77,19 @@ enum Command {
         /// The server's `synchronous` setting (full = durable).
         #[arg(long, default_value = "full")]
         synchronous: String,
+    },
+    /// Latency of the C2SP tlog-tiles resources (checkpoint, hash tiles cold and cached, entry
+    /// bundles) of a `bitacora serve` process filled with `--events` over HTTP, next to
+    /// `GET /healthz` on the same connection.
+    Tiles {
+        /// The bitacora binary.
+        #[arg(long, env = "BITACORA_BIN", default_value = "target/release/bitacora")]
+        bin: std::path::PathBuf,
+        #[arg(long, default_value_t = 1_000_000)]
+        events: usize,
+        /// Requests per measured series (checkpoint, cached tiles, baseline).
+        #[arg(long, default_value_t = 5_000)]
+        repeats: usize,
     },
     /// Search latency on a store pre-filled with generated events (kept in `--dir` between
     /// runs, so a 10M-event store is filled once).
@@ -234,6 +248,14 @@ fn main() -> anyhow::Result<()> {
                 runs,
                 synchronous,
             })),
+        Command::Tiles {
+            bin,
+            events,
+            repeats,
+        } => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(tiles::tiles(&bin, events, repeats)),
         Command::Search {
             events,
             dir,

@@ -253,6 +253,19 @@ impl SealedEvent {
         let mut fingerprint = [0u8; 16];
         fingerprint.copy_from_slice(&digest[..16]);
         let mut sealed = Self::seal(event, fingerprint);
+        // Each entry of a C2SP entry bundle (CONTRACT §11) is prefixed with its length as a
+        // `u16`, so a canonical form longer than that could be stored but never served.
+        if sealed.body.len() > crate::tlog::MAX_ENTRY_BYTES {
+            return Err(FieldError::whole(
+                "too_large",
+                format!(
+                    "the event's canonical form is {} bytes; at most {} are accepted \
+                     (an entry of the log's tlog-tiles entry bundles)",
+                    sealed.body.len(),
+                    crate::tlog::MAX_ENTRY_BYTES
+                ),
+            ));
+        }
         sealed.id_generated = id_generated;
         Ok(sealed)
     }

@@ -267,7 +267,7 @@ fn parse_key_id(s: &str) -> Option<u32> {
 }
 
 /// Splits `name+<hex id>+<base64>` (the base64 may itself contain `+`).
-fn split_key(s: &str) -> Option<(&str, u32, Vec<u8>)> {
+pub(crate) fn split_key(s: &str) -> Option<(&str, u32, Vec<u8>)> {
     let (name, rest) = s.split_once('+')?;
     let (id, b64) = rest.split_once('+')?;
     let id = parse_key_id(id)?;

@@ -14,6 +14,8 @@ pub mod event;
 pub mod merkle;
 pub mod query;
 pub mod seal;
+pub mod tlog;
+pub mod witness;
 
 pub use canonical::SealedEvent;
 pub use error::FieldError;

@@ -112,6 +112,13 @@ signing_key_name = "bitacora"
 retired_keys = []
 # How often growing logs are signed (milliseconds).
 checkpoint_interval_ms = 1000
+# Serve each tenant's checkpoint and hash tiles under /logs/<tenant>/ (C2SP tlog-tiles) to anyone,
+# for monitors and witnesses; entry bundles (the events) always need the tenant's `read`
+# credential. Level-0 hashes of guessable events can then be confirmed by brute force: see
+# docs/TRANSPARENCY.md before turning this on.
+public_tiles = false
+# Full hash tiles (8 KiB each) kept in memory for /logs/<tenant>/tile/...
+tile_cache_tiles = 4096
 
 # Database change capture (docs/CAPTURE.md): drain the outbox that `bitacora capture install`
 # set up in an application's PostgreSQL database into a tenant's log. One section per database;
@@ -226,6 +233,11 @@ pub struct IntegrityConfig {
     /// Verifier keys (or files of them) of retired signing keys.
     pub retired_keys: Vec<String>,
     pub checkpoint_interval_ms: u64,
+    /// Whether `/logs/<tenant>/checkpoint` and the hash tiles need no credential (entry
+    /// bundles always need `read`).
+    pub public_tiles: bool,
+    /// How many full hash tiles the in-memory cache of `/logs/` keeps (0: none).
+    pub tile_cache_tiles: usize,
 }
 
 impl Default for IntegrityConfig {
@@ -235,6 +247,8 @@ impl Default for IntegrityConfig {
             signing_key_name: "bitacora".to_owned(),
             retired_keys: Vec::new(),
             checkpoint_interval_ms: 1000,
+            public_tiles: false,
+            tile_cache_tiles: 4096,
         }
     }
 }

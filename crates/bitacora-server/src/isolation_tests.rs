@@ -127,6 +127,15 @@ async fn world() -> World {
     let mut routes: Vec<String> = openapi.paths.paths.keys().cloned().collect();
     routes.extend(crate::ui::routes().into_iter().map(|(p, _)| p.to_owned()));
     routes.extend(["/", "/openapi.json", "/docs", "/docs/"].map(str::to_owned));
+    // The C2SP tlog-tiles routes (api/tlog.rs), outside the OpenAPI document.
+    routes.extend(
+        [
+            "/logs/{tenant}/checkpoint",
+            "/logs/{tenant}/tile/{level}/{index}",
+            "/logs/{tenant}/tile/entries/{index}",
+        ]
+        .map(str::to_owned),
+    );
     assert!(routes.len() > 30, "{routes:?}");
 
     World {
@@ -147,6 +156,9 @@ fn concrete(pattern: &str, other: &str) -> String {
             "{id}" => format!("{other}-0"),
             "{type}" | "{kind}" => "user".to_owned(),
             "{file}" => "ui.css".to_owned(),
+            "{tenant}" => other.to_owned(),
+            "{level}" => "0".to_owned(),
+            "{index}" => "000.p/1".to_owned(),
             p if p.starts_with('{') => "x".to_owned(),
             p => p.to_owned(),
         })
@@ -279,6 +291,7 @@ async fn no_route_lets_a_pinned_credential_reach_another_tenant() {
         "/v1/export?format=ndjson",
         "/ui/?tenant=acme",
         "/ui/events/acme-0",
+        "/logs/acme/tile/entries/000.p/1",
     ] {
         let seen = send(&w.router, &Method::GET, uri, acme_reader).await;
         assert_eq!(seen.status, StatusCode::OK, "{uri}");

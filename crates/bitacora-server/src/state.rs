@@ -29,6 +29,8 @@ pub struct AppState {
     /// The log tails the checkpointer refuses to sign (no commit seal explains them), for
     /// `/readyz`, the metrics and the viewer's integrity page.
     pub tails: bitacora_log::TailStatus,
+    /// Full tlog-tiles hash tiles already served (`/logs/<tenant>/tile/...`).
+    pub tiles: Arc<crate::api::tlog::TileCache>,
 }
 
 impl AppState {
@@ -62,6 +64,9 @@ impl AppState {
         // Every append this process makes from now on is sealed with the signing key's
         // commit key, and the checkpointer signs only what such seals explain.
         store.set_commit_key(Some(keys.commit_key()));
+        let tiles = Arc::new(crate::api::tlog::TileCache::new(
+            config.integrity.tile_cache_tiles,
+        ));
         Self {
             policy: Arc::new(config.ingest.policy()),
             config: Arc::new(config),
@@ -71,6 +76,7 @@ impl AppState {
             store,
             capture: Arc::new(Vec::new()),
             tails: bitacora_log::TailStatus::default(),
+            tiles,
         }
     }
 }

@@ -706,6 +706,96 @@ pub fn verify_bundle(file: &Path, trusted: &[String]) -> Result<()> {
     }
 }
 
+/// `bitacora verify-proof EVENT PROOF`: no store, no server, no configuration.
+///
+/// The event's leaf hash is recomputed from its JSON (RFC 8785 form without `seq` and
+/// `leaf_hash`), and the proof must lead from it, at the event's `seq`, to the root of a
+/// checkpoint of the event's tenant signed by a trusted key.
+pub fn verify_proof(
+    event: &Path,
+    proof: &Path,
+    trusted: &[String],
+    policy: Option<&Path>,
+) -> Result<()> {
+    use bitacora_core::canonical::{canonicalize_json, leaf_hash, parse_hex_hash};
+    use bitacora_core::checkpoint::tenant_origin;
+    use bitacora_core::tlog::TlogProof;
+
+    #[derive(serde::Deserialize)]
+    struct Fields {
+        seq: Option<u64>,
+        leaf_hash: Option<String>,
+        tenant: String,
+    }
+
+    let mut verifiers = if trusted.is_empty() {
+        Vec::new()
+    } else {
+        integrity::parse_verifiers(trusted).context("--trusted-key")?
+    };
+    let policy = match policy {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the policy `{}`", path.display()))?;
+            let policy = bitacora_core::witness::Policy::parse(&text)
+                .with_context(|| format!("the policy `{}`", path.display()))?;
+            verifiers.extend(policy.logs().iter().cloned());
+            Some(policy)
+        }
+        None => None,
+    };
+    let read = |path: &Path, what: &str| -> Result<Vec<u8>> {
+        if path == Path::new("-") {
+            let mut buf = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut buf)?;
+            Ok(buf)
+        } else {
+            std::fs::read(path)
+                .with_context(|| format!("cannot read the {what} `{}`", path.display()))
+        }
+    };
+    let event = read(event, "event")?;
+    let proof_text = read(proof, "proof")?;
+    let fields: Fields =
+        serde_json::from_slice(&event).context("the event is not an event's JSON")?;
+    let canonical = canonicalize_json(&event).context("the event cannot be canonicalized")?;
+    let leaf = leaf_hash(&canonical);
+    if let Some(stated) = &fields.leaf_hash
+        && parse_hex_hash(stated) != Some(leaf)
+    {
+        bail!("the event's content does not match its leaf_hash (the event was altered)");
+    }
+    let proof_text = std::str::from_utf8(&proof_text).context("the proof is not UTF-8 text")?;
+    let proof = TlogProof::parse(proof_text)?;
+    if let Some(seq) = fields.seq
+        && seq != proof.index
+    {
+        bail!(
+            "the proof is for index {}, the event has seq {seq}",
+            proof.index
+        );
+    }
+    let origin = tenant_origin(&fields.tenant);
+    let witnessed = match &policy {
+        Some(policy) => match policy.check(&proof.checkpoint) {
+            Ok(check) if check.cosigned.is_empty() => String::new(),
+            Ok(check) => format!(", cosigned by {}", check.cosigned.join(", ")),
+            Err(e) => bail!("the proof's checkpoint does not satisfy the policy: {e}"),
+        },
+        None => String::new(),
+    };
+    match proof.verify(&leaf, &origin, &verifiers) {
+        Ok(cp) => {
+            println!(
+                "ok: the event is entry {} of {origin}, in the signed tree of {} entries{witnessed}",
+                proof.index, cp.size
+            );
+            Ok(())
+        }
+        Err(e) => bail!("the proof does not verify: {e}"),
+    }
+}
+
 async fn write_export(store: Arc<dyn Store>, query: EventQuery, csv: bool) -> Result<()> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(256 * 1024, stdout.lock());

@@ -108,6 +108,9 @@ enum Command {
     /// Verify an exported bundle offline: no server, no store, no configuration needed.
     /// Exit 0 when every event checks out, 1 naming the first bad line.
     VerifyBundle(VerifyBundleArgs),
+    /// Verify one event's C2SP tlog-proof (`GET /v1/events/{id}/proof`) offline against a
+    /// verifier key. Exit 0 when it holds, 1 saying what does not.
+    VerifyProof(VerifyProofArgs),
     /// Inspect the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -194,6 +197,27 @@ struct VerifyBundleArgs {
     /// keys are used: that proves the events match the checkpoint, not who signed it.
     #[arg(long = "trusted-key", value_name = "KEY")]
     trusted_keys: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+struct VerifyProofArgs {
+    /// The event as `GET /v1/events/{id}` returns it (`-` for standard input).
+    event: PathBuf,
+    /// Its tlog-proof, as `GET /v1/events/{id}/proof` returns it.
+    proof: PathBuf,
+    /// Accept a checkpoint signed by one of these verifier keys (`name+id+base64`, as
+    /// `GET /v1/log/public-key` serves them, or a file of them). This or `--policy` is
+    /// required: a proof is only as good as the key it is checked against.
+    #[arg(
+        long = "trusted-key",
+        value_name = "KEY",
+        required_unless_present = "policy"
+    )]
+    trusted_keys: Vec<String>,
+    /// A C2SP tlog-policy file: the checkpoint must be signed by one of its logs and
+    /// cosigned (`cosignature/v1`) by witnesses that meet its quorum.
+    #[arg(long, value_name = "FILE")]
+    policy: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -378,6 +402,13 @@ async fn run(cli: Cli) -> Result<()> {
         }
         // Deliberately no configuration: a bundle is checked on its own.
         Command::VerifyBundle(args) => commands::verify_bundle(&args.file, &args.trusted_keys),
+        // Likewise offline: the event, its proof and the keys are all it needs.
+        Command::VerifyProof(args) => commands::verify_proof(
+            &args.event,
+            &args.proof,
+            &args.trusted_keys,
+            args.policy.as_deref(),
+        ),
         // The application's database only: no store, no configuration file.
         Command::Capture(cmd) => capture::run(cmd).await,
         Command::Config(ConfigCommand::PrintDefault) => {

@@ -6,10 +6,11 @@ import base64
 import hashlib
 import json
 import struct
+import time
 
 import pytest
 
-from bitacora import Bitacora
+from bitacora import Bitacora, BitacoraError
 from bitacora.verify import (
     VerificationError,
     canonical,
@@ -19,6 +20,7 @@ from bitacora.verify import (
     root_from_inclusion_proof,
     verify_event,
     verify_inclusion,
+    verify_tlog_proof,
 )
 from conftest import Server, unique
 
@@ -228,4 +230,36 @@ def test_checkpoint_with_wrong_key_or_signature_fails(server: Server) -> None:
     # A key whose id does not match its name and bytes is refused when parsed.
     with pytest.raises(VerificationError, match="key id"):
         parse_verifier_key(name + "+00000000+" + public_key.strip().split("+", 2)[2])
+    client.close()
+
+
+def test_tlog_proof_verifies_offline(server: Server) -> None:
+    client = Bitacora(url=server.url, api_key=server.admin_key)
+    public_key = client.public_key()
+    ack = client.send(unique("tlogproof"), actor={"id": "7"}, description="proved")
+    deadline = time.monotonic() + 5
+    while True:  # the server signs within about a second: 404 no_checkpoint until then
+        try:
+            proof = client.event_proof(ack.id)
+            break
+        except BitacoraError as e:
+            if e.code != "no_checkpoint" or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+    assert proof.startswith("c2sp.org/tlog-proof@v1\nindex ")
+    event = server.event(ack.id)
+    cp = verify_tlog_proof(event, proof, public_key)
+    assert cp.tree_size > ack.seq and cp.origin.endswith("/default")
+
+    # An altered event, another origin, or an altered proof line fails.
+    with pytest.raises(VerificationError):
+        verify_tlog_proof({**event, "description": "rewritten"}, proof, public_key)
+    rehashed = {**event, "description": "rewritten"}
+    rehashed["leaf_hash"] = leaf_hash(rehashed)
+    with pytest.raises(VerificationError, match=r"inclusion proof|not in a tree"):
+        verify_tlog_proof(rehashed, proof, public_key)
+    with pytest.raises(VerificationError, match="not"):
+        verify_tlog_proof(event, proof, public_key, origin="example.com/other")
+    with pytest.raises(VerificationError, match="tlog-proof"):
+        verify_tlog_proof(event, proof.replace("index ", "index 0", 1), public_key)
     client.close()

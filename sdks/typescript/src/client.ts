@@ -353,6 +353,17 @@ export class Bitacora {
     return this.getText(`/v1/log/checkpoint${q}`);
   }
 
+  /**
+   * `GET /v1/events/{id}/proof`: the event's C2SP tlog-proof (text), to check offline with
+   * `verifyTlogProof` from `bitacora/verify`. Rejects with code `no_checkpoint` until the event
+   * is signed (within about a second).
+   */
+  async eventProof(id: string, tenant?: string): Promise<string> {
+    const t = tenant ?? this.tenant;
+    const q = t === undefined ? "" : `?tenant=${encodeURIComponent(t)}`;
+    return this.getText(`/v1/events/${encodeURIComponent(id)}/proof${q}`);
+  }
+
   /** The inclusion proof of leaf `seq` in the tree of `treeSize` leaves. */
   async inclusionProof(seq: number, treeSize: number, tenant?: string): Promise<InclusionProof> {
     const t = tenant ?? this.tenant;

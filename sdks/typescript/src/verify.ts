@@ -280,3 +280,46 @@ export async function verifyEvent(
     ...(options.origin !== undefined ? { origin: options.origin } : {}),
   });
 }
+
+/**
+ * Checks one event's C2SP `tlog-proof@v1` (the text of `GET /v1/events/{id}/proof`) offline:
+ * the proof's checkpoint must be signed by a pinned key and be the log of the event's tenant
+ * (or `origin`), and its inclusion proof must lead from the event's recomputed leaf hash at the
+ * proof's index (which must be the event's `seq`) to the signed root. Cosignatures are ignored.
+ */
+export async function verifyTlogProof(input: {
+  event: Event;
+  proof: string;
+  publicKey: string | readonly string[];
+  origin?: string;
+}): Promise<VerifiedEvent> {
+  const lines = input.proof.split("\n");
+  if (lines[0] !== "c2sp.org/tlog-proof@v1") fail("tlog-proof: the first line is not c2sp.org/tlog-proof@v1");
+  let i = 1;
+  if (lines[i]?.startsWith("extra ")) i++;
+  const index = /^index (0|[1-9][0-9]*)$/.exec(lines[i] ?? "");
+  if (index === null || !Number.isSafeInteger(Number(index[1]))) fail("tlog-proof: no valid index line");
+  i++;
+  const hashes: string[] = [];
+  for (; i < lines.length && lines[i] !== ""; i++) {
+    let bytes: Uint8Array;
+    try {
+      bytes = base64ToBytes(lines[i]!);
+    } catch {
+      return fail("tlog-proof: a proof line is not base64");
+    }
+    if (bytes.length !== 32) fail("tlog-proof: a proof hash is not 32 bytes");
+    hashes.push(toHex(bytes));
+  }
+  if (i >= lines.length - 1) fail("tlog-proof: no checkpoint after the proof");
+  if (input.event.seq == null || Number(input.event.seq) !== Number(index[1])) {
+    fail(`tlog-proof: the proof is for index ${index[1]}, the event has seq ${String(input.event.seq)}`);
+  }
+  return verifyEventProof({
+    event: input.event,
+    proof: hashes,
+    checkpoint: lines.slice(i + 1).join("\n"),
+    publicKey: input.publicKey,
+    ...(input.origin !== undefined ? { origin: input.origin } : {}),
+  });
+}

@@ -5,7 +5,7 @@ import { generateKeyPairSync, createHash } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 
 import { Bitacora, BitacoraError } from "../dist/esm/index.js";
-import { canonicalize, leafHash, parseVerifierKey, verifyCheckpoint, verifyEvent, verifyEventProof } from "../dist/esm/verify.js";
+import { canonicalize, leafHash, parseVerifierKey, verifyCheckpoint, verifyEvent, verifyEventProof, verifyTlogProof } from "../dist/esm/verify.js";
 import { startProxy, startServer, uniqueAction, unhandled } from "./helpers.mjs";
 
 let server;
@@ -150,5 +150,28 @@ describe("against the real server", () => {
     }
     const forged = { ...rest[0].event, action: "user.delete" };
     await assert.rejects(verifyEventProof({ event: forged, proof: rest[0].proof, checkpoint: header.checkpoint, publicKey }), /altered/);
+  });
+
+  test("a C2SP tlog-proof from GET /v1/events/{id}/proof verifies offline", async () => {
+    const { id } = await b.send({ action: uniqueAction("tlogproof"), description: "proved" });
+    let proof;
+    for (let tries = 0; tries < 50 && proof === undefined; tries++) {
+      try {
+        proof = await b.eventProof(id);
+      } catch (err) {
+        // 404 no_checkpoint until the server signs the event (within about a second).
+        if (!(err instanceof BitacoraError && err.code === "no_checkpoint")) throw err;
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    }
+    assert.ok(proof.startsWith("c2sp.org/tlog-proof@v1\nindex "));
+    const event = await b.getEvent(id);
+    const v = await verifyTlogProof({ event, proof, publicKey });
+    assert.equal(v.event.id, id);
+    assert.ok(v.checkpoint.treeSize > event.seq);
+    // An altered event, a wrong origin, or a proof for another index fails.
+    await assert.rejects(verifyTlogProof({ event: { ...event, description: "rewritten" }, proof, publicKey }), /altered/);
+    await assert.rejects(verifyTlogProof({ event, proof, publicKey, origin: "example.com/other" }), /origin/);
+    await assert.rejects(verifyTlogProof({ event, proof: proof.replace(/index (\d+)/, (_, n) => `index ${Number(n) + 1}`), publicKey }), /index/);
   });
 });

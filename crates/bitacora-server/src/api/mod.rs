@@ -11,6 +11,7 @@ pub mod health;
 pub mod ingest;
 pub mod log;
 pub mod meta;
+pub mod tlog;
 pub mod tokens;
 
 use std::time::Duration;
@@ -121,6 +122,12 @@ pub fn build(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
             NO_BODY_LIMIT,
         ))
         .routes(scoped(
+            routes!(tlog::event_proof),
+            s,
+            Scope::Read,
+            NO_BODY_LIMIT,
+        ))
+        .routes(scoped(
             routes!(tokens::issue, tokens::list),
             s,
             Scope::Admin,
@@ -166,6 +173,7 @@ pub fn build(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
 
     let app = Router::new()
         .merge(api)
+        .merge(tlog::router(&state))
         .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi.clone()))
         .route("/", get(|| async { Redirect::to("/ui/") }))
         .fallback(error::not_found)

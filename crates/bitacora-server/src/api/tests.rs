@@ -769,6 +769,7 @@ async fn the_openapi_document_lists_every_route() {
             "/v1/events/batch",
             "/v1/events/{id}",
             "/v1/events/{id}/inclusion",
+            "/v1/events/{id}/proof",
             "/v1/export",
             "/v1/log/checkpoint",
             "/v1/log/proof/consistency",

@@ -17,3 +17,4 @@ mod pagination;
 mod read;
 mod search;
 mod tail;
+mod tlog;

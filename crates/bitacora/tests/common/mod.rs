@@ -92,8 +92,25 @@ pub async fn spawn_app() -> TestApp {
 
 /// Starts the server in-process on an existing data folder (e.g. after a restart).
 pub async fn spawn_app_in(data: Arc<TempDir>) -> TestApp {
+    spawn_app_configured(data, |_| {}).await
+}
+
+/// [`spawn_app`] with a configuration changed by `configure` (the data folder is set after).
+pub async fn spawn_app_with(configure: impl FnOnce(&mut bitacora_server::Config)) -> TestApp {
+    spawn_app_configured(
+        Arc::new(tempfile::tempdir().expect("a temp dir")),
+        configure,
+    )
+    .await
+}
+
+async fn spawn_app_configured(
+    data: Arc<TempDir>,
+    configure: impl FnOnce(&mut bitacora_server::Config),
+) -> TestApp {
     init_test_log();
     let mut config = bitacora_server::Config::default();
+    configure(&mut config);
     config.store.data = data_folder(data.path());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

@@ -889,6 +889,16 @@ class Bitacora(_BaseClient):
         body: Event = r.json()
         return body
 
+    def event_proof(self, event_id: str, *, tenant: str | None = None) -> str:
+        """`GET /v1/events/{id}/proof`: the event's C2SP tlog-proof (read scope); check it
+        offline with `bitacora.verify.verify_tlog_proof`."""
+        return self._request(
+            "GET",
+            f"/v1/events/{quote(event_id, safe='')}/proof",
+            params=self._event_params(tenant),
+            retries=self._send_retries,
+        ).text
+
     def checkpoint(self, *, tenant: str | None = None) -> str:
         """The tenant's latest signed checkpoint note (read scope)."""
         return self._request(
@@ -1007,6 +1017,15 @@ class AsyncBitacora(_BaseClient):
         )
         body: Event = r.json()
         return body
+
+    async def event_proof(self, event_id: str, *, tenant: str | None = None) -> str:
+        r = await self._request(
+            "GET",
+            f"/v1/events/{quote(event_id, safe='')}/proof",
+            params=self._event_params(tenant),
+            retries=self._send_retries,
+        )
+        return r.text
 
     async def checkpoint(self, *, tenant: str | None = None) -> str:
         r = await self._request(

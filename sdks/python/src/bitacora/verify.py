@@ -6,6 +6,8 @@
 - `parse_verifier_key(...)`, `open_checkpoint(note, keys)`: C2SP signed-note + tlog-checkpoint
   with Ed25519 (needs `cryptography`: `pip install "bitacora-sdk[verify]"`).
 - `verify_event(client, event_id, public_key)`: all of the above for one stored event.
+- `verify_tlog_proof(event, proof, public_key)`: one event's C2SP `tlog-proof@v1`
+  (`GET /v1/events/{id}/proof`), offline.
 
 Only the Ed25519 signature check needs the extra; hashes and proofs use the standard library.
 Everything here raises `VerificationError` (a `BitacoraError`) when a check fails.
@@ -41,6 +43,7 @@ __all__ = [
     "root_from_inclusion_proof",
     "verify_event",
     "verify_inclusion",
+    "verify_tlog_proof",
 ]
 
 # ---- RFC 8785 ----
@@ -431,3 +434,60 @@ def _check_origin(cp: Checkpoint, tenant: str | None) -> None:
     # of another tenant's log must not vouch for this event.
     if tenant and not cp.origin.endswith("/" + tenant):
         raise VerificationError(f"checkpoint is for log {cp.origin!r}, not tenant {tenant!r}")
+
+
+# ---- C2SP tlog-proof ----
+
+TLOG_PROOF_HEADER = "c2sp.org/tlog-proof@v1"
+
+
+def verify_tlog_proof(
+    event: Mapping[str, Any],
+    proof: str,
+    public_key: str | VerifierKey | Iterable[str | VerifierKey],
+    *,
+    origin: str | None = None,
+) -> Checkpoint:
+    """Checks a C2SP `tlog-proof@v1` (what `GET /v1/events/{id}/proof` returns) for `event`
+    (as `GET /v1/events/{id}` returns it) offline: the proof's checkpoint must be signed by a
+    trusted key and be for `origin` (default: any `<prefix>/<event's tenant>`), and its
+    inclusion proof must lead from the event's recomputed leaf hash, at the proof's index, to
+    the checkpoint's root. Returns the checkpoint; raises VerificationError otherwise.
+    Cosignatures in the checkpoint are ignored (their quorum is a policy of yours)."""
+    lines = proof.split("\n")
+    if not lines or lines[0] != TLOG_PROOF_HEADER:
+        raise VerificationError("not a tlog-proof: the first line is not " + TLOG_PROOF_HEADER)
+    i = 1
+    if i < len(lines) and lines[i].startswith("extra "):
+        i += 1
+    if i >= len(lines) or not lines[i].startswith("index "):
+        raise VerificationError("malformed tlog-proof: no index line")
+    digits = lines[i][len("index ") :]
+    if not digits.isdigit() or not digits.isascii() or (len(digits) > 1 and digits[0] == "0"):
+        raise VerificationError("malformed tlog-proof: bad index")
+    index = int(digits)
+    i += 1
+    hashes: list[bytes] = []
+    while i < len(lines) and lines[i]:
+        try:
+            hashes.append(base64.b64decode(lines[i], validate=True))
+        except (ValueError, binascii.Error) as e:
+            raise VerificationError("malformed tlog-proof: a proof line is not base64") from e
+        i += 1
+    if i >= len(lines) - 1:
+        raise VerificationError("malformed tlog-proof: no checkpoint after the proof")
+    note = "\n".join(lines[i + 1 :])
+    cp = open_checkpoint(note, public_key, origin=origin)
+    if origin is None:
+        _check_origin(cp, event.get("tenant"))
+    computed = leaf_hash(event)
+    stated = event.get("leaf_hash")
+    if stated is not None and stated != computed:
+        raise VerificationError(
+            f"event {event.get('id')}: content does not match its leaf_hash (recomputed {computed})"
+        )
+    seq = event.get("seq")
+    if seq is not None and seq != index:
+        raise VerificationError(f"the proof is for index {index}, the event has seq {seq}")
+    verify_inclusion(computed, index, cp.tree_size, hashes, cp.root)
+    return cp

@@ -157,6 +157,31 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/events/{id}/proof": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * One event's C2SP `tlog-proof@v1`.
+         * @description The event's index, its RFC 6962 inclusion proof and, after an empty line, the latest
+         *     signed checkpoint verbatim. Anyone holding the event's canonical bytes (the event as
+         *     `GET /v1/events/{id}` returns it, minus `seq` and `leaf_hash`, in RFC 8785 form) and the
+         *     log's verifier key can check it offline with any implementation of the spec, or with
+         *     `bitacora verify-proof`. `404 no_checkpoint` while the event is newer than the latest
+         *     checkpoint (the server signs within about a second).
+         */
+        get: operations["event_proof"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/events/batch": {
         parameters: {
             query?: never;
@@ -1320,6 +1345,77 @@ export interface operations {
                 };
             };
             /** @description No event with this id in this tenant */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Store unavailable; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    event_proof: {
+        parameters: {
+            query?: {
+                /** @description The tenant (default: the key's pinned tenant, else `default`). */
+                tenant?: string;
+            };
+            header?: never;
+            path: {
+                /** @description The event's id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The tlog-proof */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/plain; charset=utf-8": string;
+                };
+            };
+            /** @description Unknown parameter or invalid tenant */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing, unknown or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Key lacks the `read` scope, or is pinned to another tenant */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No event with this id in this tenant (`not_found`), or not signed yet (`no_checkpoint`) */
             404: {
                 headers: {
                     [name: string]: unknown;
