@@ -12,7 +12,8 @@
 //!   the destination, both with the same guarantee: a stored position per (destination,
 //!   tenant) that advances only after the receiver accepted the batch.
 //!
-//! [`send`] holds the senders (signed webhooks, Slack, Splunk HEC), [`format`] the
+//! [`send`] holds the senders (signed webhooks, Slack, Splunk HEC, NATS JetStream),
+//! [`format`] the
 //! `bitacora` and `ocsf` forms, [`matcher`] the in-memory filter, [`ssrf`] the address guard,
 //! and [`spec`] what an admin may ask for. The user-facing description is `docs/DELIVERY.md`.
 //!

@@ -129,6 +129,8 @@ pub fn body(kind: Kind, batch: &Batch) -> Vec<u8> {
             }))
             .expect("JSON")
         }
+        // One message per event (see `send_nats`); the body of one message is the event.
+        Kind::Nats => serde_json::to_vec(&batch.events).expect("JSON"),
         Kind::SplunkHec => {
             // HEC takes several event objects concatenated in one body.
             let mut out = Vec::new();
@@ -215,7 +217,7 @@ pub async fn send(
                 .header(reqwest::header::AUTHORIZATION, format!("Splunk {token}"))
                 .header("X-Splunk-Request-Channel", uuid::Uuid::new_v4().to_string());
         }
-        Kind::Slack => {}
+        Kind::Slack | Kind::Nats => {}
     }
     match request.body(body).send().await {
         Ok(r) if r.status().is_success() => Outcome::Accepted,
@@ -249,6 +251,49 @@ pub async fn send(
             }
         }
     }
+}
+
+/// Publishes each event of the batch to JetStream and waits for every acknowledgement. The
+/// message id is the event's id (its `metadata.uid` in OCSF), so a batch sent again after a
+/// failure or a restart is deduplicated by JetStream within its duplicate window.
+pub async fn send_nats(
+    jetstream: &async_nats::jetstream::Context,
+    subject: &str,
+    batch: &Batch,
+) -> Outcome {
+    let mut acks = Vec::with_capacity(batch.events.len());
+    for e in &batch.events {
+        let id = e["id"]
+            .as_str()
+            .or_else(|| e["metadata"]["uid"].as_str())
+            .unwrap_or_default()
+            .to_owned();
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Msg-Id", id.as_str());
+        headers.insert("Bitacora-Tenant", batch.tenant.as_str());
+        let payload = serde_json::to_vec(e).expect("JSON");
+        match jetstream
+            .publish_with_headers(subject.to_owned(), headers, payload.into())
+            .await
+        {
+            Ok(ack) => acks.push(ack),
+            Err(e) => {
+                return Outcome::Retry {
+                    after: None,
+                    error: format!("NATS publish: {e}"),
+                };
+            }
+        }
+    }
+    for ack in acks {
+        if let Err(e) = ack.await {
+            return Outcome::Retry {
+                after: None,
+                error: format!("JetStream did not acknowledge: {e}"),
+            };
+        }
+    }
+    Outcome::Accepted
 }
 
 #[cfg(test)]

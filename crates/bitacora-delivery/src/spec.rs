@@ -39,16 +39,20 @@ pub enum Kind {
     Slack,
     /// Splunk's HTTP Event Collector (`/services/collector/event`), one JSON object per event.
     SplunkHec,
+    /// NATS JetStream: `nats://host:port/<subject>`, one message per event with the event id
+    /// as `Nats-Msg-Id`, so JetStream drops a redelivered duplicate within its window.
+    Nats,
 }
 
 impl Kind {
-    pub const ACCEPTED: &'static str = "webhook, slack, splunk_hec";
+    pub const ACCEPTED: &'static str = "webhook, slack, splunk_hec, nats";
 
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Webhook => "webhook",
             Kind::Slack => "slack",
             Kind::SplunkHec => "splunk_hec",
+            Kind::Nats => "nats",
         }
     }
 }
@@ -157,8 +161,20 @@ impl DestinationSpec {
     pub fn check(&self) -> Result<(), SpecError> {
         let url = reqwest::Url::parse(&self.url)
             .map_err(|e| SpecError::new("url", format!("not a URL: {e}")))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(SpecError::new("url", "must be an http:// or https:// URL"));
+        match (self.kind, url.scheme()) {
+            (Kind::Nats, "nats" | "tls") => {
+                if nats_subject(&url).is_none() {
+                    return Err(SpecError::new(
+                        "url",
+                        "the path must be a NATS subject: nats://host:4222/bitacora.events",
+                    ));
+                }
+            }
+            (Kind::Nats, _) => {
+                return Err(SpecError::new("url", "must be a nats:// or tls:// URL"));
+            }
+            (_, "http" | "https") => {}
+            _ => return Err(SpecError::new("url", "must be an http:// or https:// URL")),
         }
         if url.host_str().is_none_or(str::is_empty) {
             return Err(SpecError::new("url", "has no host"));
@@ -192,13 +208,25 @@ impl DestinationSpec {
             Kind::SplunkHec if self.token.as_deref().is_none_or(str::is_empty) => Err(
                 SpecError::new("token", "a Splunk HEC destination needs its HEC token"),
             ),
-            Kind::Slack | Kind::SplunkHec if !self.secrets.is_empty() => Err(SpecError::new(
-                "secrets",
-                "only webhook destinations are signed",
-            )),
+            Kind::Slack | Kind::SplunkHec | Kind::Nats if !self.secrets.is_empty() => Err(
+                SpecError::new("secrets", "only webhook destinations are signed"),
+            ),
             _ => Ok(()),
         }
     }
+}
+
+/// The subject a `nats://host:port/<subject>` URL publishes to.
+pub fn nats_subject(url: &reqwest::Url) -> Option<String> {
+    let subject = url.path().trim_start_matches('/');
+    let valid = !subject.is_empty()
+        && subject.len() <= 256
+        && subject.split('.').all(|t| {
+            !t.is_empty()
+                && t.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_-".contains(&b))
+        });
+    valid.then(|| subject.to_owned())
 }
 
 /// `match.changes`: the event changed `field` (to `to`, when given).

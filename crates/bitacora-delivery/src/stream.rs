@@ -23,8 +23,8 @@ use serde_json::Value;
 
 use crate::alert::{ALERT_FIRED, read_from};
 use crate::format::render;
-use crate::send::{Batch, Outcome, send};
-use crate::spec::{DestinationSpec, parse_filter};
+use crate::send::{Batch, Outcome, send, send_nats};
+use crate::spec::{DestinationSpec, Kind, nats_subject, parse_filter};
 use crate::{Shared, now_micros, sleep_or_cancel};
 
 /// What a worker was started with; a change restarts it.
@@ -88,6 +88,7 @@ pub(crate) async fn run(shared: Arc<Shared>, plan: Plan) {
     let mut positions: HashMap<TenantName, DeliveryPosition> = HashMap::new();
     let mut leader = false;
     let mut backoff = Backoff::new(shared.config.max_backoff());
+    let mut nats: Option<async_nats::jetstream::Context> = None;
     loop {
         if shared.cancel.is_cancelled() {
             return;
@@ -131,7 +132,17 @@ pub(crate) async fn run(shared: Arc<Shared>, plan: Plan) {
                                     last_error: None,
                                     last_error_at: None,
                                 });
-                        match step(&shared, &plan, &spec, &filter, position, &mut backoff).await {
+                        match step(
+                            &shared,
+                            &plan,
+                            &spec,
+                            &filter,
+                            position,
+                            &mut backoff,
+                            &mut nats,
+                        )
+                        .await
+                        {
                             Ok(Some(true)) => worked = true,
                             Ok(Some(false)) => {}
                             Ok(None) => return,
@@ -161,6 +172,7 @@ async fn step(
     filter: &bitacora_core::EventFilter,
     position: &mut DeliveryPosition,
     backoff: &mut Backoff,
+    nats: &mut Option<async_nats::jetstream::Context>,
 ) -> Result<Option<bool>, Stop> {
     let id = &plan.record.id;
     let store = &*shared.store;
@@ -219,14 +231,25 @@ async fn step(
             events: items,
         };
         loop {
-            match send(
-                &shared.client,
-                spec,
-                &batch,
-                shared.config.allow_private_destinations,
-            )
-            .await
-            {
+            let outcome = if spec.kind == Kind::Nats {
+                match nats_context(shared, spec, nats).await {
+                    Ok(js) => send_nats(js, &nats_subject_of(spec), &batch).await,
+                    Err(error) => Outcome::Retry { after: None, error },
+                }
+            } else {
+                send(
+                    &shared.client,
+                    spec,
+                    &batch,
+                    shared.config.allow_private_destinations,
+                )
+                .await
+            };
+            if matches!(outcome, Outcome::Retry { .. }) && spec.kind == Kind::Nats {
+                // Reconnect on the next attempt.
+                *nats = None;
+            }
+            match outcome {
                 Outcome::Accepted => {
                     shared.status.delivered(id, batch.events.len() as u64);
                     position.last_success_at = Some(now_micros());
@@ -271,4 +294,33 @@ async fn step(
         .status
         .lag(id, &tenant, size.saturating_sub(position.next_seq));
     Ok(Some(true))
+}
+
+fn nats_subject_of(spec: &DestinationSpec) -> String {
+    reqwest::Url::parse(&spec.url)
+        .ok()
+        .and_then(|u| nats_subject(&u))
+        .unwrap_or_else(|| "bitacora.events".to_owned())
+}
+
+/// The worker's JetStream context, connecting on first use (after the address guard).
+async fn nats_context<'a>(
+    shared: &Shared,
+    spec: &DestinationSpec,
+    nats: &'a mut Option<async_nats::jetstream::Context>,
+) -> Result<&'a async_nats::jetstream::Context, String> {
+    if nats.is_none() {
+        crate::ssrf::check_url(&spec.url, shared.config.allow_private_destinations).await?;
+        let mut url = reqwest::Url::parse(&spec.url).map_err(|e| e.to_string())?;
+        url.set_path("");
+        let timeout = Duration::from_secs(shared.config.timeout_secs.max(1));
+        let client = async_nats::ConnectOptions::new()
+            .connection_timeout(timeout)
+            .request_timeout(Some(timeout))
+            .connect(url.as_str())
+            .await
+            .map_err(|e| format!("cannot connect to NATS: {e}"))?;
+        *nats = Some(async_nats::jetstream::new(client));
+    }
+    Ok(nats.as_ref().expect("set above"))
 }

@@ -616,8 +616,10 @@ async fn one_server_delivers_per_destination_and_another_takes_over_when_it_dies
     let r = servers[0]
         .client
         .request(reqwest::Method::POST, "/v1/destinations")
-        .json(&json!({"name": "siem", "kind": "webhook", "tenant": "acme", "stream": true,
-                      "url": receiver.url("/hook"), "filter": {"action": "item.*"}}))
+        .json(
+            &json!({"name": "siem", "kind": "webhook", "tenant": "acme", "stream": true,
+                      "url": receiver.url("/hook"), "filter": {"action": "item.*"}}),
+        )
         .send()
         .await
         .unwrap();
@@ -629,7 +631,11 @@ async fn one_server_delivers_per_destination_and_another_takes_over_when_it_dies
             .map(|i| event(json!({"id": format!("{prefix}-{i}"), "tenant": "acme", "action": "item.touch"})))
             .collect()
     };
-    servers[1].client.send_batch(&batch("a", 200)).await.unwrap();
+    servers[1]
+        .client
+        .send_batch(&batch("a", 200))
+        .await
+        .unwrap();
 
     // Exactly one server delivers; the other stands by.
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
@@ -645,14 +651,25 @@ async fn one_server_delivers_per_destination_and_another_takes_over_when_it_dies
                 .json()
                 .await
                 .unwrap();
-            states.push(ready["delivery"][0]["state"].as_str().unwrap_or("").to_owned());
+            states.push(
+                ready["delivery"][0]["state"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_owned(),
+            );
         }
         let delivered = check_in_order(&receiver.accepted("/hook").await).len();
         if delivered > 0 && states.iter().filter(|s| *s == "standby").count() == 1 {
-            assert!(states.iter().any(|s| s == "running" || s == "retrying"), "{states:?}");
+            assert!(
+                states.iter().any(|s| s == "running" || s == "retrying"),
+                "{states:?}"
+            );
             break states.iter().position(|s| s != "standby").unwrap();
         }
-        assert!(std::time::Instant::now() < deadline, "{states:?}, {delivered} delivered");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{states:?}, {delivered} delivered"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     // Kill the delivering server mid-stream; the survivor takes the stream over.

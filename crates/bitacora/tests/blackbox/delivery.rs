@@ -477,8 +477,12 @@ async fn destinations_are_checked_and_private_addresses_refused() {
     }
     for (body, field) in [
         (
-            json!({"name": "x", "kind": "nats", "url": "https://93.184.216.34/"}),
+            json!({"name": "x", "kind": "syslog", "url": "https://93.184.216.34/"}),
             Some("kind"),
+        ),
+        (
+            json!({"name": "x", "kind": "nats", "url": "https://93.184.216.34/"}),
+            Some("url"),
         ),
         (
             json!({"name": "x", "kind": "webhook", "url": "ftp://93.184.216.34/"}),
@@ -559,4 +563,82 @@ async fn destinations_are_checked_and_private_addresses_refused() {
     assert_eq!(r.status(), 404);
     let audit = get(c, "/v1/events?action=bitacora.destination.*").await;
     assert_eq!(audit["events"].as_array().unwrap().len(), 2, "{audit}");
+}
+
+/// NATS JetStream (the machine's server at 127.0.0.1:4222, a stream of this test's own): each
+/// event is published once, in order, with its id as `Nats-Msg-Id`, so JetStream deduplicates
+/// a redelivery.
+#[tokio::test]
+async fn a_nats_stream_publishes_every_event_with_its_id_as_message_id() {
+    common::init_test_log();
+    let nats = async_nats::connect("nats://127.0.0.1:4222")
+        .await
+        .expect("NATS with JetStream at 127.0.0.1:4222 (the delivery tests need it)");
+    let js = async_nats::jetstream::new(nats);
+    let unique = format!("{}", std::process::id() as u64 * 1_000_000 + rand_suffix());
+    let name = format!("BITACORA_DELIVERY_{unique}");
+    let subject = format!("bitacora_test.{unique}.events");
+    let mut stream = js
+        .create_stream(async_nats::jetstream::stream::Config {
+            name: name.clone(),
+            subjects: vec![subject.clone()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let (root, config) = setup();
+    let app = spawn_binary_with(&data_folder(root.path()), &["--config", &config]).await;
+    let (status, d) = post(
+        &app.client,
+        "/v1/destinations",
+        json!({"name": "nats", "kind": "nats", "tenant": "acme", "stream": true,
+               "url": format!("nats://127.0.0.1:4222/{subject}"), "filter": {"action": "item.*"}}),
+    )
+    .await;
+    assert_eq!(status, 201, "{d}");
+    assert!(d.get("secret").is_none());
+    app.client
+        .send_batch(&numbered("acme", "n", 30))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let n = stream.info().await.unwrap().state.messages;
+        if n >= 30 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{n} of 30 messages");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for seq in 1..=30u64 {
+        let m = stream.get_raw_message(seq).await.unwrap();
+        let id = m
+            .headers
+            .get(async_nats::header::NATS_MESSAGE_ID)
+            .unwrap_or_else(|| panic!("no Nats-Msg-Id: {:?}", m.headers))
+            .as_str()
+            .to_owned();
+        assert_eq!(id, format!("n-{}", seq - 1));
+        let event: Value = serde_json::from_slice(&m.payload).unwrap();
+        assert_eq!(event["id"], id);
+        assert_eq!(event["tenant"], "acme");
+    }
+    // A redelivery of the same event is dropped by JetStream.
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Msg-Id", "n-0");
+    js.publish_with_headers(subject.clone(), headers, "{}".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert_eq!(stream.info().await.unwrap().state.messages, 30);
+    js.delete_stream(&name).await.unwrap();
+}
+
+fn rand_suffix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64
+        % 1_000_000
 }

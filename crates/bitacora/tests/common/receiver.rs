@@ -128,4 +128,3 @@ pub fn check_in_order(deliveries: &[Value]) -> Vec<String> {
     }
     ids
 }
-
