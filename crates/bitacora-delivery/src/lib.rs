@@ -13,9 +13,8 @@
 //!   tenant) that advances only after the receiver accepted the batch.
 //!
 //! [`send`] holds the senders (signed webhooks, Slack, Splunk HEC, NATS JetStream),
-//! [`format`] the
-//! `bitacora` and `ocsf` forms, [`matcher`] the in-memory filter, [`ssrf`] the address guard,
-//! and [`spec`] what an admin may ask for. The user-facing description is `docs/DELIVERY.md`.
+//! [`format`] the `bitacora` and `ocsf` forms, [`matcher`] the in-memory filter, [`ssrf`] the
+//! address guard, and [`spec`] what an admin may ask for. The user-facing description is `docs/DELIVERY.md`.
 //!
 //! **Architecture invariant:** delivery never writes an event except a firing, which is
 //! sealed and appended like any other event; it knows no SQL (positions, rules and states go

@@ -40,9 +40,9 @@ pub struct CreateDestination {
     /// tenant always creates destinations of its tenant).
     #[serde(default)]
     pub tenant: Option<String>,
-    /// `webhook`, `slack` or `splunk_hec`.
+    /// `webhook`, `slack`, `splunk_hec` or `nats`.
     pub kind: String,
-    /// Where to POST. Loopback, private and link-local addresses are refused unless
+    /// Where to POST (`nats://host:4222/<subject>` for NATS). Loopback, private and link-local addresses are refused unless
     /// `[delivery] allow_private_destinations = true`.
     pub url: String,
     /// `bitacora` (default) or `ocsf`.

@@ -630,7 +630,7 @@ export interface components {
             filter?: Record<string, unknown>;
             /** @description `bitacora` (default) or `ocsf`. */
             format?: string | null;
-            /** @description `webhook`, `slack` or `splunk_hec`. */
+            /** @description `webhook`, `slack`, `splunk_hec` or `nats`. */
             kind: string;
             /** @description A name for people (1-128 characters). */
             name: string;
@@ -652,7 +652,7 @@ export interface components {
             /** @description Splunk HEC: the HEC token. */
             token?: string | null;
             /**
-             * @description Where to POST. Loopback, private and link-local addresses are refused unless
+             * @description Where to POST (`nats://host:4222/<subject>` for NATS). Loopback, private and link-local addresses are refused unless
              *     `[delivery] allow_private_destinations = true`.
              */
             url: string;
