@@ -327,7 +327,10 @@ async fn supervise(shared: &Arc<Shared>) {
             break;
         }
     }
+    // A worker may be waiting on a receiver (up to `timeout_secs`): stop it where it is. Its
+    // batch was not recorded as delivered, so it is sent again after the restart.
     for (_, (_, task)) in workers {
+        task.abort();
         let _ = task.await;
     }
 }
