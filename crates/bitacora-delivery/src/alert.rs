@@ -257,26 +257,50 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         if shared.cancel.is_cancelled() {
             return;
         }
+        // No rule, no lease: servers without rules write nothing to the store.
+        let no_rules = match shared.store.alert_rules().await {
+            Ok(rules) => rules.is_empty(),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read alert rules");
+                true
+            }
+        };
+        if no_rules {
+            shared.status.set_rules(&[]);
+            states.clear();
+            leader = false;
+        } else {
+            evaluate_as_leader(&shared, &mut states, &mut leader).await;
+        }
+        if !sleep_or_cancel(&shared.cancel, shared.config.poll_interval()).await {
+            return;
+        }
+    }
+}
+
+async fn evaluate_as_leader(
+    shared: &Shared,
+    states: &mut HashMap<(String, TenantName), RuleState>,
+    leader: &mut bool,
+) {
+    {
         match shared.lease("alerts").await {
             Ok(true) => {
-                if !leader {
+                if !*leader {
                     // Another server may have evaluated meanwhile: trust the store.
                     states.clear();
-                    leader = true;
+                    *leader = true;
                 }
-                if let Err(e) = pass(&shared, &mut states).await {
+                if let Err(e) = pass(shared, states).await {
                     tracing::warn!(error = %e, "alert evaluation failed; retrying");
                     states.clear();
                 }
             }
-            Ok(false) => leader = false,
+            Ok(false) => *leader = false,
             Err(e) => {
-                leader = false;
+                *leader = false;
                 tracing::warn!(error = %e, "cannot take the alert lease");
             }
-        }
-        if !sleep_or_cancel(&shared.cancel, shared.config.poll_interval()).await {
-            return;
         }
     }
 }
@@ -337,11 +361,23 @@ async fn pass(
                 break;
             };
             let mut firings = Vec::new();
+            let needs_json = watching.iter().any(|r| {
+                r.spec
+                    .threshold
+                    .as_ref()
+                    .is_some_and(|t| t.group_by.is_some())
+            });
             for stored in &events {
-                let json: Value = serde_json::from_str(&stored.body)
-                    .map_err(|e| StoreError::Corrupt(format!("event {}: {e}", stored.seq)))?;
-                let event: Event = serde_json::from_value(json.clone())
-                    .map_err(|e| StoreError::Corrupt(format!("event {}: {e}", stored.seq)))?;
+                let corrupt = |e: serde_json::Error| {
+                    StoreError::Corrupt(format!("event {}: {e}", stored.seq))
+                };
+                let event: Event = serde_json::from_str(&stored.body).map_err(corrupt)?;
+                // The untyped form only for `group_by` paths (parsing is most of the cost).
+                let json: Value = if needs_json {
+                    serde_json::from_str(&stored.body).map_err(corrupt)?
+                } else {
+                    Value::Null
+                };
                 let at = event.received_at.timestamp_micros();
                 for rule in &watching {
                     let state = states
