@@ -1106,7 +1106,9 @@ mod tests {
             c.execute_batch(
                 "DELETE FROM merkle_nodes; DROP TABLE merkle_tiles; DROP TABLE commit_seals;
                  DROP TABLE event_blocks; DROP TABLE stats_days; DROP TABLE stats_day_actors;
-                 DROP TABLE stats_day_ips;",
+                 DROP TABLE stats_day_ips;
+                 DROP TABLE delivery_destinations; DROP TABLE delivery_positions;
+                 DROP TABLE alert_rules; DROP TABLE alert_states; DROP TABLE delivery_leases;",
             )
             .unwrap();
             for (id, h) in expected_nodes(&leaves) {
