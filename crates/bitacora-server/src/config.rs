@@ -139,6 +139,22 @@ format = "pretty"
 # A tracing filter: "info", "debug", "bitacora_server=debug,info", ... (--log-level,
 # BITACORA_LOG_LEVEL).
 level = "info"
+
+[delivery]
+# Streams and alert rules (docs/DELIVERY.md); destinations and rules are managed over the API.
+enabled = true
+# Allow destinations on loopback, private and link-local addresses (refused with 422 otherwise).
+allow_private_destinations = false
+# How often an idle worker or the alert evaluator looks for new events (milliseconds).
+poll_interval_ms = 200
+# Time allowed for one delivery request.
+timeout_secs = 10
+# Events read per batch.
+max_batch = 500
+# Longest wait between retries of a failing destination.
+max_backoff_secs = 60
+# How long a dead server keeps a destination before another server takes over.
+lease_secs = 15
 "#;
 
 /// Everything `bitacora serve` can be told.
@@ -154,6 +170,8 @@ pub struct Config {
     /// `[[capture]]`: application databases whose captured changes `serve` drains.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub capture: Vec<CaptureConfig>,
+    /// `[delivery]`: destinations, streams and alert rules (CONTRACT §10).
+    pub delivery: bitacora_delivery::DeliveryConfig,
 }
 
 /// One capture source (`[[capture]]`, or `serve --capture-database-url`).

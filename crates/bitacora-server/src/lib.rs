@@ -173,6 +173,15 @@ pub async fn serve_with_store(
         capture_status.push(status);
     }
     state.capture = Arc::new(capture_status);
+    // Streams and alert rules; stopped with the capture drains, before the store closes.
+    bitacora_delivery::describe_metrics();
+    let (delivery, delivery_status) = bitacora_delivery::spawn_delivery(
+        store.clone(),
+        state.policy.clone(),
+        config.delivery.clone(),
+        capture.clone(),
+    );
+    state.delivery = delivery_status;
     let flusher = state.auth.clone().spawn_usage_flusher(background.clone());
     let checkpointer = bitacora_log::spawn_checkpointer_with_status(
         store.clone(),
@@ -224,6 +233,9 @@ pub async fn serve_with_store(
         if let Err(e) = drain.await {
             tracing::error!(error = %e, "a capture drain failed");
         }
+    }
+    if let Err(e) = delivery.await {
+        tracing::error!(error = %e, "delivery failed");
     }
     background.cancel();
     if let Err(e) = flusher.await {

@@ -31,6 +31,8 @@ pub struct AppState {
     pub tails: bitacora_log::TailStatus,
     /// Full tlog-tiles hash tiles already served (`/logs/<tenant>/tile/...`).
     pub tiles: Arc<crate::api::tlog::TileCache>,
+    /// Destination workers and alert rules of this process (`bitacora-delivery`).
+    pub delivery: bitacora_delivery::StatusHandle,
 }
 
 impl AppState {
@@ -77,6 +79,7 @@ impl AppState {
             capture: Arc::new(Vec::new()),
             tails: bitacora_log::TailStatus::default(),
             tiles,
+            delivery: bitacora_delivery::StatusHandle::default(),
         }
     }
 }

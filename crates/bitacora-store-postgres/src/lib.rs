@@ -26,8 +26,9 @@ use bitacora_core::merkle::NodeId;
 use bitacora_core::query::EventQuery;
 use bitacora_core::seal::{CommitKey, CommitSeal};
 use bitacora_store::{
-    ApiKeyRecord, AppendOutcome, LeafCheck, Scope, SearchResult, Store, StoreError, StoreResult,
-    StoredCheckpoint, StoredEvent, ViewerTokenRecord,
+    AlertRuleRecord, ApiKeyRecord, AppendOutcome, DeliveryPosition, DestinationRecord, LeafCheck,
+    Scope, SearchResult, Store, StoreError, StoreResult, StoredCheckpoint, StoredEvent,
+    ViewerTokenRecord,
 };
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio::sync::{Semaphore, mpsc, oneshot};
@@ -35,6 +36,7 @@ use tokio::task::JoinHandle;
 
 mod check;
 pub mod connect;
+mod delivery;
 pub mod derive;
 pub mod migrate;
 pub mod partitions;
@@ -652,6 +654,66 @@ impl Store for PgStore {
             .map_err(pg_error)?
             .map(|r| token_row(&r))
             .transpose()
+    }
+
+    async fn insert_destination(&self, d: &DestinationRecord) -> StoreResult<()> {
+        self.delivery_insert_destination(d).await
+    }
+
+    async fn destinations(&self) -> StoreResult<Vec<DestinationRecord>> {
+        self.delivery_destinations().await
+    }
+
+    async fn delete_destination(&self, id: &str) -> StoreResult<bool> {
+        self.delivery_delete_destination(id).await
+    }
+
+    async fn disable_destination(&self, id: &str, reason: &str) -> StoreResult<bool> {
+        self.delivery_disable_destination(id, reason).await
+    }
+
+    async fn delivery_positions(&self, destination_id: &str) -> StoreResult<Vec<DeliveryPosition>> {
+        self.delivery_positions_of(destination_id).await
+    }
+
+    async fn save_delivery_position(&self, position: &DeliveryPosition) -> StoreResult<()> {
+        self.delivery_save_position(position).await
+    }
+
+    async fn insert_alert_rule(&self, rule: &AlertRuleRecord) -> StoreResult<()> {
+        self.delivery_insert_rule(rule).await
+    }
+
+    async fn alert_rules(&self) -> StoreResult<Vec<AlertRuleRecord>> {
+        self.delivery_rules().await
+    }
+
+    async fn delete_alert_rule(&self, id: &str) -> StoreResult<bool> {
+        self.delivery_delete_rule(id).await
+    }
+
+    async fn alert_state(&self, rule_id: &str, tenant: &TenantName) -> StoreResult<Option<String>> {
+        self.delivery_rule_state(rule_id, tenant).await
+    }
+
+    async fn save_alert_state(
+        &self,
+        rule_id: &str,
+        tenant: &TenantName,
+        state: &str,
+    ) -> StoreResult<()> {
+        self.delivery_save_rule_state(rule_id, tenant, state).await
+    }
+
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: i64,
+        ttl_micros: i64,
+    ) -> StoreResult<bool> {
+        self.delivery_acquire_lease(name, holder, now, ttl_micros)
+            .await
     }
 }
 

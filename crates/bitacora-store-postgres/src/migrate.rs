@@ -25,6 +25,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         include_str!("../migrations/0003_commit_seals.sql"),
     ),
     (4, "windows", include_str!("../migrations/0004_windows.sql")),
+    (
+        6,
+        "delivery",
+        include_str!("../migrations/0006_delivery.sql"),
+    ),
 ];
 
 /// The advisory lock key (any constant unique to bitacora: "bitacora" in ASCII).

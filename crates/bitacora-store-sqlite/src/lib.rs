@@ -18,13 +18,15 @@ use bitacora_core::merkle::NodeId;
 use bitacora_core::query::EventQuery;
 use bitacora_core::seal::{CommitKey, CommitSeal};
 use bitacora_store::{
-    ApiKeyRecord, AppendOutcome, LeafCheck, Scope, SearchResult, Store, StoreError, StoreResult,
-    StoredCheckpoint, StoredEvent, ViewerTokenRecord,
+    AlertRuleRecord, ApiKeyRecord, AppendOutcome, DeliveryPosition, DestinationRecord, LeafCheck,
+    Scope, SearchResult, Store, StoreError, StoreResult, StoredCheckpoint, StoredEvent,
+    ViewerTokenRecord,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{Semaphore, oneshot};
 
 mod check;
+mod delivery;
 mod derive;
 mod indexer;
 mod read;
@@ -693,6 +695,85 @@ impl Store for SqliteStore {
         })
         .await
     }
+
+    async fn insert_destination(&self, d: &DestinationRecord) -> StoreResult<()> {
+        let d = d.clone();
+        self.with_conn(move |c| delivery::insert_destination(c, &d))
+            .await
+    }
+
+    async fn destinations(&self) -> StoreResult<Vec<DestinationRecord>> {
+        self.with_conn(delivery::destinations).await
+    }
+
+    async fn delete_destination(&self, id: &str) -> StoreResult<bool> {
+        let id = id.to_owned();
+        self.with_conn(move |c| delivery::delete_destination(c, &id))
+            .await
+    }
+
+    async fn disable_destination(&self, id: &str, reason: &str) -> StoreResult<bool> {
+        let (id, reason) = (id.to_owned(), reason.to_owned());
+        self.with_conn(move |c| delivery::disable_destination(c, &id, &reason))
+            .await
+    }
+
+    async fn delivery_positions(&self, destination_id: &str) -> StoreResult<Vec<DeliveryPosition>> {
+        let id = destination_id.to_owned();
+        self.with_conn(move |c| delivery::delivery_positions(c, &id))
+            .await
+    }
+
+    async fn save_delivery_position(&self, position: &DeliveryPosition) -> StoreResult<()> {
+        let p = position.clone();
+        self.with_conn(move |c| delivery::save_delivery_position(c, &p))
+            .await
+    }
+
+    async fn insert_alert_rule(&self, rule: &AlertRuleRecord) -> StoreResult<()> {
+        let r = rule.clone();
+        self.with_conn(move |c| delivery::insert_alert_rule(c, &r))
+            .await
+    }
+
+    async fn alert_rules(&self) -> StoreResult<Vec<AlertRuleRecord>> {
+        self.with_conn(delivery::alert_rules).await
+    }
+
+    async fn delete_alert_rule(&self, id: &str) -> StoreResult<bool> {
+        let id = id.to_owned();
+        self.with_conn(move |c| delivery::delete_alert_rule(c, &id))
+            .await
+    }
+
+    async fn alert_state(&self, rule_id: &str, tenant: &TenantName) -> StoreResult<Option<String>> {
+        let (id, tenant) = (rule_id.to_owned(), tenant.clone());
+        self.with_conn(move |c| delivery::alert_state(c, &id, &tenant))
+            .await
+    }
+
+    async fn save_alert_state(
+        &self,
+        rule_id: &str,
+        tenant: &TenantName,
+        state: &str,
+    ) -> StoreResult<()> {
+        let (id, tenant, state) = (rule_id.to_owned(), tenant.clone(), state.to_owned());
+        self.with_conn(move |c| delivery::save_alert_state(c, &id, &tenant, &state))
+            .await
+    }
+
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: i64,
+        ttl_micros: i64,
+    ) -> StoreResult<bool> {
+        let (name, holder) = (name.to_owned(), holder.to_owned());
+        self.with_conn(move |c| delivery::acquire_lease(c, &name, &holder, now, ttl_micros))
+            .await
+    }
 }
 
 fn checkpoint_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredCheckpoint> {
@@ -1025,7 +1106,9 @@ mod tests {
             c.execute_batch(
                 "DELETE FROM merkle_nodes; DROP TABLE merkle_tiles; DROP TABLE commit_seals;
                  DROP TABLE event_blocks; DROP TABLE stats_days; DROP TABLE stats_day_actors;
-                 DROP TABLE stats_day_ips;",
+                 DROP TABLE stats_day_ips;
+                 DROP TABLE delivery_destinations; DROP TABLE delivery_positions;
+                 DROP TABLE alert_rules; DROP TABLE alert_states; DROP TABLE delivery_leases;",
             )
             .unwrap();
             for (id, h) in expected_nodes(&leaves) {

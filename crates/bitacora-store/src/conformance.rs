@@ -47,6 +47,7 @@ macro_rules! suite {
             close_drains_and_refuses_writes,
             random_searches_match_a_full_scan,
             random_stats_match_a_full_scan,
+            delivery_records,
         );
     };
     (@tests $make:expr; $($name:ident),+ $(,)?) => {
@@ -1184,4 +1185,164 @@ pub async fn random_stats_match_a_full_scan(store: &dyn Store) {
             assert_eq!(Some(&k.count), ips.get(&k.key), "{why}: address {}", k.key);
         }
     }
+}
+
+/// Destinations, positions, alert rules and states, and leases (CONTRACT §10).
+pub async fn delivery_records(store: &dyn Store) {
+    use crate::{AlertRuleRecord, DeliveryPosition, DestinationRecord};
+    let acme = TenantName::parse("acme").expect("tenant");
+    let d1 = DestinationRecord {
+        id: "d1".into(),
+        name: "siem".into(),
+        tenant: None,
+        spec: r#"{"kind":"webhook"}"#.into(),
+        created_at: 1,
+        disabled: None,
+    };
+    let d2 = DestinationRecord {
+        id: "d2".into(),
+        name: "acme only".into(),
+        tenant: Some(acme.clone()),
+        spec: "{}".into(),
+        created_at: 2,
+        disabled: None,
+    };
+    store.insert_destination(&d1).await.expect("insert");
+    store.insert_destination(&d2).await.expect("insert");
+    assert_eq!(
+        store.destinations().await.expect("list"),
+        vec![d1.clone(), d2.clone()]
+    );
+    assert!(
+        store
+            .disable_destination("d1", "410 Gone")
+            .await
+            .expect("disable")
+    );
+    assert!(
+        !store
+            .disable_destination("nope", "x")
+            .await
+            .expect("disable")
+    );
+    let listed = store.destinations().await.expect("list");
+    assert_eq!(listed[0].disabled.as_deref(), Some("410 Gone"));
+
+    let mut p = DeliveryPosition {
+        destination_id: "d1".into(),
+        tenant: acme.clone(),
+        next_seq: 10,
+        last_success_at: Some(5),
+        last_error: None,
+        last_error_at: None,
+    };
+    store.save_delivery_position(&p).await.expect("save");
+    // A position never moves backwards; the other columns are replaced.
+    p.next_seq = 4;
+    p.last_error = Some("502".into());
+    p.last_error_at = Some(6);
+    store.save_delivery_position(&p).await.expect("save");
+    let positions = store.delivery_positions("d1").await.expect("positions");
+    assert_eq!(positions.len(), 1);
+    assert_eq!(positions[0].next_seq, 10);
+    assert_eq!(positions[0].last_error.as_deref(), Some("502"));
+    assert_eq!(positions[0].last_success_at, Some(5));
+    assert!(
+        store
+            .delivery_positions("d2")
+            .await
+            .expect("positions")
+            .is_empty()
+    );
+    assert!(store.delete_destination("d1").await.expect("delete"));
+    assert!(!store.delete_destination("d1").await.expect("delete"));
+    assert!(
+        store
+            .delivery_positions("d1")
+            .await
+            .expect("positions")
+            .is_empty()
+    );
+    assert_eq!(store.destinations().await.expect("list"), vec![d2]);
+
+    let rule = AlertRuleRecord {
+        id: "r1".into(),
+        name: "brute force".into(),
+        tenant: Some(acme.clone()),
+        spec: r#"{"match":{}}"#.into(),
+        created_at: 3,
+    };
+    store.insert_alert_rule(&rule).await.expect("insert rule");
+    assert_eq!(store.alert_rules().await.expect("rules"), vec![rule]);
+    assert_eq!(store.alert_state("r1", &acme).await.expect("state"), None);
+    store
+        .save_alert_state("r1", &acme, "{\"next_seq\":1}")
+        .await
+        .expect("save");
+    store
+        .save_alert_state("r1", &acme, "{\"next_seq\":2}")
+        .await
+        .expect("save");
+    assert_eq!(
+        store
+            .alert_state("r1", &acme)
+            .await
+            .expect("state")
+            .as_deref(),
+        Some("{\"next_seq\":2}")
+    );
+    assert_eq!(
+        store
+            .alert_state("r1", &default_tenant())
+            .await
+            .expect("state"),
+        None
+    );
+    assert!(store.delete_alert_rule("r1").await.expect("delete"));
+    assert!(!store.delete_alert_rule("r1").await.expect("delete"));
+    assert_eq!(store.alert_state("r1", &acme).await.expect("state"), None);
+
+    // Leases: one holder at a time; renewal by the holder; takeover after expiry.
+    assert!(
+        store
+            .acquire_lease("dest:d2", "a", 100, 50)
+            .await
+            .expect("lease")
+    );
+    assert!(
+        !store
+            .acquire_lease("dest:d2", "b", 120, 50)
+            .await
+            .expect("lease")
+    );
+    assert!(
+        store
+            .acquire_lease("dest:d2", "a", 140, 50)
+            .await
+            .expect("lease")
+    );
+    assert!(
+        !store
+            .acquire_lease("dest:d2", "b", 180, 50)
+            .await
+            .expect("lease")
+    );
+    assert!(
+        store
+            .acquire_lease("dest:d2", "b", 191, 50)
+            .await
+            .expect("lease")
+    );
+    assert!(
+        !store
+            .acquire_lease("dest:d2", "a", 200, 50)
+            .await
+            .expect("lease")
+    );
+    assert!(
+        store
+            .acquire_lease("other", "a", 200, 50)
+            .await
+            .expect("lease")
+    );
 }

@@ -213,6 +213,44 @@ pub struct ViewerTokenRecord {
     pub revoked: bool,
 }
 
+/// A delivery destination (CONTRACT §10), as stored. The store keeps its settings as opaque
+/// JSON: `bitacora-delivery` owns their shape, so a new kind needs no migration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DestinationRecord {
+    pub id: String,
+    pub name: String,
+    /// The one tenant it serves; `None`: every tenant.
+    pub tenant: Option<TenantName>,
+    /// Kind, URL, format, filter, `stream`, signing secrets: JSON written by `bitacora-delivery`.
+    pub spec: String,
+    pub created_at: Timestamp,
+    /// Why deliveries stopped (a receiver answered `410 Gone`), if they did.
+    pub disabled: Option<String>,
+}
+
+/// An alert rule (CONTRACT §10), as stored; `spec` is its JSON, owned by `bitacora-delivery`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertRuleRecord {
+    pub id: String,
+    pub name: String,
+    /// The one tenant it watches; `None`: every tenant.
+    pub tenant: Option<TenantName>,
+    pub spec: String,
+    pub created_at: Timestamp,
+}
+
+/// Where a destination stands in one tenant's log: every event before `next_seq` was accepted
+/// by the receiver (or did not match its filter).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryPosition {
+    pub destination_id: String,
+    pub tenant: TenantName,
+    pub next_seq: u64,
+    pub last_success_at: Option<Timestamp>,
+    pub last_error: Option<String>,
+    pub last_error_at: Option<Timestamp>,
+}
+
 /// The persistence every bitacora server needs. Implementations must be safe to share
 /// between tasks; writes go through one sequencer per tenant so `seq` has no gaps.
 #[async_trait]
@@ -394,4 +432,56 @@ pub trait Store: Send + Sync + 'static {
         id: &str,
         tenant: Option<&TenantName>,
     ) -> StoreResult<Option<ViewerTokenRecord>>;
+    // --- Delivery (CONTRACT §10): destinations, stream positions, alert rules, leases. ---
+
+    /// Stores a new destination.
+    async fn insert_destination(&self, destination: &DestinationRecord) -> StoreResult<()>;
+
+    /// Every destination, oldest first.
+    async fn destinations(&self) -> StoreResult<Vec<DestinationRecord>>;
+
+    /// Deletes a destination and its positions; false when there is no such destination.
+    async fn delete_destination(&self, id: &str) -> StoreResult<bool>;
+
+    /// Marks a destination disabled with `reason`; false when there is no such destination.
+    async fn disable_destination(&self, id: &str, reason: &str) -> StoreResult<bool>;
+
+    /// The destination's position in each tenant it has delivered to (or tried to).
+    async fn delivery_positions(&self, destination_id: &str) -> StoreResult<Vec<DeliveryPosition>>;
+
+    /// Upserts a position. `next_seq` never moves backwards: the larger of the stored and the
+    /// given one is kept, so a late writer cannot make a stream re-send or skip.
+    async fn save_delivery_position(&self, position: &DeliveryPosition) -> StoreResult<()>;
+
+    /// Stores a new alert rule.
+    async fn insert_alert_rule(&self, rule: &AlertRuleRecord) -> StoreResult<()>;
+
+    /// Every alert rule, oldest first.
+    async fn alert_rules(&self) -> StoreResult<Vec<AlertRuleRecord>>;
+
+    /// Deletes a rule and its evaluation state; false when there is no such rule.
+    async fn delete_alert_rule(&self, id: &str) -> StoreResult<bool>;
+
+    /// The rule's evaluation state in one tenant (JSON owned by `bitacora-delivery`).
+    async fn alert_state(&self, rule_id: &str, tenant: &TenantName) -> StoreResult<Option<String>>;
+
+    /// Replaces the rule's evaluation state in one tenant.
+    async fn save_alert_state(
+        &self,
+        rule_id: &str,
+        tenant: &TenantName,
+        state: &str,
+    ) -> StoreResult<()>;
+
+    /// Takes or renews the lease `name` for `holder` until `now + ttl_micros`: true when
+    /// `holder` has it (it was free, expired, or already held by `holder`), false when another
+    /// holder's lease is still running. With several servers on one store, exactly one holds
+    /// a destination's lease, and another takes over once a dead holder's lease runs out.
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: Timestamp,
+        ttl_micros: i64,
+    ) -> StoreResult<bool>;
 }

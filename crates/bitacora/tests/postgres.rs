@@ -90,7 +90,18 @@ impl Server {
 
 /// `bitacora serve --database-url URL` on port 0.
 async fn serve(url: &str, signing_key: &Path, admin_key: &str) -> Server {
+    serve_with_env(url, signing_key, admin_key, &[]).await
+}
+
+/// [`serve`] with `BITACORA_*` settings.
+async fn serve_with_env(
+    url: &str,
+    signing_key: &Path,
+    admin_key: &str,
+    env: &[(&str, &str)],
+) -> Server {
     let mut cmd = bitacora();
+    cmd.envs(env.iter().copied());
     cmd.args(["serve", "--listen", "127.0.0.1:0", "--database-url", url])
         .arg("--signing-key-file")
         .arg(signing_key)
@@ -568,4 +579,118 @@ async fn a_row_inserted_by_hand_is_not_signed_until_accepted() {
     let (ok, out) = verify(&url, &signing_key);
     assert!(ok, "{out}");
     drop(db);
+}
+
+/// Two servers on one database deliver a stream through one of them at a time (a lease in the
+/// store); when that one is killed with `kill -9`, the other takes over from the stored
+/// position once the lease runs out, and the receiver misses nothing (duplicates allowed,
+/// gaps not).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_server_delivers_per_destination_and_another_takes_over_when_it_dies() {
+    use common::receiver::{Receiver, check_in_order};
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let receiver = Receiver::start();
+    let dir = tempfile::tempdir().unwrap();
+    let signing_key: PathBuf = dir.path().join("signing-key");
+    let url = db.url().to_owned();
+    let admin = tokio::task::spawn_blocking({
+        let (url, signing_key) = (url.clone(), signing_key.clone());
+        move || create_admin_key(&url, &signing_key)
+    })
+    .await
+    .unwrap();
+    let env = [
+        ("BITACORA_DELIVERY__ALLOW_PRIVATE_DESTINATIONS", "true"),
+        ("BITACORA_DELIVERY__POLL_INTERVAL_MS", "50"),
+        ("BITACORA_DELIVERY__LEASE_SECS", "2"),
+        ("BITACORA_DELIVERY__MAX_BATCH", "40"),
+        ("BITACORA_DELIVERY__TIMEOUT_SECS", "2"),
+        ("BITACORA_DELIVERY__MAX_BACKOFF_SECS", "1"),
+    ];
+    let mut servers = vec![
+        serve_with_env(&url, &signing_key, &admin, &env).await,
+        serve_with_env(&url, &signing_key, &admin, &env).await,
+    ];
+    let r = servers[0]
+        .client
+        .request(reqwest::Method::POST, "/v1/destinations")
+        .json(
+            &json!({"name": "siem", "kind": "webhook", "tenant": "acme", "stream": true,
+                      "url": receiver.url("/hook"), "filter": {"action": "item.*"}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let d: serde_json::Value = r.json().await.unwrap();
+    receiver.control(json!({"secret": d["secret"]})).await;
+    let batch = |prefix: &str, n: usize| -> Vec<_> {
+        (0..n)
+            .map(|i| event(json!({"id": format!("{prefix}-{i}"), "tenant": "acme", "action": "item.touch"})))
+            .collect()
+    };
+    servers[1]
+        .client
+        .send_batch(&batch("a", 200))
+        .await
+        .unwrap();
+
+    // Exactly one server delivers; the other stands by.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let running = loop {
+        let mut states = Vec::new();
+        for s in &servers {
+            let ready: serde_json::Value = s
+                .client
+                .request_without_key(reqwest::Method::GET, "/readyz")
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            states.push(
+                ready["delivery"][0]["state"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_owned(),
+            );
+        }
+        let delivered = check_in_order(&receiver.accepted("/hook").await).len();
+        if delivered > 0 && states.iter().filter(|s| *s == "standby").count() == 1 {
+            assert!(
+                states.iter().any(|s| s == "running" || s == "retrying"),
+                "{states:?}"
+            );
+            break states.iter().position(|s| s != "standby").unwrap();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{states:?}, {delivered} delivered"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    // Kill the delivering server mid-stream; the survivor takes the stream over.
+    let mut dead = servers.remove(running);
+    dead.child.kill().unwrap();
+    dead.child.wait().unwrap();
+    let survivor = servers.remove(0);
+    survivor.client.send_batch(&batch("b", 100)).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    loop {
+        let n = check_in_order(&receiver.accepted("/hook").await).len();
+        if n == 300 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{n} of 300 delivered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let ids = check_in_order(&receiver.accepted("/hook").await);
+    assert_eq!(ids[0], "a-0");
+    assert_eq!(ids[199], "a-199");
+    assert_eq!(ids[299], "b-99");
+    assert_eq!(receiver.received().await["bad_signatures"], 0);
+    survivor.stop();
 }

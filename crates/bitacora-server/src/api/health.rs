@@ -44,6 +44,25 @@ pub struct Readiness {
     /// events, and the drain catches up by itself once the source is back.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub capture: Vec<CaptureSource>,
+    /// One entry per destination (CONTRACT §10); absent when there are none. A failing
+    /// destination does not make the server unready: its events wait in the log. Errors
+    /// and positions are in `GET /v1/destinations` (admin).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub delivery: Vec<DeliveryDestination>,
+}
+
+/// A destination as `/readyz` shows it (this process's view).
+#[derive(Serialize, ToSchema)]
+pub struct DeliveryDestination {
+    pub id: String,
+    /// `starting`, `running`, `retrying`, `standby` (another server delivers) or `disabled`.
+    pub state: String,
+    /// Events accepted by the receiver since this server started.
+    pub delivered: u64,
+    /// Failed attempts since this server started (each is retried).
+    pub failed: u64,
+    /// Events not yet examined, over every tenant.
+    pub lag: u64,
 }
 
 /// A log tail the server refuses to sign, as `/readyz` shows it.
@@ -158,6 +177,19 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Readiness>, Ap
         },
         unexplained,
         capture,
+        delivery: state
+            .delivery
+            .snapshot()
+            .destinations
+            .into_iter()
+            .map(|(id, d)| DeliveryDestination {
+                id,
+                state: d.state,
+                delivered: d.delivered,
+                failed: d.failed,
+                lag: d.lag.values().sum(),
+            })
+            .collect(),
     }))
 }
 

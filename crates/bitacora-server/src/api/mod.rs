@@ -5,6 +5,7 @@
 //! with that route's scope, so the list below is also the access table.
 
 pub mod deadline;
+pub mod delivery;
 pub mod events;
 pub mod export;
 pub mod health;
@@ -137,6 +138,36 @@ pub fn build(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
             routes!(tokens::revoke),
             s,
             Scope::Admin,
+            NO_BODY_LIMIT,
+        ))
+        .routes(scoped(
+            routes!(delivery::create_destination, delivery::list_destinations),
+            s,
+            Scope::Admin,
+            NO_BODY_LIMIT,
+        ))
+        .routes(scoped(
+            routes!(delivery::delete_destination),
+            s,
+            Scope::Admin,
+            NO_BODY_LIMIT,
+        ))
+        .routes(scoped(
+            routes!(delivery::create_rule, delivery::list_rules),
+            s,
+            Scope::Admin,
+            NO_BODY_LIMIT,
+        ))
+        .routes(scoped(
+            routes!(delivery::delete_rule),
+            s,
+            Scope::Admin,
+            NO_BODY_LIMIT,
+        ))
+        .routes(scoped(
+            routes!(delivery::alerts),
+            s,
+            Scope::Read,
             NO_BODY_LIMIT,
         ))
         // Public on purpose: verifying needs the key, and the key proves nothing secret.

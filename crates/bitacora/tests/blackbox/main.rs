@@ -7,6 +7,7 @@ mod common;
 mod bad_inputs;
 mod capture;
 mod cli;
+mod delivery;
 mod demo;
 mod export;
 mod ingest;

@@ -8,6 +8,8 @@
 //! Server logs are silent unless `TEST_LOG` is set.
 #![allow(dead_code)]
 
+pub mod receiver;
+
 use std::future::Future;
 use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;

@@ -87,6 +87,108 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/alert-rules": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List alert rules. */
+        get: operations["list_rules"];
+        put?: never;
+        /**
+         * Create an alert rule.
+         * @description Without `threshold`, every matching event fires; with one, a group fires once `count`
+         *     matches fall within `window`, then stays silent for `suppress_for`. Each firing is a
+         *     `bitacora.alert.fired` event in the tenant, delivered to `destinations` at least once.
+         *     A new rule evaluates events appended from now on.
+         */
+        post: operations["create_rule"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/alert-rules/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Delete an alert rule (its past firings stay in the log). */
+        delete: operations["delete_rule"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/alerts": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List alert firings.
+         * @description The tenant's `bitacora.alert.fired` events, newest first: each names its rule
+         *     (`metadata.rule_id`, `rule_name`), the group value and the `seq`s of the events that fired
+         *     it (`metadata.seqs`).
+         */
+        get: operations["alerts"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/destinations": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List destinations with their health. */
+        get: operations["list_destinations"];
+        put?: never;
+        /**
+         * Create a destination.
+         * @description A webhook gets a generated `whsec_` signing secret, returned only here (unless `secrets`
+         *     were given). The URL's addresses are checked now and at every delivery.
+         */
+        post: operations["create_destination"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/destinations/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Delete a destination (and its positions). */
+        delete: operations["delete_destination"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/events": {
         parameters: {
             query?: never;
@@ -462,6 +564,12 @@ export interface components {
          * @enum {string}
          */
         ActorType: "user" | "service" | "system" | "anonymous";
+        /** @description `GET /v1/alerts`: firings as the events they are. */
+        AlertPage: {
+            alerts: components["schemas"]["Event"][];
+            /** @description Pass as `cursor` to get the next page; `null` on the last page. */
+            next_cursor?: string | null;
+        };
         /** @description One entry of a batch response: an acknowledgement, or the error of the event at `index`. */
         BatchItem: components["schemas"]["Ack"] | {
             error: components["schemas"]["ErrorDetail"];
@@ -541,11 +649,115 @@ export interface components {
             source?: string | null;
             user_agent?: string | null;
         };
+        /** @description `POST /v1/destinations` body. */
+        CreateDestination: {
+            /** @description Search filters (the names of `GET /v1/events`' parameters) a streamed event must pass. */
+            filter?: Record<string, unknown>;
+            /** @description `bitacora` (default) or `ocsf`. */
+            format?: string | null;
+            /** @description `webhook`, `slack`, `splunk_hec` or `nats`. */
+            kind: string;
+            /** @description A name for people (1-128 characters). */
+            name: string;
+            /**
+             * @description Webhooks: your own signing secrets (`whsec_...`, at most two, the newest first, to
+             *     rotate); by default one is generated and returned once.
+             */
+            secrets?: string[] | null;
+            /**
+             * @description True: deliver every matching event (a stream). False (default): only the firings of
+             *     the alert rules that name this destination.
+             */
+            stream?: boolean | null;
+            /**
+             * @description Deliver this tenant's events only (default: every tenant; an admin key pinned to a
+             *     tenant always creates destinations of its tenant).
+             */
+            tenant?: string | null;
+            /** @description Splunk HEC: the HEC token. */
+            token?: string | null;
+            /**
+             * @description Where to POST (`nats://host:4222/<subject>` for NATS). Loopback, private and link-local addresses are refused unless
+             *     `[delivery] allow_private_destinations = true`.
+             */
+            url: string;
+        };
+        /** @description `POST /v1/alert-rules` body. */
+        CreateRule: {
+            /** @description Destination ids the firings are delivered to. */
+            destinations?: string[];
+            /**
+             * @description Search filters (as `GET /v1/events`' parameters), plus optionally
+             *     `"changes": {"field": "role", "to": "admin"}`.
+             */
+            match?: Record<string, unknown>;
+            /** @description 1-128 characters. */
+            name: string;
+            /** @description Severity of the `bitacora.alert.fired` events (default `high`). */
+            severity?: string | null;
+            /** @description After a firing, stay silent for this group this long (`<n>s|m|h|d`). */
+            suppress_for?: string | null;
+            /** @description Watch this tenant only (default: every tenant; forced for a pinned admin key). */
+            tenant?: string | null;
+            /** @description `{"count": 5, "window": "10m", "group_by": "context.ip"}`. */
+            threshold?: Record<string, unknown>;
+        };
         DayCount: {
             /** Format: int64 */
             count: number;
             /** @description `YYYY-MM-DD` (UTC) of `occurred_at`. */
             day: string;
+        };
+        /** @description A destination as `/readyz` shows it (this process's view). */
+        DeliveryDestination: {
+            /**
+             * Format: int64
+             * @description Events accepted by the receiver since this server started.
+             */
+            delivered: number;
+            /**
+             * Format: int64
+             * @description Failed attempts since this server started (each is retried).
+             */
+            failed: number;
+            id: string;
+            /**
+             * Format: int64
+             * @description Events not yet examined, over every tenant.
+             */
+            lag: number;
+            /** @description `starting`, `running`, `retrying`, `standby` (another server delivers) or `disabled`. */
+            state: string;
+        };
+        DestinationList: {
+            destinations: components["schemas"]["DestinationView"][];
+        };
+        /** @description A destination as shown (never its secrets or token). */
+        DestinationView: {
+            /** @description RFC 3339. */
+            created_at: string;
+            /** @description Why deliveries stopped (the receiver answered 410), if they did. */
+            disabled?: string | null;
+            filter: Record<string, unknown>;
+            format: string;
+            /**
+             * @description Per tenant: the position, lag, last success and last error. Absent in the creation
+             *     response.
+             */
+            health?: components["schemas"]["Health"][] | null;
+            id: string;
+            kind: string;
+            name: string;
+            /**
+             * @description Webhooks created without `secrets`: the generated signing secret, shown only in the
+             *     creation response.
+             */
+            secret?: string | null;
+            stream: boolean;
+            /** @description `null`: every tenant. */
+            tenant?: string | null;
+            /** @description The URL; a Slack webhook's path (its credential) is shown as `…`. */
+            url: string;
         };
         /** @description The body of every error response. */
         ErrorBody: {
@@ -622,6 +834,30 @@ export interface components {
             total?: number | null;
             /** Format: int64 */
             total_pages?: number | null;
+        };
+        /** @description A destination's health in one tenant. */
+        Health: {
+            /**
+             * Format: int64
+             * @description Events of the log not yet examined.
+             */
+            lag: number;
+            /**
+             * Format: double
+             * @description Age of the oldest event not yet examined, in seconds.
+             */
+            lag_seconds: number;
+            /**
+             * Format: int64
+             * @description The last `seq` handed to the receiver and accepted (or passed over by the filter).
+             */
+            last_delivered_seq?: number | null;
+            last_error?: string | null;
+            /** @description RFC 3339. */
+            last_error_at?: string | null;
+            /** @description RFC 3339. */
+            last_success_at?: string | null;
+            tenant: string;
         };
         /** @description Every event on one record, oldest first. */
         History: {
@@ -709,6 +945,12 @@ export interface components {
              */
             capture?: components["schemas"]["CaptureSource"][];
             /**
+             * @description One entry per destination (CONTRACT §10); absent when there are none. A failing
+             *     destination does not make the server unready: its events wait in the log. Errors
+             *     and positions are in `GET /v1/destinations` (admin).
+             */
+            delivery?: components["schemas"]["DeliveryDestination"][];
+            /**
              * @description `ok`, or `unexplained tail` when a log has events that no commit seal explains and
              *     the server therefore refuses to sign (see `unexplained`). The server stays ready: it
              *     still accepts and serves events.
@@ -718,6 +960,31 @@ export interface components {
             status: string;
             /** @description The logs with an unexplained tail; absent when there are none. */
             unexplained?: components["schemas"]["UnexplainedTail"][];
+        };
+        RuleList: {
+            rules: components["schemas"]["RuleView"][];
+        };
+        /** @description An alert rule as shown. */
+        RuleView: {
+            created_at: string;
+            destinations: string[];
+            /**
+             * Format: int64
+             * @description Events this server evaluated for it since it started.
+             */
+            evaluated?: number | null;
+            /**
+             * Format: int64
+             * @description Its firings on this server since it started (all firings: `GET /v1/alerts`).
+             */
+            fired?: number | null;
+            id: string;
+            match: Record<string, unknown>;
+            name: string;
+            severity?: string | null;
+            suppress_for?: string | null;
+            tenant?: string | null;
+            threshold: Record<string, unknown>;
         };
         /**
          * @description How much an event matters; ordered, so `min_severity` is a comparison.
@@ -975,6 +1242,415 @@ export interface operations {
             };
             /** @description Key lacks the `read` scope, or is pinned to another tenant */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Store unavailable; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list_rules: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Every rule this credential may see, oldest first */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RuleList"];
+                };
+            };
+            /** @description Missing, unknown or revoked credential */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Credential lacks the `admin` scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Store unavailable; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    create_rule: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateRule"];
+            };
+        };
+        responses: {
+            /** @description Created */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RuleView"];
+                };
+            };
+            /** @description Malformed JSON */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing, unknown or revoked credential */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Credential lacks the `admin` scope, or is pinned to another tenant */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A field is invalid (named in `field`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Store unavailable; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    delete_rule: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The rule's id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Missing, unknown or revoked credential */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Credential lacks the `admin` scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such rule (for this credential) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Store unavailable; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    alerts: {
+        parameters: {
+            query?: {
+                /** @description `next_cursor` of the previous page. */
+                cursor?: string;
+                /** @description 1..1000, default 50. */
+                limit?: number;
+                /** @description The tenant (default: the credential's). */
+                tenant?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of firings (as events) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AlertPage"];
+                };
+            };
+            /** @description Unknown parameter or invalid value (named in `field`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing, unknown or revoked credential */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Credential lacks the `read` scope, or is pinned to another tenant */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Store unavailable; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list_destinations: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Every destination this credential may see, oldest first */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DestinationList"];
+                };
+            };
+            /** @description Missing, unknown or revoked credential */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Credential lacks the `admin` scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Store unavailable; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    create_destination: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateDestination"];
+            };
+        };
+        responses: {
+            /** @description Created */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DestinationView"];
+                };
+            };
+            /** @description Malformed JSON */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing, unknown or revoked credential */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Credential lacks the `admin` scope, or is pinned to another tenant */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A field is invalid (named in `field`), or the URL is a loopback/private address */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Store unavailable; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    delete_destination: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The destination's id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Missing, unknown or revoked credential */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Credential lacks the `admin` scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such destination (for this credential) */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -1,0 +1,628 @@
+//! The alert evaluator: every rule, over every tenant it watches, incrementally by `seq`.
+//!
+//! **Semantics** (tested below and in `tests/`):
+//! - An event *matches* a rule when it passes the rule's search filter and, if given, its
+//!   `changes` clause. `bitacora.alert.*` events never match (an alert cannot feed itself).
+//! - Without `threshold`, every match fires (subject to `suppress_for`, per group).
+//! - With `threshold {count, window, group_by}`, matches are grouped by the value at the
+//!   `group_by` path (text; an event without it, or with `null`, is in group `"none"` —
+//!   counted, never ignored). A group fires when `count` of its matches fall within `window`
+//!   (by `received_at`, the server's clock, so a client cannot backdate events out of a
+//!   window). Firing consumes those matches: the next firing needs `count` new ones, so a
+//!   rule fires once per crossing, not on every later event.
+//! - After a firing, the group stays silent until `suppress_for` has passed (matches are
+//!   still counted, so the first match after suppression that completes a window fires).
+//! - Rules are independent: each has its own state per tenant.
+//!
+//! **Resumable without loss or repetition.** A rule's state (`next_seq` and the open groups)
+//! is saved after the firings of a batch are appended. Each firing is an event whose id is
+//! derived from the rule and the `seq` that completed it, so after a crash between the two,
+//! the batch is evaluated again from the saved state, the same firings come out with the
+//! same ids, and the store acknowledges them as duplicates: none is lost, none stored twice.
+//! A new rule starts at the head of each log (it does not fire on history).
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+
+use bitacora_core::event::Severity;
+use bitacora_core::query::{EventFilter, EventQuery, Order, Pagination};
+use bitacora_core::{Event, EventInput, IngestContext, IngestPolicy, SealedEvent, TenantName};
+use bitacora_store::{AlertRuleRecord, AppendOutcome, Store, StoreError, StoredEvent};
+use chrono::{SubsecRound as _, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::matcher::{changed, matches, path_value};
+use crate::spec::{RuleSpec, parse_duration, parse_filter};
+use crate::{Shared, sleep_or_cancel};
+
+/// The action of every firing.
+pub const ALERT_FIRED: &str = "bitacora.alert.fired";
+/// The group of events that lack the `group_by` field.
+pub const NO_GROUP: &str = "none";
+/// Seqs listed in one firing at most (a firing is an event, bounded at 64 KiB).
+const MAX_LISTED: usize = 1000;
+
+/// A rule ready to evaluate.
+#[derive(Debug, Clone)]
+pub struct Compiled {
+    pub id: String,
+    pub name: String,
+    pub tenant: Option<TenantName>,
+    pub spec: RuleSpec,
+    filter: EventFilter,
+    count: usize,
+    window: Option<i64>,
+    suppress: Option<i64>,
+    /// When the rule was created (µs): it evaluates the events received since.
+    created_at: i64,
+}
+
+impl Compiled {
+    pub fn new(record: &AlertRuleRecord) -> Result<Self, String> {
+        let spec: RuleSpec =
+            serde_json::from_str(&record.spec).map_err(|e| format!("stored rule: {e}"))?;
+        let filter = parse_filter(&spec.matcher.filter, "match").map_err(|e| e.to_string())?;
+        let (count, window) = match &spec.threshold {
+            Some(t) => (t.count.max(1) as usize, Some(parse_duration(&t.window)?)),
+            None => (1, None),
+        };
+        let suppress = spec
+            .suppress_for
+            .as_deref()
+            .map(parse_duration)
+            .transpose()?;
+        Ok(Self {
+            id: record.id.clone(),
+            name: record.name.clone(),
+            tenant: record.tenant.clone(),
+            spec,
+            filter,
+            count,
+            window,
+            suppress,
+            created_at: record.created_at,
+        })
+    }
+
+    fn watches(&self, tenant: &TenantName) -> bool {
+        self.tenant.as_ref().is_none_or(|t| t == tenant)
+    }
+
+    /// Whether the event is one this rule counts.
+    pub fn matches(&self, event: &Event) -> bool {
+        !event.action.starts_with("bitacora.alert.")
+            && matches(&self.filter, event)
+            && self
+                .spec
+                .matcher
+                .changes
+                .as_ref()
+                .is_none_or(|c| changed(c, event))
+    }
+
+    /// Feeds one event (at `seq`, received at `at` µs) to the rule; a firing when it fires.
+    pub fn evaluate(
+        &self,
+        state: &mut RuleState,
+        seq: u64,
+        at: i64,
+        event: &Event,
+        json: &Value,
+    ) -> Option<Firing> {
+        if seq < state.next_seq || !self.matches(event) {
+            return None;
+        }
+        let group = match self
+            .spec
+            .threshold
+            .as_ref()
+            .and_then(|t| t.group_by.as_ref())
+        {
+            Some(path) => path_value(json, path)
+                .map(|v| v.chars().take(256).collect())
+                .unwrap_or_else(|| NO_GROUP.to_owned()),
+            None => NO_GROUP.to_owned(),
+        };
+        let g = state.groups.entry(group.clone()).or_default();
+        if let Some(window) = self.window {
+            while g.hits.front().is_some_and(|(_, t)| *t <= at - window) {
+                g.hits.pop_front();
+            }
+        }
+        g.hits.push_back((seq, at));
+        while g.hits.len() > self.count {
+            g.hits.pop_front();
+        }
+        if g.suppressed_until.is_some_and(|until| at < until) || g.hits.len() < self.count {
+            return None;
+        }
+        let seqs: Vec<u64> = g.hits.drain(..).map(|(s, _)| s).collect();
+        g.suppressed_until = self.suppress.map(|s| at + s);
+        Some(Firing {
+            trigger_seq: seq,
+            group,
+            seqs,
+        })
+    }
+
+    /// Drops groups with nothing left to remember at time `at`, so state stays small.
+    fn prune(&self, state: &mut RuleState, at: i64) {
+        let window = self.window.unwrap_or(0);
+        state.groups.retain(|_, g| {
+            g.hits.back().is_some_and(|(_, t)| *t > at - window)
+                || g.suppressed_until.is_some_and(|u| u > at)
+        });
+    }
+
+    /// The firing as the event stored in the tenant's log.
+    pub fn firing_event(&self, tenant: &TenantName, firing: &Firing) -> Value {
+        let listed: Vec<u64> = firing.seqs.iter().copied().take(MAX_LISTED).collect();
+        json!({
+            "id": format!("alert-{}-{}", self.id, firing.trigger_seq),
+            "tenant": tenant.as_str(),
+            "action": ALERT_FIRED,
+            "category": "bitacora",
+            "severity": self.spec.severity.unwrap_or(Severity::High),
+            "actor": {"id": "bitacora.alerts", "name": "bitacora alert rules", "type": "system"},
+            "target": {"type": "alert_rule", "id": self.id, "name": self.name},
+            "description": format!("Alert rule fired: {}", self.name),
+            "context": {"source": "bitacora"},
+            "metadata": {
+                "rule_id": self.id,
+                "rule_name": self.name,
+                "group_by": self.spec.threshold.as_ref().and_then(|t| t.group_by.clone()),
+                "group": firing.group,
+                "count": firing.seqs.len(),
+                "seqs": listed,
+                "destinations": self.spec.destinations,
+            },
+        })
+    }
+}
+
+/// What a rule remembers per tenant.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RuleState {
+    /// Every event before this was evaluated.
+    pub next_seq: u64,
+    pub groups: BTreeMap<String, Group>,
+}
+
+/// One group's open matches and suppression.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Group {
+    /// `(seq, received_at µs)` of the matches not yet consumed by a firing, in the window.
+    pub hits: VecDeque<(u64, i64)>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suppressed_until: Option<i64>,
+}
+
+/// One firing of a rule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Firing {
+    /// The match that completed it (its id is derived from this).
+    pub trigger_seq: u64,
+    pub group: String,
+    /// The matches it covers, oldest first.
+    pub seqs: Vec<u64>,
+}
+
+/// Seals a firing for the store, as the server's self-audit events are sealed.
+pub fn seal_firing(policy: &IngestPolicy, body: &Value) -> Result<SealedEvent, StoreError> {
+    let bad = |e: bitacora_core::FieldError| {
+        StoreError::Internal(format!("invalid alert event: {}", e.message))
+    };
+    let input = EventInput::from_json(body.to_string().as_bytes()).map_err(bad)?;
+    SealedEvent::prepare(
+        input,
+        policy,
+        &IngestContext {
+            pinned_tenant: None,
+            received_at: Utc::now().trunc_subsecs(6),
+            client_ip: None,
+            allow_reserved: true,
+        },
+    )
+    .map_err(bad)
+}
+
+/// Reads `limit` events of `tenant` from `from` on, in `seq` order.
+pub(crate) async fn read_from(
+    store: &dyn Store,
+    tenant: &TenantName,
+    from: u64,
+    limit: u32,
+) -> Result<Vec<StoredEvent>, StoreError> {
+    Ok(store
+        .search(&EventQuery {
+            tenant: tenant.clone(),
+            filter: EventFilter::default(),
+            order: Order::Asc,
+            page: Pagination::Cursor {
+                limit,
+                after: from.checked_sub(1),
+            },
+        })
+        .await?
+        .events)
+}
+
+/// The evaluator task: one pass over every tenant per poll interval, under the `alerts`
+/// lease (one server evaluates at a time).
+pub(crate) async fn run(shared: Arc<Shared>) {
+    let mut states: HashMap<(String, TenantName), RuleState> = HashMap::new();
+    let mut leader = false;
+    loop {
+        if shared.cancel.is_cancelled() {
+            return;
+        }
+        // No rule, no lease: servers without rules write nothing to the store.
+        let no_rules = match shared.store.alert_rules().await {
+            Ok(rules) => rules.is_empty(),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read alert rules");
+                true
+            }
+        };
+        if no_rules {
+            shared.status.set_rules(&[]);
+            states.clear();
+            leader = false;
+        } else {
+            evaluate_as_leader(&shared, &mut states, &mut leader).await;
+        }
+        if !sleep_or_cancel(&shared.cancel, shared.config.poll_interval()).await {
+            return;
+        }
+    }
+}
+
+async fn evaluate_as_leader(
+    shared: &Shared,
+    states: &mut HashMap<(String, TenantName), RuleState>,
+    leader: &mut bool,
+) {
+    {
+        match shared.lease("alerts").await {
+            Ok(true) => {
+                if !*leader {
+                    // Another server may have evaluated meanwhile: trust the store.
+                    states.clear();
+                    *leader = true;
+                }
+                if let Err(e) = pass(shared, states).await {
+                    tracing::warn!(error = %e, "alert evaluation failed; retrying");
+                    states.clear();
+                }
+            }
+            Ok(false) => *leader = false,
+            Err(e) => {
+                *leader = false;
+                tracing::warn!(error = %e, "cannot take the alert lease");
+            }
+        }
+    }
+}
+
+async fn pass(
+    shared: &Shared,
+    states: &mut HashMap<(String, TenantName), RuleState>,
+) -> Result<(), StoreError> {
+    let store = &*shared.store;
+    let mut rules = Vec::new();
+    for record in store.alert_rules().await? {
+        match Compiled::new(&record) {
+            Ok(r) => rules.push(r),
+            Err(e) => tracing::warn!(rule = %record.id, error = %e, "skipping an unreadable rule"),
+        }
+    }
+    states.retain(|(id, _), _| rules.iter().any(|r| r.id == *id));
+    shared.status.set_rules(&rules);
+    if rules.is_empty() {
+        return Ok(());
+    }
+    for tenant in store.tenants().await? {
+        let watching: Vec<&Compiled> = rules.iter().filter(|r| r.watches(&tenant)).collect();
+        if watching.is_empty() {
+            continue;
+        }
+        let size = store.log_size(&tenant).await?;
+        for rule in &watching {
+            let key = (rule.id.clone(), tenant.clone());
+            if states.contains_key(&key) {
+                continue;
+            }
+            let state = match store.alert_state(&rule.id, &tenant).await? {
+                Some(json) => serde_json::from_str(&json)
+                    .map_err(|e| StoreError::Corrupt(format!("alert state of {}: {e}", rule.id)))?,
+                None => {
+                    let fresh = RuleState {
+                        next_seq: start_of(store, &tenant, size, rule.created_at).await?,
+                        groups: BTreeMap::new(),
+                    };
+                    save(store, &rule.id, &tenant, &fresh).await?;
+                    fresh
+                }
+            };
+            states.insert(key, state);
+        }
+        loop {
+            let from = watching
+                .iter()
+                .map(|r| states[&(r.id.clone(), tenant.clone())].next_seq)
+                .min()
+                .unwrap_or(size);
+            if from >= size || shared.cancel.is_cancelled() {
+                break;
+            }
+            let events = read_from(store, &tenant, from, 1000).await?;
+            let Some(last) = events.last().map(|e| e.seq) else {
+                break;
+            };
+            let mut firings = Vec::new();
+            let needs_json = watching.iter().any(|r| {
+                r.spec
+                    .threshold
+                    .as_ref()
+                    .is_some_and(|t| t.group_by.is_some())
+            });
+            for stored in &events {
+                let corrupt = |e: serde_json::Error| {
+                    StoreError::Corrupt(format!("event {}: {e}", stored.seq))
+                };
+                let event: Event = serde_json::from_str(&stored.body).map_err(corrupt)?;
+                // The untyped form only for `group_by` paths (parsing is most of the cost).
+                let json: Value = if needs_json {
+                    serde_json::from_str(&stored.body).map_err(corrupt)?
+                } else {
+                    Value::Null
+                };
+                let at = event.received_at.timestamp_micros();
+                for rule in &watching {
+                    let state = states
+                        .get_mut(&(rule.id.clone(), tenant.clone()))
+                        .expect("loaded above");
+                    if stored.seq < state.next_seq {
+                        continue;
+                    }
+                    shared.status.evaluated(&rule.id);
+                    if let Some(f) = rule.evaluate(state, stored.seq, at, &event, &json) {
+                        firings.push(seal_firing(
+                            &shared.policy,
+                            &rule.firing_event(&tenant, &f),
+                        )?);
+                        shared.status.fired(&rule.id);
+                    }
+                }
+            }
+            if !firings.is_empty() {
+                for outcome in store.append(firings).await? {
+                    if let AppendOutcome::Conflict { id } = outcome {
+                        return Err(StoreError::Internal(format!(
+                            "alert event id `{id}` conflicts with a stored event"
+                        )));
+                    }
+                }
+            }
+            let newest_at = events
+                .last()
+                .and_then(|e| serde_json::from_str::<Event>(&e.body).ok())
+                .map(|e| e.received_at.timestamp_micros())
+                .unwrap_or(0);
+            for rule in &watching {
+                let state = states
+                    .get_mut(&(rule.id.clone(), tenant.clone()))
+                    .expect("loaded above");
+                if state.next_seq <= last {
+                    state.next_seq = last + 1;
+                    rule.prune(state, newest_at);
+                    save(store, &rule.id, &tenant, state).await?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Where a new rule starts in a log of `size` events: after the last event received before
+/// the rule was created, found by walking back from the head (a few events at most: the
+/// evaluator picks a rule up within a poll interval of its creation). Events appended
+/// between the creation and the evaluator's first pass are therefore evaluated too.
+async fn start_of(
+    store: &dyn Store,
+    tenant: &TenantName,
+    size: u64,
+    created_at: i64,
+) -> Result<u64, StoreError> {
+    let mut start = size;
+    // Bounded: a rule picked up very late starts at most this far back.
+    for _ in 0..100_000 {
+        let Some(prev) = start.checked_sub(1) else {
+            break;
+        };
+        let Some(stored) = store.event_by_seq(tenant, prev).await? else {
+            break;
+        };
+        let received = serde_json::from_str::<Event>(&stored.body)
+            .map(|e| e.received_at.timestamp_micros())
+            .unwrap_or(i64::MIN);
+        if received < created_at {
+            break;
+        }
+        start = prev;
+    }
+    Ok(start)
+}
+
+async fn save(
+    store: &dyn Store,
+    rule: &str,
+    tenant: &TenantName,
+    state: &RuleState,
+) -> Result<(), StoreError> {
+    let json = serde_json::to_string(state).expect("state serializes");
+    store.save_alert_state(rule, tenant, &json).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(spec: Value) -> Compiled {
+        Compiled::new(&AlertRuleRecord {
+            id: "r1".into(),
+            name: "rule".into(),
+            tenant: None,
+            spec: spec.to_string(),
+            created_at: 0,
+        })
+        .unwrap()
+    }
+
+    fn event(v: Value) -> (Event, Value) {
+        let mut v = v;
+        let o = v.as_object_mut().unwrap();
+        o.insert("id".into(), json!("e"));
+        o.insert("tenant".into(), json!("default"));
+        o.insert("received_at".into(), json!("2026-01-20T10:30:00Z"));
+        o.insert("occurred_at".into(), json!("2026-01-20T10:30:00Z"));
+        o.entry("category").or_insert(json!("user"));
+        o.entry("severity").or_insert(json!("low"));
+        o.entry("outcome").or_insert(json!("success"));
+        (serde_json::from_value(v.clone()).unwrap(), v)
+    }
+
+    const MIN: i64 = 60_000_000;
+
+    /// Feeds `(seq, minute, event)` and returns the seqs that fired.
+    fn run(rule: &Compiled, feed: &[(u64, i64, Value)]) -> Vec<Firing> {
+        let mut state = RuleState::default();
+        feed.iter()
+            .filter_map(|(seq, minute, v)| {
+                let (e, j) = event(v.clone());
+                rule.evaluate(&mut state, *seq, minute * MIN, &e, &j)
+            })
+            .collect()
+    }
+
+    fn failed_login(ip: Option<&str>) -> Value {
+        match ip {
+            Some(ip) => {
+                json!({"action": "user.login", "outcome": "failure", "context": {"ip": ip}})
+            }
+            None => json!({"action": "user.login", "outcome": "failure"}),
+        }
+    }
+
+    fn brute_force() -> Compiled {
+        rule(json!({
+            "match": {"action": "user.login", "outcome": "failure"},
+            "threshold": {"count": 3, "window": "10m", "group_by": "context.ip"}
+        }))
+    }
+
+    #[test]
+    fn a_threshold_fires_once_when_crossed_not_on_every_later_event() {
+        // The Wazuh failure: firing on the Nth event and every one after it.
+        let feed: Vec<_> = (0..5)
+            .map(|i| (i, i as i64, failed_login(Some("10.0.0.1"))))
+            .collect();
+        let fired = run(&brute_force(), &feed);
+        assert_eq!(fired.len(), 1, "{fired:?}");
+        assert_eq!(fired[0].seqs, vec![0, 1, 2]);
+        assert_eq!(fired[0].group, "10.0.0.1");
+        // A second full set of matches is a second crossing.
+        let feed: Vec<_> = (0..6)
+            .map(|i| (i, i as i64, failed_login(Some("10.0.0.1"))))
+            .collect();
+        let fired = run(&brute_force(), &feed);
+        assert_eq!(
+            fired.iter().map(|f| f.trigger_seq).collect::<Vec<_>>(),
+            vec![2, 5]
+        );
+    }
+
+    #[test]
+    fn events_without_the_group_field_are_grouped_under_none() {
+        // The other Wazuh failure: never firing when the group-by field is missing.
+        let feed: Vec<_> = (0..3).map(|i| (i, 0, failed_login(None))).collect();
+        let fired = run(&brute_force(), &feed);
+        assert_eq!(fired.len(), 1);
+        assert_eq!(fired[0].group, NO_GROUP);
+    }
+
+    #[test]
+    fn groups_and_windows_are_separate() {
+        let feed = vec![
+            (0, 0, failed_login(Some("10.0.0.1"))),
+            (1, 1, failed_login(Some("10.0.0.2"))),
+            (2, 2, failed_login(Some("10.0.0.1"))),
+            (3, 3, failed_login(Some("10.0.0.2"))),
+            // 10.0.0.1's first match has left the window (0 + 10 minutes <= 10).
+            (4, 10, failed_login(Some("10.0.0.1"))),
+            (
+                5,
+                11,
+                json!({"action": "user.login", "context": {"ip": "10.0.0.1"}}),
+            ),
+            (6, 11, failed_login(Some("10.0.0.1"))),
+            // At minute 21 only seq 6 is within the window: nothing fires.
+            (7, 21, failed_login(Some("10.0.0.1"))),
+            (8, 22, failed_login(Some("10.0.0.2"))),
+        ];
+        let fired = run(&brute_force(), &feed);
+        assert_eq!(fired.len(), 1, "{fired:?}");
+        assert_eq!(fired[0].seqs, vec![2, 4, 6]);
+    }
+
+    #[test]
+    fn suppression_silences_a_group_then_lets_it_fire_again() {
+        let r = rule(json!({
+            "match": {"action": "user.role_change", "changes": {"field": "role", "to": "admin"}},
+            "suppress_for": "30m"
+        }));
+        let promo = json!({"action": "user.role_change",
+                           "changes": [{"field": "role", "old": "user", "new": "admin"}]});
+        let demo = json!({"action": "user.role_change",
+                          "changes": [{"field": "role", "old": "admin", "new": "user"}]});
+        let feed = vec![
+            (0, 0, promo.clone()),
+            (1, 1, demo),
+            (2, 10, promo.clone()),
+            (3, 29, promo.clone()),
+            (4, 30, promo),
+        ];
+        let fired: Vec<u64> = run(&r, &feed).iter().map(|f| f.trigger_seq).collect();
+        assert_eq!(fired, vec![0, 4]);
+    }
+
+    #[test]
+    fn alerts_never_match_rules_and_state_resumes_where_it_stopped() {
+        let r = rule(json!({"match": {}}));
+        let (e, j) = event(json!({"action": ALERT_FIRED}));
+        let mut state = RuleState::default();
+        assert_eq!(r.evaluate(&mut state, 0, 0, &e, &j), None);
+        let (e, j) = event(json!({"action": "user.login"}));
+        state.next_seq = 5;
+        assert_eq!(r.evaluate(&mut state, 4, 0, &e, &j), None);
+        assert!(r.evaluate(&mut state, 5, 0, &e, &j).is_some());
+        // The state round-trips through its stored JSON.
+        let json = serde_json::to_string(&state).unwrap();
+        assert_eq!(serde_json::from_str::<RuleState>(&json).unwrap(), state);
+    }
+
+    #[test]
+    fn firings_are_valid_events_with_ids_derived_from_the_rule_and_seq() {
+        let r = brute_force();
+        let f = Firing {
+            trigger_seq: 42,
+            group: "10.0.0.1".into(),
+            seqs: vec![40, 41, 42],
+        };
+        let body = r.firing_event(&TenantName::default_tenant(), &f);
+        assert_eq!(body["id"], "alert-r1-42");
+        let sealed = seal_firing(&IngestPolicy::default(), &body).unwrap();
+        let _ = sealed;
+    }
+}

@@ -1,0 +1,339 @@
+//! Senders, one per kind: how a batch becomes a request, and what the answer means.
+//!
+//! | answer | meaning |
+//! |---|---|
+//! | 2xx | accepted: the position advances |
+//! | 410 Gone | the receiver is gone for good: the destination is disabled |
+//! | 429, 503 | throttled: retried after `Retry-After` (else the backoff) |
+//! | anything else, 3xx included (redirects are not followed), timeouts, refused connections | retried with exponential backoff, forever |
+//!
+//! Nothing is dropped after some number of failures: a stream's events stay in the log, and
+//! the destination's position waits for the receiver (its lag shows in the health).
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use hmac::{Hmac, Mac as _};
+use serde_json::{Value, json};
+use sha2::Sha256;
+
+use crate::spec::{DestinationSpec, Kind, secret_key};
+use crate::ssrf;
+
+/// One request's worth of events of one tenant.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    /// Stable across retries of this batch (the `webhook-id`).
+    pub id: String,
+    pub tenant: String,
+    /// The `seq` range this delivery covers (events in it that the filter excludes are not
+    /// sent, but the receiver knows none was skipped silently).
+    pub from_seq: u64,
+    pub to_seq: u64,
+    /// The latest signed checkpoint of the tenant's log (C2SP signed note), if any.
+    pub checkpoint: Option<String>,
+    pub events: Vec<Value>,
+}
+
+/// What the receiver's answer means for the batch.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Accepted,
+    /// `410 Gone`: stop delivering to this destination.
+    Gone(String),
+    /// Try the same batch again, after `after` when the receiver said when.
+    Retry {
+        after: Option<Duration>,
+        error: String,
+    },
+}
+
+/// The Standard Webhooks signature header value: `v1,<base64 HMAC-SHA256>` of
+/// `{id}.{timestamp}.{body}` with each secret, space-separated.
+pub fn signature(secrets: &[String], id: &str, timestamp: i64, body: &[u8]) -> String {
+    secrets
+        .iter()
+        .filter_map(|s| secret_key(s))
+        .map(|key| {
+            let mut mac = Hmac::<Sha256>::new_from_slice(&key).expect("HMAC takes any key");
+            mac.update(id.as_bytes());
+            mac.update(b".");
+            mac.update(timestamp.to_string().as_bytes());
+            mac.update(b".");
+            mac.update(body);
+            format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()))
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Slack's escaping of message text: `&`, `<` and `>` only (the rest is literal).
+pub fn slack_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+fn slack_line(e: &Value) -> String {
+    let s = |v: &Value| v.as_str().map(str::to_owned);
+    let alert = e["action"] == "bitacora.alert.fired";
+    let mut line = if alert {
+        format!(
+            ":rotating_light: *{}* (group `{}`, {} events)",
+            slack_escape(&s(&e["metadata"]["rule_name"]).unwrap_or_default()),
+            slack_escape(&s(&e["metadata"]["group"]).unwrap_or_default()),
+            e["metadata"]["count"]
+        )
+    } else {
+        format!(
+            "*{}* `{}`",
+            slack_escape(&s(&e["severity"]).unwrap_or_default()),
+            slack_escape(&s(&e["action"]).unwrap_or_default())
+        )
+    };
+    if let Some(actor) = s(&e["actor"]["name"]).or_else(|| s(&e["actor"]["id"])) {
+        line.push_str(&format!(" by {}", slack_escape(&actor)));
+    }
+    if let Some(d) = s(&e["description"]) {
+        line.push_str(&format!(": {}", slack_escape(&d)));
+    }
+    line
+}
+
+/// The request body for `kind`.
+pub fn body(kind: Kind, batch: &Batch) -> Vec<u8> {
+    match kind {
+        Kind::Webhook => serde_json::to_vec(&json!({
+            "type": "bitacora.events",
+            "tenant": batch.tenant,
+            "from_seq": batch.from_seq,
+            "to_seq": batch.to_seq,
+            "checkpoint": batch.checkpoint,
+            "events": batch.events,
+        }))
+        .expect("JSON"),
+        Kind::Slack => {
+            const MAX_LINES: usize = 20;
+            let mut lines: Vec<String> = batch
+                .events
+                .iter()
+                .take(MAX_LINES)
+                .map(slack_line)
+                .collect();
+            if batch.events.len() > MAX_LINES {
+                lines.push(format!("… and {} more", batch.events.len() - MAX_LINES));
+            }
+            serde_json::to_vec(&json!({
+                "text": format!("bitacora ({}):\n{}", slack_escape(&batch.tenant), lines.join("\n"))
+            }))
+            .expect("JSON")
+        }
+        // One message per event (see `send_nats`); the body of one message is the event.
+        Kind::Nats => serde_json::to_vec(&batch.events).expect("JSON"),
+        Kind::SplunkHec => {
+            // HEC takes several event objects concatenated in one body.
+            let mut out = Vec::new();
+            for e in &batch.events {
+                let time = e["time"].as_i64().map(|ms| ms as f64 / 1000.0).or_else(|| {
+                    e["occurred_at"]
+                        .as_str()
+                        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                        .map(|t| t.timestamp_micros() as f64 / 1e6)
+                });
+                let mut o = json!({"source": "bitacora", "sourcetype": "_json",
+                                   "host": "bitacora", "event": e});
+                if let Some(t) = time {
+                    o["time"] = json!(t);
+                }
+                out.extend(serde_json::to_vec(&o).expect("JSON"));
+                out.push(b'\n');
+            }
+            out
+        }
+    }
+}
+
+fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// `Retry-After` in seconds (the HTTP-date form is rare for webhooks; it falls back to the
+/// backoff), capped at an hour.
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(|s| Duration::from_secs(s.min(3600)))
+}
+
+/// Sends one batch and says what the answer means.
+pub async fn send(
+    client: &reqwest::Client,
+    spec: &DestinationSpec,
+    batch: &Batch,
+    allow_private: bool,
+) -> Outcome {
+    let url = match reqwest::Url::parse(&spec.url) {
+        Ok(u) => u,
+        Err(e) => {
+            return Outcome::Retry {
+                after: None,
+                error: format!("bad URL: {e}"),
+            };
+        }
+    };
+    if let Err(e) = ssrf::check_literal(&url, allow_private) {
+        return Outcome::Retry {
+            after: None,
+            error: e,
+        };
+    }
+    let body = body(spec.kind, batch);
+    let mut request = client
+        .post(url)
+        .header(reqwest::header::CONTENT_TYPE, "application/json");
+    match spec.kind {
+        Kind::Webhook => {
+            let ts = now_secs();
+            request = request
+                .header("webhook-id", &batch.id)
+                .header("webhook-timestamp", ts.to_string())
+                .header(
+                    "webhook-signature",
+                    signature(&spec.secrets, &batch.id, ts, &body),
+                );
+        }
+        Kind::SplunkHec => {
+            let token = spec.token.as_deref().unwrap_or_default();
+            request = request
+                .header(reqwest::header::AUTHORIZATION, format!("Splunk {token}"))
+                .header("X-Splunk-Request-Channel", uuid::Uuid::new_v4().to_string());
+        }
+        Kind::Slack | Kind::Nats => {}
+    }
+    match request.body(body).send().await {
+        Ok(r) if r.status().is_success() => Outcome::Accepted,
+        Ok(r) if r.status() == reqwest::StatusCode::GONE => {
+            Outcome::Gone("the receiver answered 410 Gone".into())
+        }
+        Ok(r) => {
+            let status = r.status();
+            let after = matches!(status.as_u16(), 429 | 503)
+                .then(|| retry_after(r.headers()))
+                .flatten();
+            Outcome::Retry {
+                after,
+                error: format!("the receiver answered {status}"),
+            }
+        }
+        Err(e) => {
+            let mut message = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(cause) = source {
+                message = format!("{message}: {cause}");
+                source = cause.source();
+            }
+            Outcome::Retry {
+                after: None,
+                error: if e.is_timeout() {
+                    format!("timed out: {message}")
+                } else {
+                    message
+                },
+            }
+        }
+    }
+}
+
+/// Publishes each event of the batch to JetStream and waits for every acknowledgement. The
+/// message id is the event's id (its `metadata.uid` in OCSF), so a batch sent again after a
+/// failure or a restart is deduplicated by JetStream within its duplicate window.
+pub async fn send_nats(
+    jetstream: &async_nats::jetstream::Context,
+    subject: &str,
+    batch: &Batch,
+) -> Outcome {
+    let mut acks = Vec::with_capacity(batch.events.len());
+    for e in &batch.events {
+        let id = e["id"]
+            .as_str()
+            .or_else(|| e["metadata"]["uid"].as_str())
+            .unwrap_or_default()
+            .to_owned();
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Msg-Id", id.as_str());
+        headers.insert("Bitacora-Tenant", batch.tenant.as_str());
+        let payload = serde_json::to_vec(e).expect("JSON");
+        match jetstream
+            .publish_with_headers(subject.to_owned(), headers, payload.into())
+            .await
+        {
+            Ok(ack) => acks.push(ack),
+            Err(e) => {
+                return Outcome::Retry {
+                    after: None,
+                    error: format!("NATS publish: {e}"),
+                };
+            }
+        }
+    }
+    for ack in acks {
+        if let Err(e) = ack.await {
+            return Outcome::Retry {
+                after: None,
+                error: format!("JetStream did not acknowledge: {e}"),
+            };
+        }
+    }
+    Outcome::Accepted
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_signature_is_the_standard_webhooks_one() {
+        // The Standard Webhooks specification's example (its test vectors).
+        let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".to_owned();
+        let id = "msg_p5jXN8AQM9LWM0D4loKWxJek";
+        let ts = 1614265330;
+        let body = br#"{"test": 2432232314}"#;
+        assert_eq!(
+            signature(std::slice::from_ref(&secret), id, ts, body),
+            "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+        );
+        // Two secrets: two signatures, space-separated.
+        let two = signature(&[secret.clone(), secret], id, ts, body);
+        assert_eq!(two.split(' ').count(), 2);
+    }
+
+    #[test]
+    fn slack_text_is_escaped() {
+        assert_eq!(
+            slack_escape("<@U1> & <!channel>"),
+            "&lt;@U1&gt; &amp; &lt;!channel&gt;"
+        );
+        let batch = Batch {
+            id: "x".into(),
+            tenant: "acme".into(),
+            from_seq: 0,
+            to_seq: 0,
+            checkpoint: None,
+            events: vec![json!({"action": "user.login", "severity": "high",
+                                "actor": {"name": "<!here>"}, "description": "a > b"})],
+        };
+        let v: Value = serde_json::from_slice(&body(Kind::Slack, &batch)).unwrap();
+        let text = v["text"].as_str().unwrap();
+        assert!(text.contains("by &lt;!here&gt;: a &gt; b"), "{text}");
+        assert!(!text.contains("<!here>"));
+    }
+}

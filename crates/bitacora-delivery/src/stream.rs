@@ -1,0 +1,326 @@
+//! Destination workers: one task per enabled destination, each walking every tenant's log
+//! in `seq` order from the destination's stored position.
+//!
+//! A worker reads up to `max_batch` events past its position, keeps those it must deliver
+//! (a stream's filter matches them, or they are firings of a rule that names the
+//! destination), and sends them as one batch, retried with the same `webhook-id` until the
+//! receiver accepts it; only then is the position saved past the batch. So the receiver
+//! sees every event at least once and in order; after a crash, the batch in flight is sent
+//! again (a duplicate, never a gap). The batch is whatever the log holds past the position,
+//! up to `max_batch`: small when the stream keeps up, full-sized when it has a backlog.
+//!
+//! With several servers on one store, a worker delivers only while it holds the
+//! destination's lease, renewed every pass; a server that dies stops renewing, and another
+//! takes over from the stored position once the lease runs out.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bitacora_core::{Event, TenantName};
+use bitacora_store::{DeliveryPosition, DestinationRecord, StoreError};
+use serde_json::Value;
+
+use crate::alert::{ALERT_FIRED, read_from};
+use crate::format::render;
+use crate::send::{Batch, Outcome, send, send_nats};
+use crate::spec::{DestinationSpec, Kind, nats_subject, parse_filter};
+use crate::{Shared, now_micros, sleep_or_cancel};
+
+/// What a worker was started with; a change restarts it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Plan {
+    pub record: DestinationRecord,
+    /// The rules whose firings it delivers.
+    pub rules: HashSet<String>,
+}
+
+/// Exponential backoff from 500 ms, doubling to `max`.
+struct Backoff {
+    next: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    fn new(max: Duration) -> Self {
+        Self {
+            next: Duration::from_millis(500),
+            max,
+        }
+    }
+
+    fn step(&mut self) -> Duration {
+        let d = self.next.min(self.max);
+        self.next = (self.next * 2).min(self.max);
+        d
+    }
+
+    fn reset(&mut self) {
+        self.next = Duration::from_millis(500);
+    }
+}
+
+enum Stop {
+    /// Cancelled, or the destination was disabled.
+    Done,
+    /// The lease went to another server.
+    LostLease,
+}
+
+pub(crate) async fn run(shared: Arc<Shared>, plan: Plan) {
+    let id = plan.record.id.clone();
+    let spec: DestinationSpec = match serde_json::from_str(&plan.record.spec) {
+        Ok(s) => s,
+        Err(e) => {
+            shared
+                .status
+                .destination_error(&id, &format!("unreadable settings: {e}"));
+            return;
+        }
+    };
+    let filter = match parse_filter(&spec.filter, "filter") {
+        Ok(f) => f,
+        Err(e) => {
+            shared.status.destination_error(&id, &e.to_string());
+            return;
+        }
+    };
+    let mut positions: HashMap<TenantName, DeliveryPosition> = HashMap::new();
+    let mut leader = false;
+    let mut backoff = Backoff::new(shared.config.max_backoff());
+    let mut nats: Option<async_nats::jetstream::Context> = None;
+    loop {
+        if shared.cancel.is_cancelled() {
+            return;
+        }
+        match shared.lease(&format!("destination:{id}")).await {
+            Ok(true) if !leader => match shared.store.delivery_positions(&id).await {
+                Ok(stored) => {
+                    positions = stored.into_iter().map(|p| (p.tenant.clone(), p)).collect();
+                    leader = true;
+                    shared.status.destination_state(&id, "running");
+                }
+                Err(e) => tracing::warn!(destination = %id, error = %e, "cannot read positions"),
+            },
+            Ok(true) => {}
+            Ok(false) => {
+                leader = false;
+                shared.status.destination_state(&id, "standby");
+            }
+            Err(e) => {
+                leader = false;
+                tracing::warn!(destination = %id, error = %e, "cannot take the destination's lease");
+            }
+        }
+        let mut worked = false;
+        if leader {
+            let tenants = match &plan.record.tenant {
+                Some(t) => Ok(vec![t.clone()]),
+                None => shared.store.tenants().await,
+            };
+            match tenants {
+                Ok(tenants) => {
+                    for tenant in tenants {
+                        let position =
+                            positions
+                                .entry(tenant.clone())
+                                .or_insert_with(|| DeliveryPosition {
+                                    destination_id: id.clone(),
+                                    tenant: tenant.clone(),
+                                    next_seq: 0,
+                                    last_success_at: None,
+                                    last_error: None,
+                                    last_error_at: None,
+                                });
+                        match step(
+                            &shared,
+                            &plan,
+                            &spec,
+                            &filter,
+                            position,
+                            &mut backoff,
+                            &mut nats,
+                        )
+                        .await
+                        {
+                            Ok(Some(true)) => worked = true,
+                            Ok(Some(false)) => {}
+                            Ok(None) => return,
+                            Err(Stop::Done) => return,
+                            Err(Stop::LostLease) => {
+                                leader = false;
+                                break;
+                            }
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot list tenants"),
+            }
+        }
+        if !worked && !sleep_or_cancel(&shared.cancel, shared.config.poll_interval()).await {
+            return;
+        }
+    }
+}
+
+/// One batch for one tenant: `Some(true)` when something was read, `Some(false)` when the
+/// position is at the head.
+async fn step(
+    shared: &Shared,
+    plan: &Plan,
+    spec: &DestinationSpec,
+    filter: &bitacora_core::EventFilter,
+    position: &mut DeliveryPosition,
+    backoff: &mut Backoff,
+    nats: &mut Option<async_nats::jetstream::Context>,
+) -> Result<Option<bool>, Stop> {
+    let id = &plan.record.id;
+    let store = &*shared.store;
+    let tenant = position.tenant.clone();
+    let warn = |e: StoreError| {
+        tracing::warn!(destination = %id, tenant = %tenant, error = %e, "delivery cannot read the store");
+        Ok(Some(false))
+    };
+    let size = match store.log_size(&tenant).await {
+        Ok(s) => s,
+        Err(e) => return warn(e),
+    };
+    shared
+        .status
+        .lag(id, &tenant, size.saturating_sub(position.next_seq));
+    if position.next_seq >= size {
+        return Ok(Some(false));
+    }
+    let events = match read_from(store, &tenant, position.next_seq, shared.config.max_batch).await {
+        Ok(e) => e,
+        Err(e) => return warn(e),
+    };
+    let (Some(first), Some(last)) = (events.first().map(|e| e.seq), events.last().map(|e| e.seq))
+    else {
+        return Ok(Some(false));
+    };
+    let mut items: Vec<Value> = Vec::new();
+    for stored in &events {
+        let Ok(event) = serde_json::from_str::<Event>(&stored.body) else {
+            tracing::error!(destination = %id, seq = stored.seq, "an unreadable event in the log");
+            continue;
+        };
+        let alert_for_us = event.action == ALERT_FIRED
+            && event
+                .metadata
+                .get("rule_id")
+                .and_then(Value::as_str)
+                .is_some_and(|r| plan.rules.contains(r));
+        if alert_for_us || (spec.stream && crate::matcher::matches(filter, &event)) {
+            items.push(render(spec.format, stored, &event));
+        }
+    }
+    if !items.is_empty() {
+        let checkpoint = store
+            .latest_checkpoint(&tenant)
+            .await
+            .ok()
+            .flatten()
+            .map(|c| c.note);
+        let batch = Batch {
+            id: format!("msg_{id}_{tenant}_{first}_{last}"),
+            tenant: tenant.as_str().to_owned(),
+            from_seq: first,
+            to_seq: last,
+            checkpoint,
+            events: items,
+        };
+        loop {
+            let outcome = if spec.kind == Kind::Nats {
+                match nats_context(shared, spec, nats).await {
+                    Ok(js) => send_nats(js, &nats_subject_of(spec), &batch).await,
+                    Err(error) => Outcome::Retry { after: None, error },
+                }
+            } else {
+                send(
+                    &shared.client,
+                    spec,
+                    &batch,
+                    shared.config.allow_private_destinations,
+                )
+                .await
+            };
+            if matches!(outcome, Outcome::Retry { .. }) && spec.kind == Kind::Nats {
+                // Reconnect on the next attempt.
+                *nats = None;
+            }
+            match outcome {
+                Outcome::Accepted => {
+                    shared.status.delivered(id, batch.events.len() as u64);
+                    position.last_success_at = Some(now_micros());
+                    backoff.reset();
+                    break;
+                }
+                Outcome::Gone(reason) => {
+                    tracing::warn!(destination = %id, "the receiver is gone (410): disabling the destination");
+                    if let Err(e) = store.disable_destination(id, &reason).await {
+                        tracing::warn!(destination = %id, error = %e, "cannot disable the destination");
+                    }
+                    shared.status.destination_state(id, "disabled");
+                    shared.status.destination_error(id, &reason);
+                    return Err(Stop::Done);
+                }
+                Outcome::Retry { after, error } => {
+                    shared.status.failed(id, &error);
+                    tracing::debug!(destination = %id, error = %error, "delivery failed; retrying");
+                    position.last_error = Some(error.chars().take(500).collect());
+                    position.last_error_at = Some(now_micros());
+                    if let Err(e) = store.save_delivery_position(position).await {
+                        tracing::warn!(destination = %id, error = %e, "cannot record a delivery error");
+                    }
+                    let wait = after.unwrap_or_else(|| backoff.step());
+                    if !sleep_or_cancel(&shared.cancel, wait).await {
+                        return Err(Stop::Done);
+                    }
+                    match shared.lease(&format!("destination:{id}")).await {
+                        Ok(true) => {}
+                        _ => return Err(Stop::LostLease),
+                    }
+                }
+            }
+        }
+    }
+    position.next_seq = last + 1;
+    if let Err(e) = store.save_delivery_position(position).await {
+        // The receiver has the batch; it will get it again after a restart (at least once).
+        tracing::warn!(destination = %id, error = %e, "cannot save the position");
+    }
+    shared
+        .status
+        .lag(id, &tenant, size.saturating_sub(position.next_seq));
+    Ok(Some(true))
+}
+
+fn nats_subject_of(spec: &DestinationSpec) -> String {
+    reqwest::Url::parse(&spec.url)
+        .ok()
+        .and_then(|u| nats_subject(&u))
+        .unwrap_or_else(|| "bitacora.events".to_owned())
+}
+
+/// The worker's JetStream context, connecting on first use (after the address guard).
+async fn nats_context<'a>(
+    shared: &Shared,
+    spec: &DestinationSpec,
+    nats: &'a mut Option<async_nats::jetstream::Context>,
+) -> Result<&'a async_nats::jetstream::Context, String> {
+    if nats.is_none() {
+        crate::ssrf::check_url(&spec.url, shared.config.allow_private_destinations).await?;
+        let mut url = reqwest::Url::parse(&spec.url).map_err(|e| e.to_string())?;
+        url.set_path("");
+        let timeout = Duration::from_secs(shared.config.timeout_secs.max(1));
+        let client = async_nats::ConnectOptions::new()
+            .connection_timeout(timeout)
+            .request_timeout(Some(timeout))
+            .connect(url.as_str())
+            .await
+            .map_err(|e| format!("cannot connect to NATS: {e}"))?;
+        *nats = Some(async_nats::jetstream::new(client));
+    }
+    Ok(nats.as_ref().expect("set above"))
+}
