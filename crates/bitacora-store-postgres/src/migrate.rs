@@ -24,6 +24,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "commit_seals",
         include_str!("../migrations/0003_commit_seals.sql"),
     ),
+    (
+        5,
+        "lifecycle",
+        include_str!("../migrations/0005_lifecycle.sql"),
+    ),
 ];
 
 /// The advisory lock key (any constant unique to bitacora: "bitacora" in ASCII).

@@ -19,6 +19,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0004_commit_seals.sql"),
     include_str!("../migrations/0005_event_blocks.sql"),
     include_str!("../migrations/0006_stats_rollups.sql"),
+    include_str!("../migrations/0007_lifecycle.sql"),
 ];
 const FTS_SCHEMA: &str = include_str!("../migrations/fts.sql");
 
