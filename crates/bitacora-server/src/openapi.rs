@@ -22,6 +22,7 @@ use utoipa::{Modify, OpenApi};
         (name = "integrity", description = "Signed checkpoints, inclusion and consistency proofs (RFC 6962/9162, C2SP tlog-checkpoint)"),
         (name = "access", description = "Viewer tokens (admin)"),
         (name = "operations", description = "Health and metrics (no authentication)"),
+        (name = "lifecycle", description = "Retention, archives and legal holds"),
     )
 )]
 pub struct ApiDoc;

@@ -29,6 +29,8 @@ pub struct AppState {
     /// The log tails the checkpointer refuses to sign (no commit seal explains them), for
     /// `/readyz`, the metrics and the viewer's integrity page.
     pub tails: bitacora_log::TailStatus,
+    /// The retention task's status (`GET /v1/retention`); idle when none runs.
+    pub retention: bitacora_lifecycle::StatusHandle,
 }
 
 impl AppState {
@@ -71,6 +73,7 @@ impl AppState {
             store,
             capture: Arc::new(Vec::new()),
             tails: bitacora_log::TailStatus::default(),
+            retention: bitacora_lifecycle::StatusHandle::default(),
         }
     }
 }

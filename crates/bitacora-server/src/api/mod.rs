@@ -9,6 +9,7 @@ pub mod events;
 pub mod export;
 pub mod health;
 pub mod ingest;
+pub mod lifecycle;
 pub mod log;
 pub mod meta;
 pub mod tokens;
@@ -128,6 +129,24 @@ pub fn build(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         ))
         .routes(scoped(
             routes!(tokens::revoke),
+            s,
+            Scope::Admin,
+            NO_BODY_LIMIT,
+        ))
+        .routes(scoped(
+            routes!(lifecycle::retention),
+            s,
+            Scope::Read,
+            NO_BODY_LIMIT,
+        ))
+        .routes(scoped(
+            routes!(lifecycle::place, lifecycle::list),
+            s,
+            Scope::Admin,
+            NO_BODY_LIMIT,
+        ))
+        .routes(scoped(
+            routes!(lifecycle::release),
             s,
             Scope::Admin,
             NO_BODY_LIMIT,
