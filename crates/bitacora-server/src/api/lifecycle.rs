@@ -128,7 +128,7 @@ fn text_field(map: &Map<String, Value>, name: &str, max: usize) -> Result<String
     ),
     security(("bearer" = []))
 )]
-pub async fn place(
+pub async fn place_hold(
     State(state): State<AppState>,
     principal: Principal,
     ClientIp(client_ip): ClientIp,
@@ -248,7 +248,7 @@ pub struct ListParams {
     ),
     security(("bearer" = []))
 )]
-pub async fn list(
+pub async fn list_holds(
     State(state): State<AppState>,
     principal: Principal,
     RawQuery(raw): RawQuery,
@@ -308,7 +308,7 @@ fn scoped_tenant(
     ),
     security(("bearer" = []))
 )]
-pub async fn release(
+pub async fn release_hold(
     State(state): State<AppState>,
     principal: Principal,
     ClientIp(client_ip): ClientIp,

@@ -140,13 +140,13 @@ pub fn build(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
             NO_BODY_LIMIT,
         ))
         .routes(scoped(
-            routes!(lifecycle::place, lifecycle::list),
+            routes!(lifecycle::place_hold, lifecycle::list_holds),
             s,
             Scope::Admin,
             NO_BODY_LIMIT,
         ))
         .routes(scoped(
-            routes!(lifecycle::release),
+            routes!(lifecycle::release_hold),
             s,
             Scope::Admin,
             NO_BODY_LIMIT,

@@ -211,8 +211,10 @@ async fn holds_retention_and_purged_events() {
     assert_eq!(r.error().0, 400);
 
     // The viewer shows the horizon on the list and the holds on the integrity page.
-    let mut config = Config::default();
-    config.retention = toml::from_str(RULES).unwrap();
+    let config = Config {
+        retention: toml::from_str(RULES).unwrap(),
+        ..Config::default()
+    };
     let viewer = crate::ui::router(AppState::new(app.store.clone(), config, app.keys.clone()));
     let page = |uri: &'static str| {
         Request::builder()
