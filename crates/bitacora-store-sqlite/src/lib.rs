@@ -1134,7 +1134,8 @@ mod tests {
             c.execute_batch(
                 "DELETE FROM merkle_nodes; DROP TABLE merkle_tiles; DROP TABLE commit_seals;
                  DROP TABLE event_blocks; DROP TABLE stats_days; DROP TABLE stats_day_actors;
-                 DROP TABLE stats_day_ips;",
+                 DROP TABLE stats_day_ips; DROP TABLE purged_events; DROP TABLE purges;
+                 DROP TABLE legal_holds; DROP TABLE retention_rule_sets;",
             )
             .unwrap();
             for (id, h) in expected_nodes(&leaves) {
