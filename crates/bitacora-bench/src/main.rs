@@ -210,6 +210,9 @@ enum Command {
         /// Directory for the temporary stores (default: the system temp dir).
         #[arg(long)]
         dir: Option<std::path::PathBuf>,
+        /// `retention.batch_size`: events per purge transaction and archive object.
+        #[arg(long, default_value_t = 2000)]
+        batch: u32,
     },
 }
 
@@ -222,9 +225,12 @@ fn main() -> anyhow::Result<()> {
             dir,
             runs,
         } => store_ingest(events, batch, concurrency, dir.as_deref(), runs),
-        Command::Purge { events, runs, dir } => {
-            runtime()?.block_on(purge::purge(events, runs, dir.as_deref()))
-        }
+        Command::Purge {
+            events,
+            runs,
+            dir,
+            batch,
+        } => runtime()?.block_on(purge::purge(events, runs, dir.as_deref(), batch)),
         Command::HttpIngest {
             bin,
             connections,

@@ -88,7 +88,12 @@ fn file_mb(dir: &Path) -> f64 {
     std::fs::metadata(dir.join("bitacora.db")).map_or(0.0, |m| m.len() as f64 / 1e6)
 }
 
-pub async fn purge(events: usize, runs: usize, dir: Option<&Path>) -> anyhow::Result<()> {
+pub async fn purge(
+    events: usize,
+    runs: usize,
+    dir: Option<&Path>,
+    batch: u32,
+) -> anyhow::Result<()> {
     let signer = bitacora_core::checkpoint::NoteSigner::from_seed("bitacora", [3; 32])?;
     let tenant = TenantName::default_tenant();
     let (mut purge_rates, mut alone_rates, mut during_rates) = (Vec::new(), Vec::new(), Vec::new());
@@ -111,8 +116,9 @@ pub async fn purge(events: usize, runs: usize, dir: Option<&Path>) -> anyhow::Re
         let old = chrono::Utc::now().timestamp_micros() - 30 * DAY_US;
         fill(store.as_ref(), 0, events, old).await?;
         bitacora_log::checkpoint_tenant(store.as_ref(), &signer, &tenant, 1).await?;
-        let config: RetentionConfig =
-            toml::from_str("min_delay = \"0s\"\n[[rule]]\naction = \"user.*\"\nkeep = \"10d\"\n")?;
+        let config: RetentionConfig = toml::from_str(&format!(
+            "min_delay = \"0s\"\nbatch_size = {batch}\n[[rule]]\naction = \"user.*\"\nkeep = \"10d\"\n"
+        ))?;
         let retention = Retention {
             store: store.clone(),
             config,
