@@ -233,9 +233,17 @@ async fn page(st: &mut State) -> Result<Option<Bytes>, LogError> {
     }
     let proofs = page_proofs(st.store.as_ref(), &st.query.tenant, &events, tree_size).await?;
     let mut out = String::with_capacity(events.len() * 1200);
+    write_event_lines(&mut out, &events, proofs);
+    st.count += events.len() as u64;
+    st.finished = finished;
+    Ok(Some(Bytes::from(out)))
+}
+
+/// One `{"event":…,"proof":[…]}` line per event.
+fn write_event_lines(out: &mut String, events: &[StoredEvent], proofs: Vec<Vec<Hash>>) {
     for (e, proof) in events.iter().zip(proofs) {
         out.push_str("{\"event\":");
-        e.write_json(&mut out);
+        e.write_json(out);
         out.push_str(",\"proof\":[");
         for (i, h) in proof.iter().enumerate() {
             if i > 0 {
@@ -247,9 +255,56 @@ async fn page(st: &mut State) -> Result<Option<Bytes>, LogError> {
         }
         out.push_str("]}\n");
     }
-    st.count += events.len() as u64;
-    st.finished = finished;
-    Ok(Some(Bytes::from(out)))
+}
+
+/// A bundle of exactly `events` (of `tenant`, in ascending `seq` order), in memory: what the
+/// retention archive writes before a purge. Every event must lie below the tenant's latest
+/// signed checkpoint, which is the bundle's trust anchor (an error otherwise: nothing is
+/// signed here, so a purge never waits on, or races with, the checkpointer).
+pub async fn bundle_of_events(
+    store: Arc<dyn Store>,
+    tenant: &bitacora_core::TenantName,
+    events: &[StoredEvent],
+    options: BundleOptions,
+) -> Result<Vec<u8>, LogError> {
+    let mut query = EventQuery::tenant(tenant.clone());
+    query.order = Order::Asc;
+    let page_size = options.page_size.max(1) as usize;
+    let mut st = State {
+        store,
+        query,
+        options,
+        phase: Phase::Header,
+        tree_size: 0,
+        after: None,
+        count: 0,
+        finished: false,
+    };
+    let signed = st
+        .store
+        .latest_checkpoint(tenant)
+        .await?
+        .map_or(0, |cp| cp.size);
+    if events.iter().any(|e| e.seq >= signed) {
+        return Err(StoreError::Internal(
+            "events past the latest signed checkpoint cannot be bundled yet".into(),
+        )
+        .into());
+    }
+    let mut out = String::from_utf8(header(&mut st).await?.to_vec())
+        .map_err(|e| StoreError::Internal(e.to_string()))?;
+    for chunk in events.chunks(page_size) {
+        let proofs = page_proofs(st.store.as_ref(), tenant, chunk, st.tree_size).await?;
+        write_event_lines(&mut out, chunk, proofs);
+    }
+    let trailer = serde_json::to_string(&Trailer {
+        end: true,
+        events: events.len() as u64,
+    })
+    .map_err(|e| StoreError::Internal(e.to_string()))?;
+    out.push_str(&trailer);
+    out.push('\n');
+    Ok(out.into_bytes())
 }
 
 /// The inclusion proofs of a page of events, with one store call for all their nodes.

@@ -250,6 +250,8 @@ struct PageResult {
     /// on: a rewrite of bodies and leaves also leaves stale columns behind, and the tree and
     /// the checkpoints say more about it).
     index_problem: Option<(u64, String)>,
+    /// The purged events of the page (leaf hash only), as inclusive seq ranges.
+    purged: Vec<(u64, u64)>,
 }
 
 /// Re-checks the tenant's whole log. `progress(done, total)` is called after each page.
@@ -281,6 +283,8 @@ pub async fn verify_tenant(
     };
     let mut range = CompactRange::new();
     let mut index_problem: Option<(u64, String)> = None;
+    // Every purged seq the walk met, as ranges, to account for against the purge records.
+    let mut purged: Vec<(u64, u64)> = Vec::new();
     let mut next_seq = 0u64;
     let mut target = store.log_size(tenant).await?;
     let grace_deadline = Instant::now() + options.unsigned_grace;
@@ -344,6 +348,11 @@ pub async fn verify_tenant(
             beyond = beyond.or(done.beyond);
             if index_problem.is_none() {
                 index_problem = done.index_problem.take();
+            }
+            for &(a, b) in &done.purged {
+                for seq in a..=b {
+                    add_seq(&mut purged, seq);
+                }
             }
             if let Some(outcome) = v.check_page(&done).await? {
                 return Ok(report(&v, next_seq, outcome));
@@ -484,6 +493,15 @@ pub async fn verify_tenant(
             VerifyOutcome::Tampered { seq, reason },
         ));
     }
+    // Every purged event (a leaf hash without content) must be one a recorded purge removed,
+    // and every purge must be the one its signed announcement in the log describes.
+    if let Some((seq, reason)) = check_purges(store, tenant, &purged).await? {
+        return Ok(report(
+            &v,
+            next_seq,
+            VerifyOutcome::Tampered { seq, reason },
+        ));
+    }
     // The events are what was signed and every row's columns are what its body gives, so
     // the summaries must be what the columns add up to.
     if let Some(m) = store.check_summaries(tenant).await? {
@@ -498,6 +516,114 @@ pub async fn verify_tenant(
         ));
     }
     Ok(report(&v, next_seq, VerifyOutcome::Intact))
+}
+
+/// Extends sorted inclusive ranges with `seq`, which is past all of them.
+fn add_seq(ranges: &mut Vec<(u64, u64)>, seq: u64) {
+    match ranges.last_mut() {
+        Some((_, b)) if *b + 1 == seq => *b = seq,
+        _ => ranges.push((seq, seq)),
+    }
+}
+
+/// The action of the event that announces each purge (`bitacora_lifecycle` appends it).
+pub const PURGE_ACTION: &str = "bitacora.retention.purge";
+
+/// Accounts for the purged events the walk met (`walked`, sorted ranges) with the store's
+/// purge records: each record's events must be exactly the ones purged under it, hash to its
+/// root, and match the `bitacora.retention.purge` event at its `event_seq` (which the walk
+/// checked against the signed tree); together the records must cover exactly `walked`.
+/// An event deleted behind the server's back and dressed up as purged has no signed
+/// announcement, and a purge that removed more than it announced does not add up.
+async fn check_purges(
+    store: &dyn Store,
+    tenant: &TenantName,
+    walked: &[(u64, u64)],
+) -> Result<Option<(u64, String)>, LogError> {
+    let records = store.purges(tenant).await?;
+    let mut recorded: Vec<u64> = Vec::new();
+    for r in &records {
+        let leaves = store.purged_leaves(tenant, r.event_seq).await?;
+        let listed: Vec<u64> = r.seqs().collect();
+        let stored: Vec<u64> = leaves.iter().map(|l| l.0).collect();
+        if listed.len() as u64 != r.count || stored != listed {
+            let seq = first_difference(&listed, &stored).unwrap_or(r.event_seq);
+            return Ok(Some((
+                seq,
+                format!(
+                    "seq {seq}: the purge announced at seq {} lists {} events ({}) but {} were purged under it",
+                    r.event_seq,
+                    r.count,
+                    r.ranges_text(),
+                    stored.len()
+                ),
+            )));
+        }
+        let hashes: Vec<Hash> = leaves.iter().map(|l| l.1).collect();
+        if merkle::root_from_leaves(&hashes) != r.root {
+            return Ok(Some((
+                listed.first().copied().unwrap_or(r.event_seq),
+                format!(
+                    "seq {}: the events purged under the purge at seq {} do not hash to its root",
+                    listed.first().copied().unwrap_or(r.event_seq),
+                    r.event_seq
+                ),
+            )));
+        }
+        if let Some(reason) = announcement_mismatch(store, tenant, r).await? {
+            return Ok(Some((r.event_seq, reason)));
+        }
+        recorded.extend(listed);
+    }
+    recorded.sort_unstable();
+    let walked: Vec<u64> = walked.iter().flat_map(|&(a, b)| a..=b).collect();
+    if recorded != walked {
+        let seq = first_difference(&walked, &recorded).unwrap_or(0);
+        return Ok(Some((
+            seq,
+            format!(
+                "seq {seq}: its content is gone, but no recorded purge accounts for it                  ({} events purged, {} accounted for by purge records)",
+                walked.len(),
+                recorded.len()
+            ),
+        )));
+    }
+    Ok(None)
+}
+
+/// The smallest seq in one sorted list and not the other.
+fn first_difference(a: &[u64], b: &[u64]) -> Option<u64> {
+    a.iter()
+        .zip(b)
+        .find(|(x, y)| x != y)
+        .map(|(x, y)| *x.min(y))
+        .or_else(|| a.get(b.len()).copied())
+        .or_else(|| b.get(a.len()).copied())
+}
+
+/// Why the event at `r.event_seq` is not the announcement of purge `r`, if it is not.
+async fn announcement_mismatch(
+    store: &dyn Store,
+    tenant: &TenantName,
+    r: &bitacora_store::PurgeRecord,
+) -> Result<Option<String>, LogError> {
+    let at = r.event_seq;
+    let Some(event) = store.event_by_seq(tenant, at).await? else {
+        return Ok(Some(format!(
+            "seq {at}: the announcement of a purge is missing (a purge record without its signed event)"
+        )));
+    };
+    let body: serde_json::Value = serde_json::from_str(&event.body).unwrap_or_default();
+    let meta = &body["metadata"];
+    let ok = body["action"] == PURGE_ACTION
+        && meta["ranges"] == r.ranges_text().as_str()
+        && meta["count"] == r.count
+        && meta["root"] == bitacora_core::canonical::hex_hash(&r.root).as_str();
+    Ok((!ok).then(|| {
+        format!(
+            "seq {at}: not the announcement of the purge recorded for it              (a purge record the signed log does not vouch for)"
+        )
+    }))
 }
 
 /// What the commit seal says of a tail no checkpoint covers.
@@ -904,6 +1030,7 @@ fn hash_page(
         problem: None,
         beyond: None,
         index_problem: None,
+        purged: Vec::new(),
     };
     let mut cps = cp_sizes.iter().peekable();
     while cps.next_if(|&&s| s <= next_seq).is_some() {}
@@ -958,6 +1085,9 @@ fn hash_page(
             break;
         }
         out.leaves.push(leaf);
+        if e.purged {
+            add_seq(&mut out.purged, e.seq);
+        }
         if let (None, Some(column)) = (&out.index_problem, e.index) {
             out.index_problem = Some((next_seq, index_reason(next_seq, column)));
         }

@@ -15,6 +15,8 @@
 //! | `bitacora.viewer_token.revoked` | low | `DELETE /v1/viewer-tokens/{id}` |
 //! | `bitacora.export` | medium | `GET /v1/export`, `bitacora export` |
 //! | `bitacora.viewer_login.failed` | medium, outcome failure | a refused viewer login |
+//! | `bitacora.legal_hold.placed` / `.released` | medium | `POST` / `DELETE /v1/legal-holds` |
+//! | `bitacora.retention.purge` | medium | each retention purge (appended by `bitacora_lifecycle`) |
 
 use std::net::IpAddr;
 
@@ -117,6 +119,8 @@ fn description(action: &str) -> &'static str {
         EXPORT => "Events exported",
         VIEWER_LOGIN_FAILED => "Failed viewer login",
         TAIL_ACCEPTED => "Unexplained log tail accepted by an operator",
+        bitacora_lifecycle::HOLD_PLACED => "Legal hold placed",
+        bitacora_lifecycle::HOLD_RELEASED => "Legal hold released",
         _ => "bitacora administrative action",
     }
 }

@@ -133,6 +133,28 @@ tile_cache_tiles = 4096
 # # The source's name in logs, /metrics and /readyz (default: dbname@host:port).
 # name = "shop"
 
+[retention]
+# Data lifecycle (docs/LIFECYCLE.md, CONTRACT section 9). Nothing is purged unless a default or a
+# rule below says so. Ages are counted from `received_at` and written <n>s, <n>m, <n>h or <n>d.
+# default = "400d"
+# How often each server looks for expired events.
+check_interval = "1h"
+# Where purged events are archived (zstd-compressed bundles) before their content is removed:
+# file:///path (a folder; object stores such as S3 are not built in yet). Default for the
+# embedded store: a folder beside the data folder (`./bitacora-data.archive`); required with
+# PostgreSQL.
+# archive_url = "file:///var/lib/bitacora/archive"
+# A new or changed rule set starts purging only this long after a server first ran with it.
+min_delay = "7d"
+# Most events in one purge (one archive object, one short store transaction).
+batch_size = 2000
+# More specific rules win (tenant, category, action: an exact action or a prefix with *).
+# keep = "forever" exempts what a rule matches.
+# [[retention.rule]]
+# tenant = "acme"
+# category = "auth"
+# keep = "90d"
+
 [log]
 # "pretty" for people, "json" for log collectors (--log-format, BITACORA_LOG_FORMAT).
 format = "pretty"
@@ -172,6 +194,8 @@ pub struct Config {
     pub capture: Vec<CaptureConfig>,
     /// `[delivery]`: destinations, streams and alert rules (CONTRACT §10).
     pub delivery: bitacora_delivery::DeliveryConfig,
+    /// `[retention]`: data lifecycle (docs/LIFECYCLE.md).
+    pub retention: bitacora_lifecycle::RetentionConfig,
 }
 
 /// One capture source (`[[capture]]`, or `serve --capture-database-url`).
@@ -513,9 +537,11 @@ impl Config {
                 path.display()
             )));
         }
-        Self::figment(file, overrides)
+        let config = Self::figment(file, overrides)
             .extract::<Config>()
-            .map_err(describe)
+            .map_err(describe)?;
+        config.retention.validate().map_err(ConfigError)?;
+        Ok(config)
     }
 
     /// The layered [`Figment`], for callers that add layers of their own.

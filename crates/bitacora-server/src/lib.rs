@@ -190,6 +190,42 @@ pub async fn serve_with_store(
         background.clone(),
         state.tails.clone(),
     );
+    // Retention (docs/LIFECYCLE.md): one pass every `check_interval`; it stops with the other
+    // background tasks, between batches.
+    let retention = if config.retention.enabled() {
+        let Some(url) = store::archive_url(&config) else {
+            store.close().await.ok();
+            anyhow::bail!(
+                "retention needs `retention.archive_url` with a PostgreSQL store (file:///path)"
+            );
+        };
+        let archive = match bitacora_lifecycle::Archive::open(&url) {
+            Ok(a) => a,
+            Err(e) => {
+                store.close().await.ok();
+                return Err(anyhow::anyhow!("cannot open the retention archive: {e}"));
+            }
+        };
+        bitacora_lifecycle::describe_metrics();
+        tracing::info!(archive = %url, "retention enabled");
+        let (task, status) = bitacora_lifecycle::spawn_retention(
+            bitacora_lifecycle::Retention {
+                store: store.clone(),
+                config: config.retention.clone(),
+                archive,
+                bundle: bitacora_log::BundleOptions::new(
+                    state.signer.clone(),
+                    state.keys.verifiers(),
+                ),
+                policy: state.policy.clone(),
+            },
+            background.clone(),
+        );
+        state.retention = status;
+        Some(task)
+    } else {
+        None
+    };
     let app = app(state);
 
     println!("  viewer:         {base}/ui/");
@@ -238,6 +274,11 @@ pub async fn serve_with_store(
         tracing::error!(error = %e, "delivery failed");
     }
     background.cancel();
+    if let Some(task) = retention
+        && let Err(e) = task.await
+    {
+        tracing::error!(error = %e, "the retention task failed");
+    }
     if let Err(e) = flusher.await {
         tracing::warn!(error = %e, "the key usage flusher failed");
     }

@@ -23,6 +23,7 @@ use utoipa::{Modify, OpenApi};
         (name = "access", description = "Viewer tokens (admin)"),
         (name = "operations", description = "Health and metrics (no authentication)"),
         (name = "delivery", description = "Destinations, streams and alert rules (admin); alert firings"),
+        (name = "lifecycle", description = "Retention, archives and legal holds"),
     )
 )]
 pub struct ApiDoc;

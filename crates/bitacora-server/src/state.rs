@@ -33,6 +33,8 @@ pub struct AppState {
     pub tiles: Arc<crate::api::tlog::TileCache>,
     /// Destination workers and alert rules of this process (`bitacora-delivery`).
     pub delivery: bitacora_delivery::StatusHandle,
+    /// The retention task's status (`GET /v1/retention`); idle when none runs.
+    pub retention: bitacora_lifecycle::StatusHandle,
 }
 
 impl AppState {
@@ -80,6 +82,7 @@ impl AppState {
             tails: bitacora_log::TailStatus::default(),
             tiles,
             delivery: bitacora_delivery::StatusHandle::default(),
+            retention: bitacora_lifecycle::StatusHandle::default(),
         }
     }
 }

@@ -60,3 +60,20 @@ pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
 pub fn is_embedded(config: &Config) -> bool {
     config.store.database_url.is_none()
 }
+
+/// Where retention archives purged events: `retention.archive_url`, else, for the embedded
+/// store, a folder beside the data folder (`<data>.archive`, like the signing key beside it:
+/// not inside the store, so a copy of the store is not a copy of its archive). `None` for
+/// PostgreSQL without one.
+pub fn archive_url(config: &Config) -> Option<String> {
+    if let Some(url) = &config.retention.archive_url {
+        return Some(url.clone());
+    }
+    if !is_embedded(config) {
+        return None;
+    }
+    let data = std::path::absolute(&config.store.data).ok()?;
+    let mut name = data.file_name()?.to_os_string();
+    name.push(".archive");
+    Some(format!("file://{}", data.with_file_name(name).display()))
+}

@@ -64,7 +64,28 @@ pub async fn check_leaves(
         }
         out.push(check);
     }
-    Ok(out)
+    // Purged events keep only their leaf hash (see purge.rs); they take their place in the
+    // sequence so the walk can put them in the tree and account for them.
+    let upto = if out.len() == limit as usize {
+        out.last().map_or(i64::MAX, |c| c.seq as i64)
+    } else {
+        i64::MAX
+    };
+    let purged = crate::purge::purged_range(client, tid, from, upto, limit).await?;
+    if purged.is_empty() {
+        return Ok(out);
+    }
+    let mut merged = Vec::with_capacity(out.len() + purged.len());
+    let mut purged = purged.into_iter().peekable();
+    for check in out {
+        while let Some((seq, hash)) = purged.next_if(|(seq, _)| *seq < check.seq) {
+            merged.push(LeafCheck::purged(seq, hash));
+        }
+        merged.push(check);
+    }
+    merged.extend(purged.map(|(seq, hash)| LeafCheck::purged(seq, hash)));
+    merged.truncate(limit as usize);
+    Ok(merged)
 }
 
 /// The first column of `r` (in the order of [`check_leaves`]'s SELECT) that is not what the

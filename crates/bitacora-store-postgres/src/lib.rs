@@ -27,8 +27,8 @@ use bitacora_core::query::EventQuery;
 use bitacora_core::seal::{CommitKey, CommitSeal};
 use bitacora_store::{
     AlertRuleRecord, ApiKeyRecord, AppendOutcome, DeliveryPosition, DestinationRecord, LeafCheck,
-    Scope, SearchResult, Store, StoreError, StoreResult, StoredCheckpoint, StoredEvent,
-    ViewerTokenRecord,
+    LegalHoldRecord, PurgeRecord, Scope, SearchResult, Store, StoreError, StoreResult,
+    StoredCheckpoint, StoredEvent, ViewerTokenRecord,
 };
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio::sync::{Semaphore, mpsc, oneshot};
@@ -40,6 +40,7 @@ mod delivery;
 pub mod derive;
 pub mod migrate;
 pub mod partitions;
+mod purge;
 mod read;
 mod rollup;
 #[cfg(any(test, feature = "testing"))]
@@ -402,6 +403,64 @@ impl Store for PgStore {
     async fn tenants(&self) -> StoreResult<Vec<TenantName>> {
         let client = self.client().await?;
         read::tenants(&client).await
+    }
+
+    async fn purge(&self, tenant: &TenantName, record: &PurgeRecord) -> StoreResult<()> {
+        let mut client = self.client().await?;
+        purge::purge(&mut client, tenant, record).await
+    }
+
+    async fn purges(&self, tenant: &TenantName) -> StoreResult<Vec<PurgeRecord>> {
+        let client = self.client().await?;
+        purge::purges(&client, tenant).await
+    }
+
+    async fn purged_leaves(
+        &self,
+        tenant: &TenantName,
+        event_seq: u64,
+    ) -> StoreResult<Vec<(u64, Hash)>> {
+        let client = self.client().await?;
+        purge::purged_leaves(&client, tenant, event_seq).await
+    }
+
+    async fn purged_event(
+        &self,
+        tenant: &TenantName,
+        id: &str,
+    ) -> StoreResult<Option<(u64, Hash)>> {
+        let client = self.client().await?;
+        purge::purged_event(&client, tenant, id).await
+    }
+
+    async fn insert_legal_hold(&self, hold: &LegalHoldRecord) -> StoreResult<()> {
+        let client = self.client().await?;
+        purge::insert_hold(&client, hold).await
+    }
+
+    async fn legal_holds(
+        &self,
+        tenant: Option<&TenantName>,
+        include_released: bool,
+    ) -> StoreResult<Vec<LegalHoldRecord>> {
+        let client = self.client().await?;
+        purge::holds(&client, tenant, include_released).await
+    }
+
+    async fn release_legal_hold(
+        &self,
+        id: &str,
+        tenant: Option<&TenantName>,
+        at: i64,
+        by: &str,
+    ) -> StoreResult<Option<LegalHoldRecord>> {
+        let client = self.client().await?;
+        purge::release_hold(&client, id, tenant, at, by).await
+    }
+
+    async fn rules_first_seen(&self, fingerprint: &str, now: i64) -> StoreResult<i64> {
+        let client = self.client().await?;
+        purge::rules_first_seen(&client, fingerprint, now).await
     }
 
     fn set_commit_key(&self, key: Option<CommitKey>) {

@@ -26,6 +26,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     ),
     (4, "windows", include_str!("../migrations/0004_windows.sql")),
     (
+        5,
+        "lifecycle",
+        include_str!("../migrations/0005_lifecycle.sql"),
+    ),
+    (
         6,
         "delivery",
         include_str!("../migrations/0006_delivery.sql"),

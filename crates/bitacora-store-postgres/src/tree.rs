@@ -25,8 +25,13 @@ async fn leaf_hashes(
 ) -> StoreResult<Vec<Hash>> {
     let stmt = client
         .prepare_cached(
-            "SELECT leaf_hash FROM events
-             WHERE tenant_id = $1 AND seq >= $2 AND seq < $3 ORDER BY seq",
+            // A purged event's leaf hash lives on in `purged_events` (see purge.rs).
+            "SELECT seq, leaf_hash FROM events
+             WHERE tenant_id = $1 AND seq >= $2 AND seq < $3
+             UNION ALL
+             SELECT seq, leaf_hash FROM purged_events
+             WHERE tenant_id = $1 AND seq >= $2 AND seq < $3
+             ORDER BY seq",
         )
         .await
         .map_err(pg_error)?;
@@ -35,7 +40,7 @@ async fn leaf_hashes(
         .await
         .map_err(pg_error)?
         .iter()
-        .map(|r| hash32(r.get(0)))
+        .map(|r| hash32(r.get(1)))
         .collect()
 }
 

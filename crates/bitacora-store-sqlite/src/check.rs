@@ -100,6 +100,34 @@ pub fn check_leaves(
             out.push(check);
         }
     }
+    // Purged events keep only their leaf hash (see purge.rs); they take their place in the
+    // sequence so the walk can put them in the tree and account for them.
+    let upto = if out.len() == limit as usize {
+        out.last().map_or(u64::MAX, |c| c.seq)
+    } else {
+        u64::MAX >> 24
+    };
+    let purged = crate::purge::purged_range(&tx, tid, from, upto)?;
+    if !purged.is_empty() {
+        let mut merged = Vec::with_capacity(out.len() + purged.len());
+        let mut purged = purged.into_iter().peekable();
+        let mut moved: HashMap<usize, usize> = HashMap::new();
+        for (i, check) in out.into_iter().enumerate() {
+            while let Some((seq, hash)) = purged.next_if(|(seq, _)| *seq < check.seq) {
+                merged.push(LeafCheck::purged(seq, hash));
+            }
+            moved.insert(i, merged.len());
+            merged.push(check);
+        }
+        merged.extend(purged.map(|(seq, hash)| LeafCheck::purged(seq, hash)));
+        for events in by_action.values_mut() {
+            for (i, _) in events.iter_mut() {
+                *i = moved[&*i];
+            }
+        }
+        merged.truncate(limit as usize);
+        out = merged;
+    }
     let mut find = tx
         .prepare_cached(
             "SELECT rowid FROM fts.events_fts
@@ -119,8 +147,10 @@ pub fn check_leaves(
             .map_err(sql_error)?;
         found.sort_unstable();
         for (i, p) in events {
-            if found.binary_search(&p).is_err() {
-                out[i].index = Some(FULL_TEXT);
+            if found.binary_search(&p).is_err()
+                && let Some(check) = out.get_mut(i)
+            {
+                check.index = Some(FULL_TEXT);
             }
         }
     }

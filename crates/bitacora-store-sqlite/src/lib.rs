@@ -19,8 +19,8 @@ use bitacora_core::query::EventQuery;
 use bitacora_core::seal::{CommitKey, CommitSeal};
 use bitacora_store::{
     AlertRuleRecord, ApiKeyRecord, AppendOutcome, DeliveryPosition, DestinationRecord, LeafCheck,
-    Scope, SearchResult, Store, StoreError, StoreResult, StoredCheckpoint, StoredEvent,
-    ViewerTokenRecord,
+    LegalHoldRecord, PurgeRecord, Scope, SearchResult, Store, StoreError, StoreResult,
+    StoredCheckpoint, StoredEvent, ViewerTokenRecord,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{Semaphore, oneshot};
@@ -29,6 +29,7 @@ mod check;
 mod delivery;
 mod derive;
 mod indexer;
+mod purge;
 mod read;
 mod rollup;
 mod schema;
@@ -172,6 +173,50 @@ fn private_data_dir(dir: &Path) -> std::io::Result<()> {
                 tighten(&path, 0o600)?;
             }
         }
+    }
+    Ok(())
+}
+
+/// Writes a consistent copy of the embedded store in `data_dir` to the folder `to` (created
+/// `0700`; it must not hold a store already), usable as `--data` as is. Safe while a server
+/// writes to the store: each file is one `VACUUM INTO` snapshot (a read transaction, which
+/// never blocks the writer). The full-text file is copied first, so the copy's index never
+/// goes further than its events; the indexer catches up on the rest at the copy's first start.
+///
+/// The signing key is not part of the store and is not copied: see docs/LIFECYCLE.md.
+pub fn backup(data_dir: &Path, to: &Path) -> StoreResult<()> {
+    use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+
+    let db = data_dir.join(DB_FILE);
+    if !db.is_file() {
+        return Err(StoreError::Unavailable(format!(
+            "there is no store in {}",
+            data_dir.display()
+        )));
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(to)
+        .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", to.display())))?;
+    for file in [DB_FILE, FTS_FILE] {
+        if to.join(file).exists() {
+            return Err(StoreError::Unavailable(format!(
+                "{} already holds a store: back up into an empty folder",
+                to.display()
+            )));
+        }
+    }
+    let conn = schema::open(&db, schema::Role::Reader, Synchronous::Full)?;
+    for (schema_name, file) in [("fts", FTS_FILE), ("main", DB_FILE)] {
+        let target = to.join(file);
+        conn.execute(
+            &format!("VACUUM {schema_name} INTO ?1"),
+            [target.to_string_lossy()],
+        )
+        .map_err(sql_error)?;
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| StoreError::Internal(format!("{}: {e}", target.display())))?;
     }
     Ok(())
 }
@@ -444,6 +489,70 @@ impl Store for SqliteStore {
 
     async fn tenants(&self) -> StoreResult<Vec<TenantName>> {
         self.with_conn(|c| read::tenants(c)).await
+    }
+
+    async fn purge(&self, tenant: &TenantName, record: &PurgeRecord) -> StoreResult<()> {
+        let (tenant, record) = (tenant.clone(), record.clone());
+        self.with_conn(move |c| purge::purge(c, &tenant, &record))
+            .await
+    }
+
+    async fn purges(&self, tenant: &TenantName) -> StoreResult<Vec<PurgeRecord>> {
+        let tenant = tenant.clone();
+        self.with_conn(move |c| purge::purges(c, &tenant)).await
+    }
+
+    async fn purged_leaves(
+        &self,
+        tenant: &TenantName,
+        event_seq: u64,
+    ) -> StoreResult<Vec<(u64, Hash)>> {
+        let tenant = tenant.clone();
+        self.with_conn(move |c| purge::purged_leaves(c, &tenant, event_seq))
+            .await
+    }
+
+    async fn purged_event(
+        &self,
+        tenant: &TenantName,
+        id: &str,
+    ) -> StoreResult<Option<(u64, Hash)>> {
+        let (tenant, id) = (tenant.clone(), id.to_owned());
+        self.with_conn(move |c| purge::purged_event(c, &tenant, &id))
+            .await
+    }
+
+    async fn insert_legal_hold(&self, hold: &LegalHoldRecord) -> StoreResult<()> {
+        let hold = hold.clone();
+        self.with_conn(move |c| purge::insert_hold(c, &hold)).await
+    }
+
+    async fn legal_holds(
+        &self,
+        tenant: Option<&TenantName>,
+        include_released: bool,
+    ) -> StoreResult<Vec<LegalHoldRecord>> {
+        let tenant = tenant.cloned();
+        self.with_conn(move |c| purge::holds(c, tenant.as_ref(), include_released))
+            .await
+    }
+
+    async fn release_legal_hold(
+        &self,
+        id: &str,
+        tenant: Option<&TenantName>,
+        at: i64,
+        by: &str,
+    ) -> StoreResult<Option<LegalHoldRecord>> {
+        let (id, tenant, by) = (id.to_owned(), tenant.cloned(), by.to_owned());
+        self.with_conn(move |c| purge::release_hold(c, &id, tenant.as_ref(), at, &by))
+            .await
+    }
+
+    async fn rules_first_seen(&self, fingerprint: &str, now: i64) -> StoreResult<i64> {
+        let fingerprint = fingerprint.to_owned();
+        self.with_conn(move |c| purge::rules_first_seen(c, &fingerprint, now))
+            .await
     }
 
     fn set_commit_key(&self, key: Option<CommitKey>) {
@@ -1106,7 +1215,8 @@ mod tests {
             c.execute_batch(
                 "DELETE FROM merkle_nodes; DROP TABLE merkle_tiles; DROP TABLE commit_seals;
                  DROP TABLE event_blocks; DROP TABLE stats_days; DROP TABLE stats_day_actors;
-                 DROP TABLE stats_day_ips;
+                 DROP TABLE stats_day_ips; DROP TABLE purged_events; DROP TABLE purges;
+                 DROP TABLE legal_holds; DROP TABLE retention_rule_sets;
                  DROP TABLE delivery_destinations; DROP TABLE delivery_positions;
                  DROP TABLE alert_rules; DROP TABLE alert_states; DROP TABLE delivery_leases;",
             )

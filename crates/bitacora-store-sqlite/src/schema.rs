@@ -19,7 +19,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0004_commit_seals.sql"),
     include_str!("../migrations/0005_event_blocks.sql"),
     include_str!("../migrations/0006_stats_rollups.sql"),
-    // Delivery (issue 17). Numbered 0008 for the merge: 0007 belongs to another branch.
+    include_str!("../migrations/0007_lifecycle.sql"),
     include_str!("../migrations/0008_delivery.sql"),
 ];
 const FTS_SCHEMA: &str = include_str!("../migrations/fts.sql");

@@ -143,10 +143,16 @@ pub fn node(conn: &Connection, tid: i64, size: u64, id: NodeId) -> StoreResult<H
 /// The stored leaf hashes of events `begin..end`, in order (fewer if rows are missing).
 fn leaf_hashes(conn: &Connection, tid: i64, begin: u64, end: u64) -> StoreResult<Vec<Hash>> {
     let mut stmt = conn
-        .prepare_cached("SELECT leaf_hash FROM events WHERE pos >= ?1 AND pos < ?2 ORDER BY pos")
+        // A purged event's leaf hash lives on in `purged_events` (see purge.rs).
+        .prepare_cached(
+            "SELECT pos, leaf_hash FROM events WHERE pos >= ?1 AND pos < ?2
+             UNION ALL
+             SELECT pos, leaf_hash FROM purged_events WHERE pos >= ?1 AND pos < ?2
+             ORDER BY pos",
+        )
         .map_err(sql_error)?;
     stmt.query_map(params![pos(tid, begin), pos(tid, end)], |r| {
-        Ok(blob32(r.get_ref(0)?.as_blob()?))
+        Ok(blob32(r.get_ref(1)?.as_blob()?))
     })
     .map_err(sql_error)?
     .collect::<Result<_, _>>()

@@ -20,7 +20,8 @@ use bitacora_core::{Event, EventInput, TenantName};
 use serde_json::json;
 
 use crate::{
-    ApiKeyRecord, AppendOutcome, Scope, Store, StoreError, StoredCheckpoint, ViewerTokenRecord,
+    ApiKeyRecord, AppendOutcome, LegalHoldRecord, PurgeRecord, Scope, Store, StoreError,
+    StoredCheckpoint, ViewerTokenRecord,
 };
 use bitacora_core::merkle;
 
@@ -48,6 +49,9 @@ macro_rules! suite {
             random_searches_match_a_full_scan,
             random_stats_match_a_full_scan,
             delivery_records,
+            purge_keeps_the_tree_and_the_summaries,
+            purge_refuses_what_it_cannot_prove,
+            legal_holds_and_rule_sets,
         );
     };
     (@tests $make:expr; $($name:ident),+ $(,)?) => {
@@ -1345,4 +1349,252 @@ pub async fn delivery_records(store: &dyn Store) {
             .await
             .expect("lease")
     );
+}
+
+/// The leaf hashes of the tenant's log `0..n`, read before anything is purged.
+async fn leaves_of(
+    store: &dyn Store,
+    t: &TenantName,
+    n: u64,
+) -> Vec<bitacora_core::canonical::Hash> {
+    let mut out = Vec::new();
+    for seq in 0..n {
+        out.push(store.event_by_seq(t, seq).await.unwrap().unwrap().leaf_hash);
+    }
+    out
+}
+
+/// A purge record for `seqs` of a log whose leaves are `leaves`, announced at `event_seq`.
+fn purge_record(
+    leaves: &[bitacora_core::canonical::Hash],
+    seqs: &[u64],
+    event_seq: u64,
+) -> PurgeRecord {
+    let purged: Vec<_> = seqs.iter().map(|&s| leaves[s as usize]).collect();
+    PurgeRecord {
+        event_seq,
+        ranges: PurgeRecord::ranges_of(seqs),
+        count: seqs.len() as u64,
+        root: merkle::root_from_leaves(&purged),
+        archive: "file:///archive/default/test.bundle.zst".into(),
+        created_at: 1_700_000_000_000_000,
+    }
+}
+
+/// The root the store's nodes give for a log of `size`.
+async fn stored_root(
+    store: &dyn Store,
+    t: &TenantName,
+    size: u64,
+) -> bitacora_core::canonical::Hash {
+    let ids = merkle::root_nodes(size);
+    let hashes = store.tree_nodes(t, &ids).await.unwrap();
+    let map: std::collections::HashMap<_, _> = ids.into_iter().zip(hashes).collect();
+    merkle::root_from_nodes(size, |id| Ok::<_, ()>(map[&id])).unwrap()
+}
+
+pub async fn purge_keeps_the_tree_and_the_summaries(store: &dyn Store) {
+    let t = default_tenant();
+    load(store).await;
+    // The purge's own announcement (the lifecycle crate appends a `bitacora.retention.purge`
+    // event; any event stands in for it here).
+    store.append(sample_events(&["announce"])).await.unwrap();
+    let leaves = leaves_of(store, &t, 7).await;
+    let root_before = merkle::root_from_leaves(&leaves);
+    // e0 and e1 (user.login; actors 42 and 77) and e3 (device.create; actor 9).
+    let record = purge_record(&leaves, &[0, 1, 3], 6);
+    store.purge(&t, &record).await.unwrap();
+
+    // The content is gone from every read path...
+    assert_eq!(store.event_by_seq(&t, 0).await.unwrap(), None);
+    assert_eq!(store.event_by_id(&t, "e3").await.unwrap(), None);
+    assert_eq!(
+        ids(store, "order=asc").await,
+        ["e2", "e4", "e5", "announce"]
+    );
+    assert_eq!(ids(store, "actor_id=77").await, Vec::<String>::new());
+    assert_eq!(ids(store, "target_id=d-1").await, ["e4"]);
+    assert_eq!(ids(store, "ip=10.0.0.0/8").await, Vec::<String>::new());
+    // ...but a purged event is still known by id, with its seq and leaf hash.
+    assert_eq!(
+        store.purged_event(&t, "e1").await.unwrap(),
+        Some((1, leaves[1]))
+    );
+    assert_eq!(store.purged_event(&t, "e2").await.unwrap(), None);
+    assert_eq!(store.purges(&t).await.unwrap(), vec![record.clone()]);
+    assert_eq!(
+        store.purged_leaves(&t, 6).await.unwrap(),
+        vec![(0, leaves[0]), (1, leaves[1]), (3, leaves[3])]
+    );
+
+    // The tree is the same tree: the root, and proofs on both sides of the purge.
+    assert_eq!(store.log_size(&t).await.unwrap(), 7);
+    assert_eq!(stored_root(store, &t, 7).await, root_before);
+    for index in [0u64, 2, 3, 6] {
+        let refs = merkle::inclusion_proof_nodes(index, 7).unwrap();
+        let ids = merkle::required_nodes(&refs);
+        let hashes = store.tree_nodes(&t, &ids).await.unwrap();
+        let map: std::collections::HashMap<_, _> = ids.into_iter().zip(hashes).collect();
+        let proof = merkle::resolve_proof(&refs, |id| Ok::<_, ()>(map[&id])).unwrap();
+        merkle::verify_inclusion(&leaves[index as usize], index, 7, &proof, &root_before)
+            .unwrap_or_else(|e| panic!("inclusion of {index} after the purge: {e}"));
+    }
+    // Appending after a purge extends the same tree.
+    store.append(sample_events(&["after"])).await.unwrap();
+    let mut all = leaves.clone();
+    all.push(store.event_by_seq(&t, 7).await.unwrap().unwrap().leaf_hash);
+    assert_eq!(
+        stored_root(store, &t, 8).await,
+        merkle::root_from_leaves(&all)
+    );
+
+    // The walk sees every seq, the purged ones by their leaf hash alone.
+    let checks = store.check_leaves(&t, 0, 100).await.unwrap();
+    let seqs: Vec<(u64, bool)> = checks.iter().map(|c| (c.seq, c.purged)).collect();
+    assert_eq!(
+        seqs,
+        [0, 1, 2, 3, 4, 5, 6, 7].map(|s| (s, [0, 1, 3].contains(&s)))
+    );
+    assert!(
+        checks
+            .iter()
+            .all(|c| c.recomputed == c.stored && c.index.is_none())
+    );
+    let page = store.check_leaves(&t, 1, 2).await.unwrap();
+    assert_eq!(page.iter().map(|c| c.seq).collect::<Vec<_>>(), [1, 2]);
+
+    // The summaries are what remains.
+    assert_eq!(store.check_summaries(&t).await.unwrap(), None);
+    let actions = store.actions(&t).await.unwrap();
+    let count = |a: &str| actions.iter().find(|s| s.action == a).map(|s| s.count);
+    assert_eq!(count("user.login"), Some(2), "{actions:?}");
+    assert_eq!(count("device.create"), None, "{actions:?}");
+    let actors = store.actors(&t, 10).await.unwrap();
+    let mut actor_ids: Vec<&str> = actors.iter().map(|a| a.id.as_str()).collect();
+    actor_ids.sort_unstable();
+    assert_eq!(actor_ids, ["42"]);
+    let stats = store
+        .stats(
+            &t,
+            timestamp::parse("2026-01-01T00:00:00Z")
+                .unwrap()
+                .timestamp_micros(),
+            timestamp::parse("2026-02-01T00:00:00Z")
+                .unwrap()
+                .timestamp_micros(),
+            10,
+        )
+        .await
+        .unwrap();
+    // e2, e4, e5, and the two sample events (which occurred when they were sent).
+    let in_january = ids(store, "since=2026-01-01&until=2026-01-31").await.len() as u64;
+    assert_eq!(stats.total, in_january);
+    assert!(
+        stats.top_ips.iter().all(|ip| ip.key != "10.0.0.7"),
+        "{stats:?}"
+    );
+    eventually_found(store, "robo", 1).await;
+    // The other tenant is untouched.
+    assert_eq!(ids(store, "tenant=acme").await, ["x0"]);
+}
+
+pub async fn purge_refuses_what_it_cannot_prove(store: &dyn Store) {
+    let t = default_tenant();
+    load(store).await;
+    let leaves = leaves_of(store, &t, 6).await;
+    // A root that is not the purged leaves' root.
+    let mut forged = purge_record(&leaves, &[0, 1], 5);
+    forged.root = leaves[0];
+    assert!(store.purge(&t, &forged).await.is_err());
+    // A count that does not add up.
+    let mut short = purge_record(&leaves, &[0, 1], 5);
+    short.count = 1;
+    assert!(store.purge(&t, &short).await.is_err());
+    // A seq past the end.
+    assert!(
+        store
+            .purge(&t, &purge_record(&leaves, &[5], 9))
+            .await
+            .is_err()
+    );
+    assert!(store.purges(&t).await.unwrap().is_empty());
+    assert!(store.event_by_seq(&t, 0).await.unwrap().is_some());
+
+    store
+        .purge(&t, &purge_record(&leaves, &[1], 5))
+        .await
+        .unwrap();
+    // Purging it again (or along with others) changes nothing.
+    assert!(
+        store
+            .purge(&t, &purge_record(&leaves, &[0, 1], 5))
+            .await
+            .is_err()
+    );
+    assert!(store.event_by_seq(&t, 0).await.unwrap().is_some());
+    assert_eq!(store.purges(&t).await.unwrap().len(), 1);
+    assert_eq!(store.check_summaries(&t).await.unwrap(), None);
+}
+
+pub async fn legal_holds_and_rule_sets(store: &dyn Store) {
+    let hold = |id: &str, tenant: &str, at: i64| LegalHoldRecord {
+        id: id.into(),
+        tenant: TenantName::parse(tenant).unwrap(),
+        name: format!("case {id}"),
+        reason: "litigation".into(),
+        filter: r#"{"actor_id":"42"}"#.into(),
+        created_at: at,
+        created_by: "k1".into(),
+        released_at: None,
+        released_by: None,
+    };
+    store
+        .insert_legal_hold(&hold("h1", "default", 1))
+        .await
+        .unwrap();
+    store
+        .insert_legal_hold(&hold("h2", "acme", 2))
+        .await
+        .unwrap();
+    assert!(
+        store
+            .insert_legal_hold(&hold("h1", "acme", 3))
+            .await
+            .is_err()
+    );
+    let all = store.legal_holds(None, false).await.unwrap();
+    assert_eq!(all, vec![hold("h1", "default", 1), hold("h2", "acme", 2)]);
+    let acme = TenantName::parse("acme").unwrap();
+    assert_eq!(
+        store.legal_holds(Some(&acme), false).await.unwrap(),
+        vec![hold("h2", "acme", 2)]
+    );
+    // Releasing is pinned to the tenant when one is given, and happens once.
+    assert_eq!(
+        store
+            .release_legal_hold("h1", Some(&acme), 5, "k2")
+            .await
+            .unwrap(),
+        None
+    );
+    let released = store
+        .release_legal_hold("h1", None, 5, "k2")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(released.released_at, Some(5));
+    assert_eq!(released.released_by.as_deref(), Some("k2"));
+    assert_eq!(
+        store.release_legal_hold("h1", None, 6, "k2").await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.legal_holds(None, false).await.unwrap(),
+        vec![hold("h2", "acme", 2)]
+    );
+    assert_eq!(store.legal_holds(None, true).await.unwrap().len(), 2);
+
+    assert_eq!(store.rules_first_seen("abc", 100).await.unwrap(), 100);
+    assert_eq!(store.rules_first_seen("abc", 200).await.unwrap(), 100);
+    assert_eq!(store.rules_first_seen("def", 300).await.unwrap(), 300);
 }

@@ -3,7 +3,8 @@
 //!
 //! **API boundary.** Only store crates know SQL. The server holds an `Arc<dyn Store>` chosen
 //! at startup and never matches on which one it is. Events are append-only: no method here
-//! updates or deletes an event's content.
+//! updates or deletes an event's content, except [`Store::purge`] (retention, CONTRACT §9),
+//! which removes the content of events and keeps each one's `seq` and leaf hash.
 //!
 //! With the `conformance` feature, [`conformance`] holds the behavioural suite that every
 //! implementation runs in its own tests, so both stores answer every query the same way.
@@ -123,6 +124,10 @@ pub struct LeafCheck {
     /// (a column, or [`check::FULL_TEXT`]). `None` when all agree, or when the store does
     /// not check them (the default [`Store::check_leaves`]).
     pub index: Option<&'static str>,
+    /// The event's content was removed by a retention purge: only its stored leaf hash is
+    /// left (`recomputed` is that hash), which the tree still covers. The walk accounts for
+    /// every purged leaf against the purge records ([`Store::purges`]).
+    pub purged: bool,
 }
 
 impl LeafCheck {
@@ -143,8 +148,97 @@ impl LeafCheck {
             recomputed: bitacora_core::canonical::leaf_hash(body),
             in_tenant: body.ends_with(tenant_suffix),
             index: None,
+            purged: false,
         }
     }
+
+    /// A purged event: its leaf hash is all that is left to put in the tree.
+    pub fn purged(seq: u64, stored: Hash) -> Self {
+        Self {
+            seq,
+            stored,
+            recomputed: stored,
+            in_tenant: true,
+            index: None,
+            purged: true,
+        }
+    }
+}
+
+/// One retention purge of a tenant's log (CONTRACT §9), kept forever. It is identified by
+/// the `seq` of its own `bitacora.retention.purge` event, appended to the same log before the
+/// content goes, which carries the same ranges, count and root: the signed log vouches for
+/// every purge, so a row deleted behind the server's back cannot pass for one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PurgeRecord {
+    /// The `seq` of the `bitacora.retention.purge` event that announced it.
+    pub event_seq: u64,
+    /// The purged seqs, as inclusive ranges in ascending order.
+    pub ranges: Vec<(u64, u64)>,
+    pub count: u64,
+    /// The RFC 6962 root over the purged leaf hashes, in `seq` order.
+    pub root: Hash,
+    /// Where the purged events were archived (an object URL).
+    pub archive: String,
+    pub created_at: Timestamp,
+}
+
+impl PurgeRecord {
+    /// Every purged seq, in order.
+    pub fn seqs(&self) -> impl Iterator<Item = u64> + '_ {
+        self.ranges.iter().flat_map(|&(a, b)| a..=b)
+    }
+
+    /// The ranges as stored: `"3-7,9-9"`.
+    pub fn ranges_text(&self) -> String {
+        self.ranges
+            .iter()
+            .map(|(a, b)| format!("{a}-{b}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Parses [`PurgeRecord::ranges_text`].
+    pub fn parse_ranges(text: &str) -> StoreResult<Vec<(u64, u64)>> {
+        text.split(',')
+            .filter(|r| !r.is_empty())
+            .map(|r| {
+                let (a, b) = r.split_once('-').unwrap_or((r, r));
+                match (a.parse::<u64>(), b.parse::<u64>()) {
+                    (Ok(a), Ok(b)) if a <= b => Ok((a, b)),
+                    _ => Err(StoreError::Corrupt(format!("bad purge range `{r}`"))),
+                }
+            })
+            .collect()
+    }
+
+    /// Inclusive ranges covering sorted, distinct seqs.
+    pub fn ranges_of(seqs: &[u64]) -> Vec<(u64, u64)> {
+        let mut out: Vec<(u64, u64)> = Vec::new();
+        for &s in seqs {
+            match out.last_mut() {
+                Some((_, b)) if *b + 1 == s => *b = s,
+                _ => out.push((s, s)),
+            }
+        }
+        out
+    }
+}
+
+/// A legal hold (CONTRACT §9): the events of `tenant` matching `filter` are never purged
+/// while it is in force (`released_at` is `None`). Released holds are kept, for the record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LegalHoldRecord {
+    pub id: String,
+    pub tenant: TenantName,
+    pub name: String,
+    pub reason: String,
+    /// The search filters of CONTRACT §3, as a JSON object of parameter → value.
+    pub filter: String,
+    pub created_at: Timestamp,
+    pub created_by: String,
+    pub released_at: Option<Timestamp>,
+    pub released_by: Option<String>,
 }
 
 /// A signed checkpoint of a tenant's log, as stored.
@@ -386,6 +480,54 @@ pub trait Store: Send + Sync + 'static {
             "this store keeps no commit seals".into(),
         ))
     }
+
+    /// Removes the content of the events `record` lists (their rows, search and full-text
+    /// index entries, and their share of every summary), keeps each one's `seq` and leaf hash
+    /// (so every node, checkpoint and proof stays valid), and stores `record`: all in one
+    /// transaction. Refused, with nothing changed, when a listed event has no content
+    /// (already purged, or not in the log) or when the count or the root over their leaf
+    /// hashes is not the record's.
+    async fn purge(&self, tenant: &TenantName, record: &PurgeRecord) -> StoreResult<()>;
+
+    /// The tenant's purges, oldest first.
+    async fn purges(&self, tenant: &TenantName) -> StoreResult<Vec<PurgeRecord>>;
+
+    /// The `(seq, leaf_hash)` of the events the purge announced at `event_seq` removed, in
+    /// `seq` order, as stored.
+    async fn purged_leaves(
+        &self,
+        tenant: &TenantName,
+        event_seq: u64,
+    ) -> StoreResult<Vec<(u64, Hash)>>;
+
+    /// The `(seq, leaf_hash)` of the purged event with this client id, if one was purged.
+    async fn purged_event(&self, tenant: &TenantName, id: &str)
+    -> StoreResult<Option<(u64, Hash)>>;
+
+    /// Stores a new legal hold.
+    async fn insert_legal_hold(&self, hold: &LegalHoldRecord) -> StoreResult<()>;
+
+    /// Legal holds of one tenant or all, oldest first; released ones too when asked.
+    async fn legal_holds(
+        &self,
+        tenant: Option<&TenantName>,
+        include_released: bool,
+    ) -> StoreResult<Vec<LegalHoldRecord>>;
+
+    /// Releases a hold in force, only if it belongs to `tenant` when one is given; `None`
+    /// when there is no such hold in force, else its record as released.
+    async fn release_legal_hold(
+        &self,
+        id: &str,
+        tenant: Option<&TenantName>,
+        at: Timestamp,
+        by: &str,
+    ) -> StoreResult<Option<LegalHoldRecord>>;
+
+    /// When a retention rule set (named by its fingerprint) was first seen by any server
+    /// sharing this store, recording `now` if never. A changed rule set purges only
+    /// `retention.min_delay` after it was first seen.
+    async fn rules_first_seen(&self, fingerprint: &str, now: Timestamp) -> StoreResult<Timestamp>;
 
     /// Succeeds when the store can serve requests (for `/readyz`).
     async fn ping(&self) -> StoreResult<()>;

@@ -110,6 +110,11 @@ async fn open_store(config: &Config) -> Result<Arc<dyn Store>> {
 /// commit key of the signing key `serve` uses installed, so the server later signs what this
 /// command wrote (an append without it would be a tail no seal explains, which the server
 /// refuses to sign). Creates the key file when there is none, as `serve` does.
+/// The store, for the lifecycle commands.
+pub(crate) async fn open_store_for(config: &Config) -> Result<Arc<dyn Store>> {
+    open_store(config).await
+}
+
 async fn open_sealing_store(config: &Config) -> Result<Arc<dyn Store>> {
     let keys = {
         let config = config.clone();
@@ -695,7 +700,14 @@ pub fn verify_bundle(file: &Path, trusted: &[String]) -> Result<()> {
     } else {
         let f = std::fs::File::open(file)
             .with_context(|| format!("cannot open the bundle `{}`", file.display()))?;
-        Box::new(std::io::BufReader::with_capacity(1 << 20, f))
+        if file.extension().is_some_and(|e| e == "zst") {
+            // An archived bundle (retention, docs/LIFECYCLE.md): zstd-compressed.
+            let decoder = zstd::stream::read::Decoder::new(f)
+                .with_context(|| format!("`{}` is not a zstd file", file.display()))?;
+            Box::new(std::io::BufReader::with_capacity(1 << 20, decoder))
+        } else {
+            Box::new(std::io::BufReader::with_capacity(1 << 20, f))
+        }
     };
     match bitacora_log::verify_bundle(reader, trusted.as_deref()) {
         Ok(report) => {

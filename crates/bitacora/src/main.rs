@@ -21,6 +21,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod capture;
 mod commands;
+mod lifecycle;
 
 // Ingest allocates per event (parsing, the canonical body, the response); mimalloc measured
 // 1.28x glibc's malloc on that path (BENCHMARKS.md).
@@ -105,7 +106,8 @@ enum Command {
     /// Re-check the whole stored log: every event's leaf hash, the Merkle tree and every
     /// signed checkpoint. Exit 0 when intact, 1 naming the first bad seq.
     Verify(VerifyArgs),
-    /// Verify an exported bundle offline: no server, no store, no configuration needed.
+    /// Verify an exported bundle (`.bundle`, or an archived `.bundle.zst`) offline: no server,
+    /// no store, no configuration needed.
     /// Exit 0 when every event checks out, 1 naming the first bad line.
     VerifyBundle(VerifyBundleArgs),
     /// Verify one event's C2SP tlog-proof (`GET /v1/events/{id}/proof`) offline against a
@@ -117,6 +119,19 @@ enum Command {
     /// Capture row changes of an application's PostgreSQL tables (docs/CAPTURE.md).
     #[command(subcommand)]
     Capture(capture::CaptureCommand),
+    /// Retention: purge expired events now, archiving them first (docs/LIFECYCLE.md).
+    #[command(subcommand)]
+    Retention(lifecycle::RetentionCommand),
+    /// The retention archive (`retention.archive_url`).
+    #[command(subcommand)]
+    Archive(lifecycle::ArchiveCommand),
+    /// Write a consistent copy of the embedded store (while a server runs), usable as --data.
+    /// The signing key is not copied: keep it apart (docs/LIFECYCLE.md).
+    Backup {
+        /// An empty (or new) folder.
+        #[arg(long, value_name = "DIR")]
+        to: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -411,6 +426,18 @@ async fn run(cli: Cli) -> Result<()> {
         ),
         // The application's database only: no store, no configuration file.
         Command::Capture(cmd) => capture::run(cmd).await,
+        Command::Retention(lifecycle::RetentionCommand::Run { dry_run, tenant }) => {
+            let config = cli.load_config(None)?;
+            lifecycle::retention_run(&config, *dry_run, tenant.as_deref()).await
+        }
+        Command::Archive(lifecycle::ArchiveCommand::List { tenant, json }) => {
+            let config = cli.load_config(None)?;
+            lifecycle::archive_list(&config, tenant.as_deref(), *json).await
+        }
+        Command::Backup { to } => {
+            let config = cli.load_config(None)?;
+            lifecycle::backup(&config, to)
+        }
         Command::Config(ConfigCommand::PrintDefault) => {
             let mut out = std::io::stdout().lock();
             out.write_all(bitacora_server::DEFAULT_CONFIG_TOML.as_bytes())?;

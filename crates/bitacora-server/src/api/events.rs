@@ -171,6 +171,7 @@ pub struct TenantParam {
         (status = 401, description = "Missing, unknown or revoked API key", body = ErrorBody),
         (status = 403, description = "Key lacks the `read` scope, or is pinned to another tenant", body = ErrorBody),
         (status = 404, description = "No event with this id in this tenant", body = ErrorBody),
+        (status = 410, description = "Purged by retention: `code` is `purged`, with the event's `seq` and `leaf_hash`", body = ErrorBody),
         (status = 503, description = "Store unavailable; retry", body = ErrorBody),
     ),
     security(("bearer" = []))
@@ -189,9 +190,25 @@ pub async fn by_id(
     metrics::query("by_id", started);
     match found {
         Some(event) => Ok(json_text(StatusCode::OK, event.to_json())),
-        None => Err(ApiError::NotFound(format!(
-            "no event with id `{id}` in tenant `{tenant}`"
-        ))),
+        None => match state.store.purged_event(&tenant, &id).await? {
+            // Retention removed its content; its place in the log remains (CONTRACT §9).
+            Some((seq, leaf_hash)) => Ok(json_text(
+                StatusCode::GONE,
+                serde_json::json!({"error": {
+                    "code": "purged",
+                    "message": format!(
+                        "event `{id}` was purged by retention (archived first); its seq and leaf \
+                         hash remain in the log"
+                    ),
+                    "seq": seq,
+                    "leaf_hash": bitacora_core::canonical::hex_hash(&leaf_hash),
+                }})
+                .to_string(),
+            )),
+            None => Err(ApiError::NotFound(format!(
+                "no event with id `{id}` in tenant `{tenant}`"
+            ))),
+        },
     }
 }
 

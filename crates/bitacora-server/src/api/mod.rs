@@ -10,6 +10,7 @@ pub mod events;
 pub mod export;
 pub mod health;
 pub mod ingest;
+pub mod lifecycle;
 pub mod log;
 pub mod meta;
 pub mod tlog;
@@ -168,6 +169,24 @@ pub fn build(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
             routes!(delivery::alerts),
             s,
             Scope::Read,
+            NO_BODY_LIMIT,
+        ))
+        .routes(scoped(
+            routes!(lifecycle::retention),
+            s,
+            Scope::Read,
+            NO_BODY_LIMIT,
+        ))
+        .routes(scoped(
+            routes!(lifecycle::place_hold, lifecycle::list_holds),
+            s,
+            Scope::Admin,
+            NO_BODY_LIMIT,
+        ))
+        .routes(scoped(
+            routes!(lifecycle::release_hold),
+            s,
+            Scope::Admin,
             NO_BODY_LIMIT,
         ))
         // Public on purpose: verifying needs the key, and the key proves nothing secret.

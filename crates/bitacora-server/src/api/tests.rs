@@ -776,10 +776,13 @@ async fn the_openapi_document_lists_every_route() {
             "/v1/events/{id}/inclusion",
             "/v1/events/{id}/proof",
             "/v1/export",
+            "/v1/legal-holds",
+            "/v1/legal-holds/{id}",
             "/v1/log/checkpoint",
             "/v1/log/proof/consistency",
             "/v1/log/proof/inclusion",
             "/v1/log/public-key",
+            "/v1/retention",
             "/v1/stats",
             "/v1/targets/{type}/{id}/history",
             "/v1/viewer-tokens",
@@ -921,3 +924,4 @@ async fn checkpoints_and_proofs() {
 }
 
 mod access;
+mod lifecycle;

@@ -157,6 +157,19 @@ pub struct TenantPanel {
     pub unexplained: Option<UnexplainedView>,
     pub last: Option<LastView>,
     pub list_url: Url,
+    /// Events whose content retention purged (docs/LIFECYCLE.md).
+    pub purged: u64,
+    /// Legal holds in force.
+    pub holds: Vec<HoldLine>,
+}
+
+/// A legal hold in force, as the integrity page lists it.
+#[derive(Debug, Clone)]
+pub struct HoldLine {
+    pub name: String,
+    pub reason: String,
+    pub filter: String,
+    pub since: Option<TimeView>,
 }
 
 #[derive(Debug, Clone)]
@@ -235,6 +248,25 @@ pub async fn page(
             } else {
                 Url::new("/ui/")
             },
+            purged: state
+                .store
+                .purges(&tenant)
+                .await?
+                .iter()
+                .map(|p| p.count)
+                .sum(),
+            holds: state
+                .store
+                .legal_holds(Some(&tenant), false)
+                .await?
+                .into_iter()
+                .map(|h| HoldLine {
+                    name: h.name,
+                    reason: h.reason,
+                    filter: h.filter,
+                    since: DateTime::from_timestamp_micros(h.created_at).map(|t| view::time(&t)),
+                })
+                .collect(),
         };
         if let Some(cp) = cp {
             panel.cp_size = cp.size;

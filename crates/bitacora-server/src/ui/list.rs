@@ -368,6 +368,9 @@ struct ListTemplate {
     can_tail: bool,
     empty_log: bool,
     oldest_first: bool,
+    /// When retention purged events of this tenant: the oldest event still held (seq and
+    /// received time), since an empty result older than it proves nothing.
+    horizon: Option<(u64, String)>,
 }
 
 fn choices(options: &[(&str, &str)], current: Option<&str>) -> Vec<Choice> {
@@ -572,6 +575,15 @@ pub async fn page(
     } else {
         Url::new("/ui/")
     };
+    let horizon = if state.store.purges(&tenant).await?.is_empty() {
+        None
+    } else {
+        bitacora_lifecycle::describe_tenant(&*state.store, &state.config.retention, &tenant)
+            .await
+            .ok()
+            .and_then(|t| t.horizon)
+            .map(|h| (h.seq, h.received_at))
+    };
     let page = ListTemplate {
         layout: Layout::new("Events", "events", "/ui/", &viewer),
         f_action: get("action"),
@@ -631,6 +643,7 @@ pub async fn page(
         can_tail,
         empty_log,
         oldest_first: filters.get("order") == Some("asc"),
+        horizon,
         error: error.clone(),
     };
     let mut response = render(&page);

@@ -478,3 +478,87 @@ async fn cli_export_writes_the_same_verifiable_bundle() {
         .assert()
         .success();
 }
+
+/// Retention from the command line (docs/LIFECYCLE.md): a backup of the live store, then
+/// `retention run --dry-run` and `retention run` with a 1-second rule, `archive list`, and the
+/// archived `.bundle.zst` verified offline with the server's public key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_run_archives_then_purges_and_backup_copies_a_live_store() {
+    let app = spawn_app().await;
+    ingest(&app.client, "acme", "r", 12).await;
+    checkpoint_at_least(&app.client, "acme", 12).await;
+    let public = app.client.public_key().await.unwrap();
+    let data = app.data_dir();
+    let backup = tempfile::tempdir().unwrap();
+    let copy = backup.path().join("copy");
+    let out = bitacora(&data)
+        .args(["backup", "--to"])
+        .arg(&copy)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    assert!(
+        String::from_utf8(out)
+            .unwrap()
+            .contains("is not in the backup")
+    );
+    let _root = app.stop().await;
+
+    let config = backup.path().join("retention.toml");
+    std::fs::write(
+        &config,
+        "[retention]\ndefault = \"1s\"\nmin_delay = \"0s\"\n",
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let run = |args: &[&str]| {
+        let out = bitacora(&data)
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .assert()
+            .success()
+            .get_output()
+            .stdout
+            .clone();
+        String::from_utf8(out).unwrap()
+    };
+    let dry = run(&["retention", "run", "--dry-run", "--tenant", "acme"]);
+    assert!(dry.contains("would purge 12 events"), "{dry}");
+    let done = run(&["retention", "run", "--tenant", "acme"]);
+    assert!(done.contains("purged 12 events in 1 batches"), "{done}");
+    let list: serde_json::Value =
+        serde_json::from_str(&run(&["archive", "list", "--json"])).unwrap();
+    let objects = list.as_array().unwrap();
+    assert_eq!(objects.len(), 1, "{list}");
+    let name = objects[0]["name"].as_str().unwrap();
+    assert!(name.starts_with("acme/000000000000-000000000011-") && name.ends_with(".bundle.zst"));
+    let file = format!("{}.archive/{name}", data.display());
+    let ok = Command::new(env!("CARGO_BIN_EXE_bitacora"))
+        .env_clear()
+        .arg("verify-bundle")
+        .arg(&file)
+        .args(["--trusted-key", &public[0]])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    assert!(
+        String::from_utf8(ok)
+            .unwrap()
+            .contains("12 events of tenant acme")
+    );
+
+    // The backup, taken while the server ran, is a store with every event.
+    let out = bitacora(&copy)
+        .args(["export", "--format", "ndjson", "--tenant", "acme"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    assert_eq!(String::from_utf8(out).unwrap().lines().count(), 12);
+}

@@ -253,6 +253,20 @@ async fn access_matrix() {
         ),
         (
             Method::GET,
+            "/v1/retention?tenant=acme".into(),
+            None,
+            Scope::Read,
+            200,
+        ),
+        (
+            Method::GET,
+            "/v1/legal-holds?tenant=acme".into(),
+            None,
+            Scope::Admin,
+            200,
+        ),
+        (
+            Method::GET,
             "/v1/log/proof/inclusion?tenant=acme&seq=0&tree_size=2".into(),
             None,
             Scope::Read,

@@ -1,0 +1,191 @@
+//! `purge`: retention on the embedded store — the purge rate including the archive write
+//! (bundle with proofs, zstd, a file), and ingest while a purge runs versus ingest alone, in
+//! the same run; and the database file's size before the purge, after it, and after
+//! re-ingesting as many events as were purged (freed pages are reused).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use bitacora_core::canonical::SealedEvent;
+use bitacora_core::event::{IngestContext, IngestPolicy};
+use bitacora_core::{EventInput, TenantName};
+use bitacora_lifecycle::{Archive, Retention, RetentionConfig};
+use bitacora_store::Store;
+use bitacora_store_sqlite::{SqliteOptions, SqliteStore, Synchronous};
+use tokio_util::sync::CancellationToken;
+
+use crate::median;
+
+const DAY_US: i64 = 86_400_000_000;
+
+/// Event `i`, received `age_days` ago; four in five are `user.*` (expire after 10 days), one
+/// in five `auth.*` (kept).
+fn event(i: usize, received_us: i64) -> SealedEvent {
+    let action = if i.is_multiple_of(5) {
+        "auth.login"
+    } else {
+        "user.update"
+    };
+    let json = serde_json::json!({
+        "id": format!("p-{i}"),
+        "action": action,
+        "actor": {"id": format!("u{}", i % 500), "name": format!("user {}", i % 500)},
+        "target": {"type": "user", "id": format!("{}", i % 10_000)},
+        "changes": [{"field": "role", "old": "user", "new": "admin"}],
+        "description": format!("cambio de rol número {i}"),
+        "context": {"ip": format!("10.0.{}.{}", (i / 250) % 250, i % 250)},
+    });
+    let input = EventInput::from_json(json.to_string().as_bytes()).expect("event");
+    SealedEvent::prepare(
+        input,
+        &IngestPolicy::default(),
+        &IngestContext {
+            pinned_tenant: None,
+            received_at: chrono::DateTime::from_timestamp_micros(received_us).expect("time"),
+            client_ip: None,
+            allow_reserved: false,
+        },
+    )
+    .expect("valid")
+}
+
+async fn fill(store: &dyn Store, from: usize, n: usize, received_us: i64) -> anyhow::Result<()> {
+    let mut i = from;
+    while i < from + n {
+        let end = (i + 5000).min(from + n);
+        store
+            .append((i..end).map(|j| event(j, received_us)).collect())
+            .await?;
+        i = end;
+    }
+    Ok(())
+}
+
+/// Appends batches of 500 from one task until `stop`; returns events appended.
+fn ingest_until(
+    store: Arc<dyn Store>,
+    stop: Arc<AtomicBool>,
+    first: usize,
+) -> tokio::task::JoinHandle<u64> {
+    tokio::spawn(async move {
+        let done = AtomicU64::new(0);
+        let mut i = first;
+        let now = chrono::Utc::now().timestamp_micros();
+        while !stop.load(Ordering::Relaxed) {
+            let batch: Vec<_> = (i..i + 500).map(|j| event(j, now)).collect();
+            store.append(batch).await.expect("append");
+            i += 500;
+            done.fetch_add(500, Ordering::Relaxed);
+        }
+        done.load(Ordering::Relaxed)
+    })
+}
+
+fn file_mb(dir: &Path) -> f64 {
+    std::fs::metadata(dir.join("bitacora.db")).map_or(0.0, |m| m.len() as f64 / 1e6)
+}
+
+pub async fn purge(
+    events: usize,
+    runs: usize,
+    dir: Option<&Path>,
+    batch: u32,
+) -> anyhow::Result<()> {
+    let signer = bitacora_core::checkpoint::NoteSigner::from_seed("bitacora", [3; 32])?;
+    let tenant = TenantName::default_tenant();
+    let (mut purge_rates, mut alone_rates, mut during_rates) = (Vec::new(), Vec::new(), Vec::new());
+    for run in 1..=runs {
+        let tmp = match dir {
+            Some(d) => tempfile::tempdir_in(d)?,
+            None => tempfile::tempdir()?,
+        };
+        let data = tmp.path().join("data");
+        let store: Arc<dyn Store> = Arc::new(
+            SqliteStore::open(
+                &data,
+                SqliteOptions {
+                    synchronous: Synchronous::Full,
+                    ..SqliteOptions::default()
+                },
+            )
+            .context("opening the store")?,
+        );
+        let old = chrono::Utc::now().timestamp_micros() - 30 * DAY_US;
+        fill(store.as_ref(), 0, events, old).await?;
+        bitacora_log::checkpoint_tenant(store.as_ref(), &signer, &tenant, 1).await?;
+        let config: RetentionConfig = toml::from_str(&format!(
+            "min_delay = \"0s\"\nbatch_size = {batch}\n[[rule]]\naction = \"user.*\"\nkeep = \"10d\"\n"
+        ))?;
+        let retention = Retention {
+            store: store.clone(),
+            config,
+            archive: Archive::open(&format!("file://{}", tmp.path().join("archive").display()))
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
+            bundle: bitacora_log::BundleOptions::new(
+                Arc::new(signer.clone()),
+                vec![signer.verifier()],
+            ),
+            policy: Arc::new(IngestPolicy::default()),
+        };
+
+        // Ingest alone (baseline), for as long as the purge will roughly take: 5 s.
+        let stop = Arc::new(AtomicBool::new(false));
+        let task = ingest_until(store.clone(), stop.clone(), 10_000_000);
+        let started = Instant::now();
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        stop.store(true, Ordering::Relaxed);
+        let alone = task.await? as f64 / started.elapsed().as_secs_f64();
+
+        // The purge, with the same ingest running beside it.
+        let before_mb = file_mb(&data);
+        let stop = Arc::new(AtomicBool::new(false));
+        let task = ingest_until(store.clone(), stop.clone(), 20_000_000);
+        let started = Instant::now();
+        let report = retention
+            .pass(
+                chrono::Utc::now().timestamp_micros(),
+                false,
+                None,
+                &CancellationToken::new(),
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let took = started.elapsed();
+        stop.store(true, Ordering::Relaxed);
+        let during = task.await? as f64 / started.elapsed().as_secs_f64();
+        let purged = report.purged();
+        let rate = purged as f64 / took.as_secs_f64();
+        let after_mb = file_mb(&data);
+        // As many new events as were purged: the freed pages take them.
+        fill(
+            store.as_ref(),
+            30_000_000,
+            purged as usize,
+            chrono::Utc::now().timestamp_micros(),
+        )
+        .await?;
+        let refilled_mb = file_mb(&data);
+        println!(
+            "run {run}: purged {purged} of {events} in {:.2} s ({rate:.0} events/s incl. archive, {} objects) | \
+             ingest alone {alone:.0} events/s, during the purge {during:.0} events/s ({:.2}x) | \
+             file {before_mb:.1} MB before, {after_mb:.1} MB after, {refilled_mb:.1} MB after re-ingesting {purged}",
+            took.as_secs_f64(),
+            report.purges.len(),
+            during / alone
+        );
+        purge_rates.push(rate);
+        alone_rates.push(alone);
+        during_rates.push(during);
+        store.close().await?;
+    }
+    let (alone, during) = (median(alone_rates), median(during_rates));
+    println!(
+        "median over {runs} runs: purge {:.0} events/s incl. archive; ingest alone {alone:.0}/s, during purge {during:.0}/s ({:.2}x)",
+        median(purge_rates),
+        during / alone
+    );
+    Ok(())
+}

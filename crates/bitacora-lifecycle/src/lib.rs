@@ -1,0 +1,612 @@
+//! The data lifecycle (CONTRACT §9): retention that keeps the log provable, archives, legal
+//! holds.
+//!
+//! - [`config`]: `[retention]` — the default age, rules by tenant, category and action prefix
+//!   (the most specific wins), the archive URL, the pacing.
+//! - [`archive`]: zstd-compressed bundles written through `object_store` (a local folder or S3).
+//! - [`Retention::pass`]: one purge pass over every tenant; [`spawn_retention`] runs one every
+//!   `check_interval` on a server and publishes a [`StatusHandle`].
+//! - [`holds`]: legal-hold filters, parsed and matched with the store's own search.
+//!
+//! # One purge, step by step, and what a crash at each step leaves
+//!
+//! For each batch of expired, unheld events of a tenant (in `seq` order, at most `batch_size`,
+//! all below the tenant's latest signed checkpoint):
+//!
+//! 1. **archive**: the events are written as one bundle (`docs/BUNDLE.md`, the signed
+//!    checkpoint and each event's inclusion proof), zstd-compressed, to the archive; the write
+//!    must be confirmed. A crash before or during it: nothing was purged; the next pass
+//!    writes the same object again (same name).
+//! 2. **announce**: a `bitacora.retention.purge` event is appended to the tenant's log with
+//!    the seq ranges, the count, the RFC 6962 root of the purged leaf hashes and the archive
+//!    object. A crash here leaves an announcement no purge followed (visible, harmless): the
+//!    next pass archives and announces the same events again, then purges them.
+//! 3. **purge**: [`bitacora_store::Store::purge`] removes their content and records the purge
+//!    under the announcement's seq, in one transaction: all or nothing.
+//!
+//! So no event's content leaves the store before its archive is confirmed, and every purge is
+//! vouched for by a signed event (`bitacora verify` checks both). Announcements are never
+//! purged themselves. `BITACORA_LIFECYCLE_CRASH_AT=archived|announced|purged` aborts the
+//! process right after that step (fault-injection for the crash tests; never set it in
+//! production).
+//!
+//! Events are picked by `received_at` (the server's clock); legal holds are matched with the
+//! store's own search (the filters of CONTRACT §3), so a hold covers exactly what a search
+//! with its filter would show.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bitacora_core::canonical::{Hash, SealedEvent, hex_hash};
+use bitacora_core::event::{IngestContext, IngestPolicy};
+use bitacora_core::merkle::root_from_leaves;
+use bitacora_core::query::{EventFilter, EventQuery, Order, Pagination};
+use bitacora_core::{Event, EventInput, TenantName};
+use bitacora_log::BundleOptions;
+use bitacora_store::{AppendOutcome, PurgeRecord, Store, StoreError, StoredEvent};
+use chrono::{DateTime, SubsecRound as _, Utc};
+use serde::Serialize;
+use serde_json::json;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub mod archive;
+pub mod config;
+pub mod holds;
+
+pub use archive::Archive;
+pub use config::{Age, Keep, RetentionConfig, Rule};
+
+/// The action of a purge's announcement (`bitacora verify` checks purges against it).
+pub const PURGE_ACTION: &str = bitacora_log::verify::PURGE_ACTION;
+/// Placing and releasing a legal hold (recorded by the server, which takes the requests).
+pub const HOLD_PLACED: &str = "bitacora.legal_hold.placed";
+pub const HOLD_RELEASED: &str = "bitacora.legal_hold.released";
+
+const PURGED_TOTAL: &str = "bitacora_retention_purged_events_total";
+const PASSES: &str = "bitacora_retention_passes_total";
+const ERRORS: &str = "bitacora_retention_errors_total";
+
+#[derive(Debug, thiserror::Error)]
+pub enum LifecycleError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("archive: {0}")]
+    Archive(String),
+    #[error("{0}")]
+    Log(String),
+}
+
+impl From<bitacora_log::LogError> for LifecycleError {
+    fn from(e: bitacora_log::LogError) -> Self {
+        LifecycleError::Log(e.to_string())
+    }
+}
+
+/// What one purge removed.
+#[derive(Debug, Clone, Serialize)]
+pub struct PurgeSummary {
+    pub tenant: String,
+    /// `"3-7,9-9"`.
+    pub ranges: String,
+    pub count: u64,
+    /// Hex RFC 6962 root over the purged leaf hashes, in seq order.
+    pub root: String,
+    /// The archive object's URL (empty in a dry run).
+    pub archive: String,
+    /// The seq of the `bitacora.retention.purge` event (absent in a dry run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_seq: Option<u64>,
+}
+
+/// What one pass did (or, in a dry run, would do).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PassReport {
+    pub dry_run: bool,
+    pub purges: Vec<PurgeSummary>,
+    /// Expired events kept because a legal hold covers them.
+    pub held: u64,
+    /// Tenants whose rule set is still within `min_delay` of its change: `(tenant, RFC 3339
+    /// time purges start)`.
+    pub delayed: Vec<(String, String)>,
+}
+
+impl PassReport {
+    pub fn purged(&self) -> u64 {
+        self.purges.iter().map(|p| p.count).sum()
+    }
+}
+
+/// What `/readyz`, `/metrics`, `GET /v1/retention` and the viewer show of the retention task.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RetentionStatus {
+    /// Whether any rule ever purges.
+    pub enabled: bool,
+    /// RFC 3339.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_pass_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_pass_at: Option<String>,
+    /// Events purged by this server since it started.
+    pub purged_events: u64,
+    pub purges: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// Set while the current rule set waits out `min_delay`: when purging starts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub purging_from: Option<String>,
+}
+
+/// A shared view of the retention task's [`RetentionStatus`].
+#[derive(Debug, Clone, Default)]
+pub struct StatusHandle(Arc<Mutex<RetentionStatus>>);
+
+impl StatusHandle {
+    pub fn snapshot(&self) -> RetentionStatus {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn update(&self, f: impl FnOnce(&mut RetentionStatus)) {
+        f(&mut self.0.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+}
+
+/// Registers the retention metrics' descriptions with the installed recorder.
+pub fn describe_metrics() {
+    metrics::describe_counter!(
+        PURGED_TOTAL,
+        "Events whose content retention purged (archived first)"
+    );
+    metrics::describe_counter!(PASSES, "Retention passes run");
+    metrics::describe_counter!(
+        ERRORS,
+        "Retention passes that failed (nothing is purged without its archive)"
+    );
+}
+
+/// Aborts the process right after `step` when `BITACORA_LIFECYCLE_CRASH_AT` names it: how the
+/// crash tests kill the purge between its steps, as `kill -9` would.
+fn crash_point(step: &str) {
+    if std::env::var("BITACORA_LIFECYCLE_CRASH_AT").is_ok_and(|s| s == step) {
+        eprintln!("BITACORA_LIFECYCLE_CRASH_AT={step}: aborting");
+        std::process::abort();
+    }
+}
+
+/// The retention engine: rules, archive, store.
+#[derive(Clone)]
+pub struct Retention {
+    pub store: Arc<dyn Store>,
+    pub config: RetentionConfig,
+    pub archive: Archive,
+    pub bundle: BundleOptions,
+    pub policy: Arc<IngestPolicy>,
+}
+
+impl std::fmt::Debug for Retention {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Retention")
+            .field("archive", &self.archive)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An expired event, parsed just enough.
+struct Candidate {
+    event: StoredEvent,
+}
+
+impl Retention {
+    /// One pass over every tenant (or `only`): purges what has expired, batch by batch.
+    /// `now` is in microseconds since the epoch. A dry run archives and changes nothing.
+    pub async fn pass(
+        &self,
+        now: i64,
+        dry_run: bool,
+        only: Option<&TenantName>,
+        cancel: &CancellationToken,
+    ) -> Result<PassReport, LifecycleError> {
+        let mut report = PassReport {
+            dry_run,
+            ..PassReport::default()
+        };
+        if !self.config.enabled() {
+            return Ok(report);
+        }
+        let first_seen = self
+            .store
+            .rules_first_seen(&self.config.fingerprint(), now)
+            .await?;
+        let start = first_seen.saturating_add(self.config.min_delay.as_micros());
+        let waiting = now < start;
+        let tenants = match only {
+            Some(t) => vec![t.clone()],
+            None => self.store.tenants().await?,
+        };
+        for tenant in tenants {
+            if cancel.is_cancelled() {
+                break;
+            }
+            if waiting {
+                // Say what this rule set will remove and when, without removing it.
+                let mut preview = PassReport::default();
+                self.tenant_pass(&tenant, now, true, &mut preview, cancel)
+                    .await?;
+                let when = rfc3339(start);
+                if preview.purged() > 0 {
+                    tracing::warn!(
+                        tenant = %tenant,
+                        events = preview.purged(),
+                        purging_from = %when,
+                        "the retention rules changed: these events will be purged (archived first) \
+                         once retention.min_delay has passed since the change"
+                    );
+                }
+                report.delayed.push((tenant.to_string(), when));
+                if dry_run {
+                    report.purges.extend(preview.purges);
+                    report.held += preview.held;
+                }
+                continue;
+            }
+            self.tenant_pass(&tenant, now, dry_run, &mut report, cancel)
+                .await?;
+        }
+        Ok(report)
+    }
+
+    async fn tenant_pass(
+        &self,
+        tenant: &TenantName,
+        now: i64,
+        dry_run: bool,
+        report: &mut PassReport,
+        cancel: &CancellationToken,
+    ) -> Result<(), LifecycleError> {
+        let Some(shortest) = self.config.shortest_for(tenant) else {
+            return Ok(());
+        };
+        // Nothing received after this can have expired under any rule of the tenant.
+        let newest_expired = now.saturating_sub(shortest.as_micros());
+        let signed = self
+            .store
+            .latest_checkpoint(tenant)
+            .await?
+            .map_or(0, |cp| cp.size);
+        let holds = holds::active(self.store.as_ref(), tenant).await?;
+        let batch = self.config.batch_size;
+        let mut after: Option<u64> = None;
+        loop {
+            if cancel.is_cancelled() {
+                return Ok(());
+            }
+            let page = self
+                .store
+                .search(&EventQuery {
+                    tenant: tenant.clone(),
+                    filter: EventFilter::default(),
+                    order: Order::Asc,
+                    page: Pagination::Cursor {
+                        limit: batch,
+                        after,
+                    },
+                })
+                .await?;
+            let mut candidates = Vec::new();
+            let mut done = page.next_after.is_none();
+            for e in page.events {
+                // Only what a signed checkpoint covers can be archived with its proof.
+                if e.seq >= signed {
+                    done = true;
+                    break;
+                }
+                let Ok(event) = serde_json::from_str::<Event>(&e.body) else {
+                    return Err(StoreError::Corrupt(format!(
+                        "seq {}: the stored body is not an event",
+                        e.seq
+                    ))
+                    .into());
+                };
+                let received = event.received_at.timestamp_micros();
+                // `received_at` follows `seq` (both are taken as the server receives the
+                // event), so the first event too new for the shortest rule ends the scan.
+                if received > newest_expired {
+                    done = true;
+                    break;
+                }
+                if event.action == PURGE_ACTION {
+                    continue;
+                }
+                match self.config.keep_for(tenant, &event.category, &event.action) {
+                    Keep::Forever => continue,
+                    Keep::For(age) if received.saturating_add(age.as_micros()) > now => continue,
+                    Keep::For(_) => candidates.push(Candidate { event: e }),
+                }
+            }
+            after = page.next_after;
+            if !candidates.is_empty() {
+                let held = holds::held_seqs(
+                    self.store.as_ref(),
+                    tenant,
+                    &holds,
+                    candidates.first().map_or(0, |c| c.event.seq),
+                    candidates.last().map_or(0, |c| c.event.seq),
+                )
+                .await?;
+                let before = candidates.len();
+                candidates.retain(|c| !held.contains(&c.event.seq));
+                report.held += (before - candidates.len()) as u64;
+            }
+            if !candidates.is_empty() {
+                let summary = self.purge_batch(tenant, candidates, now, dry_run).await?;
+                report.purges.push(summary);
+                if !dry_run {
+                    // Let appends and searches in between batches.
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+            if done {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn purge_batch(
+        &self,
+        tenant: &TenantName,
+        candidates: Vec<Candidate>,
+        now: i64,
+        dry_run: bool,
+    ) -> Result<PurgeSummary, LifecycleError> {
+        let events: Vec<StoredEvent> = candidates.into_iter().map(|c| c.event).collect();
+        let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
+        let leaves: Vec<Hash> = events.iter().map(|e| e.leaf_hash).collect();
+        let root = root_from_leaves(&leaves);
+        let ranges = PurgeRecord::ranges_of(&seqs);
+        let mut summary = PurgeSummary {
+            tenant: tenant.to_string(),
+            ranges: PurgeRecord {
+                event_seq: 0,
+                ranges: ranges.clone(),
+                count: 0,
+                root,
+                archive: String::new(),
+                created_at: 0,
+            }
+            .ranges_text(),
+            count: seqs.len() as u64,
+            root: hex_hash(&root),
+            archive: String::new(),
+            event_seq: None,
+        };
+        if dry_run {
+            return Ok(summary);
+        }
+        // 1. archive
+        let mut options = self.bundle.clone();
+        options.filter = json!({"retention_purge": summary.ranges});
+        let bundle =
+            bitacora_log::bundle::bundle_of_events(self.store.clone(), tenant, &events, options)
+                .await?;
+        let compressed = tokio::task::spawn_blocking(move || archive::compress(&bundle))
+            .await
+            .map_err(|e| LifecycleError::Archive(format!("compression failed: {e}")))??;
+        let name = Archive::object_name(
+            tenant.as_str(),
+            seqs[0],
+            *seqs.last().unwrap_or(&seqs[0]),
+            &root,
+        );
+        let url = self.archive.put(&name, compressed.into()).await?;
+        summary.archive = url.clone();
+        crash_point("archived");
+        // 2. announce
+        let event_seq = self.announce(tenant, &summary).await?;
+        summary.event_seq = Some(event_seq);
+        crash_point("announced");
+        // 3. purge
+        let record = PurgeRecord {
+            event_seq,
+            ranges,
+            count: seqs.len() as u64,
+            root,
+            archive: url,
+            created_at: now,
+        };
+        self.store.purge(tenant, &record).await?;
+        crash_point("purged");
+        metrics::counter!(PURGED_TOTAL, "tenant" => tenant.to_string()).increment(record.count);
+        tracing::info!(
+            tenant = %tenant,
+            events = record.count,
+            ranges = %summary.ranges,
+            archive = %summary.archive,
+            "retention purged events (archived first)"
+        );
+        Ok(summary)
+    }
+
+    /// Appends the purge's `bitacora.retention.purge` event and returns its seq.
+    async fn announce(
+        &self,
+        tenant: &TenantName,
+        summary: &PurgeSummary,
+    ) -> Result<u64, LifecycleError> {
+        let body = json!({
+            "tenant": tenant.as_str(),
+            "action": PURGE_ACTION,
+            "category": "bitacora",
+            "severity": "medium",
+            "outcome": "success",
+            "actor": {"id": "retention", "name": "bitacora retention", "type": "system"},
+            "description": "Events purged by retention (archived first)",
+            "context": {"source": "bitacora"},
+            "metadata": {
+                "ranges": summary.ranges,
+                "count": summary.count,
+                "root": summary.root,
+                "archive": summary.archive,
+            },
+        });
+        let internal = |m: String| LifecycleError::Store(StoreError::Internal(m));
+        let input = EventInput::from_json(body.to_string().as_bytes())
+            .map_err(|e| internal(format!("invalid purge event: {}", e.message)))?;
+        let sealed = SealedEvent::prepare(
+            input,
+            &self.policy,
+            &IngestContext {
+                pinned_tenant: None,
+                received_at: Utc::now().trunc_subsecs(6),
+                client_ip: None,
+                allow_reserved: true,
+            },
+        )
+        .map_err(|e| internal(format!("invalid purge event: {}", e.message)))?;
+        match self.store.append(vec![sealed]).await?.into_iter().next() {
+            Some(AppendOutcome::Stored { seq, .. } | AppendOutcome::Duplicate { seq, .. }) => {
+                Ok(seq)
+            }
+            other => Err(internal(format!(
+                "the purge event was not stored: {other:?}"
+            ))),
+        }
+    }
+}
+
+/// What `GET /v1/retention` shows of one tenant.
+pub async fn describe_tenant(
+    store: &dyn Store,
+    config: &RetentionConfig,
+    tenant: &TenantName,
+) -> Result<TenantRetention, LifecycleError> {
+    let oldest = store
+        .search(&EventQuery {
+            tenant: tenant.clone(),
+            filter: EventFilter::default(),
+            order: Order::Asc,
+            page: Pagination::Cursor {
+                limit: 1,
+                after: None,
+            },
+        })
+        .await?
+        .events
+        .into_iter()
+        .next();
+    let horizon = oldest.and_then(|e| {
+        let event: Event = serde_json::from_str(&e.body).ok()?;
+        Some(Horizon {
+            seq: e.seq,
+            id: event.id,
+            received_at: event
+                .received_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            occurred_at: event
+                .occurred_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        })
+    });
+    let purges = store.purges(tenant).await?;
+    Ok(TenantRetention {
+        tenant: tenant.to_string(),
+        default: config.default,
+        rules: config.rules_for(tenant).into_iter().cloned().collect(),
+        horizon,
+        purged_events: purges.iter().map(|p| p.count).sum(),
+        purges: purges.len() as u64,
+        last_purge_archive: purges.last().map(|p| p.archive.clone()),
+    })
+}
+
+/// The oldest event a tenant still holds.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Horizon {
+    pub seq: u64,
+    pub id: String,
+    pub received_at: String,
+    pub occurred_at: String,
+}
+
+/// One tenant's retention, as `GET /v1/retention` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct TenantRetention {
+    pub tenant: String,
+    /// The age of an event no rule covers (`null`: kept forever).
+    pub default: Option<Keep>,
+    /// The rules that can apply to this tenant, most specific first.
+    pub rules: Vec<Rule>,
+    /// The oldest event still held (`null`: none). An empty search older than this is not
+    /// evidence that nothing happened.
+    pub horizon: Option<Horizon>,
+    pub purged_events: u64,
+    pub purges: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_purge_archive: Option<String>,
+}
+
+/// RFC 3339 of microseconds since the epoch.
+pub fn rfc3339(micros: i64) -> String {
+    DateTime::<Utc>::from_timestamp_micros(micros)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+fn now_micros() -> i64 {
+    Utc::now().timestamp_micros()
+}
+
+/// Runs a retention pass every `check_interval` until `cancel`; the first soon after start.
+/// Only what has expired is touched; a failing pass (archive unreachable, store busy) is
+/// logged, counted, shown in the status, and retried at the next interval.
+pub fn spawn_retention(
+    retention: Retention,
+    cancel: CancellationToken,
+) -> (JoinHandle<()>, StatusHandle) {
+    let status = StatusHandle::default();
+    status.update(|s| s.enabled = retention.config.enabled());
+    let handle = status.clone();
+    let task = tokio::spawn(async move {
+        if !retention.config.enabled() {
+            return;
+        }
+        let interval = retention.config.check_interval.as_duration();
+        // A short delay first, so a server's start (and its tests) is not slowed by a pass.
+        let mut wait = Duration::from_secs(1).min(interval);
+        loop {
+            status.update(|s| {
+                s.next_pass_at = Some(rfc3339(
+                    now_micros().saturating_add(wait.as_micros() as i64),
+                ));
+            });
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep(wait) => {}
+            }
+            wait = interval;
+            let now = now_micros();
+            metrics::counter!(PASSES).increment(1);
+            match retention.pass(now, false, None, &cancel).await {
+                Ok(report) => status.update(|s| {
+                    s.last_pass_at = Some(rfc3339(now));
+                    s.purged_events += report.purged();
+                    s.purges += report.purges.len() as u64;
+                    s.last_error = None;
+                    s.purging_from = report.delayed.first().map(|d| d.1.clone());
+                }),
+                Err(e) => {
+                    metrics::counter!(ERRORS).increment(1);
+                    tracing::error!(error = %e, "retention pass failed (nothing was purged without its archive)");
+                    status.update(|s| {
+                        s.last_pass_at = Some(rfc3339(now));
+                        s.last_error = Some(e.to_string());
+                    });
+                }
+            }
+        }
+    });
+    (task, handle)
+}
+
+/// The seqs of `candidates` that are held, deduplicated (used by [`holds`]).
+pub(crate) type SeqSet = BTreeSet<u64>;

@@ -1,0 +1,520 @@
+//! Retention purges and legal holds (CONTRACT §9), on the embedded store.
+//!
+//! A purge deletes the events' rows (with them their index entries), their full-text entries,
+//! and their share of every summary (`action_counts`, `actor_stats`, the `stats_day*` rollups,
+//! the `event_blocks` zone map), and moves each one's leaf hash to `purged_events`: the tree
+//! reads leaves from both tables (`tree.rs`), so every stored node, checkpoint and proof stays
+//! valid. All of it is one `IMMEDIATE` transaction on a reader connection, which the writer
+//! waits for like any other commit; the caller keeps purges small (the lifecycle crate purges
+//! in batches) so that wait stays short. SQLite reuses the freed pages for later appends, so a
+//! store under retention stops growing.
+//!
+//! Summaries are brought back to exactly what remains: counts are decremented; an actor's
+//! `last_seen`, name and email, and a zone-map block's bounds, are re-read from the remaining
+//! events (through the actor and `pos` indexes), since a decrement cannot narrow a maximum.
+
+use std::collections::{HashMap, HashSet};
+
+use bitacora_core::TenantName;
+use bitacora_core::canonical::Hash;
+use bitacora_core::merkle::root_from_leaves;
+use bitacora_store::check::parse_body;
+use bitacora_store::{LegalHoldRecord, PurgeRecord, StoreError, StoreResult};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+use crate::derive::{self, pos, seq_of, tenant_range};
+use crate::read;
+use crate::rollup::day_of;
+use crate::sql_error;
+use crate::window::{BLOCK_BITS, block_of};
+use crate::writer::blob32;
+
+/// What a deleted row contributed to the summaries.
+struct Gone {
+    seq: u64,
+    event_id: String,
+    leaf_hash: Hash,
+    occurred_at: i64,
+    action: i64,
+    category: i64,
+    severity: i64,
+    outcome: i64,
+    actor_id: Option<String>,
+    ip: Option<Vec<u8>>,
+    body: String,
+}
+
+pub fn purge(conn: &mut Connection, t: &TenantName, record: &PurgeRecord) -> StoreResult<()> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(sql_error)?;
+    let Some((tid, size)) = read::tenant(&tx, t)? else {
+        return Err(StoreError::Internal(format!("tenant `{t}` has no log")));
+    };
+    let seqs: Vec<u64> = record.seqs().collect();
+    if seqs.len() as u64 != record.count || seqs.windows(2).any(|w| w[0] >= w[1]) {
+        return Err(StoreError::Internal(
+            "a purge's ranges must be ascending and add up to its count".into(),
+        ));
+    }
+    if seqs.last().is_some_and(|&s| s >= size) || record.event_seq >= size {
+        return Err(StoreError::Internal(
+            "a purge names a seq past the end of the log".into(),
+        ));
+    }
+    let mut gone = Vec::with_capacity(seqs.len());
+    {
+        let mut stmt = tx
+            .prepare_cached(
+                "SELECT event_id, leaf_hash, occurred_at, action, category, severity, outcome,
+                        actor_id, ip, body
+                 FROM events WHERE pos = ?1",
+            )
+            .map_err(sql_error)?;
+        for &seq in &seqs {
+            let row = stmt
+                .query_row([pos(tid, seq)], |r| {
+                    Ok(Gone {
+                        seq,
+                        event_id: r.get(0)?,
+                        leaf_hash: blob32(r.get_ref(1)?.as_blob()?),
+                        occurred_at: r.get(2)?,
+                        action: r.get(3)?,
+                        category: r.get(4)?,
+                        severity: r.get(5)?,
+                        outcome: r.get(6)?,
+                        actor_id: r.get(7)?,
+                        ip: r.get(8)?,
+                        body: r.get(9)?,
+                    })
+                })
+                .optional()
+                .map_err(sql_error)?;
+            match row {
+                Some(g) => gone.push(g),
+                None => {
+                    return Err(StoreError::Internal(format!(
+                        "seq {seq} has no content to purge (already purged?)"
+                    )));
+                }
+            }
+        }
+    }
+    let leaves: Vec<Hash> = gone.iter().map(|g| g.leaf_hash).collect();
+    if root_from_leaves(&leaves) != record.root {
+        return Err(StoreError::Internal(
+            "the purge's root is not the root of the events it names".into(),
+        ));
+    }
+    let fts_upto: u64 = tx
+        .query_row(
+            "SELECT upto FROM fts.fts_state WHERE tenant_id = ?1",
+            [tid],
+            |r| r.get::<_, i64>(0),
+        )
+        .optional()
+        .map_err(sql_error)?
+        .map_or(0, |u| u.max(0) as u64);
+
+    let mut actions: HashMap<(i64, i64), i64> = HashMap::new();
+    let mut actors: HashSet<&str> = HashSet::new();
+    let mut days: HashMap<(i64, i64, i64, i64, bool), i64> = HashMap::new();
+    let mut day_actors: HashMap<(i64, &str), i64> = HashMap::new();
+    let mut day_ips: HashMap<(i64, &[u8]), i64> = HashMap::new();
+    let mut blocks: HashSet<i64> = HashSet::new();
+    {
+        let mut delete = tx
+            .prepare_cached("DELETE FROM events WHERE pos = ?1")
+            .map_err(sql_error)?;
+        let mut keep = tx
+            .prepare_cached(
+                "INSERT INTO purged_events (pos, event_id, leaf_hash, purge) VALUES (?1, ?2, ?3, ?4)",
+            )
+            .map_err(sql_error)?;
+        let mut unindex = tx
+            .prepare_cached(
+                "INSERT INTO fts.events_fts (events_fts, rowid, text) VALUES ('delete', ?1, ?2)",
+            )
+            .map_err(sql_error)?;
+        for g in &gone {
+            let p = pos(tid, g.seq);
+            delete.execute([p]).map_err(sql_error)?;
+            keep.execute(params![
+                p,
+                g.event_id,
+                &g.leaf_hash[..],
+                record.event_seq as i64
+            ])
+            .map_err(sql_error)?;
+            // A contentless FTS5 entry is deleted by giving its text again; an event the
+            // indexer has not reached yet has none (the indexer reads rows, which are gone).
+            if g.seq < fts_upto {
+                let Some(event) = parse_body(g.body.as_bytes()) else {
+                    return Err(StoreError::Corrupt(format!(
+                        "seq {}: the stored body is not an event",
+                        g.seq
+                    )));
+                };
+                unindex
+                    .execute(params![p, derive::fts_text(&event)])
+                    .map_err(sql_error)?;
+            }
+            *actions.entry((g.action, g.category)).or_default() += 1;
+            let day = day_of(g.occurred_at);
+            *days
+                .entry((day, g.category, g.severity, g.outcome, g.actor_id.is_none()))
+                .or_default() += 1;
+            if let Some(a) = &g.actor_id {
+                actors.insert(a);
+                *day_actors.entry((day, a)).or_default() += 1;
+            }
+            if let Some(ip) = &g.ip {
+                *day_ips.entry((day, ip)).or_default() += 1;
+            }
+            blocks.insert(block_of(g.seq));
+        }
+    }
+    let exec = |sql: &str, p: &[&dyn rusqlite::ToSql]| -> StoreResult<()> {
+        tx.prepare_cached(sql)
+            .map_err(sql_error)?
+            .execute(p)
+            .map_err(sql_error)?;
+        Ok(())
+    };
+    for ((action, category), n) in &actions {
+        exec(
+            "UPDATE action_counts SET count = count - ?4
+             WHERE tenant_id = ?1 AND action = ?2 AND category = ?3",
+            &[&tid, action, category, n],
+        )?;
+    }
+    exec(
+        "DELETE FROM action_counts WHERE tenant_id = ?1 AND count <= 0",
+        &[&tid],
+    )?;
+    for ((day, category, severity, outcome, no_actor), n) in &days {
+        exec(
+            "UPDATE stats_days SET count = count - ?7 WHERE tenant_id = ?1 AND day = ?2
+               AND category = ?3 AND severity = ?4 AND outcome = ?5 AND no_actor = ?6",
+            &[&tid, day, category, severity, outcome, no_actor, n],
+        )?;
+    }
+    for ((day, actor), n) in &day_actors {
+        exec(
+            "UPDATE stats_day_actors SET count = count - ?4
+             WHERE tenant_id = ?1 AND day = ?2 AND actor_id = ?3",
+            &[&tid, day, actor, n],
+        )?;
+    }
+    for ((day, ip), n) in &day_ips {
+        exec(
+            "UPDATE stats_day_ips SET count = count - ?4
+             WHERE tenant_id = ?1 AND day = ?2 AND ip = ?3",
+            &[&tid, day, ip, n],
+        )?;
+    }
+    for table in ["stats_days", "stats_day_actors", "stats_day_ips"] {
+        exec(
+            &format!("DELETE FROM {table} WHERE tenant_id = ?1 AND count <= 0"),
+            &[&tid],
+        )?;
+    }
+    // Actors: count, last_seen, and a name and email that a remaining event carries (the
+    // latest one's, as the writer keeps them), read again from what remains.
+    let (lo, hi) = tenant_range(tid);
+    for actor in &actors {
+        let remaining: Option<(i64, i64, String)> = tx
+            .prepare_cached(
+                "SELECT count(*), max(occurred_at),
+                        (SELECT body FROM events INDEXED BY events_actor
+                         WHERE actor_id = ?1 AND pos BETWEEN ?2 AND ?3
+                         ORDER BY occurred_at DESC, pos DESC LIMIT 1)
+                 FROM events INDEXED BY events_actor
+                 WHERE actor_id = ?1 AND pos BETWEEN ?2 AND ?3
+                 HAVING count(*) > 0",
+            )
+            .map_err(sql_error)?
+            .query_row(params![actor, lo, hi], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .optional()
+            .map_err(sql_error)?;
+        match remaining {
+            None => exec(
+                "DELETE FROM actor_stats WHERE tenant_id = ?1 AND actor_id = ?2",
+                &[&tid, actor],
+            )?,
+            Some((count, last, body)) => {
+                let latest = parse_body(body.as_bytes());
+                let who = latest.as_ref().and_then(|e| e.actor.as_ref());
+                let name = who.and_then(|a| a.name.clone());
+                let email = who.and_then(|a| a.email.clone());
+                exec(
+                    "UPDATE actor_stats SET count = ?3, last_seen = ?4,
+                        name = ?5, email = ?6
+                     WHERE tenant_id = ?1 AND actor_id = ?2",
+                    &[&tid, actor, &count, &last, &name, &email],
+                )?;
+            }
+        }
+    }
+    // Zone-map blocks: exact counts and bounds of what remains.
+    for block in &blocks {
+        let first = pos(tid, (*block as u64) << BLOCK_BITS);
+        let last = pos(tid, (((*block as u64) + 1) << BLOCK_BITS) - 1);
+        let (n, min, max): (i64, Option<i64>, Option<i64>) = tx
+            .prepare_cached(
+                "SELECT count(*), min(occurred_at), max(occurred_at) FROM events
+                 WHERE pos BETWEEN ?1 AND ?2",
+            )
+            .map_err(sql_error)?
+            .query_row(params![first, last], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .map_err(sql_error)?;
+        match (min, max) {
+            (Some(min), Some(max)) if n > 0 => exec(
+                "UPDATE event_blocks SET count = ?3, min_at = ?4, max_at = ?5
+                 WHERE tenant_id = ?1 AND block = ?2",
+                &[&tid, block, &n, &min, &max],
+            )?,
+            _ => exec(
+                "DELETE FROM event_blocks WHERE tenant_id = ?1 AND block = ?2",
+                &[&tid, block],
+            )?,
+        }
+    }
+    exec(
+        "INSERT INTO purges (tenant_id, event_seq, ranges, count, root, archive, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        &[
+            &tid,
+            &(record.event_seq as i64),
+            &record.ranges_text(),
+            &(record.count as i64),
+            &&record.root[..],
+            &record.archive,
+            &record.created_at,
+        ],
+    )?;
+    tx.commit().map_err(sql_error)
+}
+
+pub fn purges(conn: &Connection, t: &TenantName) -> StoreResult<Vec<PurgeRecord>> {
+    let Some((tid, _)) = read::tenant(conn, t)? else {
+        return Ok(Vec::new());
+    };
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT event_seq, ranges, count, root, archive, created_at FROM purges
+             WHERE tenant_id = ?1 ORDER BY event_seq",
+        )
+        .map_err(sql_error)?;
+    let rows: Vec<(i64, String, i64, Vec<u8>, String, i64)> = stmt
+        .query_map([tid], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
+        })
+        .map_err(sql_error)?
+        .collect::<Result<_, _>>()
+        .map_err(sql_error)?;
+    rows.into_iter()
+        .map(|(event_seq, ranges, count, root, archive, created_at)| {
+            Ok(PurgeRecord {
+                event_seq: event_seq.max(0) as u64,
+                ranges: PurgeRecord::parse_ranges(&ranges)?,
+                count: count.max(0) as u64,
+                root: root
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt("a purge's root is not 32 bytes".into()))?,
+                archive,
+                created_at,
+            })
+        })
+        .collect()
+}
+
+pub fn purged_leaves(
+    conn: &Connection,
+    t: &TenantName,
+    event_seq: u64,
+) -> StoreResult<Vec<(u64, Hash)>> {
+    let Some((tid, _)) = read::tenant(conn, t)? else {
+        return Ok(Vec::new());
+    };
+    let (lo, hi) = tenant_range(tid);
+    conn.prepare_cached(
+        "SELECT pos, leaf_hash FROM purged_events
+         WHERE pos BETWEEN ?1 AND ?2 AND purge = ?3 ORDER BY pos",
+    )
+    .map_err(sql_error)?
+    .query_map(params![lo, hi, event_seq as i64], |r| {
+        Ok((seq_of(r.get(0)?), blob32(r.get_ref(1)?.as_blob()?)))
+    })
+    .map_err(sql_error)?
+    .collect::<Result<_, _>>()
+    .map_err(sql_error)
+}
+
+/// Purged leaves `from..` of the tenant's log, at most `limit`, for the verify walk.
+pub fn purged_range(
+    conn: &Connection,
+    tid: i64,
+    from: u64,
+    to: u64,
+) -> StoreResult<Vec<(u64, Hash)>> {
+    conn.prepare_cached(
+        "SELECT pos, leaf_hash FROM purged_events WHERE pos BETWEEN ?1 AND ?2 ORDER BY pos",
+    )
+    .map_err(sql_error)?
+    .query_map(params![pos(tid, from), pos(tid, to)], |r| {
+        Ok((seq_of(r.get(0)?), blob32(r.get_ref(1)?.as_blob()?)))
+    })
+    .map_err(sql_error)?
+    .collect::<Result<_, _>>()
+    .map_err(sql_error)
+}
+
+pub fn purged_event(
+    conn: &Connection,
+    t: &TenantName,
+    id: &str,
+) -> StoreResult<Option<(u64, Hash)>> {
+    let Some((tid, _)) = read::tenant(conn, t)? else {
+        return Ok(None);
+    };
+    let (lo, hi) = tenant_range(tid);
+    conn.prepare_cached(
+        "SELECT pos, leaf_hash FROM purged_events INDEXED BY purged_events_event_id
+         WHERE event_id = ?1 AND pos BETWEEN ?2 AND ?3",
+    )
+    .map_err(sql_error)?
+    .query_row(params![id, lo, hi], |r| {
+        Ok((seq_of(r.get(0)?), blob32(r.get_ref(1)?.as_blob()?)))
+    })
+    .optional()
+    .map_err(sql_error)
+}
+
+pub fn insert_hold(conn: &Connection, h: &LegalHoldRecord) -> StoreResult<()> {
+    conn.execute(
+        "INSERT INTO legal_holds (id, tenant, name, reason, filter, created_at, created_by,
+                                  released_at, released_by)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        params![
+            h.id,
+            h.tenant.as_str(),
+            h.name,
+            h.reason,
+            h.filter,
+            h.created_at,
+            h.created_by,
+            h.released_at,
+            h.released_by
+        ],
+    )
+    .map_err(sql_error)?;
+    Ok(())
+}
+
+fn hold_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(LegalHoldRecord, String)> {
+    let tenant: String = r.get(1)?;
+    Ok((
+        LegalHoldRecord {
+            id: r.get(0)?,
+            tenant: TenantName::default_tenant(),
+            name: r.get(2)?,
+            reason: r.get(3)?,
+            filter: r.get(4)?,
+            created_at: r.get(5)?,
+            created_by: r.get(6)?,
+            released_at: r.get(7)?,
+            released_by: r.get(8)?,
+        },
+        tenant,
+    ))
+}
+
+fn with_tenant((mut h, tenant): (LegalHoldRecord, String)) -> StoreResult<LegalHoldRecord> {
+    h.tenant = TenantName::parse(&tenant)
+        .map_err(|_| StoreError::Corrupt(format!("legal hold {}: bad tenant", h.id)))?;
+    Ok(h)
+}
+
+const HOLD_COLUMNS: &str =
+    "id, tenant, name, reason, filter, created_at, created_by, released_at, released_by";
+
+pub fn holds(
+    conn: &Connection,
+    tenant: Option<&TenantName>,
+    include_released: bool,
+) -> StoreResult<Vec<LegalHoldRecord>> {
+    let mut stmt = conn
+        .prepare_cached(&format!(
+            "SELECT {HOLD_COLUMNS} FROM legal_holds
+             WHERE (?1 IS NULL OR tenant = ?1) AND (?2 OR released_at IS NULL)
+             ORDER BY created_at, id"
+        ))
+        .map_err(sql_error)?;
+    let rows: Vec<(LegalHoldRecord, String)> = stmt
+        .query_map(
+            params![tenant.map(|t| t.as_str()), include_released],
+            hold_row,
+        )
+        .map_err(sql_error)?
+        .collect::<Result<_, _>>()
+        .map_err(sql_error)?;
+    rows.into_iter().map(with_tenant).collect()
+}
+
+pub fn release_hold(
+    conn: &mut Connection,
+    id: &str,
+    tenant: Option<&TenantName>,
+    at: i64,
+    by: &str,
+) -> StoreResult<Option<LegalHoldRecord>> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(sql_error)?;
+    let changed = tx
+        .execute(
+            "UPDATE legal_holds SET released_at = ?3, released_by = ?4
+             WHERE id = ?1 AND (?2 IS NULL OR tenant = ?2) AND released_at IS NULL",
+            params![id, tenant.map(|t| t.as_str()), at, by],
+        )
+        .map_err(sql_error)?;
+    if changed == 0 {
+        return Ok(None);
+    }
+    let row = tx
+        .query_row(
+            &format!("SELECT {HOLD_COLUMNS} FROM legal_holds WHERE id = ?1"),
+            [id],
+            hold_row,
+        )
+        .map_err(sql_error)?;
+    tx.commit().map_err(sql_error)?;
+    with_tenant(row).map(Some)
+}
+
+pub fn rules_first_seen(conn: &Connection, fingerprint: &str, now: i64) -> StoreResult<i64> {
+    conn.execute(
+        "INSERT INTO retention_rule_sets (fingerprint, first_seen) VALUES (?1, ?2)
+         ON CONFLICT DO NOTHING",
+        params![fingerprint, now],
+    )
+    .map_err(sql_error)?;
+    conn.query_row(
+        "SELECT first_seen FROM retention_rule_sets WHERE fingerprint = ?1",
+        [fingerprint],
+        |r| r.get(0),
+    )
+    .map_err(sql_error)
+}
