@@ -337,6 +337,50 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/legal-holds": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List legal holds. */
+        get: operations["list_holds"];
+        put?: never;
+        /**
+         * Place a legal hold.
+         * @description The events of the tenant that the filter matches (now or later) are never purged by
+         *     retention while the hold is in force; holds stack. Recorded as a
+         *     `bitacora.legal_hold.placed` event in the tenant.
+         */
+        post: operations["place_hold"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/legal-holds/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Release a legal hold.
+         * @description Its events become subject to the retention rules again (at the next pass). Recorded as a
+         *     `bitacora.legal_hold.released` event in the hold's tenant.
+         */
+        delete: operations["release_hold"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/log/checkpoint": {
         parameters: {
             query?: never;
@@ -416,6 +460,27 @@ export interface paths {
          *     that still vouch for older checkpoints (key rotation). One key signs every tenant's log.
          */
         get: operations["public_key"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/retention": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Retention rules, horizon, holds and archive.
+         * @description Per tenant: the rules in effect, the horizon (oldest event still held), how much was
+         *     purged and where it was archived, and the legal holds in force.
+         */
+        get: operations["retention"];
         put?: never;
         post?: never;
         delete?: never;
@@ -863,6 +928,35 @@ export interface components {
         History: {
             events: components["schemas"]["Event"][];
         };
+        HoldList: {
+            /** @description Oldest first. */
+            holds: components["schemas"]["HoldView"][];
+        };
+        /** @description A legal hold as the API shows it. */
+        HoldView: {
+            /** @description RFC 3339. */
+            created_at: string;
+            /** @description The id of the credential that placed it. */
+            created_by: string;
+            /** @description The search filters of `GET /v1/events` it holds (an empty object: the whole log). */
+            filter: Record<string, unknown>;
+            /** @description `lh_...`: what `DELETE /v1/legal-holds/{id}` takes. */
+            id: string;
+            name: string;
+            reason: string;
+            /** @description RFC 3339; absent while the hold is in force. */
+            released_at?: string | null;
+            released_by?: string | null;
+            tenant: string;
+        };
+        /** @description The oldest event a tenant still holds. */
+        HorizonView: {
+            id: string;
+            occurred_at: string;
+            received_at: string;
+            /** Format: int64 */
+            seq: number;
+        };
         /**
          * @description `GET /v1/log/proof/inclusion`: `{"leaf_index","tree_size","hashes":[hex...]}`, the RFC
          *     6962/9162 inclusion proof (feed it to `merkle::verify_inclusion`).
@@ -936,6 +1030,20 @@ export interface components {
          * @enum {string}
          */
         Outcome: "success" | "failure";
+        /** @description `POST /v1/legal-holds` body. */
+        PlaceHold: {
+            /**
+             * @description Search filters of `GET /v1/events` (`actor_id`, `target_type`, `target_id`, `action`,
+             *     `since`, `until`, `q`, ...), values as strings; `{}` holds the whole log.
+             */
+            filter: Record<string, unknown>;
+            /** @description 1-200 characters; unique among the tenant's holds in force. */
+            name: string;
+            /** @description 1-2000 characters: the matter, ticket or order behind the hold. */
+            reason: string;
+            /** @description Default: the credential's pinned tenant, else `default`. */
+            tenant?: string | null;
+        };
         /** @description Readiness, with the state of each capture source. */
         Readiness: {
             /**
@@ -961,30 +1069,40 @@ export interface components {
             /** @description The logs with an unexplained tail; absent when there are none. */
             unexplained?: components["schemas"]["UnexplainedTail"][];
         };
+        /** @description The retention task on this server. */
+        RetentionTaskView: {
+            enabled: boolean;
+            last_error?: string | null;
+            last_pass_at?: string | null;
+            /** @description When this server looks for expired events next. */
+            next_pass_at?: string | null;
+            /** Format: int64 */
+            purged_events: number;
+            /** Format: int64 */
+            purges: number;
+            /** @description While a changed rule set waits out `min_delay`: when purging starts. */
+            purging_from?: string | null;
+        };
+        /** @description `GET /v1/retention`. */
+        RetentionView: {
+            /** @description Where purged events are archived first. */
+            archive_url?: string | null;
+            check_interval: string;
+            min_delay: string;
+            task: components["schemas"]["RetentionTaskView"];
+            tenants: components["schemas"]["TenantRetentionView"][];
+        };
         RuleList: {
             rules: components["schemas"]["RuleView"][];
         };
-        /** @description An alert rule as shown. */
+        /** @description One retention rule. */
         RuleView: {
-            created_at: string;
-            destinations: string[];
-            /**
-             * Format: int64
-             * @description Events this server evaluated for it since it started.
-             */
-            evaluated?: number | null;
-            /**
-             * Format: int64
-             * @description Its firings on this server since it started (all firings: `GET /v1/alerts`).
-             */
-            fired?: number | null;
-            id: string;
-            match: Record<string, unknown>;
-            name: string;
-            severity?: string | null;
-            suppress_for?: string | null;
+            /** @description An action, or a prefix ending in `*`. */
+            action?: string | null;
+            category?: string | null;
+            /** @description `<n>s|m|h|d`, or `forever`. */
+            keep: string;
             tenant?: string | null;
-            threshold: Record<string, unknown>;
         };
         /**
          * @description How much an event matters; ordered, so `min_severity` is a comparison.
@@ -1025,6 +1143,25 @@ export interface components {
             id?: string | null;
             name?: string | null;
             type: string;
+        };
+        /** @description One tenant's retention. */
+        TenantRetentionView: {
+            /** @description The age of an event no rule covers; `forever` when there is no default. */
+            default: string;
+            /** @description Legal holds in force. */
+            holds: components["schemas"]["HoldView"][];
+            horizon?: null | components["schemas"]["HorizonView"];
+            last_purge_archive?: string | null;
+            /**
+             * Format: int64
+             * @description Events whose content retention purged (their seq and leaf hash remain).
+             */
+            purged_events: number;
+            /** Format: int64 */
+            purges: number;
+            /** @description The rules that can apply to this tenant, most specific first. */
+            rules: components["schemas"]["RuleView"][];
+            tenant: string;
         };
         TokenList: {
             /** @description Tokens not yet expired, newest first. */
@@ -1958,6 +2095,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description Purged by retention: `code` is `purged`, with the event's `seq` and `leaf_hash` */
+            410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Store unavailable; retry */
             503: {
                 headers: {
@@ -2313,6 +2459,213 @@ export interface operations {
             };
         };
     };
+    list_holds: {
+        parameters: {
+            query?: {
+                /** @description `true` to list released holds too. */
+                include_released?: boolean;
+                /** @description Only this tenant's holds (a pinned credential sees only its own tenant's). */
+                tenant?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The holds, oldest first */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HoldList"];
+                };
+            };
+            /** @description Unknown parameter or invalid value */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing, unknown or revoked credential */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Credential lacks the `admin` scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Store unavailable; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    place_hold: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PlaceHold"];
+            };
+        };
+        responses: {
+            /** @description Placed */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HoldView"];
+                };
+            };
+            /** @description Malformed JSON */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing, unknown or revoked credential */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Credential lacks the `admin` scope, or is pinned to another tenant */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A hold with this name is already in force in the tenant */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Content-Type is not `application/json` */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A field or filter is invalid or unknown (named in `field`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Store unavailable; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    release_hold: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The hold's id (`lh_...`) */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Released */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HoldView"];
+                };
+            };
+            /** @description Missing, unknown or revoked credential */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Credential lacks the `admin` scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such hold in force (in the credential's tenant) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Store unavailable; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     checkpoint: {
         parameters: {
             query?: {
@@ -2532,6 +2885,65 @@ export interface operations {
                 };
                 content: {
                     "text/plain; charset=utf-8": string;
+                };
+            };
+        };
+    };
+    retention: {
+        parameters: {
+            query?: {
+                /** @description Only this tenant (a pinned credential sees only its own). */
+                tenant?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Retention */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RetentionView"];
+                };
+            };
+            /** @description Unknown parameter or invalid tenant */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing, unknown or revoked credential */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Credential lacks the `read` scope, or is pinned to another tenant */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Store unavailable; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
         };
