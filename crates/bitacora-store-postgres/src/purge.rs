@@ -1,7 +1,8 @@
 //! Retention purges and legal holds (CONTRACT §9), on PostgreSQL.
 //!
 //! A purge deletes the events' rows (with them their index and full-text entries: the `fts`
-//! column and the GIN index over it) and their share of `action_counts` and `actor_stats`, and
+//! column and the GIN index over it) and their share of `action_counts`, `actor_stats`, the
+//! daily stats rollups and the zone map (its touched blocks are recounted), and
 //! moves each one's leaf hash to `purged_events`, which the tree reads beside `events`
 //! (`tree.rs`). One transaction, under the tenant's row lock — the lock every appender takes —
 //! so the counters are never updated by a purge and an append in different orders; the
@@ -13,9 +14,10 @@ use bitacora_core::TenantName;
 use bitacora_core::canonical::Hash;
 use bitacora_core::merkle::root_from_leaves;
 use bitacora_store::{LegalHoldRecord, PurgeRecord, StoreError, StoreResult};
+use chrono::{DateTime, NaiveDate, Utc};
 use deadpool_postgres::ClientWrapper;
 
-use crate::{hash32, pg_error, read};
+use crate::{hash32, pg_error, read, window};
 
 pub async fn purge(
     client: &mut ClientWrapper,
@@ -48,7 +50,8 @@ pub async fn purge(
     let rows = tx
         .query(
             "DELETE FROM events WHERE tenant_id = $1 AND seq = ANY($2)
-             RETURNING seq, event_id, leaf_hash, action, category, actor_id",
+             RETURNING seq, event_id, leaf_hash, action, category, actor_id, occurred_at,
+                       severity, outcome, ip",
             &[&tid, &seqs],
         )
         .await
@@ -64,10 +67,26 @@ pub async fn purge(
     let mut gone: Vec<(i64, String, Hash)> = Vec::with_capacity(rows.len());
     let mut actions: BTreeMap<(String, String), i64> = BTreeMap::new();
     let mut actors: BTreeSet<String> = BTreeSet::new();
+    let mut rollups = Rollups::default();
+    let mut blocks: BTreeSet<i64> = BTreeSet::new();
     for r in &rows {
         gone.push((r.get(0), r.get(1), hash32(r.get(2))?));
         *actions.entry((r.get(3), r.get(4))).or_default() += 1;
-        if let Some(a) = r.get::<_, Option<String>>(5) {
+        let actor: Option<String> = r.get(5);
+        let day = r.get::<_, DateTime<Utc>>(6).date_naive();
+        let no_actor = actor.is_none();
+        *rollups
+            .days
+            .entry((day, r.get(4), r.get(7), r.get(8), no_actor))
+            .or_default() += 1;
+        if let Some(a) = &actor {
+            *rollups.actors.entry((day, a.clone())).or_default() += 1;
+        }
+        if let Some(ip) = r.get::<_, Option<Vec<u8>>>(9) {
+            *rollups.ips.entry((day, ip)).or_default() += 1;
+        }
+        blocks.insert(window::block_of(r.get::<_, i64>(0) as u64));
+        if let Some(a) = actor {
             actors.insert(a);
         }
     }
@@ -141,6 +160,8 @@ pub async fn purge(
         .await
         .map_err(pg_error)?;
     }
+    rollups.subtract(&tx, tid).await?;
+    refresh_blocks(&tx, tid, &blocks).await?;
     tx.execute(
         "INSERT INTO purges (tenant_id, event_seq, ranges, count, root, archive, created_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -157,6 +178,119 @@ pub async fn purge(
     .await
     .map_err(pg_error)?;
     tx.commit().await.map_err(pg_error)
+}
+
+/// What a purge takes out of the daily stats rollups (`rollup.rs`).
+#[derive(Default)]
+struct Rollups {
+    /// (day, category, severity, outcome, no_actor) → events.
+    days: BTreeMap<(NaiveDate, String, i16, i16, bool), i64>,
+    actors: BTreeMap<(NaiveDate, String), i64>,
+    ips: BTreeMap<(NaiveDate, Vec<u8>), i64>,
+}
+
+impl Rollups {
+    async fn subtract(&self, tx: &deadpool_postgres::Transaction<'_>, tid: i32) -> StoreResult<()> {
+        let (mut d, mut c, mut s, mut o, mut na, mut n) = (
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+        );
+        for ((day, category, severity, outcome, no_actor), count) in &self.days {
+            d.push(*day);
+            c.push(category.as_str());
+            s.push(*severity);
+            o.push(*outcome);
+            na.push(*no_actor);
+            n.push(*count);
+        }
+        tx.execute(
+            "UPDATE stats_days r SET count = r.count - x.n
+             FROM unnest($2::date[], $3::text[], $4::int2[], $5::int2[], $6::bool[], $7::int8[])
+                  AS x(day, category, severity, outcome, no_actor, n)
+             WHERE r.tenant_id = $1 AND r.day = x.day AND r.category = x.category
+               AND r.severity = x.severity AND r.outcome = x.outcome
+               AND r.no_actor = x.no_actor",
+            &[&tid, &d, &c, &s, &o, &na, &n],
+        )
+        .await
+        .map_err(pg_error)?;
+        let (mut d, mut a, mut n) = (Vec::new(), Vec::new(), Vec::new());
+        for ((day, actor), count) in &self.actors {
+            d.push(*day);
+            a.push(actor.as_str());
+            n.push(*count);
+        }
+        tx.execute(
+            "UPDATE stats_day_actors r SET count = r.count - x.n
+             FROM unnest($2::date[], $3::text[], $4::int8[]) AS x(day, actor_id, n)
+             WHERE r.tenant_id = $1 AND r.day = x.day AND r.actor_id = x.actor_id",
+            &[&tid, &d, &a, &n],
+        )
+        .await
+        .map_err(pg_error)?;
+        let (mut d, mut a, mut n) = (Vec::new(), Vec::new(), Vec::new());
+        for ((day, ip), count) in &self.ips {
+            d.push(*day);
+            a.push(ip.as_slice());
+            n.push(*count);
+        }
+        tx.execute(
+            "UPDATE stats_day_ips r SET count = r.count - x.n
+             FROM unnest($2::date[], $3::bytea[], $4::int8[]) AS x(day, ip, n)
+             WHERE r.tenant_id = $1 AND r.day = x.day AND r.ip = x.ip",
+            &[&tid, &d, &a, &n],
+        )
+        .await
+        .map_err(pg_error)?;
+        for table in ["stats_days", "stats_day_actors", "stats_day_ips"] {
+            tx.execute(
+                &format!("DELETE FROM {table} WHERE tenant_id = $1 AND count <= 0"),
+                &[&tid],
+            )
+            .await
+            .map_err(pg_error)?;
+        }
+        Ok(())
+    }
+}
+
+/// Recounts the zone-map blocks a purge touched from what remains of them: their counts, and
+/// bounds narrowed to the remaining events (a block left empty goes), so time-window totals
+/// taken from the zone map stay exact.
+async fn refresh_blocks(
+    tx: &deadpool_postgres::Transaction<'_>,
+    tid: i32,
+    blocks: &BTreeSet<i64>,
+) -> StoreResult<()> {
+    let blocks: Vec<i64> = blocks.iter().copied().collect();
+    tx.execute(
+        &format!(
+            "UPDATE event_blocks b SET count = f.n, min_at = coalesce(f.lo, b.min_at),
+                                       max_at = coalesce(f.hi, b.max_at)
+             FROM (SELECT t.block, count(e.seq) AS n, min(e.occurred_at) AS lo,
+                          max(e.occurred_at) AS hi
+                   FROM unnest($2::int8[]) AS t(block)
+                   LEFT JOIN events e ON e.tenant_id = $1
+                        AND e.seq BETWEEN t.block << {bits} AND ((t.block + 1) << {bits}) - 1
+                   GROUP BY t.block) AS f
+             WHERE b.tenant_id = $1 AND b.block = f.block",
+            bits = window::BLOCK_BITS
+        ),
+        &[&tid, &blocks],
+    )
+    .await
+    .map_err(pg_error)?;
+    tx.execute(
+        "DELETE FROM event_blocks WHERE tenant_id = $1 AND count <= 0",
+        &[&tid],
+    )
+    .await
+    .map_err(pg_error)?;
+    Ok(())
 }
 
 pub async fn purges(client: &ClientWrapper, t: &TenantName) -> StoreResult<Vec<PurgeRecord>> {
