@@ -263,9 +263,7 @@ async fn entry_bundle(
     let mut expected = begin;
     for event in page.events.iter().take_while(|e| e.seq < end) {
         if event.seq != expected {
-            return Err(ApiError::internal(format!(
-                "entry bundle {path} of tenant {tenant}: event {expected} is missing from the store"
-            )));
+            return Err(missing_entries(&state, &tenant, &path, expected).await);
         }
         bitacora_core::tlog::write_entry(&mut out, event.body.as_bytes()).map_err(|e| {
             ApiError::internal(format!(
@@ -275,12 +273,35 @@ async fn entry_bundle(
         expected += 1;
     }
     if expected != end {
-        return Err(ApiError::internal(format!(
-            "entry bundle {path} of tenant {tenant}: events {expected}..{end} are missing from the store"
-        )));
+        return Err(missing_entries(&state, &tenant, &path, expected).await);
     }
     metrics::counter!(TILES_SERVED, "kind" => "entries", "cache" => "miss").increment(1);
     Ok(with_headers(out, OCTET_STREAM, IMMUTABLE_PRIVATE))
+}
+
+/// Why an entry bundle lacks the event at `seq`. An event purged by retention (archived
+/// first, its leaf hash kept) makes the bundle pruned, which tlog-tiles allows a log to do:
+/// 404, and the hash tiles still prove everything. Anything else is a store that lost an event.
+async fn missing_entries(state: &AppState, tenant: &TenantName, path: &str, seq: u64) -> ApiError {
+    match state.store.purges(tenant).await {
+        Ok(purges)
+            if purges
+                .iter()
+                .any(|p| p.ranges.iter().any(|&(a, b)| (a..=b).contains(&seq))) =>
+        {
+            no_such_tile(
+                path,
+                format_args!(
+                    "pruned: event {seq} was purged by retention (archived first); the hash \
+                     tiles still cover it"
+                ),
+            )
+        }
+        Ok(_) => ApiError::internal(format!(
+            "entry bundle {path} of tenant {tenant}: event {seq} is missing from the store"
+        )),
+        Err(e) => e.into(),
+    }
 }
 
 /// Tiles and entry bundles served, by `kind` and whether the in-memory cache answered.

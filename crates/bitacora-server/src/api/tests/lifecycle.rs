@@ -179,6 +179,26 @@ async fn holds_retention_and_purged_events() {
         .collect();
     let leaf = bitacora_core::canonical::parse_hex_hash(&gone_leaf).unwrap();
     merkle::verify_inclusion(&leaf, 0, cp.size, &hashes, &cp.root).unwrap();
+    // Served as a tlog-tiles log, the partial entry bundle that held it is pruned (404 with a
+    // JSON body that says so), while the hash tile still holds its leaf hash.
+    let r = app
+        .get(
+            &format!("/logs/default/tile/entries/000.p/{}", cp.size),
+            &reader,
+        )
+        .await;
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert!(
+        r.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("pruned")
+    );
+    let r = app
+        .get(&format!("/logs/default/tile/0/000.p/{}", cp.size), &reader)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.body[..32], leaf[..]);
 
     // GET /v1/retention: rules, horizon, holds, purges.
     let r = app.get("/v1/retention", &reader).await;
