@@ -500,7 +500,30 @@ async fn a_row_inserted_by_hand_is_not_signed_until_accepted() {
                  AND a.tenant_id = (SELECT id FROM tenants WHERE name = 'acme');
              UPDATE actor_stats a SET count = count + 1 FROM events e
                WHERE e.tenant_id = a.tenant_id AND e.seq = 5 AND a.actor_id = e.actor_id
-                 AND a.tenant_id = (SELECT id FROM tenants WHERE name = 'acme');",
+                 AND a.tenant_id = (SELECT id FROM tenants WHERE name = 'acme');
+             UPDATE event_blocks b SET count = count + 1,
+                 min_at = LEAST(b.min_at, e.occurred_at), max_at = GREATEST(b.max_at, e.occurred_at)
+               FROM events e
+               WHERE e.tenant_id = b.tenant_id AND e.seq = 5 AND b.block = e.seq >> 12
+                 AND b.tenant_id = (SELECT id FROM tenants WHERE name = 'acme');
+             INSERT INTO stats_days AS r
+                 (tenant_id, day, category, severity, outcome, no_actor, count)
+               SELECT tenant_id, (occurred_at AT TIME ZONE 'UTC')::date, category, severity,
+                      outcome, actor_id IS NULL, 1
+               FROM events WHERE seq = 5
+                 AND tenant_id = (SELECT id FROM tenants WHERE name = 'acme')
+               ON CONFLICT (tenant_id, day, category, severity, outcome, no_actor)
+               DO UPDATE SET count = r.count + 1;
+             INSERT INTO stats_day_actors AS r (tenant_id, day, actor_id, count)
+               SELECT tenant_id, (occurred_at AT TIME ZONE 'UTC')::date, actor_id, 1
+               FROM events WHERE seq = 5 AND actor_id IS NOT NULL
+                 AND tenant_id = (SELECT id FROM tenants WHERE name = 'acme')
+               ON CONFLICT (tenant_id, day, actor_id) DO UPDATE SET count = r.count + 1;
+             INSERT INTO stats_day_ips AS r (tenant_id, day, ip, count)
+               SELECT tenant_id, (occurred_at AT TIME ZONE 'UTC')::date, ip, 1
+               FROM events WHERE seq = 5 AND ip IS NOT NULL
+                 AND tenant_id = (SELECT id FROM tenants WHERE name = 'acme')
+               ON CONFLICT (tenant_id, day, ip) DO UPDATE SET count = r.count + 1;",
         )
         .await
         .unwrap();
