@@ -146,7 +146,7 @@ pub struct CreateRule {
 
 /// An alert rule as shown.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct RuleView {
+pub struct AlertRuleView {
     pub id: String,
     pub name: String,
     pub tenant: Option<String>,
@@ -169,7 +169,7 @@ pub struct RuleView {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RuleList {
-    pub rules: Vec<RuleView>,
+    pub rules: Vec<AlertRuleView>,
 }
 
 /// `GET /v1/alerts`: firings as the events they are.
@@ -472,9 +472,12 @@ pub async fn delete_destination(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-fn rule_view(record: &AlertRuleRecord, status: Option<&bitacora_delivery::RuleStatus>) -> RuleView {
+fn rule_view(
+    record: &AlertRuleRecord,
+    status: Option<&bitacora_delivery::RuleStatus>,
+) -> AlertRuleView {
     let spec: Option<RuleSpec> = serde_json::from_str(&record.spec).ok();
-    RuleView {
+    AlertRuleView {
         id: record.id.clone(),
         name: record.name.clone(),
         tenant: record.tenant.as_ref().map(|t| t.as_str().to_owned()),
@@ -510,7 +513,7 @@ fn rule_view(record: &AlertRuleRecord, status: Option<&bitacora_delivery::RuleSt
     tag = "delivery",
     request_body(content = CreateRule, content_type = "application/json"),
     responses(
-        (status = 201, description = "Created", body = RuleView),
+        (status = 201, description = "Created", body = AlertRuleView),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 401, description = "Missing, unknown or revoked credential", body = ErrorBody),
         (status = 403, description = "Credential lacks the `admin` scope, or is pinned to another tenant", body = ErrorBody),

@@ -351,7 +351,7 @@ pub async fn release_hold(
 
 /// One retention rule.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct RuleView {
+pub struct RetentionRuleView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tenant: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -379,7 +379,7 @@ pub struct TenantRetentionView {
     /// The age of an event no rule covers; `forever` when there is no default.
     pub default: String,
     /// The rules that can apply to this tenant, most specific first.
-    pub rules: Vec<RuleView>,
+    pub rules: Vec<RetentionRuleView>,
     /// The oldest event still held; `null` when none. A search that finds nothing before this
     /// is not evidence that nothing happened then.
     pub horizon: Option<HorizonView>,
@@ -482,7 +482,7 @@ pub async fn retention(
             rules: t
                 .rules
                 .into_iter()
-                .map(|r| RuleView {
+                .map(|r| RetentionRuleView {
                     tenant: r.tenant.map(|t| t.to_string()),
                     category: r.category,
                     action: r.action,

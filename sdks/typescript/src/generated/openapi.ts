@@ -635,6 +635,28 @@ export interface components {
             /** @description Pass as `cursor` to get the next page; `null` on the last page. */
             next_cursor?: string | null;
         };
+        /** @description An alert rule as shown. */
+        AlertRuleView: {
+            created_at: string;
+            destinations: string[];
+            /**
+             * Format: int64
+             * @description Events this server evaluated for it since it started.
+             */
+            evaluated?: number | null;
+            /**
+             * Format: int64
+             * @description Its firings on this server since it started (all firings: `GET /v1/alerts`).
+             */
+            fired?: number | null;
+            id: string;
+            match: Record<string, unknown>;
+            name: string;
+            severity?: string | null;
+            suppress_for?: string | null;
+            tenant?: string | null;
+            threshold: Record<string, unknown>;
+        };
         /** @description One entry of a batch response: an acknowledgement, or the error of the event at `index`. */
         BatchItem: components["schemas"]["Ack"] | {
             error: components["schemas"]["ErrorDetail"];
@@ -1069,6 +1091,15 @@ export interface components {
             /** @description The logs with an unexplained tail; absent when there are none. */
             unexplained?: components["schemas"]["UnexplainedTail"][];
         };
+        /** @description One retention rule. */
+        RetentionRuleView: {
+            /** @description An action, or a prefix ending in `*`. */
+            action?: string | null;
+            category?: string | null;
+            /** @description `<n>s|m|h|d`, or `forever`. */
+            keep: string;
+            tenant?: string | null;
+        };
         /** @description The retention task on this server. */
         RetentionTaskView: {
             enabled: boolean;
@@ -1093,16 +1124,7 @@ export interface components {
             tenants: components["schemas"]["TenantRetentionView"][];
         };
         RuleList: {
-            rules: components["schemas"]["RuleView"][];
-        };
-        /** @description One retention rule. */
-        RuleView: {
-            /** @description An action, or a prefix ending in `*`. */
-            action?: string | null;
-            category?: string | null;
-            /** @description `<n>s|m|h|d`, or `forever`. */
-            keep: string;
-            tenant?: string | null;
+            rules: components["schemas"]["AlertRuleView"][];
         };
         /**
          * @description How much an event matters; ordered, so `min_severity` is a comparison.
@@ -1160,7 +1182,7 @@ export interface components {
             /** Format: int64 */
             purges: number;
             /** @description The rules that can apply to this tenant, most specific first. */
-            rules: components["schemas"]["RuleView"][];
+            rules: components["schemas"]["RetentionRuleView"][];
             tenant: string;
         };
         TokenList: {
@@ -1463,7 +1485,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["RuleView"];
+                    "application/json": components["schemas"]["AlertRuleView"];
                 };
             };
             /** @description Malformed JSON */
