@@ -50,7 +50,7 @@ pub struct CreateDestination {
     pub format: Option<String>,
     /// Search filters (the names of `GET /v1/events`' parameters) a streamed event must pass.
     #[serde(default)]
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub filter: Option<BTreeMap<String, String>>,
     /// True: deliver every matching event (a stream). False (default): only the firings of
     /// the alert rules that name this destination.
@@ -127,11 +127,11 @@ pub struct CreateRule {
     /// Search filters (as `GET /v1/events`' parameters), plus optionally
     /// `"changes": {"field": "role", "to": "admin"}`.
     #[serde(rename = "match", default)]
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub matcher: Option<Value>,
     /// `{"count": 5, "window": "10m", "group_by": "context.ip"}`.
     #[serde(default)]
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub threshold: Option<Value>,
     /// After a firing, stay silent for this group this long (`<n>s|m|h|d`).
     #[serde(default)]
@@ -153,7 +153,7 @@ pub struct AlertRuleView {
     #[serde(rename = "match")]
     #[schema(value_type = Object)]
     pub matcher: Value,
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub threshold: Option<Value>,
     pub suppress_for: Option<String>,
     pub severity: Option<String>,

@@ -655,7 +655,7 @@ export interface components {
             severity?: string | null;
             suppress_for?: string | null;
             tenant?: string | null;
-            threshold: Record<string, unknown>;
+            threshold?: Record<string, unknown> | null;
         };
         /** @description One entry of a batch response: an acknowledgement, or the error of the event at `index`. */
         BatchItem: components["schemas"]["Ack"] | {
@@ -739,7 +739,7 @@ export interface components {
         /** @description `POST /v1/destinations` body. */
         CreateDestination: {
             /** @description Search filters (the names of `GET /v1/events`' parameters) a streamed event must pass. */
-            filter?: Record<string, unknown>;
+            filter?: Record<string, unknown> | null;
             /** @description `bitacora` (default) or `ocsf`. */
             format?: string | null;
             /** @description `webhook`, `slack`, `splunk_hec` or `nats`. */
@@ -777,7 +777,7 @@ export interface components {
              * @description Search filters (as `GET /v1/events`' parameters), plus optionally
              *     `"changes": {"field": "role", "to": "admin"}`.
              */
-            match?: Record<string, unknown>;
+            match?: Record<string, unknown> | null;
             /** @description 1-128 characters. */
             name: string;
             /** @description Severity of the `bitacora.alert.fired` events (default `high`). */
@@ -787,7 +787,7 @@ export interface components {
             /** @description Watch this tenant only (default: every tenant; forced for a pinned admin key). */
             tenant?: string | null;
             /** @description `{"count": 5, "window": "10m", "group_by": "context.ip"}`. */
-            threshold?: Record<string, unknown>;
+            threshold?: Record<string, unknown> | null;
         };
         DayCount: {
             /** Format: int64 */
