@@ -64,6 +64,9 @@ pub const PURGE_ACTION: &str = bitacora_log::verify::PURGE_ACTION;
 pub const HOLD_PLACED: &str = "bitacora.legal_hold.placed";
 pub const HOLD_RELEASED: &str = "bitacora.legal_hold.released";
 
+/// The store lease whose holder is the one server that purges (`Store::acquire_lease`).
+pub const LEASE: &str = "retention";
+
 const PURGED_TOTAL: &str = "bitacora_retention_purged_events_total";
 const PASSES: &str = "bitacora_retention_passes_total";
 const ERRORS: &str = "bitacora_retention_errors_total";
@@ -136,6 +139,9 @@ pub struct RetentionStatus {
     /// Set while the current rule set waits out `min_delay`: when purging starts.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub purging_from: Option<String>,
+    /// Another server sharing the store holds the retention lease, so this one does not
+    /// purge (one purger per store; it takes over if the other stops renewing).
+    pub standby: bool,
 }
 
 /// A shared view of the retention task's [`RetentionStatus`].
@@ -571,6 +577,12 @@ pub fn spawn_retention(
             return;
         }
         let interval = retention.config.check_interval.as_duration();
+        // One purger per store: servers sharing a PostgreSQL database take a lease, renewed
+        // at every pass and long enough to outlive one missed pass, so a dead holder's place
+        // is taken within about two intervals. (Two purgers would not lose anything — the
+        // second purge of a batch is refused — but both would archive and announce it.)
+        let holder = uuid::Uuid::now_v7().to_string();
+        let lease_micros = (interval * 2 + Duration::from_secs(60)).as_micros() as i64;
         // A short delay first, so a server's start (and its tests) is not slowed by a pass.
         let mut wait = Duration::from_secs(1).min(interval);
         loop {
@@ -585,6 +597,23 @@ pub fn spawn_retention(
             }
             wait = interval;
             let now = now_micros();
+            match retention
+                .store
+                .acquire_lease(LEASE, &holder, now, lease_micros)
+                .await
+            {
+                Ok(true) => status.update(|s| s.standby = false),
+                Ok(false) => {
+                    status.update(|s| s.standby = true);
+                    continue;
+                }
+                Err(e) => {
+                    metrics::counter!(ERRORS).increment(1);
+                    tracing::error!(error = %e, "retention: cannot take the purger lease; no pass");
+                    status.update(|s| s.last_error = Some(e.to_string()));
+                    continue;
+                }
+            }
             metrics::counter!(PASSES).increment(1);
             match retention.pass(now, false, None, &cancel).await {
                 Ok(report) => status.update(|s| {

@@ -483,3 +483,44 @@ async fn a_crash_at_every_step_never_purges_without_its_archive() {
         store.close().await.unwrap();
     }
 }
+
+/// Servers sharing a store (PostgreSQL) run one retention task each, but only one purges: the
+/// task takes the store's `retention` lease before each pass, and the others stand by (their
+/// status says so) instead of archiving and announcing the same batches.
+#[tokio::test]
+async fn only_the_lease_holder_purges() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let c = config(&RULES.replace(
+        "default = \"10d\"",
+        "default = \"10d\"\n    check_interval = \"1s\"",
+    ));
+    let cancel = CancellationToken::new();
+    let (a_task, a) = bitacora_lifecycle::spawn_retention(
+        retention(store.clone(), &dir.path().join("archive"), c.clone()),
+        cancel.clone(),
+    );
+    let (b_task, b) = bitacora_lifecycle::spawn_retention(
+        retention(store.clone(), &dir.path().join("archive"), c),
+        cancel.clone(),
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (sa, sb) = (a.snapshot(), b.snapshot());
+        if sa.last_pass_at.is_some() || sb.last_pass_at.is_some() {
+            if sa.standby || sb.standby {
+                // One ran a pass, the other found the lease taken.
+                assert_ne!(sa.standby, sb.standby, "{sa:?} {sb:?}");
+                let (ran, waited) = if sa.standby { (sb, sa) } else { (sa, sb) };
+                assert!(ran.last_pass_at.is_some(), "{ran:?}");
+                assert!(waited.last_pass_at.is_none(), "{waited:?}");
+                break;
+            }
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{sa:?} {sb:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    cancel.cancel();
+    a_task.await.unwrap();
+    b_task.await.unwrap();
+}

@@ -408,6 +408,8 @@ pub struct RetentionTaskView {
     /// While a changed rule set waits out `min_delay`: when purging starts.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub purging_from: Option<String>,
+    /// Another server sharing the store is the one that purges (one purger per store).
+    pub standby: bool,
 }
 
 /// `GET /v1/retention`.
@@ -514,6 +516,7 @@ pub async fn retention(
             purges: s.purges,
             last_error: s.last_error,
             purging_from: s.purging_from,
+            standby: s.standby,
         },
         tenants: views,
     }))

@@ -1113,6 +1113,8 @@ export interface components {
             purges: number;
             /** @description While a changed rule set waits out `min_delay`: when purging starts. */
             purging_from?: string | null;
+            /** @description Another server sharing the store is the one that purges (one purger per store). */
+            standby: boolean;
         };
         /** @description `GET /v1/retention`. */
         RetentionView: {
