@@ -507,15 +507,14 @@ async fn only_the_lease_holder_purges() {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
         let (sa, sb) = (a.snapshot(), b.snapshot());
-        if sa.last_pass_at.is_some() || sb.last_pass_at.is_some() {
-            if sa.standby || sb.standby {
-                // One ran a pass, the other found the lease taken.
-                assert_ne!(sa.standby, sb.standby, "{sa:?} {sb:?}");
-                let (ran, waited) = if sa.standby { (sb, sa) } else { (sa, sb) };
-                assert!(ran.last_pass_at.is_some(), "{ran:?}");
-                assert!(waited.last_pass_at.is_none(), "{waited:?}");
-                break;
-            }
+        let passed = sa.last_pass_at.is_some() || sb.last_pass_at.is_some();
+        if passed && (sa.standby || sb.standby) {
+            // One ran a pass, the other found the lease taken.
+            assert_ne!(sa.standby, sb.standby, "{sa:?} {sb:?}");
+            let (ran, waited) = if sa.standby { (sb, sa) } else { (sa, sb) };
+            assert!(ran.last_pass_at.is_some(), "{ran:?}");
+            assert!(waited.last_pass_at.is_none(), "{waited:?}");
+            break;
         }
         assert!(tokio::time::Instant::now() < deadline, "{sa:?} {sb:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
