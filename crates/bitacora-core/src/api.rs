@@ -69,9 +69,16 @@ pub struct EventPage {
     pub events: Vec<Event>,
     /// Pass as `cursor` to get the next page; `null` on the last page.
     pub next_cursor: Option<String>,
-    /// Numbered pagination only: the exact number of matching events.
+    /// Numbered pagination only: the number of matching events — exact unless
+    /// `total_exact` is false.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub total: Option<u64>,
+    /// Numbered pagination only: false when counting every match would have taken longer
+    /// than the server's budget (`store.total_budget_ms`), so `total` (and `total_pages`) is
+    /// an estimate from samples of the log; the page's events are exact either way, and the
+    /// last page always knows the exact total.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_exact: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub page: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

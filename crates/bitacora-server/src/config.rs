@@ -86,6 +86,10 @@ data = "./bitacora-data"
 synchronous = "full"
 # Most events the writer commits in one transaction (unset: the store's default).
 # max_batch_events = 50000
+# Milliseconds a numbered page (`page=`) may spend counting its total: totals of filters the
+# store keeps no counter for are counted up to this budget, and the rest estimated from
+# samples; such a page says `"total_exact": false`. 0 estimates every such total.
+total_budget_ms = 25
 
 [ingest]
 # The tenant of an event that names none, sent with a key that is not pinned to a tenant.
@@ -425,6 +429,10 @@ pub struct StoreConfig {
     /// Upper bound of one group commit; `None` keeps the store's own default.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_batch_events: Option<usize>,
+    /// Milliseconds a numbered page may spend counting its total; past them the rest of the
+    /// total is estimated and the page says `"total_exact": false`. 0 estimates every total
+    /// the store does not keep counted.
+    pub total_budget_ms: u64,
 }
 
 impl Default for StoreConfig {
@@ -434,6 +442,7 @@ impl Default for StoreConfig {
             database_url: None,
             synchronous: SyncMode::Full,
             max_batch_events: None,
+            total_budget_ms: bitacora_store::total::DEFAULT_BUDGET.as_millis() as u64,
         }
     }
 }
@@ -448,6 +457,7 @@ impl fmt::Debug for StoreConfig {
             )
             .field("synchronous", &self.synchronous)
             .field("max_batch_events", &self.max_batch_events)
+            .field("total_budget_ms", &self.total_budget_ms)
             .finish()
     }
 }

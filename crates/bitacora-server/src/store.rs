@@ -2,6 +2,7 @@
 //! `store.database_url`. The rest of the server only sees `Arc<dyn Store>`.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use bitacora_store::Store;
@@ -19,7 +20,10 @@ pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
         if scheme == "postgres" || scheme == "postgresql" {
             let runtime = tokio::runtime::Handle::try_current()
                 .context("the PostgreSQL store must be opened inside a tokio runtime")?;
-            let mut options = PgOptions::default();
+            let mut options = PgOptions {
+                total_budget: Duration::from_millis(config.store.total_budget_ms),
+                ..PgOptions::default()
+            };
             if let Some(n) = config.store.max_batch_events {
                 options.max_batch_events = n.max(1);
             }
@@ -40,6 +44,7 @@ pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
             SyncMode::Normal => Synchronous::Normal,
             SyncMode::Full => Synchronous::Full,
         },
+        total_budget: Duration::from_millis(config.store.total_budget_ms),
         ..SqliteOptions::default()
     };
     if let Some(n) = config.store.max_batch_events {

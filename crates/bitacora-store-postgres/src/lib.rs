@@ -64,6 +64,9 @@ pub struct PgOptions {
     pub pool_size: usize,
     /// Monthly partitions kept created ahead of the current month.
     pub months_ahead: u32,
+    /// How long a numbered page may spend counting its total before the rest of it is
+    /// estimated ([`bitacora_store::total`]).
+    pub total_budget: Duration,
 }
 
 impl Default for PgOptions {
@@ -72,6 +75,7 @@ impl Default for PgOptions {
             max_batch_events: 20_000,
             pool_size: 16,
             months_ahead: 3,
+            total_budget: bitacora_store::total::DEFAULT_BUDGET,
         }
     }
 }
@@ -86,6 +90,7 @@ pub struct PgStore {
     permits: Arc<Semaphore>,
     /// The commit key, shared with the writer task, which reads it at every commit.
     commit_key: Arc<RwLock<Option<CommitKey>>>,
+    total_budget: Duration,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -188,6 +193,7 @@ impl PgStore {
             maintenance: Mutex::new(Some(maintenance)),
             permits,
             commit_key,
+            total_budget: options.total_budget,
         })
     }
 
@@ -271,7 +277,7 @@ impl Store for PgStore {
 
     async fn search(&self, query: &EventQuery) -> StoreResult<SearchResult> {
         let mut client = self.client().await?;
-        read::search(&mut client, query).await
+        read::search(&mut client, query, self.total_budget).await
     }
 
     async fn actions(&self, tenant: &TenantName) -> StoreResult<Vec<ActionSummary>> {
@@ -843,10 +849,29 @@ mod tests {
     /// A store on a fresh database, or `None` (skip) when PostgreSQL is unreachable outside CI.
     async fn open() -> Option<(PgStore, TestDatabase)> {
         let db = TestDatabase::create().await?;
-        let store = PgStore::open(db.url(), PgOptions::default())
+        let options = PgOptions {
+            // The conformance suite checks exact totals: never estimate them here.
+            total_budget: Duration::from_secs(600),
+            ..PgOptions::default()
+        };
+        let store = PgStore::open(db.url(), options)
             .await
             .expect("open the store");
         Some((store, db))
+    }
+
+    #[tokio::test]
+    async fn totals_past_the_budget_are_estimated() {
+        let Some(db) = TestDatabase::create().await else {
+            return;
+        };
+        let options = PgOptions {
+            total_budget: Duration::ZERO,
+            ..PgOptions::default()
+        };
+        let store = PgStore::open(db.url(), options).await.unwrap();
+        conformance::totals_past_the_budget_are_estimated(&store).await;
+        store.close().await.unwrap();
     }
 
     conformance::suite!({

@@ -6,6 +6,7 @@
 //! page size; `q=` goes through the GIN index on the unaccented text.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use bitacora_core::api::{
     ActionSummary, ActorCount, ActorSummary, DayCount, KeyCount, SeverityCount, Stats,
@@ -13,6 +14,7 @@ use bitacora_core::api::{
 use bitacora_core::event::timestamp;
 use bitacora_core::query::{ActionPattern, EventQuery, Order, Pagination};
 use bitacora_core::{Outcome, Severity, TenantName};
+use bitacora_store::total::{Counter, Total};
 use bitacora_store::{SearchResult, StoreError, StoreResult, StoredEvent};
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{ClientWrapper, Transaction};
@@ -335,9 +337,15 @@ fn compile(tid: i32, size: u64, q: &EventQuery) -> Compiled {
 /// it underestimates a window's rows by orders of magnitude and would sort all of them to
 /// return 50. `q=` keeps sorting: there the GIN index finds rare terms without reading the
 /// log, and its matches must be sorted.
-pub async fn search(client: &mut ClientWrapper, q: &EventQuery) -> StoreResult<SearchResult> {
+///
+/// `budget`: how long a numbered page may spend counting its total ([`crate::PgOptions`]).
+pub async fn search(
+    client: &mut ClientWrapper,
+    q: &EventQuery,
+    budget: Duration,
+) -> StoreResult<SearchResult> {
     let tx = snapshot(client, q).await?;
-    let result = search_in(&tx, q).await?;
+    let result = search_in(&tx, q, budget).await?;
     tx.commit().await.map_err(pg_error)?;
     Ok(result)
 }
@@ -361,7 +369,11 @@ async fn snapshot<'a>(
     Ok(tx)
 }
 
-async fn search_in(tx: &Transaction<'_>, q: &EventQuery) -> StoreResult<SearchResult> {
+async fn search_in(
+    tx: &Transaction<'_>,
+    q: &EventQuery,
+    budget: Duration,
+) -> StoreResult<SearchResult> {
     let client = tx;
     let Some((tid, size)) = tenant_in(tx, &q.tenant).await? else {
         return Ok(SearchResult {
@@ -414,16 +426,39 @@ async fn search_in(tx: &Transaction<'_>, q: &EventQuery) -> StoreResult<SearchRe
                 events,
                 next_after,
                 total: None,
+                estimated: false,
             })
         }
         Pagination::Numbered { page, per_page } => {
-            // Per-span totals: free for spans wholly inside a bare window, from the counters
-            // for actions/categories alone, counted through the span's index otherwise.
-            let mut counts = Vec::with_capacity(spans.len());
+            let offset = u64::from(page - 1) * u64::from(per_page);
+            let per_page = u64::from(per_page);
+            // The page first, by skipping `offset` matches: a span whose matches (counted
+            // up to what is still to skip) fall short of it is passed over whole.
+            let mut events = Vec::new();
+            let mut skip = offset;
+            for s in &spans {
+                let need = per_page - events.len() as u64;
+                if need == 0 {
+                    break;
+                }
+                if skip > 0 && spans.len() > 1 {
+                    let n = if s.inside && c.window_only {
+                        s.count
+                    } else {
+                        count_range(client, &c, (s.lo, s.hi), Some(skip)).await?
+                    };
+                    if n < skip {
+                        skip -= n;
+                        continue;
+                    }
+                }
+                events.extend(run_span(client, &c, &select, s, need, skip).await?);
+                skip = 0;
+            }
             let total = if c.empty {
-                0
+                Total::exact(0)
             } else if c.unfiltered {
-                size
+                Total::exact(size)
             } else if c.counted {
                 // Counters kept in the append transaction: no need to count the rows (an
                 // action of 1.25M events took ~3 s at 10M).
@@ -432,48 +467,74 @@ async fn search_in(tx: &Transaction<'_>, q: &EventQuery) -> StoreResult<SearchRe
                     c.where_clause
                 );
                 let stmt = client.prepare_cached(&sql).await.map_err(pg_error)?;
-                client
-                    .query_one(&stmt, &c.refs())
-                    .await
-                    .map_err(pg_error)?
-                    .get::<_, i64>(0) as u64
+                Total::exact(
+                    client
+                        .query_one(&stmt, &c.refs())
+                        .await
+                        .map_err(pg_error)?
+                        .get::<_, i64>(0) as u64,
+                )
             } else {
-                for s in &spans {
-                    counts.push(if s.inside && c.window_only {
-                        s.count
-                    } else {
-                        count_span(client, &c, s).await?
-                    });
-                }
-                counts.iter().sum()
-            };
-            let offset = u64::from(page - 1) * u64::from(per_page);
-            let mut events = Vec::new();
-            if offset < total {
-                let mut skip = offset;
-                for (i, s) in spans.iter().enumerate() {
-                    let need = u64::from(per_page) - events.len() as u64;
-                    if need == 0 {
-                        break;
-                    }
-                    // With one span its count is not needed (nor always computed).
-                    if let Some(&n) = counts.get(i).filter(|_| spans.len() > 1)
-                        && skip >= n
-                    {
-                        skip -= n;
-                        continue;
-                    }
-                    events.extend(run_span(client, &c, &select, s, need, skip).await?);
-                    skip = 0;
-                }
+                counted(client, &c, &spans, !q.filter.text.is_empty(), budget).await?
             }
+            .with_page(offset, events.len() as u64, per_page);
             Ok(SearchResult {
                 events,
                 next_after: None,
-                total: Some(total),
+                total: Some(total.value),
+                estimated: !total.exact,
             })
         }
     }
+}
+
+/// The total of a filter no counter answers, within `budget` ([`bitacora_store::total`]):
+/// spans wholly inside a bare window from the zone map, the others counted in chunks of
+/// seqs, and what the budget leaves estimated from samples.
+///
+/// With full text the count is one statement over each span, whatever the budget: the GIN
+/// index yields a term's matches over the whole log, with no seq order to cut it at, so
+/// every chunk or sample would pay for all of them again.
+async fn counted(
+    tx: &Transaction<'_>,
+    c: &Compiled,
+    spans: &[Span],
+    text: bool,
+    budget: Duration,
+) -> StoreResult<Total> {
+    let mut known = 0;
+    let mut ranges = Vec::with_capacity(spans.len());
+    for s in spans {
+        if s.inside && c.window_only {
+            known += s.count;
+        } else {
+            ranges.push((s.lo, s.hi));
+        }
+    }
+    if text {
+        for r in ranges {
+            known += count_range(tx, c, r, None).await?;
+        }
+        return Ok(Total::exact(known));
+    }
+    let mut counter = Counter::new(ranges, budget);
+    while let Some(r) = counter.next() {
+        counter.counted(count_range(tx, c, r, None).await?);
+    }
+    let t = if counter.done() {
+        counter.total()
+    } else {
+        let mut sampled = (0, 0);
+        for r in counter.samples() {
+            sampled.0 += (r.1 - r.0 + 1) as u64;
+            sampled.1 += count_range(tx, c, r, None).await?;
+        }
+        counter.estimate(sampled)
+    };
+    Ok(Total {
+        value: t.value + known,
+        exact: t.exact,
+    })
 }
 
 async fn tenant_in(tx: &Transaction<'_>, name: &TenantName) -> StoreResult<Option<(i32, u64)>> {
@@ -509,12 +570,36 @@ async fn run_span(
         .collect()
 }
 
-async fn count_span(client: &Transaction<'_>, c: &Compiled, span: &Span) -> StoreResult<u64> {
-    let sql = format!("SELECT count(*) FROM events WHERE {}", c.where_clause);
-    let stmt = client.prepare_cached(&sql).await.map_err(pg_error)?;
-    let bounds = (span.lo, span.hi);
-    Ok(client
-        .query_one(&stmt, &c.span_refs(&bounds))
+/// The matches among seqs `lo..=hi`, or `min(matches, cap)` with a cap. Without a window
+/// the compiled filter has no seq bounds of its own, so they are added.
+async fn count_range(
+    tx: &Transaction<'_>,
+    c: &Compiled,
+    range: (i64, i64),
+    cap: Option<u64>,
+) -> StoreResult<u64> {
+    let mut refs = c.span_refs(&range);
+    let where_clause = if c.window.is_some() {
+        c.where_clause.clone()
+    } else {
+        refs.push(&range.0);
+        refs.push(&range.1);
+        format!(
+            "{} AND seq BETWEEN ${} AND ${}",
+            c.where_clause,
+            refs.len() - 1,
+            refs.len()
+        )
+    };
+    let sql = match cap {
+        None => format!("SELECT count(*) FROM events WHERE {where_clause}"),
+        Some(n) => {
+            format!("SELECT count(*) FROM (SELECT 1 FROM events WHERE {where_clause} LIMIT {n}) s")
+        }
+    };
+    let stmt = tx.prepare_cached(&sql).await.map_err(pg_error)?;
+    Ok(tx
+        .query_one(&stmt, &refs)
         .await
         .map_err(pg_error)?
         .get::<_, i64>(0) as u64)

@@ -83,6 +83,9 @@ pub struct SqliteOptions {
     pub max_batch_events: usize,
     /// How long full-text indexing may trail a commit.
     pub fts_interval: Duration,
+    /// How long a numbered page may spend counting its total before the rest of it is
+    /// estimated ([`bitacora_store::total`]).
+    pub total_budget: Duration,
 }
 
 impl Default for SqliteOptions {
@@ -91,6 +94,7 @@ impl Default for SqliteOptions {
             synchronous: Synchronous::Full,
             max_batch_events: 20_000,
             fts_interval: Duration::from_millis(250),
+            total_budget: bitacora_store::total::DEFAULT_BUDGET,
         }
     }
 }
@@ -99,6 +103,7 @@ impl Default for SqliteOptions {
 pub struct SqliteStore {
     path: PathBuf,
     synchronous: Synchronous,
+    total_budget: Duration,
     sender: Mutex<Option<Sender<Job>>>,
     /// The writer and the full-text indexer threads.
     threads: Mutex<Vec<JoinHandle<()>>>,
@@ -262,6 +267,7 @@ impl SqliteStore {
         Ok(Self {
             path,
             synchronous: options.synchronous,
+            total_budget: options.total_budget,
             sender: Mutex::new(Some(tx)),
             threads: Mutex::new(threads),
             permits,
@@ -374,7 +380,9 @@ impl Store for SqliteStore {
 
     async fn search(&self, query: &EventQuery) -> StoreResult<SearchResult> {
         let query = query.clone();
-        self.with_conn(move |c| read::search(c, &query)).await
+        let budget = self.total_budget;
+        self.with_conn(move |c| read::search(c, &query, budget))
+            .await
     }
 
     async fn actions(&self, tenant: &TenantName) -> StoreResult<Vec<ActionSummary>> {
@@ -955,6 +963,8 @@ mod tests {
             SqliteOptions {
                 synchronous: Synchronous::Normal,
                 fts_interval: Duration::from_millis(20),
+                // The conformance suite checks exact totals: never estimate them here.
+                total_budget: Duration::from_secs(600),
                 ..SqliteOptions::default()
             },
         )
@@ -1035,6 +1045,18 @@ mod tests {
         let store = open(dir.path());
         (std::sync::Arc::new(store) as std::sync::Arc<dyn Store>, dir)
     });
+
+    #[tokio::test]
+    async fn totals_past_the_budget_are_estimated() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = SqliteOptions {
+            synchronous: Synchronous::Off,
+            total_budget: Duration::ZERO,
+            ..SqliteOptions::default()
+        };
+        let store = SqliteStore::open(dir.path(), options).unwrap();
+        conformance::totals_past_the_budget_are_estimated(&store).await;
+    }
 
     #[tokio::test]
     async fn acknowledged_events_survive_reopening_and_text_is_indexed_after_restart() {

@@ -11,10 +11,12 @@ use bitacora_core::api::{
 use bitacora_core::event::timestamp;
 use bitacora_core::query::{ActionPattern, EventQuery, Order, Pagination};
 use bitacora_core::{Outcome, Severity, TenantName};
+use bitacora_store::total::{Counter, Total};
 use bitacora_store::{SearchResult, StoreError, StoreResult, StoredEvent};
 use chrono::{DateTime, Utc};
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
+use std::time::Duration;
 
 use crate::derive::{self, pos, seq_of, tenant_range};
 use crate::rollup::{self, DAY_US};
@@ -305,14 +307,17 @@ pub fn compile(conn: &Connection, tid: i64, q: &EventQuery) -> StoreResult<Compi
 
 /// Answers a search in one read transaction, so a windowed search (several statements: the
 /// zone map, one count and one page per span) sees one snapshot of the log.
-pub fn search(conn: &Connection, q: &EventQuery) -> StoreResult<SearchResult> {
+/// `budget`: how long a numbered page may spend counting its total ([`SqliteOptions`]).
+///
+/// [`SqliteOptions`]: crate::SqliteOptions
+pub fn search(conn: &Connection, q: &EventQuery, budget: Duration) -> StoreResult<SearchResult> {
     let tx = conn.unchecked_transaction().map_err(sql_error)?;
-    let result = search_in(&tx, q)?;
+    let result = search_in(&tx, q, budget)?;
     tx.commit().map_err(sql_error)?;
     Ok(result)
 }
 
-fn search_in(conn: &Connection, q: &EventQuery) -> StoreResult<SearchResult> {
+fn search_in(conn: &Connection, q: &EventQuery, budget: Duration) -> StoreResult<SearchResult> {
     let Some((tid, size)) = tenant(conn, &q.tenant)? else {
         return Ok(SearchResult {
             total: matches!(q.page, Pagination::Numbered { .. }).then_some(0),
@@ -364,55 +369,95 @@ fn search_in(conn: &Connection, q: &EventQuery) -> StoreResult<SearchResult> {
                 events,
                 next_after,
                 total: None,
+                estimated: false,
             })
         }
         Pagination::Numbered { page, per_page } => {
-            // Per-span totals: free for spans wholly inside a bare window, from the counters
-            // for actions/categories alone, counted through the span's index otherwise.
-            let mut counts = Vec::with_capacity(spans.len());
-            let total = if c.empty {
-                0
-            } else if c.unfiltered {
-                size
-            } else if let (Some((actions, categories)), 1) = (&c.counted, spans.len()) {
-                counted_total(conn, tid, actions, categories)?
-            } else {
-                for s in &spans {
-                    counts.push(if s.inside && c.window_only {
+            let offset = u64::from(page - 1) * u64::from(per_page);
+            let per_page = u64::from(per_page);
+            // The page first, by skipping `offset` matches: a span whose matches (counted
+            // up to what is still to skip) fall short of it is passed over whole.
+            let mut events = Vec::new();
+            let mut skip = offset;
+            for s in &spans {
+                let need = per_page - events.len() as u64;
+                if need == 0 {
+                    break;
+                }
+                if skip > 0 && spans.len() > 1 {
+                    let n = if s.inside && c.window_only {
                         s.count
                     } else {
-                        count_span(conn, &c, s)?
-                    });
-                }
-                counts.iter().sum()
-            };
-            let offset = u64::from(page - 1) * u64::from(per_page);
-            let mut events = Vec::new();
-            if offset < total {
-                let mut skip = offset;
-                for (i, s) in spans.iter().enumerate() {
-                    let need = u64::from(per_page) - events.len() as u64;
-                    if need == 0 {
-                        break;
-                    }
-                    // With one span its count is not needed (nor always computed).
-                    if let Some(&n) = counts.get(i).filter(|_| spans.len() > 1)
-                        && skip >= n
-                    {
+                        count_range(conn, &c, (s.lo, s.hi), Some(skip))?
+                    };
+                    if n < skip {
                         skip -= n;
                         continue;
                     }
-                    events.extend(run_span(conn, &c, &select, s, need, skip)?);
-                    skip = 0;
                 }
+                events.extend(run_span(conn, &c, &select, s, need, skip)?);
+                skip = 0;
             }
+            let total = if c.empty {
+                Total::exact(0)
+            } else if c.unfiltered {
+                Total::exact(size)
+            } else if let (Some((actions, categories)), 1) = (&c.counted, spans.len()) {
+                Total::exact(counted_total(conn, tid, actions, categories)?)
+            } else {
+                counted(conn, &c, &spans, tid, size, budget)?
+            }
+            .with_page(offset, events.len() as u64, per_page);
             Ok(SearchResult {
                 events,
                 next_after: None,
-                total: Some(total),
+                total: Some(total.value),
+                estimated: !total.exact,
             })
         }
     }
+}
+
+/// The total of a filter no counter answers, within `budget` ([`bitacora_store::total`]):
+/// spans wholly inside a bare window from the zone map, the others counted in chunks, and
+/// what the budget leaves estimated from samples. Ranges stop at the tenant's last event, so
+/// positions that hold no event yet are never sampled.
+fn counted(
+    conn: &Connection,
+    c: &Compiled,
+    spans: &[Span],
+    tid: i64,
+    size: u64,
+    budget: Duration,
+) -> StoreResult<Total> {
+    let last = pos(tid, size.saturating_sub(1));
+    let mut known = 0;
+    let mut ranges = Vec::with_capacity(spans.len());
+    for s in spans {
+        if s.inside && c.window_only {
+            known += s.count;
+        } else if size > 0 {
+            ranges.push((s.lo, s.hi.min(last)));
+        }
+    }
+    let mut counter = Counter::new(ranges, budget);
+    while let Some(r) = counter.next() {
+        counter.counted(count_range(conn, c, r, None)?);
+    }
+    let t = if counter.done() {
+        counter.total()
+    } else {
+        let mut sampled = (0, 0);
+        for r in counter.samples() {
+            sampled.0 += (r.1 - r.0 + 1) as u64;
+            sampled.1 += count_range(conn, c, r, None)?;
+        }
+        counter.estimate(sampled)
+    };
+    Ok(Total {
+        value: t.value + known,
+        exact: t.exact,
+    })
 }
 
 /// The compiled parameters with the `pos` bounds of `span`.
@@ -439,13 +484,23 @@ fn run_span(
     run(conn, &sql, &span_params(c, span))
 }
 
-fn count_span(conn: &Connection, c: &Compiled, span: &Span) -> StoreResult<u64> {
-    let sql = format!("SELECT count(*) {}", c.from_where);
+/// The matches among positions `lo..=hi`, or `min(matches, cap)` with a cap.
+fn count_range(
+    conn: &Connection,
+    c: &Compiled,
+    (lo, hi): (i64, i64),
+    cap: Option<u64>,
+) -> StoreResult<u64> {
+    let sql = match cap {
+        None => format!("SELECT count(*) {}", c.from_where),
+        Some(n) => format!("SELECT count(*) FROM (SELECT 1 {} LIMIT {n})", c.from_where),
+    };
+    let mut params = c.params.clone();
+    params[c.range_at] = lo.into();
+    params[c.range_at + 1] = hi.into();
     conn.prepare_cached(&sql)
         .map_err(sql_error)?
-        .query_row(params_from_iter(span_params(c, span)), |r| {
-            r.get::<_, i64>(0)
-        })
+        .query_row(params_from_iter(params), |r| r.get::<_, i64>(0))
         .map(|n| n as u64)
         .map_err(sql_error)
 }

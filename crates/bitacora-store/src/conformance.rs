@@ -416,6 +416,90 @@ pub async fn numbered_pages_have_exact_totals(store: &dyn Store) {
     assert_eq!(r.total, Some(0));
 }
 
+/// For a store opened with a **zero** total budget (not part of [`suite!`]): totals that
+/// need counting are estimated and flagged, totals the store keeps are exact, the pages
+/// themselves are exact whatever the total, and the last page makes its total exact.
+pub async fn totals_past_the_budget_are_estimated(store: &dyn Store) {
+    const N: u64 = 30_000;
+    // One event a minute from January 1st; every seventh a failure.
+    for chunk in timed_events("default", N, "2026-01-01T00:00:00Z", 60).chunks(10_000) {
+        store.append(chunk.to_vec()).await.expect("append");
+    }
+    let failures = |from: u64, to: u64| (from..to).filter(|i| i % 7 == 0).count() as u64;
+    let seqs = |r: &crate::SearchResult| r.events.iter().map(|e| e.seq).collect::<Vec<_>>();
+    let close = |got: u64, want: u64| got.abs_diff(want) * 10 <= want * 3;
+
+    // Counted by the store's own counters: exact.
+    let r = store.search(&query("page=1&per_page=5")).await.unwrap();
+    assert_eq!((r.total, r.estimated), (Some(N), false));
+    let r = store
+        .search(&query("action=user.login&page=1&per_page=5"))
+        .await
+        .unwrap();
+    assert_eq!((r.total, r.estimated), (Some(N / 4), false));
+
+    // A filter with no counter over the whole log: estimated, close, never below the page.
+    for page in [1, 3] {
+        let r = store
+            .search(&query(&format!("outcome=failure&page={page}&per_page=10")))
+            .await
+            .unwrap();
+        assert!(
+            r.estimated,
+            "page {page}: the total is flagged as an estimate"
+        );
+        let total = r.total.unwrap();
+        assert!(
+            close(total, failures(0, N)),
+            "estimate {total} of {}",
+            failures(0, N)
+        );
+        // The page is exact: the same events as a cursor walk.
+        let walk = store
+            .search(&query(&format!("outcome=failure&limit={}", page * 10)))
+            .await
+            .unwrap();
+        assert_eq!(seqs(&r), seqs(&walk)[(page as usize - 1) * 10..]);
+    }
+    // The last page knows the exact total.
+    let per_page = 1_000;
+    let last = failures(0, N).div_ceil(per_page);
+    let r = store
+        .search(&query(&format!(
+            "outcome=failure&page={last}&per_page={per_page}&order=asc"
+        )))
+        .await
+        .unwrap();
+    assert_eq!((r.total, r.estimated), (Some(failures(0, N)), false));
+    assert_eq!(
+        r.events.len() as u64,
+        failures(0, N) - (last - 1) * per_page
+    );
+
+    // A window with a filter: exact or a close estimate, and the page exact.
+    let r = store
+        .search(&query(
+            "since=2026-01-05&until=2026-01-15&outcome=failure&page=2&per_page=20",
+        ))
+        .await
+        .unwrap();
+    // A bare `until` date includes that day.
+    let want = failures(4 * 1440, 15 * 1440);
+    let total = r.total.unwrap();
+    if r.estimated {
+        assert!(close(total, want), "window estimate {total} of {want}");
+    } else {
+        assert_eq!(total, want);
+    }
+    let walk = store
+        .search(&query(
+            "since=2026-01-05&until=2026-01-15&outcome=failure&limit=40",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(seqs(&r), seqs(&walk)[20..]);
+}
+
 /// Waits (up to 5 s) until full-text search for `q` finds `n` events.
 pub async fn eventually_found(store: &dyn Store, q: &str, n: usize) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);

@@ -22,6 +22,7 @@ pub mod check;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod derive;
+pub mod total;
 pub mod window;
 
 /// Times at this boundary are microseconds since the Unix epoch (UTC), so this crate needs
@@ -103,8 +104,11 @@ pub struct SearchResult {
     pub events: Vec<StoredEvent>,
     /// The `seq` to continue after, when more events may follow (cursor pagination).
     pub next_after: Option<u64>,
-    /// The exact number of matches (numbered pagination only).
+    /// The number of matches (numbered pagination only): exact unless `estimated`.
     pub total: Option<u64>,
+    /// `total` is an estimate: counting it exactly would have taken longer than the store's
+    /// total budget ([`total`]).
+    pub estimated: bool,
 }
 
 /// One event of a log as a whole-log walk (`bitacora verify`) re-checks it, computed by the

@@ -141,8 +141,9 @@ pub async fn search(
     if let Pagination::Numbered { page, per_page } = query.page {
         let total = result.total.unwrap_or(0);
         let total_pages = total.div_ceil(u64::from(per_page));
+        let exact = !result.estimated;
         out.push_str(&format!(
-            ",\"total\":{total},\"page\":{page},\"per_page\":{per_page},\"total_pages\":{total_pages}"
+            ",\"total\":{total},\"total_exact\":{exact},\"page\":{page},\"per_page\":{per_page},\"total_pages\":{total_pages}"
         ));
     }
     out.push('}');

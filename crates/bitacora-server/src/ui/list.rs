@@ -507,11 +507,18 @@ pub async fn page(
             Pagination::Numbered { page, per_page } => {
                 let total = result.total.unwrap_or(0);
                 let pages = total.div_ceil(u64::from(per_page)).max(1);
-                page_info = format!("Page {page} of {pages} · {total} events");
+                // An estimated total (too costly to count within the store's budget) says
+                // so; a full page then always offers the next one.
+                page_info = if result.estimated {
+                    format!("Page {page} of about {pages} · about {total} events")
+                } else {
+                    format!("Page {page} of {pages} · {total} events")
+                };
                 if page > 1 {
                     prev_url = Some(filters.with("page", &(page - 1).to_string()).url(&viewer));
                 }
-                if u64::from(page) < pages {
+                let full = result.events.len() == per_page as usize;
+                if u64::from(page) < pages || (result.estimated && full) {
                     next_url = Some(filters.with("page", &(page + 1).to_string()).url(&viewer));
                 }
             }

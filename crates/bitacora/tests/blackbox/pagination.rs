@@ -81,6 +81,7 @@ async fn numbered_pages_have_exact_totals() {
         (p3.total, p3.page, p3.per_page, p3.total_pages),
         (Some(25), Some(3), Some(10), Some(3))
     );
+    assert_eq!(p3.total_exact, Some(true));
     assert_eq!(
         p3.events[0].id, "n-4",
         "page 3 of newest-first starts at the 21st newest"
@@ -107,12 +108,71 @@ async fn numbered_pages_have_exact_totals() {
         (f.total, f.total_pages, f.events.len()),
         (Some(4), Some(2), 3)
     );
+    assert_eq!(
+        f.total_exact,
+        Some(true),
+        "counted within the default budget"
+    );
     let one = app
         .client
         .search(&SearchParams::new().tenant("pn").page(1))
         .await
         .unwrap();
     assert_eq!((one.per_page, one.total), (Some(50), Some(25)));
+}
+
+/// A server whose budget is spent before counting (`store.total_budget_ms = 0`) estimates
+/// the totals it keeps no counter for and says so with `total_exact: false`, still serves
+/// exact pages, and knows the exact total on the last page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn totals_over_budget_are_flagged_estimates() {
+    const N: usize = 20_000;
+    let app = spawn_app_with(|c| c.store.total_budget_ms = 0).await;
+    for chunk in numbered("pe", "e", N).chunks(5_000) {
+        app.client.send_batch(chunk).await.unwrap();
+    }
+    let page = |n: u32, per: u32| SearchParams::new().tenant("pe").page(n).per_page(per);
+
+    // No filter: the tenant's size, exact.
+    let all = app.client.search(&page(1, 10)).await.unwrap();
+    assert_eq!((all.total, all.total_exact), (Some(N as u64), Some(true)));
+
+    // actor ids cycle u0..u6: one event in seven is u3's, the newest 19,995.
+    let want = (0..N).filter(|i| i % 7 == 3).count() as u64;
+    let f = app.client.search(&page(2, 2).actor_id("u3")).await.unwrap();
+    assert_eq!(
+        f.events.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
+        ["e-19981", "e-19974"]
+    );
+    assert_eq!(f.total_exact, Some(false));
+    let total = f.total.unwrap();
+    assert!(
+        total.abs_diff(want) * 10 <= want * 3,
+        "estimate {total} of {want}"
+    );
+    assert_eq!(f.total_pages, Some(total.div_ceil(2)));
+
+    // The raw JSON carries the flag beside the total; the last page's total is exact.
+    let per_page = 1_000;
+    let last = want.div_ceil(per_page);
+    let raw: serde_json::Value = reqwest::Client::new()
+        .get(format!(
+            "{}/v1/events?tenant=pe&actor_id=u3&page={last}&per_page={per_page}",
+            app.base_url()
+        ))
+        .bearer_auth(&app.admin_key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(raw["total_exact"], true);
+    assert_eq!(raw["total"], want);
+    assert_eq!(
+        raw["events"].as_array().unwrap().len() as u64,
+        want - (last - 1) * per_page
+    );
 }
 
 /// Walks every page with a cursor while another task ingests into the same tenant: each event

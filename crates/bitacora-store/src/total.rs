@@ -1,0 +1,269 @@
+//! Totals of numbered pages within a time budget: exact when counting fits in it, an estimate
+//! (flagged `total_exact: false`) when it does not.
+//!
+//! A numbered page's total is the number of matching events. The stores answer most totals
+//! without counting rows (the tenant's size, the action counters, the zone map's block counts
+//! for a bare window); the rest — a filter on a column with no index of its own (`outcome`,
+//! `ip`, `actor`, a full-text term…) over a large part of the log — cost a scan of every
+//! candidate row, seconds at tens of millions of events, for a number the user mostly reads as
+//! "how much is there". So the stores count the candidate ranges chunk by chunk, in growing
+//! chunks, until the budget is spent; whatever is left is estimated from evenly spaced samples
+//! of it (a stratified sample: the log is in arrival order and the rate of matches drifts over
+//! time, so one sample from one end would be biased), and the page says the total is an
+//! estimate. The page itself never depends on the total: it is read by skipping matches, not
+//! by dividing a count.
+//!
+//! Only the planning is here, shared by both stores; counting a range is SQL, in the stores.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+/// The default budget: a numbered page's total costs at most about this much (plus the
+/// samples) before it is an estimate.
+pub const DEFAULT_BUDGET: Duration = Duration::from_millis(25);
+
+/// Positions in the first chunk counted; each following chunk is twice as large, up to
+/// [`MAX_CHUNK`], so that a cheap filter finishes in few statements while an expensive one
+/// overshoots the budget by at most about one chunk.
+const FIRST_CHUNK: i64 = 16_384;
+const MAX_CHUNK: i64 = 1 << 20;
+/// Samples taken of what is left when the budget runs out, and the largest sample.
+const SAMPLES: i64 = 16;
+const SAMPLE_WIDTH: i64 = 1_024;
+
+/// A total and whether it was counted (`true`) or estimated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Total {
+    pub value: u64,
+    pub exact: bool,
+}
+
+impl Total {
+    pub fn exact(value: u64) -> Self {
+        Total { value, exact: true }
+    }
+
+    /// Corrects an estimate with what the page proved: a page shorter than asked for (and
+    /// not empty, or the first) is the last one, so its offset plus its length is the exact
+    /// total; a full page proves at least its offset plus its length; an empty page past the
+    /// first proves there are no more than its offset. A counted total is left as it is.
+    pub fn with_page(self, offset: u64, got: u64, per_page: u64) -> Self {
+        if self.exact {
+            return self;
+        }
+        if got < per_page && (got > 0 || offset == 0) {
+            return Total::exact(offset + got);
+        }
+        let value = if got == 0 {
+            self.value.min(offset)
+        } else {
+            self.value.max(offset + got)
+        };
+        Total {
+            value,
+            exact: false,
+        }
+    }
+}
+
+/// Counts inclusive position ranges against a deadline. The store calls [`Counter::next`]
+/// for each range to count and [`Counter::counted`] with its matches; when `next` returns
+/// `None` with ranges left, it counts the [`Counter::samples`] and calls
+/// [`Counter::estimate`].
+#[derive(Debug)]
+pub struct Counter {
+    left: VecDeque<(i64, i64)>,
+    chunk: i64,
+    deadline: Instant,
+    /// Whether the next chunk may start after the deadline: the first one always does
+    /// (unless the budget is zero), so a stall of the machine between planning and counting
+    /// cannot turn a one-statement total into an estimate.
+    first: bool,
+    matches: u64,
+}
+
+impl Counter {
+    /// `ranges`: the inclusive position ranges whose matches make the total, in any order.
+    pub fn new(ranges: impl IntoIterator<Item = (i64, i64)>, budget: Duration) -> Self {
+        Counter {
+            left: ranges.into_iter().filter(|(lo, hi)| lo <= hi).collect(),
+            chunk: FIRST_CHUNK,
+            deadline: Instant::now() + budget,
+            first: !budget.is_zero(),
+            matches: 0,
+        }
+    }
+
+    /// The next range to count exactly, or `None` when everything is counted or the budget
+    /// is spent (always `None` for a zero budget).
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> Option<(i64, i64)> {
+        if !std::mem::take(&mut self.first) && Instant::now() >= self.deadline {
+            return None;
+        }
+        let (lo, hi) = self.left.pop_front()?;
+        let end = lo.saturating_add(self.chunk - 1).min(hi);
+        if end < hi {
+            self.left.push_front((end + 1, hi));
+        }
+        self.chunk = (self.chunk * 2).min(MAX_CHUNK);
+        Some((lo, end))
+    }
+
+    /// Records the matches of the range [`Counter::next`] returned last.
+    pub fn counted(&mut self, matches: u64) {
+        self.matches += matches;
+    }
+
+    /// True when every range has been counted: [`Counter::total`] is exact.
+    pub fn done(&self) -> bool {
+        self.left.is_empty()
+    }
+
+    /// The exact total, once [`Counter::done`].
+    pub fn total(&self) -> Total {
+        Total::exact(self.matches)
+    }
+
+    /// Up to [`SAMPLES`] ranges of at most [`SAMPLE_WIDTH`] positions, evenly spaced over
+    /// what is left to count (by position, across its ranges) — or all of it when it is no
+    /// larger than the samples would be: then the estimate is exact.
+    pub fn samples(&self) -> Vec<(i64, i64)> {
+        let left: i64 = self.left.iter().map(|(lo, hi)| hi - lo + 1).sum();
+        if left == 0 {
+            return Vec::new();
+        }
+        if left <= SAMPLES * SAMPLE_WIDTH {
+            return self.left.iter().copied().collect();
+        }
+        let n = SAMPLES.min(left);
+        let width = SAMPLE_WIDTH.min(left / n).max(1);
+        let stride = left / n;
+        let mut out = Vec::with_capacity(n as usize);
+        let mut ranges = self.left.iter().copied();
+        let (mut lo, mut hi) = ranges.next().expect("left is not empty");
+        // `skipped`: positions of the ranges before the current one.
+        let mut skipped = 0;
+        for i in 0..n {
+            let at = i * stride;
+            while at - skipped > hi - lo {
+                skipped += hi - lo + 1;
+                (lo, hi) = ranges
+                    .next()
+                    .expect("sample offsets stay inside what is left");
+            }
+            let start = lo + (at - skipped);
+            out.push((start, (start + width - 1).min(hi)));
+        }
+        out
+    }
+
+    /// The total: what was counted plus, for what was left, the sampled rate of matches
+    /// per position times the positions left. `sampled` is (positions, matches) summed over
+    /// the [`Counter::samples`].
+    pub fn estimate(&self, (positions, matches): (u64, u64)) -> Total {
+        let left: i64 = self.left.iter().map(|(lo, hi)| hi - lo + 1).sum();
+        if left == 0 {
+            return self.total();
+        }
+        if positions >= left as u64 {
+            // The samples covered everything that was left: nothing is extrapolated.
+            return Total::exact(self.matches + matches);
+        }
+        let rest = if positions == 0 {
+            0
+        } else {
+            (matches as f64 / positions as f64 * left as f64).round() as u64
+        };
+        Total {
+            value: self.matches + rest,
+            exact: false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_generous_budget_counts_everything_in_growing_chunks() {
+        let mut c = Counter::new([(0, 99_999), (200_000, 200_009)], Duration::from_secs(60));
+        let mut seen = Vec::new();
+        while let Some(r) = c.next() {
+            seen.push(r);
+            c.counted((r.1 - r.0 + 1) as u64);
+        }
+        assert!(c.done());
+        assert_eq!(c.total(), Total::exact(100_010));
+        assert_eq!(seen[0], (0, FIRST_CHUNK - 1));
+        assert_eq!(seen[1], (FIRST_CHUNK, 3 * FIRST_CHUNK - 1));
+        assert_eq!(*seen.last().unwrap(), (200_000, 200_009));
+        // Contiguous, non-overlapping, covering both ranges.
+        let covered: i64 = seen.iter().map(|(lo, hi)| hi - lo + 1).sum();
+        assert_eq!(covered, 100_010);
+    }
+
+    #[test]
+    fn no_budget_samples_evenly_and_extrapolates() {
+        let c = Counter::new([(0, 999_999), (5_000_000, 5_999_999)], Duration::ZERO);
+        let mut c = c;
+        assert_eq!(c.next(), None);
+        let samples = c.samples();
+        assert_eq!(samples.len() as i64, SAMPLES);
+        // Half of the samples in each range, each SAMPLE_WIDTH wide.
+        assert_eq!(samples.iter().filter(|s| s.0 < 1_000_000).count(), 8);
+        assert!(samples.iter().all(|(lo, hi)| hi - lo + 1 == SAMPLE_WIDTH));
+        // One match in ten positions.
+        let positions: u64 = samples.iter().map(|(lo, hi)| (hi - lo + 1) as u64).sum();
+        let t = c.estimate((positions, positions / 10));
+        assert!(!t.exact);
+        assert!((199_000..=201_000).contains(&t.value), "{t:?}");
+    }
+
+    #[test]
+    fn small_remainders_are_counted_whole() {
+        let c = Counter::new([(10, 12), (20, 20)], Duration::ZERO);
+        assert_eq!(c.samples(), vec![(10, 12), (20, 20)]);
+        assert_eq!(c.estimate((4, 2)), Total::exact(2));
+    }
+
+    #[test]
+    fn samples_of_several_ranges_stay_inside_them() {
+        let c = Counter::new([(0, 9_999), (50_000, 59_999)], Duration::ZERO);
+        let samples = c.samples();
+        assert_eq!(samples.len() as i64, SAMPLES);
+        for (lo, hi) in samples {
+            assert!(lo <= hi);
+            assert!(
+                (0..10_000).contains(&lo) && hi < 10_000
+                    || (50_000..60_000).contains(&lo) && hi < 60_000
+            );
+        }
+    }
+
+    #[test]
+    fn the_page_corrects_the_estimate() {
+        let guess = Total {
+            value: 40,
+            exact: false,
+        };
+        // A short page is the last: exact.
+        assert_eq!(guess.with_page(100, 7, 50), Total::exact(107));
+        // A full page proves at least offset + per_page.
+        assert_eq!(
+            guess.with_page(100, 50, 50),
+            Total {
+                value: 150,
+                exact: false
+            }
+        );
+        // An empty page past the end: no more than its offset.
+        assert_eq!(guess.with_page(20, 0, 50).value, 20);
+        assert_eq!(guess.with_page(100, 0, 50), guess);
+        // An empty first page: nothing matches.
+        assert_eq!(guess.with_page(0, 0, 50), Total::exact(0));
+        // A counted total stands.
+        assert_eq!(Total::exact(9).with_page(0, 3, 50), Total::exact(9));
+    }
+}
