@@ -126,6 +126,10 @@ enum Command {
         /// the stats cells).
         #[arg(long)]
         only: Option<String>,
+        /// The store's budget for counting a numbered page's total (`store.total_budget_ms`);
+        /// a large one counts every total exactly (the baseline).
+        #[arg(long, default_value_t = 25)]
+        total_budget_ms: u64,
     },
     /// Batch ingest through the PostgreSQL store versus a raw binary COPY of the same rows
     /// into the same table layout, in one run (databases on `BITACORA_TEST_POSTGRES`,
@@ -293,6 +297,7 @@ fn main() -> anyhow::Result<()> {
             repeats,
             worst,
             only,
+            total_budget_ms,
         } => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?
@@ -305,6 +310,7 @@ fn main() -> anyhow::Result<()> {
                 repeats,
                 worst,
                 only.as_deref(),
+                Duration::from_millis(total_budget_ms),
             )),
         Command::PgIngest {
             events,

@@ -42,6 +42,8 @@ struct Cell {
     p99: f64,
     found: usize,
     total: Option<u64>,
+    /// The total is an estimate (`total_exact: false`).
+    estimated: bool,
     runs: usize,
 }
 
@@ -84,10 +86,11 @@ pub async fn matrix(
     repeats: usize,
     worst: usize,
     only: Option<&str>,
+    total_budget: Duration,
 ) -> anyhow::Result<()> {
     let store: Arc<dyn Store> = match target {
-        Target::Embedded(dir) => open_filled(dir, events).await?,
-        Target::Postgres => crate::pg::open_filled(events).await?,
+        Target::Embedded(dir) => open_filled(dir, events, total_budget).await?,
+        Target::Postgres => crate::pg::open_filled(events, total_budget).await?,
     };
     let size = store.log_size(&TenantName::default_tenant()).await? as usize;
     // Days 1..=days of January 2026 hold events (the generator wraps after 28).
@@ -152,10 +155,12 @@ pub async fn matrix(
                 }
                 let q = query(&full)?;
                 let s = &store;
+                let estimated = std::sync::atomic::AtomicBool::new(false);
                 let (times, found, total) = time(repeats, || {
-                    let q = q.clone();
+                    let (q, estimated) = (q.clone(), &estimated);
                     async move {
                         let r = s.search(&q).await?;
+                        estimated.store(r.estimated, std::sync::atomic::Ordering::Relaxed);
                         Ok((r.events.len(), r.total))
                     }
                 })
@@ -170,6 +175,7 @@ pub async fn matrix(
                     p99: pct(&times, 0.99),
                     found,
                     total,
+                    estimated: estimated.into_inner(),
                     runs: times.len(),
                 };
                 print_cell(&cell);
@@ -208,6 +214,7 @@ pub async fn matrix(
                 p99: pct(&times, 0.99),
                 found,
                 total: None,
+                estimated: false,
                 runs: times.len(),
             };
             print_cell(&cell);
@@ -223,6 +230,11 @@ pub async fn matrix(
     for c in cells.iter().take(worst) {
         print_cell(c);
     }
+    let estimated = cells.iter().filter(|c| c.estimated).count();
+    println!(
+        "\n{estimated} numbered cells estimated their total (budget {} ms)",
+        total_budget.as_millis()
+    );
     let over = |ms: f64| cells.iter().filter(|c| c.p95 > ms).count();
     println!(
         "\n{} cells ({} search): p95 > 5 ms: {}, > 20 ms: {}, > 50 ms: {}, > 200 ms: {}",
@@ -255,7 +267,9 @@ fn print_cell(c: &Cell) {
         c.p95,
         c.p99,
         c.found,
-        c.total.map(|t| format!(", total {t}")).unwrap_or_default(),
+        c.total
+            .map(|t| format!(", total {}{t}", if c.estimated { "~" } else { "" }))
+            .unwrap_or_default(),
         c.runs
     );
 }

@@ -229,7 +229,7 @@ pub async fn pg_ingest(
 /// Opens (creating it if needed) the database `bitacora_bench_search_<events>`, first filling
 /// it up to `events` generated events (the same events as the embedded store's `search`),
 /// then analyzing it. Kept between runs: filling 10M events takes more than an hour here.
-pub async fn open_filled(events: usize) -> anyhow::Result<Arc<PgStore>> {
+pub async fn open_filled(events: usize, total_budget: Duration) -> anyhow::Result<Arc<PgStore>> {
     let name = format!("bitacora_bench_search_{events}");
     let admin = connect(&format!("{}/postgres", server_url().trim_end_matches('/'))).await?;
     let exists = admin
@@ -242,7 +242,11 @@ pub async fn open_filled(events: usize) -> anyhow::Result<Arc<PgStore>> {
             .await?;
     }
     let url = format!("{}/{name}", server_url().trim_end_matches('/'));
-    let store = Arc::new(PgStore::open(&url, PgOptions::default()).await?);
+    let options = PgOptions {
+        total_budget,
+        ..PgOptions::default()
+    };
+    let store = Arc::new(PgStore::open(&url, options).await?);
     let tenant = TenantName::default_tenant();
     let have = store.log_size(&tenant).await? as usize;
     if have < events {
@@ -276,7 +280,7 @@ pub async fn open_filled(events: usize) -> anyhow::Result<Arc<PgStore>> {
 }
 
 pub async fn pg_search(events: usize, repeats: usize) -> anyhow::Result<()> {
-    let store = open_filled(events).await?;
+    let store = open_filled(events, bitacora_store::total::DEFAULT_BUDGET).await?;
     let tenant = TenantName::default_tenant();
     let size = store.log_size(&tenant).await?;
     println!("PostgreSQL store, {size} events in tenant `default`:");

@@ -50,12 +50,17 @@ pub(crate) fn pct(sorted: &[Duration], p: f64) -> f64 {
 }
 
 /// Opens the store in `dir`, first filling it up to `events` generated events.
-pub(crate) async fn open_filled(dir: &Path, events: usize) -> anyhow::Result<Arc<SqliteStore>> {
+pub(crate) async fn open_filled(
+    dir: &Path,
+    events: usize,
+    total_budget: Duration,
+) -> anyhow::Result<Arc<SqliteStore>> {
     let store = Arc::new(
         SqliteStore::open(
             dir,
             SqliteOptions {
                 synchronous: Synchronous::Off,
+                total_budget,
                 ..SqliteOptions::default()
             },
         )
@@ -83,7 +88,7 @@ pub(crate) async fn open_filled(dir: &Path, events: usize) -> anyhow::Result<Arc
 }
 
 pub async fn search(dir: &Path, events: usize, repeats: usize) -> anyhow::Result<()> {
-    let store = open_filled(dir, events).await?;
+    let store = open_filled(dir, events, bitacora_store::total::DEFAULT_BUDGET).await?;
     for (name, params) in SHAPES {
         let q = query(params)?;
         let mut times = Vec::with_capacity(repeats);
