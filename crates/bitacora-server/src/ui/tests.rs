@@ -52,11 +52,16 @@ impl Reply {
 }
 
 async fn app() -> TestApp {
+    app_with(|_| {}).await
+}
+
+async fn app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
     crate::telemetry::init_test_tracing();
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::default();
     config.store.data = dir.path().to_owned();
     config.store.synchronous = SyncMode::Off;
+    configure(&mut config);
     let store = crate::open_store(&config).unwrap();
     let signer = bitacora_core::checkpoint::NoteSigner::from_seed("bitacora", [7; 32]).unwrap();
     let keys = bitacora_log::LogKeys::new(signer, Vec::new());
@@ -784,6 +789,35 @@ async fn verify_now_runs_in_the_background() {
     let r = app.get("/ui/integrity", Some(&key)).await;
     assert!(r.body.contains("Intact"), "{}", r.body);
     assert!(r.body.contains("tenant default: intact: 2 events"));
+}
+
+/// A numbered page whose total the store estimated (its budget spent) says "about", and
+/// offers the next page while pages are full; counted totals read as before.
+#[tokio::test]
+async fn an_estimated_total_reads_about() {
+    let app = app_with(|c| c.store.total_budget_ms = 0).await;
+    let events: Vec<Value> = (0..20_000)
+        .map(|i| {
+            json!({"action": "user.login", "actor": {"id": "a"},
+                   "outcome": if i % 3 == 0 { "failure" } else { "success" }})
+        })
+        .collect();
+    app.append(&events).await;
+    let read = app.key(Scope::Read, None).await;
+
+    let r = app
+        .get("/ui/?outcome=failure&page=2&per_page=50", Some(&read))
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.body.contains("Page 2 of about "), "{}", r.body);
+    assert!(r.body.contains("page=3"), "the next page is offered");
+
+    let r = app.get("/ui/?page=2&per_page=50", Some(&read)).await;
+    assert!(
+        r.body.contains("Page 2 of 400 · 20000 events"),
+        "{}",
+        r.body
+    );
 }
 
 #[tokio::test]
