@@ -170,7 +170,16 @@ async fn header(st: &mut State) -> Result<Bytes, LogError> {
             .await?;
     }
     let (tree_size, note) = match latest {
-        Some(cp) => (cp.size, cp.note),
+        // With the witnesses' cosignatures of that checkpoint, if any (CONTRACT §11), so
+        // `verify-bundle --policy` can check the policy's quorum offline.
+        Some(cp) => {
+            let mut note = cp.note;
+            for c in store.cosignatures(&tenant, cp.size).await? {
+                note.push_str(&c.line);
+                note.push('\n');
+            }
+            (cp.size, note)
+        }
         // An empty log: its checkpoint (size 0, the empty root) is signed for the bundle.
         None => (
             0,
@@ -381,6 +390,9 @@ pub struct BundleReport {
     /// The keys whose signatures verified, as `name+id`.
     pub signed_by: Vec<String>,
     pub filter: serde_json::Value,
+    /// The header's signed note as it is (with any witness cosignatures), for a caller that
+    /// also checks a witness policy (`bitacora verify-bundle --policy`).
+    pub checkpoint: String,
 }
 
 impl BundleReport {
@@ -530,6 +542,7 @@ pub fn verify_bundle(
             .map(|s| format!("{}+{:08x}", s.name, s.key_id))
             .collect(),
         filter: header.filter,
+        checkpoint: header.checkpoint,
     })
 }
 

@@ -119,6 +119,14 @@ checkpoint_interval_ms = 1000
 public_tiles = false
 # Full hash tiles (8 KiB each) kept in memory for /logs/<tenant>/tile/...
 tile_cache_tiles = 4096
+# Witnesses (CONTRACT section 11, docs/TRANSPARENCY.md): a C2SP tlog-policy file naming the
+# witnesses to submit each tenant's checkpoints to (`witness <name> <vkey> <url>` lines) and the
+# quorum their cosignatures must meet. Unset: no witnessing.
+# witness_policy_file = "/etc/bitacora/witnesses.policy"
+# Least time between two submissions of a tenant's checkpoints to one witness (milliseconds).
+witness_interval_ms = 300000
+# How long one add-checkpoint request to a witness may take (milliseconds).
+witness_timeout_ms = 10000
 
 # Database change capture (docs/CAPTURE.md): drain the outbox that `bitacora capture install`
 # set up in an application's PostgreSQL database into a tenant's log. One section per database;
@@ -280,6 +288,13 @@ pub struct IntegrityConfig {
     pub public_tiles: bool,
     /// How many full hash tiles the in-memory cache of `/logs/` keeps (0: none).
     pub tile_cache_tiles: usize,
+    /// The C2SP `tlog-policy` file of the witnesses to submit checkpoints to; `None`: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub witness_policy_file: Option<PathBuf>,
+    /// Least time between two submissions of one tenant's checkpoints to one witness.
+    pub witness_interval_ms: u64,
+    /// How long one `add-checkpoint` request may take.
+    pub witness_timeout_ms: u64,
 }
 
 impl Default for IntegrityConfig {
@@ -291,6 +306,9 @@ impl Default for IntegrityConfig {
             checkpoint_interval_ms: 1000,
             public_tiles: false,
             tile_cache_tiles: 4096,
+            witness_policy_file: None,
+            witness_interval_ms: 300_000,
+            witness_timeout_ms: 10_000,
         }
     }
 }
@@ -298,6 +316,36 @@ impl Default for IntegrityConfig {
 impl IntegrityConfig {
     pub fn checkpoint_interval(&self) -> std::time::Duration {
         std::time::Duration::from_millis(self.checkpoint_interval_ms.max(10))
+    }
+
+    /// The witness policy (`witness_policy_file`), read and parsed; `None` without one. A
+    /// missing or malformed file is a startup error naming the file and the line.
+    pub fn witness_policy(&self) -> anyhow::Result<Option<bitacora_core::witness::Policy>> {
+        let Some(path) = &self.witness_policy_file else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot read `integrity.witness_policy_file` `{}`: {e}",
+                path.display()
+            )
+        })?;
+        let policy = bitacora_core::witness::Policy::parse(&text).map_err(|e| {
+            anyhow::anyhow!("`integrity.witness_policy_file` `{}`: {e}", path.display())
+        })?;
+        Ok(Some(policy))
+    }
+
+    /// The witnessing task's settings for `policy`.
+    pub fn witness_config(
+        &self,
+        policy: bitacora_core::witness::Policy,
+    ) -> bitacora_witness::WitnessConfig {
+        bitacora_witness::WitnessConfig {
+            policy: std::sync::Arc::new(policy),
+            interval: std::time::Duration::from_millis(self.witness_interval_ms.max(100)),
+            timeout: std::time::Duration::from_millis(self.witness_timeout_ms.max(100)),
+        }
     }
 }
 

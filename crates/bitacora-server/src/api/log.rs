@@ -66,7 +66,8 @@ pub struct TenantParam {
 ///
 /// A C2SP `tlog-checkpoint` (origin `bitacora/<tenant>`, tree size, base64 root hash) in an
 /// Ed25519 `signed-note`; verify it with the key from `GET /v1/log/public-key`. The server
-/// signs each growing log at least once a second.
+/// signs each growing log at least once a second. With a witness policy, the note also
+/// carries the `cosignature/v1` lines witnesses returned for this checkpoint (CONTRACT §11).
 #[utoipa::path(
     get,
     path = "/v1/log/checkpoint",
@@ -91,7 +92,9 @@ pub async fn checkpoint(
     check_params(&pairs, &["tenant"])?;
     let tenant = principal.resolve_tenant(param(&pairs, "tenant"))?;
     match state.store.latest_checkpoint(&tenant).await? {
-        Some(cp) => Ok(text(cp.note)),
+        Some(cp) => Ok(text(
+            crate::integrity::cosigned_note(&*state.store, &tenant, &cp).await?,
+        )),
         None => Err(bitacora_log::LogError::NoCheckpoint(tenant.to_string()).into()),
     }
 }

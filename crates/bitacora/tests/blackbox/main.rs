@@ -19,3 +19,4 @@ mod read;
 mod search;
 mod tail;
 mod tlog;
+mod witness;
