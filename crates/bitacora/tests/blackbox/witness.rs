@@ -335,6 +335,25 @@ async fn two_witnesses_cosign_and_every_served_checkpoint_carries_their_cosignat
             && l.ends_with(" 1")),
         "{metrics}"
     );
+
+    // The viewer's integrity page: the witnesses table, and who cosigned the checkpoint.
+    // (The export's own event is cosigned within an interval.)
+    let page = eventually("the integrity page shows the cosigned checkpoint", || async {
+        let page = crate::tail::integrity_page(&app.base_url(), &app.admin_key).await;
+        if page.contains(
+            "Cosigned by 2 witnesses: <code>w1.example/witness</code>, <code>w2.example/witness</code>",
+        ) {
+            Ok(page)
+        } else {
+            Err(page)
+        }
+    })
+    .await;
+    assert!(
+        page.contains("<h2 id=\"h-witnesses\">Witnesses</h2>"),
+        "{page}"
+    );
+    assert!(page.contains(&u1) && page.contains(&u2), "{page}");
 }
 
 /// Accepts connections and never answers: a witness that is down the worst way (a timeout,
@@ -437,6 +456,9 @@ async fn a_witness_that_is_down_delays_neither_ingest_nor_checkpoints() {
             && l.ends_with(" 0")),
         "{metrics}"
     );
+    let page = crate::tail::integrity_page(&app.base_url(), &app.admin_key).await;
+    assert!(page.contains("failing"), "{page}");
+    assert!(page.contains("slow: no answer within"), "{page}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
