@@ -268,8 +268,9 @@ export interface paths {
         };
         /**
          * One event's C2SP `tlog-proof@v1`.
-         * @description The event's index, its RFC 6962 inclusion proof and, after an empty line, the latest
-         *     signed checkpoint verbatim. Anyone holding the event's canonical bytes (the event as
+         * @description The event's index, its RFC 6962 inclusion proof and, after an empty line, a signed
+         *     checkpoint with its witness cosignatures: the newest one witnesses cosigned that covers
+         *     the event, else the latest. Anyone holding the event's canonical bytes (the event as
          *     `GET /v1/events/{id}` returns it, minus `seq` and `leaf_hash`, in RFC 8785 form) and the
          *     log's verifier key can check it offline with any implementation of the spec, or with
          *     `bitacora verify-proof`. `404 no_checkpoint` while the event is newer than the latest
@@ -392,7 +393,8 @@ export interface paths {
          * The tenant's latest signed checkpoint.
          * @description A C2SP `tlog-checkpoint` (origin `bitacora/<tenant>`, tree size, base64 root hash) in an
          *     Ed25519 `signed-note`; verify it with the key from `GET /v1/log/public-key`. The server
-         *     signs each growing log at least once a second.
+         *     signs each growing log at least once a second. With a witness policy, the note also
+         *     carries the `cosignature/v1` lines witnesses returned for this checkpoint (CONTRACT §11).
          */
         get: operations["checkpoint"];
         put?: never;
@@ -1090,6 +1092,12 @@ export interface components {
             status: string;
             /** @description The logs with an unexplained tail; absent when there are none. */
             unexplained?: components["schemas"]["UnexplainedTail"][];
+            /**
+             * @description One entry per witness of `integrity.witness_policy_file` (CONTRACT §11); absent without
+             *     a policy. A witness that is down does not make the server unready: it only delays
+             *     cosignatures.
+             */
+            witnesses?: components["schemas"]["WitnessHealth"][];
         };
         /** @description One retention rule. */
         RetentionRuleView: {
@@ -1222,6 +1230,29 @@ export interface components {
              */
             signed_size: number;
             tenant: string;
+        };
+        /** @description A witness as `/readyz` shows it (this process's view). */
+        WitnessHealth: {
+            /** @description The largest checkpoint size it cosigned, per tenant. */
+            cosigned: {
+                [key: string]: number;
+            };
+            /**
+             * Format: int64
+             * @description Failed submissions since its last success.
+             */
+            failures: number;
+            /** @description Its last failure (`<tenant>: <what happened>`). */
+            last_error?: string | null;
+            last_error_at?: string | null;
+            /** @description When it last cosigned (RFC 3339). */
+            last_success_at?: string | null;
+            /** @description Its name in the policy. */
+            name: string;
+            /** @description `idle`, `ok`, `failing`, `standby` (another server submits) or `no url`. */
+            state: string;
+            /** @description Its submission URL prefix; absent when the policy gives none (never submitted to). */
+            url?: string | null;
         };
     };
     responses: never;
