@@ -119,6 +119,10 @@ checkpoint_interval_ms = 1000
 public_tiles = false
 # Full hash tiles (8 KiB each) kept in memory for /logs/<tenant>/tile/...
 tile_cache_tiles = 4096
+# The prefix of each tenant's checkpoint origin, `<prefix>/<tenant>` (CONTRACT section 11). Fixed
+# for a log when its first checkpoint is signed: changing it later only affects new logs. Set a
+# unique one (e.g. "audit.example.com/bitacora") before submitting checkpoints to public witnesses.
+origin_prefix = "bitacora"
 # Witnesses (CONTRACT section 11, docs/TRANSPARENCY.md): a C2SP tlog-policy file naming the
 # witnesses to submit each tenant's checkpoints to (`witness <name> <vkey> <url>` lines) and the
 # quorum their cosignatures must meet. Unset: no witnessing.
@@ -288,6 +292,8 @@ pub struct IntegrityConfig {
     pub public_tiles: bool,
     /// How many full hash tiles the in-memory cache of `/logs/` keeps (0: none).
     pub tile_cache_tiles: usize,
+    /// New logs' checkpoint origin is `<origin_prefix>/<tenant>` (fixed per log).
+    pub origin_prefix: String,
     /// The C2SP `tlog-policy` file of the witnesses to submit checkpoints to; `None`: none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub witness_policy_file: Option<PathBuf>,
@@ -306,6 +312,7 @@ impl Default for IntegrityConfig {
             checkpoint_interval_ms: 1000,
             public_tiles: false,
             tile_cache_tiles: 4096,
+            origin_prefix: bitacora_log::DEFAULT_ORIGIN_PREFIX.to_owned(),
             witness_policy_file: None,
             witness_interval_ms: 300_000,
             witness_timeout_ms: 10_000,
@@ -314,6 +321,23 @@ impl Default for IntegrityConfig {
 }
 
 impl IntegrityConfig {
+    /// Checks `origin_prefix`: `<prefix>/<tenant>` must be a valid checkpoint origin and note
+    /// key name (no spaces, `+` or control characters), and not end with `/`.
+    pub fn validate(&self) -> Result<(), String> {
+        let p = &self.origin_prefix;
+        if p.is_empty()
+            || p.ends_with('/')
+            || p.chars()
+                .any(|c| c.is_whitespace() || c.is_control() || c == '+')
+        {
+            return Err(format!(
+                "`integrity.origin_prefix` = {p:?}: it must be non-empty, without spaces, `+` or \
+                 control characters, and not end with `/` (e.g. \"audit.example.com/bitacora\")"
+            ));
+        }
+        Ok(())
+    }
+
     pub fn checkpoint_interval(&self) -> std::time::Duration {
         std::time::Duration::from_millis(self.checkpoint_interval_ms.max(10))
     }
@@ -589,6 +613,7 @@ impl Config {
             .extract::<Config>()
             .map_err(describe)?;
         config.retention.validate().map_err(ConfigError)?;
+        config.integrity.validate().map_err(ConfigError)?;
         Ok(config)
     }
 

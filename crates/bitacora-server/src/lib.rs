@@ -203,12 +203,13 @@ pub async fn serve_with_store(
         task
     });
     let flusher = state.auth.clone().spawn_usage_flusher(background.clone());
-    let checkpointer = bitacora_log::spawn_checkpointer_with_status(
+    let checkpointer = bitacora_log::spawn_checkpointer_with_prefix(
         store.clone(),
         state.signer.clone(),
         config.integrity.checkpoint_interval(),
         background.clone(),
         state.tails.clone(),
+        config.integrity.origin_prefix.clone(),
     );
     // Retention (docs/LIFECYCLE.md): one pass every `check_interval`; it stops with the other
     // background tasks, between batches.
@@ -233,10 +234,10 @@ pub async fn serve_with_store(
                 store: store.clone(),
                 config: config.retention.clone(),
                 archive,
-                bundle: bitacora_log::BundleOptions::new(
-                    state.signer.clone(),
-                    state.keys.verifiers(),
-                ),
+                bundle: bitacora_log::BundleOptions {
+                    origin_prefix: config.integrity.origin_prefix.clone(),
+                    ..bitacora_log::BundleOptions::new(state.signer.clone(), state.keys.verifiers())
+                },
                 policy: state.policy.clone(),
             },
             background.clone(),

@@ -15,3 +15,12 @@ CREATE TABLE cosignatures (
 
 -- Each witness's newest cosignature per tenant: where its next submission starts from.
 CREATE INDEX cosignatures_witness ON cosignatures (tenant_id, witness, key_id, size);
+
+-- The origin line of each tenant's log (CONTRACT §11: `<integrity.origin_prefix>/<tenant>`),
+-- fixed when the log's first checkpoint is signed, so that changing the prefix later never
+-- changes an existing log's origin. A log with checkpoints and no row here is older than this
+-- table: its origin is the one its checkpoints carry (`bitacora/<tenant>`).
+CREATE TABLE log_origins (
+    tenant text PRIMARY KEY,
+    origin text NOT NULL
+);

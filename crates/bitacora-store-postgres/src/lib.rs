@@ -406,6 +406,48 @@ impl Store for PgStore {
             .collect())
     }
 
+    async fn log_origin(&self, tenant: &TenantName) -> StoreResult<Option<String>> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached("SELECT origin FROM log_origins WHERE tenant = $1")
+            .await
+            .map_err(pg_error)?;
+        Ok(client
+            .query_opt(&stmt, &[&tenant.as_str()])
+            .await
+            .map_err(pg_error)?
+            .map(|r| r.get(0)))
+    }
+
+    async fn fix_log_origin(&self, tenant: &TenantName, origin: &str) -> StoreResult<String> {
+        let client = self.client().await?;
+        // One statement: the row inserted, or the one another server inserted first.
+        let stmt = client
+            .prepare_cached(
+                "WITH ins AS (
+                     INSERT INTO log_origins (tenant, origin) VALUES ($1, $2)
+                     ON CONFLICT (tenant) DO NOTHING RETURNING origin)
+                 SELECT origin FROM ins
+                 UNION ALL
+                 SELECT origin FROM log_origins WHERE tenant = $1
+                 LIMIT 1",
+            )
+            .await
+            .map_err(pg_error)?;
+        if let Some(row) = client
+            .query_opt(&stmt, &[&tenant.as_str(), &origin])
+            .await
+            .map_err(pg_error)?
+        {
+            return Ok(row.get(0));
+        }
+        // Another server's insert committed after this statement's snapshot: read it now.
+        drop(client);
+        self.log_origin(tenant).await?.ok_or_else(|| {
+            StoreError::Internal(format!("the origin of tenant `{tenant}` vanished"))
+        })
+    }
+
     async fn latest_cosignatures(
         &self,
         tenant: &TenantName,

@@ -543,6 +543,35 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn log_origin(&self, tenant: &TenantName) -> StoreResult<Option<String>> {
+        let tenant = tenant.clone();
+        self.with_conn(move |c| {
+            c.prepare_cached("SELECT origin FROM log_origins WHERE tenant = ?1")
+                .map_err(sql_error)?
+                .query_row([tenant.as_str()], |r| r.get(0))
+                .optional()
+                .map_err(sql_error)
+        })
+        .await
+    }
+
+    async fn fix_log_origin(&self, tenant: &TenantName, origin: &str) -> StoreResult<String> {
+        let (tenant, origin) = (tenant.clone(), origin.to_owned());
+        self.with_conn(move |c| {
+            c.prepare_cached(
+                "INSERT INTO log_origins (tenant, origin) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+            )
+            .map_err(sql_error)?
+            .execute(params![tenant.as_str(), origin])
+            .map_err(sql_error)?;
+            c.prepare_cached("SELECT origin FROM log_origins WHERE tenant = ?1")
+                .map_err(sql_error)?
+                .query_row([tenant.as_str()], |r| r.get(0))
+                .map_err(sql_error)
+        })
+        .await
+    }
+
     async fn latest_cosignatures(
         &self,
         tenant: &TenantName,

@@ -748,6 +748,25 @@ pub async fn checkpoints_are_kept(store: &dyn Store) {
     // Another tenant sees none of them.
     let other = TenantName::parse("other").unwrap();
     assert!(store.latest_cosignatures(&other).await.unwrap().is_empty());
+
+    // A log's origin is fixed by the first call.
+    assert_eq!(store.log_origin(&t).await.unwrap(), None);
+    assert_eq!(
+        store
+            .fix_log_origin(&t, "audit.example/default")
+            .await
+            .unwrap(),
+        "audit.example/default"
+    );
+    assert_eq!(
+        store.fix_log_origin(&t, "bitacora/default").await.unwrap(),
+        "audit.example/default"
+    );
+    assert_eq!(
+        store.log_origin(&t).await.unwrap().as_deref(),
+        Some("audit.example/default")
+    );
+    assert_eq!(store.log_origin(&other).await.unwrap(), None);
 }
 
 /// A small deterministic generator (SplitMix64), so a failing case is reproducible from the

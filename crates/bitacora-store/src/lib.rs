@@ -437,6 +437,13 @@ pub trait Store: Send + Sync + 'static {
         size: u64,
     ) -> StoreResult<Vec<StoredCosignature>>;
 
+    /// The origin line recorded for the tenant's log ([`Store::fix_log_origin`]), if any.
+    async fn log_origin(&self, tenant: &TenantName) -> StoreResult<Option<String>>;
+
+    /// Records `origin` as the tenant's log origin unless one is recorded already, and
+    /// returns the recorded one (so two servers racing to sign a log's first checkpoint agree).
+    async fn fix_log_origin(&self, tenant: &TenantName, origin: &str) -> StoreResult<String>;
+
     /// Each witness key's cosignature of the tenant's largest checkpoint it cosigned, by
     /// witness name and key id.
     async fn latest_cosignatures(&self, tenant: &TenantName)

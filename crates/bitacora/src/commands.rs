@@ -355,6 +355,7 @@ pub async fn export(
     if format == ExportFormat::Bundle {
         let keys = integrity::load_existing_keys(config)?;
         let mut options = BundleOptions::new(Arc::new(keys.signer().clone()), keys.verifiers());
+        options.origin_prefix = config.integrity.origin_prefix.clone();
         options.filter = serde_json::Value::Object(
             params
                 .iter()
@@ -943,7 +944,14 @@ pub fn verify_proof(
             proof.index
         );
     }
-    let origin = tenant_origin(&fields.tenant);
+    // The origin is `<prefix>/<tenant>` (CONTRACT §11); the prefix is the log's, read from the
+    // checkpoint, which a trusted key must have signed.
+    let origin = bitacora_core::checkpoint::SignedNote::parse(proof.checkpoint.as_bytes())
+        .ok()
+        .and_then(|n| bitacora_core::checkpoint::Checkpoint::parse_body(&n.text).ok())
+        .map(|c| c.origin)
+        .filter(|o| bitacora_log::bundle::is_origin_of(o, &fields.tenant))
+        .unwrap_or_else(|| tenant_origin(&fields.tenant));
     let witnessed = match &policy {
         Some(policy) => match policy.check(&proof.checkpoint) {
             Ok(check) if check.cosigned.is_empty() => String::new(),

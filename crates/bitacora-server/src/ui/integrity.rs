@@ -19,7 +19,7 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Json, Redirect, Response};
 use bitacora_core::TenantName;
 use bitacora_core::canonical::hex_hash;
-use bitacora_core::checkpoint::{open_checkpoint, tenant_origin};
+use bitacora_core::checkpoint::open_checkpoint;
 use bitacora_log::{VerifyOptions, verify_tenant};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -163,6 +163,8 @@ pub struct TenantPanel {
     pub holds: Vec<HoldLine>,
     /// The witnesses (key names) whose cosignatures the latest checkpoint carries.
     pub cosigned_by: Vec<String>,
+    /// The log's origin line (`<prefix>/<tenant>`, fixed when the log was first signed).
+    pub origin: String,
     /// The largest checkpoint size any witness cosigned, when it is not the latest.
     pub witnessed_size: Option<u64>,
 }
@@ -291,6 +293,7 @@ pub async fn page(
                 .collect(),
             cosigned_by: Vec::new(),
             witnessed_size: None,
+            origin: String::new(),
         };
         if let Some(cp) = cp {
             let cosignatures = state.store.cosignatures(&tenant, cp.size).await?;
@@ -311,7 +314,8 @@ pub async fn page(
             panel.unsigned = size.saturating_sub(cp.size);
             panel.cp_root = hex_hash(&cp.root);
             panel.cp_time = DateTime::from_timestamp_micros(cp.created_at).map(|t| view::time(&t));
-            match open_checkpoint(&cp.note, &tenant_origin(tenant.as_str()), &verifiers) {
+            panel.origin = bitacora_log::log_origin(&*state.store, &tenant).await?;
+            match open_checkpoint(&cp.note, &panel.origin, &verifiers) {
                 Ok((signed, _)) if signed.size == cp.size && signed.root == cp.root => {
                     panel.cp_ok = true;
                     panel.cp_detail = "Signature verified with the server's key.".into();

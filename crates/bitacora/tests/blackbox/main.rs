@@ -14,6 +14,7 @@ mod ingest;
 mod integrity;
 mod lifecycle;
 mod ops;
+mod origin;
 mod pagination;
 mod read;
 mod search;
