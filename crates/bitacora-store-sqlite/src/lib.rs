@@ -1338,7 +1338,8 @@ mod tests {
                  DROP TABLE stats_day_ips; DROP TABLE purged_events; DROP TABLE purges;
                  DROP TABLE legal_holds; DROP TABLE retention_rule_sets;
                  DROP TABLE delivery_destinations; DROP TABLE delivery_positions;
-                 DROP TABLE alert_rules; DROP TABLE alert_states; DROP TABLE delivery_leases;",
+                 DROP TABLE alert_rules; DROP TABLE alert_states; DROP TABLE delivery_leases;
+                 DROP TABLE cosignatures; DROP TABLE log_origins;",
             )
             .unwrap();
             for (id, h) in expected_nodes(&leaves) {
