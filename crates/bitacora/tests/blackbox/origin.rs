@@ -143,6 +143,26 @@ async fn the_origin_prefix_names_new_logs_and_never_renames_old_ones() {
         "{}",
         String::from_utf8_lossy(&out)
     );
+    // `GET /v1/log` lists each log's origin and verifier keys.
+    for (tenant, origin) in [
+        ("old", "bitacora/old"),
+        ("new", "audit.example.com/bitacora/new"),
+    ] {
+        let resp = app
+            .client
+            .http()
+            .get(format!("{}/v1/log?tenant={tenant}", app.base_url()))
+            .bearer_auth(&app.admin_key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let log: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(log["tenant"], tenant);
+        assert_eq!(log["origin"], origin);
+        assert_eq!(log["verifier_keys"], serde_json::json!(keys));
+        assert!(log["checkpoint_size"].as_u64().unwrap() >= 4, "{log}");
+    }
     // The integrity page shows each log's origin.
     let page = crate::tail::integrity_page(&app.base_url(), &app.admin_key).await;
     assert!(

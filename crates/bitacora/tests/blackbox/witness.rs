@@ -159,6 +159,16 @@ async fn two_witnesses_cosign_and_every_served_checkpoint_carries_their_cosignat
     let cp = Checkpoint::from_bytes(Note::from_bytes(note.as_bytes()).unwrap().text()).unwrap();
     assert_eq!(w1.latest("bitacora/acme"), Some((10, cp.hash().0)));
     assert_eq!(w2.latest("bitacora/acme"), Some((10, cp.hash().0)));
+    // `GET /v1/log` says who cosigned the latest checkpoint.
+    let (status, described) = get_text(&app, "/v1/log?tenant=acme").await;
+    assert_eq!(status, 200, "{described}");
+    let described: Value = serde_json::from_str(&described).unwrap();
+    assert_eq!(
+        described["cosigned_by"],
+        serde_json::json!(["w1.example/witness", "w2.example/witness"])
+    );
+    assert_eq!(described["witnessed_size"], 10);
+    assert_eq!(described["origin"], "bitacora/acme");
     // The JSON API's checkpoint is the same cosigned note.
     let (_, api_note) = get_text(&app, "/v1/log/checkpoint?tenant=acme").await;
     assert_eq!(api_note, note);

@@ -382,6 +382,27 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/log": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The tenant's log: its origin, verifier keys, size and witnessing.
+         * @description Everything a monitor, a mirror or a witness operator needs to follow the log with the
+         *     C2SP tools: the origin line its checkpoints carry and the keys they verify with.
+         */
+        get: operations["describe"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/log/checkpoint": {
         parameters: {
             query?: never;
@@ -1048,6 +1069,37 @@ export interface components {
             /** Format: int64 */
             count: number;
             key: string;
+        };
+        /** @description What a verifier needs to know about one tenant's log (CONTRACT §11). */
+        LogDescription: {
+            /**
+             * Format: int64
+             * @description The latest signed checkpoint's tree size; absent when none is signed yet.
+             */
+            checkpoint_size?: number | null;
+            /** @description The witnesses (key names) whose cosignatures the latest checkpoint carries. */
+            cosigned_by: string[];
+            /**
+             * @description The log's checkpoint origin, `<prefix>/<tenant>`, fixed when its first checkpoint was
+             *     signed (`bitacora/<tenant>` for logs from before `integrity.origin_prefix`).
+             */
+            origin: string;
+            /**
+             * Format: int64
+             * @description Events in the log.
+             */
+            size: number;
+            tenant: string;
+            /**
+             * @description The signed-note verifier keys its checkpoints verify with: the current signing key
+             *     first, then retired ones still trusted (the lines of `GET /v1/log/public-key`).
+             */
+            verifier_keys: string[];
+            /**
+             * Format: int64
+             * @description The largest tree size any witness cosigned; absent when none did.
+             */
+            witnessed_size?: number | null;
         };
         /**
          * @description Whether the audited action succeeded.
@@ -2703,6 +2755,65 @@ export interface operations {
             };
             /** @description No such hold in force (in the credential's tenant) */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Store unavailable; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    describe: {
+        parameters: {
+            query?: {
+                /** @description The tenant (default: the key's pinned tenant, else `default`). */
+                tenant?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The log */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LogDescription"];
+                };
+            };
+            /** @description Unknown parameter or invalid tenant */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing, unknown or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Key lacks the `read` scope, or is pinned to another tenant */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
