@@ -552,6 +552,24 @@ mod tests {
         assert!(single.check(&cosigned(&note, &[&w[0]])).is_err());
         let none = Policy::parse(&policy(&log, &w, "quorum none")).unwrap();
         assert!(none.check(&note).is_ok());
+        assert!(!none.needs_cosignatures() && single.needs_cosignatures());
+    }
+
+    #[test]
+    fn witness_urls_are_kept_and_must_be_http() {
+        let w = witnesses();
+        let (log, _) = note();
+        let p = Policy::parse(&policy(&log, &w, "quorum none")).unwrap();
+        let urls: Vec<(&str, Option<&str>)> = p.witness_urls().map(|(n, _, u)| (n, u)).collect();
+        assert_eq!(
+            urls,
+            [("A", Some("https://a.example/")), ("B", None), ("C", None)]
+        );
+        let bad = format!(
+            "witness D {} ftp://d.example\nquorum none",
+            Cosigner::from_seed("d.example", [4; 32]).unwrap().key()
+        );
+        assert!(Policy::parse(&policy(&log, &w, &bad)).is_err());
     }
 
     #[test]

@@ -607,3 +607,18 @@ pub fn is_origin_of(origin: &str, tenant: &str) -> bool {
         .and_then(|p| p.strip_suffix('/'))
         .is_some_and(|prefix| !prefix.is_empty())
 }
+
+#[cfg(test)]
+mod origin_tests {
+    use super::is_origin_of;
+
+    #[test]
+    fn an_origin_is_a_prefix_a_slash_and_the_tenant() {
+        assert!(is_origin_of("bitacora/acme", "acme"));
+        assert!(is_origin_of("audit.example.com/bitacora/acme", "acme"));
+        assert!(!is_origin_of("/acme", "acme"));
+        assert!(!is_origin_of("acme", "acme"));
+        assert!(!is_origin_of("bitacora/xacme", "acme"));
+        assert!(!is_origin_of("bitacora/acme2", "acme"));
+    }
+}
