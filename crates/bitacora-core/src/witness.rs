@@ -186,6 +186,8 @@ pub struct Policy {
     logs: Vec<NoteVerifier>,
     /// `(policy name, key)`.
     witnesses: Vec<(String, CosignerKey)>,
+    /// The submission URL prefix of each witness (same order), when the policy gives one.
+    urls: Vec<Option<String>>,
     groups: Vec<(String, Group)>,
     /// `None`: `quorum none`.
     quorum: Option<Member>,
@@ -207,6 +209,7 @@ impl Policy {
         let mut policy = Policy {
             logs: Vec::new(),
             witnesses: Vec::new(),
+            urls: Vec::new(),
             groups: Vec::new(),
             quorum: None,
         };
@@ -257,7 +260,19 @@ impl Policy {
                     if !keys_seen.insert(key.key.to_bytes()) {
                         return Err(err("a duplicate key".into()));
                     }
+                    let url = match rest.first() {
+                        Some(url) if url.starts_with("https://") || url.starts_with("http://") => {
+                            Some((*url).to_owned())
+                        }
+                        Some(url) => {
+                            return Err(err(format!(
+                                "the witness URL `{url}` is not an http(s) URL"
+                            )));
+                        }
+                        None => None,
+                    };
                     policy.witnesses.push(((*name).to_owned(), key));
+                    policy.urls.push(url);
                 }
                 "group" => {
                     let [name, threshold, members @ ..] = args else {
@@ -353,6 +368,20 @@ impl Policy {
     /// The witnesses, `(policy name, key)`.
     pub fn witnesses(&self) -> &[(String, CosignerKey)] {
         &self.witnesses
+    }
+
+    /// The witnesses with their submission URL prefix (`None` when the policy gives none):
+    /// `(policy name, key, url)`.
+    pub fn witness_urls(&self) -> impl Iterator<Item = (&str, &CosignerKey, Option<&str>)> {
+        self.witnesses
+            .iter()
+            .zip(&self.urls)
+            .map(|((name, key), url)| (name.as_str(), key, url.as_deref()))
+    }
+
+    /// Whether the policy has a quorum (`quorum none` has none: no cosignature is needed).
+    pub fn needs_cosignatures(&self) -> bool {
+        self.quorum.is_some()
     }
 
     /// Checks a signed checkpoint: one of the policy's logs signed it, and the witnesses
@@ -523,6 +552,24 @@ mod tests {
         assert!(single.check(&cosigned(&note, &[&w[0]])).is_err());
         let none = Policy::parse(&policy(&log, &w, "quorum none")).unwrap();
         assert!(none.check(&note).is_ok());
+        assert!(!none.needs_cosignatures() && single.needs_cosignatures());
+    }
+
+    #[test]
+    fn witness_urls_are_kept_and_must_be_http() {
+        let w = witnesses();
+        let (log, _) = note();
+        let p = Policy::parse(&policy(&log, &w, "quorum none")).unwrap();
+        let urls: Vec<(&str, Option<&str>)> = p.witness_urls().map(|(n, _, u)| (n, u)).collect();
+        assert_eq!(
+            urls,
+            [("A", Some("https://a.example/")), ("B", None), ("C", None)]
+        );
+        let bad = format!(
+            "witness D {} ftp://d.example\nquorum none",
+            Cosigner::from_seed("d.example", [4; 32]).unwrap().key()
+        );
+        assert!(Policy::parse(&policy(&log, &w, &bad)).is_err());
     }
 
     #[test]

@@ -27,9 +27,7 @@ use std::io::BufRead;
 use std::sync::Arc;
 
 use bitacora_core::canonical::{Hash, canonicalize_json, hex_hash, leaf_hash, parse_hex_hash};
-use bitacora_core::checkpoint::{
-    Checkpoint, NoteSigner, NoteVerifier, open_checkpoint, tenant_origin,
-};
+use bitacora_core::checkpoint::{Checkpoint, NoteSigner, NoteVerifier, open_checkpoint};
 use bitacora_core::merkle::{self, NodeId};
 use bitacora_core::query::{EventQuery, Order, Pagination};
 use bitacora_store::{Store, StoreError, StoredEvent};
@@ -55,6 +53,8 @@ pub struct BundleOptions {
     pub filter: serde_json::Value,
     /// Events read (and proved) per store call.
     pub page_size: u32,
+    /// The origin prefix a log that has no checkpoint yet gets (`integrity.origin_prefix`).
+    pub origin_prefix: String,
 }
 
 impl BundleOptions {
@@ -64,6 +64,7 @@ impl BundleOptions {
             verifier_keys,
             filter: serde_json::Value::Object(Default::default()),
             page_size: 1000,
+            origin_prefix: crate::DEFAULT_ORIGIN_PREFIX.to_owned(),
         }
     }
 }
@@ -162,15 +163,41 @@ pub fn bundle_stream(
 
 async fn header(st: &mut State) -> Result<Bytes, LogError> {
     let tenant = st.query.tenant.clone();
-    let origin = tenant_origin(tenant.as_str());
     let store = st.store.as_ref();
     let mut latest = store.latest_checkpoint(&tenant).await?;
     if latest.is_none() {
-        latest = crate::checkpoint_tenant(store, &st.options.signer, &tenant, crate::now_micros())
-            .await?;
+        latest = match crate::checkpoint_tenant_with_prefix(
+            store,
+            &st.options.signer,
+            &tenant,
+            crate::now_micros(),
+            &st.options.origin_prefix,
+        )
+        .await?
+        {
+            crate::Signing::Signed(cp) => Some(cp),
+            crate::Signing::Unexplained(_) | crate::Signing::UpToDate => None,
+        };
     }
+    let origin = match latest {
+        Some(_) => crate::log_origin(store, &tenant).await?,
+        // An empty log: its origin is not fixed until its first event is signed.
+        None => match store.log_origin(&tenant).await? {
+            Some(origin) => origin,
+            None => format!("{}/{tenant}", st.options.origin_prefix),
+        },
+    };
     let (tree_size, note) = match latest {
-        Some(cp) => (cp.size, cp.note),
+        // With the witnesses' cosignatures of that checkpoint, if any (CONTRACT §11), so
+        // `verify-bundle --policy` can check the policy's quorum offline.
+        Some(cp) => {
+            let mut note = cp.note;
+            for c in store.cosignatures(&tenant, cp.size).await? {
+                note.push_str(&c.line);
+                note.push('\n');
+            }
+            (cp.size, note)
+        }
         // An empty log: its checkpoint (size 0, the empty root) is signed for the bundle.
         None => (
             0,
@@ -381,6 +408,9 @@ pub struct BundleReport {
     /// The keys whose signatures verified, as `name+id`.
     pub signed_by: Vec<String>,
     pub filter: serde_json::Value,
+    /// The header's signed note as it is (with any witness cosignatures), for a caller that
+    /// also checks a witness policy (`bitacora verify-bundle --policy`).
+    pub checkpoint: String,
 }
 
 impl BundleReport {
@@ -451,7 +481,8 @@ pub fn verify_bundle(
             format!("unsupported bundle version {}", header.bitacora_bundle),
         );
     }
-    if header.origin != tenant_origin(&header.tenant) {
+    // `<prefix>/<tenant>` (CONTRACT §11: the prefix is configurable, `bitacora` by default).
+    if !is_origin_of(&header.origin, &header.tenant) {
         return fail(
             1,
             format!(
@@ -530,6 +561,7 @@ pub fn verify_bundle(
             .map(|s| format!("{}+{:08x}", s.name, s.key_id))
             .collect(),
         filter: header.filter,
+        checkpoint: header.checkpoint,
     })
 }
 
@@ -565,4 +597,28 @@ fn check_event_line(line: &str, tenant: &str, tree_size: u64, root: &Hash) -> Re
         .collect::<Result<Vec<_>, _>>()?;
     merkle::verify_inclusion(&leaf, seq, tree_size, &proof, root)
         .map_err(|e| format!("seq {seq}: the inclusion proof does not verify: {e}"))
+}
+
+/// Whether `origin` names the log of `tenant`: `<prefix>/<tenant>` with a non-empty prefix
+/// (CONTRACT §11). The signature over the checkpoint is what ties it to the log's operator.
+pub fn is_origin_of(origin: &str, tenant: &str) -> bool {
+    origin
+        .strip_suffix(tenant)
+        .and_then(|p| p.strip_suffix('/'))
+        .is_some_and(|prefix| !prefix.is_empty())
+}
+
+#[cfg(test)]
+mod origin_tests {
+    use super::is_origin_of;
+
+    #[test]
+    fn an_origin_is_a_prefix_a_slash_and_the_tenant() {
+        assert!(is_origin_of("bitacora/acme", "acme"));
+        assert!(is_origin_of("audit.example.com/bitacora/acme", "acme"));
+        assert!(!is_origin_of("/acme", "acme"));
+        assert!(!is_origin_of("acme", "acme"));
+        assert!(!is_origin_of("bitacora/xacme", "acme"));
+        assert!(!is_origin_of("bitacora/acme2", "acme"));
+    }
 }

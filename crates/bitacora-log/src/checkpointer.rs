@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use bitacora_core::TenantName;
 use bitacora_core::canonical::Hash;
-use bitacora_core::checkpoint::{Checkpoint, NoteSigner, tenant_origin};
+use bitacora_core::checkpoint::{Checkpoint, NoteSigner, SignedNote, tenant_origin};
 use bitacora_core::merkle::{self, root_from_nodes};
 use bitacora_store::{Store, StoreError, StoreResult, StoredCheckpoint};
 use tokio::task::JoinHandle;
@@ -41,6 +41,48 @@ use tokio_util::sync::CancellationToken;
 
 /// How often the checkpointer looks for grown logs.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The origin prefix of logs created without another one configured (CONTRACT §11): origins
+/// are then `bitacora/<tenant>`, as every log had before the prefix was configurable.
+pub const DEFAULT_ORIGIN_PREFIX: &str = "bitacora";
+
+/// The origin line of the tenant's log: the one recorded when its first checkpoint was
+/// signed, else (a log older than that record, or one not signed yet) `bitacora/<tenant>`.
+pub async fn log_origin(store: &dyn Store, tenant: &TenantName) -> StoreResult<String> {
+    Ok(match store.log_origin(tenant).await? {
+        Some(origin) => origin,
+        None => tenant_origin(tenant.as_str()),
+    })
+}
+
+/// The origin to sign the tenant's checkpoints with, recording it when the log has none
+/// recorded: a log that already has checkpoints keeps the origin they carry (logs signed
+/// before origins were recorded); a new log gets `<prefix>/<tenant>`. So changing the
+/// prefix never changes an existing log's origin.
+pub async fn signing_origin(
+    store: &dyn Store,
+    tenant: &TenantName,
+    prefix: &str,
+    latest: Option<&StoredCheckpoint>,
+) -> StoreResult<String> {
+    if let Some(origin) = store.log_origin(tenant).await? {
+        return Ok(origin);
+    }
+    let origin = match latest {
+        Some(cp) => SignedNote::parse(cp.note.as_bytes())
+            .ok()
+            .and_then(|n| Checkpoint::parse_body(&n.text).ok())
+            .map(|c| c.origin)
+            .ok_or_else(|| {
+                StoreError::Corrupt(format!(
+                    "the checkpoint of tenant `{tenant}` at size {} is not a checkpoint note",
+                    cp.size
+                ))
+            })?,
+        None => format!("{prefix}/{tenant}"),
+    };
+    store.fix_log_origin(tenant, &origin).await
+}
 
 /// A tail of a tenant's log that no commit seal explains, which the checkpointer refuses to
 /// sign.
@@ -136,6 +178,18 @@ pub async fn checkpoint_tenant_checked(
     tenant: &TenantName,
     now_micros: i64,
 ) -> StoreResult<Signing> {
+    checkpoint_tenant_with_prefix(store, signer, tenant, now_micros, DEFAULT_ORIGIN_PREFIX).await
+}
+
+/// [`checkpoint_tenant_checked`] for a server whose new logs get the origin
+/// `<origin_prefix>/<tenant>` ([`signing_origin`]).
+pub async fn checkpoint_tenant_with_prefix(
+    store: &dyn Store,
+    signer: &NoteSigner,
+    tenant: &TenantName,
+    now_micros: i64,
+    origin_prefix: &str,
+) -> StoreResult<Signing> {
     // The size first, then the seal: a seal is written in the same transaction as the rows
     // it covers, so a seal read later covers at least this size unless some rows were never
     // sealed.
@@ -210,8 +264,9 @@ pub async fn checkpoint_tenant_checked(
         }
     }
     let root = root_of(store, tenant, size).await?;
+    let origin = signing_origin(store, tenant, origin_prefix, latest.as_ref()).await?;
     let note = signer
-        .sign_checkpoint(&Checkpoint::new(tenant_origin(tenant.as_str()), size, root))
+        .sign_checkpoint(&Checkpoint::new(origin, size, root))
         .map_err(|e| StoreError::Internal(format!("cannot sign a checkpoint: {e}")))?;
     let checkpoint = StoredCheckpoint {
         size,
@@ -269,6 +324,25 @@ pub fn spawn_checkpointer_with_status(
     shutdown: CancellationToken,
     status: TailStatus,
 ) -> JoinHandle<()> {
+    spawn_checkpointer_with_prefix(
+        store,
+        signer,
+        interval,
+        shutdown,
+        status,
+        DEFAULT_ORIGIN_PREFIX.to_owned(),
+    )
+}
+
+/// [`spawn_checkpointer_with_status`], giving new logs the origin `<origin_prefix>/<tenant>`.
+pub fn spawn_checkpointer_with_prefix(
+    store: Arc<dyn Store>,
+    signer: Arc<NoteSigner>,
+    interval: Duration,
+    shutdown: CancellationToken,
+    status: TailStatus,
+    origin_prefix: String,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut failing: HashMap<TenantName, String> = HashMap::new();
         let mut ticker = tokio::time::interval(interval.max(Duration::from_millis(10)));
@@ -278,9 +352,23 @@ pub fn spawn_checkpointer_with_status(
                 _ = shutdown.cancelled() => break,
                 _ = ticker.tick() => {}
             }
-            pass(store.as_ref(), &signer, &status, &mut failing).await;
+            pass(
+                store.as_ref(),
+                &signer,
+                &origin_prefix,
+                &status,
+                &mut failing,
+            )
+            .await;
         }
-        pass(store.as_ref(), &signer, &status, &mut failing).await;
+        pass(
+            store.as_ref(),
+            &signer,
+            &origin_prefix,
+            &status,
+            &mut failing,
+        )
+        .await;
     })
 }
 
@@ -288,6 +376,7 @@ pub fn spawn_checkpointer_with_status(
 async fn pass(
     store: &dyn Store,
     signer: &NoteSigner,
+    origin_prefix: &str,
     status: &TailStatus,
     failing: &mut HashMap<TenantName, String>,
 ) {
@@ -304,7 +393,15 @@ async fn pass(
         }
     };
     for tenant in tenants {
-        match checkpoint_tenant_checked(store, signer, &tenant, crate::now_micros()).await {
+        match checkpoint_tenant_with_prefix(
+            store,
+            signer,
+            &tenant,
+            crate::now_micros(),
+            origin_prefix,
+        )
+        .await
+        {
             Ok(signing) => {
                 if failing.remove(&tenant).is_some() {
                     tracing::info!(tenant = %tenant, "checkpointer recovered");

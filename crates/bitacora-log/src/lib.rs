@@ -50,8 +50,10 @@ pub use bundle::{
     BundleError, BundleHeader, BundleOptions, BundleReport, KeySource, bundle_stream, verify_bundle,
 };
 pub use checkpointer::{
-    DEFAULT_INTERVAL, Signing, TailStatus, UnexplainedTail, checkpoint_tenant,
-    checkpoint_tenant_checked, spawn_checkpointer, spawn_checkpointer_with_status,
+    DEFAULT_INTERVAL, DEFAULT_ORIGIN_PREFIX, Signing, TailStatus, UnexplainedTail,
+    checkpoint_tenant, checkpoint_tenant_checked, checkpoint_tenant_with_prefix, log_origin,
+    signing_origin, spawn_checkpointer, spawn_checkpointer_with_prefix,
+    spawn_checkpointer_with_status,
 };
 pub use proofs::{
     ConsistencyProof, InclusionProof, InclusionState, InclusionStatus, consistency_proof,

@@ -56,7 +56,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use bitacora_core::canonical::Hash;
-use bitacora_core::checkpoint::{NoteVerifier, open_checkpoint, tenant_origin};
+use bitacora_core::checkpoint::{NoteVerifier, open_checkpoint};
 use bitacora_core::merkle::{self, CompactRange, NodeId};
 use bitacora_core::seal::CommitKey;
 use bitacora_core::{Event, TenantName};
@@ -269,7 +269,7 @@ pub async fn verify_tenant(
     let mut v = Walk {
         store,
         tenant,
-        origin: tenant_origin(tenant.as_str()),
+        origin: crate::log_origin(store, tenant).await?,
         verifiers,
         feed: CheckpointFeed {
             buf: VecDeque::new(),

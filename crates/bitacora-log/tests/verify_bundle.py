@@ -69,7 +69,8 @@ def root_from_proof(leaf, fn, size, proof):
 def verify(path, trusted):
     lines = open(path, encoding="utf-8").read().split("\n")
     hdr = json.loads(lines[0])
-    assert hdr["bitacora_bundle"] == 1 and hdr["origin"] == "bitacora/" + hdr["tenant"], "bad header"
+    prefix, _, tenant = hdr["origin"].rpartition("/")
+    assert hdr["bitacora_bundle"] == 1 and prefix and tenant == hdr["tenant"], "bad header"
     keys = dict(parse_key(k) for k in (trusted or hdr["verifier_keys"]))
     origin, size, root = open_note(hdr["checkpoint"], keys).split("\n")[:3]
     assert origin == hdr["origin"] and int(size) == hdr["tree_size"], "checkpoint does not match header"

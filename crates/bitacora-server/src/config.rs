@@ -123,6 +123,18 @@ checkpoint_interval_ms = 1000
 public_tiles = false
 # Full hash tiles (8 KiB each) kept in memory for /logs/<tenant>/tile/...
 tile_cache_tiles = 4096
+# The prefix of each tenant's checkpoint origin, `<prefix>/<tenant>` (CONTRACT section 11). Fixed
+# for a log when its first checkpoint is signed: changing it later only affects new logs. Set a
+# unique one (e.g. "audit.example.com/bitacora") before submitting checkpoints to public witnesses.
+origin_prefix = "bitacora"
+# Witnesses (CONTRACT section 11, docs/TRANSPARENCY.md): a C2SP tlog-policy file naming the
+# witnesses to submit each tenant's checkpoints to (`witness <name> <vkey> <url>` lines) and the
+# quorum their cosignatures must meet. Unset: no witnessing.
+# witness_policy_file = "/etc/bitacora/witnesses.policy"
+# Least time between two submissions of a tenant's checkpoints to one witness (milliseconds).
+witness_interval_ms = 300000
+# How long one add-checkpoint request to a witness may take (milliseconds).
+witness_timeout_ms = 10000
 
 # Database change capture (docs/CAPTURE.md): drain the outbox that `bitacora capture install`
 # set up in an application's PostgreSQL database into a tenant's log. One section per database;
@@ -284,6 +296,15 @@ pub struct IntegrityConfig {
     pub public_tiles: bool,
     /// How many full hash tiles the in-memory cache of `/logs/` keeps (0: none).
     pub tile_cache_tiles: usize,
+    /// New logs' checkpoint origin is `<origin_prefix>/<tenant>` (fixed per log).
+    pub origin_prefix: String,
+    /// The C2SP `tlog-policy` file of the witnesses to submit checkpoints to; `None`: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub witness_policy_file: Option<PathBuf>,
+    /// Least time between two submissions of one tenant's checkpoints to one witness.
+    pub witness_interval_ms: u64,
+    /// How long one `add-checkpoint` request may take.
+    pub witness_timeout_ms: u64,
 }
 
 impl Default for IntegrityConfig {
@@ -295,13 +316,64 @@ impl Default for IntegrityConfig {
             checkpoint_interval_ms: 1000,
             public_tiles: false,
             tile_cache_tiles: 4096,
+            origin_prefix: bitacora_log::DEFAULT_ORIGIN_PREFIX.to_owned(),
+            witness_policy_file: None,
+            witness_interval_ms: 300_000,
+            witness_timeout_ms: 10_000,
         }
     }
 }
 
 impl IntegrityConfig {
+    /// Checks `origin_prefix`: `<prefix>/<tenant>` must be a valid checkpoint origin and note
+    /// key name (no spaces, `+` or control characters), and not end with `/`.
+    pub fn validate(&self) -> Result<(), String> {
+        let p = &self.origin_prefix;
+        if p.is_empty()
+            || p.ends_with('/')
+            || p.chars()
+                .any(|c| c.is_whitespace() || c.is_control() || c == '+')
+        {
+            return Err(format!(
+                "`integrity.origin_prefix` = {p:?}: it must be non-empty, without spaces, `+` or \
+                 control characters, and not end with `/` (e.g. \"audit.example.com/bitacora\")"
+            ));
+        }
+        Ok(())
+    }
+
     pub fn checkpoint_interval(&self) -> std::time::Duration {
         std::time::Duration::from_millis(self.checkpoint_interval_ms.max(10))
+    }
+
+    /// The witness policy (`witness_policy_file`), read and parsed; `None` without one. A
+    /// missing or malformed file is a startup error naming the file and the line.
+    pub fn witness_policy(&self) -> anyhow::Result<Option<bitacora_core::witness::Policy>> {
+        let Some(path) = &self.witness_policy_file else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot read `integrity.witness_policy_file` `{}`: {e}",
+                path.display()
+            )
+        })?;
+        let policy = bitacora_core::witness::Policy::parse(&text).map_err(|e| {
+            anyhow::anyhow!("`integrity.witness_policy_file` `{}`: {e}", path.display())
+        })?;
+        Ok(Some(policy))
+    }
+
+    /// The witnessing task's settings for `policy`.
+    pub fn witness_config(
+        &self,
+        policy: bitacora_core::witness::Policy,
+    ) -> bitacora_witness::WitnessConfig {
+        bitacora_witness::WitnessConfig {
+            policy: std::sync::Arc::new(policy),
+            interval: std::time::Duration::from_millis(self.witness_interval_ms.max(100)),
+            timeout: std::time::Duration::from_millis(self.witness_timeout_ms.max(100)),
+        }
     }
 }
 
@@ -551,6 +623,7 @@ impl Config {
             .extract::<Config>()
             .map_err(describe)?;
         config.retention.validate().map_err(ConfigError)?;
+        config.integrity.validate().map_err(ConfigError)?;
         Ok(config)
     }
 

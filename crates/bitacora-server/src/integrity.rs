@@ -66,3 +66,62 @@ pub fn public_key_text(keys: &LogKeys) -> String {
     }
     out
 }
+
+/// Logs what witnessing will do with `policy`: which witnesses it submits to, and the
+/// problems an operator should fix (a witness without a URL is never asked; a policy that
+/// does not list this server's key makes every `verify --policy` fail).
+pub fn describe_witnessing(policy: &bitacora_core::witness::Policy, key: &NoteVerifier) {
+    for (name, _, url) in policy.witness_urls() {
+        match url {
+            Some(url) => {
+                tracing::info!(witness = %name, %url, "submitting checkpoints to a witness")
+            }
+            None => tracing::warn!(
+                witness = %name,
+                "the witness policy gives no URL for this witness: its cosignatures are never asked for"
+            ),
+        }
+    }
+    if !policy
+        .logs()
+        .iter()
+        .any(|l| l.verifying_key() == key.verifying_key())
+    {
+        tracing::warn!(
+            key = %key,
+            "the witness policy has no `log` line with this server's checkpoint key: add \
+             `log {key}` so that verifiers using the policy accept its checkpoints"
+        );
+    }
+}
+
+/// The tenant's checkpoint `note` with the stored witness cosignatures of its `size`
+/// appended: what every endpoint serving a checkpoint serves (CONTRACT §11). The
+/// cosignatures were verified against the policy's keys before they were stored.
+pub async fn cosigned_note(
+    store: &dyn bitacora_store::Store,
+    tenant: &bitacora_core::TenantName,
+    checkpoint: &bitacora_store::StoredCheckpoint,
+) -> Result<String, bitacora_store::StoreError> {
+    let cosignatures = store.cosignatures(tenant, checkpoint.size).await?;
+    let mut note = checkpoint.note.clone();
+    for c in cosignatures {
+        note.push_str(&c.line);
+        note.push('\n');
+    }
+    Ok(note)
+}
+
+/// Adds `more` to `verifiers`, skipping keys already there (a `--trusted-key` or the key file
+/// that a policy's `log` line repeats): two entries for one key make a note ambiguous.
+pub fn add_verifiers(verifiers: &mut Vec<NoteVerifier>, more: &[NoteVerifier]) {
+    for v in more {
+        if !verifiers.iter().any(|k| {
+            k.name() == v.name()
+                && k.key_id() == v.key_id()
+                && k.verifying_key() == v.verifying_key()
+        }) {
+            verifiers.push(v.clone());
+        }
+    }
+}

@@ -111,6 +111,13 @@ pub async fn serve_with_store(
             return Err(e);
         }
     };
+    let witness_policy = match config.integrity.witness_policy() {
+        Ok(policy) => policy,
+        Err(e) => {
+            store.close().await.ok();
+            return Err(e);
+        }
+    };
     let data_dir = store::is_embedded(&config).then(|| config.store.data.clone());
     let initial_key = auth::ensure_initial_admin_key(&*store, data_dir.as_deref())
         .await
@@ -182,13 +189,27 @@ pub async fn serve_with_store(
         capture.clone(),
     );
     state.delivery = delivery_status;
+    // Witnessing (CONTRACT §11): off the ingest and signing paths; it only reads stored
+    // checkpoints and stores cosignatures.
+    let witnessing = witness_policy.map(|policy| {
+        integrity::describe_witnessing(&policy, &keys_verifier(&state));
+        bitacora_witness::describe_metrics();
+        let (task, status) = bitacora_witness::spawn_witnessing(
+            store.clone(),
+            config.integrity.witness_config(policy),
+            background.clone(),
+        );
+        state.witnesses = status;
+        task
+    });
     let flusher = state.auth.clone().spawn_usage_flusher(background.clone());
-    let checkpointer = bitacora_log::spawn_checkpointer_with_status(
+    let checkpointer = bitacora_log::spawn_checkpointer_with_prefix(
         store.clone(),
         state.signer.clone(),
         config.integrity.checkpoint_interval(),
         background.clone(),
         state.tails.clone(),
+        config.integrity.origin_prefix.clone(),
     );
     // Retention (docs/LIFECYCLE.md): one pass every `check_interval`; it stops with the other
     // background tasks, between batches.
@@ -213,10 +234,10 @@ pub async fn serve_with_store(
                 store: store.clone(),
                 config: config.retention.clone(),
                 archive,
-                bundle: bitacora_log::BundleOptions::new(
-                    state.signer.clone(),
-                    state.keys.verifiers(),
-                ),
+                bundle: bitacora_log::BundleOptions {
+                    origin_prefix: config.integrity.origin_prefix.clone(),
+                    ..bitacora_log::BundleOptions::new(state.signer.clone(), state.keys.verifiers())
+                },
                 policy: state.policy.clone(),
             },
             background.clone(),
@@ -279,6 +300,11 @@ pub async fn serve_with_store(
     {
         tracing::error!(error = %e, "the retention task failed");
     }
+    if let Some(task) = witnessing
+        && let Err(e) = task.await
+    {
+        tracing::error!(error = %e, "the witnessing task failed");
+    }
     if let Err(e) = flusher.await {
         tracing::warn!(error = %e, "the key usage flusher failed");
     }
@@ -291,6 +317,11 @@ pub async fn serve_with_store(
     store.close().await.context("closing the store")?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The current checkpoint verifier key.
+fn keys_verifier(state: &AppState) -> bitacora_core::checkpoint::NoteVerifier {
+    state.signer.verifier()
 }
 
 /// `http(s)://host:port` to show people: an unspecified address becomes loopback.

@@ -11,6 +11,10 @@
 //! | `bitacora_ingest_batch_events` | histogram | |
 //! | `bitacora_query_duration_seconds` | histogram | `kind` |
 //!
+//! With a witness policy, `bitacora-witness` adds `bitacora_witness_requests_total`
+//! (`witness`, `outcome`), `bitacora_witness_cosigned_size` (`witness`, `tenant`),
+//! `bitacora_witness_last_success_timestamp_seconds` and `bitacora_witness_up` (`witness`).
+//!
 //! The stores add `bitacora_writer_queue_depth`, `bitacora_commit_duration_seconds` and
 //! `bitacora_commit_events`. `route` is the route's pattern (`/v1/events/{id}`), never the raw
 //! path, so labels stay few.

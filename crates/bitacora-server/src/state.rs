@@ -35,6 +35,9 @@ pub struct AppState {
     pub delivery: bitacora_delivery::StatusHandle,
     /// The retention task's status (`GET /v1/retention`); idle when none runs.
     pub retention: bitacora_lifecycle::StatusHandle,
+    /// The witnesses of `integrity.witness_policy_file` as this process last saw them (empty
+    /// without a policy).
+    pub witnesses: bitacora_witness::StatusHandle,
 }
 
 impl AppState {
@@ -83,6 +86,7 @@ impl AppState {
             tiles,
             delivery: bitacora_delivery::StatusHandle::default(),
             retention: bitacora_lifecycle::StatusHandle::default(),
+            witnesses: bitacora_witness::StatusHandle::default(),
         }
     }
 }

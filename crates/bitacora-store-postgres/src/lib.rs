@@ -28,7 +28,7 @@ use bitacora_core::seal::{CommitKey, CommitSeal};
 use bitacora_store::{
     AlertRuleRecord, ApiKeyRecord, AppendOutcome, DeliveryPosition, DestinationRecord, LeafCheck,
     LegalHoldRecord, PurgeRecord, Scope, SearchResult, Store, StoreError, StoreResult,
-    StoredCheckpoint, StoredEvent, ViewerTokenRecord,
+    StoredCheckpoint, StoredCosignature, StoredEvent, ViewerTokenRecord,
 };
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio::sync::{Semaphore, mpsc, oneshot};
@@ -348,6 +348,136 @@ impl Store for PgStore {
             .await
             .map_err(pg_error)?;
         Ok(())
+    }
+
+    async fn add_cosignature(
+        &self,
+        tenant: &TenantName,
+        cosignature: &StoredCosignature,
+    ) -> StoreResult<()> {
+        let client = self.client().await?;
+        let Some(tid) = self.tenant_id(&client, tenant).await? else {
+            return Err(StoreError::Internal(format!(
+                "tenant `{tenant}` has no log"
+            )));
+        };
+        let stmt = client
+            .prepare_cached(
+                "INSERT INTO cosignatures (tenant_id, size, witness, key_id, time, line, received_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+            )
+            .await
+            .map_err(pg_error)?;
+        let co = cosignature;
+        client
+            .execute(
+                &stmt,
+                &[
+                    &tid,
+                    &(co.size as i64),
+                    &co.witness,
+                    &i64::from(co.key_id),
+                    &(co.time as i64),
+                    &co.line,
+                    &co.received_at,
+                ],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(())
+    }
+
+    async fn cosignatures(
+        &self,
+        tenant: &TenantName,
+        size: u64,
+    ) -> StoreResult<Vec<StoredCosignature>> {
+        let client = self.client().await?;
+        let Some(tid) = self.tenant_id(&client, tenant).await? else {
+            return Ok(Vec::new());
+        };
+        let stmt = client
+            .prepare_cached(
+                "SELECT size, witness, key_id, time, line, received_at FROM cosignatures
+                 WHERE tenant_id = $1 AND size = $2 ORDER BY witness, key_id",
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(client
+            .query(&stmt, &[&tid, &(size as i64)])
+            .await
+            .map_err(pg_error)?
+            .iter()
+            .map(cosignature_row)
+            .collect())
+    }
+
+    async fn log_origin(&self, tenant: &TenantName) -> StoreResult<Option<String>> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached("SELECT origin FROM log_origins WHERE tenant = $1")
+            .await
+            .map_err(pg_error)?;
+        Ok(client
+            .query_opt(&stmt, &[&tenant.as_str()])
+            .await
+            .map_err(pg_error)?
+            .map(|r| r.get(0)))
+    }
+
+    async fn fix_log_origin(&self, tenant: &TenantName, origin: &str) -> StoreResult<String> {
+        let client = self.client().await?;
+        // One statement: the row inserted, or the one another server inserted first.
+        let stmt = client
+            .prepare_cached(
+                "WITH ins AS (
+                     INSERT INTO log_origins (tenant, origin) VALUES ($1, $2)
+                     ON CONFLICT (tenant) DO NOTHING RETURNING origin)
+                 SELECT origin FROM ins
+                 UNION ALL
+                 SELECT origin FROM log_origins WHERE tenant = $1
+                 LIMIT 1",
+            )
+            .await
+            .map_err(pg_error)?;
+        if let Some(row) = client
+            .query_opt(&stmt, &[&tenant.as_str(), &origin])
+            .await
+            .map_err(pg_error)?
+        {
+            return Ok(row.get(0));
+        }
+        // Another server's insert committed after this statement's snapshot: read it now.
+        drop(client);
+        self.log_origin(tenant).await?.ok_or_else(|| {
+            StoreError::Internal(format!("the origin of tenant `{tenant}` vanished"))
+        })
+    }
+
+    async fn latest_cosignatures(
+        &self,
+        tenant: &TenantName,
+    ) -> StoreResult<Vec<StoredCosignature>> {
+        let client = self.client().await?;
+        let Some(tid) = self.tenant_id(&client, tenant).await? else {
+            return Ok(Vec::new());
+        };
+        let stmt = client
+            .prepare_cached(
+                "SELECT DISTINCT ON (witness, key_id)
+                        size, witness, key_id, time, line, received_at
+                 FROM cosignatures WHERE tenant_id = $1
+                 ORDER BY witness, key_id, size DESC",
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(client
+            .query(&stmt, &[&tid])
+            .await
+            .map_err(pg_error)?
+            .iter()
+            .map(cosignature_row)
+            .collect())
     }
 
     async fn latest_checkpoint(
@@ -803,6 +933,17 @@ fn token_row(r: &tokio_postgres::Row) -> StoreResult<ViewerTokenRecord> {
 pub(crate) fn hash32(b: &[u8]) -> StoreResult<Hash> {
     b.try_into()
         .map_err(|_| StoreError::Corrupt(format!("a stored hash has {} bytes, not 32", b.len())))
+}
+
+fn cosignature_row(r: &tokio_postgres::Row) -> StoredCosignature {
+    StoredCosignature {
+        size: r.get::<_, i64>(0) as u64,
+        witness: r.get(1),
+        key_id: r.get::<_, i64>(2) as u32,
+        time: r.get::<_, i64>(3) as u64,
+        line: r.get(4),
+        received_at: r.get(5),
+    }
 }
 
 fn checkpoint_row(r: &tokio_postgres::Row) -> StoreResult<StoredCheckpoint> {

@@ -35,6 +35,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "delivery",
         include_str!("../migrations/0006_delivery.sql"),
     ),
+    (
+        7,
+        "cosignatures",
+        include_str!("../migrations/0007_cosignatures.sql"),
+    ),
 ];
 
 /// The advisory lock key (any constant unique to bitacora: "bitacora" in ASCII).

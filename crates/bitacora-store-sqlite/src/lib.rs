@@ -20,7 +20,7 @@ use bitacora_core::seal::{CommitKey, CommitSeal};
 use bitacora_store::{
     AlertRuleRecord, ApiKeyRecord, AppendOutcome, DeliveryPosition, DestinationRecord, LeafCheck,
     LegalHoldRecord, PurgeRecord, Scope, SearchResult, Store, StoreError, StoreResult,
-    StoredCheckpoint, StoredEvent, ViewerTokenRecord,
+    StoredCheckpoint, StoredCosignature, StoredEvent, ViewerTokenRecord,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{Semaphore, oneshot};
@@ -495,6 +495,115 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn add_cosignature(
+        &self,
+        tenant: &TenantName,
+        cosignature: &StoredCosignature,
+    ) -> StoreResult<()> {
+        let (tenant, co) = (tenant.clone(), cosignature.clone());
+        self.with_conn(move |c| {
+            let Some((tid, _)) = read::tenant(c, &tenant)? else {
+                return Err(StoreError::Internal(format!(
+                    "tenant `{tenant}` has no log"
+                )));
+            };
+            c.prepare_cached(
+                "INSERT INTO cosignatures (tenant_id, size, witness, key_id, time, line, received_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
+            )
+            .map_err(sql_error)?
+            .execute(params![
+                tid,
+                co.size as i64,
+                co.witness,
+                i64::from(co.key_id),
+                co.time as i64,
+                co.line,
+                co.received_at
+            ])
+            .map_err(sql_error)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn cosignatures(
+        &self,
+        tenant: &TenantName,
+        size: u64,
+    ) -> StoreResult<Vec<StoredCosignature>> {
+        let tenant = tenant.clone();
+        self.with_conn(move |c| {
+            let Some((tid, _)) = read::tenant(c, &tenant)? else {
+                return Ok(Vec::new());
+            };
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT size, witness, key_id, time, line, received_at FROM cosignatures
+                     WHERE tenant_id = ?1 AND size = ?2 ORDER BY witness, key_id",
+                )
+                .map_err(sql_error)?;
+            stmt.query_map(params![tid, size as i64], cosignature_row)
+                .map_err(sql_error)?
+                .collect::<Result<_, _>>()
+                .map_err(sql_error)
+        })
+        .await
+    }
+
+    async fn log_origin(&self, tenant: &TenantName) -> StoreResult<Option<String>> {
+        let tenant = tenant.clone();
+        self.with_conn(move |c| {
+            c.prepare_cached("SELECT origin FROM log_origins WHERE tenant = ?1")
+                .map_err(sql_error)?
+                .query_row([tenant.as_str()], |r| r.get(0))
+                .optional()
+                .map_err(sql_error)
+        })
+        .await
+    }
+
+    async fn fix_log_origin(&self, tenant: &TenantName, origin: &str) -> StoreResult<String> {
+        let (tenant, origin) = (tenant.clone(), origin.to_owned());
+        self.with_conn(move |c| {
+            c.prepare_cached(
+                "INSERT INTO log_origins (tenant, origin) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+            )
+            .map_err(sql_error)?
+            .execute(params![tenant.as_str(), origin])
+            .map_err(sql_error)?;
+            c.prepare_cached("SELECT origin FROM log_origins WHERE tenant = ?1")
+                .map_err(sql_error)?
+                .query_row([tenant.as_str()], |r| r.get(0))
+                .map_err(sql_error)
+        })
+        .await
+    }
+
+    async fn latest_cosignatures(
+        &self,
+        tenant: &TenantName,
+    ) -> StoreResult<Vec<StoredCosignature>> {
+        let tenant = tenant.clone();
+        self.with_conn(move |c| {
+            let Some((tid, _)) = read::tenant(c, &tenant)? else {
+                return Ok(Vec::new());
+            };
+            // SQLite's bare-column rule: with max(), the other columns come from the max row.
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT max(size), witness, key_id, time, line, received_at FROM cosignatures
+                     WHERE tenant_id = ?1 GROUP BY witness, key_id ORDER BY witness, key_id",
+                )
+                .map_err(sql_error)?;
+            stmt.query_map(params![tid], cosignature_row)
+                .map_err(sql_error)?
+                .collect::<Result<_, _>>()
+                .map_err(sql_error)
+        })
+        .await
+    }
+
     async fn tenants(&self) -> StoreResult<Vec<TenantName>> {
         self.with_conn(|c| read::tenants(c)).await
     }
@@ -893,6 +1002,17 @@ impl Store for SqliteStore {
     }
 }
 
+fn cosignature_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredCosignature> {
+    Ok(StoredCosignature {
+        size: r.get::<_, i64>(0)? as u64,
+        witness: r.get(1)?,
+        key_id: r.get::<_, i64>(2)? as u32,
+        time: r.get::<_, i64>(3)? as u64,
+        line: r.get(4)?,
+        received_at: r.get(5)?,
+    })
+}
+
 fn checkpoint_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredCheckpoint> {
     Ok(StoredCheckpoint {
         size: r.get::<_, i64>(0)? as u64,
@@ -1240,7 +1360,8 @@ mod tests {
                  DROP TABLE stats_day_ips; DROP TABLE purged_events; DROP TABLE purges;
                  DROP TABLE legal_holds; DROP TABLE retention_rule_sets;
                  DROP TABLE delivery_destinations; DROP TABLE delivery_positions;
-                 DROP TABLE alert_rules; DROP TABLE alert_states; DROP TABLE delivery_leases;",
+                 DROP TABLE alert_rules; DROP TABLE alert_states; DROP TABLE delivery_leases;
+                 DROP TABLE cosignatures; DROP TABLE log_origins;",
             )
             .unwrap();
             for (id, h) in expected_nodes(&leaves) {

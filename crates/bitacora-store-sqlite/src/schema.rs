@@ -21,6 +21,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0006_stats_rollups.sql"),
     include_str!("../migrations/0007_lifecycle.sql"),
     include_str!("../migrations/0008_delivery.sql"),
+    include_str!("../migrations/0009_cosignatures.sql"),
 ];
 const FTS_SCHEMA: &str = include_str!("../migrations/fts.sql");
 

@@ -21,7 +21,7 @@ use serde_json::json;
 
 use crate::{
     ApiKeyRecord, AppendOutcome, LegalHoldRecord, PurgeRecord, Scope, Store, StoreError,
-    StoredCheckpoint, ViewerTokenRecord,
+    StoredCheckpoint, StoredCosignature, ViewerTokenRecord,
 };
 use bitacora_core::merkle;
 
@@ -795,6 +795,62 @@ pub async fn checkpoints_are_kept(store: &dyn Store) {
     );
     assert_eq!(store.checkpoints(&t, 1, 10).await.unwrap(), vec![cp(2)]);
     assert_eq!(store.checkpoints(&t, 0, 1).await.unwrap(), vec![cp(1)]);
+
+    // Witness cosignatures, per checkpoint size and witness key.
+    let co = |size: u64, witness: &str, key_id: u32| StoredCosignature {
+        size,
+        witness: witness.to_owned(),
+        key_id,
+        time: 1_700_000_000 + size,
+        line: format!("\u{2014} {witness} {size}{key_id}"),
+        received_at: 1_700_000_000_000_000 + size as i64,
+    };
+    assert!(store.cosignatures(&t, 1).await.unwrap().is_empty());
+    assert!(store.latest_cosignatures(&t).await.unwrap().is_empty());
+    store.add_cosignature(&t, &co(1, "w1", 7)).await.unwrap();
+    store
+        .add_cosignature(&t, &co(1, "w2", 0xffff_fff0))
+        .await
+        .unwrap();
+    store.add_cosignature(&t, &co(2, "w1", 7)).await.unwrap();
+    // The first one a witness key gave for a size is kept.
+    let mut again = co(2, "w1", 7);
+    again.line.push('x');
+    store.add_cosignature(&t, &again).await.unwrap();
+    assert_eq!(
+        store.cosignatures(&t, 1).await.unwrap(),
+        vec![co(1, "w1", 7), co(1, "w2", 0xffff_fff0)]
+    );
+    assert_eq!(
+        store.cosignatures(&t, 2).await.unwrap(),
+        vec![co(2, "w1", 7)]
+    );
+    assert_eq!(
+        store.latest_cosignatures(&t).await.unwrap(),
+        vec![co(2, "w1", 7), co(1, "w2", 0xffff_fff0)]
+    );
+    // Another tenant sees none of them.
+    let other = TenantName::parse("other").unwrap();
+    assert!(store.latest_cosignatures(&other).await.unwrap().is_empty());
+
+    // A log's origin is fixed by the first call.
+    assert_eq!(store.log_origin(&t).await.unwrap(), None);
+    assert_eq!(
+        store
+            .fix_log_origin(&t, "audit.example/default")
+            .await
+            .unwrap(),
+        "audit.example/default"
+    );
+    assert_eq!(
+        store.fix_log_origin(&t, "bitacora/default").await.unwrap(),
+        "audit.example/default"
+    );
+    assert_eq!(
+        store.log_origin(&t).await.unwrap().as_deref(),
+        Some("audit.example/default")
+    );
+    assert_eq!(store.log_origin(&other).await.unwrap(), None);
 }
 
 /// A small deterministic generator (SplitMix64), so a failing case is reproducible from the

@@ -256,6 +256,23 @@ pub struct StoredCheckpoint {
     pub created_at: Timestamp,
 }
 
+/// A witness's cosignature of one of a tenant's checkpoints, as stored (CONTRACT §11). The
+/// caller verified it against the witness's key before storing it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCosignature {
+    /// The tree size of the checkpoint it cosigns (a log signs each size at most once).
+    pub size: u64,
+    /// The witness's key name and key id, as in the signature line.
+    pub witness: String,
+    pub key_id: u32,
+    /// The `cosignature/v1` timestamp (seconds since the Unix epoch, the witness's clock).
+    pub time: u64,
+    /// The signature line, `— <name> <base64>`, without its newline.
+    pub line: String,
+    /// When this server received it.
+    pub received_at: Timestamp,
+}
+
 /// What an API key may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Scope {
@@ -407,6 +424,34 @@ pub trait Store: Send + Sync + 'static {
         after_size: u64,
         limit: u32,
     ) -> StoreResult<Vec<StoredCheckpoint>>;
+
+    /// Stores a witness's cosignature of the tenant's checkpoint of `cosignature.size`.
+    /// Storing one the same witness key already gave for that size is a no-op (the first
+    /// is kept).
+    async fn add_cosignature(
+        &self,
+        tenant: &TenantName,
+        cosignature: &StoredCosignature,
+    ) -> StoreResult<()>;
+
+    /// The cosignatures of the tenant's checkpoint of `size`, by witness name and key id.
+    async fn cosignatures(
+        &self,
+        tenant: &TenantName,
+        size: u64,
+    ) -> StoreResult<Vec<StoredCosignature>>;
+
+    /// The origin line recorded for the tenant's log ([`Store::fix_log_origin`]), if any.
+    async fn log_origin(&self, tenant: &TenantName) -> StoreResult<Option<String>>;
+
+    /// Records `origin` as the tenant's log origin unless one is recorded already, and
+    /// returns the recorded one (so two servers racing to sign a log's first checkpoint agree).
+    async fn fix_log_origin(&self, tenant: &TenantName, origin: &str) -> StoreResult<String>;
+
+    /// Each witness key's cosignature of the tenant's largest checkpoint it cosigned, by
+    /// witness name and key id.
+    async fn latest_cosignatures(&self, tenant: &TenantName)
+    -> StoreResult<Vec<StoredCosignature>>;
     /// Events `from..` of the tenant's log in `seq` order, at most `limit`, each checked as
     /// [`LeafCheck::of_row`] does: every row in the tenant's range is returned, including rows
     /// past the log's recorded size (which a walk must report as inserted).

@@ -355,6 +355,7 @@ pub async fn export(
     if format == ExportFormat::Bundle {
         let keys = integrity::load_existing_keys(config)?;
         let mut options = BundleOptions::new(Arc::new(keys.signer().clone()), keys.verifiers());
+        options.origin_prefix = config.integrity.origin_prefix.clone();
         options.filter = serde_json::Value::Object(
             params
                 .iter()
@@ -434,8 +435,10 @@ pub async fn verify(
     config: &Config,
     tenant: Option<&str>,
     trusted: &[String],
+    policy: Option<&Path>,
     accept: bool,
 ) -> Result<()> {
+    let policy = policy.map(read_policy).transpose()?;
     let tenant = tenant
         .map(|t| TenantName::parse(t).map_err(|m| anyhow!("--tenant `{t}`: {m}")))
         .transpose()?;
@@ -445,14 +448,14 @@ pub async fn verify(
                 "--accept-tail needs --tenant T: vouch for one tenant's tail at a time, after investigating it"
             );
         };
-        if !trusted.is_empty() {
-            bail!("--accept-tail needs the signing key file, not --trusted-key");
+        if !trusted.is_empty() || policy.is_some() {
+            bail!("--accept-tail needs the signing key file, not --trusted-key or --policy");
         }
         return accept_tail(config, &tenant).await;
     }
     // With the signing key at hand, its commit key tells a tail the writer sealed (not signed
     // yet) from one nobody vouches for.
-    let (verifiers, commit_key) = if trusted.is_empty() {
+    let (mut verifiers, commit_key) = if trusted.is_empty() {
         let keys = integrity::load_existing_keys(config)?;
         (keys.verifiers(), Some(keys.commit_key()))
     } else {
@@ -461,10 +464,147 @@ pub async fn verify(
             None,
         )
     };
+    if let Some(policy) = &policy {
+        integrity::add_verifiers(&mut verifiers, policy.logs());
+    }
     let store = open_store(config).await?;
-    let result = verify_store(store.as_ref(), tenant, &verifiers, commit_key).await;
+    let mut result = verify_store(store.as_ref(), tenant.clone(), &verifiers, commit_key).await;
+    if result.is_ok()
+        && let Some(policy) = &policy
+    {
+        result = verify_witnessed(store.as_ref(), tenant, policy).await;
+    }
     store.close().await.ok();
     result
+}
+
+/// Reads and parses a C2SP tlog-policy file (`--policy`).
+fn read_policy(path: &Path) -> Result<bitacora_core::witness::Policy> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the policy `{}`", path.display()))?;
+    bitacora_core::witness::Policy::parse(&text)
+        .with_context(|| format!("the policy `{}`", path.display()))
+}
+
+/// `bitacora verify --policy`: every stored cosignature of a policy witness must verify over
+/// the checkpoint it is stored for (a row that does not was written by someone else than
+/// the server, which verified each one before storing it), and the newest checkpoint that
+/// meets the policy's quorum says up to where each log is witnessed; a log with none fails.
+async fn verify_witnessed(
+    store: &dyn Store,
+    tenant: Option<TenantName>,
+    policy: &bitacora_core::witness::Policy,
+) -> Result<()> {
+    let tenants = match tenant {
+        Some(t) => vec![t],
+        None => store.tenants().await.context("cannot list the tenants")?,
+    };
+    let mut first_bad: Option<String> = None;
+    for tenant in &tenants {
+        let line = witnessed_line(store, tenant, policy).await?;
+        match line {
+            Ok(ok) => println!("{ok}"),
+            Err(bad) => {
+                println!("{bad}");
+                first_bad.get_or_insert(bad);
+            }
+        }
+    }
+    std::io::stdout().flush().ok();
+    match first_bad {
+        Some(message) => bail!(message),
+        None => Ok(()),
+    }
+}
+
+/// One tenant's witnessing verdict: `Ok(summary)` or `Err(what is wrong)`.
+async fn witnessed_line(
+    store: &dyn Store,
+    tenant: &TenantName,
+    policy: &bitacora_core::witness::Policy,
+) -> Result<std::result::Result<String, String>> {
+    use bitacora_core::checkpoint::SignedNote;
+    // The sizes witnesses cosigned, newest first.
+    let mut sizes: Vec<u64> = Vec::new();
+    let mut after = 0u64;
+    loop {
+        let page = store
+            .checkpoints(tenant, after, 1000)
+            .await
+            .with_context(|| format!("cannot read the checkpoints of tenant `{tenant}`"))?;
+        let Some(last) = page.last() else { break };
+        after = last.size;
+        for cp in page {
+            let cosignatures = store
+                .cosignatures(tenant, cp.size)
+                .await
+                .with_context(|| format!("cannot read the cosignatures of tenant `{tenant}`"))?;
+            if cosignatures.is_empty() {
+                continue;
+            }
+            let text = SignedNote::parse(cp.note.as_bytes())
+                .map_err(|e| anyhow!("tenant `{tenant}`: checkpoint {}: {e}", cp.size))?
+                .text;
+            for c in &cosignatures {
+                let Some((_, key)) = policy
+                    .witnesses()
+                    .iter()
+                    .find(|(_, k)| k.name() == c.witness && k.key_id() == c.key_id)
+                else {
+                    continue;
+                };
+                let line = format!(
+                    "{text}
+{}
+",
+                    c.line
+                );
+                let good = SignedNote::parse(line.as_bytes())
+                    .ok()
+                    .and_then(|n| n.signatures.into_iter().next())
+                    .and_then(|sig| key.verify(&text, &sig));
+                if good.is_none() {
+                    return Ok(Err(format!(
+                        "tenant {tenant}: the stored cosignature of witness {} for the checkpoint at tree size {} does not verify",
+                        c.witness, cp.size
+                    )));
+                }
+            }
+            sizes.push(cp.size);
+        }
+    }
+    for &size in sizes.iter().rev() {
+        let Some(cp) = store
+            .checkpoints(tenant, size - 1, 1)
+            .await?
+            .into_iter()
+            .find(|c| c.size == size)
+        else {
+            continue;
+        };
+        let note = bitacora_server::integrity::cosigned_note(store, tenant, &cp).await?;
+        if let Ok(check) = policy.check(&note) {
+            return Ok(Ok(format!(
+                "tenant {tenant}: witnessed up to tree size {size}, cosigned by {}",
+                if check.cosigned.is_empty() {
+                    "none needed (quorum none)".to_owned()
+                } else {
+                    check.cosigned.join(", ")
+                }
+            )));
+        }
+    }
+    let latest = store.latest_checkpoint(tenant).await?;
+    if let Some(cp) = latest.filter(|_| !policy.needs_cosignatures()) {
+        return Ok(Ok(format!(
+            "tenant {tenant}: the policy needs no cosignature (quorum none); latest checkpoint at tree size {}",
+            cp.size
+        )));
+    }
+    Ok(Err(format!(
+        "tenant {tenant}: no checkpoint meets the policy's quorum ({} cosigned checkpoints)",
+        sizes.len()
+    )))
 }
 
 async fn verify_store(
@@ -686,12 +826,16 @@ impl Progress {
 }
 
 /// `bitacora verify-bundle FILE`: no store, no server, no configuration.
-pub fn verify_bundle(file: &Path, trusted: &[String]) -> Result<()> {
-    let trusted = if trusted.is_empty() {
+pub fn verify_bundle(file: &Path, trusted: &[String], policy: Option<&Path>) -> Result<()> {
+    let policy = policy.map(read_policy).transpose()?;
+    let mut trusted = if trusted.is_empty() {
         None
     } else {
         Some(integrity::parse_verifiers(trusted).context("--trusted-key")?)
     };
+    if let Some(policy) = &policy {
+        integrity::add_verifiers(trusted.get_or_insert_with(Vec::new), policy.logs());
+    }
     let reader: Box<dyn BufRead> = if file == Path::new("-") {
         Box::new(std::io::BufReader::with_capacity(
             1 << 20,
@@ -711,7 +855,23 @@ pub fn verify_bundle(file: &Path, trusted: &[String]) -> Result<()> {
     };
     match bitacora_log::verify_bundle(reader, trusted.as_deref()) {
         Ok(report) => {
-            println!("{}", report.summary());
+            let witnessed = match &policy {
+                Some(policy) => match policy.check(&report.checkpoint) {
+                    Ok(check) if check.cosigned.is_empty() => {
+                        "; the policy needs no cosignature".to_owned()
+                    }
+                    Ok(check) => format!(
+                        "; cosigned by {} (the policy's quorum is met)",
+                        check.cosigned.join(", ")
+                    ),
+                    Err(e) => bail!(
+                        "the bundle's events verify, but its checkpoint (tree size {}) does not satisfy the policy: {e}",
+                        report.tree_size
+                    ),
+                },
+                None => String::new(),
+            };
+            println!("{}{witnessed}", report.summary());
             Ok(())
         }
         Err(e) => bail!("the bundle does not verify: {e}"),
@@ -747,11 +907,8 @@ pub fn verify_proof(
     };
     let policy = match policy {
         Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read the policy `{}`", path.display()))?;
-            let policy = bitacora_core::witness::Policy::parse(&text)
-                .with_context(|| format!("the policy `{}`", path.display()))?;
-            verifiers.extend(policy.logs().iter().cloned());
+            let policy = read_policy(path)?;
+            integrity::add_verifiers(&mut verifiers, policy.logs());
             Some(policy)
         }
         None => None,
@@ -787,7 +944,14 @@ pub fn verify_proof(
             proof.index
         );
     }
-    let origin = tenant_origin(&fields.tenant);
+    // The origin is `<prefix>/<tenant>` (CONTRACT §11); the prefix is the log's, read from the
+    // checkpoint, which a trusted key must have signed.
+    let origin = bitacora_core::checkpoint::SignedNote::parse(proof.checkpoint.as_bytes())
+        .ok()
+        .and_then(|n| bitacora_core::checkpoint::Checkpoint::parse_body(&n.text).ok())
+        .map(|c| c.origin)
+        .filter(|o| bitacora_log::bundle::is_origin_of(o, &fields.tenant))
+        .unwrap_or_else(|| tenant_origin(&fields.tenant));
     let witnessed = match &policy {
         Some(policy) => match policy.check(&proof.checkpoint) {
             Ok(check) if check.cosigned.is_empty() => String::new(),

@@ -62,7 +62,10 @@ pub async fn retention_run(config: &Config, dry_run: bool, tenant: Option<&str>)
         store: store.clone(),
         config: config.retention.clone(),
         archive,
-        bundle: bitacora_log::BundleOptions::new(Arc::new(keys.signer().clone()), keys.verifiers()),
+        bundle: bitacora_log::BundleOptions {
+            origin_prefix: config.integrity.origin_prefix.clone(),
+            ..bitacora_log::BundleOptions::new(Arc::new(keys.signer().clone()), keys.verifiers())
+        },
         policy: Arc::new(config.ingest.policy()),
     };
     let result = retention

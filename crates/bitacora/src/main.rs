@@ -195,6 +195,12 @@ struct VerifyArgs {
     /// them, one a line) instead of the configured signing key file and retired keys.
     #[arg(long = "trusted-key", value_name = "KEY")]
     trusted_keys: Vec<String>,
+    /// A C2SP tlog-policy file: the stored witness cosignatures must verify with its witness
+    /// keys, and some checkpoint of each log must be cosigned by witnesses that meet its
+    /// quorum (the summary says up to which size the log is witnessed). Its `log` keys are
+    /// trusted too.
+    #[arg(long, value_name = "FILE")]
+    policy: Option<PathBuf>,
     /// Recovery from an unexplained tail (events no commit seal explains, which the server
     /// refuses to sign): after investigating them, vouch for them. Verifies the tenant's log
     /// first and accepts only if everything else is intact; recorded as a
@@ -212,6 +218,10 @@ struct VerifyBundleArgs {
     /// keys are used: that proves the events match the checkpoint, not who signed it.
     #[arg(long = "trusted-key", value_name = "KEY")]
     trusted_keys: Vec<String>,
+    /// A C2SP tlog-policy file: the bundle's checkpoint must be signed by one of its logs
+    /// and cosigned (`cosignature/v1`) by witnesses that meet its quorum.
+    #[arg(long, value_name = "FILE")]
+    policy: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -411,12 +421,15 @@ async fn run(cli: Cli) -> Result<()> {
                 &config,
                 args.tenant.as_deref(),
                 &args.trusted_keys,
+                args.policy.as_deref(),
                 args.accept_tail,
             )
             .await
         }
         // Deliberately no configuration: a bundle is checked on its own.
-        Command::VerifyBundle(args) => commands::verify_bundle(&args.file, &args.trusted_keys),
+        Command::VerifyBundle(args) => {
+            commands::verify_bundle(&args.file, &args.trusted_keys, args.policy.as_deref())
+        }
         // Likewise offline: the event, its proof and the keys are all it needs.
         Command::VerifyProof(args) => commands::verify_proof(
             &args.event,

@@ -198,6 +198,7 @@ async fn bundle(
         .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
         .collect();
     let mut options = BundleOptions::new(state.signer.clone(), state.keys.verifiers());
+    options.origin_prefix = state.config.integrity.origin_prefix.clone();
     options.filter = serde_json::Value::Object(filter);
     let tenant = query.tenant.clone();
     tracing::info!(tenant = %tenant, "bundle export started");

@@ -49,6 +49,54 @@ pub struct Readiness {
     /// and positions are in `GET /v1/destinations` (admin).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub delivery: Vec<DeliveryDestination>,
+    /// One entry per witness of `integrity.witness_policy_file` (CONTRACT §11); absent without
+    /// a policy. A witness that is down does not make the server unready: it only delays
+    /// cosignatures.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub witnesses: Vec<WitnessHealth>,
+}
+
+/// A witness as `/readyz` shows it (this process's view).
+#[derive(Serialize, ToSchema)]
+pub struct WitnessHealth {
+    /// Its name in the policy.
+    pub name: String,
+    /// Its submission URL prefix; absent when the policy gives none (never submitted to).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// `idle`, `ok`, `failing`, `standby` (another server submits) or `no url`.
+    pub state: String,
+    /// The largest checkpoint size it cosigned, per tenant.
+    pub cosigned: std::collections::BTreeMap<String, u64>,
+    /// When it last cosigned (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_success_at: Option<String>,
+    /// Its last failure (`<tenant>: <what happened>`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error_at: Option<String>,
+    /// Failed submissions since its last success.
+    pub failures: u64,
+}
+
+impl WitnessHealth {
+    pub fn from_status(s: bitacora_witness::WitnessStatus) -> Self {
+        let time = |t: Option<i64>| {
+            t.and_then(chrono::DateTime::from_timestamp_micros)
+                .map(|t| bitacora_core::event::timestamp::format(&t))
+        };
+        Self {
+            name: s.name,
+            url: s.url,
+            state: s.state,
+            cosigned: s.cosigned,
+            last_success_at: time(s.last_success_at),
+            last_error: s.last_error,
+            last_error_at: time(s.last_error_at),
+            failures: s.failures,
+        }
+    }
 }
 
 /// A destination as `/readyz` shows it (this process's view).
@@ -189,6 +237,12 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Readiness>, Ap
                 failed: d.failed,
                 lag: d.lag.values().sum(),
             })
+            .collect(),
+        witnesses: state
+            .witnesses
+            .snapshot()
+            .into_iter()
+            .map(WitnessHealth::from_status)
             .collect(),
     }))
 }

@@ -66,7 +66,8 @@ pub struct TenantParam {
 ///
 /// A C2SP `tlog-checkpoint` (origin `bitacora/<tenant>`, tree size, base64 root hash) in an
 /// Ed25519 `signed-note`; verify it with the key from `GET /v1/log/public-key`. The server
-/// signs each growing log at least once a second.
+/// signs each growing log at least once a second. With a witness policy, the note also
+/// carries the `cosignature/v1` lines witnesses returned for this checkpoint (CONTRACT §11).
 #[utoipa::path(
     get,
     path = "/v1/log/checkpoint",
@@ -91,9 +92,99 @@ pub async fn checkpoint(
     check_params(&pairs, &["tenant"])?;
     let tenant = principal.resolve_tenant(param(&pairs, "tenant"))?;
     match state.store.latest_checkpoint(&tenant).await? {
-        Some(cp) => Ok(text(cp.note)),
+        Some(cp) => Ok(text(
+            crate::integrity::cosigned_note(&*state.store, &tenant, &cp).await?,
+        )),
         None => Err(bitacora_log::LogError::NoCheckpoint(tenant.to_string()).into()),
     }
+}
+
+/// What a verifier needs to know about one tenant's log (CONTRACT §11).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct LogDescription {
+    pub tenant: String,
+    /// The log's checkpoint origin, `<prefix>/<tenant>`, fixed when its first checkpoint was
+    /// signed (`bitacora/<tenant>` for logs from before `integrity.origin_prefix`).
+    pub origin: String,
+    /// The signed-note verifier keys its checkpoints verify with: the current signing key
+    /// first, then retired ones still trusted (the lines of `GET /v1/log/public-key`).
+    pub verifier_keys: Vec<String>,
+    /// Events in the log.
+    pub size: u64,
+    /// The latest signed checkpoint's tree size; absent when none is signed yet.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkpoint_size: Option<u64>,
+    /// The witnesses (key names) whose cosignatures the latest checkpoint carries.
+    pub cosigned_by: Vec<String>,
+    /// The largest tree size any witness cosigned; absent when none did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub witnessed_size: Option<u64>,
+}
+
+/// The tenant's log: its origin, verifier keys, size and witnessing.
+///
+/// Everything a monitor, a mirror or a witness operator needs to follow the log with the
+/// C2SP tools: the origin line its checkpoints carry and the keys they verify with.
+#[utoipa::path(
+    get,
+    path = "/v1/log",
+    tag = "integrity",
+    params(TenantParam),
+    responses(
+        (status = 200, description = "The log", body = LogDescription),
+        (status = 400, description = "Unknown parameter or invalid tenant", body = ErrorBody),
+        (status = 401, description = "Missing, unknown or revoked API key", body = ErrorBody),
+        (status = 403, description = "Key lacks the `read` scope, or is pinned to another tenant", body = ErrorBody),
+        (status = 503, description = "Store unavailable; retry", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn describe(
+    State(state): State<AppState>,
+    principal: Principal,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let pairs = query_pairs(raw.as_deref());
+    check_params(&pairs, &["tenant"])?;
+    let tenant = principal.resolve_tenant(param(&pairs, "tenant"))?;
+    let latest = state.store.latest_checkpoint(&tenant).await?;
+    let origin = match (&latest, state.store.log_origin(&tenant).await?) {
+        (_, Some(origin)) => origin,
+        (Some(_), None) => bitacora_core::checkpoint::tenant_origin(tenant.as_str()),
+        // Not signed yet: the origin its first checkpoint will get.
+        (None, None) => format!("{}/{tenant}", state.config.integrity.origin_prefix),
+    };
+    let cosigned_by = match &latest {
+        Some(cp) => state
+            .store
+            .cosignatures(&tenant, cp.size)
+            .await?
+            .into_iter()
+            .map(|c| c.witness)
+            .collect(),
+        None => Vec::new(),
+    };
+    let witnessed_size = state
+        .store
+        .latest_cosignatures(&tenant)
+        .await?
+        .iter()
+        .map(|c| c.size)
+        .max();
+    json(&LogDescription {
+        origin,
+        verifier_keys: state
+            .keys
+            .verifiers()
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+        size: state.store.log_size(&tenant).await?,
+        checkpoint_size: latest.map(|cp| cp.size),
+        cosigned_by,
+        witnessed_size,
+        tenant: tenant.to_string(),
+    })
 }
 
 #[derive(IntoParams)]

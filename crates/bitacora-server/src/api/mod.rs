@@ -106,6 +106,12 @@ pub fn build(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
             NO_BODY_LIMIT,
         ))
         .routes(scoped(
+            routes!(log::describe),
+            s,
+            Scope::Read,
+            NO_BODY_LIMIT,
+        ))
+        .routes(scoped(
             routes!(log::inclusion),
             s,
             Scope::Read,

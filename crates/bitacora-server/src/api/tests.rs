@@ -778,6 +778,7 @@ async fn the_openapi_document_lists_every_route() {
             "/v1/export",
             "/v1/legal-holds",
             "/v1/legal-holds/{id}",
+            "/v1/log",
             "/v1/log/checkpoint",
             "/v1/log/proof/consistency",
             "/v1/log/proof/inclusion",

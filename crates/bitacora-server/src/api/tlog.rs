@@ -187,7 +187,8 @@ async fn checkpoint(
     }
     match state.store.latest_checkpoint(&tenant).await? {
         Some(cp) => {
-            let note = Bytes::from(cp.note);
+            let note = crate::integrity::cosigned_note(&*state.store, &tenant, &cp).await?;
+            let note = Bytes::from(note);
             state.tiles.put_note(tenant, note.clone());
             Ok(with_headers(note, TEXT_PLAIN, "no-store"))
         }
@@ -309,8 +310,9 @@ pub const TILES_SERVED: &str = "bitacora_tlog_tiles_served_total";
 
 /// One event's C2SP `tlog-proof@v1`.
 ///
-/// The event's index, its RFC 6962 inclusion proof and, after an empty line, the latest
-/// signed checkpoint verbatim. Anyone holding the event's canonical bytes (the event as
+/// The event's index, its RFC 6962 inclusion proof and, after an empty line, a signed
+/// checkpoint with its witness cosignatures: the newest one witnesses cosigned that covers
+/// the event, else the latest. Anyone holding the event's canonical bytes (the event as
 /// `GET /v1/events/{id}` returns it, minus `seq` and `leaf_hash`, in RFC 8785 form) and the
 /// log's verifier key can check it offline with any implementation of the spec, or with
 /// `bitacora verify-proof`. `404 no_checkpoint` while the event is newer than the latest
@@ -344,7 +346,10 @@ pub async fn event_proof(
             "no event with id `{id}` in tenant `{tenant}`"
         )));
     };
-    let cp = state.store.latest_checkpoint(&tenant).await?;
+    let cp = match cosigned_checkpoint(&state, &tenant, event.seq).await? {
+        Some(cp) => Some(cp),
+        None => state.store.latest_checkpoint(&tenant).await?,
+    };
     let Some(cp) = cp.filter(|cp| cp.size > event.seq) else {
         return Err(ApiError::NoCheckpoint(format!(
             "event `{id}` (seq {}) is not covered by a signed checkpoint yet; retry in a second",
@@ -352,12 +357,40 @@ pub async fn event_proof(
         )));
     };
     let proof = bitacora_log::inclusion_proof(&*state.store, &tenant, event.seq, cp.size).await?;
+    let checkpoint = crate::integrity::cosigned_note(&*state.store, &tenant, &cp).await?;
     let text = TlogProof {
         extra: None,
         index: event.seq,
         hashes: proof.hashes,
-        checkpoint: cp.note,
+        checkpoint,
     }
     .to_text();
     Ok(with_headers(text, TEXT_PLAIN, "no-store"))
+}
+
+/// The newest checkpoint that witnesses cosigned and that covers `seq`, if any: a proof to it
+/// can be checked against a witness policy's quorum, which one to a newer checkpoint not
+/// cosigned yet cannot.
+async fn cosigned_checkpoint(
+    state: &AppState,
+    tenant: &TenantName,
+    seq: u64,
+) -> Result<Option<bitacora_store::StoredCheckpoint>, ApiError> {
+    let Some(size) = state
+        .store
+        .latest_cosignatures(tenant)
+        .await?
+        .iter()
+        .map(|c| c.size)
+        .max()
+        .filter(|&size| size > seq)
+    else {
+        return Ok(None);
+    };
+    Ok(state
+        .store
+        .checkpoints(tenant, size - 1, 1)
+        .await?
+        .into_iter()
+        .find(|cp| cp.size == size))
 }

@@ -19,7 +19,7 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Json, Redirect, Response};
 use bitacora_core::TenantName;
 use bitacora_core::canonical::hex_hash;
-use bitacora_core::checkpoint::{open_checkpoint, tenant_origin};
+use bitacora_core::checkpoint::open_checkpoint;
 use bitacora_log::{VerifyOptions, verify_tenant};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -161,6 +161,28 @@ pub struct TenantPanel {
     pub purged: u64,
     /// Legal holds in force.
     pub holds: Vec<HoldLine>,
+    /// The witnesses (key names) whose cosignatures the latest checkpoint carries.
+    pub cosigned_by: Vec<String>,
+    /// The log's origin line (`<prefix>/<tenant>`, fixed when the log was first signed).
+    pub origin: String,
+    /// The largest checkpoint size any witness cosigned, when it is not the latest.
+    pub witnessed_size: Option<u64>,
+}
+
+/// A witness of the policy, as the integrity page shows it.
+#[derive(Debug, Clone)]
+pub struct WitnessLine {
+    pub name: String,
+    pub url: String,
+    pub state: String,
+    pub ok: bool,
+    /// `tenant: size` for the tenants this viewer sees.
+    pub cosigned: Vec<String>,
+    pub last_success: Option<TimeView>,
+    /// The last failure, when it concerns a tenant this viewer sees.
+    pub last_error: Option<String>,
+    pub last_error_at: Option<TimeView>,
+    pub failures: u64,
 }
 
 /// A legal hold in force, as the integrity page lists it.
@@ -198,6 +220,8 @@ struct IntegrityTemplate {
     /// What the "verify" form sends: one tenant (pinned) or all visible.
     form_tenant: String,
     scope_text: String,
+    /// The witnesses of `integrity.witness_policy_file` (empty without one).
+    witnesses: Vec<WitnessLine>,
 }
 
 /// The tenants this viewer may see.
@@ -267,13 +291,31 @@ pub async fn page(
                     since: DateTime::from_timestamp_micros(h.created_at).map(|t| view::time(&t)),
                 })
                 .collect(),
+            cosigned_by: Vec::new(),
+            witnessed_size: None,
+            origin: String::new(),
         };
         if let Some(cp) = cp {
+            let cosignatures = state.store.cosignatures(&tenant, cp.size).await?;
+            panel.cosigned_by = cosignatures.iter().map(|c| c.witness.clone()).collect();
+            panel.witnessed_size = state
+                .store
+                .latest_cosignatures(&tenant)
+                .await?
+                .iter()
+                .map(|c| c.size)
+                .max()
+                .filter(|&s| s < cp.size);
+            let cp = bitacora_store::StoredCheckpoint {
+                note: crate::integrity::cosigned_note(&*state.store, &tenant, &cp).await?,
+                ..cp
+            };
             panel.cp_size = cp.size;
             panel.unsigned = size.saturating_sub(cp.size);
             panel.cp_root = hex_hash(&cp.root);
             panel.cp_time = DateTime::from_timestamp_micros(cp.created_at).map(|t| view::time(&t));
-            match open_checkpoint(&cp.note, &tenant_origin(tenant.as_str()), &verifiers) {
+            panel.origin = bitacora_log::log_origin(&*state.store, &tenant).await?;
+            match open_checkpoint(&cp.note, &panel.origin, &verifiers) {
                 Ok((signed, _)) if signed.size == cp.size && signed.root == cp.root => {
                     panel.cp_ok = true;
                     panel.cp_detail = "Signature verified with the server's key.".into();
@@ -289,7 +331,46 @@ pub async fn page(
         panels.push(panel);
     }
     let pinned = viewer.principal.pinned().is_some();
+    let seen = visible(&viewer);
+    let seen: Vec<&str> = seen.iter().map(TenantName::as_str).collect();
+    let witnesses = state
+        .witnesses
+        .snapshot()
+        .into_iter()
+        .map(|w| {
+            let time = |t: Option<i64>| {
+                t.and_then(DateTime::from_timestamp_micros)
+                    .map(|t| view::time(&t))
+            };
+            // An error names its tenant first (`<tenant>: ...`): shown only to its viewers.
+            let error_visible = w
+                .last_error
+                .as_deref()
+                .is_some_and(|e| e.split_once(": ").is_some_and(|(t, _)| seen.contains(&t)));
+            WitnessLine {
+                ok: w.state == "ok",
+                cosigned: w
+                    .cosigned
+                    .iter()
+                    .filter(|(t, _)| seen.contains(&t.as_str()))
+                    .map(|(t, size)| format!("{t}: {size}"))
+                    .collect(),
+                last_success: time(w.last_success_at),
+                last_error: if error_visible { w.last_error } else { None },
+                last_error_at: if error_visible {
+                    time(w.last_error_at)
+                } else {
+                    None
+                },
+                url: w.url.unwrap_or_default(),
+                name: w.name,
+                state: w.state,
+                failures: w.failures,
+            }
+        })
+        .collect();
     let page = IntegrityTemplate {
+        witnesses,
         layout: Layout::new("Integrity", "integrity", "/ui/integrity", &viewer),
         public_keys: crate::integrity::public_key_text(&state.keys)
             .lines()

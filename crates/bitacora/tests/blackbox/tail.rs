@@ -129,7 +129,7 @@ fn forge_row(data: &Path, tenant: &str, from_id: &str, new_id: &str) -> u64 {
 }
 
 /// Signs in to the viewer with `key` and returns the integrity page's HTML.
-async fn integrity_page(base: &str, key: &str) -> String {
+pub(crate) async fn integrity_page(base: &str, key: &str) -> String {
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()

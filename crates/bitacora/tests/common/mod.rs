@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 pub mod receiver;
+pub mod witness;
 
 use std::future::Future;
 use std::io::{BufRead as _, BufReader};
@@ -104,6 +105,15 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut bitacora_server::Config)
         configure,
     )
     .await
+}
+
+/// [`spawn_app_in`] with a configuration changed by `configure` (e.g. a restart with the
+/// same settings).
+pub async fn spawn_app_in_with(
+    data: Arc<TempDir>,
+    configure: impl FnOnce(&mut bitacora_server::Config),
+) -> TestApp {
+    spawn_app_configured(data, configure).await
 }
 
 async fn spawn_app_configured(

@@ -268,8 +268,9 @@ export interface paths {
         };
         /**
          * One event's C2SP `tlog-proof@v1`.
-         * @description The event's index, its RFC 6962 inclusion proof and, after an empty line, the latest
-         *     signed checkpoint verbatim. Anyone holding the event's canonical bytes (the event as
+         * @description The event's index, its RFC 6962 inclusion proof and, after an empty line, a signed
+         *     checkpoint with its witness cosignatures: the newest one witnesses cosigned that covers
+         *     the event, else the latest. Anyone holding the event's canonical bytes (the event as
          *     `GET /v1/events/{id}` returns it, minus `seq` and `leaf_hash`, in RFC 8785 form) and the
          *     log's verifier key can check it offline with any implementation of the spec, or with
          *     `bitacora verify-proof`. `404 no_checkpoint` while the event is newer than the latest
@@ -381,6 +382,27 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/log": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The tenant's log: its origin, verifier keys, size and witnessing.
+         * @description Everything a monitor, a mirror or a witness operator needs to follow the log with the
+         *     C2SP tools: the origin line its checkpoints carry and the keys they verify with.
+         */
+        get: operations["describe"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/log/checkpoint": {
         parameters: {
             query?: never;
@@ -392,7 +414,8 @@ export interface paths {
          * The tenant's latest signed checkpoint.
          * @description A C2SP `tlog-checkpoint` (origin `bitacora/<tenant>`, tree size, base64 root hash) in an
          *     Ed25519 `signed-note`; verify it with the key from `GET /v1/log/public-key`. The server
-         *     signs each growing log at least once a second.
+         *     signs each growing log at least once a second. With a witness policy, the note also
+         *     carries the `cosignature/v1` lines witnesses returned for this checkpoint (CONTRACT §11).
          */
         get: operations["checkpoint"];
         put?: never;
@@ -1047,6 +1070,37 @@ export interface components {
             count: number;
             key: string;
         };
+        /** @description What a verifier needs to know about one tenant's log (CONTRACT §11). */
+        LogDescription: {
+            /**
+             * Format: int64
+             * @description The latest signed checkpoint's tree size; absent when none is signed yet.
+             */
+            checkpoint_size?: number | null;
+            /** @description The witnesses (key names) whose cosignatures the latest checkpoint carries. */
+            cosigned_by: string[];
+            /**
+             * @description The log's checkpoint origin, `<prefix>/<tenant>`, fixed when its first checkpoint was
+             *     signed (`bitacora/<tenant>` for logs from before `integrity.origin_prefix`).
+             */
+            origin: string;
+            /**
+             * Format: int64
+             * @description Events in the log.
+             */
+            size: number;
+            tenant: string;
+            /**
+             * @description The signed-note verifier keys its checkpoints verify with: the current signing key
+             *     first, then retired ones still trusted (the lines of `GET /v1/log/public-key`).
+             */
+            verifier_keys: string[];
+            /**
+             * Format: int64
+             * @description The largest tree size any witness cosigned; absent when none did.
+             */
+            witnessed_size?: number | null;
+        };
         /**
          * @description Whether the audited action succeeded.
          * @enum {string}
@@ -1090,6 +1144,12 @@ export interface components {
             status: string;
             /** @description The logs with an unexplained tail; absent when there are none. */
             unexplained?: components["schemas"]["UnexplainedTail"][];
+            /**
+             * @description One entry per witness of `integrity.witness_policy_file` (CONTRACT §11); absent without
+             *     a policy. A witness that is down does not make the server unready: it only delays
+             *     cosignatures.
+             */
+            witnesses?: components["schemas"]["WitnessHealth"][];
         };
         /** @description One retention rule. */
         RetentionRuleView: {
@@ -1222,6 +1282,29 @@ export interface components {
              */
             signed_size: number;
             tenant: string;
+        };
+        /** @description A witness as `/readyz` shows it (this process's view). */
+        WitnessHealth: {
+            /** @description The largest checkpoint size it cosigned, per tenant. */
+            cosigned: {
+                [key: string]: number;
+            };
+            /**
+             * Format: int64
+             * @description Failed submissions since its last success.
+             */
+            failures: number;
+            /** @description Its last failure (`<tenant>: <what happened>`). */
+            last_error?: string | null;
+            last_error_at?: string | null;
+            /** @description When it last cosigned (RFC 3339). */
+            last_success_at?: string | null;
+            /** @description Its name in the policy. */
+            name: string;
+            /** @description `idle`, `ok`, `failing`, `standby` (another server submits) or `no url`. */
+            state: string;
+            /** @description Its submission URL prefix; absent when the policy gives none (never submitted to). */
+            url?: string | null;
         };
     };
     responses: never;
@@ -2672,6 +2755,65 @@ export interface operations {
             };
             /** @description No such hold in force (in the credential's tenant) */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Store unavailable; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    describe: {
+        parameters: {
+            query?: {
+                /** @description The tenant (default: the key's pinned tenant, else `default`). */
+                tenant?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The log */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LogDescription"];
+                };
+            };
+            /** @description Unknown parameter or invalid tenant */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing, unknown or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Key lacks the `read` scope, or is pinned to another tenant */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
