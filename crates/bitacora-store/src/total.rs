@@ -23,10 +23,13 @@ use std::time::{Duration, Instant};
 pub const DEFAULT_BUDGET: Duration = Duration::from_millis(25);
 
 /// Positions in the first chunk counted; each following chunk is twice as large, up to
-/// [`MAX_CHUNK`], so that a cheap filter finishes in few statements while an expensive one
-/// overshoots the budget by at most about one chunk.
+/// [`MAX_CHUNK`], so that a cheap filter finishes in few statements — but never larger than
+/// the rate measured so far says fits in the budget left, so an expensive filter does not
+/// overshoot it by a whole chunk. A chunk that would be smaller than [`MIN_CHUNK`] is not
+/// started.
 const FIRST_CHUNK: i64 = 16_384;
 const MAX_CHUNK: i64 = 1 << 20;
+const MIN_CHUNK: i64 = 1_024;
 /// Samples taken of what is left when the budget runs out, and the largest sample.
 const SAMPLES: i64 = 16;
 const SAMPLE_WIDTH: i64 = 1_024;
@@ -79,6 +82,9 @@ pub struct Counter {
     /// (unless the budget is zero), so a stall of the machine between planning and counting
     /// cannot turn a one-statement total into an estimate.
     first: bool,
+    started: Instant,
+    /// Positions handed out so far (all counted by the time the next one is asked for).
+    handed: i64,
     matches: u64,
 }
 
@@ -90,6 +96,8 @@ impl Counter {
             chunk: FIRST_CHUNK,
             deadline: Instant::now() + budget,
             first: !budget.is_zero(),
+            started: Instant::now(),
+            handed: 0,
             matches: 0,
         }
     }
@@ -98,11 +106,25 @@ impl Counter {
     /// is spent (always `None` for a zero budget).
     #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Option<(i64, i64)> {
-        if !std::mem::take(&mut self.first) && Instant::now() >= self.deadline {
-            return None;
+        let mut chunk = self.chunk;
+        if !std::mem::take(&mut self.first) {
+            let now = Instant::now();
+            if now >= self.deadline {
+                return None;
+            }
+            // Positions per second so far, times the time left.
+            let spent = now.duration_since(self.started).as_secs_f64();
+            if spent > 0.0 && self.handed > 0 {
+                let fits = self.handed as f64 / spent * (self.deadline - now).as_secs_f64();
+                chunk = chunk.min(fits as i64);
+            }
+            if chunk < MIN_CHUNK {
+                return None;
+            }
         }
         let (lo, hi) = self.left.pop_front()?;
-        let end = lo.saturating_add(self.chunk - 1).min(hi);
+        let end = lo.saturating_add(chunk - 1).min(hi);
+        self.handed += end - lo + 1;
         if end < hi {
             self.left.push_front((end + 1, hi));
         }
