@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 pub mod receiver;
+pub mod syslog;
 
 use std::future::Future;
 use std::io::{BufRead as _, BufReader};
