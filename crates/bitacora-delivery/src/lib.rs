@@ -247,6 +247,9 @@ pub(crate) struct Shared {
     mailer: Result<email::Mailer, String>,
     /// When each lease this server holds was last written (see [`Shared::lease`]).
     renewed: Mutex<HashMap<String, std::time::Instant>>,
+    /// Per (destination, tenant): where the batches passed over since the last delivery
+    /// began (see [`stream`]).
+    unsent_from: Mutex<HashMap<(String, TenantName), u64>>,
     cancel: CancellationToken,
 }
 
@@ -271,6 +274,7 @@ impl Shared {
                 None => Err("this server has no [delivery.smtp] to send email with".into()),
             },
             renewed: Mutex::new(HashMap::new()),
+            unsent_from: Mutex::new(HashMap::new()),
             config,
             cancel,
         }
@@ -439,7 +443,7 @@ pub async fn send_test(
         "action": TEST_ACTION,
         "category": "bitacora",
         "severity": "low",
-        "actor": {"id": requested_by, "type": "api_key"},
+        "actor": {"id": requested_by, "type": "service"},
         "target": {"type": "destination", "id": record.id, "name": record.name},
         "description": format!("A test delivery to destination {}", record.name),
         "context": {"source": "bitacora"},

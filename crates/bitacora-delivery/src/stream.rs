@@ -8,6 +8,11 @@
 //! sees every event at least once and in order; after a crash, the batch in flight is sent
 //! again (a duplicate, never a gap). The batch is whatever the log holds past the position,
 //! up to `max_batch`: small when the stream keeps up, full-sized when it has a backlog.
+//! A batch none of whose events is for the destination is not sent; the next one sent covers
+//! its range too (`from_seq`, remembered in [`Shared`] so that a worker restarted for new
+//! settings keeps it), so consecutive deliveries leave no hole in `seq` (except across a
+//! restart of the server, which starts from the stored position). A remembered start older
+//! than another server's deliveries only makes a range start earlier, never hides a gap.
 //!
 //! With several servers on one store, a worker delivers only while it holds the
 //! destination's lease, renewed every pass; a server that dies stops renewing, and another
@@ -225,7 +230,21 @@ async fn step(
             meta.push(ItemMeta::of(stored.seq, &event));
         }
     }
-    if !items.is_empty() {
+    let carry = (id.clone(), tenant.clone());
+    if items.is_empty() {
+        shared
+            .unsent_from
+            .lock()
+            .expect("unsent_from lock")
+            .entry(carry)
+            .or_insert(first);
+    } else {
+        let first = shared
+            .unsent_from
+            .lock()
+            .expect("unsent_from lock")
+            .remove(&carry)
+            .unwrap_or(first);
         let checkpoint = store
             .latest_checkpoint(&tenant)
             .await

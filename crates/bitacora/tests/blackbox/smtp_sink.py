@@ -3,7 +3,8 @@
 
 A real SMTP server (PyPI `aiosmtpd`) on 127.0.0.1, port chosen by the system and printed on the
 first stdout line. Every message it accepts is appended to OUT_FILE as one JSON line
-{"mail_from", "rcpt_tos", "data"}. With `--fail-first N`, the first N messages are refused with
+{"mail_from", "rcpt_tos", "data", "subject", "message_id", "body"}, `body` being the text part
+decoded (quoted-printable or base64) by the standard library's email parser. With `--fail-first N`, the first N messages are refused with
 `451` (a transient failure the sender must retry).
 
   python3 smtp_sink.py OUT_FILE [--fail-first N]
@@ -11,6 +12,8 @@ first stdout line. Every message it accepts is appended to OUT_FILE as one JSON 
 
 import argparse
 import asyncio
+import email
+import email.policy
 import json
 import sys
 import threading
@@ -29,11 +32,15 @@ class Sink:
             if self.fail_left > 0:
                 self.fail_left -= 1
                 return "451 4.3.0 try again later"
+            message = email.message_from_bytes(envelope.content, policy=email.policy.default)
             with open(self.out, "a", encoding="utf-8") as f:
                 f.write(json.dumps({
                     "mail_from": envelope.mail_from,
                     "rcpt_tos": envelope.rcpt_tos,
                     "data": envelope.content.decode("utf-8", "replace"),
+                    "subject": str(message["subject"]),
+                    "message_id": str(message["message-id"]),
+                    "body": message.get_content(),
                 }) + "\n")
         return "250 OK"
 

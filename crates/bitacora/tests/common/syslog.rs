@@ -50,6 +50,9 @@ impl Message {
 struct Seen {
     messages: Vec<Message>,
     errors: Vec<String>,
+    /// TLS handshakes that failed (a client that does not trust the certificate): not
+    /// errors of the stream.
+    handshake_failures: Vec<String>,
     connections: usize,
 }
 
@@ -123,7 +126,7 @@ impl SyslogListener {
                             match tls {
                                 Some(acceptor) => match acceptor.accept(tcp).await {
                                     Ok(stream) => serve(stream, seen, token).await,
-                                    Err(e) => seen.lock().unwrap().errors.push(format!("TLS: {e}")),
+                                    Err(e) => seen.lock().unwrap().handshake_failures.push(format!("TLS: {e}")),
                                 },
                                 None => serve(tcp, seen, token).await,
                             }
@@ -164,6 +167,10 @@ impl SyslogListener {
 
     pub fn errors(&self) -> Vec<String> {
         self.seen.lock().unwrap().errors.clone()
+    }
+
+    pub fn handshake_failures(&self) -> Vec<String> {
+        self.seen.lock().unwrap().handshake_failures.clone()
     }
 
     pub fn connections(&self) -> usize {
