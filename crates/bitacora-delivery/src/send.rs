@@ -13,10 +13,10 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use bitacora_core::Event;
 use bitacora_core::event::Severity;
 use chrono::{DateTime, Utc};
-use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, Mac as _};
 use serde_json::{Value, json};
 use sha2::Sha256;
@@ -190,9 +190,7 @@ pub fn body(kind: Kind, batch: &Batch) -> Vec<u8> {
         }
         // One message per event (see `send_nats`, `crate::syslog`); an email is text (see
         // `crate::email`): the events are what this body would hold.
-        Kind::Nats | Kind::Syslog | Kind::Email => {
-            serde_json::to_vec(&batch.events).expect("JSON")
-        }
+        Kind::Nats | Kind::Syslog | Kind::Email => serde_json::to_vec(&batch.events).expect("JSON"),
         Kind::SplunkHec => {
             // HEC takes several event objects concatenated in one body.
             let mut out = Vec::new();

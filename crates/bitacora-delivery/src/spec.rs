@@ -253,7 +253,10 @@ impl DestinationSpec {
         }
         if let Some(f) = self.facility {
             if self.kind != Kind::Syslog {
-                return Err(SpecError::new("facility", "only syslog destinations have one"));
+                return Err(SpecError::new(
+                    "facility",
+                    "only syslog destinations have one",
+                ));
             }
             if f > 23 {
                 return Err(SpecError::new("facility", "an RFC 5424 facility, 0 to 23"));
@@ -279,9 +282,10 @@ impl DestinationSpec {
                     "only webhook destinations are signed",
                 ))
             }
-            Kind::Syslog | Kind::Email if self.token.is_some() => Err(
-                SpecError::new("token", "only splunk_hec destinations take a token"),
-            ),
+            Kind::Syslog | Kind::Email if self.token.is_some() => Err(SpecError::new(
+                "token",
+                "only splunk_hec destinations take a token",
+            )),
             _ => Ok(()),
         }
     }
@@ -294,9 +298,7 @@ impl DestinationSpec {
         self.secrets
             .iter()
             .enumerate()
-            .filter(|(i, _)| {
-                *i == 0 || self.previous_secret_expires_at.is_none_or(|at| now < at)
-            })
+            .filter(|(i, _)| *i == 0 || self.previous_secret_expires_at.is_none_or(|at| now < at))
             .map(|(_, s)| s.clone())
             .collect()
     }

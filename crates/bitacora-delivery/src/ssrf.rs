@@ -52,14 +52,12 @@ pub fn is_forbidden(ip: IpAddr) -> bool {
 pub async fn check_url(url: &str, allow_private: bool) -> Result<(), String> {
     let url = reqwest::Url::parse(url).map_err(|e| format!("not a URL: {e}"))?;
     let host = url.host_str().ok_or("the URL has no host")?.to_owned();
-    let port = url
-        .port_or_known_default()
-        .unwrap_or(match url.scheme() {
-            "nats" | "tls" => 4222,
-            "syslog" => 514,
-            "syslogs" => 6514,
-            _ => 443,
-        });
+    let port = url.port_or_known_default().unwrap_or(match url.scheme() {
+        "nats" | "tls" => 4222,
+        "syslog" => 514,
+        "syslogs" => 6514,
+        _ => 443,
+    });
     if allow_private {
         return Ok(());
     }

@@ -124,7 +124,10 @@ pub fn endpoint(url: &reqwest::Url) -> Option<(String, u16, bool)> {
         "syslogs" => true,
         _ => return None,
     };
-    let host = url.host_str()?.trim_start_matches('[').trim_end_matches(']');
+    let host = url
+        .host_str()?
+        .trim_start_matches('[')
+        .trim_end_matches(']');
     if host.is_empty() {
         return None;
     }
@@ -266,7 +269,14 @@ mod tests {
 
     #[test]
     fn messages_follow_rfc_5424() {
-        let m = message(13, "host one", 42, TENANT, &item(), r#"{"a":"ü"}"#.as_bytes());
+        let m = message(
+            13,
+            "host one",
+            42,
+            TENANT,
+            &item(),
+            r#"{"a":"ü"}"#.as_bytes(),
+        );
         let text = String::from_utf8(m).unwrap();
         // PRI = 13 * 8 + 4 (warning); header fields printable ASCII; SD values escaped.
         assert_eq!(
@@ -280,7 +290,10 @@ mod tests {
         };
         let text = String::from_utf8(message(23, "", 1, TENANT, &long, b"{}")).unwrap();
         assert!(text.starts_with("<188>1 "), "{text}");
-        assert!(text.contains(&format!(" - bitacora 1 {} [", "x".repeat(32))), "{text}");
+        assert!(
+            text.contains(&format!(" - bitacora 1 {} [", "x".repeat(32))),
+            "{text}"
+        );
     }
 
     #[test]
@@ -294,8 +307,14 @@ mod tests {
     #[test]
     fn urls_and_default_ports() {
         let u = |s: &str| endpoint(&reqwest::Url::parse(s).unwrap());
-        assert_eq!(u("syslog://siem.example.com"), Some(("siem.example.com".into(), 514, false)));
-        assert_eq!(u("syslogs://siem.example.com"), Some(("siem.example.com".into(), 6514, true)));
+        assert_eq!(
+            u("syslog://siem.example.com"),
+            Some(("siem.example.com".into(), 514, false))
+        );
+        assert_eq!(
+            u("syslogs://siem.example.com"),
+            Some(("siem.example.com".into(), 6514, true))
+        );
         assert_eq!(u("syslogs://[::1]:7000"), Some(("::1".into(), 7000, true)));
         assert_eq!(u("https://siem.example.com"), None);
         assert!(parse_ca("not pem").is_err());

@@ -1247,7 +1247,10 @@ pub async fn delivery_records(store: &dyn Store) {
     let listed = store.destinations().await.expect("list");
     assert_eq!(listed[1].spec, r#"{"kind":"syslog"}"#);
     assert_eq!(listed[1].name, "acme only");
-    store.update_destination_spec("d2", "{}").await.expect("update");
+    store
+        .update_destination_spec("d2", "{}")
+        .await
+        .expect("update");
 
     let mut p = DeliveryPosition {
         destination_id: "d1".into(),
@@ -1294,7 +1297,10 @@ pub async fn delivery_records(store: &dyn Store) {
         created_at: 3,
     };
     store.insert_alert_rule(&rule).await.expect("insert rule");
-    assert_eq!(store.alert_rules().await.expect("rules"), vec![rule.clone()]);
+    assert_eq!(
+        store.alert_rules().await.expect("rules"),
+        vec![rule.clone()]
+    );
     assert!(
         store
             .update_alert_rule_spec("r1", r#"{"match":{},"disabled":true}"#)
@@ -1347,14 +1353,25 @@ pub async fn delivery_records(store: &dyn Store) {
         .await
         .expect("save several");
     assert_eq!(
-        store.alert_state("r1", &acme).await.expect("state").as_deref(),
+        store
+            .alert_state("r1", &acme)
+            .await
+            .expect("state")
+            .as_deref(),
         Some("{\"next_seq\":3}")
     );
     assert_eq!(
-        store.alert_state("r2", &acme).await.expect("state").as_deref(),
+        store
+            .alert_state("r2", &acme)
+            .await
+            .expect("state")
+            .as_deref(),
         Some("{\"next_seq\":4}")
     );
-    store.save_alert_states(&acme, &[]).await.expect("nothing to save");
+    store
+        .save_alert_states(&acme, &[])
+        .await
+        .expect("nothing to save");
     assert!(store.delete_alert_rule("r1").await.expect("delete"));
     assert!(!store.delete_alert_rule("r1").await.expect("delete"));
     assert_eq!(store.alert_state("r1", &acme).await.expect("state"), None);

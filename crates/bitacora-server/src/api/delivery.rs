@@ -813,7 +813,11 @@ pub async fn rotate_secret(
         Map::new(),
     )
     .await?;
-    if !state.store.update_destination_spec(&id, &record.spec).await? {
+    if !state
+        .store
+        .update_destination_spec(&id, &record.spec)
+        .await?
+    {
         return Err(ApiError::NotFound(format!("no destination `{id}`")));
     }
     Ok(Json(view(&record, Some(secret), None)).into_response())
@@ -861,7 +865,11 @@ pub async fn retire_secret(
         Map::new(),
     )
     .await?;
-    if !state.store.update_destination_spec(&id, &record.spec).await? {
+    if !state
+        .store
+        .update_destination_spec(&id, &record.spec)
+        .await?
+    {
         return Err(ApiError::NotFound(format!("no destination `{id}`")));
     }
     Ok(Json(view(&record, None, None)).into_response())
@@ -960,7 +968,11 @@ pub(crate) async fn set_rule_disabled(
     audit::record(
         state,
         record.tenant.as_ref(),
-        if disabled { RULE_DISABLED } else { RULE_ENABLED },
+        if disabled {
+            RULE_DISABLED
+        } else {
+            RULE_ENABLED
+        },
         principal,
         client_ip,
         Some(json!({"type": "alert_rule", "id": record.id, "name": record.name})),
@@ -1127,10 +1139,9 @@ pub(crate) async fn run_rule_test(
     principal: &Principal,
     request: TestRule,
 ) -> Result<RuleTestResult, ApiError> {
-    let lookback = bitacora_delivery::spec::parse_duration(
-        request.lookback.as_deref().unwrap_or("7d"),
-    )
-    .map_err(|m| FieldError::invalid("lookback", m))?;
+    let lookback =
+        bitacora_delivery::spec::parse_duration(request.lookback.as_deref().unwrap_or("7d"))
+            .map_err(|m| FieldError::invalid("lookback", m))?;
     let record = match &request.rule_id {
         Some(id) => {
             if request.matcher.is_some()

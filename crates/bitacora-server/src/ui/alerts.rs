@@ -129,7 +129,9 @@ fn firing_view(viewer: &Viewer, stored_seq: u64, e: &Event) -> FiringView {
         rule_name: text("rule_name"),
         group_by: text("group_by"),
         group: text("group"),
-        count: m("count").and_then(Value::as_u64).unwrap_or(seqs.len() as u64),
+        count: m("count")
+            .and_then(Value::as_u64)
+            .unwrap_or(seqs.len() as u64),
         severity: e.severity.as_str().to_owned(),
         more_triggers: seqs.len().saturating_sub(TRIGGERS_LINKED),
         triggers: seqs
@@ -221,10 +223,7 @@ pub async fn page(
                         )
                     },
                 ),
-                severity: spec
-                    .severity
-                    .map_or("high", |s| s.as_str())
-                    .to_owned(),
+                severity: spec.severity.map_or("high", |s| s.as_str()).to_owned(),
                 destinations: spec.destinations.iter().map(|d| name_of(d)).collect(),
                 disabled: spec.disabled,
             });
@@ -343,11 +342,7 @@ pub async fn create(
         threshold: form.threshold()?,
         suppress_for: nonempty(&form.suppress_for),
         severity: nonempty(&form.severity),
-        destinations: form
-            .destinations
-            .split(',')
-            .filter_map(nonempty)
-            .collect(),
+        destinations: form.destinations.split(',').filter_map(nonempty).collect(),
     };
     insert_rule(&state, &viewer.principal, viewer.client_ip, request).await?;
     Ok(Redirect::to(viewer.url("/ui/alerts").param("done", "created").as_str()).into_response())
@@ -378,7 +373,11 @@ fn parse_form(pairs: &[(String, String)]) -> Result<RuleForm, UiError> {
             "severity" => &mut form.severity,
             "lookback" => &mut form.lookback,
             "rule_id" => &mut form.rule_id,
-            other => return Err(UiError::bad_request(format!("unknown form field `{other}`"))),
+            other => {
+                return Err(UiError::bad_request(format!(
+                    "unknown form field `{other}`"
+                )));
+            }
         };
         slot.clone_from(v);
     }
@@ -578,9 +577,7 @@ fn shown_target(spec: Option<&DestinationSpec>) -> String {
         Some(s) if s.kind == bitacora_delivery::spec::Kind::Slack => s
             .url
             .split_once("://")
-            .map(|(scheme, rest)| {
-                format!("{scheme}://{}/…", rest.split('/').next().unwrap_or(""))
-            })
+            .map(|(scheme, rest)| format!("{scheme}://{}/…", rest.split('/').next().unwrap_or("")))
             .unwrap_or_default(),
         Some(s) => s.url.clone(),
         None => String::new(),

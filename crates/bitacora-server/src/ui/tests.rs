@@ -874,8 +874,7 @@ async fn alerts_and_destinations_pages_show_firings_rules_and_health() {
         "metadata": {"rule_id": "r1", "rule_name": "<b>brute</b> force", "group_by": "context.ip",
                      "group": "10.0.0.7", "count": 3, "seqs": [0, 1, 2]}
     });
-    let sealed =
-        bitacora_delivery::alert::seal_firing(&IngestPolicy::default(), &firing).unwrap();
+    let sealed = bitacora_delivery::alert::seal_firing(&IngestPolicy::default(), &firing).unwrap();
     app.store.append(vec![sealed]).await.unwrap();
     let destination = bitacora_store::DestinationRecord {
         id: "d1".into(),
@@ -930,7 +929,11 @@ async fn alerts_and_destinations_pages_show_firings_rules_and_health() {
     let r = app.get("/ui/destinations/d1", Some(&admin)).await;
     assert_eq!(r.status, StatusCode::OK);
     assert!(r.body.contains("id=\"h-health\""));
-    assert!(r.body.contains("<th scope=\"row\">default</th>"), "{}", r.body);
+    assert!(
+        r.body.contains("<th scope=\"row\">default</th>"),
+        "{}",
+        r.body
+    );
     assert!(r.body.contains("5 events"), "the lag: {}", r.body);
     assert_eq!(
         app.get("/ui/destinations/nope", Some(&admin)).await.status,
@@ -971,7 +974,11 @@ async fn alerts_and_destinations_pages_show_firings_rules_and_health() {
     let rules = app.store.alert_rules().await.unwrap();
     assert_eq!(rules.len(), 1);
     let rule = &rules[0];
-    assert!(rule.spec.contains("\"destinations\":[\"d1\"]"), "{}", rule.spec);
+    assert!(
+        rule.spec.contains("\"destinations\":[\"d1\"]"),
+        "{}",
+        rule.spec
+    );
     let r = app.get("/ui/alerts", Some(&admin)).await;
     assert!(r.body.contains("id=\"h-rules\""));
     assert!(r.body.contains("3 in 10m by context.ip"), "{}", r.body);
@@ -979,15 +986,27 @@ async fn alerts_and_destinations_pages_show_firings_rules_and_health() {
     assert!(urls(&r.body).contains(&toggle), "{:?}", urls(&r.body));
     let r = app.post_form(&toggle, "", &same).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
-    assert!(app.store.alert_rules().await.unwrap()[0].spec.contains("\"disabled\":true"));
+    assert!(
+        app.store.alert_rules().await.unwrap()[0]
+            .spec
+            .contains("\"disabled\":true")
+    );
     let r = app.get(r.location(), Some(&admin)).await;
     assert!(r.body.contains("The rule was disabled."));
     assert!(urls(&r.body).contains(&format!("/ui/alerts/rules/{}/enable", rule.id)));
     // The stored rule, tested by id.
     let r = app
-        .post_form(&format!("/ui/alerts/test?rule_id={}", rule.id), "lookback=1d", &same)
+        .post_form(
+            &format!("/ui/alerts/test?rule_id={}", rule.id),
+            "lookback=1d",
+            &same,
+        )
         .await;
-    assert!(r.body.contains("Would have fired <strong>1</strong> time"), "{}", r.body);
+    assert!(
+        r.body.contains("Would have fired <strong>1</strong> time"),
+        "{}",
+        r.body
+    );
     // Read keys change nothing.
     let read_cookie = format!("bitacora_session={read}");
     let as_reader = [

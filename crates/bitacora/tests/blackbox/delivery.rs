@@ -477,8 +477,12 @@ async fn destinations_are_checked_and_private_addresses_refused() {
     }
     for (body, field) in [
         (
-            json!({"name": "x", "kind": "syslog", "url": "https://93.184.216.34/"}),
+            json!({"name": "x", "kind": "gopher", "url": "https://93.184.216.34/"}),
             Some("kind"),
+        ),
+        (
+            json!({"name": "x", "kind": "syslog", "url": "https://93.184.216.34/"}),
+            Some("url"),
         ),
         (
             json!({"name": "x", "kind": "nats", "url": "https://93.184.216.34/"}),

@@ -107,15 +107,19 @@ async fn a_syslog_stream_survives_a_listener_outage_in_order() {
         .send_batch(&numbered("acme", "b", 70))
         .await
         .unwrap();
-    wait_for("the outage in the health", Duration::from_secs(20), || async {
-        let h = destination_health(&app.client, &d["id"]).await;
-        let h = &h["health"][0];
-        if h["last_error"].is_string() && h["lag"].as_u64().unwrap() > 0 {
-            Ok(())
-        } else {
-            Err(h.to_string())
-        }
-    })
+    wait_for(
+        "the outage in the health",
+        Duration::from_secs(20),
+        || async {
+            let h = destination_health(&app.client, &d["id"]).await;
+            let h = &h["health"][0];
+            if h["last_error"].is_string() && h["lag"].as_u64().unwrap() > 0 {
+                Ok(())
+            } else {
+                Err(h.to_string())
+            }
+        },
+    )
     .await;
     listener.restart().await;
     app.client
@@ -196,15 +200,19 @@ async fn a_syslogs_stream_checks_the_receivers_certificate() {
         "{:?}",
         listener.handshake_failures()
     );
-    wait_for("the TLS failure in the health", Duration::from_secs(20), || async {
-        let h = destination_health(&app.client, &untrusted["id"]).await;
-        let error = h["health"][0]["last_error"].as_str().unwrap_or_default();
-        if error.contains("TLS") || error.contains("certificate") {
-            Ok(())
-        } else {
-            Err(h.to_string())
-        }
-    })
+    wait_for(
+        "the TLS failure in the health",
+        Duration::from_secs(20),
+        || async {
+            let h = destination_health(&app.client, &untrusted["id"]).await;
+            let error = h["health"][0]["last_error"].as_str().unwrap_or_default();
+            if error.contains("TLS") || error.contains("certificate") {
+                Ok(())
+            } else {
+                Err(h.to_string())
+            }
+        },
+    )
     .await;
 
     // What an admin may not ask for.
@@ -313,8 +321,10 @@ async fn email_alerts_reach_an_smtp_relay_after_transient_failures() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let failures: Vec<_> = (0..3)
         .map(|_| {
-            common::event(json!({"tenant": "acme", "action": "user.login", "outcome": "failure",
-                                 "context": {"ip": "203.0.113.9"}}))
+            common::event(
+                json!({"tenant": "acme", "action": "user.login", "outcome": "failure",
+                                 "context": {"ip": "203.0.113.9"}}),
+            )
         })
         .collect();
     c.send_batch(&failures).await.unwrap();
@@ -346,7 +356,10 @@ async fn email_alerts_reach_an_smtp_relay_after_transient_failures() {
     let body = m["body"].as_str().unwrap();
     assert!(body.contains("Group: context.ip = 203.0.113.9"), "{body}");
     assert!(body.contains("Events that fired it (3): seq"), "{body}");
-    assert!(body.contains("\"action\": \"bitacora.alert.fired\""), "{body}");
+    assert!(
+        body.contains("\"action\": \"bitacora.alert.fired\""),
+        "{body}"
+    );
     // The health shows the relay's refusals, then the success.
     let h = destination_health(c, &mail["id"]).await;
     let acme = h["health"]
@@ -356,7 +369,10 @@ async fn email_alerts_reach_an_smtp_relay_after_transient_failures() {
         .find(|t| t["tenant"] == "acme")
         .unwrap()
         .clone();
-    assert!(acme["last_error"].as_str().unwrap().contains("451"), "{acme}");
+    assert!(
+        acme["last_error"].as_str().unwrap().contains("451"),
+        "{acme}"
+    );
     assert!(acme["last_success_at"].is_string(), "{acme}");
 
     // Email carries alerts only; its address list is checked.
@@ -431,12 +447,20 @@ async fn a_rotated_webhook_secret_signs_beside_the_old_one_until_retired() {
             }
         }
     };
-    wait_for("deliveries with the first secret", Duration::from_secs(20), delivered(5)).await;
+    wait_for(
+        "deliveries with the first secret",
+        Duration::from_secs(20),
+        delivered(5),
+    )
+    .await;
 
     // Rotate: the new secret is returned once; both sign until the old one is retired.
     let (status, rotated) = post(
         c,
-        &format!("/v1/destinations/{}/rotate-secret", d["id"].as_str().unwrap()),
+        &format!(
+            "/v1/destinations/{}/rotate-secret",
+            d["id"].as_str().unwrap()
+        ),
         json!({"previous_expires_in": "1h"}),
     )
     .await;
@@ -451,14 +475,22 @@ async fn a_rotated_webhook_secret_signs_beside_the_old_one_until_retired() {
     // The receiver now accepts only what verifies with the old secret AND with the new one.
     receiver.control(json!({"secrets": [old, new]})).await;
     c.send_batch(&numbered("acme", "during", 5)).await.unwrap();
-    wait_for("deliveries signed by both", Duration::from_secs(20), delivered(10)).await;
+    wait_for(
+        "deliveries signed by both",
+        Duration::from_secs(20),
+        delivered(10),
+    )
+    .await;
     let last = receiver.accepted("/hook").await.last().unwrap().clone();
     assert_eq!(last["signatures"], 2, "{last}");
 
     // Retire the old one: only the new secret signs.
     let (status, retired) = post(
         c,
-        &format!("/v1/destinations/{}/retire-secret", d["id"].as_str().unwrap()),
+        &format!(
+            "/v1/destinations/{}/retire-secret",
+            d["id"].as_str().unwrap()
+        ),
         json!({}),
     )
     .await;
@@ -468,7 +500,12 @@ async fn a_rotated_webhook_secret_signs_beside_the_old_one_until_retired() {
     // The worker picks the change up within a second.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     c.send_batch(&numbered("acme", "after", 5)).await.unwrap();
-    wait_for("deliveries with the new secret", Duration::from_secs(20), delivered(15)).await;
+    wait_for(
+        "deliveries with the new secret",
+        Duration::from_secs(20),
+        delivered(15),
+    )
+    .await;
     let last = receiver.accepted("/hook").await.last().unwrap().clone();
     assert_eq!(last["signatures"], 1, "{last}");
     let ids = crate::common::receiver::check_in_order(&receiver.accepted("/hook").await);
@@ -483,16 +520,25 @@ async fn a_rotated_webhook_secret_signs_beside_the_old_one_until_retired() {
     .await;
     let (status, error) = post(
         c,
-        &format!("/v1/destinations/{}/rotate-secret", slack["id"].as_str().unwrap()),
+        &format!(
+            "/v1/destinations/{}/rotate-secret",
+            slack["id"].as_str().unwrap()
+        ),
         json!({}),
     )
     .await;
-    assert_eq!((status, error["error"]["field"].clone()), (422, json!("kind")));
+    assert_eq!(
+        (status, error["error"]["field"].clone()),
+        (422, json!("kind"))
+    );
     let (status, _) = post(c, "/v1/destinations/nope/rotate-secret", json!({})).await;
     assert_eq!(status, 404);
     let (status, error) = post(
         c,
-        &format!("/v1/destinations/{}/rotate-secret", d["id"].as_str().unwrap()),
+        &format!(
+            "/v1/destinations/{}/rotate-secret",
+            d["id"].as_str().unwrap()
+        ),
         json!({"previous_expires_in": "soon"}),
     )
     .await;
@@ -572,7 +618,11 @@ async fn rules_are_tested_against_past_events_and_disabled_and_enabled() {
         json!({"tenant": "acme", "lookback": "1s", "match": {"action": "user.login"}}),
     )
     .await;
-    assert_eq!((none["matched"].clone(), none["firings"].clone()), (json!(0), json!(0)), "{none}");
+    assert_eq!(
+        (none["matched"].clone(), none["firings"].clone()),
+        (json!(0), json!(0)),
+        "{none}"
+    );
     let (status, error) = post(
         c,
         "/v1/alert-rules/test",
@@ -594,8 +644,10 @@ async fn rules_are_tested_against_past_events_and_disabled_and_enabled() {
     // While disabled, a crossing fires nothing.
     let five: Vec<_> = (0..5)
         .map(|_| {
-            common::event(json!({"tenant": "acme", "action": "user.login", "outcome": "failure",
-                                 "actor": {"id": "7"}}))
+            common::event(
+                json!({"tenant": "acme", "action": "user.login", "outcome": "failure",
+                                 "actor": {"id": "7"}}),
+            )
         })
         .collect();
     c.send_batch(&five).await.unwrap();
@@ -610,13 +662,17 @@ async fn rules_are_tested_against_past_events_and_disabled_and_enabled() {
     assert_eq!(listed["rules"][0]["disabled"], false);
     tokio::time::sleep(Duration::from_millis(300)).await;
     c.send_batch(&five).await.unwrap();
-    wait_for("one firing after enabling", Duration::from_secs(20), || async {
-        let alerts = get(c, "/v1/alerts?tenant=acme").await;
-        match alerts["alerts"].as_array().unwrap().len() {
-            1 => Ok(()),
-            n => Err(format!("{n} firings: {alerts}")),
-        }
-    })
+    wait_for(
+        "one firing after enabling",
+        Duration::from_secs(20),
+        || async {
+            let alerts = get(c, "/v1/alerts?tenant=acme").await;
+            match alerts["alerts"].as_array().unwrap().len() {
+                1 => Ok(()),
+                n => Err(format!("{n} firings: {alerts}")),
+            }
+        },
+    )
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let alerts = get(c, "/v1/alerts?tenant=acme").await;

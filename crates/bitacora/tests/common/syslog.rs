@@ -71,9 +71,7 @@ impl SyslogListener {
     pub async fn start(tls: bool) -> Self {
         let (acceptor, ca_pem) = if tls {
             let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-            let key = rustls::pki_types::PrivateKeyDer::Pkcs8(
-                cert.key_pair.serialize_der().into(),
-            );
+            let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.key_pair.serialize_der().into());
             let config = rustls::ServerConfig::builder_with_provider(Arc::new(
                 rustls::crypto::ring::default_provider(),
             ))
@@ -139,7 +137,10 @@ impl SyslogListener {
             // connections that stay open and silent.
             for c in connections {
                 let abort = c.abort_handle();
-                if tokio::time::timeout(Duration::from_secs(2), c).await.is_err() {
+                if tokio::time::timeout(Duration::from_secs(2), c)
+                    .await
+                    .is_err()
+                {
                     abort.abort();
                 }
             }
@@ -287,7 +288,9 @@ fn parse(frame: &[u8]) -> Result<Message, String> {
     {
         return Err(format!("bad PRIVAL {pri_text:?}"));
     }
-    let pri: u16 = pri_text.parse().map_err(|_| format!("bad PRIVAL {pri_text:?}"))?;
+    let pri: u16 = pri_text
+        .parse()
+        .map_err(|_| format!("bad PRIVAL {pri_text:?}"))?;
     if pri > 191 {
         return Err(format!("PRIVAL {pri} > 191"));
     }
