@@ -121,7 +121,7 @@ impl Compiled {
         seq: u64,
         at: i64,
         event: &Event,
-        json: &Value,
+        json: &LazyJson<'_>,
     ) -> Option<Firing> {
         if seq < state.next_seq || !self.matches(event) {
             return None;
@@ -132,7 +132,7 @@ impl Compiled {
             .as_ref()
             .and_then(|t| t.group_by.as_ref())
         {
-            Some(path) => path_value(json, path)
+            Some(path) => path_value(json.get(), path)
                 .map(|v| v.chars().take(256).collect())
                 .unwrap_or_else(|| NO_GROUP.to_owned()),
             None => NO_GROUP.to_owned(),
@@ -191,6 +191,29 @@ impl Compiled {
                 "destinations": self.spec.destinations,
             },
         })
+    }
+}
+
+/// An event's untyped JSON, parsed on first use: only a rule that matched and groups by a
+/// path needs it.
+pub struct LazyJson<'a> {
+    body: &'a str,
+    parsed: std::cell::OnceCell<Value>,
+}
+
+impl<'a> LazyJson<'a> {
+    pub fn new(body: &'a str) -> Self {
+        Self {
+            body,
+            parsed: std::cell::OnceCell::new(),
+        }
+    }
+
+    /// The parsed body (`null` if it does not parse: the typed parse already succeeded, so
+    /// that cannot happen for a stored event).
+    pub fn get(&self) -> &Value {
+        self.parsed
+            .get_or_init(|| serde_json::from_str(self.body).unwrap_or(Value::Null))
     }
 }
 
@@ -343,11 +366,6 @@ pub async fn backtest(
         to_seq: size,
         ..Backtest::default()
     };
-    let needs_json = rule
-        .spec
-        .threshold
-        .as_ref()
-        .is_some_and(|t| t.group_by.is_some());
     let mut state = RuleState::default();
     let mut after = from.checked_sub(1);
     let filter = rule.prefilter();
@@ -371,11 +389,7 @@ pub async fn backtest(
                 continue;
             }
             out.matched += 1;
-            let json: Value = if needs_json {
-                serde_json::from_str(&stored.body).unwrap_or(Value::Null)
-            } else {
-                Value::Null
-            };
+            let json = LazyJson::new(&stored.body);
             let at = event.received_at.timestamp_micros();
             if let Some(f) = rule.evaluate(&mut state, stored.seq, at, &event, &json) {
                 out.firings += 1;
@@ -521,12 +535,6 @@ async fn pass(
                     .expect("loaded above")
             })
             .collect();
-        let needs_json = watching.iter().any(|r| {
-            r.spec
-                .threshold
-                .as_ref()
-                .is_some_and(|t| t.group_by.is_some())
-        });
         loop {
             let from = local.iter().map(|s| s.next_seq).min().unwrap_or(size);
             if from >= size || shared.cancel.is_cancelled() {
@@ -544,12 +552,9 @@ async fn pass(
                     StoreError::Corrupt(format!("event {}: {e}", stored.seq))
                 };
                 let event: Event = serde_json::from_str(&stored.body).map_err(corrupt)?;
-                // The untyped form only for `group_by` paths (parsing is most of the cost).
-                let json: Value = if needs_json {
-                    serde_json::from_str(&stored.body).map_err(corrupt)?
-                } else {
-                    Value::Null
-                };
+                // The untyped form only when a matching rule reads a `group_by` path (parsing
+                // is most of the cost).
+                let json = LazyJson::new(&stored.body);
                 let at = event.received_at.timestamp_micros();
                 for (i, rule) in watching.iter().enumerate() {
                     let state = &mut local[i];
@@ -679,7 +684,7 @@ mod tests {
         assert_ne!(RuleState::default().epoch, r.epoch);
     }
 
-    fn event(v: Value) -> (Event, Value) {
+    fn event(v: Value) -> (Event, String) {
         let mut v = v;
         let o = v.as_object_mut().unwrap();
         o.insert("id".into(), json!("e"));
@@ -689,7 +694,7 @@ mod tests {
         o.entry("category").or_insert(json!("user"));
         o.entry("severity").or_insert(json!("low"));
         o.entry("outcome").or_insert(json!("success"));
-        (serde_json::from_value(v.clone()).unwrap(), v)
+        (serde_json::from_value(v.clone()).unwrap(), v.to_string())
     }
 
     const MIN: i64 = 60_000_000;
@@ -700,7 +705,7 @@ mod tests {
         feed.iter()
             .filter_map(|(seq, minute, v)| {
                 let (e, j) = event(v.clone());
-                rule.evaluate(&mut state, *seq, minute * MIN, &e, &j)
+                rule.evaluate(&mut state, *seq, minute * MIN, &e, &LazyJson::new(&j))
             })
             .collect()
     }
@@ -801,11 +806,14 @@ mod tests {
         let r = rule(json!({"match": {}}));
         let (e, j) = event(json!({"action": ALERT_FIRED}));
         let mut state = RuleState::default();
-        assert_eq!(r.evaluate(&mut state, 0, 0, &e, &j), None);
+        assert_eq!(r.evaluate(&mut state, 0, 0, &e, &LazyJson::new(&j)), None);
         let (e, j) = event(json!({"action": "user.login"}));
         state.next_seq = 5;
-        assert_eq!(r.evaluate(&mut state, 4, 0, &e, &j), None);
-        assert!(r.evaluate(&mut state, 5, 0, &e, &j).is_some());
+        assert_eq!(r.evaluate(&mut state, 4, 0, &e, &LazyJson::new(&j)), None);
+        assert!(
+            r.evaluate(&mut state, 5, 0, &e, &LazyJson::new(&j))
+                .is_some()
+        );
         // The state round-trips through its stored JSON.
         let json = serde_json::to_string(&state).unwrap();
         assert_eq!(serde_json::from_str::<RuleState>(&json).unwrap(), state);
