@@ -37,7 +37,7 @@ class Receiver(BaseHTTPRequestHandler):
         alerts = {}
         if b"bitacora.alert.fired" in body:
             for e in json.loads(body)["events"]:
-                if e["action"] == "bitacora.alert.fired":
+                if e.get("action") == "bitacora.alert.fired":
                     alerts[e["metadata"]["seqs"][0]] = now
         with LOCK:
             RECEIVED["events"] += n

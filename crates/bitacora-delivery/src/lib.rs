@@ -21,12 +21,14 @@
 //! through the `Store` trait) and no HTTP status codes of its own API.
 
 pub mod alert;
+pub mod email;
 pub mod format;
 pub mod matcher;
 pub mod send;
 pub mod spec;
 pub mod ssrf;
 pub mod stream;
+pub mod syslog;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -59,6 +61,10 @@ pub struct DeliveryConfig {
     /// How long a server holds a destination (or the evaluator) before another server may
     /// take over, when it stops renewing (it renews every pass).
     pub lease_secs: u64,
+    /// `[delivery.smtp]`: the relay `email` destinations send through (none: such
+    /// destinations are refused with `422`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub smtp: Option<email::SmtpConfig>,
 }
 
 impl Default for DeliveryConfig {
@@ -71,6 +77,7 @@ impl Default for DeliveryConfig {
             max_batch: 500,
             max_backoff_secs: 60,
             lease_secs: 15,
+            smtp: None,
         }
     }
 }
@@ -177,14 +184,17 @@ impl StatusHandle {
         });
     }
 
-    fn evaluated(&self, rule: &str) {
+    fn evaluated(&self, rule: &str, n: u64) {
+        if n == 0 {
+            return;
+        }
         self.with(|s| {
             if let Some(r) = s.rules.get_mut(rule) {
-                r.evaluated += 1;
+                r.evaluated += n;
             }
         });
         metrics::counter!("bitacora_alert_rule_evaluated_total", "rule" => rule.to_owned())
-            .increment(1);
+            .increment(n);
     }
 
     fn fired(&self, rule: &str) {
@@ -231,15 +241,71 @@ pub(crate) struct Shared {
     client: reqwest::Client,
     /// This process's lease holder name.
     holder: String,
+    /// The HOSTNAME of syslog messages.
+    hostname: String,
+    /// The SMTP relay of `email` destinations, or why there is none.
+    mailer: Result<email::Mailer, String>,
+    /// When each lease this server holds was last written (see [`Shared::lease`]).
+    renewed: Mutex<HashMap<String, std::time::Instant>>,
+    /// Per (destination, tenant): where the batches passed over since the last delivery
+    /// began (see [`stream`]).
+    unsent_from: Mutex<HashMap<(String, TenantName), u64>>,
     cancel: CancellationToken,
 }
 
 impl Shared {
+    fn new(
+        store: Arc<dyn Store>,
+        policy: Arc<IngestPolicy>,
+        config: DeliveryConfig,
+        status: StatusHandle,
+        cancel: CancellationToken,
+    ) -> Self {
+        let timeout = Duration::from_secs(config.timeout_secs.max(1));
+        Self {
+            client: ssrf::http_client(config.allow_private_destinations, timeout),
+            store,
+            policy,
+            status,
+            holder: uuid::Uuid::new_v4().to_string(),
+            hostname: syslog::local_hostname(),
+            mailer: match &config.smtp {
+                Some(smtp) => email::Mailer::new(smtp, timeout),
+                None => Err("this server has no [delivery.smtp] to send email with".into()),
+            },
+            renewed: Mutex::new(HashMap::new()),
+            unsent_from: Mutex::new(HashMap::new()),
+            config,
+            cancel,
+        }
+    }
+
+    /// Takes or renews the lease `name`. A lease renewed less than a third of its time ago
+    /// is still this server's (no other holder can take an unexpired lease), so it is not
+    /// written again: every pass of every worker would otherwise be a store write competing
+    /// with ingest for the write lock.
     async fn lease(&self, name: &str) -> Result<bool, StoreError> {
-        let ttl = (self.config.lease_secs.max(1) * 1_000_000) as i64;
-        self.store
-            .acquire_lease(name, &self.holder, now_micros(), ttl)
-            .await
+        let ttl = Duration::from_secs(self.config.lease_secs.max(1));
+        let now = std::time::Instant::now();
+        if let Some(at) = self.renewed.lock().expect("lease cache").get(name)
+            && now.duration_since(*at) < ttl / 3
+        {
+            return Ok(true);
+        }
+        let held = self
+            .store
+            .acquire_lease(name, &self.holder, now_micros(), ttl.as_micros() as i64)
+            .await;
+        let mut renewed = self.renewed.lock().expect("lease cache");
+        match held {
+            Ok(true) => {
+                renewed.insert(name.to_owned(), now);
+            }
+            _ => {
+                renewed.remove(name);
+            }
+        }
+        held
     }
 }
 
@@ -264,18 +330,7 @@ pub fn spawn_delivery(
     cancel: CancellationToken,
 ) -> (JoinHandle<()>, StatusHandle) {
     let status = StatusHandle::default();
-    let shared = Arc::new(Shared {
-        client: ssrf::http_client(
-            config.allow_private_destinations,
-            Duration::from_secs(config.timeout_secs.max(1)),
-        ),
-        store,
-        policy,
-        status: status.clone(),
-        holder: uuid::Uuid::new_v4().to_string(),
-        config,
-        cancel,
-    });
+    let shared = Arc::new(Shared::new(store, policy, config, status.clone(), cancel));
     let task = tokio::spawn(async move {
         if !shared.config.enabled {
             return;
@@ -354,6 +409,67 @@ async fn plans(store: &dyn Store) -> Result<HashMap<String, stream::Plan>, Store
             (record.id.clone(), stream::Plan { record, rules })
         })
         .collect())
+}
+
+/// The action of the event a test delivery carries.
+pub const TEST_ACTION: &str = "bitacora.destination.test";
+
+/// Sends one test event to a destination now, as its worker would (same sender, format,
+/// signature and address guard), and says whether the receiver accepted it. The event is
+/// not in any log: its `seq` is 0, and a webhook's body has `"type": "bitacora.test"`.
+pub async fn send_test(
+    store: Arc<dyn Store>,
+    config: &DeliveryConfig,
+    record: &DestinationRecord,
+    requested_by: &str,
+) -> Result<(), String> {
+    let spec: spec::DestinationSpec =
+        serde_json::from_str(&record.spec).map_err(|e| format!("unreadable settings: {e}"))?;
+    let policy = Arc::new(IngestPolicy::default());
+    let shared = Shared::new(
+        store,
+        policy.clone(),
+        config.clone(),
+        StatusHandle::default(),
+        CancellationToken::new(),
+    );
+    let tenant = record
+        .tenant
+        .clone()
+        .unwrap_or_else(TenantName::default_tenant);
+    let body = serde_json::json!({
+        "id": format!("test-{}", uuid::Uuid::now_v7()),
+        "tenant": tenant.as_str(),
+        "action": TEST_ACTION,
+        "category": "bitacora",
+        "severity": "low",
+        "actor": {"id": requested_by, "type": "service"},
+        "target": {"type": "destination", "id": record.id, "name": record.name},
+        "description": format!("A test delivery to destination {}", record.name),
+        "context": {"source": "bitacora"},
+    });
+    let sealed = alert::seal_firing(&policy, &body).map_err(|e| e.to_string())?;
+    let stored = bitacora_store::StoredEvent {
+        seq: 0,
+        leaf_hash: sealed.leaf_hash,
+        body: sealed.body.clone(),
+    };
+    let batch = send::Batch {
+        id: format!("msg_test_{}", uuid::Uuid::now_v7().simple()),
+        tenant: tenant.as_str().to_owned(),
+        from_seq: 0,
+        to_seq: 0,
+        checkpoint: None,
+        events: vec![format::render(spec.format, &stored, &sealed.event)],
+        meta: vec![send::ItemMeta::of(0, &sealed.event)],
+        test: true,
+    };
+    let mut links = stream::Links::default();
+    match stream::deliver(&shared, &spec, &batch, &mut links).await {
+        send::Outcome::Accepted => Ok(()),
+        send::Outcome::Gone(e) => Err(e),
+        send::Outcome::Retry { error, .. } => Err(error),
+    }
 }
 
 /// A destination's health in one tenant, for `GET /v1/destinations`.

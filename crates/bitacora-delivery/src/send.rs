@@ -14,6 +14,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use bitacora_core::Event;
+use bitacora_core::event::Severity;
+use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac as _};
 use serde_json::{Value, json};
 use sha2::Sha256;
@@ -34,6 +37,62 @@ pub struct Batch {
     /// The latest signed checkpoint of the tenant's log (C2SP signed note), if any.
     pub checkpoint: Option<String>,
     pub events: Vec<Value>,
+    /// What the syslog and email senders say about each event, parallel to `events`.
+    pub meta: Vec<ItemMeta>,
+    /// A test delivery (`POST /v1/destinations/{id}/test`), not events of the log.
+    pub test: bool,
+}
+
+/// An event's facts a sender needs beside its rendered form.
+#[derive(Debug, Clone)]
+pub struct ItemMeta {
+    pub seq: u64,
+    pub id: String,
+    pub action: String,
+    pub severity: Severity,
+    /// `occurred_at`.
+    pub time: DateTime<Utc>,
+    /// Set for `bitacora.alert.fired` events.
+    pub firing: Option<FiringMeta>,
+}
+
+/// What a firing event says (its `metadata`).
+#[derive(Debug, Clone)]
+pub struct FiringMeta {
+    pub rule_id: String,
+    pub rule_name: String,
+    pub group_by: Option<String>,
+    pub group: String,
+    pub count: u64,
+    pub seqs: Vec<u64>,
+}
+
+impl ItemMeta {
+    pub fn of(seq: u64, e: &Event) -> Self {
+        let firing = (e.action == crate::alert::ALERT_FIRED).then(|| {
+            let m = |k: &str| e.metadata.get(k);
+            let text = |k: &str| m(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+            FiringMeta {
+                rule_id: text("rule_id"),
+                rule_name: text("rule_name"),
+                group_by: m("group_by").and_then(Value::as_str).map(str::to_owned),
+                group: text("group"),
+                count: m("count").and_then(Value::as_u64).unwrap_or(0),
+                seqs: m("seqs")
+                    .and_then(Value::as_array)
+                    .map(|a| a.iter().filter_map(Value::as_u64).collect())
+                    .unwrap_or_default(),
+            }
+        });
+        Self {
+            seq,
+            id: e.id.to_string(),
+            action: e.action.to_string(),
+            severity: e.severity,
+            time: e.occurred_at,
+            firing,
+        }
+    }
 }
 
 /// What the receiver's answer means for the batch.
@@ -105,7 +164,7 @@ fn slack_line(e: &Value) -> String {
 pub fn body(kind: Kind, batch: &Batch) -> Vec<u8> {
     match kind {
         Kind::Webhook => serde_json::to_vec(&json!({
-            "type": "bitacora.events",
+            "type": if batch.test { "bitacora.test" } else { "bitacora.events" },
             "tenant": batch.tenant,
             "from_seq": batch.from_seq,
             "to_seq": batch.to_seq,
@@ -129,8 +188,9 @@ pub fn body(kind: Kind, batch: &Batch) -> Vec<u8> {
             }))
             .expect("JSON")
         }
-        // One message per event (see `send_nats`); the body of one message is the event.
-        Kind::Nats => serde_json::to_vec(&batch.events).expect("JSON"),
+        // One message per event (see `send_nats`, `crate::syslog`); an email is text (see
+        // `crate::email`): the events are what this body would hold.
+        Kind::Nats | Kind::Syslog | Kind::Email => serde_json::to_vec(&batch.events).expect("JSON"),
         Kind::SplunkHec => {
             // HEC takes several event objects concatenated in one body.
             let mut out = Vec::new();
@@ -208,7 +268,12 @@ pub async fn send(
                 .header("webhook-timestamp", ts.to_string())
                 .header(
                     "webhook-signature",
-                    signature(&spec.secrets, &batch.id, ts, &body),
+                    signature(
+                        &spec.signing_secrets(crate::now_micros()),
+                        &batch.id,
+                        ts,
+                        &body,
+                    ),
                 );
         }
         Kind::SplunkHec => {
@@ -217,7 +282,7 @@ pub async fn send(
                 .header(reqwest::header::AUTHORIZATION, format!("Splunk {token}"))
                 .header("X-Splunk-Request-Channel", uuid::Uuid::new_v4().to_string());
         }
-        Kind::Slack | Kind::Nats => {}
+        Kind::Slack | Kind::Nats | Kind::Syslog | Kind::Email => {}
     }
     match request.body(body).send().await {
         Ok(r) if r.status().is_success() => Outcome::Accepted,
@@ -330,6 +395,8 @@ mod tests {
             checkpoint: None,
             events: vec![json!({"action": "user.login", "severity": "high",
                                 "actor": {"name": "<!here>"}, "description": "a > b"})],
+            meta: Vec::new(),
+            test: false,
         };
         let v: Value = serde_json::from_slice(&body(Kind::Slack, &batch)).unwrap();
         let text = v["text"].as_str().unwrap();

@@ -42,10 +42,16 @@ pub enum Kind {
     /// NATS JetStream: `nats://host:port/<subject>`, one message per event with the event id
     /// as `Nats-Msg-Id`, so JetStream drops a redelivered duplicate within its window.
     Nats,
+    /// Syslog: `syslog://host[:514]` (TCP) or `syslogs://host[:6514]` (TLS), one RFC 5424
+    /// message per event, octet-counted (see [`crate::syslog`]).
+    Syslog,
+    /// Email over the SMTP relay of `[delivery.smtp]`: `mailto:a@example.com,b@example.com`,
+    /// alert firings only (see [`crate::email`]).
+    Email,
 }
 
 impl Kind {
-    pub const ACCEPTED: &'static str = "webhook, slack, splunk_hec, nats";
+    pub const ACCEPTED: &'static str = "webhook, slack, splunk_hec, nats, syslog, email";
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -53,6 +59,8 @@ impl Kind {
             Kind::Slack => "slack",
             Kind::SplunkHec => "splunk_hec",
             Kind::Nats => "nats",
+            Kind::Syslog => "syslog",
+            Kind::Email => "email",
         }
     }
 }
@@ -137,6 +145,17 @@ pub struct DestinationSpec {
     /// Splunk HEC token (`Authorization: Splunk <token>`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
+    /// Webhooks being rotated: when the older of the two `secrets` stops signing (µs since
+    /// the epoch). `None` with two secrets: both sign until one is retired.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_secret_expires_at: Option<i64>,
+    /// `syslogs://`: certificates (PEM) trusted besides the public authorities, for a
+    /// receiver with a private or self-signed certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_pem: Option<String>,
+    /// Syslog: the RFC 5424 facility (0-23; default 13, "log audit").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub facility: Option<u8>,
 }
 
 /// A new `whsec_` secret: 32 random bytes, base64, as the Standard Webhooks libraries expect.
@@ -173,10 +192,33 @@ impl DestinationSpec {
             (Kind::Nats, _) => {
                 return Err(SpecError::new("url", "must be a nats:// or tls:// URL"));
             }
+            (Kind::Syslog, "syslog" | "syslogs") => {
+                if !matches!(url.path(), "" | "/") || url.query().is_some() {
+                    return Err(SpecError::new(
+                        "url",
+                        "a syslog URL is only a host and port: syslogs://siem.example.com:6514",
+                    ));
+                }
+            }
+            (Kind::Syslog, _) => {
+                return Err(SpecError::new(
+                    "url",
+                    "must be a syslog:// (TCP) or syslogs:// (TLS) URL",
+                ));
+            }
+            (Kind::Email, "mailto") => {
+                crate::email::recipients(&url).map_err(|m| SpecError::new("url", m))?;
+            }
+            (Kind::Email, _) => {
+                return Err(SpecError::new(
+                    "url",
+                    "must be a mailto: URL listing the recipients: mailto:soc@example.com,oncall@example.com",
+                ));
+            }
             (_, "http" | "https") => {}
             _ => return Err(SpecError::new("url", "must be an http:// or https:// URL")),
         }
-        if url.host_str().is_none_or(str::is_empty) {
+        if self.kind != Kind::Email && url.host_str().is_none_or(str::is_empty) {
             return Err(SpecError::new("url", "has no host"));
         }
         if !url.username().is_empty() || url.password().is_some() {
@@ -200,7 +242,31 @@ impl DestinationSpec {
                 ));
             }
         }
+        if let Some(pem) = &self.ca_pem {
+            if url.scheme() != "syslogs" {
+                return Err(SpecError::new(
+                    "ca_pem",
+                    "only syslogs:// destinations take certificates to trust",
+                ));
+            }
+            crate::syslog::parse_ca(pem).map_err(|m| SpecError::new("ca_pem", m))?;
+        }
+        if let Some(f) = self.facility {
+            if self.kind != Kind::Syslog {
+                return Err(SpecError::new(
+                    "facility",
+                    "only syslog destinations have one",
+                ));
+            }
+            if f > 23 {
+                return Err(SpecError::new("facility", "an RFC 5424 facility, 0 to 23"));
+            }
+        }
         match self.kind {
+            Kind::Email if self.stream => Err(SpecError::new(
+                "stream",
+                "email destinations receive alert firings only (use a rule naming them)",
+            )),
             Kind::Webhook if self.token.is_some() => Err(SpecError::new(
                 "token",
                 "webhooks are signed with `secrets`, not a token",
@@ -208,11 +274,33 @@ impl DestinationSpec {
             Kind::SplunkHec if self.token.as_deref().is_none_or(str::is_empty) => Err(
                 SpecError::new("token", "a Splunk HEC destination needs its HEC token"),
             ),
-            Kind::Slack | Kind::SplunkHec | Kind::Nats if !self.secrets.is_empty() => Err(
-                SpecError::new("secrets", "only webhook destinations are signed"),
-            ),
+            Kind::Slack | Kind::SplunkHec | Kind::Nats | Kind::Syslog | Kind::Email
+                if !self.secrets.is_empty() =>
+            {
+                Err(SpecError::new(
+                    "secrets",
+                    "only webhook destinations are signed",
+                ))
+            }
+            Kind::Syslog | Kind::Email if self.token.is_some() => Err(SpecError::new(
+                "token",
+                "only splunk_hec destinations take a token",
+            )),
             _ => Ok(()),
         }
+    }
+}
+
+impl DestinationSpec {
+    /// The secrets that sign a delivery at `now` (µs): the newest, and the previous one until
+    /// it expires.
+    pub fn signing_secrets(&self, now: i64) -> Vec<String> {
+        self.secrets
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i == 0 || self.previous_secret_expires_at.is_none_or(|at| now < at))
+            .map(|(_, s)| s.clone())
+            .collect()
     }
 }
 
@@ -273,6 +361,13 @@ pub struct RuleSpec {
     pub severity: Option<Severity>,
     #[serde(default)]
     pub destinations: Vec<String>,
+    /// Disabled by an admin: not evaluated, fires nothing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub disabled: bool,
+    /// When an admin last enabled it again (µs): it evaluates the events received since, and
+    /// nothing of the time it was disabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled_at: Option<i64>,
 }
 
 /// Most matches a threshold may count (the evaluator keeps that many seqs per group).
@@ -354,6 +449,9 @@ mod tests {
             stream: true,
             secrets: vec![new_secret()],
             token: None,
+            previous_secret_expires_at: None,
+            ca_pem: None,
+            facility: None,
         }
     }
 

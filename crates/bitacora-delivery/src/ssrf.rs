@@ -52,13 +52,12 @@ pub fn is_forbidden(ip: IpAddr) -> bool {
 pub async fn check_url(url: &str, allow_private: bool) -> Result<(), String> {
     let url = reqwest::Url::parse(url).map_err(|e| format!("not a URL: {e}"))?;
     let host = url.host_str().ok_or("the URL has no host")?.to_owned();
-    let port =
-        url.port_or_known_default()
-            .unwrap_or(if url.scheme() == "nats" || url.scheme() == "tls" {
-                4222
-            } else {
-                443
-            });
+    let port = url.port_or_known_default().unwrap_or(match url.scheme() {
+        "nats" | "tls" => 4222,
+        "syslog" => 514,
+        "syslogs" => 6514,
+        _ => 443,
+    });
     if allow_private {
         return Ok(());
     }
@@ -88,6 +87,30 @@ fn check_addrs(host: &str, addrs: impl IntoIterator<Item = SocketAddr>) -> Resul
         )),
         None => Ok(()),
     }
+}
+
+/// The addresses of `host` (a name or an address literal) at `port`, every one checked: for
+/// senders that connect themselves (syslog), which must connect to exactly these addresses so
+/// a name cannot be re-pointed between the check and the connection.
+pub async fn resolve_checked(
+    host: &str,
+    port: u16,
+    allow_private: bool,
+) -> Result<Vec<SocketAddr>, String> {
+    let addrs: Vec<SocketAddr> = match host.parse::<IpAddr>() {
+        Ok(ip) => vec![SocketAddr::new(ip, port)],
+        Err(_) => tokio::net::lookup_host((host, port))
+            .await
+            .map_err(|e| format!("cannot resolve `{host}`: {e}"))?
+            .collect(),
+    };
+    if addrs.is_empty() {
+        return Err(format!("`{host}` has no address"));
+    }
+    if !allow_private {
+        check_addrs(host, addrs.iter().copied())?;
+    }
+    Ok(addrs)
 }
 
 /// The send-time check of a URL whose host is an address literal (the client's resolver

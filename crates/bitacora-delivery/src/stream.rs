@@ -8,6 +8,11 @@
 //! sees every event at least once and in order; after a crash, the batch in flight is sent
 //! again (a duplicate, never a gap). The batch is whatever the log holds past the position,
 //! up to `max_batch`: small when the stream keeps up, full-sized when it has a backlog.
+//! A batch none of whose events is for the destination is not sent; the next one sent covers
+//! its range too (`from_seq`, remembered in [`Shared`] so that a worker restarted for new
+//! settings keeps it), so consecutive deliveries leave no hole in `seq` (except across a
+//! restart of the server, which starts from the stored position). A remembered start older
+//! than another server's deliveries only makes a range start earlier, never hides a gap.
 //!
 //! With several servers on one store, a worker delivers only while it holds the
 //! destination's lease, renewed every pass; a server that dies stops renewing, and another
@@ -23,9 +28,12 @@ use serde_json::Value;
 
 use crate::alert::{ALERT_FIRED, read_from};
 use crate::format::render;
-use crate::send::{Batch, Outcome, send, send_nats};
+use crate::send::{Batch, ItemMeta, Outcome, send, send_nats};
 use crate::spec::{DestinationSpec, Kind, nats_subject, parse_filter};
 use crate::{Shared, now_micros, sleep_or_cancel};
+
+/// How a firing's action appears in its stored (canonical) body.
+const FIRED_IN_BODY: &str = "\"action\":\"bitacora.alert.fired\"";
 
 /// What a worker was started with; a change restarts it.
 #[derive(Debug, Clone, PartialEq)]
@@ -88,7 +96,7 @@ pub(crate) async fn run(shared: Arc<Shared>, plan: Plan) {
     let mut positions: HashMap<TenantName, DeliveryPosition> = HashMap::new();
     let mut leader = false;
     let mut backoff = Backoff::new(shared.config.max_backoff());
-    let mut nats: Option<async_nats::jetstream::Context> = None;
+    let mut links = Links::default();
     loop {
         if shared.cancel.is_cancelled() {
             return;
@@ -139,7 +147,7 @@ pub(crate) async fn run(shared: Arc<Shared>, plan: Plan) {
                             &filter,
                             position,
                             &mut backoff,
-                            &mut nats,
+                            &mut links,
                         )
                         .await
                         {
@@ -172,7 +180,7 @@ async fn step(
     filter: &bitacora_core::EventFilter,
     position: &mut DeliveryPosition,
     backoff: &mut Backoff,
-    nats: &mut Option<async_nats::jetstream::Context>,
+    links: &mut Links,
 ) -> Result<Option<bool>, Stop> {
     let id = &plan.record.id;
     let store = &*shared.store;
@@ -200,7 +208,13 @@ async fn step(
         return Ok(Some(false));
     };
     let mut items: Vec<Value> = Vec::new();
+    let mut meta: Vec<ItemMeta> = Vec::new();
     for stored in &events {
+        // A destination that only carries alerts skips every other event unparsed: a
+        // firing's canonical body (RFC 8785) always holds its action written this way.
+        if !spec.stream && !stored.body.contains(FIRED_IN_BODY) {
+            continue;
+        }
         let Ok(event) = serde_json::from_str::<Event>(&stored.body) else {
             tracing::error!(destination = %id, seq = stored.seq, "an unreadable event in the log");
             continue;
@@ -213,9 +227,24 @@ async fn step(
                 .is_some_and(|r| plan.rules.contains(r));
         if alert_for_us || (spec.stream && crate::matcher::matches(filter, &event)) {
             items.push(render(spec.format, stored, &event));
+            meta.push(ItemMeta::of(stored.seq, &event));
         }
     }
-    if !items.is_empty() {
+    let carry = (id.clone(), tenant.clone());
+    if items.is_empty() {
+        shared
+            .unsent_from
+            .lock()
+            .expect("unsent_from lock")
+            .entry(carry)
+            .or_insert(first);
+    } else {
+        let first = shared
+            .unsent_from
+            .lock()
+            .expect("unsent_from lock")
+            .remove(&carry)
+            .unwrap_or(first);
         let checkpoint = store
             .latest_checkpoint(&tenant)
             .await
@@ -229,26 +258,11 @@ async fn step(
             to_seq: last,
             checkpoint,
             events: items,
+            meta,
+            test: false,
         };
         loop {
-            let outcome = if spec.kind == Kind::Nats {
-                match nats_context(shared, spec, nats).await {
-                    Ok(js) => send_nats(js, &nats_subject_of(spec), &batch).await,
-                    Err(error) => Outcome::Retry { after: None, error },
-                }
-            } else {
-                send(
-                    &shared.client,
-                    spec,
-                    &batch,
-                    shared.config.allow_private_destinations,
-                )
-                .await
-            };
-            if matches!(outcome, Outcome::Retry { .. }) && spec.kind == Kind::Nats {
-                // Reconnect on the next attempt.
-                *nats = None;
-            }
+            let outcome = deliver(shared, spec, &batch, links).await;
             match outcome {
                 Outcome::Accepted => {
                     shared.status.delivered(id, batch.events.len() as u64);
@@ -294,6 +308,110 @@ async fn step(
         .status
         .lag(id, &tenant, size.saturating_sub(position.next_seq));
     Ok(Some(true))
+}
+
+/// The connections a worker keeps between batches.
+#[derive(Default)]
+pub(crate) struct Links {
+    nats: Option<async_nats::jetstream::Context>,
+    syslog: Option<crate::syslog::Conn>,
+}
+
+/// Sends one batch to the destination, by its kind. A failed NATS or syslog connection is
+/// dropped, to be opened again by the next attempt.
+pub(crate) async fn deliver(
+    shared: &Shared,
+    spec: &DestinationSpec,
+    batch: &Batch,
+    links: &mut Links,
+) -> Outcome {
+    let outcome = match spec.kind {
+        Kind::Nats => match nats_context(shared, spec, &mut links.nats).await {
+            Ok(js) => send_nats(js, &nats_subject_of(spec), batch).await,
+            Err(error) => Outcome::Retry { after: None, error },
+        },
+        Kind::Syslog => send_syslog(shared, spec, batch, &mut links.syslog).await,
+        Kind::Email => match (&shared.mailer, reqwest::Url::parse(&spec.url)) {
+            (Ok(mailer), Ok(url)) => match crate::email::recipients(&url) {
+                Ok(to) => mailer.send(&to, batch).await,
+                Err(error) => Outcome::Retry { after: None, error },
+            },
+            (Err(error), _) => Outcome::Retry {
+                after: None,
+                error: error.clone(),
+            },
+            (_, Err(e)) => Outcome::Retry {
+                after: None,
+                error: format!("bad URL: {e}"),
+            },
+        },
+        Kind::Webhook | Kind::Slack | Kind::SplunkHec => {
+            send(
+                &shared.client,
+                spec,
+                batch,
+                shared.config.allow_private_destinations,
+            )
+            .await
+        }
+    };
+    if matches!(outcome, Outcome::Retry { .. }) {
+        links.nats = None;
+        links.syslog = None;
+    }
+    outcome
+}
+
+/// Writes the batch as octet-counted RFC 5424 messages on the worker's connection, opening
+/// one when there is none or the receiver closed it.
+async fn send_syslog(
+    shared: &Shared,
+    spec: &DestinationSpec,
+    batch: &Batch,
+    conn: &mut Option<crate::syslog::Conn>,
+) -> Outcome {
+    let timeout = Duration::from_secs(shared.config.timeout_secs.max(1));
+    if let Some(c) = conn.as_mut()
+        && !c.alive().await
+    {
+        *conn = None;
+    }
+    if conn.is_none() {
+        match crate::syslog::connect(
+            &spec.url,
+            spec.ca_pem.as_deref(),
+            shared.config.allow_private_destinations,
+            timeout,
+        )
+        .await
+        {
+            Ok(c) => *conn = Some(c),
+            Err(error) => return Outcome::Retry { after: None, error },
+        }
+    }
+    let facility = spec.facility.unwrap_or(crate::syslog::DEFAULT_FACILITY);
+    let mut frames = Vec::new();
+    for (event, meta) in batch.events.iter().zip(&batch.meta) {
+        let body = serde_json::to_vec(event).expect("JSON");
+        let msg = crate::syslog::message(
+            facility,
+            &shared.hostname,
+            std::process::id(),
+            &batch.tenant,
+            meta,
+            &body,
+        );
+        crate::syslog::frame(&msg, &mut frames);
+    }
+    match conn
+        .as_mut()
+        .expect("connected above")
+        .write(&frames, timeout)
+        .await
+    {
+        Ok(()) => Outcome::Accepted,
+        Err(error) => Outcome::Retry { after: None, error },
+    }
 }
 
 fn nats_subject_of(spec: &DestinationSpec) -> String {

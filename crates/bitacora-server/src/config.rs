@@ -193,6 +193,16 @@ max_batch = 500
 max_backoff_secs = 60
 # How long a dead server keeps a destination before another server takes over.
 lease_secs = 15
+
+# The SMTP relay `email` destinations send through (without it they are refused). Every server
+# sharing a store needs the same. Give the password by environment:
+# BITACORA_DELIVERY__SMTP__PASSWORD.
+# [delivery.smtp]
+# host = "smtp.example.com"
+# port = 587                 # default: 587 (starttls), 465 (tls), 25 (none)
+# security = "starttls"      # starttls | tls | none
+# username = "bitacora"
+# from = "bitacora <alerts@example.com>"
 "#;
 
 /// Everything `bitacora serve` can be told.
@@ -624,6 +634,9 @@ impl Config {
             .map_err(describe)?;
         config.retention.validate().map_err(ConfigError)?;
         config.integrity.validate().map_err(ConfigError)?;
+        if let Some(smtp) = &config.delivery.smtp {
+            smtp.check().map_err(ConfigError)?;
+        }
         Ok(config)
     }
 

@@ -101,6 +101,25 @@ impl PgStore {
         Ok(n > 0)
     }
 
+    /// `table` is one of the two spec-holding tables, named by the caller (never user input).
+    pub(crate) async fn delivery_update_spec(
+        &self,
+        table: &'static str,
+        id: &str,
+        spec: &str,
+    ) -> StoreResult<bool> {
+        let n = self
+            .client()
+            .await?
+            .execute(
+                &format!("UPDATE {table} SET spec = $2 WHERE id = $1"),
+                &[&id, &spec],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(n > 0)
+    }
+
     pub(crate) async fn delivery_positions_of(
         &self,
         destination_id: &str,

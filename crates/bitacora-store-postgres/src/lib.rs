@@ -867,6 +867,11 @@ impl Store for PgStore {
         self.delivery_disable_destination(id, reason).await
     }
 
+    async fn update_destination_spec(&self, id: &str, spec: &str) -> StoreResult<bool> {
+        self.delivery_update_spec("delivery_destinations", id, spec)
+            .await
+    }
+
     async fn delivery_positions(&self, destination_id: &str) -> StoreResult<Vec<DeliveryPosition>> {
         self.delivery_positions_of(destination_id).await
     }
@@ -885,6 +890,10 @@ impl Store for PgStore {
 
     async fn delete_alert_rule(&self, id: &str) -> StoreResult<bool> {
         self.delivery_delete_rule(id).await
+    }
+
+    async fn update_alert_rule_spec(&self, id: &str, spec: &str) -> StoreResult<bool> {
+        self.delivery_update_spec("alert_rules", id, spec).await
     }
 
     async fn alert_state(&self, rule_id: &str, tenant: &TenantName) -> StoreResult<Option<String>> {

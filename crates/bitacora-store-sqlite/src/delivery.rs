@@ -93,6 +93,22 @@ pub(crate) fn disable_destination(c: &mut Connection, id: &str, reason: &str) ->
     Ok(n > 0)
 }
 
+/// `table` is one of the two spec-holding tables, named by the caller (never user input).
+pub(crate) fn update_spec(
+    c: &mut Connection,
+    table: &'static str,
+    id: &str,
+    spec: &str,
+) -> StoreResult<bool> {
+    let n = c
+        .execute(
+            &format!("UPDATE {table} SET spec = ?2 WHERE id = ?1"),
+            params![id, spec],
+        )
+        .map_err(sql_error)?;
+    Ok(n > 0)
+}
+
 pub(crate) fn delivery_positions(
     c: &mut Connection,
     destination_id: &str,
@@ -239,6 +255,28 @@ pub(crate) fn save_alert_state(
         params![rule_id, tenant.as_str(), state],
     )
     .map_err(sql_error)?;
+    Ok(())
+}
+
+pub(crate) fn save_alert_states(
+    c: &mut Connection,
+    tenant: &TenantName,
+    states: &[(String, String)],
+) -> StoreResult<()> {
+    let tx = c.transaction().map_err(sql_error)?;
+    {
+        let mut stmt = tx
+            .prepare_cached(
+                "INSERT INTO alert_states (rule_id, tenant, state) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (rule_id, tenant) DO UPDATE SET state = excluded.state",
+            )
+            .map_err(sql_error)?;
+        for (rule_id, state) in states {
+            stmt.execute(params![rule_id, tenant.as_str(), state])
+                .map_err(sql_error)?;
+        }
+    }
+    tx.commit().map_err(sql_error)?;
     Ok(())
 }
 

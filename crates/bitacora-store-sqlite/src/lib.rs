@@ -944,6 +944,12 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn update_destination_spec(&self, id: &str, spec: &str) -> StoreResult<bool> {
+        let (id, spec) = (id.to_owned(), spec.to_owned());
+        self.with_conn(move |c| delivery::update_spec(c, "delivery_destinations", &id, &spec))
+            .await
+    }
+
     async fn delivery_positions(&self, destination_id: &str) -> StoreResult<Vec<DeliveryPosition>> {
         let id = destination_id.to_owned();
         self.with_conn(move |c| delivery::delivery_positions(c, &id))
@@ -969,6 +975,25 @@ impl Store for SqliteStore {
     async fn delete_alert_rule(&self, id: &str) -> StoreResult<bool> {
         let id = id.to_owned();
         self.with_conn(move |c| delivery::delete_alert_rule(c, &id))
+            .await
+    }
+
+    async fn update_alert_rule_spec(&self, id: &str, spec: &str) -> StoreResult<bool> {
+        let (id, spec) = (id.to_owned(), spec.to_owned());
+        self.with_conn(move |c| delivery::update_spec(c, "alert_rules", &id, &spec))
+            .await
+    }
+
+    async fn save_alert_states(
+        &self,
+        tenant: &TenantName,
+        states: &[(String, String)],
+    ) -> StoreResult<()> {
+        if states.is_empty() {
+            return Ok(());
+        }
+        let (tenant, states) = (tenant.clone(), states.to_vec());
+        self.with_conn(move |c| delivery::save_alert_states(c, &tenant, &states))
             .await
     }
 

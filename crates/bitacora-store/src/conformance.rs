@@ -1371,6 +1371,26 @@ pub async fn delivery_records(store: &dyn Store) {
     );
     let listed = store.destinations().await.expect("list");
     assert_eq!(listed[0].disabled.as_deref(), Some("410 Gone"));
+    // Settings are replaced whole (a secret rotation); nothing else changes.
+    assert!(
+        store
+            .update_destination_spec("d2", r#"{"kind":"syslog"}"#)
+            .await
+            .expect("update")
+    );
+    assert!(
+        !store
+            .update_destination_spec("nope", "{}")
+            .await
+            .expect("update")
+    );
+    let listed = store.destinations().await.expect("list");
+    assert_eq!(listed[1].spec, r#"{"kind":"syslog"}"#);
+    assert_eq!(listed[1].name, "acme only");
+    store
+        .update_destination_spec("d2", "{}")
+        .await
+        .expect("update");
 
     let mut p = DeliveryPosition {
         destination_id: "d1".into(),
@@ -1417,7 +1437,26 @@ pub async fn delivery_records(store: &dyn Store) {
         created_at: 3,
     };
     store.insert_alert_rule(&rule).await.expect("insert rule");
-    assert_eq!(store.alert_rules().await.expect("rules"), vec![rule]);
+    assert_eq!(
+        store.alert_rules().await.expect("rules"),
+        vec![rule.clone()]
+    );
+    assert!(
+        store
+            .update_alert_rule_spec("r1", r#"{"match":{},"disabled":true}"#)
+            .await
+            .expect("update")
+    );
+    assert!(
+        !store
+            .update_alert_rule_spec("nope", "{}")
+            .await
+            .expect("update")
+    );
+    assert_eq!(
+        store.alert_rules().await.expect("rules")[0].spec,
+        r#"{"match":{},"disabled":true}"#
+    );
     assert_eq!(store.alert_state("r1", &acme).await.expect("state"), None);
     store
         .save_alert_state("r1", &acme, "{\"next_seq\":1}")
@@ -1442,6 +1481,37 @@ pub async fn delivery_records(store: &dyn Store) {
             .expect("state"),
         None
     );
+    // Several states at once.
+    store
+        .save_alert_states(
+            &acme,
+            &[
+                ("r1".into(), "{\"next_seq\":3}".into()),
+                ("r2".into(), "{\"next_seq\":4}".into()),
+            ],
+        )
+        .await
+        .expect("save several");
+    assert_eq!(
+        store
+            .alert_state("r1", &acme)
+            .await
+            .expect("state")
+            .as_deref(),
+        Some("{\"next_seq\":3}")
+    );
+    assert_eq!(
+        store
+            .alert_state("r2", &acme)
+            .await
+            .expect("state")
+            .as_deref(),
+        Some("{\"next_seq\":4}")
+    );
+    store
+        .save_alert_states(&acme, &[])
+        .await
+        .expect("nothing to save");
     assert!(store.delete_alert_rule("r1").await.expect("delete"));
     assert!(!store.delete_alert_rule("r1").await.expect("delete"));
     assert_eq!(store.alert_state("r1", &acme).await.expect("state"), None);

@@ -637,6 +637,10 @@ pub trait Store: Send + Sync + 'static {
     /// Marks a destination disabled with `reason`; false when there is no such destination.
     async fn disable_destination(&self, id: &str, reason: &str) -> StoreResult<bool>;
 
+    /// Replaces a destination's settings (a webhook's secrets being rotated); false when there
+    /// is no such destination.
+    async fn update_destination_spec(&self, id: &str, spec: &str) -> StoreResult<bool>;
+
     /// The destination's position in each tenant it has delivered to (or tried to).
     async fn delivery_positions(&self, destination_id: &str) -> StoreResult<Vec<DeliveryPosition>>;
 
@@ -653,6 +657,9 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes a rule and its evaluation state; false when there is no such rule.
     async fn delete_alert_rule(&self, id: &str) -> StoreResult<bool>;
 
+    /// Replaces a rule's settings (disabled, enabled again); false when there is no such rule.
+    async fn update_alert_rule_spec(&self, id: &str, spec: &str) -> StoreResult<bool>;
+
     /// The rule's evaluation state in one tenant (JSON owned by `bitacora-delivery`).
     async fn alert_state(&self, rule_id: &str, tenant: &TenantName) -> StoreResult<Option<String>>;
 
@@ -663,6 +670,20 @@ pub trait Store: Send + Sync + 'static {
         tenant: &TenantName,
         state: &str,
     ) -> StoreResult<()>;
+
+    /// Replaces the states of several rules in one tenant, `(rule_id, state)` each, together
+    /// (one transaction where the store has them: the evaluator saves every rule after each
+    /// batch). The default saves them one by one.
+    async fn save_alert_states(
+        &self,
+        tenant: &TenantName,
+        states: &[(String, String)],
+    ) -> StoreResult<()> {
+        for (rule_id, state) in states {
+            self.save_alert_state(rule_id, tenant, state).await?;
+        }
+        Ok(())
+    }
 
     /// Takes or renews the lease `name` for `holder` until `now + ttl_micros`: true when
     /// `holder` has it (it was free, expired, or already held by `holder`), false when another

@@ -40,10 +40,12 @@ pub struct CreateDestination {
     /// tenant always creates destinations of its tenant).
     #[serde(default)]
     pub tenant: Option<String>,
-    /// `webhook`, `slack`, `splunk_hec` or `nats`.
+    /// `webhook`, `slack`, `splunk_hec`, `nats`, `syslog` or `email`.
     pub kind: String,
-    /// Where to POST (`nats://host:4222/<subject>` for NATS). Loopback, private and link-local addresses are refused unless
-    /// `[delivery] allow_private_destinations = true`.
+    /// Where to POST; `nats://host:4222/<subject>` for NATS; `syslog://host[:514]` (TCP) or
+    /// `syslogs://host[:6514]` (TLS) for syslog; `mailto:a@example.com,b@example.com` for
+    /// email (sent through the server's `[delivery.smtp]` relay). Loopback, private and
+    /// link-local addresses are refused unless `[delivery] allow_private_destinations = true`.
     pub url: String,
     /// `bitacora` (default) or `ocsf`.
     #[serde(default)]
@@ -63,6 +65,13 @@ pub struct CreateDestination {
     /// Splunk HEC: the HEC token.
     #[serde(default)]
     pub token: Option<String>,
+    /// `syslogs://`: certificates (PEM) to trust besides the public authorities (a receiver
+    /// with a private or self-signed certificate).
+    #[serde(default)]
+    pub ca_pem: Option<String>,
+    /// Syslog: the RFC 5424 facility, 0-23 (default 13, "log audit").
+    #[serde(default)]
+    pub facility: Option<u8>,
 }
 
 /// A destination as shown (never its secrets or token).
@@ -84,9 +93,16 @@ pub struct DestinationView {
     /// Why deliveries stopped (the receiver answered 410), if they did.
     pub disabled: Option<String>,
     /// Webhooks created without `secrets`: the generated signing secret, shown only in the
-    /// creation response.
+    /// creation response (and a new one in the response of `rotate-secret`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
+    /// Webhooks: how many secrets sign each delivery now (2 while one is being rotated out).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signing_secrets: Option<u32>,
+    /// Webhooks being rotated: when the previous secret stops signing (RFC 3339); `null`
+    /// when it signs until retired.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_secret_expires_at: Option<String>,
     /// Per tenant: the position, lag, last success and last error. Absent in the creation
     /// response.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -165,6 +181,9 @@ pub struct AlertRuleView {
     /// Its firings on this server since it started (all firings: `GET /v1/alerts`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fired: Option<u64>,
+    /// Disabled by an admin: not evaluated (`POST /v1/alert-rules/{id}/enable` resumes it
+    /// from the events received then on).
+    pub disabled: bool,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -241,7 +260,7 @@ fn scope_tenant(
 }
 
 /// Whether a pinned credential may see something of `tenant` (unpinned ones see all).
-fn visible(principal: &Principal, tenant: Option<&TenantName>) -> bool {
+pub(crate) fn visible(principal: &Principal, tenant: Option<&TenantName>) -> bool {
     principal.pinned().is_none_or(|p| tenant == Some(p))
 }
 
@@ -288,6 +307,15 @@ fn view(
         created_at: rfc3339(record.created_at),
         disabled: record.disabled.clone(),
         secret,
+        signing_secrets: spec
+            .as_ref()
+            .filter(|s| s.kind == Kind::Webhook)
+            .map(|s| s.signing_secrets(Utc::now().timestamp_micros()).len() as u32),
+        previous_secret_expires_at: spec
+            .as_ref()
+            .filter(|s| s.secrets.len() > 1)
+            .and_then(|s| s.previous_secret_expires_at)
+            .map(rfc3339),
         health,
     }
 }
@@ -361,12 +389,29 @@ pub async fn create_destination(
             (None, None) => Vec::new(),
         },
         token: request.token,
+        previous_secret_expires_at: None,
+        ca_pem: request.ca_pem,
+        facility: request.facility,
     };
     spec.check()
         .map_err(|e| FieldError::invalid(e.field, e.message))?;
-    bitacora_delivery::ssrf::check_url(&spec.url, state.config.delivery.allow_private_destinations)
+    if kind == Kind::Email {
+        // The relay is the operator's (`[delivery.smtp]`), not an address the admin typed.
+        if state.config.delivery.smtp.is_none() {
+            return Err(FieldError::invalid(
+                "kind",
+                "email destinations need an SMTP relay in the server's configuration                  ([delivery.smtp], see docs/DELIVERY.md)",
+            )
+            .into());
+        }
+    } else {
+        bitacora_delivery::ssrf::check_url(
+            &spec.url,
+            state.config.delivery.allow_private_destinations,
+        )
         .await
         .map_err(|m| FieldError::new("forbidden_destination", "url", m))?;
+    }
     let record = DestinationRecord {
         id: uuid::Uuid::now_v7().to_string(),
         name: request.name.trim().to_owned(),
@@ -494,6 +539,7 @@ fn rule_view(
             .as_ref()
             .and_then(|s| s.severity)
             .map(|s| s.as_str().to_owned()),
+        disabled: spec.as_ref().is_some_and(|s| s.disabled),
         destinations: spec.map(|s| s.destinations).unwrap_or_default(),
         created_at: rfc3339(record.created_at),
         evaluated: status.map(|s| s.evaluated),
@@ -529,8 +575,19 @@ pub async fn create_rule(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let request: CreateRule = parse_json(body)?;
+    let record = insert_rule(&state, &principal, client_ip, request).await?;
+    Ok((StatusCode::CREATED, Json(rule_view(&record, None))).into_response())
+}
+
+/// Checks, audits and stores a new rule (for the API and the viewer).
+pub(crate) async fn insert_rule(
+    state: &AppState,
+    principal: &Principal,
+    client_ip: Option<std::net::IpAddr>,
+    request: CreateRule,
+) -> Result<AlertRuleRecord, ApiError> {
     check_name(&request.name)?;
-    let tenant = scope_tenant(&principal, request.tenant.as_deref())?;
+    let tenant = scope_tenant(principal, request.tenant.as_deref())?;
     let spec: RuleSpec = serde_json::from_value(json!({
         "match": request.matcher.unwrap_or_else(|| json!({})),
         "threshold": request.threshold,
@@ -544,7 +601,7 @@ pub async fn create_rule(
     spec.check(|id| {
         destinations.iter().any(|d| {
             d.id == id
-                && visible(&principal, d.tenant.as_ref())
+                && visible(principal, d.tenant.as_ref())
                 && (d.tenant.is_none() || d.tenant == tenant)
         })
     })
@@ -557,17 +614,17 @@ pub async fn create_rule(
         created_at: Utc::now().timestamp_micros(),
     };
     audit::record(
-        &state,
+        state,
         record.tenant.as_ref(),
         RULE_CREATED,
-        &principal,
+        principal,
         client_ip,
         Some(json!({"type": "alert_rule", "id": record.id, "name": record.name})),
         Map::new(),
     )
     .await?;
     state.store.insert_alert_rule(&record).await?;
-    Ok((StatusCode::CREATED, Json(rule_view(&record, None))).into_response())
+    Ok(record)
 }
 
 /// List alert rules.
@@ -643,6 +700,511 @@ pub async fn delete_rule(
     .await?;
     state.store.delete_alert_rule(&id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// The destination `id`, if this credential may see it.
+pub(crate) async fn find_destination(
+    state: &AppState,
+    principal: &Principal,
+    id: &str,
+) -> Result<DestinationRecord, ApiError> {
+    state
+        .store
+        .destinations()
+        .await?
+        .into_iter()
+        .find(|d| d.id == id && visible(principal, d.tenant.as_ref()))
+        .ok_or_else(|| ApiError::NotFound(format!("no destination `{id}`")))
+}
+
+/// The rule `id`, if this credential may see it.
+async fn find_rule(
+    state: &AppState,
+    principal: &Principal,
+    id: &str,
+) -> Result<AlertRuleRecord, ApiError> {
+    state
+        .store
+        .alert_rules()
+        .await?
+        .into_iter()
+        .find(|r| r.id == id && visible(principal, r.tenant.as_ref()))
+        .ok_or_else(|| ApiError::NotFound(format!("no alert rule `{id}`")))
+}
+
+fn stored_spec<T: serde::de::DeserializeOwned>(spec: &str) -> Result<T, ApiError> {
+    serde_json::from_str(spec).map_err(ApiError::internal)
+}
+
+/// `POST /v1/destinations/{id}/rotate-secret` body (optional).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateSecret {
+    /// How long the current secret keeps signing beside the new one (`<n>s|m|h|d`, default
+    /// `24h`), so receivers can move to the new one without missing a delivery.
+    #[serde(default)]
+    pub previous_expires_in: Option<String>,
+}
+
+const DESTINATION_SECRET_ROTATED: &str = "bitacora.destination.secret_rotated";
+const DESTINATION_SECRET_RETIRED: &str = "bitacora.destination.secret_retired";
+const DESTINATION_TESTED: &str = "bitacora.destination.tested";
+const RULE_DISABLED: &str = "bitacora.alert_rule.disabled";
+const RULE_ENABLED: &str = "bitacora.alert_rule.enabled";
+
+/// Rotate a webhook's signing secret.
+///
+/// Generates a new `whsec_` secret (returned only here, in `secret`) that signs every
+/// delivery from now on, beside the current one until `previous_expires_in` has passed (or
+/// `retire-secret` is called): each delivery's `webhook-signature` carries both `v1,`
+/// signatures, which the Standard Webhooks libraries accept with either secret. A secret
+/// that was already being retired is dropped.
+#[utoipa::path(
+    post,
+    path = "/v1/destinations/{id}/rotate-secret",
+    tag = "delivery",
+    params(("id" = String, Path, description = "The destination's id")),
+    request_body(content = Option<RotateSecret>, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Rotated: the destination with its new `secret`", body = DestinationView),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "Missing, unknown or revoked credential", body = ErrorBody),
+        (status = 403, description = "Credential lacks the `admin` scope", body = ErrorBody),
+        (status = 404, description = "No such destination (for this credential)", body = ErrorBody),
+        (status = 422, description = "Not a webhook destination, or a bad duration", body = ErrorBody),
+        (status = 503, description = "Store unavailable; retry", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn rotate_secret(
+    State(state): State<AppState>,
+    principal: Principal,
+    ClientIp(client_ip): ClientIp,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let request: RotateSecret = match &body {
+        Ok(b) if b.iter().all(u8::is_ascii_whitespace) => RotateSecret::default(),
+        _ => parse_json(body)?,
+    };
+    let keep_for = bitacora_delivery::spec::parse_duration(
+        request.previous_expires_in.as_deref().unwrap_or("24h"),
+    )
+    .map_err(|m| FieldError::invalid("previous_expires_in", m))?;
+    let mut record = find_destination(&state, &principal, &id).await?;
+    let mut spec: DestinationSpec = stored_spec(&record.spec)?;
+    if spec.kind != Kind::Webhook {
+        return Err(FieldError::invalid("kind", "only webhook destinations have secrets").into());
+    }
+    let now = Utc::now().timestamp_micros();
+    let secret = new_secret();
+    // The one that signs now stays for a while; an older one is dropped.
+    let current = spec.signing_secrets(now).into_iter().next();
+    spec.secrets = std::iter::once(secret.clone()).chain(current).collect();
+    spec.previous_secret_expires_at = Some(now + keep_for);
+    record.spec = serde_json::to_string(&spec).map_err(ApiError::internal)?;
+    audit::record(
+        &state,
+        record.tenant.as_ref(),
+        DESTINATION_SECRET_ROTATED,
+        &principal,
+        client_ip,
+        Some(json!({"type": "destination", "id": record.id, "name": record.name})),
+        Map::new(),
+    )
+    .await?;
+    if !state
+        .store
+        .update_destination_spec(&id, &record.spec)
+        .await?
+    {
+        return Err(ApiError::NotFound(format!("no destination `{id}`")));
+    }
+    Ok(Json(view(&record, Some(secret), None)).into_response())
+}
+
+/// Retire a webhook's previous signing secret now.
+///
+/// Only the newest secret signs from now on (a receiver confirmed it moved to it).
+#[utoipa::path(
+    post,
+    path = "/v1/destinations/{id}/retire-secret",
+    tag = "delivery",
+    params(("id" = String, Path, description = "The destination's id")),
+    responses(
+        (status = 200, description = "Retired: the destination, signed by one secret", body = DestinationView),
+        (status = 401, description = "Missing, unknown or revoked credential", body = ErrorBody),
+        (status = 403, description = "Credential lacks the `admin` scope", body = ErrorBody),
+        (status = 404, description = "No such destination (for this credential)", body = ErrorBody),
+        (status = 422, description = "Not a webhook destination", body = ErrorBody),
+        (status = 503, description = "Store unavailable; retry", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn retire_secret(
+    State(state): State<AppState>,
+    principal: Principal,
+    ClientIp(client_ip): ClientIp,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let mut record = find_destination(&state, &principal, &id).await?;
+    let mut spec: DestinationSpec = stored_spec(&record.spec)?;
+    if spec.kind != Kind::Webhook {
+        return Err(FieldError::invalid("kind", "only webhook destinations have secrets").into());
+    }
+    spec.secrets.truncate(1);
+    spec.previous_secret_expires_at = None;
+    record.spec = serde_json::to_string(&spec).map_err(ApiError::internal)?;
+    audit::record(
+        &state,
+        record.tenant.as_ref(),
+        DESTINATION_SECRET_RETIRED,
+        &principal,
+        client_ip,
+        Some(json!({"type": "destination", "id": record.id, "name": record.name})),
+        Map::new(),
+    )
+    .await?;
+    if !state
+        .store
+        .update_destination_spec(&id, &record.spec)
+        .await?
+    {
+        return Err(ApiError::NotFound(format!("no destination `{id}`")));
+    }
+    Ok(Json(view(&record, None, None)).into_response())
+}
+
+/// The result of a test delivery.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TestDelivery {
+    /// True when the receiver accepted it.
+    pub delivered: bool,
+    /// Why it was not, as the destination's health would say.
+    pub error: Option<String>,
+}
+
+/// Send a test event to a destination now.
+///
+/// One `bitacora.destination.test` event (not in any log: `seq` 0; a webhook body's `type`
+/// is `bitacora.test`), sent as the destination's worker sends (format, signature, address
+/// guard), once, without retries. Answers whether the receiver accepted it.
+#[utoipa::path(
+    post,
+    path = "/v1/destinations/{id}/test",
+    tag = "delivery",
+    params(("id" = String, Path, description = "The destination's id")),
+    responses(
+        (status = 200, description = "Sent (or not: see `delivered` and `error`)", body = TestDelivery),
+        (status = 401, description = "Missing, unknown or revoked credential", body = ErrorBody),
+        (status = 403, description = "Credential lacks the `admin` scope", body = ErrorBody),
+        (status = 404, description = "No such destination (for this credential)", body = ErrorBody),
+        (status = 503, description = "Store unavailable; retry", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn test_destination(
+    State(state): State<AppState>,
+    principal: Principal,
+    ClientIp(client_ip): ClientIp,
+    Path(id): Path<String>,
+) -> Result<Json<TestDelivery>, ApiError> {
+    let record = find_destination(&state, &principal, &id).await?;
+    Ok(Json(
+        send_test_delivery(&state, &principal, client_ip, &record).await?,
+    ))
+}
+
+/// Sends a test delivery and records who asked (for the API and the viewer).
+pub(crate) async fn send_test_delivery(
+    state: &AppState,
+    principal: &Principal,
+    client_ip: Option<std::net::IpAddr>,
+    record: &DestinationRecord,
+) -> Result<TestDelivery, ApiError> {
+    let result = bitacora_delivery::send_test(
+        state.store.clone(),
+        &state.config.delivery,
+        record,
+        &principal.key_id,
+    )
+    .await;
+    let mut metadata = Map::new();
+    metadata.insert("delivered".into(), json!(result.is_ok()));
+    audit::record(
+        state,
+        record.tenant.as_ref(),
+        DESTINATION_TESTED,
+        principal,
+        client_ip,
+        Some(json!({"type": "destination", "id": record.id, "name": record.name})),
+        metadata,
+    )
+    .await?;
+    Ok(TestDelivery {
+        delivered: result.is_ok(),
+        error: result.err(),
+    })
+}
+
+/// Sets a rule's `disabled` (and `enabled_at` when enabling), self-audited.
+pub(crate) async fn set_rule_disabled(
+    state: &AppState,
+    principal: &Principal,
+    client_ip: Option<std::net::IpAddr>,
+    id: &str,
+    disabled: bool,
+) -> Result<AlertRuleRecord, ApiError> {
+    let mut record = find_rule(state, principal, id).await?;
+    let mut spec: RuleSpec = stored_spec(&record.spec)?;
+    if spec.disabled == disabled {
+        return Ok(record);
+    }
+    spec.disabled = disabled;
+    if !disabled {
+        spec.enabled_at = Some(Utc::now().timestamp_micros());
+    }
+    record.spec = serde_json::to_string(&spec).map_err(ApiError::internal)?;
+    audit::record(
+        state,
+        record.tenant.as_ref(),
+        if disabled {
+            RULE_DISABLED
+        } else {
+            RULE_ENABLED
+        },
+        principal,
+        client_ip,
+        Some(json!({"type": "alert_rule", "id": record.id, "name": record.name})),
+        Map::new(),
+    )
+    .await?;
+    if !state.store.update_alert_rule_spec(id, &record.spec).await? {
+        return Err(ApiError::NotFound(format!("no alert rule `{id}`")));
+    }
+    Ok(record)
+}
+
+/// Disable an alert rule.
+///
+/// It stops being evaluated at once; its past firings stay in the log.
+#[utoipa::path(
+    post,
+    path = "/v1/alert-rules/{id}/disable",
+    tag = "delivery",
+    params(("id" = String, Path, description = "The rule's id")),
+    responses(
+        (status = 200, description = "Disabled (or already)", body = AlertRuleView),
+        (status = 401, description = "Missing, unknown or revoked credential", body = ErrorBody),
+        (status = 403, description = "Credential lacks the `admin` scope", body = ErrorBody),
+        (status = 404, description = "No such rule (for this credential)", body = ErrorBody),
+        (status = 503, description = "Store unavailable; retry", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn disable_rule(
+    State(state): State<AppState>,
+    principal: Principal,
+    ClientIp(client_ip): ClientIp,
+    Path(id): Path<String>,
+) -> Result<Json<AlertRuleView>, ApiError> {
+    let record = set_rule_disabled(&state, &principal, client_ip, &id, true).await?;
+    Ok(Json(rule_view(&record, None)))
+}
+
+/// Enable a disabled alert rule.
+///
+/// It evaluates the events received from now on, with a fresh state: nothing of the time it
+/// was disabled fires.
+#[utoipa::path(
+    post,
+    path = "/v1/alert-rules/{id}/enable",
+    tag = "delivery",
+    params(("id" = String, Path, description = "The rule's id")),
+    responses(
+        (status = 200, description = "Enabled (or already)", body = AlertRuleView),
+        (status = 401, description = "Missing, unknown or revoked credential", body = ErrorBody),
+        (status = 403, description = "Credential lacks the `admin` scope", body = ErrorBody),
+        (status = 404, description = "No such rule (for this credential)", body = ErrorBody),
+        (status = 503, description = "Store unavailable; retry", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn enable_rule(
+    State(state): State<AppState>,
+    principal: Principal,
+    ClientIp(client_ip): ClientIp,
+    Path(id): Path<String>,
+) -> Result<Json<AlertRuleView>, ApiError> {
+    let record = set_rule_disabled(&state, &principal, client_ip, &id, false).await?;
+    Ok(Json(rule_view(&record, None)))
+}
+
+/// `POST /v1/alert-rules/test` body: a stored rule, or the settings of one not yet created.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TestRule {
+    /// Test this stored rule (then `match`, `threshold` and `suppress_for` must be absent).
+    #[serde(default)]
+    pub rule_id: Option<String>,
+    /// The tenant whose events to test against (default: the rule's, else the credential's).
+    #[serde(default)]
+    pub tenant: Option<String>,
+    /// As in `POST /v1/alert-rules`.
+    #[serde(rename = "match", default)]
+    #[schema(value_type = Option<Object>)]
+    pub matcher: Option<Value>,
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub threshold: Option<Value>,
+    #[serde(default)]
+    pub suppress_for: Option<String>,
+    /// How far back to look (`<n>s|m|h|d`, default `7d`).
+    #[serde(default)]
+    pub lookback: Option<String>,
+    /// Accepted and ignored, so a rule's creation body can be tested as it is.
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub severity: Option<String>,
+    #[serde(default)]
+    pub destinations: Option<Vec<String>>,
+}
+
+/// One firing a test found.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TestFiring {
+    /// The `seq` of the event that completed it.
+    pub trigger_seq: u64,
+    pub group: String,
+    /// The matching events it covers.
+    pub seqs: Vec<u64>,
+    /// RFC 3339: when the completing event was received.
+    pub at: String,
+}
+
+/// What a rule would have done over past events.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RuleTestResult {
+    pub tenant: String,
+    /// RFC 3339: the start of the window looked at (events received since).
+    pub since: String,
+    /// The `seq` range examined, `from_seq..to_seq`.
+    pub from_seq: u64,
+    pub to_seq: u64,
+    /// Events the rule matched.
+    pub matched: u64,
+    /// Times it would have fired ("would have fired 3 times last week").
+    pub firings: u64,
+    /// The first firings (at most 20).
+    pub examples: Vec<TestFiring>,
+    /// True when only the first million matches were evaluated.
+    pub truncated: bool,
+}
+
+/// Test an alert rule against past events.
+///
+/// Evaluates a rule (a stored one, or one described as for its creation) over the tenant's
+/// events received within `lookback`, with the evaluator's own semantics (threshold, group,
+/// suppression; a fresh state), and says how many times it would have fired. Nothing is
+/// stored or sent.
+#[utoipa::path(
+    post,
+    path = "/v1/alert-rules/test",
+    tag = "delivery",
+    request_body(content = TestRule, content_type = "application/json"),
+    responses(
+        (status = 200, description = "What the rule would have done", body = RuleTestResult),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "Missing, unknown or revoked credential", body = ErrorBody),
+        (status = 403, description = "Credential lacks the `admin` scope, or is pinned to another tenant", body = ErrorBody),
+        (status = 404, description = "No such rule (for this credential)", body = ErrorBody),
+        (status = 422, description = "A field is invalid (named in `field`)", body = ErrorBody),
+        (status = 503, description = "Store unavailable; retry", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn test_rule(
+    State(state): State<AppState>,
+    principal: Principal,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<RuleTestResult>, ApiError> {
+    let request: TestRule = parse_json(body)?;
+    run_rule_test(&state, &principal, request).await.map(Json)
+}
+
+/// The rule test, for the API and the viewer.
+pub(crate) async fn run_rule_test(
+    state: &AppState,
+    principal: &Principal,
+    request: TestRule,
+) -> Result<RuleTestResult, ApiError> {
+    let lookback =
+        bitacora_delivery::spec::parse_duration(request.lookback.as_deref().unwrap_or("7d"))
+            .map_err(|m| FieldError::invalid("lookback", m))?;
+    let record = match &request.rule_id {
+        Some(id) => {
+            if request.matcher.is_some()
+                || request.threshold.is_some()
+                || request.suppress_for.is_some()
+            {
+                return Err(FieldError::invalid(
+                    "rule_id",
+                    "give either a stored rule's id or a rule's settings, not both",
+                )
+                .into());
+            }
+            find_rule(state, principal, id).await?
+        }
+        None => {
+            let spec: RuleSpec = serde_json::from_value(json!({
+                "match": request.matcher.clone().unwrap_or_else(|| json!({})),
+                "threshold": request.threshold,
+                "suppress_for": request.suppress_for,
+            }))
+            .map_err(|e| FieldError::whole("invalid_field", e.to_string()))?;
+            spec.check(|_| true)
+                .map_err(|e| FieldError::invalid(e.field, e.message))?;
+            AlertRuleRecord {
+                id: "test".into(),
+                name: request.name.clone().unwrap_or_else(|| "test".into()),
+                tenant: None,
+                spec: serde_json::to_string(&spec).map_err(ApiError::internal)?,
+                created_at: 0,
+            }
+        }
+    };
+    let asked = request
+        .tenant
+        .as_deref()
+        .or(record.tenant.as_ref().map(TenantName::as_str));
+    let tenant = principal.resolve_tenant(asked)?;
+    let mut compiled = bitacora_delivery::alert::Compiled::new(&record)
+        .map_err(|m| FieldError::whole("invalid_rule", m))?;
+    // A disabled rule is tested as if it were enabled.
+    compiled.spec.disabled = false;
+    let since = Utc::now().timestamp_micros() - lookback;
+    let result =
+        bitacora_delivery::alert::backtest(&*state.store, &compiled, &tenant, since).await?;
+    Ok(RuleTestResult {
+        tenant: tenant.as_str().to_owned(),
+        since: rfc3339(since),
+        from_seq: result.from_seq,
+        to_seq: result.to_seq,
+        matched: result.matched,
+        firings: result.firings,
+        examples: result
+            .examples
+            .into_iter()
+            .map(|f| TestFiring {
+                trigger_seq: f.trigger_seq,
+                group: f.group,
+                seqs: f.seqs,
+                at: rfc3339(f.at),
+            })
+            .collect(),
+        truncated: result.truncated,
+    })
 }
 
 /// List alert firings.

@@ -160,6 +160,42 @@ pub fn build(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
             NO_BODY_LIMIT,
         ))
         .routes(scoped(
+            routes!(delivery::rotate_secret),
+            s,
+            Scope::Admin,
+            NO_BODY_LIMIT,
+        ))
+        .routes(scoped(
+            routes!(delivery::retire_secret),
+            s,
+            Scope::Admin,
+            NO_BODY_LIMIT,
+        ))
+        .routes(scoped(
+            routes!(delivery::test_destination),
+            s,
+            Scope::Admin,
+            NO_BODY_LIMIT,
+        ))
+        .routes(scoped(
+            routes!(delivery::test_rule),
+            s,
+            Scope::Admin,
+            NO_BODY_LIMIT,
+        ))
+        .routes(scoped(
+            routes!(delivery::disable_rule),
+            s,
+            Scope::Admin,
+            NO_BODY_LIMIT,
+        ))
+        .routes(scoped(
+            routes!(delivery::enable_rule),
+            s,
+            Scope::Admin,
+            NO_BODY_LIMIT,
+        ))
+        .routes(scoped(
             routes!(delivery::create_rule, delivery::list_rules),
             s,
             Scope::Admin,

@@ -9,6 +9,7 @@
 //! - [`event`], [`target`]: one event (with its inclusion proof checked server-side) and one
 //!   record's history. [`dashboard`]: activity charts as server-rendered SVG.
 //!   [`integrity`]: checkpoints, the public key, and full verification in the background.
+//!   [`alerts`]: alert firings and rules, destinations and their health (issue 17).
 //! - [`view`]: the view models templates render, and the one place URLs are built.
 //! - [`assets`]: CSS, JS and icons compiled in, served under content-hashed names.
 //!
@@ -23,6 +24,7 @@
 //! Every response carries a strict Content-Security-Policy (no inline script or style), so an
 //! injection that slipped past escaping still could not run.
 
+pub mod alerts;
 pub mod assets;
 pub mod dashboard;
 pub mod event;
@@ -115,6 +117,13 @@ pub fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/ui/integrity", get(integrity::page)),
         ("/ui/integrity/verify", post(integrity::start)),
         ("/ui/integrity/progress", get(integrity::progress)),
+        ("/ui/alerts", get(alerts::page)),
+        ("/ui/alerts/rules", post(alerts::create)),
+        ("/ui/alerts/rules/{id}/{action}", post(alerts::toggle)),
+        ("/ui/alerts/test", post(alerts::test)),
+        ("/ui/destinations", get(alerts::destinations)),
+        ("/ui/destinations/{id}", get(alerts::destination)),
+        ("/ui/destinations/{id}/test", post(alerts::send_test)),
         ("/ui/assets/{file}", get(assets::serve)),
         ("/ui/{*rest}", get(not_found).post(not_found)),
     ]

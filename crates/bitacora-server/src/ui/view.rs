@@ -102,7 +102,8 @@ pub fn is_safe_href(href: &str) -> bool {
 #[derive(Debug, Clone)]
 pub struct Layout {
     pub title: String,
-    /// Which navigation entry is current: `events`, `dashboard`, `integrity` or empty.
+    /// Which navigation entry is current: `events`, `dashboard`, `integrity`, `alerts`,
+    /// `destinations` or empty.
     pub nav: &'static str,
     pub css: &'static str,
     pub js: &'static str,
@@ -117,6 +118,9 @@ pub struct Layout {
     pub events_url: Url,
     pub dashboard_url: Url,
     pub integrity_url: Url,
+    pub alerts_url: Url,
+    /// Shown to admins only (destinations are an admin's business).
+    pub destinations_url: Option<Url>,
     /// The current page's path (the tenant switcher's form submits to it).
     pub here: &'static str,
 }
@@ -145,6 +149,8 @@ impl Layout {
             events_url: Url::new("/ui/"),
             dashboard_url: Url::new("/ui/dashboard"),
             integrity_url: Url::new("/ui/integrity"),
+            alerts_url: Url::new("/ui/alerts"),
+            destinations_url: None,
             here: "/ui/",
         }
     }
@@ -188,6 +194,9 @@ impl Layout {
         l.events_url = viewer.url("/ui/");
         l.dashboard_url = viewer.url("/ui/dashboard");
         l.integrity_url = viewer.url("/ui/integrity");
+        l.alerts_url = viewer.url("/ui/alerts");
+        l.destinations_url = (viewer.principal.scope == bitacora_store::Scope::Admin)
+            .then(|| viewer.url("/ui/destinations"));
         l
     }
 }

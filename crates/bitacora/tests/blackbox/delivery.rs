@@ -14,7 +14,7 @@ use crate::common::receiver::{Receiver, check_in_order};
 use crate::common::{self, data_folder, numbered, spawn_binary_with};
 
 /// A data folder and a config that allows local receivers and retries quickly.
-fn setup() -> (tempfile::TempDir, String) {
+pub(crate) fn setup() -> (tempfile::TempDir, String) {
     let root = tempfile::tempdir().unwrap();
     let config = root.path().join("bitacora.toml");
     std::fs::write(
@@ -26,7 +26,7 @@ fn setup() -> (tempfile::TempDir, String) {
     (root, config.display().to_string())
 }
 
-async fn post(client: &Client, path: &str, body: Value) -> (u16, Value) {
+pub(crate) async fn post(client: &Client, path: &str, body: Value) -> (u16, Value) {
     let r = client
         .request(Method::POST, path)
         .json(&body)
@@ -37,14 +37,14 @@ async fn post(client: &Client, path: &str, body: Value) -> (u16, Value) {
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
-async fn get(client: &Client, path: &str) -> Value {
+pub(crate) async fn get(client: &Client, path: &str) -> Value {
     let r = client.request(Method::GET, path).send().await.unwrap();
     assert_eq!(r.status(), 200);
     r.json().await.unwrap()
 }
 
 /// Waits (up to `limit`) for `check` to hold.
-async fn wait_for<F, Fut>(what: &str, limit: Duration, mut check: F)
+pub(crate) async fn wait_for<F, Fut>(what: &str, limit: Duration, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<(), String>>,
@@ -477,8 +477,12 @@ async fn destinations_are_checked_and_private_addresses_refused() {
     }
     for (body, field) in [
         (
-            json!({"name": "x", "kind": "syslog", "url": "https://93.184.216.34/"}),
+            json!({"name": "x", "kind": "gopher", "url": "https://93.184.216.34/"}),
             Some("kind"),
+        ),
+        (
+            json!({"name": "x", "kind": "syslog", "url": "https://93.184.216.34/"}),
+            Some("url"),
         ),
         (
             json!({"name": "x", "kind": "nats", "url": "https://93.184.216.34/"}),

@@ -8,6 +8,7 @@ mod bad_inputs;
 mod capture;
 mod cli;
 mod delivery;
+mod delivery_kinds;
 mod demo;
 mod export;
 mod ingest;

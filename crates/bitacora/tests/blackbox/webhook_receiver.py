@@ -10,6 +10,8 @@ and fails on cue. Prints its port on the first stdout line, then serves until ki
   POST /slack    a Slack incoming-webhook message (recorded; no signature)
   POST /hec      a Splunk HEC request (needs `Authorization: Splunk test-token`)
   POST /_control {"secret": "whsec_...", "queue": ["502", "503:1", "hang", "410", ...]}
+                 or {"secrets": [...]}: a webhook is accepted only if it verifies with each
+                 of them on its own (a secret being rotated: old and new both sign)
   GET  /_received {"accepted": [...], "attempts": [...], "bad_signatures": n}
 """
 
@@ -22,7 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from standardwebhooks import Webhook
 
 LOCK = threading.Lock()
-STATE = {"secret": None, "queue": [], "accepted": [], "attempts": [], "bad_signatures": 0}
+STATE = {"secrets": [], "queue": [], "accepted": [], "attempts": [], "bad_signatures": 0}
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -56,7 +58,9 @@ class Handler(BaseHTTPRequestHandler):
             cue = json.loads(body)
             with LOCK:
                 if "secret" in cue:
-                    STATE["secret"] = cue["secret"]
+                    STATE["secrets"] = [cue["secret"]]
+                if "secrets" in cue:
+                    STATE["secrets"] = list(cue["secrets"])
                 STATE["queue"].extend(cue.get("queue", []))
             return self.reply(204)
         headers = {k.lower(): v for k, v in self.headers.items()}
@@ -73,7 +77,12 @@ class Handler(BaseHTTPRequestHandler):
             return self.reply(int(status), b"no", extra)
         if self.path == "/hook":
             try:
-                payload = Webhook(STATE["secret"]).verify(body, headers)
+                with LOCK:
+                    secrets = list(STATE["secrets"])
+                if not secrets:
+                    raise ValueError("no secret set")
+                for secret in secrets:
+                    payload = Webhook(secret).verify(body, headers)
             except Exception as e:  # noqa: BLE001 - any failure is a bad signature here
                 with LOCK:
                     STATE["bad_signatures"] += 1
@@ -86,6 +95,7 @@ class Handler(BaseHTTPRequestHandler):
             payload = json.loads(body)
         with LOCK:
             STATE["accepted"].append({"path": self.path, "webhook_id": headers.get("webhook-id"),
+                                      "signatures": len(headers.get("webhook-signature", "").split()),
                                       "payload": payload})
         self.reply(204)
 

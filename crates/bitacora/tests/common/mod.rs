@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 pub mod receiver;
+pub mod syslog;
 pub mod witness;
 
 use std::future::Future;

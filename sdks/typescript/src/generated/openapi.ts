@@ -128,6 +128,70 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/alert-rules/{id}/disable": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Disable an alert rule.
+         * @description It stops being evaluated at once; its past firings stay in the log.
+         */
+        post: operations["disable_rule"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/alert-rules/{id}/enable": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Enable a disabled alert rule.
+         * @description It evaluates the events received from now on, with a fresh state: nothing of the time it
+         *     was disabled fires.
+         */
+        post: operations["enable_rule"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/alert-rules/test": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Test an alert rule against past events.
+         * @description Evaluates a rule (a stored one, or one described as for its creation) over the tenant's
+         *     events received within `lookback`, with the evaluator's own semantics (threshold, group,
+         *     suppression; a fresh state), and says how many times it would have fired. Nothing is
+         *     stored or sent.
+         */
+        post: operations["test_rule"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/alerts": {
         parameters: {
             query?: never;
@@ -184,6 +248,72 @@ export interface paths {
         post?: never;
         /** Delete a destination (and its positions). */
         delete: operations["delete_destination"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/destinations/{id}/retire-secret": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Retire a webhook's previous signing secret now.
+         * @description Only the newest secret signs from now on (a receiver confirmed it moved to it).
+         */
+        post: operations["retire_secret"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/destinations/{id}/rotate-secret": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Rotate a webhook's signing secret.
+         * @description Generates a new `whsec_` secret (returned only here, in `secret`) that signs every
+         *     delivery from now on, beside the current one until `previous_expires_in` has passed (or
+         *     `retire-secret` is called): each delivery's `webhook-signature` carries both `v1,`
+         *     signatures, which the Standard Webhooks libraries accept with either secret. A secret
+         *     that was already being retired is dropped.
+         */
+        post: operations["rotate_secret"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/destinations/{id}/test": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Send a test event to a destination now.
+         * @description One `bitacora.destination.test` event (not in any log: `seq` 0; a webhook body's `type`
+         *     is `bitacora.test`), sent as the destination's worker sends (format, signature, address
+         *     guard), once, without retries. Answers whether the receiver accepted it.
+         */
+        post: operations["test_destination"];
+        delete?: never;
         options?: never;
         head?: never;
         patch?: never;
@@ -663,6 +793,11 @@ export interface components {
             created_at: string;
             destinations: string[];
             /**
+             * @description Disabled by an admin: not evaluated (`POST /v1/alert-rules/{id}/enable` resumes it
+             *     from the events received then on).
+             */
+            disabled: boolean;
+            /**
              * Format: int64
              * @description Events this server evaluated for it since it started.
              */
@@ -761,11 +896,21 @@ export interface components {
         };
         /** @description `POST /v1/destinations` body. */
         CreateDestination: {
+            /**
+             * @description `syslogs://`: certificates (PEM) to trust besides the public authorities (a receiver
+             *     with a private or self-signed certificate).
+             */
+            ca_pem?: string | null;
+            /**
+             * Format: int32
+             * @description Syslog: the RFC 5424 facility, 0-23 (default 13, "log audit").
+             */
+            facility?: number | null;
             /** @description Search filters (the names of `GET /v1/events`' parameters) a streamed event must pass. */
             filter?: Record<string, unknown> | null;
             /** @description `bitacora` (default) or `ocsf`. */
             format?: string | null;
-            /** @description `webhook`, `slack`, `splunk_hec` or `nats`. */
+            /** @description `webhook`, `slack`, `splunk_hec`, `nats`, `syslog` or `email`. */
             kind: string;
             /** @description A name for people (1-128 characters). */
             name: string;
@@ -787,8 +932,10 @@ export interface components {
             /** @description Splunk HEC: the HEC token. */
             token?: string | null;
             /**
-             * @description Where to POST (`nats://host:4222/<subject>` for NATS). Loopback, private and link-local addresses are refused unless
-             *     `[delivery] allow_private_destinations = true`.
+             * @description Where to POST; `nats://host:4222/<subject>` for NATS; `syslog://host[:514]` (TCP) or
+             *     `syslogs://host[:6514]` (TLS) for syslog; `mailto:a@example.com,b@example.com` for
+             *     email (sent through the server's `[delivery.smtp]` relay). Loopback, private and
+             *     link-local addresses are refused unless `[delivery] allow_private_destinations = true`.
              */
             url: string;
         };
@@ -859,10 +1006,20 @@ export interface components {
             kind: string;
             name: string;
             /**
+             * @description Webhooks being rotated: when the previous secret stops signing (RFC 3339); `null`
+             *     when it signs until retired.
+             */
+            previous_secret_expires_at?: string | null;
+            /**
              * @description Webhooks created without `secrets`: the generated signing secret, shown only in the
-             *     creation response.
+             *     creation response (and a new one in the response of `rotate-secret`).
              */
             secret?: string | null;
+            /**
+             * Format: int32
+             * @description Webhooks: how many secrets sign each delivery now (2 while one is being rotated out).
+             */
+            signing_secrets?: number | null;
             stream: boolean;
             /** @description `null`: every tenant. */
             tenant?: string | null;
@@ -1185,8 +1342,43 @@ export interface components {
             task: components["schemas"]["RetentionTaskView"];
             tenants: components["schemas"]["TenantRetentionView"][];
         };
+        /** @description `POST /v1/destinations/{id}/rotate-secret` body (optional). */
+        RotateSecret: {
+            /**
+             * @description How long the current secret keeps signing beside the new one (`<n>s|m|h|d`, default
+             *     `24h`), so receivers can move to the new one without missing a delivery.
+             */
+            previous_expires_in?: string | null;
+        };
         RuleList: {
             rules: components["schemas"]["AlertRuleView"][];
+        };
+        /** @description What a rule would have done over past events. */
+        RuleTestResult: {
+            /** @description The first firings (at most 20). */
+            examples: components["schemas"]["TestFiring"][];
+            /**
+             * Format: int64
+             * @description Times it would have fired ("would have fired 3 times last week").
+             */
+            firings: number;
+            /**
+             * Format: int64
+             * @description The `seq` range examined, `from_seq..to_seq`.
+             */
+            from_seq: number;
+            /**
+             * Format: int64
+             * @description Events the rule matched.
+             */
+            matched: number;
+            /** @description RFC 3339: the start of the window looked at (events received since). */
+            since: string;
+            tenant: string;
+            /** Format: int64 */
+            to_seq: number;
+            /** @description True when only the first million matches were evaluated. */
+            truncated: boolean;
         };
         /**
          * @description How much an event matters; ordered, so `min_severity` is a comparison.
@@ -1246,6 +1438,43 @@ export interface components {
             /** @description The rules that can apply to this tenant, most specific first. */
             rules: components["schemas"]["RetentionRuleView"][];
             tenant: string;
+        };
+        /** @description The result of a test delivery. */
+        TestDelivery: {
+            /** @description True when the receiver accepted it. */
+            delivered: boolean;
+            /** @description Why it was not, as the destination's health would say. */
+            error?: string | null;
+        };
+        /** @description One firing a test found. */
+        TestFiring: {
+            /** @description RFC 3339: when the completing event was received. */
+            at: string;
+            group: string;
+            /** @description The matching events it covers. */
+            seqs: number[];
+            /**
+             * Format: int64
+             * @description The `seq` of the event that completed it.
+             */
+            trigger_seq: number;
+        };
+        /** @description `POST /v1/alert-rules/test` body: a stored rule, or the settings of one not yet created. */
+        TestRule: {
+            destinations?: string[] | null;
+            /** @description How far back to look (`<n>s|m|h|d`, default `7d`). */
+            lookback?: string | null;
+            /** @description As in `POST /v1/alert-rules`. */
+            match?: Record<string, unknown> | null;
+            /** @description Accepted and ignored, so a rule's creation body can be tested as it is. */
+            name?: string | null;
+            /** @description Test this stored rule (then `match`, `threshold` and `suppress_for` must be absent). */
+            rule_id?: string | null;
+            severity?: string | null;
+            suppress_for?: string | null;
+            /** @description The tenant whose events to test against (default: the rule's, else the credential's). */
+            tenant?: string | null;
+            threshold?: Record<string, unknown> | null;
         };
         TokenList: {
             /** @description Tokens not yet expired, newest first. */
@@ -1677,6 +1906,202 @@ export interface operations {
             };
         };
     };
+    disable_rule: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The rule's id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Disabled (or already) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AlertRuleView"];
+                };
+            };
+            /** @description Missing, unknown or revoked credential */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Credential lacks the `admin` scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such rule (for this credential) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Store unavailable; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    enable_rule: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The rule's id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Enabled (or already) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AlertRuleView"];
+                };
+            };
+            /** @description Missing, unknown or revoked credential */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Credential lacks the `admin` scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such rule (for this credential) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Store unavailable; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    test_rule: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["TestRule"];
+            };
+        };
+        responses: {
+            /** @description What the rule would have done */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RuleTestResult"];
+                };
+            };
+            /** @description Malformed JSON */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing, unknown or revoked credential */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Credential lacks the `admin` scope, or is pinned to another tenant */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such rule (for this credential) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A field is invalid (named in `field`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Store unavailable; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     alerts: {
         parameters: {
             query?: {
@@ -1874,6 +2299,214 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            /** @description Missing, unknown or revoked credential */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Credential lacks the `admin` scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such destination (for this credential) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Store unavailable; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    retire_secret: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The destination's id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Retired: the destination, signed by one secret */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DestinationView"];
+                };
+            };
+            /** @description Missing, unknown or revoked credential */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Credential lacks the `admin` scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such destination (for this credential) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not a webhook destination */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Store unavailable; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    rotate_secret: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The destination's id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": null | components["schemas"]["RotateSecret"];
+            };
+        };
+        responses: {
+            /** @description Rotated: the destination with its new `secret` */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DestinationView"];
+                };
+            };
+            /** @description Malformed JSON */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing, unknown or revoked credential */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Credential lacks the `admin` scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such destination (for this credential) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not a webhook destination, or a bad duration */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Store unavailable; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    test_destination: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The destination's id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Sent (or not: see `delivered` and `error`) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TestDelivery"];
+                };
             };
             /** @description Missing, unknown or revoked credential */
             401: {
