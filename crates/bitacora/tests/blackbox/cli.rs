@@ -559,9 +559,12 @@ fn bad_retention_settings_are_startup_errors_naming_the_setting() {
         ),
         (
             "[retention]\n[[retention.rule]]\ncategory = \"auth\"\nkepp = \"1d\"\n",
-            &["unknown field `kepp`"],
+            &["retention.rule.0.kepp", "unknown field"],
         ),
-        ("[retention]\ndefualt = \"30d\"\n", &["unknown field `defualt`"]),
+        (
+            "[retention]\ndefualt = \"30d\"\n",
+            &["retention.defualt", "unknown field"],
+        ),
         (
             "[retention]\n[[retention.rule]]\naction = \"us*er\"\nkeep = \"1d\"\n",
             &["retention.rule[0].action", "prefix ending in *"],
