@@ -243,3 +243,97 @@ pub async fn purge(
     );
     Ok(())
 }
+
+/// `purge-partition`: retention on PostgreSQL — a month partition of `events` events, all
+/// expired, archived (bundles with proofs, zstd, files) and then detached and dropped, timed
+/// from the start of the pass to the drop's commit; and ingest into the current month while
+/// it runs versus ingest alone, in the same run. Needs PostgreSQL (`BITACORA_TEST_POSTGRES`,
+/// default `postgres://postgres@127.0.0.1:5432`); each run uses a throwaway database.
+pub async fn purge_partition(events: usize, runs: usize, batch: u32) -> anyhow::Result<()> {
+    use bitacora_store_postgres::testing::TestDatabase;
+    use bitacora_store_postgres::{PgOptions, PgStore};
+    let signer = bitacora_core::checkpoint::NoteSigner::from_seed("bitacora", [3; 32])?;
+    let tenant = TenantName::default_tenant();
+    let (mut times, mut alone_rates, mut during_rates) = (Vec::new(), Vec::new(), Vec::new());
+    for run in 1..=runs {
+        let db = TestDatabase::create()
+            .await
+            .context("PostgreSQL is needed (BITACORA_TEST_POSTGRES)")?;
+        let store: Arc<dyn Store> = Arc::new(
+            PgStore::open(db.url(), PgOptions::default())
+                .await
+                .context("opening the PostgreSQL store")?,
+        );
+        // Every event received 90 days ago: one month partition, wholly expired under 30d.
+        let old = chrono::Utc::now().timestamp_micros() - 90 * DAY_US;
+        let filled = Instant::now();
+        fill(store.as_ref(), 0, events, old).await?;
+        let fill_secs = filled.elapsed().as_secs_f64();
+        bitacora_log::checkpoint_tenant(store.as_ref(), &signer, &tenant, 1).await?;
+        let tmp = tempfile::tempdir()?;
+        let config: RetentionConfig = toml::from_str(&format!(
+            "default = \"30d\"\nmin_delay = \"0s\"\nbatch_size = {batch}\n"
+        ))?;
+        let retention = Retention {
+            store: store.clone(),
+            config,
+            archive: Archive::open(&format!("file://{}", tmp.path().join("archive").display()))
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
+            bundle: bitacora_log::BundleOptions::new(
+                Arc::new(signer.clone()),
+                vec![signer.verifier()],
+            ),
+            policy: Arc::new(IngestPolicy::default()),
+        };
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let task = ingest_until(store.clone(), stop.clone(), 10_000_000);
+        let started = Instant::now();
+        tokio::time::sleep(Duration::from_secs(8)).await;
+        stop.store(true, Ordering::Relaxed);
+        let alone = task.await? as f64 / started.elapsed().as_secs_f64();
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let task = ingest_until(store.clone(), stop.clone(), 20_000_000);
+        let started = Instant::now();
+        let report = retention
+            .pass(
+                chrono::Utc::now().timestamp_micros(),
+                false,
+                None,
+                &CancellationToken::new(),
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let took = started.elapsed();
+        stop.store(true, Ordering::Relaxed);
+        let during = task.await? as f64 / started.elapsed().as_secs_f64();
+        anyhow::ensure!(
+            report.dropped_partitions.len() == 1,
+            "expected one partition dropped, got {:?}",
+            report.dropped_partitions
+        );
+        println!(
+            "run {run}: {} ({} events, filled in {fill_secs:.1} s) archived in {} objects and dropped in \
+             {:.1} s ({:.0} events/s) | ingest alone {alone:.0} events/s, during {during:.0} events/s ({:.2}x)",
+            report.dropped_partitions[0],
+            report.purged(),
+            report.purges.len(),
+            took.as_secs_f64(),
+            report.purged() as f64 / took.as_secs_f64(),
+            during / alone
+        );
+        times.push(took.as_secs_f64());
+        alone_rates.push(alone);
+        during_rates.push(during);
+        store.close().await?;
+    }
+    let (alone, during) = (median(alone_rates), median(during_rates));
+    println!(
+        "median over {runs} runs: partition of {events} archived and dropped in {:.1} s; ingest alone {alone:.0}/s, \
+         during {during:.0}/s ({:.2}x)",
+        median(times),
+        during / alone
+    );
+    Ok(())
+}

@@ -278,3 +278,44 @@ impl Archive {
 pub fn compress(bundle: &[u8]) -> Result<Vec<u8>, LifecycleError> {
     zstd::encode_all(bundle, 3).map_err(|e| LifecycleError::Archive(format!("zstd: {e}")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_s3_archive_builds_its_client_on_the_one_compiled_provider() {
+        let archive = Archive::open_with(
+            "s3://audit-archive/bitacora/prod/",
+            &ArchiveOptions {
+                s3_endpoint: Some("https://s3.example.internal:9000".into()),
+                s3_region: Some("eu-west-1".into()),
+            },
+        )
+        .unwrap();
+        assert_eq!(archive.url(), "s3://audit-archive/bitacora/prod");
+        assert_eq!(
+            archive.path("acme/x.bundle.zst").as_ref(),
+            "bitacora/prod/acme/x.bundle.zst"
+        );
+        // Building the client installed ring as the process default (reqwest 0.13 is built
+        // with `rustls-no-provider` and takes it from there).
+        let installed = rustls::crypto::CryptoProvider::get_default().expect("a provider");
+        let ring = rustls::crypto::ring::default_provider();
+        assert_eq!(
+            format!("{:?}", installed.cipher_suites),
+            format!("{:?}", ring.cipher_suites)
+        );
+        for bad in [
+            "s3://",
+            "s3:///prefix",
+            "s3://b/p?x=1",
+            "gs://b/p",
+            "ftp://b/p",
+        ] {
+            assert!(check_url(bad).is_err(), "{bad}");
+        }
+        assert!(check_endpoint("minio:9000").is_err());
+        assert!(check_endpoint("http://10.0.0.5:9000").is_ok());
+    }
+}

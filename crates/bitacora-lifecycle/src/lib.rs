@@ -350,9 +350,7 @@ impl Retention {
                     continue 'partitions;
                 }
             }
-            self.store
-                .drop_partition(&partition.name, &records)
-                .await?;
+            self.store.drop_partition(&partition.name, &records).await?;
             crash_point("purged");
             let count: u64 = records.iter().map(|(_, r)| r.count).sum();
             for (tenant, record) in &records {
@@ -380,7 +378,10 @@ impl Retention {
     ) -> Result<Option<String>, LifecycleError> {
         for g in &partition.groups {
             if g.action == PURGE_ACTION {
-                return Ok(Some(format!("it holds purge announcements of `{}`", g.tenant)));
+                return Ok(Some(format!(
+                    "it holds purge announcements of `{}`",
+                    g.tenant
+                )));
             }
             match self.config.keep_for(&g.tenant, &g.category, &g.action) {
                 Keep::Forever => {
@@ -411,10 +412,19 @@ impl Retention {
                 )));
             }
             let holds = holds::active(self.store.as_ref(), &t.tenant).await?;
-            if holds::any_held(self.store.as_ref(), &t.tenant, &holds, t.first_seq, t.last_seq)
-                .await?
+            if holds::any_held(
+                self.store.as_ref(),
+                &t.tenant,
+                &holds,
+                t.first_seq,
+                t.last_seq,
+            )
+            .await?
             {
-                return Ok(Some(format!("a legal hold of `{}` covers some of it", t.tenant)));
+                return Ok(Some(format!(
+                    "a legal hold of `{}` covers some of it",
+                    t.tenant
+                )));
             }
         }
         Ok(None)
@@ -528,7 +538,9 @@ impl Retention {
         if dry_run {
             return Ok(summary);
         }
-        let record = self.archive_and_announce(tenant, &events, now, &mut summary).await?;
+        let record = self
+            .archive_and_announce(tenant, &events, now, &mut summary)
+            .await?;
         // 3. purge
         self.store.purge(tenant, &record).await?;
         crash_point("purged");

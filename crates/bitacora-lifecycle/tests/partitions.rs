@@ -34,7 +34,14 @@ async fn leaves(store: &dyn Store, tenant: &TenantName) -> Vec<Hash> {
     let size = store.log_size(tenant).await.unwrap();
     let mut out = Vec::new();
     for seq in 0..size {
-        out.push(store.event_by_seq(tenant, seq).await.unwrap().unwrap().leaf_hash);
+        out.push(
+            store
+                .event_by_seq(tenant, seq)
+                .await
+                .unwrap()
+                .unwrap()
+                .leaf_hash,
+        );
     }
     out
 }
@@ -177,7 +184,11 @@ async fn an_expired_month_is_archived_then_dropped_and_the_log_stays_provable() 
     // What remains: the held December event, the recent ones, the announcements.
     assert!(store.event_by_seq(&default, 0).await.unwrap().is_none());
     assert_eq!(
-        store.event_by_seq(&default, 250).await.unwrap().map(|e| e.leaf_hash),
+        store
+            .event_by_seq(&default, 250)
+            .await
+            .unwrap()
+            .map(|e| e.leaf_hash),
         Some(december_first.leaf_hash)
     );
 
@@ -200,7 +211,11 @@ async fn an_expired_month_is_archived_then_dropped_and_the_log_stays_provable() 
         .unwrap()
         .outcome;
         assert_eq!(outcome, VerifyOutcome::Intact, "{tenant}");
-        assert_eq!(store.check_summaries(tenant).await.unwrap(), None, "{tenant}");
+        assert_eq!(
+            store.check_summaries(tenant).await.unwrap(),
+            None,
+            "{tenant}"
+        );
         let old = &before[tenant];
         let old_size = old.len() as u64;
         let old_root = merkle::root_from_leaves(old);
@@ -213,7 +228,14 @@ async fn an_expired_month_is_archived_then_dropped_and_the_log_stays_provable() 
         for seq in seqs {
             let leaf = match old.get(seq as usize) {
                 Some(l) => *l,
-                None => store.event_by_seq(tenant, seq).await.unwrap().unwrap().leaf_hash,
+                None => {
+                    store
+                        .event_by_seq(tenant, seq)
+                        .await
+                        .unwrap()
+                        .unwrap()
+                        .leaf_hash
+                }
             };
             let proof = bitacora_log::inclusion_proof(store.as_ref(), tenant, seq, size)
                 .await
@@ -259,5 +281,7 @@ async fn r_count(r: &Retention, tenant: &str) -> usize {
 /// The id of the event at `seq`.
 async fn id_of(store: &dyn Store, tenant: &TenantName, seq: u64) -> String {
     let e = store.event_by_seq(tenant, seq).await.unwrap().unwrap();
-    serde_json::from_str::<bitacora_core::Event>(&e.body).unwrap().id
+    serde_json::from_str::<bitacora_core::Event>(&e.body)
+        .unwrap()
+        .id
 }

@@ -901,10 +901,7 @@ async fn start_purged_server() -> Server {
             dir.path().join("archive").display()
         ))
         .unwrap(),
-        bundle: bitacora_log::BundleOptions::new(
-            Arc::new(keys.signer().clone()),
-            keys.verifiers(),
-        ),
+        bundle: bitacora_log::BundleOptions::new(Arc::new(keys.signer().clone()), keys.verifiers()),
         policy: Arc::new(policy),
     }
     .pass(
@@ -1000,7 +997,12 @@ async fn retention_steps(c: &Client, server: &Server, hold_id: &str) -> Result<(
         .click()
         .await
         .unwrap();
-    until(c, "location.pathname === '/ui/'", "the list after signing in").await;
+    until(
+        c,
+        "location.pathname === '/ui/'",
+        "the list after signing in",
+    )
+    .await;
 
     // The list says where the log's content now begins, and why an empty search before it
     // proves nothing.
@@ -1016,9 +1018,17 @@ async fn retention_steps(c: &Client, server: &Server, hold_id: &str) -> Result<(
         horizon.contains("oldest event still held is seq 20"),
         "{horizon}"
     );
-    assert!(horizon.contains("not evidence that nothing happened"), "{horizon}");
     assert!(
-        js(c, "return document.querySelector('#horizon').offsetHeight > 0;").await == json!(true),
+        horizon.contains("not evidence that nothing happened"),
+        "{horizon}"
+    );
+    assert!(
+        js(
+            c,
+            "return document.querySelector('#horizon').offsetHeight > 0;"
+        )
+        .await
+            == json!(true),
         "the horizon notice is visible"
     );
     // The purged events are not listed; the 5 recent ones and the purge announcement are.
@@ -1039,7 +1049,11 @@ async fn retention_steps(c: &Client, server: &Server, hold_id: &str) -> Result<(
     assert!(holds.contains("case-42"), "{holds}");
     assert!(holds.contains("Court order <b>7</b>"), "{holds}");
     assert!(holds.contains("actor_id"), "{holds}");
-    assert_eq!(count(c, "#holds-acme b").await, 0, "the reason was not escaped");
+    assert_eq!(
+        count(c, "#holds-acme b").await,
+        0,
+        "the reason was not escaped"
+    );
     let purged = c
         .find(Locator::Css("#purged-acme"))
         .await

@@ -50,8 +50,12 @@ pub(crate) fn month_bounds(name: &str) -> Option<(i64, i64)> {
     } else {
         NaiveDate::from_ymd_opt(y, m + 1, 1)?
     };
-    let micros =
-        |d: NaiveDate| Some(Utc.from_utc_datetime(&d.and_hms_opt(0, 0, 0)?).timestamp_micros());
+    let micros = |d: NaiveDate| {
+        Some(
+            Utc.from_utc_datetime(&d.and_hms_opt(0, 0, 0)?)
+                .timestamp_micros(),
+        )
+    };
     Some((micros(from)?, micros(to)?))
 }
 
@@ -197,9 +201,9 @@ pub async fn drop_partition(
     // 2. Every row of the partition to `purged_events`, under the record covering it.
     let (mut r_tid, mut r_lo, mut r_hi, mut r_purge) = (vec![], vec![], vec![], vec![]);
     for (tenant, record) in records {
-        let tid = *ids.get(tenant.as_str()).ok_or_else(|| {
-            StoreError::Internal(format!("tenant `{tenant}` has no log"))
-        })?;
+        let tid = *ids
+            .get(tenant.as_str())
+            .ok_or_else(|| StoreError::Internal(format!("tenant `{tenant}` has no log")))?;
         for &(lo, hi) in &record.ranges {
             r_tid.push(tid);
             r_lo.push(lo as i64);
@@ -377,7 +381,13 @@ mod tests {
             DateTime::from_timestamp_micros(to).unwrap().to_rfc3339(),
             "2026-01-01T00:00:00+00:00"
         );
-        for bad in ["events", "events_2025", "events_2025_13", "events_25_01", "x_2025_01"] {
+        for bad in [
+            "events",
+            "events_2025",
+            "events_2025_13",
+            "events_25_01",
+            "x_2025_01",
+        ] {
             assert_eq!(month_bounds(bad), None, "{bad}");
         }
     }

@@ -27,8 +27,8 @@ use bitacora_core::query::EventQuery;
 use bitacora_core::seal::{CommitKey, CommitSeal};
 use bitacora_store::{
     AlertRuleRecord, ApiKeyRecord, AppendOutcome, DeliveryPosition, DestinationRecord, LeafCheck,
-    LegalHoldRecord, PartitionSummary, PurgeRecord, Scope, SearchResult, Store, StoreError, StoreResult,
-    StoredCheckpoint, StoredEvent, ViewerTokenRecord,
+    LegalHoldRecord, PartitionSummary, PurgeRecord, Scope, SearchResult, Store, StoreError,
+    StoreResult, StoredCheckpoint, StoredEvent, ViewerTokenRecord,
 };
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio::sync::{Semaphore, mpsc, oneshot};
@@ -38,8 +38,8 @@ mod check;
 pub mod connect;
 mod delivery;
 pub mod derive;
-pub mod migrate;
 mod drop;
+pub mod migrate;
 pub mod partitions;
 mod purge;
 mod read;

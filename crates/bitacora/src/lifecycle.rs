@@ -55,7 +55,8 @@ pub async fn retention_run(config: &Config, dry_run: bool, tenant: Option<&str>)
         return Ok(());
     }
     let keys = integrity::load_existing_keys(config)?;
-    let archive = Archive::open_with(&archive_url(config)?, &config.retention.archive_options()).context("cannot open the archive")?;
+    let archive = Archive::open_with(&archive_url(config)?, &config.retention.archive_options())
+        .context("cannot open the archive")?;
     let store = crate::commands::open_store_for(config).await?;
     store.set_commit_key(Some(keys.commit_key()));
     let retention = Retention {
@@ -111,7 +112,8 @@ pub async fn archive_list(config: &Config, tenant: Option<&str>, json: bool) -> 
     if let Some(t) = tenant {
         TenantName::parse(t).map_err(|m| anyhow!("--tenant `{t}`: {m}"))?;
     }
-    let archive = Archive::open_with(&archive_url(config)?, &config.retention.archive_options()).context("cannot open the archive")?;
+    let archive = Archive::open_with(&archive_url(config)?, &config.retention.archive_options())
+        .context("cannot open the archive")?;
     let objects = archive
         .list(tenant)
         .await

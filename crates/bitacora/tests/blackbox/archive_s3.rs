@@ -211,7 +211,9 @@ async fn retention_archives_to_s3_and_purges_only_after_the_bucket_confirmed() {
     let out = String::from_utf8(out).unwrap();
     assert!(out.contains("purged 12 events in 3 batches"), "{out}");
     assert!(
-        out.contains("archived to s3://audit-archive/bitacora/prod/acme/000000000000-000000000004-"),
+        out.contains(
+            "archived to s3://audit-archive/bitacora/prod/acme/000000000000-000000000004-"
+        ),
         "{out}"
     );
     assert_eq!(count(&data, &config).await, 0, "the content is gone");
@@ -226,10 +228,22 @@ async fn retention_archives_to_s3_and_purges_only_after_the_bucket_confirmed() {
     let listed: serde_json::Value = serde_json::from_slice(&listed).unwrap();
     let objects = listed.as_array().unwrap();
     assert_eq!(objects.len(), 3, "{listed}");
-    let names: Vec<&str> = objects.iter().map(|o| o["name"].as_str().unwrap()).collect();
-    assert!(names[0].starts_with("acme/000000000000-000000000004-"), "{names:?}");
-    assert!(names[1].starts_with("acme/000000000005-000000000009-"), "{names:?}");
-    assert!(names[2].starts_with("acme/000000000010-000000000011-"), "{names:?}");
+    let names: Vec<&str> = objects
+        .iter()
+        .map(|o| o["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names[0].starts_with("acme/000000000000-000000000004-"),
+        "{names:?}"
+    );
+    assert!(
+        names[1].starts_with("acme/000000000005-000000000009-"),
+        "{names:?}"
+    );
+    assert!(
+        names[2].starts_with("acme/000000000010-000000000011-"),
+        "{names:?}"
+    );
     for o in objects {
         let name = o["name"].as_str().unwrap();
         assert!(name.ends_with(".bundle.zst"));
@@ -310,7 +324,10 @@ async fn retention_archives_to_s3_and_purges_only_after_the_bucket_confirmed() {
         if size > newest {
             break;
         }
-        assert!(Instant::now() < deadline, "no checkpoint covering seq {newest}");
+        assert!(
+            Instant::now() < deadline,
+            "no checkpoint covering seq {newest}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let _root = app.stop().await;

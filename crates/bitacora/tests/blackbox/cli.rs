@@ -577,7 +577,10 @@ fn bad_retention_settings_are_startup_errors_naming_the_setting() {
             "[retention]\narchive_url = \"s3://b/p\"\ns3_endpoint = \"minio:9000\"\n",
             &["retention.s3_endpoint"],
         ),
-        ("[retention]\nmin_delay = \"-1d\"\n", &["`-1d` is not a duration"]),
+        (
+            "[retention]\nmin_delay = \"-1d\"\n",
+            &["`-1d` is not a duration"],
+        ),
     ] {
         std::fs::write(&file, toml_text).unwrap();
         let err = stderr_of_failure(
