@@ -237,6 +237,18 @@ enum Command {
         #[arg(long, default_value_t = 2000)]
         batch: u32,
     },
+    /// Retention on PostgreSQL: a month partition, all expired, archived then detached and
+    /// dropped; ingest into the current month during it versus alone.
+    PurgePartition {
+        /// Events in the expired month.
+        #[arg(long, default_value_t = 1_000_000)]
+        events: usize,
+        #[arg(long, default_value_t = 1)]
+        runs: usize,
+        /// `retention.batch_size`: events per archive object and announcement.
+        #[arg(long, default_value_t = 2000)]
+        batch: u32,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -254,6 +266,11 @@ fn main() -> anyhow::Result<()> {
             dir,
             batch,
         } => runtime()?.block_on(purge::purge(events, runs, dir.as_deref(), batch)),
+        Command::PurgePartition {
+            events,
+            runs,
+            batch,
+        } => runtime()?.block_on(purge::purge_partition(events, runs, batch)),
         Command::HttpIngest {
             bin,
             connections,

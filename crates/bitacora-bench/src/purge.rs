@@ -1,7 +1,8 @@
 //! `purge`: retention on the embedded store — the purge rate including the archive write
-//! (bundle with proofs, zstd, a file), and ingest while a purge runs versus ingest alone, in
-//! the same run; and the database file's size before the purge, after it, and after
-//! re-ingesting as many events as were purged (freed pages are reused).
+//! (bundle with proofs, zstd, a file), and ingest and search latency while a purge runs versus
+//! without one (the same ingest and searches), in the same run; and the database file's size
+//! before the purge, after it, and after re-ingesting as many events as were purged (freed
+//! pages are reused).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -84,6 +85,47 @@ fn ingest_until(
     })
 }
 
+/// Searches from one task until `stop` — an actor's latest 50 events, then a full-text
+/// term, in turn, one every 20 ms — and returns each one's latency.
+fn search_until(store: Arc<dyn Store>, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<Vec<f64>> {
+    use bitacora_core::query::{EventFilter, EventQuery, Order, Pagination};
+    tokio::spawn(async move {
+        let mut latencies = Vec::new();
+        let mut k = 0usize;
+        while !stop.load(Ordering::Relaxed) {
+            let mut filter = EventFilter::default();
+            if k.is_multiple_of(2) {
+                filter.actor_id = Some(format!("u{}", k % 500));
+            } else {
+                filter.text = vec![format!("{}", k % 10_000)];
+            }
+            let q = EventQuery {
+                tenant: TenantName::default_tenant(),
+                filter,
+                order: Order::Desc,
+                page: Pagination::Cursor {
+                    limit: 50,
+                    after: None,
+                },
+            };
+            let t = Instant::now();
+            store.search(&q).await.expect("search");
+            latencies.push(t.elapsed().as_secs_f64() * 1000.0);
+            k += 1;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        latencies
+    })
+}
+
+fn p95(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(f64::total_cmp);
+    v[((v.len() as f64 * 0.95) as usize).min(v.len() - 1)]
+}
+
 fn file_mb(dir: &Path) -> f64 {
     std::fs::metadata(dir.join("bitacora.db")).map_or(0.0, |m| m.len() as f64 / 1e6)
 }
@@ -97,6 +139,7 @@ pub async fn purge(
     let signer = bitacora_core::checkpoint::NoteSigner::from_seed("bitacora", [3; 32])?;
     let tenant = TenantName::default_tenant();
     let (mut purge_rates, mut alone_rates, mut during_rates) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut idle_p95s, mut purge_p95s) = (Vec::new(), Vec::new());
     for run in 1..=runs {
         let tmp = match dir {
             Some(d) => tempfile::tempdir_in(d)?,
@@ -131,18 +174,21 @@ pub async fn purge(
             policy: Arc::new(IngestPolicy::default()),
         };
 
-        // Ingest alone (baseline), for as long as the purge will roughly take: 5 s.
+        // Ingest and searches without a purge (baseline), for 8 s.
         let stop = Arc::new(AtomicBool::new(false));
         let task = ingest_until(store.clone(), stop.clone(), 10_000_000);
+        let searches = search_until(store.clone(), stop.clone());
         let started = Instant::now();
-        tokio::time::sleep(Duration::from_secs(5)).await;
+        tokio::time::sleep(Duration::from_secs(8)).await;
         stop.store(true, Ordering::Relaxed);
         let alone = task.await? as f64 / started.elapsed().as_secs_f64();
+        let idle_p95 = p95(searches.await?);
 
-        // The purge, with the same ingest running beside it.
+        // The purge, with the same ingest and searches running beside it.
         let before_mb = file_mb(&data);
         let stop = Arc::new(AtomicBool::new(false));
         let task = ingest_until(store.clone(), stop.clone(), 20_000_000);
+        let searches = search_until(store.clone(), stop.clone());
         let started = Instant::now();
         let report = retention
             .pass(
@@ -156,6 +202,7 @@ pub async fn purge(
         let took = started.elapsed();
         stop.store(true, Ordering::Relaxed);
         let during = task.await? as f64 / started.elapsed().as_secs_f64();
+        let purge_p95 = p95(searches.await?);
         let purged = report.purged();
         let rate = purged as f64 / took.as_secs_f64();
         let after_mb = file_mb(&data);
@@ -171,20 +218,121 @@ pub async fn purge(
         println!(
             "run {run}: purged {purged} of {events} in {:.2} s ({rate:.0} events/s incl. archive, {} objects) | \
              ingest alone {alone:.0} events/s, during the purge {during:.0} events/s ({:.2}x) | \
+             search p95 {idle_p95:.1} ms without a purge, {purge_p95:.1} ms during it ({:.2}x) | \
              file {before_mb:.1} MB before, {after_mb:.1} MB after, {refilled_mb:.1} MB after re-ingesting {purged}",
             took.as_secs_f64(),
             report.purges.len(),
-            during / alone
+            during / alone,
+            purge_p95 / idle_p95.max(0.001),
         );
+        idle_p95s.push(idle_p95);
+        purge_p95s.push(purge_p95);
         purge_rates.push(rate);
         alone_rates.push(alone);
         during_rates.push(during);
         store.close().await?;
     }
     let (alone, during) = (median(alone_rates), median(during_rates));
+    let (idle, busy) = (median(idle_p95s), median(purge_p95s));
     println!(
-        "median over {runs} runs: purge {:.0} events/s incl. archive; ingest alone {alone:.0}/s, during purge {during:.0}/s ({:.2}x)",
+        "median over {runs} runs: purge {:.0} events/s incl. archive; ingest alone {alone:.0}/s, during purge {during:.0}/s ({:.2}x); \
+         search p95 {idle:.1} ms without a purge, {busy:.1} ms during it ({:.2}x)",
         median(purge_rates),
+        during / alone,
+        busy / idle.max(0.001)
+    );
+    Ok(())
+}
+
+/// `purge-partition`: retention on PostgreSQL — a month partition of `events` events, all
+/// expired, archived (bundles with proofs, zstd, files) and then detached and dropped, timed
+/// from the start of the pass to the drop's commit; and ingest into the current month while
+/// it runs versus ingest alone, in the same run. Needs PostgreSQL (`BITACORA_TEST_POSTGRES`,
+/// default `postgres://postgres@127.0.0.1:5432`); each run uses a throwaway database.
+pub async fn purge_partition(events: usize, runs: usize, batch: u32) -> anyhow::Result<()> {
+    use bitacora_store_postgres::testing::TestDatabase;
+    use bitacora_store_postgres::{PgOptions, PgStore};
+    let signer = bitacora_core::checkpoint::NoteSigner::from_seed("bitacora", [3; 32])?;
+    let tenant = TenantName::default_tenant();
+    let (mut times, mut alone_rates, mut during_rates) = (Vec::new(), Vec::new(), Vec::new());
+    for run in 1..=runs {
+        let db = TestDatabase::create()
+            .await
+            .context("PostgreSQL is needed (BITACORA_TEST_POSTGRES)")?;
+        let store: Arc<dyn Store> = Arc::new(
+            PgStore::open(db.url(), PgOptions::default())
+                .await
+                .context("opening the PostgreSQL store")?,
+        );
+        // Every event received 90 days ago: one month partition, wholly expired under 30d.
+        let old = chrono::Utc::now().timestamp_micros() - 90 * DAY_US;
+        let filled = Instant::now();
+        fill(store.as_ref(), 0, events, old).await?;
+        let fill_secs = filled.elapsed().as_secs_f64();
+        bitacora_log::checkpoint_tenant(store.as_ref(), &signer, &tenant, 1).await?;
+        let tmp = tempfile::tempdir()?;
+        let config: RetentionConfig = toml::from_str(&format!(
+            "default = \"30d\"\nmin_delay = \"0s\"\nbatch_size = {batch}\n"
+        ))?;
+        let retention = Retention {
+            store: store.clone(),
+            config,
+            archive: Archive::open(&format!("file://{}", tmp.path().join("archive").display()))
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
+            bundle: bitacora_log::BundleOptions::new(
+                Arc::new(signer.clone()),
+                vec![signer.verifier()],
+            ),
+            policy: Arc::new(IngestPolicy::default()),
+        };
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let task = ingest_until(store.clone(), stop.clone(), 10_000_000);
+        let started = Instant::now();
+        tokio::time::sleep(Duration::from_secs(8)).await;
+        stop.store(true, Ordering::Relaxed);
+        let alone = task.await? as f64 / started.elapsed().as_secs_f64();
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let task = ingest_until(store.clone(), stop.clone(), 20_000_000);
+        let started = Instant::now();
+        let report = retention
+            .pass(
+                chrono::Utc::now().timestamp_micros(),
+                false,
+                None,
+                &CancellationToken::new(),
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let took = started.elapsed();
+        stop.store(true, Ordering::Relaxed);
+        let during = task.await? as f64 / started.elapsed().as_secs_f64();
+        anyhow::ensure!(
+            report.dropped_partitions.len() == 1,
+            "expected one partition dropped, got {:?}",
+            report.dropped_partitions
+        );
+        println!(
+            "run {run}: {} ({} events, filled in {fill_secs:.1} s) archived in {} objects and dropped in \
+             {:.1} s ({:.0} events/s) | ingest alone {alone:.0} events/s, during {during:.0} events/s ({:.2}x)",
+            report.dropped_partitions[0],
+            report.purged(),
+            report.purges.len(),
+            took.as_secs_f64(),
+            report.purged() as f64 / took.as_secs_f64(),
+            during / alone
+        );
+        times.push(took.as_secs_f64());
+        alone_rates.push(alone);
+        during_rates.push(during);
+        store.close().await?;
+    }
+    let (alone, during) = (median(alone_rates), median(during_rates));
+    println!(
+        "median over {runs} runs: partition of {events} archived and dropped in {:.1} s; ingest alone {alone:.0}/s, \
+         during {during:.0}/s ({:.2}x)",
+        median(times),
         during / alone
     );
     Ok(())

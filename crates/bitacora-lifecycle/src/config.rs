@@ -204,10 +204,19 @@ pub struct RetentionConfig {
     pub default: Option<Keep>,
     /// How often each server looks for expired events.
     pub check_interval: Age,
-    /// Where purged events are archived first: `file:///path` (a folder the server can write).
-    /// Absent: a folder `archive` beside the store (see the server's docs).
+    /// Where purged events are archived first: `file:///path` (a folder the server can write)
+    /// or `s3://bucket/prefix`. Absent: a folder beside the store (see the server's docs).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub archive_url: Option<String>,
+    /// An S3-compatible server for an `s3://` archive (`https://minio.internal:9000`; an
+    /// `http://` URL is allowed). Absent: `AWS_ENDPOINT_URL_S3`/`AWS_ENDPOINT`, else AWS.
+    /// Credentials come only from the environment (docs/LIFECYCLE.md).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub s3_endpoint: Option<String>,
+    /// The bucket's region for an `s3://` archive. Absent: `AWS_REGION`/`AWS_DEFAULT_REGION`,
+    /// else `us-east-1`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub s3_region: Option<String>,
     /// A rule set purges only this long after it was first seen (so a mistaken shortening can
     /// be undone before anything goes).
     pub min_delay: Age,
@@ -223,6 +232,8 @@ impl Default for RetentionConfig {
             default: None,
             check_interval: Age::hours(1),
             archive_url: None,
+            s3_endpoint: None,
+            s3_region: None,
             min_delay: Age::days(7),
             batch_size: 2000,
             rule: Vec::new(),
@@ -265,7 +276,27 @@ impl RetentionConfig {
         if let Some(url) = &self.archive_url {
             crate::archive::check_url(url).map_err(|e| format!("retention.archive_url: {e}"))?;
         }
+        if let Some(endpoint) = &self.s3_endpoint {
+            crate::archive::check_endpoint(endpoint)
+                .map_err(|e| format!("retention.s3_endpoint: {e}"))?;
+        }
+        if self.s3_region.as_deref().is_some_and(|r| {
+            r.is_empty()
+                || !r
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        }) {
+            return Err("retention.s3_region: a region name such as `eu-west-1`".into());
+        }
         Ok(())
+    }
+
+    /// The S3 settings of the archive.
+    pub fn archive_options(&self) -> crate::archive::ArchiveOptions {
+        crate::archive::ArchiveOptions {
+            s3_endpoint: self.s3_endpoint.clone(),
+            s3_region: self.s3_region.clone(),
+        }
     }
 
     /// How long an event of `tenant` with this category and action is kept.
@@ -290,6 +321,19 @@ impl RetentionConfig {
         self.rule
             .iter()
             .filter(|r| r.applies_to_tenant(tenant))
+            .map(|r| r.keep)
+            .chain(self.default)
+            .filter_map(|k| match k {
+                Keep::For(a) => Some(a),
+                Keep::Forever => None,
+            })
+            .min()
+    }
+
+    /// The shortest age any event of any tenant can be kept for, if anything expires.
+    pub fn shortest(&self) -> Option<Age> {
+        self.rule
+            .iter()
             .map(|r| r.keep)
             .chain(self.default)
             .filter_map(|k| match k {
@@ -373,6 +417,25 @@ mod tests {
         assert!(e.contains("prefix ending in *"), "{e}");
         let e = parse("archive_url = \"ftp://x/y\"").unwrap_err();
         assert!(e.contains("archive_url"), "{e}");
+        let e = parse("archive_url = \"s3:///prefix\"").unwrap_err();
+        assert!(e.contains("name the bucket"), "{e}");
+        let e = parse("archive_url = \"gs://b/p\"").unwrap_err();
+        assert!(e.contains("not built in"), "{e}");
+        let e = parse("archive_url = \"s3://b/p\"\ns3_endpoint = \"minio:9000\"").unwrap_err();
+        assert!(e.contains("retention.s3_endpoint"), "{e}");
+        let e = parse("s3_region = \"eu west\"").unwrap_err();
+        assert!(e.contains("retention.s3_region"), "{e}");
+        let e = parse("s3_endpont = \"http://x\"").unwrap_err();
+        assert!(e.contains("unknown field `s3_endpont`"), "{e}");
+        let ok = parse(
+            "archive_url = \"s3://audit-archive/bitacora/prod\"\n\
+             s3_endpoint = \"http://10.0.0.5:9000\"\ns3_region = \"eu-west-1\"",
+        )
+        .unwrap();
+        assert_eq!(
+            ok.archive_options().s3_endpoint.as_deref(),
+            Some("http://10.0.0.5:9000")
+        );
         assert!(parse("batch_size = 0").is_err());
     }
 

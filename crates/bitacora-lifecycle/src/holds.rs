@@ -109,6 +109,34 @@ pub(crate) async fn held_seqs(
     Ok(held)
 }
 
+/// Whether any of `holds` covers an event in `first..=last` (one search row per hold).
+pub(crate) async fn any_held(
+    store: &dyn Store,
+    tenant: &TenantName,
+    holds: &[(LegalHoldRecord, EventQuery)],
+    first: u64,
+    last: u64,
+) -> StoreResult<bool> {
+    for (_, query) in holds {
+        let mut q = query.clone();
+        q.tenant = tenant.clone();
+        q.page = Pagination::Cursor {
+            limit: 1,
+            after: first.checked_sub(1),
+        };
+        if store
+            .search(&q)
+            .await?
+            .events
+            .first()
+            .is_some_and(|e| e.seq <= last)
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 /// Whether a search finds `seq` under any of `holds` (for the tests and the API).
 pub async fn is_held(
     store: &dyn Store,

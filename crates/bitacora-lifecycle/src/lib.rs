@@ -44,7 +44,9 @@ use bitacora_core::merkle::root_from_leaves;
 use bitacora_core::query::{EventFilter, EventQuery, Order, Pagination};
 use bitacora_core::{Event, EventInput, TenantName};
 use bitacora_log::BundleOptions;
-use bitacora_store::{AppendOutcome, PurgeRecord, Store, StoreError, StoredEvent};
+use bitacora_store::{
+    AppendOutcome, PartitionSummary, PurgeRecord, Store, StoreError, StoredEvent,
+};
 use chrono::{DateTime, SubsecRound as _, Utc};
 use serde::Serialize;
 use serde_json::json;
@@ -110,6 +112,9 @@ pub struct PassReport {
     pub purges: Vec<PurgeSummary>,
     /// Expired events kept because a legal hold covers them.
     pub held: u64,
+    /// Partitions (PostgreSQL months) archived and dropped whole.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dropped_partitions: Vec<String>,
     /// Tenants whose rule set is still within `min_delay` of its change: `(tenant, RFC 3339
     /// time purges start)`.
     pub delayed: Vec<(String, String)>,
@@ -226,6 +231,9 @@ impl Retention {
             .await?;
         let start = first_seen.saturating_add(self.config.min_delay.as_micros());
         let waiting = now < start;
+        if !waiting && !dry_run {
+            self.partition_pass(now, only, &mut report, cancel).await?;
+        }
         let tenants = match only {
             Some(t) => vec![t.clone()],
             None => self.store.tenants().await?,
@@ -260,6 +268,166 @@ impl Retention {
                 .await?;
         }
         Ok(report)
+    }
+
+    /// Whole partitions (PostgreSQL months) whose every event has expired, is below its
+    /// tenant's signed checkpoint and is under no legal hold: archived and announced batch
+    /// by batch like any purge, then dropped at once by the store
+    /// ([`Store::drop_partition`]) instead of deleted row by row. A partition that holds
+    /// anything else (an event a longer rule keeps, a held one, a purge announcement) is
+    /// left to the row-by-row purge.
+    async fn partition_pass(
+        &self,
+        now: i64,
+        only: Option<&TenantName>,
+        report: &mut PassReport,
+        cancel: &CancellationToken,
+    ) -> Result<(), LifecycleError> {
+        let Some(shortest) = self.config.shortest() else {
+            return Ok(());
+        };
+        let before = now.saturating_sub(shortest.as_micros());
+        'partitions: for partition in self.store.expired_partitions(before).await? {
+            if cancel.is_cancelled() {
+                return Ok(());
+            }
+            if only.is_some_and(|t| partition.tenants.iter().any(|p| &p.tenant != t)) {
+                continue;
+            }
+            if let Some(why) = self.partition_kept(&partition, now).await? {
+                tracing::debug!(partition = %partition.name, why, "retention: partition not dropped whole");
+                continue;
+            }
+            let started = std::time::Instant::now();
+            let mut records = Vec::new();
+            let mut summaries = Vec::new();
+            for t in &partition.tenants {
+                // Its events, read back in seq order and archived batch by batch.
+                let mut after = t.first_seq.checked_sub(1);
+                let mut seen = 0u64;
+                'pages: loop {
+                    if cancel.is_cancelled() {
+                        return Ok(());
+                    }
+                    let page = self
+                        .store
+                        .search(&EventQuery {
+                            tenant: t.tenant.clone(),
+                            filter: EventFilter::default(),
+                            order: Order::Asc,
+                            page: Pagination::Cursor {
+                                limit: self.config.batch_size,
+                                after,
+                            },
+                        })
+                        .await?;
+                    let events: Vec<StoredEvent> = page
+                        .events
+                        .into_iter()
+                        .take_while(|e| e.seq <= t.last_seq)
+                        .collect();
+                    if !events.is_empty() {
+                        seen += events.len() as u64;
+                        let mut summary = summary_of(&t.tenant, &events);
+                        let record = self
+                            .archive_and_announce(&t.tenant, &events, now, &mut summary)
+                            .await?;
+                        records.push((t.tenant.clone(), record));
+                        summaries.push(summary);
+                    }
+                    match page.next_after {
+                        Some(a) if a < t.last_seq => after = Some(a),
+                        _ => break 'pages,
+                    }
+                }
+                if seen != t.count {
+                    // Its seqs are shared with another partition (an import of old events):
+                    // the announcements stay, harmless; the rows go one by one instead.
+                    tracing::warn!(
+                        partition = %partition.name, tenant = %t.tenant, seen, holds = t.count,
+                        "retention: a partition's seq range holds other events; not dropped whole"
+                    );
+                    continue 'partitions;
+                }
+            }
+            self.store.drop_partition(&partition.name, &records).await?;
+            crash_point("purged");
+            let count: u64 = records.iter().map(|(_, r)| r.count).sum();
+            for (tenant, record) in &records {
+                metrics::counter!(PURGED_TOTAL, "tenant" => tenant.to_string())
+                    .increment(record.count);
+            }
+            tracing::info!(
+                partition = %partition.name,
+                events = count,
+                purges = records.len(),
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "retention archived a whole partition and dropped it"
+            );
+            report.purges.extend(summaries);
+            report.dropped_partitions.push(partition.name.clone());
+        }
+        Ok(())
+    }
+
+    /// Why `partition` cannot be dropped whole now, if it cannot.
+    async fn partition_kept(
+        &self,
+        partition: &PartitionSummary,
+        now: i64,
+    ) -> Result<Option<String>, LifecycleError> {
+        for g in &partition.groups {
+            if g.action == PURGE_ACTION {
+                return Ok(Some(format!(
+                    "it holds purge announcements of `{}`",
+                    g.tenant
+                )));
+            }
+            match self.config.keep_for(&g.tenant, &g.category, &g.action) {
+                Keep::Forever => {
+                    return Ok(Some(format!(
+                        "a rule keeps `{}` events of `{}` forever",
+                        g.action, g.tenant
+                    )));
+                }
+                Keep::For(age) if g.newest_received_at.saturating_add(age.as_micros()) > now => {
+                    return Ok(Some(format!(
+                        "`{}` events of `{}` are kept {age}",
+                        g.action, g.tenant
+                    )));
+                }
+                Keep::For(_) => {}
+            }
+        }
+        for t in &partition.tenants {
+            let signed = self
+                .store
+                .latest_checkpoint(&t.tenant)
+                .await?
+                .map_or(0, |cp| cp.size);
+            if t.last_seq >= signed {
+                return Ok(Some(format!(
+                    "`{}` has events no signed checkpoint covers yet",
+                    t.tenant
+                )));
+            }
+            let holds = holds::active(self.store.as_ref(), &t.tenant).await?;
+            if holds::any_held(
+                self.store.as_ref(),
+                &t.tenant,
+                &holds,
+                t.first_seq,
+                t.last_seq,
+            )
+            .await?
+            {
+                return Ok(Some(format!(
+                    "a legal hold of `{}` covers some of it",
+                    t.tenant
+                )));
+            }
+        }
+        Ok(None)
     }
 
     async fn tenant_pass(
@@ -366,34 +534,44 @@ impl Retention {
         dry_run: bool,
     ) -> Result<PurgeSummary, LifecycleError> {
         let events: Vec<StoredEvent> = candidates.into_iter().map(|c| c.event).collect();
-        let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
-        let leaves: Vec<Hash> = events.iter().map(|e| e.leaf_hash).collect();
-        let root = root_from_leaves(&leaves);
-        let ranges = PurgeRecord::ranges_of(&seqs);
-        let mut summary = PurgeSummary {
-            tenant: tenant.to_string(),
-            ranges: PurgeRecord {
-                event_seq: 0,
-                ranges: ranges.clone(),
-                count: 0,
-                root,
-                archive: String::new(),
-                created_at: 0,
-            }
-            .ranges_text(),
-            count: seqs.len() as u64,
-            root: hex_hash(&root),
-            archive: String::new(),
-            event_seq: None,
-        };
+        let mut summary = summary_of(tenant, &events);
         if dry_run {
             return Ok(summary);
         }
+        let record = self
+            .archive_and_announce(tenant, &events, now, &mut summary)
+            .await?;
+        // 3. purge
+        self.store.purge(tenant, &record).await?;
+        crash_point("purged");
+        metrics::counter!(PURGED_TOTAL, "tenant" => tenant.to_string()).increment(record.count);
+        tracing::info!(
+            tenant = %tenant,
+            events = record.count,
+            ranges = %summary.ranges,
+            archive = %summary.archive,
+            "retention purged events (archived first)"
+        );
+        Ok(summary)
+    }
+
+    /// Steps 1 and 2 of a purge (see the crate docs): the events archived as one bundle, the
+    /// purge announced; returns the record the store purges under.
+    async fn archive_and_announce(
+        &self,
+        tenant: &TenantName,
+        events: &[StoredEvent],
+        now: i64,
+        summary: &mut PurgeSummary,
+    ) -> Result<PurgeRecord, LifecycleError> {
+        let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
+        let leaves: Vec<Hash> = events.iter().map(|e| e.leaf_hash).collect();
+        let root = root_from_leaves(&leaves);
         // 1. archive
         let mut options = self.bundle.clone();
         options.filter = json!({"retention_purge": summary.ranges});
         let bundle =
-            bitacora_log::bundle::bundle_of_events(self.store.clone(), tenant, &events, options)
+            bitacora_log::bundle::bundle_of_events(self.store.clone(), tenant, events, options)
                 .await?;
         let compressed = tokio::task::spawn_blocking(move || archive::compress(&bundle))
             .await
@@ -408,29 +586,17 @@ impl Retention {
         summary.archive = url.clone();
         crash_point("archived");
         // 2. announce
-        let event_seq = self.announce(tenant, &summary).await?;
+        let event_seq = self.announce(tenant, summary).await?;
         summary.event_seq = Some(event_seq);
         crash_point("announced");
-        // 3. purge
-        let record = PurgeRecord {
+        Ok(PurgeRecord {
             event_seq,
-            ranges,
+            ranges: PurgeRecord::ranges_of(&seqs),
             count: seqs.len() as u64,
             root,
             archive: url,
             created_at: now,
-        };
-        self.store.purge(tenant, &record).await?;
-        crash_point("purged");
-        metrics::counter!(PURGED_TOTAL, "tenant" => tenant.to_string()).increment(record.count);
-        tracing::info!(
-            tenant = %tenant,
-            events = record.count,
-            ranges = %summary.ranges,
-            archive = %summary.archive,
-            "retention purged events (archived first)"
-        );
-        Ok(summary)
+        })
     }
 
     /// Appends the purge's `bitacora.retention.purge` event and returns its seq.
@@ -477,6 +643,29 @@ impl Retention {
                 "the purge event was not stored: {other:?}"
             ))),
         }
+    }
+}
+
+/// The summary of a purge of `events` (not yet archived nor announced).
+fn summary_of(tenant: &TenantName, events: &[StoredEvent]) -> PurgeSummary {
+    let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
+    let leaves: Vec<Hash> = events.iter().map(|e| e.leaf_hash).collect();
+    let root = root_from_leaves(&leaves);
+    PurgeSummary {
+        tenant: tenant.to_string(),
+        ranges: PurgeRecord {
+            event_seq: 0,
+            ranges: PurgeRecord::ranges_of(&seqs),
+            count: 0,
+            root,
+            archive: String::new(),
+            created_at: 0,
+        }
+        .ranges_text(),
+        count: seqs.len() as u64,
+        root: hex_hash(&root),
+        archive: String::new(),
+        event_seq: None,
     }
 }
 

@@ -156,10 +156,16 @@ witness_timeout_ms = 10000
 # How often each server looks for expired events.
 check_interval = "1h"
 # Where purged events are archived (zstd-compressed bundles) before their content is removed:
-# file:///path (a folder; object stores such as S3 are not built in yet). Default for the
-# embedded store: a folder beside the data folder (`./bitacora-data.archive`); required with
+# file:///path (a folder) or s3://bucket/prefix (AWS S3 or an S3-compatible server). Default for
+# the embedded store: a folder beside the data folder (`./bitacora-data.archive`); required with
 # PostgreSQL.
 # archive_url = "file:///var/lib/bitacora/archive"
+# For s3:// archives: an S3-compatible server (MinIO, Ceph, ...; default: AWS, or the
+# AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT variables) and the bucket's region (default: AWS_REGION,
+# else us-east-1). Credentials only from the environment: AWS_ACCESS_KEY_ID,
+# AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, or a web identity / ECS task role / instance profile.
+# s3_endpoint = "https://minio.internal:9000"
+# s3_region = "eu-west-1"
 # A new or changed rule set starts purging only this long after a server first ran with it.
 min_delay = "7d"
 # Most events in one purge (one archive object, one short store transaction).

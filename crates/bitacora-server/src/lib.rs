@@ -217,16 +217,18 @@ pub async fn serve_with_store(
         let Some(url) = store::archive_url(&config) else {
             store.close().await.ok();
             anyhow::bail!(
-                "retention needs `retention.archive_url` with a PostgreSQL store (file:///path)"
+                "retention needs `retention.archive_url` with a PostgreSQL store (file:///path or s3://bucket/prefix)"
             );
         };
-        let archive = match bitacora_lifecycle::Archive::open(&url) {
-            Ok(a) => a,
-            Err(e) => {
-                store.close().await.ok();
-                return Err(anyhow::anyhow!("cannot open the retention archive: {e}"));
-            }
-        };
+        let archive =
+            match bitacora_lifecycle::Archive::open_with(&url, &config.retention.archive_options())
+            {
+                Ok(a) => a,
+                Err(e) => {
+                    store.close().await.ok();
+                    return Err(anyhow::anyhow!("cannot open the retention archive: {e}"));
+                }
+            };
         bitacora_lifecycle::describe_metrics();
         tracing::info!(archive = %url, "retention enabled");
         let (task, status) = bitacora_lifecycle::spawn_retention(

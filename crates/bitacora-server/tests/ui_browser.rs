@@ -844,3 +844,242 @@ async fn steps(c: &Client, server: &Server) -> Result<(), String> {
     shot(c, "18-pinned").await;
     Ok(())
 }
+
+/// A server whose tenant `acme` lost its 20 oldest events to a retention purge (archived
+/// first) and holds 5 recent ones, with no demo data.
+async fn start_purged_server() -> Server {
+    use bitacora_core::{EventInput, IngestContext, SealedEvent};
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::default();
+    config.store.data = dir.path().join("data");
+    config.store.synchronous = SyncMode::Off;
+    let store = bitacora_server::open_store(&config).unwrap();
+    let keys = bitacora_server::integrity::load_or_create_keys(&config).unwrap();
+    store.set_commit_key(Some(keys.commit_key()));
+    let policy = config.ingest.policy();
+    let acme = TenantName::parse("acme").unwrap();
+    let now = chrono::Utc::now();
+    let sealed = |i: usize, received: chrono::DateTime<chrono::Utc>| {
+        let input = EventInput::from_json(
+            json!({"id": format!("r-{i}"), "tenant": "acme", "action": "user.update",
+                   "actor": {"id": format!("u{}", i % 3)}})
+            .to_string()
+            .as_bytes(),
+        )
+        .unwrap();
+        SealedEvent::prepare(
+            input,
+            &policy,
+            &IngestContext {
+                pinned_tenant: None,
+                received_at: chrono::SubsecRound::trunc_subsecs(received, 6),
+                client_ip: None,
+                allow_reserved: false,
+            },
+        )
+        .unwrap()
+    };
+    let old: Vec<_> = (0..20)
+        .map(|i| sealed(i, now - chrono::Duration::days(10)))
+        .collect();
+    store.append(old).await.unwrap();
+    let recent: Vec<_> = (20..25).map(|i| sealed(i, now)).collect();
+    store.append(recent).await.unwrap();
+    bitacora_log::checkpoint_tenant(&*store, keys.signer(), &acme, 1)
+        .await
+        .unwrap()
+        .expect("a checkpoint");
+    let retention_config: bitacora_lifecycle::RetentionConfig =
+        toml::from_str("default = \"5d\"\nmin_delay = \"0s\"").unwrap();
+    retention_config.validate().unwrap();
+    let store: Arc<dyn Store> = store;
+    let report = bitacora_lifecycle::Retention {
+        store: store.clone(),
+        config: retention_config,
+        archive: bitacora_lifecycle::Archive::open(&format!(
+            "file://{}",
+            dir.path().join("archive").display()
+        ))
+        .unwrap(),
+        bundle: bitacora_log::BundleOptions::new(Arc::new(keys.signer().clone()), keys.verifiers()),
+        policy: Arc::new(policy),
+    }
+    .pass(
+        now.timestamp_micros(),
+        false,
+        None,
+        &tokio_util::sync::CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.purged(), 20, "{report:?}");
+    let (admin, record) = generate_api_key("admin", Scope::Admin, None);
+    store.insert_api_key(&record).await.unwrap();
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr: SocketAddr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::spawn(bitacora_server::serve_with_store(
+        config,
+        store,
+        listener,
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let base = format!("http://{addr}");
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + PATIENCE;
+    while http.get(format!("{base}/readyz")).send().await.is_err() {
+        assert!(Instant::now() < deadline, "the server did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Server {
+        base,
+        admin: admin.clone(),
+        acme_reader: admin,
+        stop: Some(stop),
+        handle: Some(handle),
+        _dir: dir,
+    }
+}
+
+/// The retention horizon on the list page and the legal holds on the integrity page
+/// (docs/LIFECYCLE.md), in the real browser: shown, escaped, and gone when released.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_viewer_shows_the_retention_horizon_and_legal_holds() {
+    let (chromium, driver_bin) = match browser_binaries() {
+        Ok(b) => b,
+        Err(why) if std::env::var_os("CI").is_some() => panic!("CI needs the browser: {why}"),
+        Err(why) => {
+            eprintln!("SKIPPED: {why}");
+            return;
+        }
+    };
+    let server = start_purged_server().await;
+    let http = reqwest::Client::new();
+    let placed: Value = http
+        .post(server.url("/v1/legal-holds"))
+        .bearer_auth(&server.admin)
+        .json(&json!({"tenant": "acme", "name": "case-42",
+                      "reason": "Court order <b>7</b> <script>window.__pwned=3</script>",
+                      "filter": {"actor_id": "u1"}}))
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let hold_id = placed["id"].as_str().unwrap().to_owned();
+    let driver = start_driver(&driver_bin).await;
+    let profile = tempfile::tempdir().unwrap();
+    let c = start_browser(&driver, &chromium, profile.path()).await;
+    let result = retention_steps(&c, &server, &hold_id).await;
+    let _ = c.close().await;
+    drop(driver);
+    server.stop().await;
+    result.unwrap();
+}
+
+async fn retention_steps(c: &Client, server: &Server, hold_id: &str) -> Result<(), String> {
+    goto(c, server, "/ui/login").await;
+    c.find(Locator::Css("#key"))
+        .await
+        .unwrap()
+        .send_keys(&server.admin)
+        .await
+        .unwrap();
+    c.find(Locator::Css("form.stack button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(
+        c,
+        "location.pathname === '/ui/'",
+        "the list after signing in",
+    )
+    .await;
+
+    // The list says where the log's content now begins, and why an empty search before it
+    // proves nothing.
+    goto(c, server, "/ui/?tenant=acme").await;
+    let horizon = c
+        .find(Locator::Css("#horizon"))
+        .await
+        .map_err(|e| format!("no #horizon on the list page: {e}"))?
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        horizon.contains("oldest event still held is seq 20"),
+        "{horizon}"
+    );
+    assert!(
+        horizon.contains("not evidence that nothing happened"),
+        "{horizon}"
+    );
+    assert!(
+        js(
+            c,
+            "return document.querySelector('#horizon').offsetHeight > 0;"
+        )
+        .await
+            == json!(true),
+        "the horizon notice is visible"
+    );
+    // The purged events are not listed; the 5 recent ones and the purge announcement are.
+    let rows = js(c, "return document.body.innerText.includes('r-3');").await;
+    assert_eq!(rows, json!(false), "a purged event is listed");
+    check_page(c, server, "list with horizon").await;
+    shot(c, "20-retention-horizon").await;
+
+    // The integrity page lists the hold in force, its reason as text (never markup).
+    goto(c, server, "/ui/integrity").await;
+    let holds = c
+        .find(Locator::Css("#holds-acme"))
+        .await
+        .map_err(|e| format!("no #holds-acme on the integrity page: {e}"))?
+        .text()
+        .await
+        .unwrap();
+    assert!(holds.contains("case-42"), "{holds}");
+    assert!(holds.contains("Court order <b>7</b>"), "{holds}");
+    assert!(holds.contains("actor_id"), "{holds}");
+    assert_eq!(
+        count(c, "#holds-acme b").await,
+        0,
+        "the reason was not escaped"
+    );
+    let purged = c
+        .find(Locator::Css("#purged-acme"))
+        .await
+        .map_err(|e| format!("no #purged-acme: {e}"))?
+        .text()
+        .await
+        .unwrap();
+    assert!(purged.starts_with("20 events were purged"), "{purged}");
+    check_page(c, server, "integrity with holds").await;
+    shot(c, "21-legal-holds").await;
+
+    // Released, it is no longer shown as in force.
+    let released = reqwest::Client::new()
+        .delete(server.url(&format!("/v1/legal-holds/{hold_id}")))
+        .bearer_auth(&server.admin)
+        .send()
+        .await
+        .unwrap();
+    assert!(released.status().is_success(), "{released:?}");
+    goto(c, server, "/ui/integrity").await;
+    assert_eq!(count(c, "#holds-acme").await, 0);
+    let text = js(c, "return document.body.innerText;").await;
+    assert!(
+        text.as_str().unwrap().contains("No legal hold in force."),
+        "{text}"
+    );
+    shot(c, "22-hold-released").await;
+    Ok(())
+}

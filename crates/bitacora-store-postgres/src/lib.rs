@@ -27,8 +27,8 @@ use bitacora_core::query::EventQuery;
 use bitacora_core::seal::{CommitKey, CommitSeal};
 use bitacora_store::{
     AlertRuleRecord, ApiKeyRecord, AppendOutcome, DeliveryPosition, DestinationRecord, LeafCheck,
-    LegalHoldRecord, PurgeRecord, Scope, SearchResult, Store, StoreError, StoreResult,
-    StoredCheckpoint, StoredCosignature, StoredEvent, ViewerTokenRecord,
+    LegalHoldRecord, PartitionSummary, PurgeRecord, Scope, SearchResult, Store, StoreError,
+    StoreResult, StoredCheckpoint, StoredCosignature, StoredEvent, ViewerTokenRecord,
 };
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio::sync::{Semaphore, mpsc, oneshot};
@@ -38,6 +38,7 @@ mod check;
 pub mod connect;
 mod delivery;
 pub mod derive;
+mod drop;
 pub mod migrate;
 pub mod partitions;
 mod purge;
@@ -86,6 +87,8 @@ pub struct PgStore {
     sender: Mutex<Option<mpsc::UnboundedSender<Job>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     maintenance: Mutex<Option<JoinHandle<()>>>,
+    /// The months whose partitions this process knows exist (shared with the writer).
+    partitions: Arc<Partitions>,
     /// One permit per event that may wait for the writer.
     permits: Arc<Semaphore>,
     /// The commit key, shared with the writer task, which reads it at every commit.
@@ -183,11 +186,12 @@ impl PgStore {
         );
         let maintenance = tokio::spawn(partitions::maintain(
             pool.clone(),
-            partitions,
+            partitions.clone(),
             options.months_ahead,
         ));
         Ok(Self {
             pool,
+            partitions,
             sender: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(writer)),
             maintenance: Mutex::new(Some(maintenance)),
@@ -549,6 +553,25 @@ impl Store for PgStore {
     async fn purges(&self, tenant: &TenantName) -> StoreResult<Vec<PurgeRecord>> {
         let client = self.client().await?;
         purge::purges(&client, tenant).await
+    }
+
+    async fn expired_partitions(&self, before: i64) -> StoreResult<Vec<PartitionSummary>> {
+        let client = self.client().await?;
+        drop::expired_partitions(&client, before).await
+    }
+
+    async fn drop_partition(
+        &self,
+        name: &str,
+        records: &[(TenantName, PurgeRecord)],
+    ) -> StoreResult<()> {
+        let mut client = self.client().await?;
+        drop::drop_partition(&mut client, name, records).await?;
+        if let Some(month) = drop::month_start(name) {
+            self.partitions.forget(month);
+        }
+        tracing::info!(partition = name, "dropped an events partition (retention)");
+        Ok(())
     }
 
     async fn purged_leaves(

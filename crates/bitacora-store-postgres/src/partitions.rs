@@ -73,6 +73,15 @@ impl Partitions {
         Ok(())
     }
 
+    /// Forgets a month whose partition was dropped (retention), so a later write for it (an
+    /// import of old sealed events) creates it again instead of failing.
+    pub fn forget(&self, month: DateTime<Utc>) {
+        self.known
+            .lock()
+            .expect("partitions lock")
+            .remove(&month_key(month));
+    }
+
     /// Creates the partitions from the month before `now` to `months_ahead` months after it.
     pub async fn ensure_ahead<C: GenericClient>(
         &self,

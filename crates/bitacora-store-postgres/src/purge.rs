@@ -66,14 +66,16 @@ pub async fn purge(
     }
     let mut gone: Vec<(i64, String, Hash)> = Vec::with_capacity(rows.len());
     let mut actions: BTreeMap<(String, String), i64> = BTreeMap::new();
-    let mut actors: BTreeSet<String> = BTreeSet::new();
+    // Per actor: purged events, and the newest `occurred_at` (µs) among them.
+    let mut actors: BTreeMap<String, (i64, i64)> = BTreeMap::new();
     let mut rollups = Rollups::default();
     let mut blocks: BTreeSet<i64> = BTreeSet::new();
     for r in &rows {
         gone.push((r.get(0), r.get(1), hash32(r.get(2))?));
         *actions.entry((r.get(3), r.get(4))).or_default() += 1;
         let actor: Option<String> = r.get(5);
-        let day = r.get::<_, DateTime<Utc>>(6).date_naive();
+        let occurred = r.get::<_, DateTime<Utc>>(6);
+        let day = occurred.date_naive();
         let no_actor = actor.is_none();
         *rollups
             .days
@@ -87,7 +89,9 @@ pub async fn purge(
         }
         blocks.insert(window::block_of(r.get::<_, i64>(0) as u64));
         if let Some(a) = actor {
-            actors.insert(a);
+            let e = actors.entry(a).or_insert((0, i64::MIN));
+            e.0 += 1;
+            e.1 = e.1.max(occurred.timestamp_micros());
         }
     }
     gone.sort_unstable_by_key(|g| g.0);
@@ -125,9 +129,30 @@ pub async fn purge(
     )
     .await
     .map_err(pg_error)?;
-    // Actors: count, last_seen, and the name and email of their latest remaining event,
-    // read again from what remains (a decrement cannot lower a maximum).
-    for actor in &actors {
+    // Actors: the count loses what was purged; `last_seen`, name and email (the latest
+    // event's) are read again from what remains only when that event is among the purged —
+    // rarely, as purges take the oldest events (a decrement cannot lower a maximum; reading
+    // every touched actor's events made each purge cost O(events per actor)).
+    for (actor, (purged_n, newest_purged)) in &actors {
+        let stored = tx
+            .query_opt(
+                "SELECT count, last_seen FROM actor_stats WHERE tenant_id = $1 AND actor_id = $2",
+                &[&tid, actor],
+            )
+            .await
+            .map_err(pg_error)?;
+        if let Some(row) = stored
+            && row.get::<_, i64>(0) > *purged_n
+            && *newest_purged < row.get::<_, i64>(1)
+        {
+            tx.execute(
+                "UPDATE actor_stats SET count = count - $3 WHERE tenant_id = $1 AND actor_id = $2",
+                &[&tid, actor, purged_n],
+            )
+            .await
+            .map_err(pg_error)?;
+            continue;
+        }
         let left = tx
             .query_one(
                 "SELECT count(*), max((extract(epoch FROM occurred_at) * 1000000)::int8)

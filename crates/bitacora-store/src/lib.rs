@@ -229,6 +229,39 @@ impl PurgeRecord {
     }
 }
 
+/// A store partition holding every event received in one span of time (PostgreSQL: a month
+/// of `events`), as retention sees it: what it holds, summarized by what the retention rules
+/// look at, so the lifecycle crate can tell whether all of it has expired.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionSummary {
+    /// The partition's name (`events_2026_01`).
+    pub name: String,
+    /// It holds the events with `from <= received_at < to` (microseconds since the epoch).
+    pub from: Timestamp,
+    pub to: Timestamp,
+    /// Per tenant, category and action: how many events, and the newest `received_at`.
+    pub groups: Vec<PartitionGroup>,
+    /// Per tenant: the seqs it holds lie in `first_seq..=last_seq`; `count` of them.
+    pub tenants: Vec<PartitionTenant>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionGroup {
+    pub tenant: TenantName,
+    pub category: String,
+    pub action: String,
+    pub count: u64,
+    pub newest_received_at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionTenant {
+    pub tenant: TenantName,
+    pub first_seq: u64,
+    pub last_seq: u64,
+    pub count: u64,
+}
+
 /// A legal hold (CONTRACT §9): the events of `tenant` matching `filter` are never purged
 /// while it is in force (`released_at` is `None`). Released holds are kept, for the record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -540,6 +573,29 @@ pub trait Store: Send + Sync + 'static {
 
     /// The tenant's purges, oldest first.
     async fn purges(&self, tenant: &TenantName) -> StoreResult<Vec<PurgeRecord>>;
+
+    /// The partitions holding only events received before `before` (none for a store without
+    /// partitions), oldest first, each summarized ([`PartitionSummary`]); empty ones are left
+    /// out.
+    async fn expired_partitions(&self, _before: Timestamp) -> StoreResult<Vec<PartitionSummary>> {
+        Ok(Vec::new())
+    }
+
+    /// Purges a whole partition at once: every event it holds is covered by exactly one of
+    /// `records` (each a purge of one tenant, announced and archived like any other), their
+    /// leaf hashes are kept and the records stored as [`Store::purge`] does, the summaries
+    /// lose their share, and the partition is detached and dropped — all in one transaction.
+    /// Refused, with nothing changed, when the partition holds an event no record covers or a
+    /// record names an event it does not hold.
+    async fn drop_partition(
+        &self,
+        _name: &str,
+        _records: &[(TenantName, PurgeRecord)],
+    ) -> StoreResult<()> {
+        Err(StoreError::Internal(
+            "this store has no partitions to drop".into(),
+        ))
+    }
 
     /// The `(seq, leaf_hash)` of the events the purge announced at `event_seq` removed, in
     /// `seq` order, as stored.

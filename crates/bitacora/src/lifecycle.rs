@@ -40,7 +40,7 @@ pub enum ArchiveCommand {
 
 fn archive_url(config: &Config) -> Result<String> {
     bitacora_server::store::archive_url(config)
-        .ok_or_else(|| anyhow!("set `retention.archive_url` (file:///path) for a PostgreSQL store"))
+        .ok_or_else(|| anyhow!("set `retention.archive_url` (file:///path or s3://bucket/prefix) for a PostgreSQL store"))
 }
 
 /// `bitacora retention run [--dry-run] [--tenant T]`.
@@ -55,7 +55,8 @@ pub async fn retention_run(config: &Config, dry_run: bool, tenant: Option<&str>)
         return Ok(());
     }
     let keys = integrity::load_existing_keys(config)?;
-    let archive = Archive::open(&archive_url(config)?).context("cannot open the archive")?;
+    let archive = Archive::open_with(&archive_url(config)?, &config.retention.archive_options())
+        .context("cannot open the archive")?;
     let store = crate::commands::open_store_for(config).await?;
     store.set_commit_key(Some(keys.commit_key()));
     let retention = Retention {
@@ -97,6 +98,9 @@ pub async fn retention_run(config: &Config, dry_run: bool, tenant: Option<&str>)
             );
         }
     }
+    for name in &report.dropped_partitions {
+        println!("partition {name}: every event archived, then the partition dropped");
+    }
     println!(
         "{verb} {} events in {} batches; {} expired events kept by legal holds",
         report.purged(),
@@ -111,7 +115,8 @@ pub async fn archive_list(config: &Config, tenant: Option<&str>, json: bool) -> 
     if let Some(t) = tenant {
         TenantName::parse(t).map_err(|m| anyhow!("--tenant `{t}`: {m}"))?;
     }
-    let archive = Archive::open(&archive_url(config)?).context("cannot open the archive")?;
+    let archive = Archive::open_with(&archive_url(config)?, &config.retention.archive_options())
+        .context("cannot open the archive")?;
     let objects = archive
         .list(tenant)
         .await

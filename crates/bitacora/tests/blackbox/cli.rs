@@ -540,3 +540,62 @@ async fn the_cli_appends_beside_a_running_server_without_failing_its_writes() {
     let out = stdout_of(bitacora(&data_folder(data_root.path())).arg("verify"));
     assert!(out.contains("intact"), "{out}");
 }
+
+/// A bad `[retention]` (CONTRACT §9) stops `serve` (and every command) at startup with an
+/// error naming the setting: a bad duration, an unknown field, a malformed action pattern,
+/// an archive or S3 endpoint bitacora cannot use — from the file or the environment.
+#[test]
+fn bad_retention_settings_are_startup_errors_naming_the_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bitacora.toml");
+    for (toml_text, expect) in [
+        (
+            "[retention]\ndefault = \"90 days\"\n",
+            &["retention", "`90 days` is not a duration"][..],
+        ),
+        (
+            "[retention]\n[[retention.rule]]\ncategory = \"auth\"\nkeep = \"1y\"\n",
+            &["`1y` is not a duration"],
+        ),
+        (
+            "[retention]\n[[retention.rule]]\ncategory = \"auth\"\nkepp = \"1d\"\n",
+            &["retention.rule.0.kepp", "unknown field"],
+        ),
+        (
+            "[retention]\ndefualt = \"30d\"\n",
+            &["retention.defualt", "unknown field"],
+        ),
+        (
+            "[retention]\n[[retention.rule]]\naction = \"us*er\"\nkeep = \"1d\"\n",
+            &["retention.rule[0].action", "prefix ending in *"],
+        ),
+        (
+            "[retention]\narchive_url = \"ftp://archive/x\"\n",
+            &["retention.archive_url", "unsupported scheme `ftp`"],
+        ),
+        (
+            "[retention]\narchive_url = \"s3://b/p\"\ns3_endpoint = \"minio:9000\"\n",
+            &["retention.s3_endpoint"],
+        ),
+        (
+            "[retention]\nmin_delay = \"-1d\"\n",
+            &["`-1d` is not a duration"],
+        ),
+    ] {
+        std::fs::write(&file, toml_text).unwrap();
+        let err = stderr_of_failure(
+            bitacora(&dir.path().join("data"))
+                .arg("--config")
+                .arg(&file)
+                .args(["serve", "--listen", "127.0.0.1:0"]),
+        );
+        for e in expect {
+            assert!(err.contains(e), "{toml_text}: {err}");
+        }
+    }
+    let mut cmd = bitacora(&dir.path().join("data"));
+    cmd.env("BITACORA_RETENTION__DEFAULT", "30 days")
+        .args(["retention", "run", "--dry-run"]);
+    let err = stderr_of_failure(&mut cmd);
+    assert!(err.contains("`30 days` is not a duration"), "{err}");
+}

@@ -4,6 +4,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod archive_s3;
 mod bad_inputs;
 mod capture;
 mod cli;

@@ -1,0 +1,287 @@
+//! Retention by whole partitions on the real PostgreSQL (docs/LIFECYCLE.md): a month whose
+//! every event has expired is archived, then detached and dropped; a month holding an event
+//! under legal hold is purged row by row instead. After the drop the partition is gone from
+//! the catalog, `verify` passes, proofs on both sides of it and a consistency proof across it
+//! verify, and the summaries equal a full scan.
+//!
+//! Skipped (saying so) without PostgreSQL, except under `CI`, where it fails.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bitacora_core::TenantName;
+use bitacora_core::canonical::Hash;
+use bitacora_core::checkpoint::NoteSigner;
+use bitacora_core::merkle;
+use bitacora_lifecycle::{Archive, Retention, RetentionConfig};
+use bitacora_log::{BundleOptions, VerifyOptions, VerifyOutcome, checkpoint_tenant, verify_tenant};
+use bitacora_store::conformance::timed_events;
+use bitacora_store::{LegalHoldRecord, Store};
+use bitacora_store_postgres::testing::TestDatabase;
+use bitacora_store_postgres::{PgOptions, PgStore};
+use tokio_util::sync::CancellationToken;
+
+fn signer() -> NoteSigner {
+    NoteSigner::from_seed("bitacora", [9; 32]).unwrap()
+}
+
+fn t(name: &str) -> TenantName {
+    TenantName::parse(name).unwrap()
+}
+
+async fn leaves(store: &dyn Store, tenant: &TenantName) -> Vec<Hash> {
+    let size = store.log_size(tenant).await.unwrap();
+    let mut out = Vec::new();
+    for seq in 0..size {
+        out.push(
+            store
+                .event_by_seq(tenant, seq)
+                .await
+                .unwrap()
+                .unwrap()
+                .leaf_hash,
+        );
+    }
+    out
+}
+
+async fn catalog(db: &TestDatabase) -> Vec<String> {
+    let (client, connection) = tokio_postgres::connect(db.url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+        .query(
+            "SELECT c.relname::text FROM pg_class c WHERE c.relname LIKE 'events_20%'
+             AND c.relkind IN ('r', 'p') ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_month_is_archived_then_dropped_and_the_log_stays_provable() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let store: Arc<dyn Store> = Arc::new(
+        PgStore::open(db.url(), PgOptions::default())
+            .await
+            .expect("open the store"),
+    );
+    let (default, acme) = (t("default"), t("acme"));
+    // November 2025: 250 events of `default` and 80 of `acme`, all to expire. December 2025:
+    // 60 of `default`, one of which a legal hold keeps. Then a few recent ones.
+    store
+        .append(timed_events("default", 250, "2025-11-02T00:00:00Z", 3600))
+        .await
+        .unwrap();
+    store
+        .append(timed_events("acme", 80, "2025-11-03T00:00:00Z", 7200))
+        .await
+        .unwrap();
+    store
+        .append(timed_events("default", 60, "2025-12-05T00:00:00Z", 3600))
+        .await
+        .unwrap();
+    let now = chrono::Utc::now().to_rfc3339();
+    store
+        .append(timed_events("default", 5, &now, 1))
+        .await
+        .unwrap();
+    for tenant in [&default, &acme] {
+        checkpoint_tenant(store.as_ref(), &signer(), tenant, 1)
+            .await
+            .unwrap();
+    }
+    let before: HashMap<TenantName, Vec<Hash>> = HashMap::from([
+        (default.clone(), leaves(store.as_ref(), &default).await),
+        (acme.clone(), leaves(store.as_ref(), &acme).await),
+    ]);
+    let first_acme_id = id_of(store.as_ref(), &acme, 0).await;
+    // The hold covers one December event: `default`'s seq 250 is its first (actor u0).
+    let december_first = store.event_by_seq(&default, 250).await.unwrap().unwrap();
+    store
+        .insert_legal_hold(&LegalHoldRecord {
+            id: "h1".into(),
+            tenant: default.clone(),
+            name: "h1".into(),
+            reason: "litigation".into(),
+            filter: r#"{"since":"2025-12-05T00:00:00Z","until":"2025-12-05T00:00:03Z"}"#.into(),
+            created_at: 1,
+            created_by: "test".into(),
+            released_at: None,
+            released_by: None,
+        })
+        .await
+        .unwrap();
+    let tables = catalog(&db).await;
+    assert!(tables.contains(&"events_2025_11".to_owned()), "{tables:?}");
+    assert!(tables.contains(&"events_2025_12".to_owned()), "{tables:?}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let config: RetentionConfig =
+        toml::from_str("default = \"30d\"\nmin_delay = \"0s\"\nbatch_size = 100\n").unwrap();
+    config.validate().unwrap();
+    let retention = Retention {
+        store: store.clone(),
+        config,
+        archive: Archive::open(&format!("file://{}", dir.path().display())).unwrap(),
+        bundle: BundleOptions::new(Arc::new(signer()), vec![signer().verifier()]),
+        policy: Arc::new(bitacora_core::IngestPolicy::default()),
+    };
+    let report = retention
+        .pass(
+            chrono::Utc::now().timestamp_micros(),
+            false,
+            None,
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+
+    // November went whole; December row by row, but for the held event.
+    assert_eq!(report.dropped_partitions, ["events_2025_11"], "{report:?}");
+    let tables = catalog(&db).await;
+    assert!(!tables.contains(&"events_2025_11".to_owned()), "{tables:?}");
+    assert!(tables.contains(&"events_2025_12".to_owned()), "{tables:?}");
+    assert_eq!(report.held, 1, "{report:?}");
+    assert_eq!(report.purged(), 250 + 80 + 59, "{report:?}");
+    let purged = |tenant: &TenantName| {
+        let store = store.clone();
+        let tenant = tenant.clone();
+        async move {
+            store
+                .purges(&tenant)
+                .await
+                .unwrap()
+                .iter()
+                .map(|p| p.count)
+                .sum::<u64>()
+        }
+    };
+    assert_eq!(purged(&default).await, 250 + 59);
+    assert_eq!(purged(&acme).await, 80);
+    // Batches of at most 100: 3 for default's November, 1 for acme's, 1 for December.
+    assert_eq!(r_count(&retention, "default").await, 4);
+    assert_eq!(r_count(&retention, "acme").await, 1);
+    // Each archived object is a verifiable bundle.
+    let mut archived = 0;
+    for o in retention.archive.list(None).await.unwrap() {
+        let compressed = retention.archive.get(&o.name).await.unwrap();
+        let text = zstd::decode_all(&compressed[..]).unwrap();
+        archived += bitacora_log::verify_bundle(&text[..], Some(&[signer().verifier()]))
+            .unwrap()
+            .events;
+    }
+    assert_eq!(archived, 250 + 80 + 59);
+
+    // What remains: the held December event, the recent ones, the announcements.
+    assert!(store.event_by_seq(&default, 0).await.unwrap().is_none());
+    assert_eq!(
+        store
+            .event_by_seq(&default, 250)
+            .await
+            .unwrap()
+            .map(|e| e.leaf_hash),
+        Some(december_first.leaf_hash)
+    );
+
+    // The log is the same log: verify, summaries, proofs on both sides, consistency.
+    for tenant in [&default, &acme] {
+        checkpoint_tenant(store.as_ref(), &signer(), tenant, 1)
+            .await
+            .unwrap();
+        let outcome = verify_tenant(
+            store.as_ref(),
+            tenant,
+            &[signer().verifier()],
+            &VerifyOptions {
+                unsigned_grace: Duration::ZERO,
+                ..VerifyOptions::default()
+            },
+            |_, _| {},
+        )
+        .await
+        .unwrap()
+        .outcome;
+        assert_eq!(outcome, VerifyOutcome::Intact, "{tenant}");
+        assert_eq!(
+            store.check_summaries(tenant).await.unwrap(),
+            None,
+            "{tenant}"
+        );
+        let old = &before[tenant];
+        let old_size = old.len() as u64;
+        let old_root = merkle::root_from_leaves(old);
+        let latest = store.latest_checkpoint(tenant).await.unwrap().unwrap();
+        let size = latest.size;
+        let mut seqs = vec![0, old_size / 2, old_size - 1, size - 1];
+        if tenant == &default {
+            seqs.push(250);
+        }
+        for seq in seqs {
+            let leaf = match old.get(seq as usize) {
+                Some(l) => *l,
+                None => {
+                    store
+                        .event_by_seq(tenant, seq)
+                        .await
+                        .unwrap()
+                        .unwrap()
+                        .leaf_hash
+                }
+            };
+            let proof = bitacora_log::inclusion_proof(store.as_ref(), tenant, seq, size)
+                .await
+                .unwrap();
+            merkle::verify_inclusion(&leaf, seq, size, &proof.hashes, &latest.root)
+                .unwrap_or_else(|e| panic!("{tenant} seq {seq}: {e}"));
+        }
+        let consistency = bitacora_log::consistency_proof(store.as_ref(), tenant, old_size, size)
+            .await
+            .unwrap();
+        merkle::verify_consistency(old_size, size, &consistency.hashes, &old_root, &latest.root)
+            .unwrap();
+    }
+    // A purged event from the dropped month is still known by id, with its seq and leaf hash.
+    assert_eq!(
+        store.purged_event(&acme, &first_acme_id).await.unwrap(),
+        Some((0, before[&acme][0]))
+    );
+
+    // Appending still works, and a second pass finds nothing more to do.
+    store
+        .append(timed_events("acme", 2, &chrono::Utc::now().to_rfc3339(), 1))
+        .await
+        .unwrap();
+    let again = retention
+        .pass(
+            chrono::Utc::now().timestamp_micros(),
+            false,
+            None,
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(again.purged(), 0, "{again:?}");
+    store.close().await.unwrap();
+}
+
+/// How many archived objects a tenant has.
+async fn r_count(r: &Retention, tenant: &str) -> usize {
+    r.archive.list(Some(tenant)).await.unwrap().len()
+}
+
+/// The id of the event at `seq`.
+async fn id_of(store: &dyn Store, tenant: &TenantName, seq: u64) -> String {
+    let e = store.event_by_seq(tenant, seq).await.unwrap().unwrap();
+    serde_json::from_str::<bitacora_core::Event>(&e.body)
+        .unwrap()
+        .id
+}
