@@ -1096,9 +1096,17 @@ export interface components {
             per_page?: number | null;
             /**
              * Format: int64
-             * @description Numbered pagination only: the exact number of matching events.
+             * @description Numbered pagination only: the number of matching events — exact unless
+             *     `total_exact` is false.
              */
             total?: number | null;
+            /**
+             * @description Numbered pagination only: false when counting every match would have taken longer
+             *     than the server's budget (`store.total_budget_ms`), so `total` (and `total_pages`) is
+             *     an estimate from samples of the log; the page's events are exact either way, and the
+             *     last page always knows the exact total.
+             */
+            total_exact?: boolean | null;
             /** Format: int64 */
             total_pages?: number | null;
         };
