@@ -239,11 +239,15 @@ async fn step(
             .entry(carry)
             .or_insert(first);
     } else {
+        // Read, not taken: the remembered start is forgotten only once a delivery covering
+        // it is accepted, so a worker stopped while retrying (new settings, a secret
+        // rotation) leaves it for the next worker, whose first batch starts past it.
         let first = shared
             .unsent_from
             .lock()
             .expect("unsent_from lock")
-            .remove(&carry)
+            .get(&carry)
+            .copied()
             .unwrap_or(first);
         let checkpoint = store
             .latest_checkpoint(&tenant)
@@ -265,6 +269,11 @@ async fn step(
             let outcome = deliver(shared, spec, &batch, links).await;
             match outcome {
                 Outcome::Accepted => {
+                    shared
+                        .unsent_from
+                        .lock()
+                        .expect("unsent_from lock")
+                        .remove(&carry);
                     shared.status.delivered(id, batch.events.len() as u64);
                     position.last_success_at = Some(now_micros());
                     backoff.reset();
