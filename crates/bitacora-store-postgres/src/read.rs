@@ -502,39 +502,22 @@ async fn counted(
     text: bool,
     budget: Duration,
 ) -> StoreResult<Total> {
-    let mut known = 0;
-    let mut ranges = Vec::with_capacity(spans.len());
-    for s in spans {
-        if s.inside && c.window_only {
-            known += s.count;
-        } else {
-            ranges.push((s.lo, s.hi));
-        }
-    }
+    // Spans never reach past the log's last seq (`Compiled::hi`).
+    let mut counter = Counter::over_spans(spans, c.window_only, c.hi, budget);
     if text {
-        for r in ranges {
-            known += count_range(tx, c, r, None).await?;
+        for r in counter.take_rest() {
+            counter.counted(count_range(tx, c, r, None).await?);
         }
-        return Ok(Total::exact(known));
     }
-    let mut counter = Counter::new(ranges, budget);
     while let Some(r) = counter.next() {
         counter.counted(count_range(tx, c, r, None).await?);
     }
-    let t = if counter.done() {
-        counter.total()
-    } else {
-        let mut sampled = (0, 0);
+    if !counter.done() {
         for r in counter.samples() {
-            sampled.0 += (r.1 - r.0 + 1) as u64;
-            sampled.1 += count_range(tx, c, r, None).await?;
+            counter.sampled(r, count_range(tx, c, r, None).await?);
         }
-        counter.estimate(sampled)
-    };
-    Ok(Total {
-        value: t.value + known,
-        exact: t.exact,
-    })
+    }
+    Ok(counter.finish())
 }
 
 async fn tenant_in(tx: &Transaction<'_>, name: &TenantName) -> StoreResult<Option<(i32, u64)>> {

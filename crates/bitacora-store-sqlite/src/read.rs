@@ -439,34 +439,20 @@ fn counted(
     size: u64,
     budget: Duration,
 ) -> StoreResult<Total> {
-    let last = pos(tid, size.saturating_sub(1));
-    let mut known = 0;
-    let mut ranges = Vec::with_capacity(spans.len());
-    for s in spans {
-        if s.inside && c.window_only {
-            known += s.count;
-        } else if size > 0 {
-            ranges.push((s.lo, s.hi.min(last)));
-        }
+    if size == 0 {
+        return Ok(Total::exact(0));
     }
-    let mut counter = Counter::new(ranges, budget);
+    let last = pos(tid, size - 1);
+    let mut counter = Counter::over_spans(spans, c.window_only, last, budget);
     while let Some(r) = counter.next() {
         counter.counted(count_range(conn, c, r, None)?);
     }
-    let t = if counter.done() {
-        counter.total()
-    } else {
-        let mut sampled = (0, 0);
+    if !counter.done() {
         for r in counter.samples() {
-            sampled.0 += (r.1 - r.0 + 1) as u64;
-            sampled.1 += count_range(conn, c, r, None)?;
+            counter.sampled(r, count_range(conn, c, r, None)?);
         }
-        counter.estimate(sampled)
-    };
-    Ok(Total {
-        value: t.value + known,
-        exact: t.exact,
-    })
+    }
+    Ok(counter.finish())
 }
 
 /// The compiled parameters with the `pos` bounds of `span`.

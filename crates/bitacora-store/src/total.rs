@@ -18,6 +18,8 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use crate::window::Span;
+
 /// The default budget: a numbered page's total costs at most about this much (plus the
 /// samples) before it is an estimate.
 pub const DEFAULT_BUDGET: Duration = Duration::from_millis(25);
@@ -86,6 +88,10 @@ pub struct Counter {
     /// Positions handed out so far (all counted by the time the next one is asked for).
     handed: i64,
     matches: u64,
+    /// Matches known without counting (spans wholly inside a bare window).
+    known: u64,
+    /// (positions, matches) of the samples counted so far.
+    sampled: (u64, u64),
 }
 
 impl Counter {
@@ -99,7 +105,34 @@ impl Counter {
             started: Instant::now(),
             handed: 0,
             matches: 0,
+            known: 0,
+            sampled: (0, 0),
         }
+    }
+
+    /// A counter for a search's spans: a span wholly inside a bare window (`window_only`)
+    /// gives its zone-map count for free; the others are ranges to count, cut at `last`, the
+    /// last position that holds an event (positions past it are never sampled).
+    pub fn over_spans(spans: &[Span], window_only: bool, last: i64, budget: Duration) -> Self {
+        let mut known = 0;
+        let mut ranges = Vec::with_capacity(spans.len());
+        for s in spans {
+            if s.inside && window_only {
+                known += s.count;
+            } else {
+                ranges.push((s.lo, s.hi.min(last)));
+            }
+        }
+        Counter {
+            known,
+            ..Counter::new(ranges, budget)
+        }
+    }
+
+    /// Everything left to count, handed out whole whatever the budget (for a store that can
+    /// only count a range in one statement); each is then [`Counter::counted`].
+    pub fn take_rest(&mut self) -> Vec<(i64, i64)> {
+        self.left.drain(..).collect()
     }
 
     /// The next range to count exactly, or `None` when everything is counted or the budget
@@ -144,7 +177,23 @@ impl Counter {
 
     /// The exact total, once [`Counter::done`].
     pub fn total(&self) -> Total {
-        Total::exact(self.matches)
+        Total::exact(self.known + self.matches)
+    }
+
+    /// Records the matches of one of the [`Counter::samples`].
+    pub fn sampled(&mut self, (lo, hi): (i64, i64), matches: u64) {
+        self.sampled.0 += (hi - lo + 1) as u64;
+        self.sampled.1 += matches;
+    }
+
+    /// The total: exact when everything was counted, else estimated from the samples
+    /// recorded with [`Counter::sampled`].
+    pub fn finish(&self) -> Total {
+        if self.done() {
+            self.total()
+        } else {
+            self.estimate(self.sampled)
+        }
     }
 
     /// Up to [`SAMPLES`] ranges of at most [`SAMPLE_WIDTH`] positions, evenly spaced over
@@ -190,7 +239,7 @@ impl Counter {
         }
         if positions >= left as u64 {
             // The samples covered everything that was left: nothing is extrapolated.
-            return Total::exact(self.matches + matches);
+            return Total::exact(self.known + self.matches + matches);
         }
         let rest = if positions == 0 {
             0
@@ -198,7 +247,7 @@ impl Counter {
             (matches as f64 / positions as f64 * left as f64).round() as u64
         };
         Total {
-            value: self.matches + rest,
+            value: self.known + self.matches + rest,
             exact: false,
         }
     }
