@@ -244,7 +244,54 @@ pub async fn check_summaries(
     if let Some(m) = check_zone_map(&tx, tid).await? {
         return Ok(Some(m));
     }
+    if let Some(m) = check_facets(&tx, tid).await? {
+        return Ok(Some(m));
+    }
     check_rollups(&tx, tid).await
+}
+
+/// The facets (`event_facets` per block, `facet_counts` per log) against the events, both
+/// ways: a combination missing from a block would make a search skip events that are there.
+async fn check_facets(
+    tx: &deadpool_postgres::Transaction<'_>,
+    tid: i32,
+) -> StoreResult<Option<SummaryMismatch>> {
+    const COMBO: &str = "action, category, severity, outcome, source";
+    for (table, block_expr, block_col) in [
+        (
+            "event_facets",
+            format!("seq >> {}", crate::window::BLOCK_BITS),
+            "block",
+        ),
+        ("facet_counts", "0::int8".to_owned(), "0::int8"),
+    ] {
+        let sql = format!(
+            "WITH derived AS (
+                 SELECT action, category, severity, outcome, coalesce(source, '') AS source,
+                        {block_expr} AS block, count(*) AS n
+                 FROM events WHERE tenant_id = $1 GROUP BY 1, 2, 3, 4, 5, 6
+             ), stored AS (
+                 SELECT {COMBO}, {block_col} AS block, count AS n FROM {table}
+                 WHERE tenant_id = $1
+             )
+             SELECT concat_ws('/', action, category, severity, outcome, source) || ' block '
+                        || block, s.n, d.n
+             FROM derived d FULL JOIN stored s USING ({COMBO}, block)
+             WHERE s.n IS DISTINCT FROM d.n
+             ORDER BY 1 LIMIT 1"
+        );
+        if let Some(r) = tx.query_opt(&sql, &[&tid]).await.map_err(pg_error)? {
+            return Ok(Some(SummaryMismatch {
+                summary: table,
+                key: format!(
+                    "action/category/severity/outcome/source {}",
+                    r.get::<_, String>(0)
+                ),
+                reason: count_reason(r.get(1), r.get(2)),
+            }));
+        }
+    }
+    Ok(None)
 }
 
 /// The zone map of `occurred_at` (`event_blocks`) against the events: a block's bounds too

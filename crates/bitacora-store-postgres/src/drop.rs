@@ -30,7 +30,7 @@ use bitacora_store::{
 use chrono::{DateTime, NaiveDate, TimeZone as _, Utc};
 use deadpool_postgres::ClientWrapper;
 
-use crate::{pg_error, window};
+use crate::{facets, pg_error, window};
 
 /// How long the drop waits for a lock (the tenants' rows, then `events` itself) before giving
 /// up; a later pass tries again.
@@ -330,7 +330,7 @@ pub async fn drop_partition(
         ),
         "DELETE FROM event_blocks WHERE count <= 0".to_owned(),
     ];
-    for sql in &steps {
+    for sql in steps.iter().chain(&facets::subtract(&part)) {
         tx.batch_execute(sql).await.map_err(pg_error)?;
     }
     // 4. The records.

@@ -39,6 +39,7 @@ pub mod connect;
 mod delivery;
 pub mod derive;
 mod drop;
+mod facets;
 pub mod migrate;
 pub mod partitions;
 mod purge;

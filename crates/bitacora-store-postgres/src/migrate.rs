@@ -40,6 +40,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "cosignatures",
         include_str!("../migrations/0007_cosignatures.sql"),
     ),
+    (
+        8,
+        "event_facets",
+        include_str!("../migrations/0008_event_facets.sql"),
+    ),
 ];
 
 /// The advisory lock key (any constant unique to bitacora: "bitacora" in ASCII).

@@ -17,7 +17,7 @@ use bitacora_store::{LegalHoldRecord, PurgeRecord, StoreError, StoreResult};
 use chrono::{DateTime, NaiveDate, Utc};
 use deadpool_postgres::ClientWrapper;
 
-use crate::{hash32, pg_error, read, window};
+use crate::{facets, hash32, pg_error, read, window};
 
 pub async fn purge(
     client: &mut ClientWrapper,
@@ -51,7 +51,7 @@ pub async fn purge(
         .query(
             "DELETE FROM events WHERE tenant_id = $1 AND seq = ANY($2)
              RETURNING seq, event_id, leaf_hash, action, category, actor_id, occurred_at,
-                       severity, outcome, ip",
+                       severity, outcome, ip, source",
             &[&tid, &seqs],
         )
         .await
@@ -70,8 +70,21 @@ pub async fn purge(
     let mut actors: BTreeMap<String, (i64, i64)> = BTreeMap::new();
     let mut rollups = Rollups::default();
     let mut blocks: BTreeSet<i64> = BTreeSet::new();
+    let mut facet_deltas = facets::Deltas::default();
     for r in &rows {
         gone.push((r.get(0), r.get(1), hash32(r.get(2))?));
+        facet_deltas.add(
+            tid,
+            facets::FacetRef {
+                action: r.get(3),
+                category: r.get(4),
+                severity: r.get(7),
+                outcome: r.get(8),
+                source: r.get::<_, Option<&str>>(10).unwrap_or(""),
+            },
+            r.get::<_, i64>(0) as u64,
+            -1,
+        );
         *actions.entry((r.get(3), r.get(4))).or_default() += 1;
         let actor: Option<String> = r.get(5);
         let occurred = r.get::<_, DateTime<Utc>>(6);
@@ -129,6 +142,7 @@ pub async fn purge(
     )
     .await
     .map_err(pg_error)?;
+    facet_deltas.write(&tx).await?;
     // Actors: the count loses what was purged; `last_seen`, name and email (the latest
     // event's) are read again from what remains only when that event is among the purged —
     // rarely, as purges take the oldest events (a decrement cannot lower a maximum; reading

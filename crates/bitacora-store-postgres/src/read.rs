@@ -12,7 +12,7 @@ use bitacora_core::api::{
     ActionSummary, ActorCount, ActorSummary, DayCount, KeyCount, SeverityCount, Stats,
 };
 use bitacora_core::event::timestamp;
-use bitacora_core::query::{ActionPattern, EventQuery, Order, Pagination};
+use bitacora_core::query::{ActionPattern, EventFilter, EventQuery, Order, Pagination};
 use bitacora_core::{Outcome, Severity, TenantName};
 use bitacora_store::total::{Counter, Total};
 use bitacora_store::{SearchResult, StoreError, StoreResult, StoredEvent};
@@ -21,6 +21,7 @@ use deadpool_postgres::{ClientWrapper, Transaction};
 use tokio_postgres::IsolationLevel;
 use tokio_postgres::types::ToSql;
 
+use crate::facets::Combos;
 use crate::window;
 use crate::{derive, hash32, pg_error};
 use bitacora_store::window::Span;
@@ -109,14 +110,19 @@ struct Compiled {
     empty: bool,
     /// True when no filter narrows the tenant's log (totals come from the tenant row).
     unfiltered: bool,
-    /// True when the filter is only actions and/or categories: `where_clause` then reads the
-    /// same on `action_counts`, whose sum is the total.
-    counted: bool,
     /// `since`/`until` (open ends as the extremes): the search is read span by span.
     window: Option<(DateTime<Utc>, DateTime<Utc>)>,
     /// The window is the whole filter: spans wholly inside it give their counts for free.
     window_only: bool,
-    /// Where the span's `seq` bounds sit in `params` (set with `window`).
+    /// The filter on the faceted columns (`facets.rs`), over `facet_counts`: its clause and
+    /// parameters, when the search filters on any of them.
+    facets: Option<(String, Vec<Param>)>,
+    /// The filter is only faceted columns and maybe a window: the facets' counts are its
+    /// matches.
+    facets_only: bool,
+    /// `where_clause` has `seq` bounds placeholders (with a window or facets), at
+    /// `params[range_at]` and `params[range_at + 1]`, filled per span.
+    ranged: bool,
     range_at: usize,
     /// The seqs the search may read, from the cursor and the log's size.
     lo: i64,
@@ -139,7 +145,7 @@ impl Compiled {
     /// The parameters, with `span`'s bounds in place of the window's placeholders.
     fn span_refs<'a>(&'a self, span: &'a (i64, i64)) -> Vec<&'a (dyn ToSql + Sync)> {
         let mut refs = self.refs();
-        if self.window.is_some() {
+        if self.ranged {
             refs[self.range_at] = &span.0;
             refs[self.range_at + 1] = &span.1;
         }
@@ -167,9 +173,11 @@ fn compile(tid: i32, size: u64, q: &EventQuery) -> Compiled {
         params: Vec::new(),
         empty: false,
         unfiltered: false,
-        counted: false,
         window: None,
         window_only: false,
+        facets: None,
+        facets_only: false,
+        ranged: false,
         range_at: 0,
         lo: 0,
         hi: size as i64 - 1,
@@ -276,14 +284,19 @@ fn compile(tid: i32, size: u64, q: &EventQuery) -> Compiled {
         let p = c.push(s.clone());
         clauses.push(format!("source = {p}"));
     }
-    // A window is read through the zone map (`window.rs`), one seq span at a time; the
-    // span's bounds are parameters filled in per statement. An open end is an instant before
-    // (after) any event can be, inside what PostgreSQL's timestamptz holds.
+    c.facets = facet_filter(tid, f);
+    // A window is read through the zone map (`window.rs`), and sparse faceted filters through
+    // the facets' blocks, one seq span at a time; the span's bounds are parameters filled in
+    // per statement. An open end is an instant before (after) any event can be, inside what
+    // PostgreSQL's timestamptz holds.
     if f.since.is_some() || f.until.is_some() {
         c.window = Some((
             f.since.unwrap_or_else(window::beginning),
             f.until.unwrap_or_else(window::end),
         ));
+    }
+    if c.window.is_some() || c.facets.is_some() {
+        c.ranged = true;
         let lo = c.push(0i64);
         c.range_at = c.params.len() - 1;
         let hi = c.push(0i64);
@@ -319,11 +332,69 @@ fn compile(tid: i32, size: u64, q: &EventQuery) -> Compiled {
         g.until = None;
         g.is_empty()
     };
+    rest.since = None;
+    rest.until = None;
     rest.actions.clear();
     rest.categories.clear();
-    c.counted = !c.unfiltered && rest.is_empty() && matches!(q.page, Pagination::Numbered { .. });
+    rest.severities.clear();
+    rest.outcome = None;
+    rest.source = None;
+    c.facets_only = c.facets.is_some() && rest.is_empty();
     c.where_clause = clauses.join(" AND ");
     c
+}
+
+/// The faceted part of `f` as a clause over `facet_counts` (`$1` the tenant), or `None` when
+/// it filters on none of those columns.
+fn facet_filter(tid: i32, f: &EventFilter) -> Option<(String, Vec<Param>)> {
+    let severities = f.severities.len() < Severity::ALL.len() && !f.severities.is_empty();
+    if f.actions.is_empty()
+        && f.categories.is_empty()
+        && !severities
+        && f.outcome.is_none()
+        && f.source.is_none()
+    {
+        return None;
+    }
+    let mut params: Vec<Param> = vec![Box::new(tid)];
+    let mut push = |p: Param| {
+        params.push(p);
+        format!("${}", params.len())
+    };
+    let mut clauses = vec!["tenant_id = $1".to_owned()];
+    if !f.actions.is_empty() {
+        let mut exact = Vec::new();
+        let mut any = Vec::new();
+        for a in &f.actions {
+            match a {
+                ActionPattern::Exact(name) => exact.push(name.clone()),
+                ActionPattern::Prefix(p) => {
+                    any.push(format!("action LIKE {}", push(Box::new(like_prefix(p)))))
+                }
+            }
+        }
+        if !exact.is_empty() {
+            any.push(format!("action = ANY({})", push(Box::new(exact))));
+        }
+        clauses.push(format!("({})", any.join(" OR ")));
+    }
+    if !f.categories.is_empty() {
+        clauses.push(format!(
+            "category = ANY({})",
+            push(Box::new(f.categories.clone()))
+        ));
+    }
+    if severities {
+        let ranks: Vec<i16> = f.severities.iter().map(|s| i16::from(s.rank())).collect();
+        clauses.push(format!("severity = ANY({})", push(Box::new(ranks))));
+    }
+    if let Some(o) = f.outcome {
+        clauses.push(format!("outcome = {}", push(Box::new(i16::from(o.rank())))));
+    }
+    if let Some(src) = &f.source {
+        clauses.push(format!("source = {}", push(Box::new(src.clone()))));
+    }
+    Some((clauses.join(" AND "), params))
 }
 
 /// Answers a search in one read-only snapshot (the zone map, the counts and the pages of
@@ -381,7 +452,19 @@ async fn search_in(
             ..SearchResult::default()
         });
     };
-    let c = compile(tid, size, q);
+    let mut c = compile(tid, size, q);
+    // The combinations of the faceted columns the filter admits (`facets.rs`): none means no
+    // event matches, known without reading the log.
+    let combos = match &c.facets {
+        Some((clause, params)) if !c.empty => {
+            let refs: Vec<&(dyn ToSql + Sync)> =
+                params.iter().map(|p| &**p as &(dyn ToSql + Sync)).collect();
+            let found = Combos::find(tx, clause, &refs).await?;
+            c.empty |= found.combos.is_empty();
+            Some(found)
+        }
+        _ => None,
+    };
     let dir = match q.order {
         Order::Desc => "DESC",
         Order::Asc => "ASC",
@@ -390,17 +473,30 @@ async fn search_in(
         "SELECT seq, leaf_hash, body FROM events WHERE {} ORDER BY seq {dir}",
         c.where_clause
     );
-    // The seq ranges to read, ascending: the zone map's spans that overlap the window, or
-    // one span standing for the whole (cursor-narrowed) log.
-    let mut spans = match c.window {
-        _ if c.empty => Vec::new(),
-        None => vec![Span {
-            lo: c.lo,
-            hi: c.hi,
-            inside: false,
-            count: 0,
-        }],
-        Some(w) => window::spans(client, tid, w, (c.lo, c.hi), c.window_only).await?,
+    // The seq ranges to read, ascending: one span standing for the whole (cursor-narrowed)
+    // log; the zone map's spans that overlap the window; or, when the faceted columns match
+    // sparsely, the blocks holding their combinations (within the window's blocks). With
+    // `exact_counts`, a span wholly inside counts its matches.
+    let sparse = combos.as_ref().filter(|f| f.sparse(size));
+    let (mut spans, exact_counts) = match (c.window, sparse) {
+        _ if c.empty => (Vec::new(), true),
+        (w, Some(f)) => (
+            f.spans(tx, tid, w, (c.lo, c.hi), c.facets_only).await?,
+            c.facets_only,
+        ),
+        (None, None) => (
+            vec![Span {
+                lo: c.lo,
+                hi: c.hi,
+                inside: false,
+                count: 0,
+            }],
+            false,
+        ),
+        (Some(w), None) => (
+            window::spans(client, tid, w, (c.lo, c.hi), c.window_only).await?,
+            c.window_only,
+        ),
     };
     if q.order == Order::Desc {
         spans.reverse();
@@ -442,7 +538,7 @@ async fn search_in(
                     break;
                 }
                 if skip > 0 && spans.len() > 1 {
-                    let n = if s.inside && c.window_only {
+                    let n = if s.inside && exact_counts {
                         s.count
                     } else {
                         count_range(client, &c, (s.lo, s.hi), Some(skip)).await?
@@ -459,23 +555,20 @@ async fn search_in(
                 Total::exact(0)
             } else if c.unfiltered {
                 Total::exact(size)
-            } else if c.counted {
+            } else if let (Some(f), true, None) = (&combos, c.facets_only, c.window) {
                 // Counters kept in the append transaction: no need to count the rows (an
                 // action of 1.25M events took ~3 s at 10M).
-                let sql = format!(
-                    "SELECT coalesce(sum(count), 0)::int8 FROM action_counts WHERE {}",
-                    c.where_clause
-                );
-                let stmt = client.prepare_cached(&sql).await.map_err(pg_error)?;
-                Total::exact(
-                    client
-                        .query_one(&stmt, &c.refs())
-                        .await
-                        .map_err(pg_error)?
-                        .get::<_, i64>(0) as u64,
-                )
+                Total::exact(f.matches)
             } else {
-                counted(client, &c, &spans, !q.filter.text.is_empty(), budget).await?
+                counted(
+                    client,
+                    &c,
+                    &spans,
+                    exact_counts,
+                    !q.filter.text.is_empty(),
+                    budget,
+                )
+                .await?
             }
             .with_page(offset, events.len() as u64, per_page);
             Ok(SearchResult {
@@ -499,11 +592,12 @@ async fn counted(
     tx: &Transaction<'_>,
     c: &Compiled,
     spans: &[Span],
+    exact_counts: bool,
     text: bool,
     budget: Duration,
 ) -> StoreResult<Total> {
     // Spans never reach past the log's last seq (`Compiled::hi`).
-    let mut counter = Counter::over_spans(spans, c.window_only, c.hi, budget);
+    let mut counter = Counter::over_spans(spans, exact_counts, c.hi, budget);
     if text {
         for r in counter.take_rest() {
             counter.counted(count_range(tx, c, r, None).await?);
@@ -553,8 +647,8 @@ async fn run_span(
         .collect()
 }
 
-/// The matches among seqs `lo..=hi`, or `min(matches, cap)` with a cap. Without a window
-/// the compiled filter has no seq bounds of its own, so they are added.
+/// The matches among seqs `lo..=hi`, or `min(matches, cap)` with a cap. Without a window or
+/// facets the compiled filter has no seq bounds of its own, so they are added.
 async fn count_range(
     tx: &Transaction<'_>,
     c: &Compiled,
@@ -562,7 +656,7 @@ async fn count_range(
     cap: Option<u64>,
 ) -> StoreResult<u64> {
     let mut refs = c.span_refs(&range);
-    let where_clause = if c.window.is_some() {
+    let where_clause = if c.ranged {
         c.where_clause.clone()
     } else {
         refs.push(&range.0);

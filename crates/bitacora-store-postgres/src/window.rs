@@ -98,6 +98,37 @@ pub fn end() -> DateTime<Utc> {
     DateTime::<Utc>::from_timestamp(400_000_000_000, 0).expect("year 14645 is a valid instant")
 }
 
+/// The zone-map rows of tenant `tid`'s blocks `first..=last` that overlap
+/// `since <= occurred_at < until`, ascending.
+pub async fn blocks(
+    client: &Transaction<'_>,
+    tid: i32,
+    (since, until): (DateTime<Utc>, DateTime<Utc>),
+    (first, last): (i64, i64),
+) -> StoreResult<Vec<Block>> {
+    let stmt = client
+        .prepare_cached(
+            "SELECT block, min_at, max_at, count FROM event_blocks
+             WHERE tenant_id = $1 AND block BETWEEN $2 AND $3 AND max_at >= $4 AND min_at < $5
+             ORDER BY block",
+        )
+        .await
+        .map_err(pg_error)?;
+    let rows = client
+        .query(&stmt, &[&tid, &first, &last, &since, &until])
+        .await
+        .map_err(pg_error)?;
+    Ok(rows
+        .iter()
+        .map(|r| Block {
+            block: r.get(0),
+            min_at: r.get::<_, DateTime<Utc>>(1).timestamp_micros(),
+            max_at: r.get::<_, DateTime<Utc>>(2).timestamp_micros(),
+            count: r.get::<_, i64>(3) as u64,
+        })
+        .collect())
+}
+
 /// The seq spans of tenant `tid`'s seqs `lo..=hi` that can hold events with
 /// `since <= occurred_at < until`, ascending.
 pub async fn spans(
@@ -110,33 +141,8 @@ pub async fn spans(
     if lo > hi || since >= until {
         return Ok(Vec::new());
     }
-    let stmt = client
-        .prepare_cached(
-            "SELECT block, min_at, max_at, count FROM event_blocks
-             WHERE tenant_id = $1 AND block BETWEEN $2 AND $3 AND max_at >= $4 AND min_at < $5
-             ORDER BY block",
-        )
-        .await
-        .map_err(pg_error)?;
-    let rows = client
-        .query(
-            &stmt,
-            &[
-                &tid,
-                &block_of(lo.max(0) as u64),
-                &block_of(hi.max(0) as u64),
-                &since,
-                &until,
-            ],
-        )
-        .await
-        .map_err(pg_error)?;
-    let blocks = rows.iter().map(|r| Block {
-        block: r.get(0),
-        min_at: r.get::<_, DateTime<Utc>>(1).timestamp_micros(),
-        max_at: r.get::<_, DateTime<Utc>>(2).timestamp_micros(),
-        count: r.get::<_, i64>(3) as u64,
-    });
+    let first_last = (block_of(lo.max(0) as u64), block_of(hi.max(0) as u64));
+    let blocks = blocks(client, tid, (since, until), first_last).await?;
     let layout = Layout {
         bounds: |block: i64| (block << BLOCK_BITS, ((block + 1) << BLOCK_BITS) - 1),
         max_spans: MAX_SPANS,

@@ -47,10 +47,10 @@ use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
 
 use crate::partitions::Partitions;
-use crate::rollup;
 use crate::tree::STORED_LEVEL;
 use crate::window::BlockDeltas;
 use crate::{derive, hash32, pg_error, pool_error};
+use crate::{facets, rollup};
 
 /// An event with everything the writer needs precomputed (on the caller's task).
 pub struct Prepared {
@@ -371,6 +371,7 @@ impl Writer {
         let mut actors: HashMap<(i32, &str), ActorDelta<'_>> = HashMap::new();
         let mut blocks = BlockDeltas::default();
         let mut rollups = rollup::Deltas::default();
+        let mut facets = facets::Deltas::default();
         for p in &events {
             let e: &Event = &p.sealed.event;
             let tid = self.tenant_ids[e.tenant.as_str()];
@@ -411,6 +412,18 @@ impl Writer {
             *action_counts
                 .entry((tid, e.action.as_str(), e.category.as_str()))
                 .or_default() += 1;
+            facets.add(
+                tid,
+                facets::FacetRef {
+                    action: &e.action,
+                    category: &e.category,
+                    severity: i16::from(e.severity.rank()),
+                    outcome: i16::from(e.outcome.rank()),
+                    source: e.context.source.as_deref().unwrap_or(""),
+                },
+                seq,
+                1,
+            );
             let occurred_us = e.occurred_at.timestamp_micros();
             blocks.add(tid, seq, occurred_us);
             rollups.add(rollup::Row {
@@ -467,6 +480,7 @@ impl Writer {
             .map_err(pg_error)?;
             upsert_counters(&tx, &action_counts, &actors).await?;
             blocks.write(&tx).await?;
+            facets.write(&tx).await?;
             rollups.write(&tx).await?;
             if let Some(key) = &commit_key {
                 let touched: BTreeSet<i32> = rows.iter().map(|(tid, _, _)| *tid).collect();

@@ -360,7 +360,69 @@ pub fn check_summaries(
     if let Some(m) = check_zone_map(&tx, tid, lo, hi)? {
         return Ok(Some(m));
     }
+    if let Some(m) = check_facets(&tx, tid, lo, hi)? {
+        return Ok(Some(m));
+    }
     check_rollups(&tx, tid, lo, hi)
+}
+
+/// The facets (`event_facets` per block, `facet_counts` per log) against the events, both
+/// ways: a combination missing from a block would make a search skip events that are there.
+fn check_facets(
+    tx: &rusqlite::Transaction<'_>,
+    tid: i64,
+    lo: i64,
+    hi: i64,
+) -> StoreResult<Option<SummaryMismatch>> {
+    const COMBO: &str = "action, category, severity, outcome, source";
+    for (table, block_expr, block_col) in [
+        (
+            "event_facets",
+            format!("(pos - ?2) >> {}", crate::window::BLOCK_BITS),
+            "block",
+        ),
+        ("facet_counts", "0".to_owned(), "0"),
+    ] {
+        let found: Option<(String, Option<i64>, Option<i64>)> = tx
+            .query_row(
+                &format!(
+                    "WITH derived AS (
+                         SELECT action, category, severity, outcome, coalesce(source, 0) AS source,
+                                {block_expr} AS block, count(*) AS n
+                         FROM events WHERE pos BETWEEN ?2 AND ?3 GROUP BY 1, 2, 3, 4, 5, 6
+                     ), stored AS (
+                         SELECT {COMBO}, {block_col} AS block, count AS n FROM {table}
+                         WHERE tenant_id = ?1
+                     )
+                     SELECT printf('%d/%d/%d/%d/%d block %d', d.action, d.category, d.severity,
+                                   d.outcome, d.source, d.block), s.n, d.n
+                     FROM derived d LEFT JOIN stored s USING ({COMBO}, block)
+                     WHERE s.n IS NOT d.n
+                     UNION ALL
+                     SELECT printf('%d/%d/%d/%d/%d block %d', s.action, s.category, s.severity,
+                                   s.outcome, s.source, s.block), s.n, NULL
+                     FROM stored s
+                     WHERE NOT EXISTS (
+                         SELECT 1 FROM derived d
+                         WHERE d.action = s.action AND d.category = s.category
+                           AND d.severity = s.severity AND d.outcome = s.outcome
+                           AND d.source = s.source AND d.block = s.block)
+                     LIMIT 1"
+                ),
+                params![tid, lo, hi],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()
+            .map_err(sql_error)?;
+        if let Some((key, stored, derived)) = found {
+            return Ok(Some(SummaryMismatch {
+                summary: table,
+                key: format!("action/category/severity/outcome/source {key}"),
+                reason: count_reason(stored, derived),
+            }));
+        }
+    }
+    Ok(None)
 }
 
 /// The zone map of `occurred_at` (`event_blocks`) against the events: a block's bounds too

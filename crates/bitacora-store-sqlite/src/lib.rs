@@ -28,6 +28,7 @@ use tokio::sync::{Semaphore, oneshot};
 mod check;
 mod delivery;
 mod derive;
+mod facets;
 mod indexer;
 mod purge;
 mod read;
@@ -1386,7 +1387,8 @@ mod tests {
                  DROP TABLE legal_holds; DROP TABLE retention_rule_sets;
                  DROP TABLE delivery_destinations; DROP TABLE delivery_positions;
                  DROP TABLE alert_rules; DROP TABLE alert_states; DROP TABLE delivery_leases;
-                 DROP TABLE cosignatures; DROP TABLE log_origins;",
+                 DROP TABLE cosignatures; DROP TABLE log_origins;
+                 DROP TABLE event_facets; DROP TABLE facet_counts;",
             )
             .unwrap();
             for (id, h) in expected_nodes(&leaves) {
@@ -1422,10 +1424,26 @@ mod tests {
             count(dir.path(), "SELECT sum(count) FROM event_blocks"),
             N as i64
         );
-        // So are the stats rollups (migration 6).
+        // So are the stats rollups (migration 6) and the facets (migration 10).
         assert_eq!(
             count(dir.path(), "SELECT sum(count) FROM stats_days"),
             N as i64
         );
+        for table in ["event_facets", "facet_counts"] {
+            assert_eq!(
+                count(dir.path(), &format!("SELECT sum(count) FROM {table}")),
+                N as i64,
+                "{table}"
+            );
+        }
+        let store = open(dir.path());
+        assert_eq!(
+            store
+                .check_summaries(&TenantName::default_tenant())
+                .await
+                .unwrap(),
+            None
+        );
+        store.close().await.unwrap();
     }
 }

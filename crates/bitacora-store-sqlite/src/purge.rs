@@ -2,9 +2,9 @@
 //!
 //! A purge deletes the events' rows (with them their index entries), their full-text entries,
 //! and their share of every summary (`action_counts`, `actor_stats`, the `stats_day*` rollups,
-//! the `event_blocks` zone map), and moves each one's leaf hash to `purged_events`: the tree
-//! reads leaves from both tables (`tree.rs`), so every stored node, checkpoint and proof stays
-//! valid. All of it is one `IMMEDIATE` transaction on a reader connection, which the writer
+//! the `event_blocks` zone map, the facets), and moves each one's leaf hash to
+//! `purged_events`: the tree reads leaves from both tables (`tree.rs`), so every stored node,
+//! checkpoint and proof stays valid. All of it is one `IMMEDIATE` transaction on a reader connection, which the writer
 //! waits for like any other commit; the caller keeps purges small (the lifecycle crate purges
 //! in batches) so that wait stays short. SQLite reuses the freed pages for later appends, so a
 //! store under retention stops growing.
@@ -23,6 +23,7 @@ use bitacora_store::{LegalHoldRecord, PurgeRecord, StoreError, StoreResult};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use crate::derive::{self, pos, seq_of, tenant_range};
+use crate::facets;
 use crate::read;
 use crate::rollup::day_of;
 use crate::sql_error;
@@ -39,6 +40,7 @@ struct Gone {
     category: i64,
     severity: i64,
     outcome: i64,
+    source: Option<i64>,
     actor_id: Option<String>,
     ip: Option<Vec<u8>>,
     body: String,
@@ -67,7 +69,7 @@ pub fn purge(conn: &mut Connection, t: &TenantName, record: &PurgeRecord) -> Sto
         let mut stmt = tx
             .prepare_cached(
                 "SELECT event_id, leaf_hash, occurred_at, action, category, severity, outcome,
-                        actor_id, ip, body
+                        actor_id, ip, body, source
                  FROM events WHERE pos = ?1",
             )
             .map_err(sql_error)?;
@@ -86,6 +88,7 @@ pub fn purge(conn: &mut Connection, t: &TenantName, record: &PurgeRecord) -> Sto
                         actor_id: r.get(7)?,
                         ip: r.get(8)?,
                         body: r.get(9)?,
+                        source: r.get(10)?,
                     })
                 })
                 .optional()
@@ -123,6 +126,7 @@ pub fn purge(conn: &mut Connection, t: &TenantName, record: &PurgeRecord) -> Sto
     let mut day_actors: HashMap<(i64, &str), i64> = HashMap::new();
     let mut day_ips: HashMap<(i64, &[u8]), i64> = HashMap::new();
     let mut blocks: HashSet<i64> = HashSet::new();
+    let mut facet_deltas = facets::Deltas::default();
     {
         let mut delete = tx
             .prepare_cached("DELETE FROM events WHERE pos = ?1")
@@ -161,6 +165,18 @@ pub fn purge(conn: &mut Connection, t: &TenantName, record: &PurgeRecord) -> Sto
                     .map_err(sql_error)?;
             }
             *actions.entry((g.action, g.category)).or_default() += 1;
+            facet_deltas.add(
+                tid,
+                facets::Combo {
+                    action: g.action,
+                    category: g.category,
+                    severity: g.severity,
+                    outcome: g.outcome,
+                    source: g.source.unwrap_or(0),
+                },
+                g.seq,
+                -1,
+            );
             let day = day_of(g.occurred_at);
             *days
                 .entry((day, g.category, g.severity, g.outcome, g.actor_id.is_none()))
@@ -195,6 +211,7 @@ pub fn purge(conn: &mut Connection, t: &TenantName, record: &PurgeRecord) -> Sto
         "DELETE FROM action_counts WHERE tenant_id = ?1 AND count <= 0",
         &[&tid],
     )?;
+    facet_deltas.write(&tx)?;
     for ((day, category, severity, outcome, no_actor), n) in &days {
         exec(
             "UPDATE stats_days SET count = count - ?7 WHERE tenant_id = ?1 AND day = ?2

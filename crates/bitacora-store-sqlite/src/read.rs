@@ -19,6 +19,7 @@ use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use std::time::Duration;
 
 use crate::derive::{self, pos, seq_of, tenant_range};
+use crate::facets::{Combos, FacetFilter};
 use crate::rollup::{self, DAY_US};
 use crate::schema::{TERM_ACTION, TERM_CATEGORY, TERM_SOURCE, TERM_TARGET_TYPE};
 use crate::sql_error;
@@ -122,8 +123,15 @@ pub struct Compiled {
     /// The filter is only a time window (and maybe every severity): events of a block wholly
     /// inside the window all match, so the zone map's counts are totals.
     pub window_only: bool,
-    /// The filter is only actions and/or categories: its total is a sum of `action_counts`.
-    pub counted: Option<(Vec<i64>, Vec<i64>)>,
+    /// The combinations of the faceted columns (`facets.rs`) the filter admits, when it
+    /// filters on any.
+    pub combos: Option<Combos>,
+    /// The filter is only faceted columns and maybe a window: the facets' per-block counts
+    /// are its matches.
+    pub facets_only: bool,
+    /// The filter is only faceted columns: the admitted combinations' counts add up to its
+    /// total.
+    pub facet_total: Option<u64>,
 }
 
 /// Compiles the filter of `q` for tenant `tid`.
@@ -146,29 +154,46 @@ pub fn compile(conn: &Connection, tid: i64, q: &EventQuery) -> StoreResult<Compi
         }
     }
 
-    let range_at = usize::from(!f.text.is_empty());
-    let from = if f.text.is_empty() {
-        clauses.push("e.pos BETWEEN ? AND ?".into());
-        params.push(lo.into());
-        params.push(hi.into());
-        "events e"
-    } else {
-        // Drive from the full-text index, which yields rowids in order and honours a rowid
-        // range; every term is quoted, so no input is read as FTS5 syntax. CROSS JOIN pins
-        // that order: otherwise the planner may start from an index on `events` and evaluate
-        // MATCH once per candidate row, which is ruinous for common terms.
-        let expr = f
-            .text
+    // Every term is quoted, so no input is read as FTS5 syntax.
+    let text_expr = (!f.text.is_empty()).then(|| {
+        f.text
             .iter()
             .map(|t| format!("\"{}\"", t.replace('"', "")))
             .collect::<Vec<_>>()
-            .join(" ");
-        clauses.push("events_fts MATCH ?".into());
-        params.push(expr.into());
-        clauses.push("events_fts.rowid BETWEEN ? AND ?".into());
-        params.push(lo.into());
-        params.push(hi.into());
-        "fts.events_fts CROSS JOIN events e ON e.pos = events_fts.rowid"
+            .join(" ")
+    });
+    // A target is one record's history: a few events, found through its index, each checked
+    // against the full-text index by rowid. Driving from the full-text index instead reads
+    // every event a common term is in (the whole log for "auditoria": 1.1-1.4 s at 1M).
+    let text_driven = text_expr.is_some() && f.target_id.is_none();
+    let range_at = usize::from(text_driven);
+    let from = match &text_expr {
+        Some(expr) if text_driven => {
+            // Drive from the full-text index, which yields rowids in order and honours a
+            // rowid range. CROSS JOIN pins that order: otherwise the planner may start from an
+            // index on `events` and evaluate MATCH once per candidate row, which is ruinous
+            // for common terms.
+            clauses.push("events_fts MATCH ?".into());
+            params.push(expr.clone().into());
+            clauses.push("events_fts.rowid BETWEEN ? AND ?".into());
+            params.push(lo.into());
+            params.push(hi.into());
+            "fts.events_fts CROSS JOIN events e ON e.pos = events_fts.rowid"
+        }
+        _ => {
+            clauses.push("e.pos BETWEEN ? AND ?".into());
+            params.push(lo.into());
+            params.push(hi.into());
+            if let Some(expr) = &text_expr {
+                clauses.push(
+                    "EXISTS (SELECT 1 FROM fts.events_fts t \
+                     WHERE t.events_fts MATCH ? AND t.rowid = e.pos)"
+                        .into(),
+                );
+                params.push(expr.clone().into());
+            }
+            "events e"
+        }
     };
 
     let in_list = |column: &str, ids: &[i64], clauses: &mut Vec<String>| {
@@ -205,25 +230,81 @@ pub fn compile(conn: &Connection, tid: i64, q: &EventQuery) -> StoreResult<Compi
         category_ids.sort_unstable();
         category_ids.dedup();
     }
-    if !action_ids.is_empty() && !category_ids.is_empty() {
-        // Only the actions the counters saw in one of the categories can match: an action
-        // and a category that never occurred together (`action=user.*&category=device`)
-        // match nothing, known here instead of after reading every event of the actions
-        // (1.1-1.7 s at 1M events).
-        action_ids = actions_in_categories(conn, tid, &action_ids, &category_ids)?;
-    }
+    let severities: Vec<i64> = if f.severities.len() < Severity::ALL.len() {
+        f.severities.iter().map(|s| i64::from(s.rank())).collect()
+    } else {
+        Vec::new()
+    };
+    let outcome = f.outcome.map(|o| i64::from(o.rank()));
+    let source = match &f.source {
+        Some(s) => {
+            let id = term(conn, TERM_SOURCE, s)?;
+            empty |= id.is_none();
+            id
+        }
+        None => None,
+    };
+    empty |= !f.actions.is_empty() && action_ids.is_empty();
+    empty |= !f.categories.is_empty() && category_ids.is_empty();
+    // The combinations of faceted columns the filter admits (`facets.rs`): none means no
+    // event can match (`action=user.*&category=device`, `severity=critical&outcome=failure`
+    // where they never met), known here instead of after reading the whole log; and only
+    // the actions of admitted combinations need reading.
+    let facet_filter = FacetFilter {
+        actions: action_ids.clone(),
+        categories: category_ids.clone(),
+        severities: severities.clone(),
+        outcome,
+        source,
+    };
+    let combos = if empty || facet_filter.is_empty() {
+        None
+    } else {
+        let found = Combos::find(conn, tid, &facet_filter)?;
+        empty |= found.combos.is_empty();
+        if !f.actions.is_empty() {
+            action_ids = found.actions();
+        }
+        Some(found)
+    };
     if !f.actions.is_empty() {
-        empty |= in_list("e.action", &action_ids, &mut clauses);
+        match action_ids.as_slice() {
+            [] => empty = true,
+            // One action: its index yields the action's events in `pos` order — unless a
+            // target's (a record's history: few events, and no counter to say so) or a
+            // smaller actor's index does, which the planner cannot tell without statistics
+            // (`action=user.role_change&actor_id=42` read the action's 125,000 events at 1M
+            // to find none). `+` keeps the planner off the action index.
+            [one] => {
+                let other_index = f.target_id.is_some()
+                    || match &f.actor_id {
+                        Some(actor) => {
+                            actor_events(conn, tid, actor)? < action_events(conn, tid, *one)?
+                        }
+                        None => false,
+                    };
+                let plus = if other_index { "+" } else { "" };
+                clauses.push(format!("{plus}e.action = {one}"));
+            }
+            // Several: the index would yield them action by action, to be sorted whole
+            // before the first row of the page (0.6-1.9 s at 1M events for `user.*` with
+            // another filter). Read in `pos` order instead — the facets have already
+            // restricted the scan to the blocks that hold matches when they are sparse.
+            many => clauses.push(format!(
+                "+e.action IN ({})",
+                many.iter()
+                    .map(i64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            )),
+        }
     }
     if !f.categories.is_empty() {
         empty |= in_list("e.category", &category_ids, &mut clauses);
     }
-    if !f.severities.is_empty() && f.severities.len() < Severity::ALL.len() {
-        let ranks: Vec<i64> = f.severities.iter().map(|s| i64::from(s.rank())).collect();
-        in_list("e.severity", &ranks, &mut clauses);
-    }
-    if let Some(o) = f.outcome {
-        clauses.push(format!("e.outcome = {}", o.rank()));
+    in_list("e.severity", &severities, &mut clauses);
+    if let Some(o) = outcome {
+        clauses.push(format!("e.outcome = {o}"));
     }
     if let Some(a) = &f.actor_id {
         clauses.push("e.actor_id = ?".into());
@@ -249,11 +330,8 @@ pub fn compile(conn: &Connection, tid: i64, q: &EventQuery) -> StoreResult<Compi
         params.push(a.to_vec().into());
         params.push(b.to_vec().into());
     }
-    if let Some(s) = &f.source {
-        match term(conn, TERM_SOURCE, s)? {
-            Some(id) => clauses.push(format!("e.source = {id}")),
-            None => empty = true,
-        }
+    if let Some(id) = source {
+        clauses.push(format!("e.source = {id}"));
     }
     // A window is answered through the zone map (`window.rs`), span by span in `pos` order;
     // the unary `+` keeps SQLite from driving the scan from the `occurred_at` index instead,
@@ -288,29 +366,38 @@ pub fn compile(conn: &Connection, tid: i64, q: &EventQuery) -> StoreResult<Compi
         g.until = None;
         g.is_empty()
     };
-    let counted = (!unfiltered && {
+    // Only faceted columns (and maybe a window): facet counts are the matches.
+    let facets_only = combos.is_some() && {
         let mut g = rest.clone();
+        g.since = None;
+        g.until = None;
         g.actions.clear();
         g.categories.clear();
+        g.severities.clear();
+        g.outcome = None;
+        g.source = None;
         g.is_empty()
-    })
-    .then_some((action_ids, category_ids));
+    };
+    let facet_total =
+        (facets_only && window.is_none()).then(|| combos.as_ref().map_or(0, |c| c.matches));
     Ok(Compiled {
         from_where: format!("FROM {from} WHERE {}", clauses.join(" AND ")),
         params,
         empty,
         unfiltered,
-        pos_col: if f.text.is_empty() {
-            "e.pos"
-        } else {
+        pos_col: if text_driven {
             "events_fts.rowid"
+        } else {
+            "e.pos"
         },
         range_at,
         lo,
         hi,
         window,
         window_only,
-        counted,
+        combos,
+        facets_only,
+        facet_total,
     })
 }
 
@@ -343,16 +430,29 @@ fn search_in(conn: &Connection, q: &EventQuery, budget: Duration) -> StoreResult
         c.from_where, c.pos_col
     );
     // The ranges of `pos` to read, in ascending order: the whole (cursor-narrowed) tenant
-    // range, or the zone map's spans that overlap the window.
-    let mut spans = match c.window {
-        _ if c.empty => Vec::new(),
-        None => vec![Span {
-            lo: c.lo,
-            hi: c.hi,
-            inside: false,
-            count: 0,
-        }],
-        Some((since, until)) => window::spans(conn, tid, since, until, c.lo, c.hi, c.window_only)?,
+    // range; the zone map's spans that overlap the window; or, when the faceted columns match
+    // sparsely, the blocks holding their combinations (within the window's blocks). With
+    // `exact_counts`, a span wholly inside counts its matches.
+    let sparse = c.combos.as_ref().filter(|f| f.sparse(size));
+    let (mut spans, exact_counts) = match (c.window, sparse) {
+        _ if c.empty => (Vec::new(), true),
+        (window, Some(f)) => (
+            f.spans(conn, tid, window, c.lo, c.hi, c.facets_only)?,
+            c.facets_only,
+        ),
+        (None, None) => (
+            vec![Span {
+                lo: c.lo,
+                hi: c.hi,
+                inside: false,
+                count: 0,
+            }],
+            false,
+        ),
+        (Some((since, until)), None) => (
+            window::spans(conn, tid, since, until, c.lo, c.hi, c.window_only)?,
+            c.window_only,
+        ),
     };
     if q.order == Order::Desc {
         spans.reverse();
@@ -394,7 +494,7 @@ fn search_in(conn: &Connection, q: &EventQuery, budget: Duration) -> StoreResult
                     break;
                 }
                 if skip > 0 && spans.len() > 1 {
-                    let n = if s.inside && c.window_only {
+                    let n = if s.inside && exact_counts {
                         s.count
                     } else {
                         count_range(conn, &c, (s.lo, s.hi), Some(skip))?
@@ -411,10 +511,10 @@ fn search_in(conn: &Connection, q: &EventQuery, budget: Duration) -> StoreResult
                 Total::exact(0)
             } else if c.unfiltered {
                 Total::exact(size)
-            } else if let (Some((actions, categories)), 1) = (&c.counted, spans.len()) {
-                Total::exact(counted_total(conn, tid, actions, categories)?)
+            } else if let Some(n) = c.facet_total {
+                Total::exact(n)
             } else {
-                counted(conn, &c, &spans, tid, size, budget)?
+                counted(conn, &c, &spans, exact_counts, tid, size, budget)?
             }
             .with_page(offset, events.len() as u64, per_page);
             Ok(SearchResult {
@@ -428,13 +528,14 @@ fn search_in(conn: &Connection, q: &EventQuery, budget: Duration) -> StoreResult
 }
 
 /// The total of a filter no counter answers, within `budget` ([`bitacora_store::total`]):
-/// spans wholly inside a bare window from the zone map, the others counted in chunks, and
+/// spans wholly inside from their counts (`exact_counts`), the others counted in chunks, and
 /// what the budget leaves estimated from samples. Ranges stop at the tenant's last event, so
 /// positions that hold no event yet are never sampled.
 fn counted(
     conn: &Connection,
     c: &Compiled,
     spans: &[Span],
+    exact_counts: bool,
     tid: i64,
     size: u64,
     budget: Duration,
@@ -443,7 +544,7 @@ fn counted(
         return Ok(Total::exact(0));
     }
     let last = pos(tid, size - 1);
-    let mut counter = Counter::over_spans(spans, c.window_only, last, budget);
+    let mut counter = Counter::over_spans(spans, exact_counts, last, budget);
     while let Some(r) = counter.next() {
         counter.counted(count_range(conn, c, r, None)?);
     }
@@ -500,53 +601,24 @@ fn count_range(
         .map_err(sql_error)
 }
 
-/// The ids of `actions` that the counters saw with one of `categories` in tenant `tid`
-/// (`action_counts` changes in the transactions that change the events, so within one
-/// snapshot this is exact).
-fn actions_in_categories(
-    conn: &Connection,
-    tid: i64,
-    actions: &[i64],
-    categories: &[i64],
-) -> StoreResult<Vec<i64>> {
-    let list = |ids: &[i64]| ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
-    let sql = format!(
-        "SELECT DISTINCT action FROM action_counts
-         WHERE tenant_id = ?1 AND count > 0 AND action IN ({}) AND category IN ({})
-         ORDER BY action",
-        list(actions),
-        list(categories)
-    );
-    let mut stmt = conn.prepare(&sql).map_err(sql_error)?;
-    let ids = stmt
-        .query_map([tid], |r| r.get::<_, i64>(0))
-        .map_err(sql_error)?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(sql_error)?;
-    Ok(ids)
+/// Events of tenant `tid` with action `action`, from the counters.
+fn action_events(conn: &Connection, tid: i64, action: i64) -> StoreResult<u64> {
+    conn.prepare_cached(
+        "SELECT coalesce(sum(count), 0) FROM action_counts WHERE tenant_id = ?1 AND action = ?2",
+    )
+    .map_err(sql_error)?
+    .query_row(params![tid, action], |r| r.get::<_, i64>(0))
+    .map(|n| n.max(0) as u64)
+    .map_err(sql_error)
 }
 
-/// The number of events with one of `actions` (any when empty) and one of `categories` (any
-/// when empty), from the counters the writer keeps.
-fn counted_total(
-    conn: &Connection,
-    tid: i64,
-    actions: &[i64],
-    categories: &[i64],
-) -> StoreResult<u64> {
-    let mut sql =
-        String::from("SELECT coalesce(sum(count), 0) FROM action_counts WHERE tenant_id = ?1");
-    let list = |ids: &[i64]| ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
-    if !actions.is_empty() {
-        sql.push_str(&format!(" AND action IN ({})", list(actions)));
-    }
-    if !categories.is_empty() {
-        sql.push_str(&format!(" AND category IN ({})", list(categories)));
-    }
-    conn.prepare_cached(&sql)
+/// Events of tenant `tid` with actor id `actor`, from the counters.
+fn actor_events(conn: &Connection, tid: i64, actor: &str) -> StoreResult<u64> {
+    conn.prepare_cached("SELECT count FROM actor_stats WHERE tenant_id = ?1 AND actor_id = ?2")
         .map_err(sql_error)?
-        .query_row([tid], |r| r.get::<_, i64>(0))
-        .map(|n| n as u64)
+        .query_row(params![tid, actor], |r| r.get::<_, i64>(0))
+        .optional()
+        .map(|n| n.unwrap_or(0).max(0) as u64)
         .map_err(sql_error)
 }
 
@@ -773,30 +845,36 @@ mod tests {
         rows.join(" | ")
     }
 
-    /// The counters drop the actions that never came with the filter's categories, so an
-    /// action/category pair that never occurred matches nothing without reading an event.
+    /// The facets drop what never occurred together: a pair of values the log never held
+    /// matches nothing without reading an event, and a prefix keeps only the actions that
+    /// came with the other faceted filters.
     #[test]
-    fn actions_are_pruned_by_the_categories_they_came_with() {
+    fn filters_are_pruned_by_the_combinations_the_log_holds() {
         let (_dir, conn) = db();
-        let c = compiled(&conn, "action=user.*&category=user");
-        assert!(
-            c.empty,
-            "no counter row: no action of the prefix came with the category"
-        );
-        // Only user.login (1) was seen with category user (5).
-        conn.execute_batch(
-            "INSERT INTO action_counts (tenant_id, action, category, count) VALUES (1, 1, 5, 3)",
-        )
-        .unwrap();
-        let c = compiled(&conn, "action=user.*&category=user");
+        for never in [
+            "severity=medium",
+            "severity=critical&outcome=failure&action=user.logout",
+            "action=user.logout&source=admin_panel",
+            "action=user.*&category=device",
+        ] {
+            let c = compiled(&conn, never);
+            assert!(c.empty, "{never}: no combination of the log admits it");
+        }
+        let c = compiled(&conn, "action=user.*&severity=critical");
         assert!(!c.empty);
         assert!(c.from_where.contains("e.action = 1 "), "{}", c.from_where);
-        let c = compiled(&conn, "action=user.*");
+        assert_eq!(c.facet_total, Some(20));
+        let c = compiled(&conn, "action=user.*&outcome=failure");
         assert!(
             c.from_where.contains("e.action IN (1,2)"),
             "{}",
             c.from_where
         );
+        assert_eq!(c.facet_total, Some(17));
+        // Another filter: the facets narrow the scan but do not count the matches.
+        let c = compiled(&conn, "action=user.*&actor_id=42");
+        assert!(!c.empty);
+        assert_eq!(c.facet_total, None);
     }
 
     fn db() -> (tempfile::TempDir, Connection) {
@@ -811,7 +889,16 @@ mod tests {
         schema::migrate_fts(&conn).unwrap();
         conn.execute_batch(
             "INSERT INTO terms (id, kind, value) VALUES (1, 1, 'user.login'), (2, 1, 'user.logout'),
-                    (3, 3, 'user'), (4, 4, 'admin_panel'), (5, 2, 'user');",
+                    (3, 3, 'user'), (4, 4, 'admin_panel'), (5, 2, 'user');
+             -- user.login, critical, from the admin panel (success 10, failure 10); user.logout,
+             -- low, failure, without a source (7).
+             INSERT INTO facet_counts (tenant_id, action, category, severity, outcome, source, count)
+             VALUES (1, 1, 5, 3, 0, 4, 10), (1, 1, 5, 3, 1, 4, 10), (1, 2, 5, 0, 1, 0, 7);
+             INSERT INTO action_counts (tenant_id, action, category, count)
+             VALUES (1, 1, 5, 20), (1, 2, 5, 7);
+             -- Actor 42 did 3 things, actor 7 thirty.
+             INSERT INTO actor_stats (tenant_id, actor_id, count, last_seen)
+             VALUES (1, '42', 3, 0), (1, '7', 30, 0);",
         )
         .unwrap();
         (dir, conn)
@@ -832,6 +919,26 @@ mod tests {
                 "USING INDEX events_target",
             ),
             ("action=user.login", "USING INDEX events_action"),
+            // An action and an actor: the index of the one with fewer events.
+            ("action=user.login&actor_id=42", "USING INDEX events_actor"),
+            ("action=user.login&actor_id=7", "USING INDEX events_action"),
+            // An action and a target: the target's.
+            (
+                "action=user.login&target_type=user&target_id=456",
+                "USING INDEX events_target",
+            ),
+            // Several actions: read in log order (their index would sort every match).
+            ("action=user.*&ip=10.1.0.0/16", "USING INTEGER PRIMARY KEY"),
+            // A prefix the facets narrow to one action uses that action's index.
+            (
+                "action=user.*&severity=critical",
+                "USING INDEX events_action",
+            ),
+            // A target's few events, each checked against the full-text index by rowid.
+            (
+                "target_type=user&target_id=456&q=auditoria",
+                "USING INDEX events_target",
+            ),
             ("q=auditoria", "VIRTUAL TABLE INDEX"),
             ("q=auditoria&action=user.login", "VIRTUAL TABLE INDEX"),
             (
@@ -842,7 +949,7 @@ mod tests {
         for (query, expected) in cases {
             let p = plan(&conn, query);
             assert!(p.contains(expected), "{query}: {p}");
-            if query.contains("q=") {
+            if query.contains("q=") && !query.contains("target_id=") {
                 assert!(
                     p.starts_with("SCAN fts.events_fts") || p.starts_with("SCAN events_fts"),
                     "{query} must be driven by the full-text index: {p}"

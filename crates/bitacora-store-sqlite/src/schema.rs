@@ -22,6 +22,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0007_lifecycle.sql"),
     include_str!("../migrations/0008_delivery.sql"),
     include_str!("../migrations/0009_cosignatures.sql"),
+    include_str!("../migrations/0010_event_facets.sql"),
 ];
 const FTS_SCHEMA: &str = include_str!("../migrations/fts.sql");
 
@@ -97,6 +98,9 @@ pub fn open(path: &Path, role: Role, synchronous: Synchronous) -> StoreResult<Co
 /// The schema version whose migration creates the zone map (`0005_event_blocks.sql`).
 const EVENT_BLOCKS_VERSION: usize = 5;
 
+/// The schema version whose migration creates the facets (`0010_event_facets.sql`).
+const EVENT_FACETS_VERSION: usize = 10;
+
 /// Brings the schema up to date.
 pub fn migrate(conn: &mut Connection) -> StoreResult<()> {
     let version: usize = conn
@@ -115,6 +119,9 @@ pub fn migrate(conn: &mut Connection) -> StoreResult<()> {
         // 0005 creates the zone map empty; existing events are summarized into it here.
         if i + 1 == EVENT_BLOCKS_VERSION {
             crate::window::backfill(&tx)?;
+        }
+        if i + 1 == EVENT_FACETS_VERSION {
+            crate::facets::backfill(&tx)?;
         }
         tx.pragma_update(None, "user_version", (i + 1) as i64)
             .map_err(sql_error)?;

@@ -108,6 +108,44 @@ pub fn record_blocks(
 
 pub use bitacora_store::window::Span;
 
+/// The inclusive `pos` range of tenant `tid`'s block `block`.
+pub fn block_bounds(tid: i64, block: i64) -> (i64, i64) {
+    (
+        pos(tid, (block as u64) << BLOCK_BITS),
+        pos(tid, (((block as u64) + 1) << BLOCK_BITS) - 1),
+    )
+}
+
+/// The zone-map rows of tenant `tid`'s blocks `first..=last` that overlap
+/// `since <= occurred_at < until`, ascending.
+pub fn blocks(
+    conn: &Connection,
+    tid: i64,
+    since: i64,
+    until: i64,
+    first: i64,
+    last: i64,
+) -> StoreResult<Vec<Block>> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT block, min_at, max_at, count FROM event_blocks
+             WHERE tenant_id = ?1 AND block BETWEEN ?2 AND ?3 AND max_at >= ?4 AND min_at < ?5
+             ORDER BY block",
+        )
+        .map_err(sql_error)?;
+    stmt.query_map(params![tid, first, last, since, until], |r| {
+        Ok(Block {
+            block: r.get(0)?,
+            min_at: r.get(1)?,
+            max_at: r.get(2)?,
+            count: r.get::<_, i64>(3)? as u64,
+        })
+    })
+    .map_err(sql_error)?
+    .collect::<Result<Vec<_>, _>>()
+    .map_err(sql_error)
+}
+
 /// The spans of tenant `tid`'s positions `lo..=hi` that can hold events with
 /// `since <= occurred_at < until`, in ascending order. With `split_inside`, spans wholly inside
 /// the window are kept apart from the others so their counts can be used.
@@ -127,36 +165,12 @@ pub fn spans(
         block_of((lo & SEQ_MASK) as u64),
         block_of((hi & SEQ_MASK) as u64),
     );
-    let mut stmt = conn
-        .prepare_cached(
-            "SELECT block, min_at, max_at, count FROM event_blocks
-             WHERE tenant_id = ?1 AND block BETWEEN ?2 AND ?3 AND max_at >= ?4 AND min_at < ?5
-             ORDER BY block",
-        )
-        .map_err(sql_error)?;
-    let blocks = stmt
-        .query_map(params![tid, first, last, since, until], |r| {
-            Ok(Block {
-                block: r.get(0)?,
-                min_at: r.get(1)?,
-                max_at: r.get(2)?,
-                count: r.get::<_, i64>(3)? as u64,
-            })
-        })
-        .map_err(sql_error)?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(sql_error)?;
     let layout = Layout {
-        bounds: |block: i64| {
-            (
-                pos(tid, (block as u64) << BLOCK_BITS),
-                pos(tid, (((block as u64) + 1) << BLOCK_BITS) - 1),
-            )
-        },
+        bounds: |block: i64| block_bounds(tid, block),
         max_spans: MAX_SPANS,
     };
     Ok(window::plan(
-        blocks,
+        blocks(conn, tid, since, until, first, last)?,
         &layout,
         (since, until),
         (lo, hi),

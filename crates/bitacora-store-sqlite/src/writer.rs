@@ -37,7 +37,7 @@ use crate::indexer::Doc;
 use crate::schema::{TERM_ACTION, TERM_CATEGORY, TERM_SOURCE, TERM_TARGET_TYPE};
 use crate::sql_error;
 use crate::tree::{self, STORED_LEVEL};
-use crate::{rollup, window};
+use crate::{facets, rollup, window};
 
 /// The duplicate check of every append with a client-given id. Pinned to the id index: with
 /// statistics taken while the log was tiny (`PRAGMA optimize` at a shutdown soon after install)
@@ -234,6 +234,7 @@ impl Writer {
         let mut nodes: Vec<(i64, NodeId, Hash)> = Vec::new();
         let mut blocks: HashMap<(i64, i64), window::BlockDelta> = HashMap::new();
         let mut rollups = rollup::Deltas::default();
+        let mut facets = facets::Deltas::default();
 
         {
             let mut insert = tx
@@ -358,6 +359,18 @@ impl Writer {
                     (seq, p.sealed.leaf_hash, p.sealed.fingerprint),
                 );
                 *action_counts.entry((tid, action, category)).or_default() += 1;
+                facets.add(
+                    tid,
+                    facets::Combo {
+                        action,
+                        category,
+                        severity: i64::from(e.severity.rank()),
+                        outcome: i64::from(e.outcome.rank()),
+                        source: source.unwrap_or(0),
+                    },
+                    seq,
+                    1,
+                );
                 rollups.add(rollup::Row {
                     tenant_id: tid,
                     occurred_us: p.occurred_us,
@@ -400,6 +413,7 @@ impl Writer {
 
         tree::insert_nodes(&tx, &nodes)?;
         window::record_blocks(&tx, &blocks)?;
+        facets.write(&tx)?;
         rollups.write(&tx)?;
         if let Some(key) = &commit_key {
             let mut upsert = tx

@@ -426,6 +426,8 @@ pub async fn totals_past_the_budget_are_estimated(store: &dyn Store) {
         store.append(chunk.to_vec()).await.expect("append");
     }
     let failures = |from: u64, to: u64| (from..to).filter(|i| i % 7 == 0).count() as u64;
+    // Every third event names a device as its target.
+    let targeted = |from: u64, to: u64| (from..to).filter(|i| i % 3 == 0).count() as u64;
     let seqs = |r: &crate::SearchResult| r.events.iter().map(|e| e.seq).collect::<Vec<_>>();
     let close = |got: u64, want: u64| got.abs_diff(want) * 10 <= want * 3;
 
@@ -437,11 +439,19 @@ pub async fn totals_past_the_budget_are_estimated(store: &dyn Store) {
         .await
         .unwrap();
     assert_eq!((r.total, r.estimated), (Some(N / 4), false));
+    let r = store
+        .search(&query("outcome=failure&source=web&page=2&per_page=5"))
+        .await
+        .unwrap();
+    let want = (0..N).filter(|i| i % 14 == 0).count() as u64;
+    assert_eq!((r.total, r.estimated), (Some(want), false));
 
     // A filter with no counter over the whole log: estimated, close, never below the page.
     for page in [1, 3] {
         let r = store
-            .search(&query(&format!("outcome=failure&page={page}&per_page=10")))
+            .search(&query(&format!(
+                "target_type=device&page={page}&per_page=10"
+            )))
             .await
             .unwrap();
         assert!(
@@ -450,30 +460,30 @@ pub async fn totals_past_the_budget_are_estimated(store: &dyn Store) {
         );
         let total = r.total.unwrap();
         assert!(
-            close(total, failures(0, N)),
+            close(total, targeted(0, N)),
             "estimate {total} of {}",
-            failures(0, N)
+            targeted(0, N)
         );
         // The page is exact: the same events as a cursor walk.
         let walk = store
-            .search(&query(&format!("outcome=failure&limit={}", page * 10)))
+            .search(&query(&format!("target_type=device&limit={}", page * 10)))
             .await
             .unwrap();
         assert_eq!(seqs(&r), seqs(&walk)[(page as usize - 1) * 10..]);
     }
-    // The last page knows the exact total.
-    let per_page = 1_000;
-    let last = failures(0, N).div_ceil(per_page);
+    // The last page (a short one) knows the exact total.
+    let per_page = 900;
+    let last = targeted(0, N).div_ceil(per_page);
     let r = store
         .search(&query(&format!(
-            "outcome=failure&page={last}&per_page={per_page}&order=asc"
+            "target_type=device&page={last}&per_page={per_page}&order=asc"
         )))
         .await
         .unwrap();
-    assert_eq!((r.total, r.estimated), (Some(failures(0, N)), false));
+    assert_eq!((r.total, r.estimated), (Some(targeted(0, N)), false));
     assert_eq!(
         r.events.len() as u64,
-        failures(0, N) - (last - 1) * per_page
+        targeted(0, N) - (last - 1) * per_page
     );
 
     // A window with a filter: exact or a close estimate, and the page exact.

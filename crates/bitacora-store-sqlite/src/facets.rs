@@ -1,0 +1,350 @@
+//! Facets: which combinations of the low-cardinality columns occur where in the log.
+//!
+//! Filters on `action`, `category`, `severity`, `outcome` and `source` have no index of their
+//! own (one action has; a prefix, a category or a severity would need one per column and
+//! would still read every match of a dense value). They are checked row by row while the log
+//! is read in `seq` order, which is fast when they match often and ruinous when they match
+//! little: `severity=critical&outcome=failure` on a log where the two never meet read all of
+//! it to return nothing (0.7-1.9 s at 1M events). So the writer keeps, in the append
+//! transaction:
+//! - `facet_counts`: per tenant, every distinct combination (action, category, severity,
+//!   outcome, source) with its count — tens to hundreds of rows;
+//! - `event_facets`: the same per block of the zone map ([`window::BLOCK_BITS`]), keyed by
+//!   combination first, so the blocks holding one combination are one ordered range.
+//!
+//! A search reads the combinations its filter admits ([`Combos::find`]): none answers empty at
+//! once; the sum of their counts is an exact total when nothing else filters; and when the
+//! matches are sparse ([`Combos::sparse`]) it reads the blocks holding them and scans only
+//! those, as [`Span`]s planned by the zone map's planner. A dense filter reads the log as
+//! before: its first page is near the head anyway, and reading every combination's blocks
+//! would cost more than the page.
+
+use std::collections::{BTreeMap, HashMap};
+
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{Connection, Transaction, params, params_from_iter};
+
+use crate::derive::{SEQ_BITS, SEQ_MASK};
+use crate::sql_error;
+use crate::window::{self, BLOCK_BITS, block_of};
+use bitacora_store::StoreResult;
+use bitacora_store::window::{Block, Layout, Span};
+
+/// One combination of the faceted columns (`source` 0 when the event has none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Combo {
+    pub action: i64,
+    pub category: i64,
+    pub severity: i64,
+    pub outcome: i64,
+    pub source: i64,
+}
+
+/// A filter is sparse when fewer than one event in this many matches it: a page of 50 read in
+/// `seq` order then costs about 3,000 rows at most, while reading the blocks of the
+/// combinations costs at most one row per match and block. Tests (the conformance suite's
+/// random searches among them) take the facets' path for any filter rarer than one in two.
+#[cfg(not(test))]
+const DENSE_RATIO: u64 = 64;
+#[cfg(test)]
+const DENSE_RATIO: u64 = 2;
+
+/// Facet spans beyond this many are coalesced. Much more than the zone map's limit: sparse
+/// matches scatter, each span is read only until the page is full, and a coalesced span
+/// reads its gaps again.
+#[cfg(not(test))]
+const MAX_SPANS: usize = 1024;
+#[cfg(test)]
+const MAX_SPANS: usize = 6;
+
+/// What a search asks of the faceted columns; an empty list admits every value.
+#[derive(Debug, Default, Clone)]
+pub struct FacetFilter {
+    pub actions: Vec<i64>,
+    pub categories: Vec<i64>,
+    pub severities: Vec<i64>,
+    pub outcome: Option<i64>,
+    pub source: Option<i64>,
+}
+
+impl FacetFilter {
+    /// True when the filter narrows nothing.
+    pub fn is_empty(&self) -> bool {
+        self.actions.is_empty()
+            && self.categories.is_empty()
+            && self.severities.is_empty()
+            && self.outcome.is_none()
+            && self.source.is_none()
+    }
+}
+
+/// The combinations a filter admits in one tenant's log, with their counts.
+#[derive(Debug, Clone)]
+pub struct Combos {
+    pub combos: Vec<(Combo, u64)>,
+    /// Events matching the faceted part of the filter, in the whole log.
+    pub matches: u64,
+}
+
+impl Combos {
+    /// Reads the combinations of tenant `tid` that `f` admits.
+    pub fn find(conn: &Connection, tid: i64, f: &FacetFilter) -> StoreResult<Self> {
+        let mut sql = String::from(
+            "SELECT action, category, severity, outcome, source, count FROM facet_counts
+             WHERE tenant_id = ?",
+        );
+        let mut args: Vec<SqlValue> = vec![tid.into()];
+        let mut narrow = |column: &str, ids: &[i64]| {
+            match ids.len() {
+                0 => return,
+                1 => sql.push_str(&format!(" AND {column} = ?")),
+                n => sql.push_str(&format!(" AND {column} IN ({})", vec!["?"; n].join(","))),
+            }
+            args.extend(ids.iter().map(|&i| SqlValue::from(i)));
+        };
+        narrow("action", &f.actions);
+        narrow("category", &f.categories);
+        narrow("severity", &f.severities);
+        narrow("outcome", f.outcome.as_slice());
+        narrow("source", f.source.as_slice());
+        let mut stmt = conn.prepare_cached(&sql).map_err(sql_error)?;
+        let combos = stmt
+            .query_map(params_from_iter(args), |r| {
+                Ok((
+                    Combo {
+                        action: r.get(0)?,
+                        category: r.get(1)?,
+                        severity: r.get(2)?,
+                        outcome: r.get(3)?,
+                        source: r.get(4)?,
+                    },
+                    r.get::<_, i64>(5)?.max(0) as u64,
+                ))
+            })
+            .map_err(sql_error)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(sql_error)?;
+        let matches = combos.iter().map(|(_, n)| n).sum();
+        Ok(Self { combos, matches })
+    }
+
+    /// The actions among the admitted combinations, ascending.
+    pub fn actions(&self) -> Vec<i64> {
+        let mut ids: Vec<i64> = self.combos.iter().map(|(c, _)| c.action).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
+    /// True when the matches are rare enough in a log of `size` events that reading their
+    /// blocks beats reading the log.
+    pub fn sparse(&self, size: u64) -> bool {
+        self.matches.saturating_mul(DENSE_RATIO) < size
+    }
+
+    /// The spans of tenant `tid`'s positions `lo..=hi` that hold a match, in ascending order,
+    /// intersected with the zone map's blocks for `window` when there is one. A span's
+    /// `count` (when `inside`) is the number of its events matching the faceted filter and
+    /// the window: the search's total when nothing else filters.
+    pub fn spans(
+        &self,
+        conn: &Connection,
+        tid: i64,
+        window: Option<(i64, i64)>,
+        lo: i64,
+        hi: i64,
+        split_inside: bool,
+    ) -> StoreResult<Vec<Span>> {
+        if lo > hi || self.combos.is_empty() || window.is_some_and(|(s, u)| s >= u) {
+            return Ok(Vec::new());
+        }
+        let (first, last) = (
+            block_of((lo & SEQ_MASK) as u64),
+            block_of((hi & SEQ_MASK) as u64),
+        );
+        let mut per_block: BTreeMap<i64, u64> = BTreeMap::new();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT block, count FROM event_facets
+                 WHERE tenant_id = ?1 AND action = ?2 AND category = ?3 AND severity = ?4
+                   AND outcome = ?5 AND source = ?6 AND block BETWEEN ?7 AND ?8",
+            )
+            .map_err(sql_error)?;
+        for (c, _) in &self.combos {
+            let mut rows = stmt
+                .query(params![
+                    tid, c.action, c.category, c.severity, c.outcome, c.source, first, last
+                ])
+                .map_err(sql_error)?;
+            while let Some(r) = rows.next().map_err(sql_error)? {
+                *per_block.entry(r.get(0).map_err(sql_error)?).or_default() +=
+                    r.get::<_, i64>(1).map_err(sql_error)?.max(0) as u64;
+            }
+        }
+        let blocks: Vec<Block> = match window {
+            // Blocks without a window are wholly "inside" an unbounded one.
+            None => per_block
+                .into_iter()
+                .map(|(block, count)| Block {
+                    block,
+                    min_at: 0,
+                    max_at: 0,
+                    count,
+                })
+                .collect(),
+            Some((since, until)) => window::blocks(conn, tid, since, until, first, last)?
+                .into_iter()
+                .filter_map(|b| per_block.get(&b.block).map(|&count| Block { count, ..b }))
+                .collect(),
+        };
+        let layout = Layout {
+            bounds: |block: i64| window::block_bounds(tid, block),
+            max_spans: MAX_SPANS,
+        };
+        Ok(bitacora_store::window::plan(
+            blocks,
+            &layout,
+            window.unwrap_or((i64::MIN, i64::MAX)),
+            (lo, hi),
+            split_inside,
+        ))
+    }
+}
+
+/// What one group commit (or one purge, negated) adds to the facets.
+#[derive(Default)]
+pub struct Deltas {
+    blocks: HashMap<(i64, Combo, i64), i64>,
+    totals: HashMap<(i64, Combo), i64>,
+}
+
+impl Deltas {
+    pub fn add(&mut self, tid: i64, combo: Combo, seq: u64, n: i64) {
+        *self.blocks.entry((tid, combo, block_of(seq))).or_default() += n;
+        *self.totals.entry((tid, combo)).or_default() += n;
+    }
+
+    /// Applies the deltas in `tx`; rows whose count falls to zero are deleted.
+    pub fn write(&self, tx: &Transaction<'_>) -> StoreResult<()> {
+        let mut block = tx
+            .prepare_cached(
+                "INSERT INTO event_facets
+                    (tenant_id, action, category, severity, outcome, source, block, count)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT DO UPDATE SET count = count + excluded.count",
+            )
+            .map_err(sql_error)?;
+        let mut total = tx
+            .prepare_cached(
+                "INSERT INTO facet_counts
+                    (tenant_id, action, category, severity, outcome, source, count)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT DO UPDATE SET count = count + excluded.count",
+            )
+            .map_err(sql_error)?;
+        let mut any_negative = false;
+        for ((tid, c, b), n) in &self.blocks {
+            any_negative |= *n < 0;
+            block
+                .execute(params![
+                    tid, c.action, c.category, c.severity, c.outcome, c.source, b, n
+                ])
+                .map_err(sql_error)?;
+        }
+        for ((tid, c), n) in &self.totals {
+            total
+                .execute(params![
+                    tid, c.action, c.category, c.severity, c.outcome, c.source, n
+                ])
+                .map_err(sql_error)?;
+        }
+        if any_negative {
+            let mut gone_block = tx
+                .prepare_cached(
+                    "DELETE FROM event_facets WHERE tenant_id = ?1 AND action = ?2
+                       AND category = ?3 AND severity = ?4 AND outcome = ?5 AND source = ?6
+                       AND block = ?7 AND count <= 0",
+                )
+                .map_err(sql_error)?;
+            for (tid, c, b) in self.blocks.keys() {
+                gone_block
+                    .execute(params![
+                        tid, c.action, c.category, c.severity, c.outcome, c.source, b
+                    ])
+                    .map_err(sql_error)?;
+            }
+            let mut gone_total = tx
+                .prepare_cached(
+                    "DELETE FROM facet_counts WHERE tenant_id = ?1 AND action = ?2
+                       AND category = ?3 AND severity = ?4 AND outcome = ?5 AND source = ?6
+                       AND count <= 0",
+                )
+                .map_err(sql_error)?;
+            for (tid, c) in self.totals.keys() {
+                gone_total
+                    .execute(params![
+                        tid, c.action, c.category, c.severity, c.outcome, c.source
+                    ])
+                    .map_err(sql_error)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Builds the facets of a store written before they existed (migration 10).
+pub fn backfill(tx: &Transaction<'_>) -> StoreResult<()> {
+    tx.execute(
+        "INSERT INTO event_facets
+            (tenant_id, action, category, severity, outcome, source, block, count)
+         SELECT pos >> ?1, action, category, severity, outcome, coalesce(source, 0),
+                (pos & ?2) >> ?3, count(*)
+         FROM events GROUP BY 1, 2, 3, 4, 5, 6, 7",
+        params![SEQ_BITS, SEQ_MASK, BLOCK_BITS],
+    )
+    .map_err(sql_error)?;
+    tx.execute(
+        "INSERT INTO facet_counts (tenant_id, action, category, severity, outcome, source, count)
+         SELECT tenant_id, action, category, severity, outcome, source, sum(count)
+         FROM event_facets GROUP BY 1, 2, 3, 4, 5, 6",
+        [],
+    )
+    .map_err(sql_error)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sparse_means_rarer_than_the_dense_ratio() {
+        let c = |matches| Combos {
+            combos: Vec::new(),
+            matches,
+        };
+        let size = 1000 * DENSE_RATIO;
+        assert!(c(0).sparse(1));
+        assert!(c(999).sparse(size));
+        assert!(!c(1000).sparse(size));
+        assert!(!c(1).sparse(0));
+    }
+
+    #[test]
+    fn deltas_add_up_per_block_and_per_log() {
+        let combo = Combo {
+            action: 1,
+            category: 2,
+            severity: 3,
+            outcome: 0,
+            source: 0,
+        };
+        let mut d = Deltas::default();
+        d.add(1, combo, 0, 1);
+        d.add(1, combo, 1, 1);
+        d.add(1, combo, 1 << BLOCK_BITS, 1);
+        assert_eq!(d.blocks[&(1, combo, 0)], 2);
+        assert_eq!(d.blocks[&(1, combo, 1)], 1);
+        assert_eq!(d.totals[&(1, combo)], 3);
+    }
+}
