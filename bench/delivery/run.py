@@ -62,12 +62,18 @@ def start_receiver():
     return server.server_address[1]
 
 
+# `[delivery]` settings every server of the run gets besides `allow_private_destinations`
+# (`--delivery KEY=VALUE`, e.g. `max_batch=2000`).
+DELIVERY_SETTINGS = []
+
+
 class Server:
     def __init__(self, binary):
         self.dir = tempfile.TemporaryDirectory()
         config = os.path.join(self.dir.name, "bitacora.toml")
         with open(config, "w") as f:
             f.write("[store]\nsynchronous = \"normal\"\n[delivery]\nallow_private_destinations = true\n")
+            f.writelines(f"{setting}\n" for setting in DELIVERY_SETTINGS)
         data = os.path.join(self.dir.name, "data")
         self.proc = subprocess.Popen(
             [binary, "serve", "--listen", "127.0.0.1:0", "--data", data, "--config", config],
@@ -349,7 +355,10 @@ def main():
     p.add_argument("--nats", default="127.0.0.1:4222")
     p.add_argument("--only", default="catch-up,alert,ingest,sustained",
                    help="comma-separated: catch-up, alert, ingest, sustained")
+    p.add_argument("--delivery", action="append", default=[], metavar="KEY=VALUE",
+                   help="a [delivery] setting for every server (TOML value), repeatable")
     a = p.parse_args()
+    DELIVERY_SETTINGS.extend(a.delivery)
     only = set(a.only.split(","))
     binary = os.environ.get("BITACORA_BIN", "target/release/bitacora")
     port = start_receiver()

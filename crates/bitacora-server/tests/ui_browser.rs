@@ -1193,9 +1193,11 @@ async fn an_admin_manages_alert_rules_and_destinations_in_the_viewer() {
     let d: Value = reqwest::Client::new()
         .post(server.url("/v1/destinations"))
         .bearer_auth(&server.admin)
-        .json(&json!({"name": "siem <b>east</b>", "kind": "webhook", "tenant": "acme",
+        .json(
+            &json!({"name": "siem <b>east</b>", "kind": "webhook", "tenant": "acme",
                       "stream": true, "url": receiver.url("/hook"),
-                      "filter": {"action": "user.*"}}))
+                      "filter": {"action": "user.*"}}),
+        )
         .send()
         .await
         .unwrap()
@@ -1292,7 +1294,12 @@ async fn hook_events(receiver: &receiver::Receiver) -> Vec<Value> {
         .accepted("/hook")
         .await
         .iter()
-        .flat_map(|d| d["payload"]["events"].as_array().cloned().unwrap_or_default())
+        .flat_map(|d| {
+            d["payload"]["events"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
         .collect()
 }
 
@@ -1351,7 +1358,12 @@ async fn delivery_steps(
     // signature) and the page says it was accepted.
     let before = receiver.accepted("/hook").await.len();
     click(c, "#send-test").await;
-    until(c, "document.querySelector('#test-result') !== null", "the test's outcome").await;
+    until(
+        c,
+        "document.querySelector('#test-result') !== null",
+        "the test's outcome",
+    )
+    .await;
     assert_eq!(
         text(c, "#test-result").await,
         "The receiver accepted the test event."
@@ -1384,14 +1396,23 @@ async fn delivery_steps(
     assert_eq!(count(c, "#no-firings").await, 1);
     fill_rule_form(c).await;
     click(c, "#test-rule").await;
-    until(c, "location.pathname === '/ui/alerts/test'", "the test page").await;
+    until(
+        c,
+        "location.pathname === '/ui/alerts/test'",
+        "the test page",
+    )
+    .await;
     // The count is set apart (a block of its own): compare the words.
     let verdict = words(&text(c, "#would-fire").await);
     assert!(
         verdict.starts_with("Would have fired 2 times over the last 7d (12 matching events)"),
         "{verdict}"
     );
-    assert_eq!(count(c, "table.kv tbody tr").await, 2, "one example per firing");
+    assert_eq!(
+        count(c, "table.kv tbody tr").await,
+        2,
+        "one example per firing"
+    );
     check_page(c, server, "rule test").await;
     shot(c, "34-rule-test").await;
 
@@ -1399,7 +1420,12 @@ async fn delivery_steps(
     goto(c, server, "/ui/alerts?tenant=acme").await;
     fill_rule_form(c).await;
     click(c, "#create-rule").await;
-    until(c, "location.search.includes('done=created')", "the rule created").await;
+    until(
+        c,
+        "location.search.includes('done=created')",
+        "the rule created",
+    )
+    .await;
     assert!(text(c, "p.notice").await.contains("The rule was created"));
     assert_eq!(count(c, "tr.rule").await, 1);
     let rule = text(c, "tr.rule").await;
@@ -1415,7 +1441,12 @@ async fn delivery_steps(
 
     // 6. The stored rule tested from its row: the same answer.
     click(c, "tr.rule form[action*='/ui/alerts/test'] button").await;
-    until(c, "location.pathname === '/ui/alerts/test'", "the rule's test").await;
+    until(
+        c,
+        "location.pathname === '/ui/alerts/test'",
+        "the rule's test",
+    )
+    .await;
     assert_eq!(text(c, "h1").await, "Brute force");
     let verdict = words(&text(c, "#would-fire").await);
     assert!(verdict.starts_with("Would have fired 2 times"), "{verdict}");
@@ -1423,9 +1454,17 @@ async fn delivery_steps(
     // 7. Disabled: shown so, and failures meanwhile fire nothing.
     goto(c, server, "/ui/alerts?tenant=acme").await;
     click(c, "tr.rule form[action*='/disable'] button").await;
-    until(c, "location.search.includes('done=disabled')", "the rule disabled").await;
+    until(
+        c,
+        "location.search.includes('done=disabled')",
+        "the rule disabled",
+    )
+    .await;
     assert_eq!(text(c, "tr.rule .badge.fail").await, "disabled");
-    assert_eq!(text(c, "tr.rule form[action*='/enable'] button").await, "Enable");
+    assert_eq!(
+        text(c, "tr.rule form[action*='/enable'] button").await,
+        "Enable"
+    );
     assert_eq!(
         server.api("/v1/alert-rules").await["rules"][0]["disabled"],
         true
@@ -1444,11 +1483,20 @@ async fn delivery_steps(
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let alerts = server.api("/v1/alerts?tenant=acme").await;
-    assert_eq!(alerts["alerts"], json!([]), "fired while created or disabled");
+    assert_eq!(
+        alerts["alerts"],
+        json!([]),
+        "fired while created or disabled"
+    );
 
     // 8. Enabled again: five new failures fire once, from the new events alone.
     click(c, "tr.rule form[action*='/enable'] button").await;
-    until(c, "location.search.includes('done=enabled')", "the rule enabled").await;
+    until(
+        c,
+        "location.search.includes('done=enabled')",
+        "the rule enabled",
+    )
+    .await;
     assert_eq!(count(c, "tr.rule .badge.fail").await, 0, "still disabled");
     assert!(text(c, "tr.rule").await.contains("enabled"));
     assert_eq!(
