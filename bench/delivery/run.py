@@ -55,6 +55,60 @@ class Receiver(BaseHTTPRequestHandler):
         self.end_headers()
 
 
+class CountingReceiver(BaseHTTPRequestHandler):
+    """The sustained benchmark's webhook receiver, in a process of its own (`--receiver`):
+    in the driving process it would share the GIL with the paced client, and its own delay
+    would throttle the stream it measures. `GET /_count` answers the events received."""
+
+    protocol_version = "HTTP/1.1"
+    count = 0
+    lock = threading.Lock()
+
+    def log_message(self, *args):
+        pass
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        with CountingReceiver.lock:
+            CountingReceiver.count += body.count(b'"leaf_hash"')
+        self.send_response(204)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def do_GET(self):
+        with CountingReceiver.lock:
+            out = str(CountingReceiver.count).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(out)))
+        self.end_headers()
+        self.wfile.write(out)
+
+
+def serve_counting_receiver():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), CountingReceiver)
+    server.daemon_threads = True
+    print(server.server_address[1], flush=True)
+    server.serve_forever()
+
+
+class ReceiverProcess:
+    """This script run as `--receiver`: a counting webhook receiver in its own process."""
+
+    def __init__(self):
+        self.proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--receiver"],
+                                     stdout=subprocess.PIPE, text=True)
+        self.port = int(self.proc.stdout.readline())
+        self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+
+    def count(self):
+        self.conn.request("GET", "/_count")
+        return int(self.conn.getresponse().read())
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
 def start_receiver():
     server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
     server.daemon_threads = True
@@ -255,7 +309,7 @@ def percentile(values, q):
     return values[min(len(values) - 1, int(q * (len(values) - 1) + 0.5))] if values else 0.0
 
 
-def sustained(binary, rate, seconds, port, nats_address, batch=500, threads=4):
+def sustained(binary, rate, seconds, nats_address, batch=500, threads=4):
     """Paced ingest at `rate` events/s for `seconds` with a webhook stream and a NATS
     JetStream stream; every 250 ms, how far each receiver is behind the acknowledged head, in
     events and in seconds (the age of the oldest acknowledged event it does not have yet)."""
@@ -265,11 +319,10 @@ def sustained(binary, rate, seconds, port, nats_address, batch=500, threads=4):
     nats.request(f"$JS.API.STREAM.CREATE.{name}", {"name": name, "subjects": [subject],
                                                    "storage": "file"})
     s = Server(binary)
+    receiver = ReceiverProcess()
     try:
-        with LOCK:
-            RECEIVED.update(events=0, first=None, last=None)
         s.request("POST", "/v1/destinations", {"name": "webhook", "kind": "webhook", "stream": True,
-                                               "url": f"http://127.0.0.1:{port}/sustained"})
+                                               "url": f"http://127.0.0.1:{receiver.port}/sustained"})
         s.request("POST", "/v1/destinations", {"name": "nats", "kind": "nats", "stream": True,
                                                "url": f"nats://{nats_address}/{subject}"})
         time.sleep(2)  # the supervisor starts the workers (it reloads every second)
@@ -302,7 +355,8 @@ def sustained(binary, rate, seconds, port, nats_address, batch=500, threads=4):
         def sample():
             while True:
                 with LOCK:
-                    acked, hook, done = state["acked"], RECEIVED["events"], state["done"]
+                    acked, done = state["acked"], state["done"]
+                hook = receiver.count()
                 info = nats.request(f"$JS.API.STREAM.INFO.{name}")
                 samples.append((time.monotonic(), acked, hook, info["state"]["messages"]))
                 if done and hook >= acked and info["state"]["messages"] >= acked:
@@ -337,6 +391,7 @@ def sustained(binary, rate, seconds, port, nats_address, batch=500, threads=4):
         return achieved, lags(0), lags(1)
     finally:
         s.stop()
+        receiver.stop()
         try:
             nats.request(f"$JS.API.STREAM.DELETE.{name}")
         except Exception as e:  # noqa: BLE001 - report, do not mask the run's own error
@@ -344,6 +399,8 @@ def sustained(binary, rate, seconds, port, nats_address, batch=500, threads=4):
 
 
 def main():
+    if sys.argv[1:] == ["--receiver"]:
+        return serve_counting_receiver()
     p = argparse.ArgumentParser()
     p.add_argument("--events", type=int, default=20000)
     p.add_argument("--samples", type=int, default=40)
@@ -382,7 +439,7 @@ def main():
               f"(runs: {[round(x) for x in base]} vs {[round(x) for x in loaded]})", flush=True)
     if "sustained" in only:
         for run in range(a.runs):
-            achieved, hook, nats = sustained(binary, a.rate, a.seconds, port, a.nats)
+            achieved, hook, nats = sustained(binary, a.rate, a.seconds, a.nats)
             print(f"sustained run {run + 1}: {a.rate:,} events/s asked for {a.seconds:g} s, "
                   f"{achieved:,.0f}/s acknowledged", flush=True)
             for label, (ev, sec, drain) in (("webhook", hook), ("NATS JetStream", nats)):
