@@ -156,6 +156,14 @@ pub struct DestinationSpec {
     /// Syslog: the RFC 5424 facility (0-23; default 13, "log audit").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub facility: Option<u8>,
+    /// `syslogs://` with mutual TLS: the certificate chain (PEM) presented to a receiver that
+    /// asks for a client certificate, leaf first; with `client_key_pem`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cert_pem: Option<String>,
+    /// The private key (PEM: PKCS#8, PKCS#1 or SEC1) of `client_cert_pem`. A secret, like
+    /// `secrets` and `token`: stored, never shown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_key_pem: Option<String>,
 }
 
 /// A new `whsec_` secret: 32 random bytes, base64, as the Standard Webhooks libraries expect.
@@ -250,6 +258,31 @@ impl DestinationSpec {
                 ));
             }
             crate::syslog::parse_ca(pem).map_err(|m| SpecError::new("ca_pem", m))?;
+        }
+        match (&self.client_cert_pem, &self.client_key_pem) {
+            (None, None) => {}
+            (Some(_), None) => {
+                return Err(SpecError::new(
+                    "client_key_pem",
+                    "a client certificate needs its private key",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(SpecError::new(
+                    "client_cert_pem",
+                    "a private key needs its client certificate",
+                ));
+            }
+            (Some(cert), Some(key)) => {
+                if self.kind != Kind::Syslog || url.scheme() != "syslogs" {
+                    return Err(SpecError::new(
+                        "client_cert_pem",
+                        "only syslogs:// destinations present a client certificate",
+                    ));
+                }
+                crate::syslog::client_identity(cert, key)
+                    .map_err(|(field, m)| SpecError::new(field, m))?;
+            }
         }
         if let Some(f) = self.facility {
             if self.kind != Kind::Syslog {
@@ -451,6 +484,8 @@ mod tests {
             token: None,
             previous_secret_expires_at: None,
             ca_pem: None,
+            client_cert_pem: None,
+            client_key_pem: None,
             facility: None,
         }
     }

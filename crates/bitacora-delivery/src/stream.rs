@@ -389,6 +389,9 @@ async fn send_syslog(
         match crate::syslog::connect(
             &spec.url,
             spec.ca_pem.as_deref(),
+            spec.client_cert_pem
+                .as_deref()
+                .zip(spec.client_key_pem.as_deref()),
             shared.config.allow_private_destinations,
             timeout,
         )

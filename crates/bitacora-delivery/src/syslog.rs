@@ -34,7 +34,7 @@ use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::pem::PemObject as _;
-use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
 use crate::send::ItemMeta;
 
@@ -154,6 +154,38 @@ pub fn parse_ca(pem: &str) -> Result<Vec<CertificateDer<'static>>, String> {
     Ok(certs)
 }
 
+/// A client certificate chain and its private key (mutual TLS), checked to belong together,
+/// or the field at fault (`client_cert_pem`, `client_key_pem`) and why.
+pub fn client_identity(
+    cert_pem: &str,
+    key_pem: &str,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), (&'static str, String)> {
+    let certs = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ("client_cert_pem", format!("not PEM certificates: {e}")))?;
+    if certs.is_empty() {
+        return Err((
+            "client_cert_pem",
+            "holds no certificate (expected -----BEGIN CERTIFICATE-----)".into(),
+        ));
+    }
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+        .map_err(|e| ("client_key_pem", format!("not a PEM private key: {e}")))?;
+    // Loads the key and compares its public half with the leaf certificate's.
+    rustls::sign::CertifiedKey::from_der(
+        certs.clone(),
+        key.clone_key(),
+        &rustls::crypto::ring::default_provider(),
+    )
+    .map_err(|e| {
+        (
+            "client_key_pem",
+            format!("not a usable key for the client certificate: {e}"),
+        )
+    })?;
+    Ok((certs, key))
+}
+
 trait Duplex: AsyncRead + AsyncWrite + Send + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin> Duplex for T {}
 
@@ -170,10 +202,12 @@ impl std::fmt::Debug for Conn {
 
 /// Connects to the URL's receiver: the host's addresses are resolved once and checked by the
 /// address guard, then connected to (so the name cannot be re-pointed in between); TLS is
-/// checked against the public roots, plus `ca_pem` when given.
+/// checked against the public roots, plus `ca_pem` when given; `client` is the certificate and
+/// key (PEM) presented to a receiver that asks for one (mutual TLS).
 pub async fn connect(
     url: &str,
     ca_pem: Option<&str>,
+    client: Option<(&str, &str)>,
     allow_private: bool,
     timeout: Duration,
 ) -> Result<Conn, String> {
@@ -195,13 +229,22 @@ pub async fn connect(
     if let Some(pem) = ca_pem {
         roots.add_parsable_certificates(parse_ca(pem)?);
     }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
     .map_err(|e| format!("TLS: {e}"))?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    .with_root_certificates(roots);
+    let config = match client {
+        None => builder.with_no_client_auth(),
+        Some((cert, key)) => {
+            let (certs, key) =
+                client_identity(cert, key).map_err(|(field, m)| format!("TLS {field}: {m}"))?;
+            builder
+                .with_client_auth_cert(certs, key)
+                .map_err(|e| format!("TLS client certificate: {e}"))?
+        }
+    };
     let name = ServerName::try_from(host.clone()).map_err(|e| format!("TLS name `{host}`: {e}"))?;
     let stream = tokio::time::timeout(
         timeout,
@@ -210,9 +253,47 @@ pub async fn connect(
     .await
     .map_err(|_| format!("the TLS handshake with {host}:{port} timed out"))?
     .map_err(|e| format!("TLS handshake with {host}:{port}: {e}"))?;
+    let mut stream = stream;
+    if stream.get_ref().1.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3) {
+        settle(&mut stream, SETTLE.min(timeout))
+            .await
+            .map_err(|e| format!("TLS: {host}:{port} refused the session after the handshake (a client certificate it does not accept?): {e}"))?;
+    }
     Ok(Conn {
         stream: Box::pin(stream),
     })
+}
+
+/// How long a new TLS 1.3 connection waits for the receiver to accept or refuse it.
+const SETTLE: Duration = Duration::from_secs(1);
+
+/// TLS 1.3 ends the client's side of the handshake before the server has checked the client's
+/// certificate: a receiver that refuses it says so only afterwards, with an alert. A syslog
+/// receiver never answers, so every batch written to such a connection would count as
+/// delivered, and be lost. Waits until the receiver shows it accepted the session (its session
+/// tickets come after its check), refuses it (an alert, a close), or `limit` passes.
+async fn settle(
+    stream: &mut tokio_rustls::client::TlsStream<TcpStream>,
+    limit: Duration,
+) -> Result<(), String> {
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut buf = [0u8; 512];
+    loop {
+        if stream.get_ref().1.tls13_tickets_received() > 0 {
+            return Ok(());
+        }
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            return Ok(());
+        }
+        match tokio::time::timeout(left.min(Duration::from_millis(20)), stream.read(&mut buf)).await
+        {
+            // Nothing yet, or bytes a syslog receiver should not send: look again.
+            Err(_) | Ok(Ok(1..)) => {}
+            Ok(Ok(0)) => return Err("it closed the connection".into()),
+            Ok(Err(e)) => return Err(e.to_string()),
+        }
+    }
 }
 
 impl Conn {

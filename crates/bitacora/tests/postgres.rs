@@ -604,13 +604,14 @@ async fn a_row_inserted_by_hand_is_not_signed_until_accepted() {
     drop(db);
 }
 
-/// Two servers on one database deliver a stream through one of them at a time (a lease in the
-/// store); when that one is killed with `kill -9`, the other takes over from the stored
-/// position once the lease runs out, and the receiver misses nothing (duplicates allowed,
-/// gaps not).
+/// Two servers on one database deliver a stream of every tenant through one of them at a
+/// time (a lease in the store); the one delivering is killed with `kill -9` mid-stream, a
+/// batch in flight, and the other takes over from the stored positions once the lease runs
+/// out. The receiver (verifying every signature) ends with every event of every tenant, each
+/// tenant's in `seq` order: duplicates allowed, gaps not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_server_delivers_per_destination_and_another_takes_over_when_it_dies() {
-    use common::receiver::{Receiver, check_in_order};
+    use common::receiver::{Receiver, check_in_order_per_tenant};
     let Some(db) = TestDatabase::create().await else {
         return;
     };
@@ -624,12 +625,14 @@ async fn one_server_delivers_per_destination_and_another_takes_over_when_it_dies
     })
     .await
     .unwrap();
+    // The lease outlives a delivery attempt (timeout 1 s) with room to spare, so the server
+    // that holds it keeps it while it is alive, however slow the receiver.
     let env = [
         ("BITACORA_DELIVERY__ALLOW_PRIVATE_DESTINATIONS", "true"),
         ("BITACORA_DELIVERY__POLL_INTERVAL_MS", "50"),
-        ("BITACORA_DELIVERY__LEASE_SECS", "2"),
-        ("BITACORA_DELIVERY__MAX_BATCH", "40"),
-        ("BITACORA_DELIVERY__TIMEOUT_SECS", "2"),
+        ("BITACORA_DELIVERY__LEASE_SECS", "4"),
+        ("BITACORA_DELIVERY__MAX_BATCH", "10"),
+        ("BITACORA_DELIVERY__TIMEOUT_SECS", "1"),
         ("BITACORA_DELIVERY__MAX_BACKOFF_SECS", "1"),
     ];
     let mut servers = vec![
@@ -639,50 +642,68 @@ async fn one_server_delivers_per_destination_and_another_takes_over_when_it_dies
     let r = servers[0]
         .client
         .request(reqwest::Method::POST, "/v1/destinations")
-        .json(
-            &json!({"name": "siem", "kind": "webhook", "tenant": "acme", "stream": true,
-                      "url": receiver.url("/hook"), "filter": {"action": "item.*"}}),
-        )
+        .json(&json!({"name": "siem", "kind": "webhook", "stream": true,
+                      "url": receiver.url("/hook"), "filter": {"action": "item.*"}}))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 201);
     let d: serde_json::Value = r.json().await.unwrap();
-    receiver.control(json!({"secret": d["secret"]})).await;
-    let batch = |prefix: &str, n: usize| -> Vec<_> {
+    // A slow receiver (50 ms a request, 10 events a batch: about 150 events/s over the three
+    // tenants), so the stream is still flowing when the test acts.
+    receiver
+        .control(json!({"secret": d["secret"], "delay": 0.05}))
+        .await;
+    let batch = |tenant: &str, prefix: &str, n: usize| -> Vec<_> {
         (0..n)
-            .map(|i| event(json!({"id": format!("{prefix}-{i}"), "tenant": "acme", "action": "item.touch"})))
+            .map(|i| event(json!({"id": format!("{prefix}-{i}"), "tenant": tenant, "action": "item.touch"})))
             .collect()
     };
-    servers[1]
-        .client
-        .send_batch(&batch("a", 200))
-        .await
-        .unwrap();
+    // The backlog, written through both servers.
+    for (i, tenant) in TENANTS.iter().enumerate() {
+        servers[i % 2]
+            .client
+            .send_batch(&batch(tenant, "a", 300))
+            .await
+            .unwrap();
+    }
+    let total_a = 300 * TENANTS.len();
+    let delivered = || async {
+        check_in_order_per_tenant(&receiver.accepted("/hook").await)
+            .values()
+            .map(Vec::len)
+            .sum::<usize>()
+    };
 
     // Exactly one server delivers; the other stands by.
+    let states = |servers: &[Server]| {
+        let clients: Vec<Client> = servers.iter().map(|s| s.client.clone()).collect();
+        async move {
+            let mut states = Vec::new();
+            for c in clients {
+                let ready: serde_json::Value = c
+                    .request_without_key(reqwest::Method::GET, "/readyz")
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                states.push(
+                    ready["delivery"][0]["state"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_owned(),
+                );
+            }
+            states
+        }
+    };
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let running = loop {
-        let mut states = Vec::new();
-        for s in &servers {
-            let ready: serde_json::Value = s
-                .client
-                .request_without_key(reqwest::Method::GET, "/readyz")
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            states.push(
-                ready["delivery"][0]["state"]
-                    .as_str()
-                    .unwrap_or("")
-                    .to_owned(),
-            );
-        }
-        let delivered = check_in_order(&receiver.accepted("/hook").await).len();
-        if delivered > 0 && states.iter().filter(|s| *s == "standby").count() == 1 {
+        let states = states(&servers).await;
+        let n = delivered().await;
+        if n >= 100 && states.iter().filter(|s| *s == "standby").count() == 1 {
             assert!(
                 states.iter().any(|s| s == "running" || s == "retrying"),
                 "{states:?}"
@@ -691,29 +712,60 @@ async fn one_server_delivers_per_destination_and_another_takes_over_when_it_dies
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "{states:?}, {delivered} delivered"
+            "{states:?}, {n} delivered"
         );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    // Kill the delivering server mid-stream; the survivor takes the stream over.
+    // Kill the delivering server mid-stream (with a request in flight: every request takes
+    // 50 ms at the receiver).
     let mut dead = servers.remove(running);
     dead.child.kill().unwrap();
     dead.child.wait().unwrap();
+    let at_kill = delivered().await;
+    assert!(
+        at_kill < total_a,
+        "the stream was over before the kill ({at_kill} of {total_a})"
+    );
+    // The survivor takes the stream over once the lease runs out, and gets more events.
     let survivor = servers.remove(0);
-    survivor.client.send_batch(&batch("b", 100)).await.unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    receiver.control(json!({"delay": 0.0})).await;
+    for tenant in TENANTS {
+        survivor
+            .client
+            .send_batch(&batch(tenant, "b", 50))
+            .await
+            .unwrap();
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
-        let n = check_in_order(&receiver.accepted("/hook").await).len();
-        if n == 300 {
+        let n = delivered().await;
+        if n == 350 * TENANTS.len() {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "{n} of 300 delivered");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{n} of {} delivered ({at_kill} at the kill)",
+            350 * TENANTS.len()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let ids = check_in_order(&receiver.accepted("/hook").await);
-    assert_eq!(ids[0], "a-0");
-    assert_eq!(ids[199], "a-199");
-    assert_eq!(ids[299], "b-99");
+    assert_eq!(
+        states(std::slice::from_ref(&survivor)).await,
+        vec!["running".to_owned()]
+    );
+    let per_tenant = check_in_order_per_tenant(&receiver.accepted("/hook").await);
+    let expected: Vec<String> = (0..300)
+        .map(|i| format!("a-{i}"))
+        .chain((0..50).map(|i| format!("b-{i}")))
+        .collect();
+    assert_eq!(
+        per_tenant.keys().map(String::as_str).collect::<Vec<_>>(),
+        TENANTS.to_vec()
+    );
+    for (tenant, ids) in &per_tenant {
+        assert_eq!(ids, &expected, "tenant {tenant}");
+    }
     assert_eq!(receiver.received().await["bad_signatures"], 0);
     survivor.stop();
+    drop(db);
 }

@@ -72,6 +72,13 @@ pub struct CreateDestination {
     /// Syslog: the RFC 5424 facility, 0-23 (default 13, "log audit").
     #[serde(default)]
     pub facility: Option<u8>,
+    /// `syslogs://` with mutual TLS: the client certificate chain (PEM, leaf first) to
+    /// present to a receiver that asks for one; with `client_key_pem`.
+    #[serde(default)]
+    pub client_cert_pem: Option<String>,
+    /// The private key (PEM) of `client_cert_pem`; stored, never shown.
+    #[serde(default)]
+    pub client_key_pem: Option<String>,
 }
 
 /// A destination as shown (never its secrets or token).
@@ -392,6 +399,8 @@ pub async fn create_destination(
         previous_secret_expires_at: None,
         ca_pem: request.ca_pem,
         facility: request.facility,
+        client_cert_pem: request.client_cert_pem,
+        client_key_pem: request.client_key_pem,
     };
     spec.check()
         .map_err(|e| FieldError::invalid(e.field, e.message))?;

@@ -253,6 +253,130 @@ async fn a_syslogs_stream_checks_the_receivers_certificate() {
     }
 }
 
+/// Mutual TLS: a receiver that requires a client certificate gets the stream from a
+/// destination presenting one its CA signed; a destination with none, or with a certificate
+/// of another CA, delivers nothing and its health says the handshake failed. The key is never
+/// shown back, and what cannot work is refused at creation.
+#[tokio::test]
+async fn a_syslogs_stream_presents_a_client_certificate() {
+    let listener = SyslogListener::start_mutual().await;
+    let (cert, key) = listener.client_identity.clone().unwrap();
+    let ca = listener.ca_pem.clone().unwrap();
+    let app = app(None).await;
+    let create = |name: &str, identity: Option<(String, String)>| {
+        let mut body = json!({"name": name, "kind": "syslog", "tenant": "acme", "stream": true,
+                              "url": listener.url(), "ca_pem": ca, "filter": {"action": "item.*"}});
+        if let Some((cert, key)) = identity {
+            body["client_cert_pem"] = json!(cert);
+            body["client_key_pem"] = json!(key);
+        }
+        body
+    };
+    let (status, anonymous) =
+        post(&app.client, "/v1/destinations", create("anonymous", None)).await;
+    assert_eq!(status, 201, "{anonymous}");
+    let (status, foreign) = post(
+        &app.client,
+        "/v1/destinations",
+        create("foreign", Some(SyslogListener::foreign_identity())),
+    )
+    .await;
+    assert_eq!(status, 201, "{foreign}");
+    let (status, d) = post(
+        &app.client,
+        "/v1/destinations",
+        create("siem", Some((cert.clone(), key.clone()))),
+    )
+    .await;
+    assert_eq!(status, 201, "{d}");
+    let listed = get(&app.client, "/v1/destinations").await.to_string();
+    assert!(
+        !listed.contains("PRIVATE KEY"),
+        "the key was shown: {listed}"
+    );
+    app.client
+        .send_batch(&numbered("acme", "m", 20))
+        .await
+        .unwrap();
+    wait_for_ids(&listener, 20).await;
+    let ids = ids_in_order(&listener);
+    assert_eq!(
+        ids.len(),
+        20,
+        "only the certified destination delivers: {ids:?}"
+    );
+    assert_eq!(ids[0], "m-0");
+    assert_eq!(ids[19], "m-19");
+    assert!(listener.errors().is_empty(), "{:?}", listener.errors());
+    // The other two were refused in the handshake, and say so.
+    for refused in [&anonymous, &foreign] {
+        wait_for(
+            "the handshake failure in the health",
+            Duration::from_secs(20),
+            || async {
+                let h = destination_health(&app.client, &refused["id"]).await;
+                let error = h["health"][0]["last_error"].as_str().unwrap_or_default();
+                if error.contains("TLS") && h["health"][0]["last_delivered_seq"].is_null() {
+                    Ok(())
+                } else {
+                    Err(h.to_string())
+                }
+            },
+        )
+        .await;
+    }
+    assert!(
+        listener.handshake_failures().len() >= 2,
+        "{:?}",
+        listener.handshake_failures()
+    );
+
+    // What cannot work is refused at creation, naming the field.
+    let (other_cert, other_key) = SyslogListener::foreign_identity();
+    for (body, field) in [
+        (
+            json!({"name": "x", "kind": "syslog", "url": "syslogs://siem.example.com",
+                   "client_cert_pem": cert}),
+            "client_key_pem",
+        ),
+        (
+            json!({"name": "x", "kind": "syslog", "url": "syslogs://siem.example.com",
+                   "client_key_pem": key}),
+            "client_cert_pem",
+        ),
+        (
+            json!({"name": "x", "kind": "syslog", "url": "syslog://siem.example.com",
+                   "client_cert_pem": cert, "client_key_pem": key}),
+            "client_cert_pem",
+        ),
+        (
+            json!({"name": "x", "kind": "syslog", "url": "syslogs://siem.example.com",
+                   "client_cert_pem": "not a certificate", "client_key_pem": key}),
+            "client_cert_pem",
+        ),
+        (
+            json!({"name": "x", "kind": "syslog", "url": "syslogs://siem.example.com",
+                   "client_cert_pem": cert, "client_key_pem": "not a key"}),
+            "client_key_pem",
+        ),
+        // A key that is not the certificate's.
+        (
+            json!({"name": "x", "kind": "syslog", "url": "syslogs://siem.example.com",
+                   "client_cert_pem": other_cert, "client_key_pem": key}),
+            "client_key_pem",
+        ),
+        (
+            json!({"name": "x", "kind": "webhook", "url": "https://siem.example.com/",
+                   "client_cert_pem": cert, "client_key_pem": other_key}),
+            "client_cert_pem",
+        ),
+    ] {
+        let (status, error) = post(&app.client, "/v1/destinations", body.clone()).await;
+        assert_eq!(status, 422, "{body} → {error}");
+        assert_eq!(error["error"]["field"], field, "{body} → {error}");
+    }
+}
+
 /// An SMTP sink process (`smtp_sink.py`, PyPI `aiosmtpd`), killed when dropped.
 struct SmtpSink {
     child: Child,

@@ -10,6 +10,8 @@ and fails on cue. Prints its port on the first stdout line, then serves until ki
   POST /slack    a Slack incoming-webhook message (recorded; no signature)
   POST /hec      a Splunk HEC request (needs `Authorization: Splunk test-token`)
   POST /_control {"secret": "whsec_...", "queue": ["502", "503:1", "hang", "410", ...]}
+                 or {"delay": 0.05}: every request waits that many seconds before it is
+                 handled (a slow receiver, so a stream is still flowing when a test acts)
                  or {"secrets": [...]}: a webhook is accepted only if it verifies with each
                  of them on its own (a secret being rotated: old and new both sign)
   GET  /_received {"accepted": [...], "attempts": [...], "bad_signatures": n}
@@ -24,7 +26,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from standardwebhooks import Webhook
 
 LOCK = threading.Lock()
-STATE = {"secrets": [], "queue": [], "accepted": [], "attempts": [], "bad_signatures": 0}
+STATE = {"secrets": [], "queue": [], "accepted": [], "attempts": [], "bad_signatures": 0,
+         "delay": 0.0}
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -62,8 +65,14 @@ class Handler(BaseHTTPRequestHandler):
                 if "secrets" in cue:
                     STATE["secrets"] = list(cue["secrets"])
                 STATE["queue"].extend(cue.get("queue", []))
+                if "delay" in cue:
+                    STATE["delay"] = float(cue["delay"])
             return self.reply(204)
         headers = {k.lower(): v for k, v in self.headers.items()}
+        with LOCK:
+            delay = STATE["delay"]
+        if delay:
+            time.sleep(delay)
         with LOCK:
             cue = STATE["queue"].pop(0) if STATE["queue"] else None
             STATE["attempts"].append({"path": self.path, "webhook_id": headers.get("webhook-id"),

@@ -18,8 +18,10 @@ pub struct Receiver {
 
 impl Receiver {
     pub fn start() -> Self {
-        let script =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/blackbox/webhook_receiver.py");
+        // Named from the crates folder, so the viewer's browser test (another crate) can
+        // include this file too.
+        let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../bitacora/tests/blackbox/webhook_receiver.py");
         let mut child = Command::new("python3")
             .arg(script)
             .stdin(Stdio::null())
@@ -127,4 +129,20 @@ pub fn check_in_order(deliveries: &[Value]) -> Vec<String> {
         covered = Some(covered.map_or(to, |c| c.max(to)));
     }
     ids
+}
+
+/// [`check_in_order`] for each tenant's deliveries on their own (a destination for every
+/// tenant walks each tenant's log in its own `seq` order): the ids delivered per tenant.
+pub fn check_in_order_per_tenant(
+    deliveries: &[Value],
+) -> std::collections::BTreeMap<String, Vec<String>> {
+    let mut by_tenant: std::collections::BTreeMap<String, Vec<Value>> = Default::default();
+    for d in deliveries {
+        let tenant = d["payload"]["tenant"].as_str().unwrap().to_owned();
+        by_tenant.entry(tenant).or_default().push(d.clone());
+    }
+    by_tenant
+        .into_iter()
+        .map(|(tenant, ds)| (tenant, check_in_order(&ds)))
+        .collect()
 }

@@ -60,6 +60,9 @@ pub struct SyslogListener {
     pub port: u16,
     /// The certificate's PEM, to trust in the destination (`ca_pem`), when TLS.
     pub ca_pem: Option<String>,
+    /// With mutual TLS ([`SyslogListener::start_mutual`]): a client certificate (PEM) its
+    /// client CA signed, and that certificate's private key (PEM).
+    pub client_identity: Option<(String, String)>,
     tls: Option<tokio_rustls::TlsAcceptor>,
     seen: Arc<Mutex<Seen>>,
     running: Option<(CancellationToken, JoinHandle<()>)>,
@@ -69,35 +72,66 @@ impl SyslogListener {
     /// Listens on 127.0.0.1 (port chosen by the system); TLS with a certificate for
     /// `localhost` when `tls`.
     pub async fn start(tls: bool) -> Self {
-        let (acceptor, ca_pem) = if tls {
+        Self::start_with(tls, false).await
+    }
+
+    /// TLS that requires a client certificate signed by a CA made for the test (mutual
+    /// TLS); the certificate to present is [`SyslogListener::client_identity`].
+    pub async fn start_mutual() -> Self {
+        Self::start_with(true, true).await
+    }
+
+    async fn start_with(tls: bool, mutual: bool) -> Self {
+        let (acceptor, ca_pem, client_identity) = if tls {
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
             let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
             let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.key_pair.serialize_der().into());
-            let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-                rustls::crypto::ring::default_provider(),
-            ))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(vec![cert.cert.der().clone()], key)
-            .unwrap();
+            let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+                .with_safe_default_protocol_versions()
+                .unwrap();
+            let (builder, client_identity) = if mutual {
+                let (ca, identity) = client_ca_and_identity();
+                let mut roots = rustls::RootCertStore::empty();
+                roots.add(ca).unwrap();
+                let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    provider.clone(),
+                )
+                .build()
+                .unwrap();
+                (builder.with_client_cert_verifier(verifier), Some(identity))
+            } else {
+                (builder.with_no_client_auth(), None)
+            };
+            let config = builder
+                .with_single_cert(vec![cert.cert.der().clone()], key)
+                .unwrap();
             (
                 Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))),
                 Some(cert.cert.pem()),
+                client_identity,
             )
         } else {
-            (None, None)
+            (None, None, None)
         };
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let mut me = Self {
             port,
             ca_pem,
+            client_identity,
             tls: acceptor,
             seen: Arc::default(),
             running: None,
         };
         me.run(listener);
         me
+    }
+
+    /// The PEM of a client certificate signed by another CA than the listener trusts, with
+    /// its key: a well-formed identity the listener refuses.
+    pub fn foreign_identity() -> (String, String) {
+        client_ca_and_identity().1
     }
 
     /// `syslog://127.0.0.1:port`, or `syslogs://localhost:port` with TLS.
@@ -405,4 +439,21 @@ fn sd_element(rest: &[u8]) -> Result<(Element, &[u8]), String> {
             _ => return Err(format!("bad structured data after {id}")),
         }
     }
+}
+
+/// A client CA (its DER, for the listener's trust) and a client certificate it signed, with
+/// the certificate's private key (both PEM, as an admin would paste them).
+fn client_ca_and_identity() -> (rustls::pki_types::CertificateDer<'static>, (String, String)) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "bitacora test client CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let client_key = rcgen::KeyPair::generate().unwrap();
+    let mut client_params = rcgen::CertificateParams::new(vec!["bitacora".to_owned()]).unwrap();
+    client_params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let client = client_params.signed_by(&client_key, &ca, &ca_key).unwrap();
+    (ca.der().clone(), (client.pem(), client_key.serialize_pem()))
 }

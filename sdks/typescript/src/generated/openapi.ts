@@ -902,6 +902,13 @@ export interface components {
              */
             ca_pem?: string | null;
             /**
+             * @description `syslogs://` with mutual TLS: the client certificate chain (PEM, leaf first) to
+             *     present to a receiver that asks for one; with `client_key_pem`.
+             */
+            client_cert_pem?: string | null;
+            /** @description The private key (PEM) of `client_cert_pem`; stored, never shown. */
+            client_key_pem?: string | null;
+            /**
              * Format: int32
              * @description Syslog: the RFC 5424 facility, 0-23 (default 13, "log audit").
              */
