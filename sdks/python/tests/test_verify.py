@@ -18,8 +18,8 @@ from bitacora.verify import (
     open_checkpoint,
     parse_verifier_key,
     root_from_inclusion_proof,
-    verify_event,
     verifier_key_for,
+    verify_event,
     verify_inclusion,
     verify_tlog_proof,
 )

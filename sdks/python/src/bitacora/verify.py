@@ -21,11 +21,11 @@ import hashlib
 import json
 import math
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ._errors import VerificationError
+from ._errors import BitacoraError, VerificationError
 
 if TYPE_CHECKING:
     from ._client import AsyncBitacora, Bitacora
@@ -395,6 +395,17 @@ def _check_proof(
     verify_inclusion(leaf, seq, cp.tree_size, hashes, cp.root)
 
 
+def _note_or_none(fetch: Callable[[], str], deadline: float) -> str | None:
+    """The checkpoint note, or None while the log has none yet (`404 no_checkpoint`: a
+    fresh log's first events are signed within a second) and the deadline is not past."""
+    try:
+        return fetch()
+    except BitacoraError as e:
+        if e.code != "no_checkpoint" or time.monotonic() >= deadline:
+            raise
+        return None
+
+
 def verify_event(
     client: Bitacora,
     event_id: str,
@@ -414,10 +425,13 @@ def verify_event(
     tenant = tenant or event.get("tenant")
     deadline = time.monotonic() + wait
     while True:
-        cp = open_checkpoint(client.checkpoint(tenant=tenant), keys)
-        if cp.tree_size > seq or time.monotonic() >= deadline:
+        note = _note_or_none(lambda: client.checkpoint(tenant=tenant), deadline)
+        cp = open_checkpoint(note, keys) if note is not None else None
+        if (cp is not None and cp.tree_size > seq) or time.monotonic() >= deadline:
             break
         time.sleep(0.2)
+    if cp is None:
+        raise VerificationError(f"no signed checkpoint covers seq {seq} yet")
     if cp.tree_size <= seq:
         raise VerificationError(f"no signed checkpoint covers seq {seq} yet")
     _check_origin(cp, tenant)
@@ -442,10 +456,18 @@ async def averify_event(
     tenant = tenant or event.get("tenant")
     deadline = time.monotonic() + wait
     while True:
-        cp = open_checkpoint(await client.checkpoint(tenant=tenant), keys)
-        if cp.tree_size > seq or time.monotonic() >= deadline:
+        try:
+            note: str | None = await client.checkpoint(tenant=tenant)
+        except BitacoraError as e:
+            if e.code != "no_checkpoint" or time.monotonic() >= deadline:
+                raise
+            note = None
+        cp = open_checkpoint(note, keys) if note is not None else None
+        if (cp is not None and cp.tree_size > seq) or time.monotonic() >= deadline:
             break
         await asyncio.sleep(0.2)
+    if cp is None:
+        raise VerificationError(f"no signed checkpoint covers seq {seq} yet")
     if cp.tree_size <= seq:
         raise VerificationError(f"no signed checkpoint covers seq {seq} yet")
     _check_origin(cp, tenant)
