@@ -137,9 +137,11 @@ pub async fn serve_with_store(
              (Authorization: Bearer <key>)\n"
         );
     }
-    // Auditors and `bitacora verify-bundle --trusted-key` need this string.
+    // Auditors and `bitacora verify-bundle --trusted-key` need this string; witnesses need
+    // each log's own key (named by its origin), which `GET /v1/log` gives.
     println!(
-        "  checkpoint key: {}   ({base}/v1/log/public-key)",
+        "  checkpoint key: {}   ({base}/v1/log/public-key; each log's own key, named by its \
+         origin, for witnesses: {base}/v1/log?tenant=T, `verifier_key`)",
         keys.public_key()
     );
     tracing::info!(
