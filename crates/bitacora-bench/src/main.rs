@@ -225,7 +225,8 @@ enum Command {
     /// Retention on the embedded store: purge rate including the archive write, ingest during
     /// the purge versus ingest alone, and the file size (space reuse), in one run.
     Purge {
-        /// Expired-and-kept events in the store before the purge (4 in 5 expire).
+        /// Expired-and-kept events in the store before the purge (4 in 5 expire, unless
+        /// `--expired`).
         #[arg(long, default_value_t = 200_000)]
         events: usize,
         #[arg(long, default_value_t = 3)]
@@ -236,6 +237,10 @@ enum Command {
         /// `retention.batch_size`: events per purge transaction and archive object.
         #[arg(long, default_value_t = 2000)]
         batch: u32,
+        /// Only the first N events expire (the rest are kept), instead of 4 in 5: e.g. 1M
+        /// expired events out of a 10M-event store.
+        #[arg(long)]
+        expired: Option<usize>,
     },
     /// Retention on PostgreSQL: a month partition, all expired, archived then detached and
     /// dropped; ingest into the current month during it versus alone.
@@ -265,7 +270,8 @@ fn main() -> anyhow::Result<()> {
             runs,
             dir,
             batch,
-        } => runtime()?.block_on(purge::purge(events, runs, dir.as_deref(), batch)),
+            expired,
+        } => runtime()?.block_on(purge::purge(events, runs, dir.as_deref(), batch, expired)),
         Command::PurgePartition {
             events,
             runs,

@@ -22,14 +22,17 @@ use crate::median;
 
 const DAY_US: i64 = 86_400_000_000;
 
-/// Event `i`, received `age_days` ago; four in five are `user.*` (expire after 10 days), one
-/// in five `auth.*` (kept).
+/// Which events expire: `None`, four in five; `Some(n)`, the first `n` (seqs `0..n`).
+static EXPIRED: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
+
+/// Event `i`, received at `received_us`; `user.*` ones expire after 10 days, `auth.*` ones
+/// are kept. Four in five are `user.*`, or (with `--expired N`) events `0..N` alone.
 fn event(i: usize, received_us: i64) -> SealedEvent {
-    let action = if i.is_multiple_of(5) {
-        "auth.login"
-    } else {
-        "user.update"
+    let expires = match EXPIRED.get().copied().flatten() {
+        Some(n) => i < n,
+        None => !i.is_multiple_of(5),
     };
+    let action = if expires { "user.update" } else { "auth.login" };
     let json = serde_json::json!({
         "id": format!("p-{i}"),
         "action": action,
@@ -135,7 +138,11 @@ pub async fn purge(
     runs: usize,
     dir: Option<&Path>,
     batch: u32,
+    expired: Option<usize>,
 ) -> anyhow::Result<()> {
+    EXPIRED
+        .set(expired)
+        .map_err(|_| anyhow::anyhow!("purge runs once per process"))?;
     let signer = bitacora_core::checkpoint::NoteSigner::from_seed("bitacora", [3; 32])?;
     let tenant = TenantName::default_tenant();
     let (mut purge_rates, mut alone_rates, mut during_rates) = (Vec::new(), Vec::new(), Vec::new());
@@ -157,8 +164,14 @@ pub async fn purge(
             .context("opening the store")?,
         );
         let old = chrono::Utc::now().timestamp_micros() - 30 * DAY_US;
+        let filling = Instant::now();
         fill(store.as_ref(), 0, events, old).await?;
         bitacora_log::checkpoint_tenant(store.as_ref(), &signer, &tenant, 1).await?;
+        eprintln!(
+            "run {run}: filled {events} events in {:.0} s ({:.1} MB)",
+            filling.elapsed().as_secs_f64(),
+            file_mb(&data)
+        );
         let config: RetentionConfig = toml::from_str(&format!(
             "min_delay = \"0s\"\nbatch_size = {batch}\n[[rule]]\naction = \"user.*\"\nkeep = \"10d\"\n"
         ))?;

@@ -569,7 +569,8 @@ impl Client {
     // ---- integrity (CONTRACT §4) ----------------------------------------------------------
 
     /// `GET /v1/log/checkpoint`: the tenant's latest signed checkpoint (a signed note; check it
-    /// with `bitacora_core::checkpoint::open_checkpoint` and [`Client::public_key`]).
+    /// with `bitacora_core::checkpoint::open_log_checkpoint` and [`Client::public_key`], or
+    /// with any signed-note verifier and the log's `verifier_key` from `GET /v1/log`).
     pub async fn checkpoint(&self, tenant: Option<&str>) -> Result<String, ClientError> {
         let resp = with_tenant(self.get(&["v1", "log", "checkpoint"]), tenant)
             .send()

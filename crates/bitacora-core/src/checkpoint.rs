@@ -333,6 +333,11 @@ impl NoteVerifier {
         self.key_id
     }
 
+    /// The same key under another name (e.g. a log's origin); the key id changes with it.
+    pub fn with_name(&self, name: impl Into<String>) -> Result<Self, NoteError> {
+        Self::new(name, self.key)
+    }
+
     pub fn verifying_key(&self) -> &VerifyingKey {
         &self.key
     }
@@ -686,6 +691,38 @@ pub fn open_checkpoint(
     Ok((checkpoint, verified))
 }
 
+/// The verifiers that vouch for the log `origin`: each trusted key under the origin's name
+/// first (the C2SP convention, which bitacora signs with: a log's key is named by its
+/// origin), then each under its own name (checkpoints signed before that convention, under
+/// the key file's name, e.g. `bitacora`). Keys whose name is not a valid key name are kept
+/// under their own name only; duplicates are dropped.
+///
+/// **Why trusting a key under the origin's name is sound:** the key name is a label, the
+/// trust is in the Ed25519 key, and the origin is inside the signed text, which
+/// [`open_log_checkpoint`] checks. A key that signs several logs (one per tenant) cannot
+/// make one log's checkpoint pass for another's.
+pub fn log_verifiers(origin: &str, verifiers: &[NoteVerifier]) -> Vec<NoteVerifier> {
+    let mut out: Vec<NoteVerifier> = Vec::with_capacity(verifiers.len() * 2);
+    let named = verifiers.iter().filter_map(|v| v.with_name(origin).ok());
+    for v in named.chain(verifiers.iter().cloned()) {
+        if !out.contains(&v) {
+            out.push(v);
+        }
+    }
+    out
+}
+
+/// Opens a checkpoint of bitacora's log `origin` with trusted keys given under any name:
+/// [`open_checkpoint`] with [`log_verifiers`]. A signature under the origin's name or the
+/// key's own name counts; one under another name (another log's) does not.
+pub fn open_log_checkpoint(
+    note: impl AsRef<[u8]>,
+    origin: &str,
+    verifiers: &[NoteVerifier],
+) -> Result<(Checkpoint, VerifiedNote), NoteError> {
+    open_checkpoint(note, origin, &log_verifiers(origin, verifiers))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -978,11 +1015,39 @@ mod tests {
             open_checkpoint(&note, "bitacora/other", std::slice::from_ref(&verifier)),
             Err(NoteError::Checkpoint(CheckpointError::WrongOrigin { .. }))
         ));
-        // The tenant key does not verify under the bare key's name.
+        // The tenant key does not verify under the bare key's name by the signed-note rules...
         assert_eq!(
             open_checkpoint(&note, "bitacora/acme", &[key.verifier()]),
             Err(NoteError::NoVerifiedSignature)
         );
+        // ...but bitacora's log opener trusts the key under the log's origin too.
+        let (opened, verified) =
+            open_log_checkpoint(&note, "bitacora/acme", &[key.verifier()]).unwrap();
+        assert_eq!(opened, cp);
+        assert_eq!(verified.verified[0].name, "bitacora/acme");
+        // Never under another log's name: a checkpoint of `bitacora/acme` signed under the
+        // name `bitacora/other` (by the same key) is not one of acme's.
+        let misnamed = key
+            .with_name("bitacora/other")
+            .unwrap()
+            .sign_checkpoint(&cp)
+            .unwrap();
+        assert_eq!(
+            open_log_checkpoint(&misnamed, "bitacora/acme", &[key.verifier()]),
+            Err(NoteError::NoVerifiedSignature)
+        );
+        // Nor for another origin than the one asked for: the key is trusted under that
+        // origin's name, which did not sign.
+        assert_eq!(
+            open_log_checkpoint(&note, "bitacora/other", &[key.verifier()]),
+            Err(NoteError::NoVerifiedSignature)
+        );
+        // A legacy checkpoint (signed under the key's own name) still opens.
+        let legacy = key.sign_checkpoint(&cp).unwrap();
+        assert!(open_log_checkpoint(&legacy, "bitacora/acme", &[key.verifier()]).is_ok());
+        // The verifier list: origin-named first, no duplicates.
+        let list = log_verifiers("bitacora/acme", &[key.verifier(), signer.verifier()]);
+        assert_eq!(list, vec![signer.verifier(), key.verifier()]);
         // A signed note whose body is not a checkpoint.
         let not_cp = signer.sign("hello\n").unwrap();
         assert!(matches!(

@@ -23,7 +23,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use thiserror::Error;
 
 use crate::canonical::Hash;
-use crate::checkpoint::{Checkpoint, NoteError, NoteVerifier, open_checkpoint};
+use crate::checkpoint::{Checkpoint, NoteError, NoteVerifier, open_log_checkpoint};
 use crate::merkle::{self, NodeId, ProofError};
 
 /// Hashes in a full tile (`2^8`): a tile covers 8 levels of the tree.
@@ -343,14 +343,16 @@ impl TlogProof {
 
     /// Checks that the entry whose leaf hash is `leaf` is at [`TlogProof::index`] of the tree
     /// a checkpoint of `origin` signed by one of `verifiers` commits to; returns that
-    /// checkpoint. Cosignatures are not checked here (a quorum is the caller's policy).
+    /// checkpoint. Each verifier's key counts under its own name or the origin's
+    /// ([`crate::checkpoint::log_verifiers`]). Cosignatures are not checked here (a quorum is
+    /// the caller's policy).
     pub fn verify(
         &self,
         leaf: &Hash,
         origin: &str,
         verifiers: &[NoteVerifier],
     ) -> Result<Checkpoint, TlogProofError> {
-        let (checkpoint, _) = open_checkpoint(&self.checkpoint, origin, verifiers)?;
+        let (checkpoint, _) = open_log_checkpoint(&self.checkpoint, origin, verifiers)?;
         merkle::verify_inclusion(
             leaf,
             self.index,

@@ -214,7 +214,9 @@ impl Policy {
             quorum: None,
         };
         let mut quorum_seen = false;
+        // Witness keys, and the log keys' Ed25519 keys (a log may list one under several names).
         let mut keys_seen: HashSet<[u8; 32]> = HashSet::new();
+        let mut log_keys: HashSet<[u8; 32]> = HashSet::new();
         for (i, raw) in text.split('\n').enumerate() {
             let err = |message: String| PolicyError {
                 line: i + 1,
@@ -240,9 +242,18 @@ impl Policy {
                     }
                     let key =
                         NoteVerifier::parse(vkey).map_err(|e| err(format!("log key: {e}")))?;
-                    if !keys_seen.insert(key.verifying_key().to_bytes()) {
+                    // One Ed25519 key may sign several logs, each under its origin as key
+                    // name (bitacora signs every tenant's log with one key): a log key is a
+                    // duplicate only with the same name, and never a witness's key.
+                    if policy.logs.contains(&key)
+                        || policy
+                            .witnesses
+                            .iter()
+                            .any(|(_, w)| w.key == *key.verifying_key())
+                    {
                         return Err(err("a duplicate key".into()));
                     }
+                    log_keys.insert(key.verifying_key().to_bytes());
                     policy.logs.push(key);
                 }
                 "witness" => {
@@ -257,7 +268,9 @@ impl Policy {
                     }
                     let key =
                         CosignerKey::parse(vkey).map_err(|e| err(format!("witness key: {e}")))?;
-                    if !keys_seen.insert(key.key.to_bytes()) {
+                    if log_keys.contains(&key.key.to_bytes())
+                        || !keys_seen.insert(key.key.to_bytes())
+                    {
                         return Err(err("a duplicate key".into()));
                     }
                     let url = match rest.first() {
@@ -601,6 +614,19 @@ mod tests {
             Policy::parse(&policy(&log, &w, &dup)).is_err(),
             "duplicate key"
         );
+        // The same log key twice under one name is a duplicate; under another name (another
+        // log's origin) it is not, and it is never a witness's key.
+        let again = format!("log {}\nquorum none", log.verifier());
+        assert!(Policy::parse(&policy(&log, &w, &again)).is_err());
+        let acme = log.verifier().with_name("bitacora/acme").unwrap();
+        let both_logs = format!("log {acme}\nquorum none");
+        let parsed = Policy::parse(&policy(&log, &w, &both_logs)).unwrap();
+        assert_eq!(parsed.logs().len(), 2);
+        let as_witness = format!(
+            "log {acme}\nwitness L {}\nquorum none",
+            Cosigner::from_seed("l.example", [42; 32]).unwrap().key()
+        );
+        assert!(Policy::parse(&policy(&log, &w, &as_witness)).is_err());
         assert!(Policy::parse("quorum none\u{7}\n").is_err());
         assert!(Policy::parse("quorum none\n").is_ok());
     }

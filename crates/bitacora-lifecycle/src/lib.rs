@@ -112,9 +112,14 @@ pub struct PassReport {
     pub purges: Vec<PurgeSummary>,
     /// Expired events kept because a legal hold covers them.
     pub held: u64,
-    /// Partitions (PostgreSQL months) archived and dropped whole.
+    /// Partitions (PostgreSQL months) archived and dropped whole (in a dry run: that would
+    /// be).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub dropped_partitions: Vec<String>,
+    /// In a dry run, the events of `dropped_partitions` (they are not in `purges`, which the
+    /// row-by-row purge would take): per partition, in the same order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub partition_events: Vec<u64>,
     /// Tenants whose rule set is still within `min_delay` of its change: `(tenant, RFC 3339
     /// time purges start)`.
     pub delayed: Vec<(String, String)>,
@@ -234,6 +239,12 @@ impl Retention {
         if !waiting && !dry_run {
             self.partition_pass(now, only, &mut report, cancel).await?;
         }
+        // A dry run names the partitions the pass would drop whole, and leaves their seqs out
+        // of the row-by-row preview (the real pass drops them before it looks at rows).
+        let mut whole: Vec<(TenantName, u64, u64)> = Vec::new();
+        if !waiting && dry_run {
+            whole = self.partition_preview(now, only, &mut report).await?;
+        }
         let tenants = match only {
             Some(t) => vec![t.clone()],
             None => self.store.tenants().await?,
@@ -264,10 +275,51 @@ impl Retention {
                 }
                 continue;
             }
-            self.tenant_pass(&tenant, now, dry_run, &mut report, cancel)
+            let skip: Vec<(u64, u64)> = whole
+                .iter()
+                .filter(|(t, _, _)| *t == tenant)
+                .map(|&(_, first, last)| (first, last))
+                .collect();
+            self.tenant_pass_skipping(&tenant, now, dry_run, &skip, &mut report, cancel)
                 .await?;
         }
         Ok(report)
+    }
+
+    /// What [`Retention::partition_pass`] would drop: each partition it would drop whole is
+    /// named in the report with its event count; returns the seq ranges, per tenant, they
+    /// hold.
+    async fn partition_preview(
+        &self,
+        now: i64,
+        only: Option<&TenantName>,
+        report: &mut PassReport,
+    ) -> Result<Vec<(TenantName, u64, u64)>, LifecycleError> {
+        let Some(shortest) = self.config.shortest() else {
+            return Ok(Vec::new());
+        };
+        let before = now.saturating_sub(shortest.as_micros());
+        let mut ranges = Vec::new();
+        for partition in self.store.expired_partitions(before).await? {
+            if only.is_some_and(|t| partition.tenants.iter().any(|p| &p.tenant != t)) {
+                continue;
+            }
+            if let Some(why) = self.partition_kept(&partition, now).await? {
+                tracing::debug!(partition = %partition.name, why, "retention: partition not dropped whole");
+                continue;
+            }
+            report.dropped_partitions.push(partition.name.clone());
+            report
+                .partition_events
+                .push(partition.tenants.iter().map(|t| t.count).sum());
+            ranges.extend(
+                partition
+                    .tenants
+                    .iter()
+                    .map(|t| (t.tenant.clone(), t.first_seq, t.last_seq)),
+            );
+        }
+        Ok(ranges)
     }
 
     /// Whole partitions (PostgreSQL months) whose every event has expired, is below its
@@ -438,6 +490,20 @@ impl Retention {
         report: &mut PassReport,
         cancel: &CancellationToken,
     ) -> Result<(), LifecycleError> {
+        self.tenant_pass_skipping(tenant, now, dry_run, &[], report, cancel)
+            .await
+    }
+
+    /// [`Retention::tenant_pass`], leaving out the seqs in `skip` (inclusive ranges).
+    async fn tenant_pass_skipping(
+        &self,
+        tenant: &TenantName,
+        now: i64,
+        dry_run: bool,
+        skip: &[(u64, u64)],
+        report: &mut PassReport,
+        cancel: &CancellationToken,
+    ) -> Result<(), LifecycleError> {
         let Some(shortest) = self.config.shortest_for(tenant) else {
             return Ok(());
         };
@@ -489,7 +555,9 @@ impl Retention {
                     done = true;
                     break;
                 }
-                if event.action == PURGE_ACTION {
+                if event.action == PURGE_ACTION
+                    || skip.iter().any(|&(a, b)| (a..=b).contains(&e.seq))
+                {
                     continue;
                 }
                 match self.config.keep_for(tenant, &event.category, &event.action) {

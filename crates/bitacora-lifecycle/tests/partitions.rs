@@ -135,6 +135,24 @@ async fn an_expired_month_is_archived_then_dropped_and_the_log_stays_provable() 
         bundle: BundleOptions::new(Arc::new(signer()), vec![signer().verifier()]),
         policy: Arc::new(bitacora_core::IngestPolicy::default()),
     };
+    // A dry run names November as a whole-partition drop with its 330 events, and previews
+    // only December's rows as row-by-row purges; it changes nothing.
+    let dry = retention
+        .pass(
+            chrono::Utc::now().timestamp_micros(),
+            true,
+            None,
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(dry.dropped_partitions, ["events_2025_11"], "{dry:?}");
+    assert_eq!(dry.partition_events, [250 + 80], "{dry:?}");
+    assert_eq!(dry.purged(), 59, "{dry:?}");
+    assert_eq!(dry.held, 1, "{dry:?}");
+    assert!(catalog(&db).await.contains(&"events_2025_11".to_owned()));
+    assert!(store.purges(&default).await.unwrap().is_empty());
+
     let report = retention
         .pass(
             chrono::Utc::now().timestamp_micros(),

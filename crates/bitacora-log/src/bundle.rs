@@ -12,8 +12,9 @@
 //!
 //! ```text
 //! {"bitacora_bundle":1,"tenant":"acme","origin":"bitacora/acme","tree_size":1042,
-//!  "checkpoint":"bitacora/acme\n1042\n<b64 root>\n\n— bitacora <b64 sig>\n",
-//!  "verifier_keys":["bitacora+1a2b3c4d+AX..."],"filter":{"action":"user.*"}}
+//!  "checkpoint":"bitacora/acme\n1042\n<b64 root>\n\n— bitacora/acme <b64 sig>\n",
+//!  "verifier_keys":["bitacora/acme+5e6f7a8b+AX...","bitacora+1a2b3c4d+AX..."],
+//!  "filter":{"action":"user.*"}}
 //! {"event":{"seq":7,"leaf_hash":"…","id":"…",…},"proof":["<hex>",…]}
 //! …
 //! {"end":true,"events":2}
@@ -27,7 +28,9 @@ use std::io::BufRead;
 use std::sync::Arc;
 
 use bitacora_core::canonical::{Hash, canonicalize_json, hex_hash, leaf_hash, parse_hex_hash};
-use bitacora_core::checkpoint::{Checkpoint, NoteSigner, NoteVerifier, open_checkpoint};
+use bitacora_core::checkpoint::{
+    Checkpoint, NoteSigner, NoteVerifier, log_verifiers, open_log_checkpoint,
+};
 use bitacora_core::merkle::{self, NodeId};
 use bitacora_core::query::{EventQuery, Order, Pagination};
 use bitacora_store::{Store, StoreError, StoredEvent};
@@ -198,14 +201,15 @@ async fn header(st: &mut State) -> Result<Bytes, LogError> {
             }
             (cp.size, note)
         }
-        // An empty log: its checkpoint (size 0, the empty root) is signed for the bundle.
+        // An empty log: its checkpoint (size 0, the empty root) is signed for the bundle,
+        // under the origin as key name like every new log's.
         None => (
             0,
-            st.options.signer.sign_checkpoint(&Checkpoint::new(
-                origin.clone(),
-                0,
-                merkle::empty_root(),
-            ))?,
+            crate::sign_log_checkpoint(
+                &st.options.signer,
+                &Checkpoint::new(origin.clone(), 0, merkle::empty_root()),
+                false,
+            )?,
         ),
     };
     st.tree_size = tree_size;
@@ -213,18 +217,19 @@ async fn header(st: &mut State) -> Result<Bytes, LogError> {
         // Newest first: start just below the checkpoint's size.
         st.after = Some(st.after.map_or(tree_size, |a| a.min(tree_size)));
     }
+    // The log's own keys (named by its origin) first, then the keys under their own names,
+    // so a signed-note verifier that matches names exactly finds its key.
+    let verifier_keys = log_verifiers(&origin, &st.options.verifier_keys)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
     let header = BundleHeader {
         bitacora_bundle: BUNDLE_VERSION,
         tenant: tenant.to_string(),
         origin,
         tree_size,
         checkpoint: note,
-        verifier_keys: st
-            .options
-            .verifier_keys
-            .iter()
-            .map(ToString::to_string)
-            .collect(),
+        verifier_keys,
         filter: st.options.filter.clone(),
     };
     let mut line = serde_json::to_vec(&header).map_err(|e| StoreError::Internal(e.to_string()))?;
@@ -505,10 +510,12 @@ pub fn verify_bundle(
             }
         }
     };
-    let (checkpoint, verified) = match open_checkpoint(&header.checkpoint, &header.origin, &keys) {
-        Ok(c) => c,
-        Err(e) => return fail(1, format!("the checkpoint does not verify: {e}")),
-    };
+    // A trusted key counts under its own name or the log's origin (the name it signs under).
+    let (checkpoint, verified) =
+        match open_log_checkpoint(&header.checkpoint, &header.origin, &keys) {
+            Ok(c) => c,
+            Err(e) => return fail(1, format!("the checkpoint does not verify: {e}")),
+        };
     if checkpoint.size != header.tree_size {
         return fail(
             1,

@@ -33,7 +33,9 @@ use std::time::Duration;
 
 use bitacora_core::TenantName;
 use bitacora_core::canonical::Hash;
-use bitacora_core::checkpoint::{Checkpoint, NoteSigner, SignedNote, tenant_origin};
+use bitacora_core::checkpoint::{
+    Checkpoint, NoteError, NoteSigner, SignedNote, sign_note, tenant_origin,
+};
 use bitacora_core::merkle::{self, root_from_nodes};
 use bitacora_store::{Store, StoreError, StoreResult, StoredCheckpoint};
 use tokio::task::JoinHandle;
@@ -190,6 +192,66 @@ pub async fn checkpoint_tenant_with_prefix(
     now_micros: i64,
     origin_prefix: &str,
 ) -> StoreResult<Signing> {
+    let naming = Naming {
+        origin_prefix: origin_prefix.to_owned(),
+        ..Naming::default()
+    };
+    checkpoint_tenant_named(store, signer, tenant, now_micros, &naming).await
+}
+
+/// How logs and their checkpoint keys are named (CONTRACT §11).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Naming {
+    /// New logs get the origin `<origin_prefix>/<tenant>` (`integrity.origin_prefix`).
+    pub origin_prefix: String,
+    /// Whether a log whose latest checkpoint carries a signature under the signing key's own
+    /// name (a log signed before key names followed origins) keeps getting that signature
+    /// line beside the origin-named one (`integrity.legacy_key_name_signatures`): verifiers
+    /// and witnesses configured with the old key then keep working while they move over.
+    pub legacy_key_name: bool,
+}
+
+impl Default for Naming {
+    fn default() -> Self {
+        Self {
+            origin_prefix: DEFAULT_ORIGIN_PREFIX.to_owned(),
+            legacy_key_name: true,
+        }
+    }
+}
+
+/// Signs a checkpoint of the log `checkpoint.origin` with `signer`'s key under the origin as
+/// key name (what C2SP witnesses and `tlog-policy` files expect: a log's verifier key is
+/// named by its origin); with `legacy`, under the signer's own name too, after it.
+pub fn sign_log_checkpoint(
+    signer: &NoteSigner,
+    checkpoint: &Checkpoint,
+    legacy: bool,
+) -> Result<String, NoteError> {
+    checkpoint.validate()?;
+    let named = signer.with_name(checkpoint.origin.as_str())?;
+    let body = checkpoint.to_body();
+    if legacy && named.name() != signer.name() {
+        sign_note(&body, &[&named, signer])
+    } else {
+        sign_note(&body, &[&named])
+    }
+}
+
+/// Whether a stored checkpoint note carries a signature under the key name `name`.
+fn signed_under(note: &str, name: &str) -> bool {
+    SignedNote::parse(note.as_bytes()).is_ok_and(|n| n.signatures.iter().any(|s| s.name == name))
+}
+
+/// [`checkpoint_tenant_with_prefix`] with every naming choice ([`Naming`]).
+pub async fn checkpoint_tenant_named(
+    store: &dyn Store,
+    signer: &NoteSigner,
+    tenant: &TenantName,
+    now_micros: i64,
+    naming: &Naming,
+) -> StoreResult<Signing> {
+    let origin_prefix = naming.origin_prefix.as_str();
     // The size first, then the seal: a seal is written in the same transaction as the rows
     // it covers, so a seal read later covers at least this size unless some rows were never
     // sealed.
@@ -265,8 +327,13 @@ pub async fn checkpoint_tenant_with_prefix(
     }
     let root = root_of(store, tenant, size).await?;
     let origin = signing_origin(store, tenant, origin_prefix, latest.as_ref()).await?;
-    let note = signer
-        .sign_checkpoint(&Checkpoint::new(origin, size, root))
+    // A log from before key names followed origins keeps its legacy line while the
+    // transition lasts; a new log never gets one.
+    let legacy = naming.legacy_key_name
+        && latest
+            .as_ref()
+            .is_some_and(|cp| signed_under(&cp.note, signer.name()));
+    let note = sign_log_checkpoint(signer, &Checkpoint::new(origin, size, root), legacy)
         .map_err(|e| StoreError::Internal(format!("cannot sign a checkpoint: {e}")))?;
     let checkpoint = StoredCheckpoint {
         size,
@@ -343,6 +410,22 @@ pub fn spawn_checkpointer_with_prefix(
     status: TailStatus,
     origin_prefix: String,
 ) -> JoinHandle<()> {
+    let naming = Naming {
+        origin_prefix,
+        ..Naming::default()
+    };
+    spawn_checkpointer_named(store, signer, interval, shutdown, status, naming)
+}
+
+/// [`spawn_checkpointer_with_status`] with every naming choice ([`Naming`]).
+pub fn spawn_checkpointer_named(
+    store: Arc<dyn Store>,
+    signer: Arc<NoteSigner>,
+    interval: Duration,
+    shutdown: CancellationToken,
+    status: TailStatus,
+    naming: Naming,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut failing: HashMap<TenantName, String> = HashMap::new();
         let mut ticker = tokio::time::interval(interval.max(Duration::from_millis(10)));
@@ -352,23 +435,9 @@ pub fn spawn_checkpointer_with_prefix(
                 _ = shutdown.cancelled() => break,
                 _ = ticker.tick() => {}
             }
-            pass(
-                store.as_ref(),
-                &signer,
-                &origin_prefix,
-                &status,
-                &mut failing,
-            )
-            .await;
+            pass(store.as_ref(), &signer, &naming, &status, &mut failing).await;
         }
-        pass(
-            store.as_ref(),
-            &signer,
-            &origin_prefix,
-            &status,
-            &mut failing,
-        )
-        .await;
+        pass(store.as_ref(), &signer, &naming, &status, &mut failing).await;
     })
 }
 
@@ -376,7 +445,7 @@ pub fn spawn_checkpointer_with_prefix(
 async fn pass(
     store: &dyn Store,
     signer: &NoteSigner,
-    origin_prefix: &str,
+    naming: &Naming,
     status: &TailStatus,
     failing: &mut HashMap<TenantName, String>,
 ) {
@@ -393,15 +462,7 @@ async fn pass(
         }
     };
     for tenant in tenants {
-        match checkpoint_tenant_with_prefix(
-            store,
-            signer,
-            &tenant,
-            crate::now_micros(),
-            origin_prefix,
-        )
-        .await
-        {
+        match checkpoint_tenant_named(store, signer, &tenant, crate::now_micros(), naming).await {
             Ok(signing) => {
                 if failing.remove(&tenant).is_some() {
                     tracing::info!(tenant = %tenant, "checkpointer recovered");

@@ -50,9 +50,10 @@ pub use bundle::{
     BundleError, BundleHeader, BundleOptions, BundleReport, KeySource, bundle_stream, verify_bundle,
 };
 pub use checkpointer::{
-    DEFAULT_INTERVAL, DEFAULT_ORIGIN_PREFIX, Signing, TailStatus, UnexplainedTail,
-    checkpoint_tenant, checkpoint_tenant_checked, checkpoint_tenant_with_prefix, log_origin,
-    signing_origin, spawn_checkpointer, spawn_checkpointer_with_prefix,
+    DEFAULT_INTERVAL, DEFAULT_ORIGIN_PREFIX, Naming, Signing, TailStatus, UnexplainedTail,
+    checkpoint_tenant, checkpoint_tenant_checked, checkpoint_tenant_named,
+    checkpoint_tenant_with_prefix, log_origin, sign_log_checkpoint, signing_origin,
+    spawn_checkpointer, spawn_checkpointer_named, spawn_checkpointer_with_prefix,
     spawn_checkpointer_with_status,
 };
 pub use proofs::{

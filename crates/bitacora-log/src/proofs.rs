@@ -13,7 +13,7 @@
 
 use bitacora_core::TenantName;
 use bitacora_core::canonical::{Hash, hex_hash, leaf_hash};
-use bitacora_core::checkpoint::{NoteVerifier, open_checkpoint};
+use bitacora_core::checkpoint::{NoteVerifier, open_log_checkpoint};
 use bitacora_core::merkle::{self, NodeId, NodeRef};
 use bitacora_store::{Store, StoreError};
 
@@ -167,7 +167,7 @@ pub async fn event_inclusion_status(
         return Ok(status);
     }
     let origin = crate::log_origin(store, tenant).await?;
-    let signed = match open_checkpoint(&cp.note, &origin, verifiers) {
+    let signed = match open_log_checkpoint(&cp.note, &origin, verifiers) {
         Ok((signed, _)) => signed,
         Err(e) => {
             status.detail = format!("the latest checkpoint does not verify: {e}");

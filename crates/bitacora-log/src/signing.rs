@@ -11,12 +11,23 @@
 //! `PRIVATE+KEY+<name>+<key id>+<base64>` ([`NoteSigner::to_private_key`]), so Go tooling
 //! (`golang.org/x/mod/sumdb/note`) can read it too.
 //!
-//! # One key name for all tenants
+//! # One key, one key name per log
 //!
-//! Every tenant's checkpoints are signed under one key name (default `bitacora`), while their
-//! origin lines say which log they are for (`bitacora/<tenant>`). One verifier key
-//! (`GET /v1/log/public-key`) therefore checks every tenant, and a checkpoint can never be
-//! passed off as another tenant's: the origin is inside the signed text.
+//! One Ed25519 key signs every tenant's checkpoints, each under the key name the C2SP specs
+//! and witness implementations expect: the log's origin (`<origin_prefix>/<tenant>`). A
+//! witness or a `tlog-policy` lists a log as `log <vkey>` and finds a checkpoint's key by
+//! its origin, so each tenant has its own verifier key string
+//! ([`LogKeys::verifier_for`], served by `GET /v1/log` as `verifier_key`); the key id
+//! differs by name, the key does not.
+//!
+//! The key file keeps its own name (`integrity.signing_key_name`, default `bitacora`), and
+//! `GET /v1/log/public-key` serves the key under that name, as before. Checkpoints signed
+//! before per-origin names were signed under it, and keep verifying with it: bitacora's
+//! verifiers trust a key under its own name and under the origin of the log being checked
+//! (`bitacora_core::checkpoint::log_verifiers`). During the transition, new checkpoints of
+//! a log whose latest checkpoint carries a signature under the key file's name carry that
+//! signature too (`integrity.legacy_key_name_signatures`, on by default), so verifiers and
+//! witnesses configured with the old key keep working until they move to the per-log key.
 //!
 //! # Retired keys
 //!
@@ -236,12 +247,31 @@ impl LogKeys {
         &self.retired
     }
 
-    /// Every trusted verifier: the current key first, then the retired ones.
+    /// Every trusted verifier: the current key first, then the retired ones, each under its
+    /// own name.
     pub fn verifiers(&self) -> Vec<NoteVerifier> {
         let mut out = Vec::with_capacity(1 + self.retired.len());
         out.push(self.signer.verifier());
         out.extend(self.retired.iter().cloned());
         out
+    }
+
+    /// The signer of the log `origin`: the signing key under the origin's name.
+    pub fn signer_for(&self, origin: &str) -> Result<NoteSigner, NoteError> {
+        self.signer.with_name(origin)
+    }
+
+    /// The verifier key of the log `origin` (`<origin>+<key id>+<key>`): what a witness or a
+    /// `tlog-policy` `log` line names the log by.
+    pub fn verifier_for(&self, origin: &str) -> Result<NoteVerifier, NoteError> {
+        self.signer.verifier().with_name(origin)
+    }
+
+    /// Every verifier the checkpoints of the log `origin` verify with: each trusted key under
+    /// the origin's name first (the current key's is [`LogKeys::verifier_for`]), then under
+    /// its own name (checkpoints from before per-origin names, and legacy signature lines).
+    pub fn verifiers_for(&self, origin: &str) -> Vec<NoteVerifier> {
+        bitacora_core::checkpoint::log_verifiers(origin, &self.verifiers())
     }
 }
 
@@ -335,5 +365,22 @@ mod tests {
         assert_eq!(keys.verifiers()[0].to_string(), keys.public_key());
         let err = parse_trusted_keys(&["nope+1234".into()]).unwrap_err();
         assert!(err.to_string().contains("nope+1234"), "{err}");
+
+        // Per log: the current key under the origin's name first, then every trusted key
+        // under the origin's name, then under their own.
+        let origin = "audit.example.com/bitacora/acme";
+        let vkey = keys.verifier_for(origin).unwrap();
+        assert!(
+            vkey.to_string().starts_with(&format!("{origin}+")),
+            "{vkey}"
+        );
+        assert_eq!(vkey.verifying_key(), keys.verifiers()[0].verifying_key());
+        assert_ne!(vkey.key_id(), keys.verifiers()[0].key_id());
+        assert_eq!(keys.signer_for(origin).unwrap().verifier(), vkey);
+        let all = keys.verifiers_for(origin);
+        assert_eq!(all.len(), 6);
+        assert_eq!(all[0], vkey);
+        assert_eq!(all[1], old.verifier().with_name(origin).unwrap());
+        assert_eq!(&all[3..], &keys.verifiers()[..]);
     }
 }

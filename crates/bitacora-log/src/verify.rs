@@ -19,7 +19,9 @@
 //!   (catches an altered node table, which would make proofs lie, and locates a consistent
 //!   rewrite of events to a 16-event block);
 //! - **the checkpoints**: at every stored checkpoint size, the signed note must verify with a
-//!   trusted key and origin `bitacora/<tenant>`, the signed root must equal the stored
+//!   trusted key (under the log's origin as key name, or the key's own name for checkpoints
+//!   signed before key names followed origins) and the log's origin (`<prefix>/<tenant>`),
+//!   the signed root must equal the stored
 //!   `root` column and the root recomputed from the events;
 //! - **the summaries** (after the walk, [`Store::check_summaries`]): `action_counts` and
 //!   `actor_stats`, what `/v1/actions` and `/v1/actors` read, must add up to the events.
@@ -56,7 +58,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use bitacora_core::canonical::Hash;
-use bitacora_core::checkpoint::{NoteVerifier, open_checkpoint};
+use bitacora_core::checkpoint::{NoteVerifier, log_verifiers, open_checkpoint};
 use bitacora_core::merkle::{self, CompactRange, NodeId};
 use bitacora_core::seal::CommitKey;
 use bitacora_core::{Event, TenantName};
@@ -266,11 +268,14 @@ pub async fn verify_tenant(
     mut progress: impl FnMut(u64, u64) + Send,
 ) -> Result<VerifyReport, LogError> {
     let page_size = options.page_size.max(16);
+    let origin = crate::log_origin(store, tenant).await?;
+    // Each trusted key under the origin's name and its own ([`log_verifiers`]).
+    let verifiers = log_verifiers(&origin, verifiers);
     let mut v = Walk {
         store,
         tenant,
-        origin: crate::log_origin(store, tenant).await?,
-        verifiers,
+        origin,
+        verifiers: &verifiers,
         feed: CheckpointFeed {
             buf: VecDeque::new(),
             after: 0,

@@ -66,7 +66,10 @@ async fn checkpointer_signs_growing_logs_once_per_size() {
     assert_eq!(all.iter().map(|c| c.size).collect::<Vec<_>>(), vec![10, 27]);
     let l = leaves(store.as_ref(), "acme", 27).await;
     for c in &all {
-        let (signed, _) = open_checkpoint(&c.note, "bitacora/acme", &verifiers()).unwrap();
+        // Signed under the origin as key name: the log's verifier key opens it by the
+        // signed-note rules alone.
+        let vkey = signer().verifier().with_name("bitacora/acme").unwrap();
+        let (signed, _) = open_checkpoint(&c.note, "bitacora/acme", &[vkey]).unwrap();
         assert_eq!(signed.size, c.size);
         assert_eq!(signed.root, c.root);
         assert_eq!(c.root, merkle::root_from_leaves(&l[..c.size as usize]));
@@ -973,4 +976,110 @@ async fn an_altered_node_or_checkpoint_is_named() {
         "{outcome:?}"
     );
     let _ = tenant_origin("x");
+}
+
+/// The names of a stored note's signature lines.
+fn signers(note: &str) -> Vec<String> {
+    bitacora_core::checkpoint::SignedNote::parse(note.as_bytes())
+        .unwrap()
+        .signatures
+        .into_iter()
+        .map(|s| s.name)
+        .collect()
+}
+
+#[tokio::test]
+async fn logs_signed_under_the_old_key_name_move_to_their_origin_and_keep_verifying() {
+    use bitacora_core::checkpoint::Checkpoint;
+    use bitacora_log::{Naming, Signing, checkpoint_tenant_named};
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let s = signer();
+    let (old, new) = (tenant("old"), tenant("new"));
+    let naming = Naming::default();
+    // A checkpoint as the previous release stored it: under the key file's name alone.
+    append(store.as_ref(), "old", 0, 6).await;
+    let root = root_at(store.as_ref(), &old, 6).await.unwrap();
+    let legacy = s
+        .sign_checkpoint(&Checkpoint::new("bitacora/old", 6, root))
+        .unwrap();
+    store
+        .add_checkpoint(
+            &old,
+            &bitacora_store::StoredCheckpoint {
+                size: 6,
+                root,
+                note: legacy,
+                created_at: 1,
+            },
+        )
+        .await
+        .unwrap();
+
+    // The old log's next checkpoint: origin-named first, the legacy line after it.
+    append(store.as_ref(), "old", 6, 9).await;
+    let Signing::Signed(cp) = checkpoint_tenant_named(store.as_ref(), &s, &old, 2, &naming)
+        .await
+        .unwrap()
+    else {
+        panic!("not signed");
+    };
+    assert_eq!(signers(&cp.note), ["bitacora/old", "bitacora"]);
+    // A new log: the origin-named line alone.
+    append(store.as_ref(), "new", 0, 4).await;
+    let Signing::Signed(fresh) = checkpoint_tenant_named(store.as_ref(), &s, &new, 2, &naming)
+        .await
+        .unwrap()
+    else {
+        panic!("not signed");
+    };
+    assert_eq!(signers(&fresh.note), ["bitacora/new"]);
+    // The log's verifier key opens the new checkpoints by the signed-note rules; the old key
+    // opens the old one and the transition's.
+    let vkey = s.verifier().with_name("bitacora/old").unwrap();
+    assert!(open_checkpoint(&cp.note, "bitacora/old", std::slice::from_ref(&vkey)).is_ok());
+    assert!(open_checkpoint(&cp.note, "bitacora/old", &verifiers()).is_ok());
+    assert!(open_checkpoint(&fresh.note, "bitacora/new", &verifiers()).is_err());
+
+    // The transition ends: no legacy line any more, even after one was signed.
+    append(store.as_ref(), "old", 9, 11).await;
+    let off = Naming {
+        legacy_key_name: false,
+        ..Naming::default()
+    };
+    let Signing::Signed(last) = checkpoint_tenant_named(store.as_ref(), &s, &old, 3, &off)
+        .await
+        .unwrap()
+    else {
+        panic!("not signed");
+    };
+    assert_eq!(signers(&last.note), ["bitacora/old"]);
+    // And once off, a log does not go back to the legacy line when it is turned on again:
+    // its latest checkpoint no longer carries one.
+    append(store.as_ref(), "old", 11, 12).await;
+    let Signing::Signed(again) = checkpoint_tenant_named(store.as_ref(), &s, &old, 4, &naming)
+        .await
+        .unwrap()
+    else {
+        panic!("not signed");
+    };
+    assert_eq!(signers(&again.note), ["bitacora/old"]);
+
+    // `verify_tenant` with the key under its own name checks all four (legacy, both,
+    // origin-named), and with the log's key alone fails on the legacy one.
+    for t in [&old, &new] {
+        let report = verify_tenant(store.as_ref(), t, &verifiers(), &opts(), |_, _| {})
+            .await
+            .unwrap();
+        assert!(report.is_intact(), "{t}: {report:?}");
+    }
+    let report = verify_tenant(store.as_ref(), &old, &[vkey], &opts(), |_, _| {})
+        .await
+        .unwrap();
+    assert!(
+        matches!(report.outcome, VerifyOutcome::BadCheckpoint { size: 6, .. }),
+        "{report:?}"
+    );
+    store.close().await.unwrap();
 }

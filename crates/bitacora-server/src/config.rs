@@ -108,8 +108,16 @@ default_tenant = "default"
 # sibling of the folder (`./bitacora-data.signing-key` for the default data folder). Required
 # with a PostgreSQL store (--signing-key-file, BITACORA_SIGNING_KEY_FILE).
 # signing_key_file = "./bitacora-data.signing-key"
-# The key name in signatures and in the verifier key (`bitacora+<id>+<base64>`).
+# The key file's own name, and that of the verifier key `/v1/log/public-key` serves
+# (`bitacora+<id>+<base64>`). Each log's checkpoints are signed under the log's origin as key
+# name (what C2SP witnesses and tlog-policy files expect; `GET /v1/log` gives its `verifier_key`);
+# checkpoints from before that were signed under this name, and still verify.
 signing_key_name = "bitacora"
+# While true, new checkpoints of a log whose latest checkpoint carries a signature under
+# `signing_key_name` (a log from before key names followed origins) carry that signature line too,
+# after the origin-named one, so verifiers and witnesses still configured with the old key keep
+# working. Set false once they all use the logs' own verifier keys (docs/TRANSPARENCY.md).
+legacy_key_name_signatures = true
 # Verifier keys of rotated-out signing keys that still vouch for old checkpoints: each a key
 # string (`bitacora+1a2b3c4d+AX...`) or a file of them, one a line. See "Key rotation" in the
 # bitacora-log crate docs.
@@ -304,6 +312,9 @@ pub struct IntegrityConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub signing_key_file: Option<PathBuf>,
     pub signing_key_name: String,
+    /// Whether pre-existing logs' new checkpoints also carry a signature under
+    /// `signing_key_name` (see [`bitacora_log::Naming`]).
+    pub legacy_key_name_signatures: bool,
     /// Verifier keys (or files of them) of retired signing keys.
     pub retired_keys: Vec<String>,
     pub checkpoint_interval_ms: u64,
@@ -328,6 +339,7 @@ impl Default for IntegrityConfig {
         Self {
             signing_key_file: None,
             signing_key_name: "bitacora".to_owned(),
+            legacy_key_name_signatures: true,
             retired_keys: Vec::new(),
             checkpoint_interval_ms: 1000,
             public_tiles: false,
@@ -341,6 +353,14 @@ impl Default for IntegrityConfig {
 }
 
 impl IntegrityConfig {
+    /// How the checkpointer names logs and their keys.
+    pub fn naming(&self) -> bitacora_log::Naming {
+        bitacora_log::Naming {
+            origin_prefix: self.origin_prefix.clone(),
+            legacy_key_name: self.legacy_key_name_signatures,
+        }
+    }
+
     /// Checks `origin_prefix`: `<prefix>/<tenant>` must be a valid checkpoint origin and note
     /// key name (no spaces, `+` or control characters), and not end with `/`.
     pub fn validate(&self) -> Result<(), String> {

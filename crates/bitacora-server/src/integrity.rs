@@ -69,8 +69,16 @@ pub fn public_key_text(keys: &LogKeys) -> String {
 
 /// Logs what witnessing will do with `policy`: which witnesses it submits to, and the
 /// problems an operator should fix (a witness without a URL is never asked; a policy that
-/// does not list this server's key makes every `verify --policy` fail).
-pub fn describe_witnessing(policy: &bitacora_core::witness::Policy, key: &NoteVerifier) {
+/// names none of this server's logs makes every `verify --policy` fail).
+///
+/// A policy's `log` lines name each log's verifier key, whose name is the log's origin
+/// (`GET /v1/log` serves it as `verifier_key`). A line with the key under the key file's own
+/// name only checks checkpoints that carry the legacy signature line.
+pub fn describe_witnessing(
+    policy: &bitacora_core::witness::Policy,
+    keys: &LogKeys,
+    origin_prefix: &str,
+) {
     for (name, _, url) in policy.witness_urls() {
         match url {
             Some(url) => {
@@ -82,15 +90,29 @@ pub fn describe_witnessing(policy: &bitacora_core::witness::Policy, key: &NoteVe
             ),
         }
     }
-    if !policy
+    let key = keys.signer().verifier();
+    let ours: Vec<&NoteVerifier> = policy
         .logs()
         .iter()
-        .any(|l| l.verifying_key() == key.verifying_key())
-    {
+        .filter(|l| l.verifying_key() == key.verifying_key())
+        .collect();
+    if ours.is_empty() {
+        let example = keys
+            .verifier_for(&format!("{origin_prefix}/TENANT"))
+            .map(|k| k.to_string())
+            .unwrap_or_default();
         tracing::warn!(
             key = %key,
-            "the witness policy has no `log` line with this server's checkpoint key: add \
-             `log {key}` so that verifiers using the policy accept its checkpoints"
+            "the witness policy has no `log` line with this server's checkpoint key: add one per \
+             tenant with the log's `verifier_key` from `GET /v1/log` (e.g. `log {example}` for \
+             tenant TENANT) so that verifiers using the policy accept its checkpoints"
+        );
+    } else if ours.iter().all(|l| l.name() == key.name()) {
+        tracing::warn!(
+            key = %key,
+            "the witness policy names this server's key only under the key file's name: new logs \
+             sign under their origin as key name, so add each tenant's `verifier_key` from \
+             `GET /v1/log` as a `log` line"
         );
     }
 }

@@ -137,9 +137,11 @@ pub async fn serve_with_store(
              (Authorization: Bearer <key>)\n"
         );
     }
-    // Auditors and `bitacora verify-bundle --trusted-key` need this string.
+    // Auditors and `bitacora verify-bundle --trusted-key` need this string; witnesses need
+    // each log's own key (named by its origin), which `GET /v1/log` gives.
     println!(
-        "  checkpoint key: {}   ({base}/v1/log/public-key)",
+        "  checkpoint key: {}   ({base}/v1/log/public-key; each log's own key, named by its \
+         origin, for witnesses: {base}/v1/log?tenant=T, `verifier_key`)",
         keys.public_key()
     );
     tracing::info!(
@@ -192,7 +194,7 @@ pub async fn serve_with_store(
     // Witnessing (CONTRACT §11): off the ingest and signing paths; it only reads stored
     // checkpoints and stores cosignatures.
     let witnessing = witness_policy.map(|policy| {
-        integrity::describe_witnessing(&policy, &keys_verifier(&state));
+        integrity::describe_witnessing(&policy, &state.keys, &config.integrity.origin_prefix);
         bitacora_witness::describe_metrics();
         let (task, status) = bitacora_witness::spawn_witnessing(
             store.clone(),
@@ -203,13 +205,13 @@ pub async fn serve_with_store(
         task
     });
     let flusher = state.auth.clone().spawn_usage_flusher(background.clone());
-    let checkpointer = bitacora_log::spawn_checkpointer_with_prefix(
+    let checkpointer = bitacora_log::spawn_checkpointer_named(
         store.clone(),
         state.signer.clone(),
         config.integrity.checkpoint_interval(),
         background.clone(),
         state.tails.clone(),
-        config.integrity.origin_prefix.clone(),
+        config.integrity.naming(),
     );
     // Retention (docs/LIFECYCLE.md): one pass every `check_interval`; it stops with the other
     // background tasks, between batches.
@@ -322,10 +324,6 @@ pub async fn serve_with_store(
 }
 
 /// The current checkpoint verifier key.
-fn keys_verifier(state: &AppState) -> bitacora_core::checkpoint::NoteVerifier {
-    state.signer.verifier()
-}
-
 /// `http(s)://host:port` to show people: an unspecified address becomes loopback.
 fn base_url(addr: SocketAddr, tls: bool) -> String {
     let ip = match addr.ip() {
@@ -428,8 +426,11 @@ mod tests {
         let signing_key = root.path().join("data.signing-key");
         assert!(signing_key.is_file());
         let keys = integrity::load_existing_keys(&config).unwrap();
-        bitacora_core::checkpoint::open_checkpoint(&cp.note, "bitacora/default", &keys.verifiers())
-            .unwrap();
+        // Signed under the log's origin as key name: the log's own verifier key opens it by
+        // the signed-note rules alone.
+        let vkey = keys.verifier_for("bitacora/default").unwrap();
+        assert!(vkey.to_string().starts_with("bitacora/default+"));
+        bitacora_core::checkpoint::open_checkpoint(&cp.note, "bitacora/default", &[vkey]).unwrap();
         store.close().await.unwrap();
     }
 

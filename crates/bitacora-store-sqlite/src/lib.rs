@@ -128,9 +128,12 @@ pub(crate) fn sql_error(e: rusqlite::Error) -> StoreError {
     use rusqlite::ffi::ErrorCode;
     match &e {
         rusqlite::Error::SqliteFailure(f, _) => match f.code {
+            // Marked, so that a caller may tell a refused lock (which it can retry) from the
+            // store being unusable (`purge::is_busy`).
+            ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => {
+                StoreError::Unavailable(format!("{}{e}", purge::BUSY))
+            }
             ErrorCode::DiskFull
-            | ErrorCode::DatabaseBusy
-            | ErrorCode::DatabaseLocked
             | ErrorCode::SystemIoFailure
             | ErrorCode::CannotOpen
             | ErrorCode::ReadOnly
@@ -610,9 +613,28 @@ impl Store for SqliteStore {
     }
 
     async fn purge(&self, tenant: &TenantName, record: &PurgeRecord) -> StoreResult<()> {
-        let (tenant, record) = (tenant.clone(), record.clone());
-        self.with_conn(move |c| purge::purge(c, &tenant, &record))
-            .await
+        // The purge's transaction waits for the write lock (the busy timeout); past it, the
+        // writer is busy for longer than that (a long batch on a loaded machine): the whole
+        // transaction rolled back, so it is tried again, after a pause, rather than failing the
+        // retention pass (which would only retry at the next `check_interval`).
+        let mut pause = purge::BUSY_FIRST_PAUSE;
+        for attempt in 1.. {
+            let (t, r) = (tenant.clone(), record.clone());
+            match self.with_conn(move |c| purge::purge(c, &t, &r)).await {
+                Err(e) if purge::is_busy(&e) && attempt < purge::BUSY_ATTEMPTS => {
+                    tracing::warn!(
+                        tenant = %tenant,
+                        attempt,
+                        error = %e,
+                        "retention purge: the database is locked; trying again"
+                    );
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(purge::BUSY_MAX_PAUSE);
+                }
+                other => return other,
+            }
+        }
+        unreachable!("the loop returns")
     }
 
     async fn purges(&self, tenant: &TenantName) -> StoreResult<Vec<PurgeRecord>> {
@@ -1151,6 +1173,54 @@ mod tests {
                 .any(|p| p.contains("USING INDEX events_event_id")),
             "{plan:?}"
         );
+    }
+
+    /// A purge that meets the write lock held past the busy timeout (10 s) by another
+    /// connection waits it out and purges, instead of failing the retention pass.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_purge_retries_a_locked_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let t = TenantName::default_tenant();
+        let leaves: Vec<Hash> = store
+            .append(conformance::sample_events(&["a", "b", "c", "d"]))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|o| match o {
+                AppendOutcome::Stored { leaf_hash, .. } => leaf_hash,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        let record = PurgeRecord {
+            event_seq: 3,
+            ranges: PurgeRecord::ranges_of(&[0, 1]),
+            count: 2,
+            root: bitacora_core::merkle::root_from_leaves(&leaves[..2]),
+            archive: "file:///archive/default/test.bundle.zst".into(),
+            created_at: 1,
+        };
+        // Another process takes the write lock and keeps it past the busy timeout.
+        let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+        let db = dir.path().join(DB_FILE);
+        let holder = std::thread::spawn(move || {
+            let c = Connection::open(db).unwrap();
+            c.execute_batch("BEGIN IMMEDIATE").unwrap();
+            locked_tx.send(()).unwrap();
+            std::thread::sleep(Duration::from_millis(10_600));
+            c.execute_batch("COMMIT").unwrap();
+        });
+        locked_rx.recv().unwrap();
+        let started = std::time::Instant::now();
+        store.purge(&t, &record).await.unwrap();
+        assert!(started.elapsed() > Duration::from_secs(10), "it waited");
+        holder.join().unwrap();
+        assert!(store.event_by_seq(&t, 0).await.unwrap().is_none());
+        assert!(store.event_by_seq(&t, 2).await.unwrap().is_some());
+        // Anything else than a refused lock still fails at once: the same purge again.
+        let err = store.purge(&t, &record).await.unwrap_err();
+        assert!(!purge::is_busy(&err), "{err}");
+        store.close().await.unwrap();
     }
 
     #[tokio::test]

@@ -30,6 +30,21 @@ use crate::sql_error;
 use crate::window::{BLOCK_BITS, block_of};
 use crate::writer::blob32;
 
+/// How many times [`crate::SqliteStore`] tries a purge the database lock refused, and the
+/// pauses in between (doubling).
+pub const BUSY_ATTEMPTS: u32 = 8;
+pub const BUSY_FIRST_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
+pub const BUSY_MAX_PAUSE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// How `sql_error` starts the message of `SQLITE_BUSY` and `SQLITE_LOCKED`.
+pub(crate) const BUSY: &str = "the database is locked: ";
+
+/// Whether `e` is SQLite refusing the write lock (`SQLITE_BUSY` past the busy timeout, or
+/// `SQLITE_LOCKED`): the transaction rolled back and may be tried again.
+pub fn is_busy(e: &StoreError) -> bool {
+    matches!(e, StoreError::Unavailable(m) if m.starts_with(BUSY))
+}
+
 /// What a deleted row contributed to the summaries.
 struct Gone {
     seq: u64,

@@ -98,13 +98,34 @@ pub async fn retention_run(config: &Config, dry_run: bool, tenant: Option<&str>)
             );
         }
     }
-    for name in &report.dropped_partitions {
-        println!("partition {name}: every event archived, then the partition dropped");
+    if dry_run {
+        for (name, events) in report
+            .dropped_partitions
+            .iter()
+            .zip(&report.partition_events)
+        {
+            println!(
+                "partition {name}: would archive its {events} events, then drop the whole partition"
+            );
+        }
+    } else {
+        for name in &report.dropped_partitions {
+            println!("partition {name}: every event archived, then the partition dropped");
+        }
     }
+    let whole: u64 = report.partition_events.iter().sum();
     println!(
-        "{verb} {} events in {} batches; {} expired events kept by legal holds",
-        report.purged(),
+        "{verb} {} events in {} batches{}; {} expired events kept by legal holds",
+        report.purged() + whole,
         report.purges.len(),
+        if whole > 0 {
+            format!(
+                " and {} whole partitions ({whole} events)",
+                report.dropped_partitions.len()
+            )
+        } else {
+            String::new()
+        },
         report.held
     );
     Ok(())

@@ -18,6 +18,7 @@ from bitacora.verify import (
     open_checkpoint,
     parse_verifier_key,
     root_from_inclusion_proof,
+    verifier_key_for,
     verify_event,
     verify_inclusion,
     verify_tlog_proof,
@@ -209,6 +210,12 @@ def test_checkpoint_with_wrong_key_or_signature_fails(server: Server) -> None:
     note = client.checkpoint()
     cp = open_checkpoint(note, public_key)
     assert cp.origin.endswith("/default") and len(cp.root) == 32
+    # Signed under the log's origin as key name (the C2SP convention); the published key
+    # (named after the key file) checks it under that name, and so does the log's own key.
+    assert cp.signed_by == (cp.origin,)
+    log_key = verifier_key_for(public_key.splitlines()[0], cp.origin)
+    assert str(log_key).startswith(cp.origin + "+")
+    assert open_checkpoint(note, log_key, origin=cp.origin).signed_by == (cp.origin,)
 
     # Another key under the same name is not trusted: nobody it trusts signed.
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -263,3 +270,38 @@ def test_tlog_proof_verifies_offline(server: Server) -> None:
     with pytest.raises(VerificationError, match="tlog-proof"):
         verify_tlog_proof(event, proof.replace("index ", "index 0", 1), public_key)
     client.close()
+
+
+def _signed(seed: bytes, name: str, text: str) -> str:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.from_private_bytes(seed)
+    raw = bytes([1]) + key.public_key().public_bytes_raw()
+    kid = hashlib.sha256(name.encode() + b"\n" + raw).digest()[:4]
+    sig = base64.b64encode(kid + key.sign(text.encode())).decode()
+    return f"{text}\n\u2014 {name} {sig}\n"
+
+
+def _vkey(seed: bytes, name: str) -> str:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    raw = bytes([1]) + Ed25519PrivateKey.from_private_bytes(seed).public_key().public_bytes_raw()
+    kid = hashlib.sha256(name.encode() + b"\n" + raw).hexdigest()[:8]
+    return f"{name}+{kid}+{base64.b64encode(raw).decode()}"
+
+
+def test_a_key_vouches_under_its_own_name_and_the_logs_origin_only() -> None:
+    pytest.importorskip("cryptography")
+    seed = bytes(range(32))
+    root = base64.b64encode(bytes(32)).decode()
+    text = f"bitacora/acme\n3\n{root}\n"
+    published = _vkey(seed, "bitacora")
+    # Under the origin (how logs are signed now) and under the key's name (before).
+    for name in ["bitacora/acme", "bitacora"]:
+        cp = open_checkpoint(_signed(seed, name, text), published, origin="bitacora/acme")
+        assert cp.signed_by == (name,)
+    # Under another log's name: not a checkpoint of this log's key.
+    with pytest.raises(VerificationError, match="no trusted key"):
+        open_checkpoint(_signed(seed, "bitacora/other", text), published)
+    # The log's own key is the published one named by the origin.
+    assert str(verifier_key_for(published, "bitacora/acme")) == _vkey(seed, "bitacora/acme")

@@ -63,6 +63,12 @@ function base64ToBytes(text: string): Uint8Array {
   return out;
 }
 
+function bytesToBase64(bytes: Uint8Array): string {
+  let bin = "";
+  for (const b of bytes) bin += String.fromCharCode(b);
+  return btoa(bin);
+}
+
 function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;
   let diff = 0;
@@ -107,18 +113,61 @@ export async function parseVerifierKeys(text: string | readonly string[]): Promi
   return Promise.all(lines.map(parseVerifierKey));
 }
 
+/** The signed-note key id of an Ed25519 key under `name`. */
+async function keyIdOf(name: string, publicKey: Uint8Array): Promise<Uint8Array> {
+  const nameBytes = encoder.encode(name);
+  const preimage = new Uint8Array(nameBytes.length + 2 + publicKey.length);
+  preimage.set(nameBytes, 0);
+  preimage[nameBytes.length] = 0x0a;
+  preimage[nameBytes.length + 1] = 0x01;
+  preimage.set(publicKey, nameBytes.length + 2);
+  return (await sha256(preimage)).subarray(0, 4);
+}
+
+/**
+ * The verifier key of the log `origin`: the server's key (as `GET /v1/log/public-key` serves it)
+ * named by the origin, as `GET /v1/log` lists it (`verifier_key`) and as C2SP witnesses and
+ * tlog-policy files name a log.
+ */
+export async function verifierKeyFor(key: string | VerifierKey, origin: string): Promise<VerifierKey> {
+  const parsed = typeof key === "string" ? await parseVerifierKey(key) : key;
+  return { name: origin, keyId: await keyIdOf(origin, parsed.publicKey), publicKey: parsed.publicKey };
+}
+
+/** Formats a verifier key as `<name>+<key id hex>+<base64(0x01 || key)>`. */
+export function formatVerifierKey(key: VerifierKey): string {
+  const typed = new Uint8Array(33);
+  typed[0] = 0x01;
+  typed.set(key.publicKey, 1);
+  return `${key.name}+${toHex(key.keyId)}+${bytesToBase64(typed)}`;
+}
+
 /**
  * Opens a signed checkpoint: at least one signature line by a pinned key must verify over the
  * note's text (lines by unknown keys are ignored, as signed-note says); then the body is parsed.
+ *
+ * Each log's checkpoints are signed under the log's origin as key name (the C2SP convention;
+ * `GET /v1/log` gives the log's `verifier_key`). A pinned key counts under its own name and under
+ * the checkpoint's origin, so the key of `/v1/log/public-key` checks every log, and checkpoints
+ * signed under its name before still verify. The origin is inside the signed text: check it
+ * (the verifiers below do) to insist on one log.
  */
 export async function verifyCheckpoint(note: string, keys: string | readonly string[] | readonly VerifierKey[]): Promise<Checkpoint> {
-  const verifiers: VerifierKey[] =
+  const pinned: VerifierKey[] =
     typeof keys === "string" || (keys.length > 0 && typeof keys[0] === "string")
       ? await parseVerifierKeys(keys as string | readonly string[])
       : (keys as VerifierKey[]);
   const split = note.lastIndexOf("\n\n");
   if (split < 0 || !note.endsWith("\n")) fail("checkpoint: not a signed note");
   const text = note.slice(0, split + 1);
+  const signedOrigin = text.slice(0, text.indexOf("\n"));
+  const verifiers: VerifierKey[] = [...pinned];
+  if (signedOrigin !== "" && !/[\s+]/.test(signedOrigin)) {
+    for (const k of pinned) {
+      const named = await verifierKeyFor(k, signedOrigin);
+      if (!verifiers.some((v) => v.name === named.name && bytesEqual(v.keyId, named.keyId))) verifiers.push(named);
+    }
+  }
   const sigLines = note.slice(split + 2, -1).split("\n");
   const textBytes = encoder.encode(text);
   const signedBy: string[] = [];

@@ -5,7 +5,7 @@ import { generateKeyPairSync, createHash } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 
 import { Bitacora, BitacoraError } from "../dist/esm/index.js";
-import { canonicalize, leafHash, parseVerifierKey, verifyCheckpoint, verifyEvent, verifyEventProof, verifyTlogProof } from "../dist/esm/verify.js";
+import { canonicalize, formatVerifierKey, leafHash, parseVerifierKey, verifierKeyFor, verifyCheckpoint, verifyEvent, verifyEventProof, verifyTlogProof } from "../dist/esm/verify.js";
 import { startProxy, startServer, uniqueAction, unhandled } from "./helpers.mjs";
 
 let server;
@@ -144,6 +144,16 @@ describe("against the real server", () => {
     assert.equal(trailer.events, 5);
     const cp = await verifyCheckpoint(header.checkpoint, publicKey);
     assert.equal(cp.treeSize, header.tree_size);
+    // Signed under the log's origin as key name (C2SP): the log's own verifier key, the one
+    // `GET /v1/log` lists, checks it alone; the pinned key is that key under another name.
+    assert.deepEqual(cp.signedBy, [cp.origin]);
+    const logKey = formatVerifierKey(await verifierKeyFor(publicKey.split("\n")[0], cp.origin));
+    const described = await (await fetch(`${server.url}/v1/log`, { headers: { authorization: `Bearer ${server.adminKey}` } })).json();
+    assert.equal(described.verifier_key, logKey);
+    assert.deepEqual((await verifyCheckpoint(header.checkpoint, logKey)).signedBy, [cp.origin]);
+    // A signature line under a third name (another log's) is no pinned key's.
+    const renamed = header.checkpoint.replace(`\u2014 ${cp.origin} `, "\u2014 bitacora/elsewhere ");
+    await assert.rejects(verifyCheckpoint(renamed, publicKey), /not signed by any pinned key/);
     for (const line of rest) {
       const v = await verifyEventProof({ event: line.event, proof: line.proof, checkpoint: header.checkpoint, publicKey });
       assert.equal(v.event.id, line.event.id);

@@ -64,8 +64,9 @@ pub struct TenantParam {
 
 /// The tenant's latest signed checkpoint.
 ///
-/// A C2SP `tlog-checkpoint` (origin `bitacora/<tenant>`, tree size, base64 root hash) in an
-/// Ed25519 `signed-note`; verify it with the key from `GET /v1/log/public-key`. The server
+/// A C2SP `tlog-checkpoint` (origin `<prefix>/<tenant>`, tree size, base64 root hash) in an
+/// Ed25519 `signed-note`, signed under the origin as key name; verify it with the log's
+/// `verifier_key` from `GET /v1/log` (or the key of `GET /v1/log/public-key` under that name). The server
 /// signs each growing log at least once a second. With a witness policy, the note also
 /// carries the `cosignature/v1` lines witnesses returned for this checkpoint (CONTRACT §11).
 #[utoipa::path(
@@ -106,8 +107,14 @@ pub struct LogDescription {
     /// The log's checkpoint origin, `<prefix>/<tenant>`, fixed when its first checkpoint was
     /// signed (`bitacora/<tenant>` for logs from before `integrity.origin_prefix`).
     pub origin: String,
-    /// The signed-note verifier keys its checkpoints verify with: the current signing key
-    /// first, then retired ones still trusted (the lines of `GET /v1/log/public-key`).
+    /// The log's verifier key, named by its origin (`<origin>+<key id>+<key>`): the key its
+    /// checkpoints are signed under, and what a witness or a C2SP `tlog-policy` `log` line
+    /// names this log by.
+    pub verifier_key: String,
+    /// Every signed-note verifier key its checkpoints verify with: the current key and the
+    /// retired ones still trusted, each named by the origin, then each under its own name
+    /// (the lines of `GET /v1/log/public-key`, which signed checkpoints from before key names
+    /// followed origins, and sign the legacy line during the transition).
     pub verifier_keys: Vec<String>,
     /// Events in the log.
     pub size: u64,
@@ -171,14 +178,20 @@ pub async fn describe(
         .iter()
         .map(|c| c.size)
         .max();
+    let verifier_key = state
+        .keys
+        .verifier_for(&origin)
+        .map_err(|e| ApiError::Internal(format!("the origin `{origin}` is not a key name: {e}")))?
+        .to_string();
     json(&LogDescription {
-        origin,
+        verifier_key,
         verifier_keys: state
             .keys
-            .verifiers()
+            .verifiers_for(&origin)
             .iter()
             .map(ToString::to_string)
             .collect(),
+        origin,
         size: state.store.log_size(&tenant).await?,
         checkpoint_size: latest.map(|cp| cp.size),
         cosigned_by,
@@ -288,7 +301,9 @@ pub async fn consistency(
 ///
 /// Signed-note verifier key format (`<name>+<key id hex>+<base64 of 0x01 || Ed25519 public
 /// key>`), one a line: the current signing key on the first line, then any retired keys
-/// that still vouch for older checkpoints (key rotation). One key signs every tenant's log.
+/// that still vouch for older checkpoints (key rotation). One key signs every tenant's log,
+/// each under its origin as key name (same key, another key id): `GET /v1/log` gives a
+/// log's own verifier key; these lines carry the key file's name.
 #[utoipa::path(
     get,
     path = "/v1/log/public-key",

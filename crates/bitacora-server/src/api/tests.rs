@@ -859,7 +859,7 @@ async fn checkpoints_and_proofs() {
     let (signed, _) = bitacora_core::checkpoint::open_checkpoint(
         r.text(),
         "bitacora/acme",
-        &app.keys.verifiers(),
+        &app.keys.verifiers_for("bitacora/acme"),
     )
     .unwrap();
     assert_eq!(signed.size, 20);

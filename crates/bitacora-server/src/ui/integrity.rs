@@ -19,7 +19,7 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Json, Redirect, Response};
 use bitacora_core::TenantName;
 use bitacora_core::canonical::hex_hash;
-use bitacora_core::checkpoint::open_checkpoint;
+use bitacora_core::checkpoint::open_log_checkpoint;
 use bitacora_log::{VerifyOptions, verify_tenant};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -165,6 +165,9 @@ pub struct TenantPanel {
     pub cosigned_by: Vec<String>,
     /// The log's origin line (`<prefix>/<tenant>`, fixed when the log was first signed).
     pub origin: String,
+    /// The log's verifier key, named by its origin: what a witness or a `tlog-policy` names
+    /// the log by.
+    pub verifier_key: String,
     /// The largest checkpoint size any witness cosigned, when it is not the latest.
     pub witnessed_size: Option<u64>,
 }
@@ -294,6 +297,7 @@ pub async fn page(
             cosigned_by: Vec::new(),
             witnessed_size: None,
             origin: String::new(),
+            verifier_key: String::new(),
         };
         if let Some(cp) = cp {
             let cosignatures = state.store.cosignatures(&tenant, cp.size).await?;
@@ -315,7 +319,12 @@ pub async fn page(
             panel.cp_root = hex_hash(&cp.root);
             panel.cp_time = DateTime::from_timestamp_micros(cp.created_at).map(|t| view::time(&t));
             panel.origin = bitacora_log::log_origin(&*state.store, &tenant).await?;
-            match open_checkpoint(&cp.note, &panel.origin, &verifiers) {
+            panel.verifier_key = state
+                .keys
+                .verifier_for(&panel.origin)
+                .map(|k| k.to_string())
+                .unwrap_or_default();
+            match open_log_checkpoint(&cp.note, &panel.origin, &verifiers) {
                 Ok((signed, _)) if signed.size == cp.size && signed.root == cp.root => {
                     panel.cp_ok = true;
                     panel.cp_detail = "Signature verified with the server's key.".into();

@@ -9,7 +9,7 @@ use assert_cmd::Command;
 use bitacora_client::{Client, ExportFormat, SearchParams};
 use bitacora_core::api::BatchItem;
 use bitacora_core::canonical::{Hash, parse_hex_hash};
-use bitacora_core::checkpoint::{Checkpoint, NoteVerifier, open_checkpoint};
+use bitacora_core::checkpoint::{Checkpoint, NoteVerifier, open_log_checkpoint};
 use bitacora_core::merkle;
 
 use crate::common::*;
@@ -43,7 +43,7 @@ async fn checkpoint_at_least(client: &Client, tenant: &str, size: u64) -> Checkp
     let deadline = Instant::now() + Duration::from_secs(3);
     loop {
         if let Ok(note) = client.checkpoint(Some(tenant)).await {
-            let (cp, _) = open_checkpoint(&note, &format!("bitacora/{tenant}"), &keys)
+            let (cp, _) = open_log_checkpoint(&note, &format!("bitacora/{tenant}"), &keys)
                 .unwrap_or_else(|e| panic!("the checkpoint does not verify: {e}\n{note}"));
             if cp.size >= size {
                 return cp;

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
 use bitacora_client::{Client, SearchParams};
-use bitacora_core::checkpoint::{NoteVerifier, open_checkpoint};
+use bitacora_core::checkpoint::{NoteVerifier, open_log_checkpoint};
 
 use crate::common::*;
 
@@ -40,7 +40,7 @@ async fn signed_size(client: &Client, tenant: &str) -> u64 {
     let Ok(note) = client.checkpoint(Some(tenant)).await else {
         return 0;
     };
-    open_checkpoint(&note, &format!("bitacora/{tenant}"), &keys)
+    open_log_checkpoint(&note, &format!("bitacora/{tenant}"), &keys)
         .unwrap()
         .0
         .size

@@ -40,14 +40,26 @@ async fn get(
     (status, headers, resp.bytes().await.unwrap().to_vec())
 }
 
-/// The server's verifier keys, as the independent implementation reads them.
-async fn verifiers(client: &Client) -> VerifierList {
-    let keys = client.public_key().await.unwrap();
-    VerifierList::new(
-        keys.iter()
-            .map(|k| Box::new(StandardVerifier::new(k).unwrap()) as Box<dyn signed_note::Verifier>)
-            .collect(),
+/// The verifier key of `tenant`'s log as `GET /v1/log` lists it (`verifier_key`): the key
+/// named by the log's origin, the way C2SP witnesses and tlog-policy files name a log.
+async fn log_vkey(app: &TestApp, tenant: &str) -> String {
+    let (status, _, body) = get(
+        app,
+        Some(app.admin_key.as_str()),
+        &format!("/v1/log?tenant={tenant}"),
     )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let log: Value = serde_json::from_slice(&body).unwrap();
+    let vkey = log["verifier_key"].as_str().unwrap().to_owned();
+    let origin = log["origin"].as_str().unwrap();
+    assert_eq!(vkey.split('+').next(), Some(origin), "named by the origin");
+    vkey
+}
+
+/// The verifier list of the independent implementation: the log's own verifier key only.
+fn verifier_list(vkey: &str) -> VerifierList {
+    VerifierList::new(vec![Box::new(StandardVerifier::new(vkey).unwrap())])
 }
 
 /// Sends `n` events to `tenant` and returns their leaf hashes (hex) in seq order.
@@ -161,13 +173,23 @@ async fn the_served_log_is_read_and_authenticated_by_tlog_tiles() {
     let leaves = ingest(&app.client, "tiles", "t", 600).await;
     let note = checkpoint_covering(&app, "tiles", 600).await;
 
-    // The checkpoint: a signed note that an independent verifier accepts with the key the
-    // server publishes, and a tlog-checkpoint body it parses.
+    // The checkpoint: a signed note that an independent verifier accepts with the log's
+    // verifier key, whose name is the checkpoint's origin (the C2SP convention), and a
+    // tlog-checkpoint body it parses.
+    let vkey = log_vkey(&app, "tiles").await;
+    assert!(vkey.starts_with("bitacora/tiles+"), "{vkey}");
     let parsed = Note::from_bytes(&note).unwrap();
-    let (verified, _) = parsed.verify(&verifiers(&app.client).await).unwrap();
+    let (verified, _) = parsed.verify(&verifier_list(&vkey)).unwrap();
     assert_eq!(verified.len(), 1);
+    assert_eq!(verified[0].name(), "bitacora/tiles");
     let cp = Checkpoint::from_bytes(parsed.text()).unwrap();
     assert_eq!(cp.origin(), "bitacora/tiles");
+    assert_eq!(cp.origin(), verified[0].name());
+    // A new log carries no signature under the key file's name: the published key under that
+    // name is no log's verifier key by the signed-note rules.
+    let public = app.client.public_key().await.unwrap().remove(0);
+    assert!(public.starts_with("bitacora+"), "{public}");
+    assert!(parsed.verify(&verifier_list(&public)).is_err());
     assert_eq!(cp.size(), 600);
     let (size, root) = (cp.size(), *cp.hash());
 
@@ -428,8 +450,10 @@ async fn event_proofs_are_tlog_proofs_any_implementation_checks() {
     let app = spawn_app().await;
     ingest(&app.client, "proofs", "p", 21).await;
     checkpoint_covering(&app, "proofs", 21).await;
-    let keys = verifiers(&app.client).await;
+    let keys = verifier_list(&log_vkey(&app, "proofs").await);
     let dir = tempfile::tempdir().unwrap();
+    // `bitacora verify-proof` takes the key the server publishes (under the key file's name)
+    // and checks the log's checkpoint with it under the log's origin.
     let key_lines = app.client.public_key().await.unwrap();
 
     for id in ["p-0", "p-13", "p-20"] {
@@ -634,7 +658,9 @@ async fn verify_proof_checks_witness_cosignatures_against_a_policy() {
             out.as_bytes(),
         )
     };
-    let log_key = app.client.public_key().await.unwrap().remove(0);
+    // The policy names the log by its own verifier key (named by the origin), as C2SP
+    // tlog-policy files do.
+    let log_key = log_vkey(&app, "witnessed").await;
     let policy_file = |quorum: &str| -> std::path::PathBuf {
         let text = format!(
             "log {log_key}\nwitness A {}\nwitness B {}\nwitness C {}\n{quorum}\n",

@@ -27,15 +27,28 @@ fn log_key(dir: &Path) -> (PathBuf, NoteSigner) {
     (path, signer)
 }
 
-/// A policy file: the log key, the witnesses `(policy name, witness, url)`, and `rules`.
+/// The verifier key of `tenant`'s log: the signing key named by the log's origin, as a
+/// witness or a tlog-policy names the log (`verifier_key` of `GET /v1/log`).
+fn log_vkey(log: &NoteSigner, tenant: &str) -> String {
+    log.verifier()
+        .with_name(format!("bitacora/{tenant}"))
+        .unwrap()
+        .to_string()
+}
+
+/// A policy file: the log key of `tenant`'s log, the witnesses `(policy name, witness, url)`,
+/// and `rules`.
 fn policy(
     dir: &Path,
     file: &str,
-    log: &NoteSigner,
+    (log, tenant): (&NoteSigner, &str),
     witnesses: &[(&str, &TestWitness, &str)],
     rules: &str,
 ) -> PathBuf {
-    let mut text = format!("# witnesses of the test log\nlog {}\n", log.verifier());
+    let mut text = format!(
+        "# witnesses of the test log\nlog {}\n",
+        log_vkey(log, tenant)
+    );
     for (name, w, url) in witnesses {
         text.push_str(&format!("witness {name} {} {url}\n", w.vkey()));
     }
@@ -73,10 +86,11 @@ async fn get_text(app: &TestApp, path: &str) -> (u16, String) {
     (resp.status().as_u16(), resp.text().await.unwrap())
 }
 
-/// Verifiers for `signed_note`: the log's key and the witnesses' cosignature keys.
-fn verifiers(log: &NoteSigner, witnesses: &[&TestWitness]) -> VerifierList {
+/// Verifiers for `signed_note`: the log's key (named by its origin) and the witnesses'
+/// cosignature keys.
+fn verifiers(log: &NoteSigner, tenant: &str, witnesses: &[&TestWitness]) -> VerifierList {
     let mut list: Vec<Box<dyn signed_note::Verifier>> = vec![Box::new(
-        StandardVerifier::new(&log.verifier().to_string()).unwrap(),
+        StandardVerifier::new(&log_vkey(log, tenant)).unwrap(),
     )];
     for w in witnesses {
         list.push(Box::new(w.verifier()));
@@ -93,7 +107,7 @@ async fn cosigned_checkpoint(
     log: &NoteSigner,
     witnesses: &[&TestWitness],
 ) -> String {
-    let keys = verifiers(log, witnesses);
+    let keys = verifiers(log, tenant, witnesses);
     let deadline = Instant::now() + PATIENCE;
     loop {
         let (status, body) = get_text(app, &format!("/logs/{tenant}/checkpoint")).await;
@@ -103,7 +117,13 @@ async fn cosigned_checkpoint(
             let cp = Checkpoint::from_bytes(note.text()).unwrap();
             let names: Vec<&str> = verified.iter().map(|s| s.name()).collect();
             if cp.size() == size && witnesses.iter().all(|w| names.contains(&w.name.as_str())) {
-                assert!(names.contains(&"bitacora"), "{names:?}");
+                // Signed under the log's origin, and only under it (a new log).
+                let origin = format!("bitacora/{tenant}");
+                assert!(names.contains(&origin.as_str()), "{names:?}");
+                assert!(
+                    !body.contains("\u{2014} bitacora "),
+                    "a new log carries no legacy signature line: {body}"
+                );
                 return body;
             }
         }
@@ -135,13 +155,13 @@ async fn two_witnesses_cosign_and_every_served_checkpoint_carries_their_cosignat
         TestWitness::new("w2.example/witness", 2),
     );
     for w in [&w1, &w2] {
-        w.trust("bitacora/acme", &log.verifier().to_string());
+        w.trust(&log_vkey(&log, "acme"));
     }
     let (u1, u2) = (w1.spawn().await, w2.spawn().await);
     let both = policy(
         dir.path(),
         "both.policy",
-        &log,
+        (&log, "acme"),
         &[("w1", &w1, &u1), ("w2", &w2, &u2)],
         "group both all w1 w2\nquorum both",
     );
@@ -169,6 +189,9 @@ async fn two_witnesses_cosign_and_every_served_checkpoint_carries_their_cosignat
     );
     assert_eq!(described["witnessed_size"], 10);
     assert_eq!(described["origin"], "bitacora/acme");
+    // The log's own verifier key, named by its origin: what the witnesses were given.
+    assert_eq!(described["verifier_key"], log_vkey(&log, "acme"));
+    assert_eq!(described["verifier_keys"][0], log_vkey(&log, "acme"));
     // The JSON API's checkpoint is the same cosigned note.
     let (_, api_note) = get_text(&app, "/v1/log/checkpoint?tenant=acme").await;
     assert_eq!(api_note, note);
@@ -224,7 +247,7 @@ async fn two_witnesses_cosign_and_every_served_checkpoint_carries_their_cosignat
     let three = policy(
         dir.path(),
         "three.policy",
-        &log,
+        (&log, "acme"),
         &[
             ("w1", &w1, &u1),
             ("w2", &w2, &u2),
@@ -386,12 +409,12 @@ async fn a_witness_that_is_down_delays_neither_ingest_nor_checkpoints() {
     let (key_file, log) = log_key(dir.path());
     let up = TestWitness::new("up.example/witness", 4);
     let down = TestWitness::new("down.example/witness", 5);
-    up.trust("bitacora/slow", &log.verifier().to_string());
+    up.trust(&log_vkey(&log, "slow"));
     let (u_up, u_down) = (up.spawn().await, black_hole().await);
     let any = policy(
         dir.path(),
         "any.policy",
-        &log,
+        (&log, "slow"),
         &[("up", &up, &u_up), ("down", &down, &u_down)],
         "group one any up down\nquorum one",
     );
@@ -476,9 +499,15 @@ async fn a_server_that_forgot_where_a_witness_stands_resynchronises_on_409() {
     let dir = tempfile::tempdir().unwrap();
     let (key_file, log) = log_key(dir.path());
     let w = TestWitness::new("w.example/witness", 6);
-    w.trust("bitacora/sync", &log.verifier().to_string());
+    w.trust(&log_vkey(&log, "sync"));
     let url = w.spawn().await;
-    let only = policy(dir.path(), "w.policy", &log, &[("w", &w, &url)], "quorum w");
+    let only = policy(
+        dir.path(),
+        "w.policy",
+        (&log, "sync"),
+        &[("w", &w, &url)],
+        "quorum w",
+    );
     let configure = |c: &mut bitacora_server::Config| {
         c.integrity.signing_key_file = Some(key_file.clone());
         c.integrity.checkpoint_interval_ms = 100;
@@ -527,9 +556,15 @@ async fn the_witness_refuses_forks_rollbacks_and_strangers() {
     let dir = tempfile::tempdir().unwrap();
     let (key_file, log) = log_key(dir.path());
     let w = TestWitness::new("strict.example/witness", 7);
-    w.trust("bitacora/fork", &log.verifier().to_string());
+    w.trust(&log_vkey(&log, "fork"));
     let url = w.spawn().await;
-    let only = policy(dir.path(), "w.policy", &log, &[("w", &w, &url)], "quorum w");
+    let only = policy(
+        dir.path(),
+        "w.policy",
+        (&log, "fork"),
+        &[("w", &w, &url)],
+        "quorum w",
+    );
     // One submission, then none for ten minutes: the attempts below face a witness at 8.
     let app = spawn_app_with(|c| {
         c.integrity.signing_key_file = Some(key_file.clone());
@@ -551,8 +586,11 @@ async fn the_witness_refuses_forks_rollbacks_and_strangers() {
         &url,
         Duration::from_secs(5),
     );
+    // Signed as the server signs: under the log's origin as key name.
+    let named = log.with_name("bitacora/fork").unwrap();
     let sign = |size: u64, root: [u8; 32]| {
-        log.sign_checkpoint(&CoreCheckpoint::new("bitacora/fork", size, root))
+        named
+            .sign_checkpoint(&CoreCheckpoint::new("bitacora/fork", size, root))
             .unwrap()
     };
     let proof_8_12: Vec<[u8; 32]> = app
@@ -618,8 +656,20 @@ async fn the_witness_refuses_forks_rollbacks_and_strangers() {
             witness_size: Some(8)
         }
     );
+    // The log's key under another name than the origin: a witness configured the standard
+    // way does not know it.
+    let legacy = log
+        .sign_checkpoint(&CoreCheckpoint::new("bitacora/fork", 12, root12))
+        .unwrap();
+    assert_eq!(
+        client
+            .add_checkpoint(8, &proof_8_12, &legacy)
+            .await
+            .unwrap_err(),
+        SubmitError::Forbidden
+    );
     // Another key, another origin.
-    let stranger = NoteSigner::from_seed("bitacora", [77; 32]).unwrap();
+    let stranger = NoteSigner::from_seed("bitacora/fork", [77; 32]).unwrap();
     let theirs = stranger
         .sign_checkpoint(&CoreCheckpoint::new("bitacora/fork", 12, root12))
         .unwrap();

@@ -4,7 +4,8 @@
 //! proofs with `tlog_tiles::check_tree` (both cloudflare/azul, ports of Go's `note` and
 //! `tlog`), cosignatures are made here with `ed25519-dalek`.
 //!
-//! For each origin it knows (with the log's verifier key), it keeps the size and root of the
+//! For each log it knows (by its verifier key, whose name is the log's origin: the standard
+//! configuration), it keeps the size and root of the
 //! latest checkpoint it cosigned, and answers `add-checkpoint` by the spec's rules: `400` for
 //! a malformed request or an old size above the checkpoint's, `404` for an unknown origin,
 //! `403` when no signature verifies with the log's key, `409` with its size
@@ -59,12 +60,12 @@ impl TestWitness {
         })
     }
 
-    /// Trusts `vkey` (a signed-note verifier key) for checkpoints of `origin`.
-    pub fn trust(&self, origin: &str, vkey: &str) {
-        self.logs
-            .lock()
-            .unwrap()
-            .insert(origin.to_owned(), vkey.to_owned());
+    /// Trusts the log whose verifier key is `vkey` (`<name>+<id>+<key>`), configured the
+    /// standard way: the key's name is the log's origin, and checkpoints are matched to it by
+    /// their origin line (as C2SP witnesses and the witness network's log lists do).
+    pub fn trust(&self, vkey: &str) {
+        let origin = vkey.split('+').next().expect("a verifier key").to_owned();
+        self.logs.lock().unwrap().insert(origin, vkey.to_owned());
     }
 
     fn typed_key(&self) -> Vec<u8> {

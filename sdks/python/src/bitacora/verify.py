@@ -21,11 +21,11 @@ import hashlib
 import json
 import math
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ._errors import VerificationError
+from ._errors import BitacoraError, VerificationError
 
 if TYPE_CHECKING:
     from ._client import AsyncBitacora, Bitacora
@@ -41,6 +41,7 @@ __all__ = [
     "open_checkpoint",
     "parse_verifier_key",
     "root_from_inclusion_proof",
+    "verifier_key_for",
     "verify_event",
     "verify_inclusion",
     "verify_tlog_proof",
@@ -246,6 +247,19 @@ def parse_verifier_key(text: str) -> VerifierKey:
     return VerifierKey(name, kid, raw[1:])
 
 
+def _renamed(key: VerifierKey, name: str) -> VerifierKey:
+    """The same Ed25519 key under another name (the key id changes with it)."""
+    raw = bytes([0x01]) + key.public_key
+    return VerifierKey(name, _sha256(name.encode() + b"\n" + raw)[:4], key.public_key)
+
+
+def verifier_key_for(public_key: str | VerifierKey, origin: str) -> VerifierKey:
+    """The verifier key of the log `origin`: the server's key (as `/v1/log/public-key` serves
+    it) named by the origin, as `GET /v1/log` lists it (`verifier_key`) and as C2SP witnesses
+    and tlog-policy files name a log."""
+    return _renamed(_keys(public_key)[0], origin)
+
+
 def _keys(public_key: str | VerifierKey | Iterable[str | VerifierKey]) -> list[VerifierKey]:
     if isinstance(public_key, VerifierKey):
         return [public_key]
@@ -295,13 +309,24 @@ def open_checkpoint(
 ) -> Checkpoint:
     """Verifies a signed checkpoint note with the trusted key(s) and returns its body.
 
-    Signature lines from unknown keys (e.g. witnesses' cosignatures) are ignored; at least one
-    trusted key must have signed, and a trusted key's bad signature fails the note."""
-    keys = {(k.name, k.key_id): k for k in _keys(public_key)}
+    Each log's checkpoints are signed under the log's origin as key name (the C2SP convention:
+    `GET /v1/log` gives the log's `verifier_key`); a trusted key counts under its own name and
+    under the checkpoint's origin, so the key of `/v1/log/public-key` (named after the key file)
+    checks every log, and checkpoints signed under that name before still verify. The origin is
+    inside the signed text: pass `origin` to insist on one log. Signature lines from unknown keys
+    (e.g. witnesses' cosignatures) are ignored; at least one trusted key must have signed, and a
+    trusted key's bad signature fails the note."""
+    trusted = _keys(public_key)
     split = note.rfind("\n\n")
     if split < 0 or not note.endswith("\n"):
         raise VerificationError("malformed note: no signature block")
     text = note[: split + 1]
+    keys = {(k.name, k.key_id): k for k in trusted}
+    signed_origin = text.split("\n", 1)[0]
+    if signed_origin and not any(c.isspace() or c == "+" for c in signed_origin):
+        for k in trusted:
+            named = _renamed(k, signed_origin)
+            keys.setdefault((named.name, named.key_id), named)
     signed_by: list[str] = []
     for line in note[split + 2 :].rstrip("\n").split("\n"):
         if not line.startswith("\u2014 "):
@@ -370,6 +395,17 @@ def _check_proof(
     verify_inclusion(leaf, seq, cp.tree_size, hashes, cp.root)
 
 
+def _note_or_none(fetch: Callable[[], str], deadline: float) -> str | None:
+    """The checkpoint note, or None while the log has none yet (`404 no_checkpoint`: a
+    fresh log's first events are signed within a second) and the deadline is not past."""
+    try:
+        return fetch()
+    except BitacoraError as e:
+        if e.code != "no_checkpoint" or time.monotonic() >= deadline:
+            raise
+        return None
+
+
 def verify_event(
     client: Bitacora,
     event_id: str,
@@ -389,10 +425,13 @@ def verify_event(
     tenant = tenant or event.get("tenant")
     deadline = time.monotonic() + wait
     while True:
-        cp = open_checkpoint(client.checkpoint(tenant=tenant), keys)
-        if cp.tree_size > seq or time.monotonic() >= deadline:
+        note = _note_or_none(lambda: client.checkpoint(tenant=tenant), deadline)
+        cp = open_checkpoint(note, keys) if note is not None else None
+        if (cp is not None and cp.tree_size > seq) or time.monotonic() >= deadline:
             break
         time.sleep(0.2)
+    if cp is None:
+        raise VerificationError(f"no signed checkpoint covers seq {seq} yet")
     if cp.tree_size <= seq:
         raise VerificationError(f"no signed checkpoint covers seq {seq} yet")
     _check_origin(cp, tenant)
@@ -417,10 +456,18 @@ async def averify_event(
     tenant = tenant or event.get("tenant")
     deadline = time.monotonic() + wait
     while True:
-        cp = open_checkpoint(await client.checkpoint(tenant=tenant), keys)
-        if cp.tree_size > seq or time.monotonic() >= deadline:
+        try:
+            note: str | None = await client.checkpoint(tenant=tenant)
+        except BitacoraError as e:
+            if e.code != "no_checkpoint" or time.monotonic() >= deadline:
+                raise
+            note = None
+        cp = open_checkpoint(note, keys) if note is not None else None
+        if (cp is not None and cp.tree_size > seq) or time.monotonic() >= deadline:
             break
         await asyncio.sleep(0.2)
+    if cp is None:
+        raise VerificationError(f"no signed checkpoint covers seq {seq} yet")
     if cp.tree_size <= seq:
         raise VerificationError(f"no signed checkpoint covers seq {seq} yet")
     _check_origin(cp, tenant)

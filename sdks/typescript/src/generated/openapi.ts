@@ -542,8 +542,9 @@ export interface paths {
         };
         /**
          * The tenant's latest signed checkpoint.
-         * @description A C2SP `tlog-checkpoint` (origin `bitacora/<tenant>`, tree size, base64 root hash) in an
-         *     Ed25519 `signed-note`; verify it with the key from `GET /v1/log/public-key`. The server
+         * @description A C2SP `tlog-checkpoint` (origin `<prefix>/<tenant>`, tree size, base64 root hash) in an
+         *     Ed25519 `signed-note`, signed under the origin as key name; verify it with the log's
+         *     `verifier_key` from `GET /v1/log` (or the key of `GET /v1/log/public-key` under that name). The server
          *     signs each growing log at least once a second. With a witness policy, the note also
          *     carries the `cosignature/v1` lines witnesses returned for this checkpoint (CONTRACT §11).
          */
@@ -610,7 +611,9 @@ export interface paths {
          * The checkpoint verifier keys (no authentication).
          * @description Signed-note verifier key format (`<name>+<key id hex>+<base64 of 0x01 || Ed25519 public
          *     key>`), one a line: the current signing key on the first line, then any retired keys
-         *     that still vouch for older checkpoints (key rotation). One key signs every tenant's log.
+         *     that still vouch for older checkpoints (key rotation). One key signs every tenant's log,
+         *     each under its origin as key name (same key, another key id): `GET /v1/log` gives a
+         *     log's own verifier key; these lines carry the key file's name.
          */
         get: operations["public_key"];
         put?: never;
@@ -1263,8 +1266,16 @@ export interface components {
             size: number;
             tenant: string;
             /**
-             * @description The signed-note verifier keys its checkpoints verify with: the current signing key
-             *     first, then retired ones still trusted (the lines of `GET /v1/log/public-key`).
+             * @description The log's verifier key, named by its origin (`<origin>+<key id>+<key>`): the key its
+             *     checkpoints are signed under, and what a witness or a C2SP `tlog-policy` `log` line
+             *     names this log by.
+             */
+            verifier_key: string;
+            /**
+             * @description Every signed-note verifier key its checkpoints verify with: the current key and the
+             *     retired ones still trusted, each named by the origin, then each under its own name
+             *     (the lines of `GET /v1/log/public-key`, which signed checkpoints from before key names
+             *     followed origins, and sign the legacy line during the transition).
              */
             verifier_keys: string[];
             /**
