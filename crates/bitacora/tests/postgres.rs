@@ -523,7 +523,22 @@ async fn a_row_inserted_by_hand_is_not_signed_until_accepted() {
                SELECT tenant_id, (occurred_at AT TIME ZONE 'UTC')::date, ip, 1
                FROM events WHERE seq = 5 AND ip IS NOT NULL
                  AND tenant_id = (SELECT id FROM tenants WHERE name = 'acme')
-               ON CONFLICT (tenant_id, day, ip) DO UPDATE SET count = r.count + 1;",
+               ON CONFLICT (tenant_id, day, ip) DO UPDATE SET count = r.count + 1;
+             INSERT INTO event_facets AS f
+                 (tenant_id, action, category, severity, outcome, source, block, count)
+               SELECT tenant_id, action, category, severity, outcome, coalesce(source, ''),
+                      seq >> 12, 1
+               FROM events WHERE seq = 5
+                 AND tenant_id = (SELECT id FROM tenants WHERE name = 'acme')
+               ON CONFLICT (tenant_id, action, category, severity, outcome, source, block)
+               DO UPDATE SET count = f.count + 1;
+             INSERT INTO facet_counts AS f
+                 (tenant_id, action, category, severity, outcome, source, count)
+               SELECT tenant_id, action, category, severity, outcome, coalesce(source, ''), 1
+               FROM events WHERE seq = 5
+                 AND tenant_id = (SELECT id FROM tenants WHERE name = 'acme')
+               ON CONFLICT (tenant_id, action, category, severity, outcome, source)
+               DO UPDATE SET count = f.count + 1;",
         )
         .await
         .unwrap();

@@ -122,7 +122,18 @@ fn forge_row(data: &Path, tenant: &str, from_id: &str, new_id: &str) -> u64 {
          UPDATE stats_day_ips SET count = count + 1 WHERE tenant_id = {tid}
            AND (day, ip) = (
              SELECT occurred_at / 86400000000 - (occurred_at % 86400000000 < 0), ip
-             FROM events WHERE pos = {new});"
+             FROM events WHERE pos = {new});
+         INSERT INTO event_facets
+             (tenant_id, action, category, severity, outcome, source, block, count)
+           SELECT {tid}, action, category, severity, outcome, coalesce(source, 0),
+                  ({new} - ({tid} << 40)) >> 12, 1
+           FROM events WHERE pos = {new}
+           ON CONFLICT DO UPDATE SET count = count + 1;
+         INSERT INTO facet_counts
+             (tenant_id, action, category, severity, outcome, source, count)
+           SELECT {tid}, action, category, severity, outcome, coalesce(source, 0), 1
+           FROM events WHERE pos = {new}
+           ON CONFLICT DO UPDATE SET count = count + 1;"
     ))
     .unwrap();
     size as u64
