@@ -221,27 +221,11 @@ fn compile(tid: i32, size: u64, q: &EventQuery) -> Compiled {
     }
 
     if !f.actions.is_empty() {
-        let mut exact = Vec::new();
-        let mut any = Vec::new();
-        for a in &f.actions {
-            match a {
-                ActionPattern::Exact(name) => exact.push(name.clone()),
-                ActionPattern::Prefix(p) => {
-                    let p = c.push(like_prefix(p));
-                    any.push(format!("action LIKE {p}"));
-                }
-            }
-        }
-        // One name is an equality, not `= ANY`: only then does the `(tenant_id, action, seq)`
-        // index return the action's events already in seq order (an array scan does not).
-        if exact.len() == 1 {
-            let p = c.push(exact.remove(0));
-            any.push(format!("action = {p}"));
-        } else if !exact.is_empty() {
-            let p = c.push(exact);
-            any.push(format!("action = ANY({p})"));
-        }
-        clauses.push(format!("({})", any.join(" OR ")));
+        let clause = actions_clause(&f.actions, &mut |p| {
+            c.params.push(p);
+            format!("${}", c.params.len())
+        });
+        clauses.push(clause);
     }
     if let [category] = f.categories.as_slice() {
         let p = c.push(category.clone());
@@ -344,6 +328,29 @@ fn compile(tid: i32, size: u64, q: &EventQuery) -> Compiled {
     c
 }
 
+/// The clause for `actions` (exact names and prefixes), over `events` or `facet_counts`,
+/// its parameters added with `push` (which returns the placeholder). One name is an equality,
+/// not `= ANY`: only then does the `(tenant_id, action, seq)` index return the action's
+/// events already in seq order (an array scan does not).
+fn actions_clause(actions: &[ActionPattern], push: &mut dyn FnMut(Param) -> String) -> String {
+    let mut exact = Vec::new();
+    let mut any = Vec::new();
+    for a in actions {
+        match a {
+            ActionPattern::Exact(name) => exact.push(name.clone()),
+            ActionPattern::Prefix(p) => {
+                any.push(format!("action LIKE {}", push(Box::new(like_prefix(p)))))
+            }
+        }
+    }
+    if exact.len() == 1 {
+        any.push(format!("action = {}", push(Box::new(exact.remove(0)))));
+    } else if !exact.is_empty() {
+        any.push(format!("action = ANY({})", push(Box::new(exact))));
+    }
+    format!("({})", any.join(" OR "))
+}
+
 /// The faceted part of `f` as a clause over `facet_counts` (`$1` the tenant), or `None` when
 /// it filters on none of those columns.
 fn facet_filter(tid: i32, f: &EventFilter) -> Option<(String, Vec<Param>)> {
@@ -363,20 +370,7 @@ fn facet_filter(tid: i32, f: &EventFilter) -> Option<(String, Vec<Param>)> {
     };
     let mut clauses = vec!["tenant_id = $1".to_owned()];
     if !f.actions.is_empty() {
-        let mut exact = Vec::new();
-        let mut any = Vec::new();
-        for a in &f.actions {
-            match a {
-                ActionPattern::Exact(name) => exact.push(name.clone()),
-                ActionPattern::Prefix(p) => {
-                    any.push(format!("action LIKE {}", push(Box::new(like_prefix(p)))))
-                }
-            }
-        }
-        if !exact.is_empty() {
-            any.push(format!("action = ANY({})", push(Box::new(exact))));
-        }
-        clauses.push(format!("({})", any.join(" OR ")));
+        clauses.push(actions_clause(&f.actions, &mut push));
     }
     if !f.categories.is_empty() {
         clauses.push(format!(
