@@ -121,6 +121,24 @@ fn search_until(store: Arc<dyn Store>, stop: Arc<AtomicBool>) -> tokio::task::Jo
     })
 }
 
+/// The retention task the benchmarks run: `rules` (TOML) over `store`, archiving to the folder
+/// `archive` and signing bundles with `signer`.
+fn retention(
+    store: Arc<dyn Store>,
+    signer: &bitacora_core::checkpoint::NoteSigner,
+    rules: &str,
+    archive: &Path,
+) -> anyhow::Result<Retention> {
+    Ok(Retention {
+        store,
+        config: toml::from_str::<RetentionConfig>(rules)?,
+        archive: Archive::open(&format!("file://{}", archive.display()))
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
+        bundle: bitacora_log::BundleOptions::new(Arc::new(signer.clone()), vec![signer.verifier()]),
+        policy: Arc::new(IngestPolicy::default()),
+    })
+}
+
 fn p95(mut v: Vec<f64>) -> f64 {
     if v.is_empty() {
         return 0.0;
@@ -172,20 +190,14 @@ pub async fn purge(
             filling.elapsed().as_secs_f64(),
             file_mb(&data)
         );
-        let config: RetentionConfig = toml::from_str(&format!(
-            "min_delay = \"0s\"\nbatch_size = {batch}\n[[rule]]\naction = \"user.*\"\nkeep = \"10d\"\n"
-        ))?;
-        let retention = Retention {
-            store: store.clone(),
-            config,
-            archive: Archive::open(&format!("file://{}", tmp.path().join("archive").display()))
-                .map_err(|e| anyhow::anyhow!("{e}"))?,
-            bundle: bitacora_log::BundleOptions::new(
-                Arc::new(signer.clone()),
-                vec![signer.verifier()],
+        let retention = retention(
+            store.clone(),
+            &signer,
+            &format!(
+                "min_delay = \"0s\"\nbatch_size = {batch}\n[[rule]]\naction = \"user.*\"\nkeep = \"10d\"\n"
             ),
-            policy: Arc::new(IngestPolicy::default()),
-        };
+            &tmp.path().join("archive"),
+        )?;
 
         // Ingest and searches without a purge (baseline), for 8 s.
         let stop = Arc::new(AtomicBool::new(false));
@@ -284,20 +296,12 @@ pub async fn purge_partition(events: usize, runs: usize, batch: u32) -> anyhow::
         let fill_secs = filled.elapsed().as_secs_f64();
         bitacora_log::checkpoint_tenant(store.as_ref(), &signer, &tenant, 1).await?;
         let tmp = tempfile::tempdir()?;
-        let config: RetentionConfig = toml::from_str(&format!(
-            "default = \"30d\"\nmin_delay = \"0s\"\nbatch_size = {batch}\n"
-        ))?;
-        let retention = Retention {
-            store: store.clone(),
-            config,
-            archive: Archive::open(&format!("file://{}", tmp.path().join("archive").display()))
-                .map_err(|e| anyhow::anyhow!("{e}"))?,
-            bundle: bitacora_log::BundleOptions::new(
-                Arc::new(signer.clone()),
-                vec![signer.verifier()],
-            ),
-            policy: Arc::new(IngestPolicy::default()),
-        };
+        let retention = retention(
+            store.clone(),
+            &signer,
+            &format!("default = \"30d\"\nmin_delay = \"0s\"\nbatch_size = {batch}\n"),
+            &tmp.path().join("archive"),
+        )?;
 
         let stop = Arc::new(AtomicBool::new(false));
         let task = ingest_until(store.clone(), stop.clone(), 10_000_000);
