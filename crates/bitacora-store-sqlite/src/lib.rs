@@ -926,7 +926,13 @@ impl Store for SqliteStore {
         let id = id.to_owned();
         let tenant = tenant.cloned();
         self.with_conn(move |c| {
-            let tx = c.transaction().map_err(sql_error)?;
+            // Immediate: this reads, then writes. A deferred transaction's read pins a
+            // snapshot; a write committed by another connection before ours then makes the
+            // UPDATE fail at once with SQLITE_BUSY_SNAPSHOT (the busy timeout cannot help a
+            // stale snapshot). Taking the write lock first waits like any other writer.
+            let tx = c
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(sql_error)?;
             let found = tx
                 .prepare_cached(&format!("{TOKEN_COLUMNS} WHERE id = ?1"))
                 .map_err(sql_error)?
@@ -1220,6 +1226,44 @@ mod tests {
         // Anything else than a refused lock still fails at once: the same purge again.
         let err = store.purge(&t, &record).await.unwrap_err();
         assert!(!purge::is_busy(&err), "{err}");
+        store.close().await.unwrap();
+    }
+
+    /// Revoking a viewer token reads it, then marks it. When another connection commits a
+    /// write while the revoke waits for the lock, the revoke still succeeds: it used to read
+    /// a snapshot first and fail with "database is locked" (a 503 found by schemathesis).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_revoke_waits_for_a_concurrent_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let t = TenantName::default_tenant();
+        let token = |id: &str, hash: u8| ViewerTokenRecord {
+            id: id.into(),
+            tenant: t.clone(),
+            secret_hash: [hash; 32],
+            created_at: 1,
+            expires_at: i64::MAX,
+            created_by: "test".into(),
+            revoked: false,
+        };
+        store.insert_viewer_token(&token("vt_a", 1)).await.unwrap();
+        // Another connection holds the write lock with a change it commits shortly.
+        let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+        let db = dir.path().join(DB_FILE);
+        let holder = std::thread::spawn(move || {
+            let c = Connection::open(db).unwrap();
+            c.execute_batch("BEGIN IMMEDIATE; UPDATE viewer_tokens SET created_at = 2;")
+                .unwrap();
+            locked_tx.send(()).unwrap();
+            std::thread::sleep(Duration::from_millis(300));
+            c.execute_batch("COMMIT").unwrap();
+        });
+        locked_rx.recv().unwrap();
+        let revoked = store.revoke_viewer_token("vt_a", Some(&t)).await.unwrap();
+        holder.join().unwrap();
+        assert_eq!(revoked.map(|r| r.id), Some("vt_a".to_owned()));
+        let stored = store.viewer_token_by_hash(&[1; 32]).await.unwrap().unwrap();
+        assert!(stored.revoked);
         store.close().await.unwrap();
     }
 
