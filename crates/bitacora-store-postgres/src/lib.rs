@@ -321,6 +321,20 @@ impl Store for PgStore {
         tree::nodes(&client, tid, size, nodes).await
     }
 
+    async fn level_nodes(
+        &self,
+        tenant: &TenantName,
+        level: u8,
+        first: u64,
+        count: u64,
+    ) -> StoreResult<Vec<Hash>> {
+        let client = self.client().await?;
+        let Some((tid, size)) = read::tenant(&client, tenant).await? else {
+            return Err(StoreError::Corrupt(format!("tenant `{tenant}` has no log")));
+        };
+        tree::level_nodes(&client, tid, size, level, first, count).await
+    }
+
     async fn add_checkpoint(
         &self,
         tenant: &TenantName,

@@ -21,6 +21,20 @@ pub fn server_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
 }
 
+/// How test database names start: `BITACORA_TEST_DB_PREFIX` (a lowercase letter, then
+/// lowercase letters, digits and `_`), so that several people sharing one PostgreSQL server
+/// each keep to their own names; by default `bitacora_test_`.
+fn database_prefix() -> String {
+    std::env::var("BITACORA_TEST_DB_PREFIX")
+        .ok()
+        .filter(|p| {
+            p.bytes().next().is_some_and(|b| b.is_ascii_lowercase())
+                && p.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        })
+        .unwrap_or_else(|| "bitacora_test_".to_owned())
+}
+
 /// A database that exists for as long as this value does.
 #[derive(Debug)]
 pub struct TestDatabase {
@@ -55,7 +69,11 @@ impl TestDatabase {
                 return None;
             }
         };
-        let name = format!("bitacora_test_{:016x}", rand::thread_rng().r#gen::<u64>());
+        let name = format!(
+            "{}{:016x}",
+            database_prefix(),
+            rand::thread_rng().r#gen::<u64>()
+        );
         client
             .batch_execute(&format!("CREATE DATABASE {name}"))
             .await

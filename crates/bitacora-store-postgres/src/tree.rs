@@ -44,6 +44,46 @@ async fn leaf_hashes(
         .collect()
 }
 
+/// `count` consecutive complete nodes at `level` from node `first`, in a log of `size`
+/// events (a tlog-tiles hash tile): at level 0 one range read of leaf hashes (rather than
+/// one per block of 2^STORED_LEVEL leaves), else [`nodes`] (one query).
+pub async fn level_nodes(
+    client: &ClientWrapper,
+    tid: i32,
+    size: u64,
+    level: u8,
+    first: u64,
+    count: u64,
+) -> StoreResult<Vec<Hash>> {
+    if count == 0 {
+        return Ok(Vec::new());
+    }
+    let complete = first
+        .checked_add(count - 1)
+        .map(|i| NodeId::new(level, i))
+        .is_some_and(|id| id.leaf_range().is_some_and(|(_, end)| end <= size));
+    if !complete {
+        return Err(StoreError::Corrupt(format!(
+            "{count} nodes of level {level} from {first} are not complete in a log of {size} events"
+        )));
+    }
+    if level == 0 {
+        let leaves = leaf_hashes(client, tid, first, first + count).await?;
+        if leaves.len() as u64 != count {
+            return Err(StoreError::Corrupt(format!(
+                "events {first}..{} should all exist, found {}",
+                first + count,
+                leaves.len()
+            )));
+        }
+        return Ok(leaves);
+    }
+    let ids: Vec<NodeId> = (first..first + count)
+        .map(|i| NodeId::new(level, i))
+        .collect();
+    nodes(client, tid, size, &ids).await
+}
+
 /// The hashes of several complete nodes of a log of `size` events, in the order asked.
 ///
 /// Stored nodes are fetched in one query; the low nodes a proof needs around one leaf all

@@ -430,6 +430,24 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn level_nodes(
+        &self,
+        tenant: &TenantName,
+        level: u8,
+        first: u64,
+        count: u64,
+    ) -> StoreResult<Vec<Hash>> {
+        let tenant = tenant.clone();
+        self.with_conn(move |c| {
+            let tx = c.transaction().map_err(sql_error)?;
+            let Some((tid, size)) = read::tenant(&tx, &tenant)? else {
+                return Err(StoreError::Corrupt(format!("tenant `{tenant}` has no log")));
+            };
+            tree::level_nodes(&tx, tid, size, level, first, count)
+        })
+        .await
+    }
+
     async fn add_checkpoint(
         &self,
         tenant: &TenantName,
@@ -1385,6 +1403,26 @@ mod tests {
         }
         // Proofs across tile boundaries and ragged right edges.
         let n = leaves.len() as u64;
+        // Runs of one level, as tlog tiles list them: a full leaf tile is one `leaf_tiles`
+        // row, an aligned level-4 run a range of `merkle_tiles`, the rest node by node.
+        for first in (0..n / 256).map(|i| i * 256) {
+            let run = store.level_nodes(&t, 0, first, 256).await.unwrap();
+            let at = first as usize;
+            assert_eq!(run, leaves[at..at + 256], "leaf tile at {first}");
+        }
+        for (first, count) in [(0u64, 256u64), (16, 32), (3, 100), (0, n / 16)] {
+            if (first + count) * 16 > n {
+                continue;
+            }
+            let run = store.level_nodes(&t, 4, first, count).await.unwrap();
+            let want: Vec<Hash> = (first..first + count)
+                .map(|i| {
+                    let at = (i * 16) as usize;
+                    bitacora_core::merkle::root_from_leaves(&leaves[at..at + 16])
+                })
+                .collect();
+            assert_eq!(run, want, "{count} level-4 nodes from {first}");
+        }
         for size in [256, 257, 4095, 4096, n - 1, n] {
             let root = bitacora_core::merkle::root_from_leaves(&leaves[..size as usize]);
             for index in [0, 255, 256, size / 3, size - 1]
@@ -1502,7 +1540,7 @@ mod tests {
                  DROP TABLE delivery_destinations; DROP TABLE delivery_positions;
                  DROP TABLE alert_rules; DROP TABLE alert_states; DROP TABLE delivery_leases;
                  DROP TABLE cosignatures; DROP TABLE log_origins;
-                 DROP TABLE event_facets; DROP TABLE facet_counts;",
+                 DROP TABLE event_facets; DROP TABLE facet_counts; DROP TABLE leaf_tiles;",
             )
             .unwrap();
             for (id, h) in expected_nodes(&leaves) {
@@ -1537,6 +1575,11 @@ mod tests {
         assert_eq!(
             count(dir.path(), "SELECT sum(count) FROM event_blocks"),
             N as i64
+        );
+        // So are the leaf tiles (migration 11): one for each complete run of 256 events.
+        assert_eq!(
+            count(dir.path(), "SELECT count(*) FROM leaf_tiles"),
+            (N / 256) as i64
         );
         // So are the stats rollups (migration 6) and the facets (migration 10).
         assert_eq!(

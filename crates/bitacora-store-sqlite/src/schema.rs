@@ -23,6 +23,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0008_delivery.sql"),
     include_str!("../migrations/0009_cosignatures.sql"),
     include_str!("../migrations/0010_event_facets.sql"),
+    include_str!("../migrations/0011_leaf_tiles.sql"),
 ];
 const FTS_SCHEMA: &str = include_str!("../migrations/fts.sql");
 
@@ -101,6 +102,9 @@ const EVENT_BLOCKS_VERSION: usize = 5;
 /// The schema version whose migration creates the facets (`0010_event_facets.sql`).
 const EVENT_FACETS_VERSION: usize = 10;
 
+/// The schema version whose migration creates the leaf tiles (`0011_leaf_tiles.sql`).
+const LEAF_TILES_VERSION: usize = 11;
+
 /// Brings the schema up to date.
 pub fn migrate(conn: &mut Connection) -> StoreResult<()> {
     let version: usize = conn
@@ -122,6 +126,9 @@ pub fn migrate(conn: &mut Connection) -> StoreResult<()> {
         }
         if i + 1 == EVENT_FACETS_VERSION {
             crate::facets::backfill(&tx)?;
+        }
+        if i + 1 == LEAF_TILES_VERSION {
+            crate::tree::backfill_leaf_tiles(&tx)?;
         }
         tx.pragma_update(None, "user_version", (i + 1) as i64)
             .map_err(sql_error)?;

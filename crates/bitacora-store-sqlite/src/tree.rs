@@ -18,6 +18,14 @@
 //!
 //! Whether a tile exists follows from the log's size alone (it is complete when the log has
 //! reached its end), read in the same snapshot as the tiles, so a reader never guesses.
+//!
+//! **Leaf tiles** (`leaf_tiles`) serve a different reader: the C2SP tlog-tiles hash tile of
+//! level 0 lists 256 consecutive leaf hashes, which live in 256 event rows (bodies and all,
+//! ~25 B-tree pages). When an append completes a run of 256 leaves (a level-8 node), the writer
+//! also stores their hashes as one 8 KiB row, so a full level-0 tile is one row read
+//! ([`level_nodes`]). It duplicates 32 bytes per event; it is never changed afterwards (a
+//! purge keeps leaf hashes, so it keeps these too). Full tiles of higher tlog levels (tree
+//! level 8·L) are 16 consecutive rows of `merkle_tiles` (tier 2·L), read as one range.
 
 use std::collections::HashMap;
 
@@ -36,6 +44,15 @@ pub const STORED_LEVEL: u8 = 4;
 /// node `TILE_HEIGHT` levels up.
 const TILE_HEIGHT: u8 = 4;
 const TILE_WIDTH: u64 = 1 << TILE_HEIGHT;
+/// Leaves per `leaf_tiles` row: a full C2SP tlog-tiles tile.
+pub const LEAF_TILE_WIDTH: u64 = 256;
+/// The level of the node whose completion completes a leaf tile.
+const LEAF_TILE_LEVEL: u8 = 8;
+
+/// The `leaf_tiles` key of the leaf tile holding `seq` of tenant `tid`.
+fn leaf_tile_key(tid: i64, seq: u64) -> i64 {
+    pos(tid, seq) >> LEAF_TILE_LEVEL
+}
 
 /// Which tile holds a stored node: `(tier, tile index)`, and the node's first base-level
 /// position within the tile and how many base hashes it covers.
@@ -159,6 +176,123 @@ fn leaf_hashes(conn: &Connection, tid: i64, begin: u64, end: u64) -> StoreResult
     .map_err(sql_error)
 }
 
+/// `count` consecutive complete nodes at `level` from node `first`, in a log of `size`
+/// events: a full level-0 tlog tile is one `leaf_tiles` row, other level-0 runs one range
+/// read of leaf hashes, and an aligned run at a tile base level (a full tlog tile of level
+/// ≥ 1) one range read of `merkle_tiles`. Anything else is [`nodes`].
+pub fn level_nodes(
+    conn: &Connection,
+    tid: i64,
+    size: u64,
+    level: u8,
+    first: u64,
+    count: u64,
+) -> StoreResult<Vec<Hash>> {
+    if count == 0 {
+        return Ok(Vec::new());
+    }
+    let last = first
+        .checked_add(count - 1)
+        .map(|i| NodeId::new(level, i))
+        .filter(|id| id.leaf_range().is_some_and(|(_, end)| end <= size))
+        .ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "{count} nodes of level {level} from {first} are not complete in a log of \
+                 {size} events"
+            ))
+        })?;
+    if level == 0 {
+        if count == LEAF_TILE_WIDTH && first % LEAF_TILE_WIDTH == 0 {
+            return leaf_tile(conn, tid, first);
+        }
+        let leaves = leaf_hashes(conn, tid, first, first + count)?;
+        if leaves.len() as u64 != count {
+            return Err(StoreError::Corrupt(format!(
+                "events {first}..{} should all exist, found {}",
+                first + count,
+                leaves.len()
+            )));
+        }
+        return Ok(leaves);
+    }
+    if level >= STORED_LEVEL
+        && level % TILE_HEIGHT == 0
+        && first % TILE_WIDTH == 0
+        && count % TILE_WIDTH == 0
+    {
+        // Every tile of the run is complete, since its last node is.
+        debug_assert!(tile_complete(
+            level / TILE_HEIGHT,
+            last.index / TILE_WIDTH,
+            size
+        ));
+        return tile_run(
+            conn,
+            tid,
+            level / TILE_HEIGHT,
+            first / TILE_WIDTH,
+            count / TILE_WIDTH,
+        );
+    }
+    let ids: Vec<NodeId> = (first..first + count)
+        .map(|i| NodeId::new(level, i))
+        .collect();
+    nodes(conn, tid, size, &ids)
+}
+
+/// The stored full leaf tile that starts at `first` (a multiple of [`LEAF_TILE_WIDTH`]).
+fn leaf_tile(conn: &Connection, tid: i64, first: u64) -> StoreResult<Vec<Hash>> {
+    let blob: Option<Vec<u8>> = conn
+        .prepare_cached("SELECT hashes FROM leaf_tiles WHERE tile = ?1")
+        .map_err(sql_error)?
+        .query_row([leaf_tile_key(tid, first)], |r| r.get(0))
+        .optional()
+        .map_err(sql_error)?;
+    match blob {
+        Some(b) if b.len() == 32 * LEAF_TILE_WIDTH as usize => {
+            Ok(b.chunks_exact(32).map(blob32).collect())
+        }
+        Some(_) => Err(StoreError::Corrupt(format!(
+            "leaf tile of events {first}.. has the wrong length"
+        ))),
+        None => Err(StoreError::Corrupt(format!(
+            "leaf tile of events {first}.. is missing"
+        ))),
+    }
+}
+
+/// The base-level hashes of `tiles` consecutive complete tiles of `tier` from `idx`.
+fn tile_run(conn: &Connection, tid: i64, tier: u8, idx: u64, tiles: u64) -> StoreResult<Vec<Hash>> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT idx, hashes FROM merkle_tiles
+             WHERE tenant_id = ?1 AND tier = ?2 AND idx >= ?3 AND idx < ?4 ORDER BY idx",
+        )
+        .map_err(sql_error)?;
+    let mut rows = stmt
+        .query(params![tid, tier, idx as i64, (idx + tiles) as i64])
+        .map_err(sql_error)?;
+    let mut out = Vec::with_capacity((tiles * TILE_WIDTH) as usize);
+    let mut expected = idx as i64;
+    while let Some(row) = rows.next().map_err(sql_error)? {
+        let got: i64 = row.get(0).map_err(sql_error)?;
+        let blob: Vec<u8> = row.get(1).map_err(sql_error)?;
+        if got != expected || blob.len() != 32 * TILE_WIDTH as usize {
+            return Err(StoreError::Corrupt(format!(
+                "Merkle tile (tier {tier}, index {expected}) is missing or has the wrong length"
+            )));
+        }
+        out.extend(blob.chunks_exact(32).map(blob32));
+        expected += 1;
+    }
+    if expected != (idx + tiles) as i64 {
+        return Err(StoreError::Corrupt(format!(
+            "Merkle tile (tier {tier}, index {expected}) is missing"
+        )));
+    }
+    Ok(out)
+}
+
 /// The hashes of several complete nodes of a log of `size` events, in the order asked.
 ///
 /// A proof asks for up to four nodes below [`STORED_LEVEL`] around one leaf, and they all lie
@@ -226,6 +360,59 @@ pub fn insert_nodes(conn: &Connection, nodes: &[(i64, NodeId, Hash)]) -> StoreRe
             && id.index % TILE_WIDTH == TILE_WIDTH - 1
         {
             write_tile(conn, *tid, id.level / TILE_HEIGHT, id.index / TILE_WIDTH)?;
+        }
+        // A level-8 node completes the 256 leaves under it: this append inserted the last of
+        // them, so they are all in `events` now.
+        if id.level == LEAF_TILE_LEVEL {
+            write_leaf_tile(conn, *tid, id.index * LEAF_TILE_WIDTH)?;
+        }
+    }
+    Ok(())
+}
+
+/// Stores the leaf tile of events `first..first + 256`, all of which exist.
+fn write_leaf_tile(conn: &Connection, tid: i64, first: u64) -> StoreResult<()> {
+    let leaves = leaf_hashes(conn, tid, first, first + LEAF_TILE_WIDTH)?;
+    if leaves.len() as u64 != LEAF_TILE_WIDTH {
+        return Err(StoreError::Corrupt(format!(
+            "leaf tile of events {first}..: {} of its {LEAF_TILE_WIDTH} leaves are stored",
+            leaves.len()
+        )));
+    }
+    conn.prepare_cached("INSERT INTO leaf_tiles (tile, hashes) VALUES (?1, ?2)")
+        .map_err(sql_error)?
+        .execute(params![leaf_tile_key(tid, first), leaves.concat()])
+        .map_err(sql_error)?;
+    Ok(())
+}
+
+/// Fills `leaf_tiles` for a store written before it existed (migration 0011): one pass over
+/// every leaf hash in `pos` order, a row for each run of 256 that is complete.
+pub fn backfill_leaf_tiles(conn: &Connection) -> StoreResult<()> {
+    let mut insert = conn
+        .prepare("INSERT INTO leaf_tiles (tile, hashes) VALUES (?1, ?2)")
+        .map_err(sql_error)?;
+    let mut stmt = conn
+        .prepare(
+            "SELECT pos, leaf_hash FROM events
+             UNION ALL
+             SELECT pos, leaf_hash FROM purged_events
+             ORDER BY pos",
+        )
+        .map_err(sql_error)?;
+    let mut rows = stmt.query([]).map_err(sql_error)?;
+    let mut tile = -1i64;
+    let mut hashes: Vec<u8> = Vec::with_capacity(32 * LEAF_TILE_WIDTH as usize);
+    while let Some(row) = rows.next().map_err(sql_error)? {
+        let at: i64 = row.get(0).map_err(sql_error)?;
+        if at >> LEAF_TILE_LEVEL != tile {
+            tile = at >> LEAF_TILE_LEVEL;
+            hashes.clear();
+        }
+        let leaf: Vec<u8> = row.get(1).map_err(sql_error)?;
+        hashes.extend_from_slice(&blob32(&leaf));
+        if hashes.len() == 32 * LEAF_TILE_WIDTH as usize {
+            insert.execute(params![tile, &hashes]).map_err(sql_error)?;
         }
     }
     Ok(())

@@ -44,6 +44,7 @@ macro_rules! suite {
             api_keys,
             viewer_tokens,
             merkle_tree_matches_the_leaves,
+            level_runs_match_the_leaves,
             checkpoints_are_kept,
             close_drains_and_refuses_writes,
             random_searches_match_a_full_scan,
@@ -783,6 +784,69 @@ pub async fn merkle_tree_matches_the_leaves(store: &dyn Store) {
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
+}
+
+/// A run of nodes at one level (what a tlog-tiles hash tile lists) equals the same nodes
+/// asked one by one and the fold of the leaves they cover: full 256-wide level-0 runs, one that
+/// completes inside an append and one whose leaves came in two appends, partial runs, runs of
+/// stored levels; also after a purge removed events from both full and partial runs.
+pub async fn level_runs_match_the_leaves(store: &dyn Store) {
+    let t = default_tenant();
+    let events = timed_events("default", 600, "2026-01-01T00:00:00Z", 60);
+    let mut rest = events.as_slice();
+    for n in [100usize, 200, 300] {
+        let (now, later) = rest.split_at(n);
+        store.append(now.to_vec()).await.unwrap();
+        rest = later;
+    }
+    let leaves = leaves_of(store, &t, 600).await;
+    let check = |leaves: Vec<bitacora_core::canonical::Hash>| async move {
+        for (level, first, count) in [
+            (0u8, 0u64, 256u64),
+            (0, 256, 256),
+            (0, 512, 88),
+            (0, 300, 10),
+            (0, 599, 1),
+            (4, 0, 37),
+            (4, 16, 16),
+            (8, 0, 2),
+            (8, 1, 1),
+            (9, 0, 1),
+        ] {
+            let run = store.level_nodes(&t, level, first, count).await.unwrap();
+            let ids: Vec<_> = (first..first + count)
+                .map(|i| merkle::NodeId::new(level, i))
+                .collect();
+            assert_eq!(
+                run,
+                store.tree_nodes(&t, &ids).await.unwrap(),
+                "level {level}, {count} nodes from {first}: as a run and one by one"
+            );
+            let folded: Vec<_> = (first..first + count)
+                .map(|i| {
+                    let (a, b) = ((i << level) as usize, ((i + 1) << level) as usize);
+                    merkle::root_from_leaves(&leaves[a..b])
+                })
+                .collect();
+            assert_eq!(
+                run, folded,
+                "level {level}, {count} nodes from {first}: folded from the leaves"
+            );
+        }
+        // A run that reaches past the log is refused, not invented.
+        for (level, first, count) in [(0u8, 512u64, 89u64), (0, 600, 1), (8, 2, 1), (10, 0, 1)] {
+            let err = store
+                .level_nodes(&t, level, first, count)
+                .await
+                .unwrap_err();
+            assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
+        }
+    };
+    check(leaves.clone()).await;
+    // Purged events keep their leaf hashes, in full tiles and in partial ones.
+    let record = purge_record(&leaves, &[3, 255, 300, 520, 598], 599);
+    store.purge(&t, &record).await.unwrap();
+    check(leaves).await;
 }
 
 pub async fn checkpoints_are_kept(store: &dyn Store) {

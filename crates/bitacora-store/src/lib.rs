@@ -439,6 +439,24 @@ pub trait Store: Send + Sync + 'static {
     /// asked. Each node must be complete within the current log (`Corrupt` otherwise).
     async fn tree_nodes(&self, tenant: &TenantName, nodes: &[NodeId]) -> StoreResult<Vec<Hash>>;
 
+    /// The hashes of `count` consecutive complete nodes at `level`, from node `first`: what a
+    /// C2SP tlog-tiles hash tile lists (256 nodes at level 8·L; fewer for a partial tile).
+    /// Equal to [`Store::tree_nodes`] on those ids, which is the default; a store overrides
+    /// it to read a run of nodes together (the embedded store keeps every full level-0 tile
+    /// as one row).
+    async fn level_nodes(
+        &self,
+        tenant: &TenantName,
+        level: u8,
+        first: u64,
+        count: u64,
+    ) -> StoreResult<Vec<Hash>> {
+        let ids: Vec<NodeId> = (first..first.saturating_add(count))
+            .map(|i| NodeId::new(level, i))
+            .collect();
+        self.tree_nodes(tenant, &ids).await
+    }
+
     /// Stores a signed checkpoint. Storing one for a size already signed is a no-op.
     async fn add_checkpoint(
         &self,
