@@ -265,7 +265,8 @@ impl Server {
             },
         };
         let addr = base.trim_start_matches("http://").to_owned();
-        while started.elapsed() < Duration::from_secs(30) {
+        // A reused store (`--dir`) may first run a migration over millions of events.
+        while started.elapsed() < Duration::from_secs(600) {
             if ready(&addr).await {
                 return Ok(Self { child, base, key });
             }

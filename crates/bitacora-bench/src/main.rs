@@ -88,9 +88,13 @@ enum Command {
         bin: std::path::PathBuf,
         #[arg(long, default_value_t = 1_000_000)]
         events: usize,
-        /// Requests per measured series (checkpoint, cached tiles, baseline).
+        /// Requests per measured series (checkpoint, cold and cached tiles, baseline).
         #[arg(long, default_value_t = 5_000)]
         repeats: usize,
+        /// Keep the store in this folder between runs (filled once, topped up to `--events`);
+        /// default: a temporary folder.
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
     },
     /// Search latency on a store pre-filled with generated events (kept in `--dir` between
     /// runs, so a 10M-event store is filled once).
@@ -301,10 +305,11 @@ fn main() -> anyhow::Result<()> {
             bin,
             events,
             repeats,
+            dir,
         } => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?
-            .block_on(tiles::tiles(&bin, events, repeats)),
+            .block_on(tiles::tiles(&bin, events, repeats, dir.as_deref())),
         Command::Search {
             events,
             dir,

@@ -2,10 +2,17 @@
 //! `bitacora serve` process over loopback, with `GET /healthz` on the same connection as the
 //! same-run baseline (the floor of one HTTP round trip through the whole middleware stack).
 //!
-//! The log is filled over HTTP in batches, then, one request at a time on one keep-alive
-//! connection: the checkpoint; every full level-0 tile once (cold: read from the store, then
-//! cached); random full level-0 tiles again (warm: the in-memory LRU); a partial tile (never
-//! cached: read from the store each time); the level-1 tiles.
+//! The log is filled over HTTP in batches (or reused from `--dir`, topped up to `--events`),
+//! then, one request at a time on one keep-alive connection: the checkpoint; **cold** full
+//! level-0 tiles, a random sample drawn without replacement from the whole log, each fetched
+//! once and never before by this server process (so never from its tile cache: read from the
+//! store); some of those again (warm: the in-memory LRU); a partial tile (never cached: read
+//! from the store each time); every full level-1 tile once, in random order (cold); a random
+//! sample of entry bundles, each fetched once.
+//!
+//! "Cold" is about bitacora's own caches. The operating system's page cache is whatever the
+//! fill and earlier runs left: the bench does not drop it (that is a root-only, machine-wide
+//! act on a shared machine).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -85,16 +92,55 @@ fn index_path(n: u64) -> String {
     bitacora_core::tlog::encode_index(n)
 }
 
-pub async fn tiles(bin: &Path, events: usize, repeats: usize) -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let server = Server::start(bin, &dir.path().join("data"), "normal").await?;
-    let mut conn = Conn::open(&server.base, &server.key).await?;
+/// A deterministic spread without a dependency (xorshift64).
+struct Rng(u64);
 
-    // Fill the log: NDJSON batches of 5,000 small events.
-    let filled = Instant::now();
-    let mut sent = 0usize;
-    while sent < events {
-        let n = (events - sent).min(5_000);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// `k` distinct values of `0..n`, in random order (a partial Fisher-Yates shuffle).
+    fn sample(&mut self, n: u64, k: usize) -> Vec<u64> {
+        let mut all: Vec<u64> = (0..n).collect();
+        let k = k.min(all.len());
+        for i in 0..k {
+            let j = i + (self.next() % (all.len() - i) as u64) as usize;
+            all.swap(i, j);
+        }
+        all.truncate(k);
+        all
+    }
+}
+
+/// The tree size of the log's latest checkpoint (0 when none is served yet).
+async fn checkpoint_size(conn: &mut Conn) -> anyhow::Result<u64> {
+    let req = hyper::Request::builder()
+        .uri("/logs/bench/checkpoint")
+        .header("host", conn.addr.as_str())
+        .header("authorization", conn.auth.as_str())
+        .body(Full::new(Bytes::new()))?;
+    conn.sender.ready().await?;
+    let resp = conn.sender.send_request(req).await?;
+    if resp.status() != 200 {
+        return Ok(0);
+    }
+    let body = resp.into_body().collect().await?.to_bytes();
+    let text = String::from_utf8_lossy(&body);
+    text.lines()
+        .nth(1)
+        .and_then(|l| l.parse().ok())
+        .context("a checkpoint's second line is its tree size")
+}
+
+/// Appends events `from..to` to tenant `bench`: NDJSON batches of 5,000 small events.
+async fn fill(conn: &mut Conn, from: usize, to: usize) -> anyhow::Result<()> {
+    let mut sent = from;
+    while sent < to {
+        let n = (to - sent).min(5_000);
         let body: String = (sent..sent + n)
             .map(|i| {
                 format!(
@@ -109,40 +155,81 @@ pub async fn tiles(bin: &Path, events: usize, repeats: usize) -> anyhow::Result<
         }
         sent += n;
     }
+    Ok(())
+}
+
+/// Total size of the files in `dir` (not recursive), in MiB.
+fn dir_mib(dir: &Path) -> f64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok()?.metadata().ok())
+                .filter(|m| m.is_file())
+                .map(|m| m.len())
+                .sum::<u64>()
+        })
+        .unwrap_or(0) as f64
+        / (1024.0 * 1024.0)
+}
+
+pub async fn tiles(
+    bin: &Path,
+    events: usize,
+    repeats: usize,
+    dir: Option<&Path>,
+) -> anyhow::Result<()> {
+    // With `--dir` the store outlives the run (a 10M-event fill takes minutes); else a
+    // temporary one.
+    let tmp = tempfile::tempdir()?;
+    let data = match dir {
+        Some(d) => {
+            std::fs::create_dir_all(d)?;
+            d.to_path_buf()
+        }
+        None => tmp.path().join("data"),
+    };
+    let started = Instant::now();
+    let server = Server::start(bin, &data, "normal").await?;
     println!(
-        "filled {events} events in {:.1} s",
-        filled.elapsed().as_secs_f64()
+        "server ready in {:.1} s (migrations included)",
+        started.elapsed().as_secs_f64()
     );
+    let mut conn = Conn::open(&server.base, &server.key).await?;
+
+    let have = checkpoint_size(&mut conn).await? as usize;
+    if have < events {
+        let filled = Instant::now();
+        fill(&mut conn, have, events).await?;
+        println!(
+            "filled events {have}..{events} in {:.1} s",
+            filled.elapsed().as_secs_f64()
+        );
+    } else {
+        println!("reused the log of {have} events in {}", data.display());
+    }
     // Wait for a checkpoint of the whole log.
     let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let (status, len, _) = conn
-            .get(&format!(
-                "/logs/bench/tile/0/{}.p/{}",
-                index_path(events as u64 / 256),
-                events % 256
-            ))
-            .await?;
-        let whole = if events.is_multiple_of(256) {
-            conn.get(&format!(
-                "/logs/bench/tile/0/{}",
-                index_path(events as u64 / 256 - 1)
-            ))
-            .await?
-            .0 == 200
-        } else {
-            status == 200 && len == 32 * (events % 256)
-        };
-        if whole {
-            break;
+    let events = loop {
+        let size = checkpoint_size(&mut conn).await? as usize;
+        if size >= events {
+            break size;
         }
         if Instant::now() > deadline {
-            bail!("no checkpoint of {events} events within 120 s");
+            bail!("no checkpoint of {events} events within 120 s (latest: {size})");
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    };
+    println!("store: {:.0} MiB in {}", dir_mib(&data), data.display());
 
     let full_tiles = events as u64 / 256;
+    // A new sample each run (printed), so that a rerun on a kept store does not fetch the
+    // tiles the previous run left in the operating system's page cache.
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_nanos() as u64
+        | 1;
+    println!("sample seed {seed:#x}");
+    let mut rng = Rng(seed);
     let mut baseline = Vec::new();
     let mut checkpoint = Vec::new();
     for _ in 0..repeats {
@@ -151,8 +238,10 @@ pub async fn tiles(bin: &Path, events: usize, repeats: usize) -> anyhow::Result<
         anyhow::ensure!(status == 200, "checkpoint answered {status}");
         checkpoint.push(d);
     }
+    // Cold: distinct random tiles from the whole log, each fetched once.
+    let picked = rng.sample(full_tiles, repeats);
     let mut cold = Vec::new();
-    for n in 0..full_tiles {
+    for &n in &picked {
         let (status, len, d) = conn
             .get(&format!("/logs/bench/tile/0/{}", index_path(n)))
             .await?;
@@ -162,14 +251,11 @@ pub async fn tiles(bin: &Path, events: usize, repeats: usize) -> anyhow::Result<
         );
         cold.push(d);
     }
+    // Warm: tiles among the last 1,000 fetched, well within the default LRU (4,096).
+    let recent = &picked[picked.len().saturating_sub(1_000)..];
     let mut warm = Vec::new();
-    let mut state = 0x9E37_79B9_7F4A_7C15u64;
-    for _ in 0..repeats {
-        // xorshift: a spread of tiles without a dependency.
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        let n = state % full_tiles.max(1);
+    for _ in 0..if recent.is_empty() { 0 } else { repeats } {
+        let n = recent[(rng.next() % recent.len() as u64) as usize];
         warm.push(
             conn.get(&format!("/logs/bench/tile/0/{}", index_path(n)))
                 .await?
@@ -189,15 +275,18 @@ pub async fn tiles(bin: &Path, events: usize, repeats: usize) -> anyhow::Result<
     }
     let mut level1 = Vec::new();
     let level1_full = events as u64 / 65_536;
-    for n in 0..level1_full {
-        level1.push(
-            conn.get(&format!("/logs/bench/tile/1/{}", index_path(n)))
-                .await?
-                .2,
+    for n in rng.sample(level1_full, repeats) {
+        let (status, len, d) = conn
+            .get(&format!("/logs/bench/tile/1/{}", index_path(n)))
+            .await?;
+        anyhow::ensure!(
+            status == 200 && len == 8192,
+            "level-1 tile {n}: {status}, {len} bytes"
         );
+        level1.push(d);
     }
     let mut entries = Vec::new();
-    for n in 0..full_tiles.min(200) {
+    for n in rng.sample(full_tiles, repeats.min(500)) {
         let (status, _, d) = conn
             .get(&format!("/logs/bench/tile/entries/{}", index_path(n)))
             .await
@@ -208,28 +297,37 @@ pub async fn tiles(bin: &Path, events: usize, repeats: usize) -> anyhow::Result<
 
     println!("log of {events} events, one keep-alive connection, sequential requests");
     println!(
-        "  GET /healthz (baseline)          {}",
+        "  GET /healthz (baseline)            {}",
         percentiles(baseline)
     );
     println!(
-        "  checkpoint                       {}",
+        "  checkpoint                         {}",
         percentiles(checkpoint)
     );
-    println!("  full level-0 tile, first fetch   {}", percentiles(cold));
-    println!("  full level-0 tile, cached        {}", percentiles(warm));
+    if !cold.is_empty() {
+        println!("  full level-0 tile, cold (random)   {}", percentiles(cold));
+    }
+    if !warm.is_empty() {
+        println!("  full level-0 tile, cached          {}", percentiles(warm));
+    }
     if !partial.is_empty() {
         println!(
-            "  partial level-0 tile (no cache)  {}",
+            "  partial level-0 tile (no cache)    {}",
             percentiles(partial)
         );
     }
     if !level1.is_empty() {
-        println!("  full level-1 tile, first fetch   {}", percentiles(level1));
+        println!(
+            "  full level-1 tile, cold (random)   {}",
+            percentiles(level1)
+        );
     }
-    println!(
-        "  full entry bundle (256 events)   {}",
-        percentiles(entries)
-    );
+    if !entries.is_empty() {
+        println!(
+            "  full entry bundle, cold (random)   {}",
+            percentiles(entries)
+        );
+    }
     drop(server);
     Ok(())
 }

@@ -4,9 +4,11 @@
 //!
 //! - `checkpoint`: the latest signed note, `Cache-Control: no-store` (kept in memory for
 //!   200 ms, [`NOTE_TTL`]).
-//! - `tile/<L>/<N>[.p/<W>]`: the complete tree nodes the store already keeps (level-0 tiles
-//!   are the stored leaf hashes, higher ones stored subtree hashes), never rehashed from
-//!   events. A tile is served once the latest checkpoint's tree contains all of it, so
+//! - `tile/<L>/<N>[.p/<W>]`: the complete tree nodes the store already keeps, read as one run
+//!   ([`Store::level_nodes`](bitacora_store::Store::level_nodes): the embedded store keeps
+//!   each full level-0 tile as one row, and a full higher tile is 16 consecutive stored
+//!   16-wide tiles), never rehashed from events. A tile is served once the latest
+//!   checkpoint's tree contains all of it, so
 //!   every tile served belongs to a signed tree, and is immutable from then on: full tiles
 //!   are kept in an in-memory LRU ([`TileCache`]) and every tile is sent with a year-long
 //!   `immutable` cache lifetime.
@@ -32,7 +34,7 @@ use axum::routing::get;
 use bitacora_core::api::ErrorBody;
 use bitacora_core::canonical::Hash;
 use bitacora_core::query::{EventFilter, EventQuery, Order, Pagination};
-use bitacora_core::tlog::{TileKind, TilePath, TlogProof};
+use bitacora_core::tlog::{TILE_WIDTH, TileKind, TilePath, TlogProof};
 use bitacora_core::{FieldError, TenantName};
 use bitacora_store::Scope;
 use lru::LruCache;
@@ -66,6 +68,10 @@ const NOTE_TTL: Duration = Duration::from_millis(200);
 pub struct TileCache {
     tiles: Option<Mutex<LruCache<TileKey, Bytes>>>,
     notes: Mutex<HashMap<TenantName, (Instant, Bytes)>>,
+    /// The largest tree size each tenant's store had signed when last asked. A signed size
+    /// never shrinks, so a resource it covers stays covered: a tile request asks the store
+    /// (one more hop to its reader threads) only when this is too small.
+    signed: Mutex<HashMap<TenantName, u64>>,
 }
 
 impl TileCache {
@@ -74,6 +80,26 @@ impl TileCache {
         Self {
             tiles: NonZeroUsize::new(capacity).map(|c| Mutex::new(LruCache::new(c))),
             notes: Mutex::new(HashMap::new()),
+            signed: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn signed(&self, tenant: &TenantName) -> u64 {
+        let signed = self.signed.lock().unwrap_or_else(|p| p.into_inner());
+        signed.get(tenant).copied().unwrap_or(0)
+    }
+
+    /// Records a size the store has signed (only for tenants that have a checkpoint).
+    fn put_signed(&self, tenant: &TenantName, size: u64) {
+        if size == 0 {
+            return;
+        }
+        let mut signed = self.signed.lock().unwrap_or_else(|p| p.into_inner());
+        match signed.get_mut(tenant) {
+            Some(known) => *known = (*known).max(size),
+            None => {
+                signed.insert(tenant.clone(), size);
+            }
         }
     }
 
@@ -163,7 +189,26 @@ async fn signed_size(state: &AppState, tenant: &TenantName) -> Result<u64, ApiEr
         .map_or(0, |cp| cp.size))
 }
 
-/// Refuses a resource the latest checkpoint does not cover yet (or never can).
+/// Refuses a resource the latest checkpoint does not cover yet (or never can), asking the
+/// store only when the signed size last seen does not cover it.
+async fn ensure_covered(
+    state: &AppState,
+    tenant: &TenantName,
+    tile: &TilePath,
+    path: &str,
+) -> Result<(), ApiError> {
+    if tile
+        .tree_size_needed()
+        .is_some_and(|needed| needed <= state.tiles.signed(tenant))
+    {
+        return Ok(());
+    }
+    let size = signed_size(state, tenant).await?;
+    state.tiles.put_signed(tenant, size);
+    covered(tile, path, size)
+}
+
+/// Refuses a resource a signed tree of `size` does not cover (or never can).
 fn covered(tile: &TilePath, path: &str, size: u64) -> Result<(), ApiError> {
     match tile.tree_size_needed() {
         Some(needed) if needed <= size => Ok(()),
@@ -187,6 +232,7 @@ async fn checkpoint(
     }
     match state.store.latest_checkpoint(&tenant).await? {
         Some(cp) => {
+            state.tiles.put_signed(&tenant, cp.size);
             let note = crate::integrity::cosigned_note(&*state.store, &tenant, &cp).await?;
             let note = Bytes::from(note);
             state.tiles.put_note(tenant, note.clone());
@@ -222,11 +268,15 @@ async fn hash_tile(
         metrics::counter!(TILES_SERVED, "kind" => "hashes", "cache" => "hit").increment(1);
         return Ok(with_headers(bytes, OCTET_STREAM, cache_control));
     }
-    covered(&tile, &path, signed_size(&state, &tenant).await?)?;
-    let nodes = tile
-        .nodes()
+    ensure_covered(&state, &tenant, &tile, &path).await?;
+    let (tree_level, first) = u8::try_from(tile.tree_level())
+        .ok()
+        .zip(tile.index.checked_mul(u64::from(TILE_WIDTH)))
         .ok_or_else(|| no_such_tile(&path, "no tree can be that big"))?;
-    let hashes: Vec<Hash> = state.store.tree_nodes(&tenant, &nodes).await?;
+    let hashes: Vec<Hash> = state
+        .store
+        .level_nodes(&tenant, tree_level, first, u64::from(tile.width))
+        .await?;
     let bytes = Bytes::from(hashes.concat());
     if tile.is_full() {
         state.tiles.put(key, bytes.clone());
@@ -244,7 +294,7 @@ async fn entry_bundle(
     let tenant = tenant_for(&request, &tenant)?;
     let path = format!("tile/entries/{index}");
     let tile = TilePath::parse(&path).map_err(|e| no_such_tile(&path, e))?;
-    covered(&tile, &path, signed_size(&state, &tenant).await?)?;
+    ensure_covered(&state, &tenant, &tile, &path).await?;
     let (begin, end) = tile
         .entry_range()
         .ok_or_else(|| no_such_tile(&path, "no tree can be that big"))?;
