@@ -202,7 +202,7 @@ pub fn level_nodes(
             ))
         })?;
     if level == 0 {
-        if count == LEAF_TILE_WIDTH && first % LEAF_TILE_WIDTH == 0 {
+        if count == LEAF_TILE_WIDTH && first.is_multiple_of(LEAF_TILE_WIDTH) {
             return leaf_tile(conn, tid, first);
         }
         let leaves = leaf_hashes(conn, tid, first, first + count)?;
@@ -216,9 +216,9 @@ pub fn level_nodes(
         return Ok(leaves);
     }
     if level >= STORED_LEVEL
-        && level % TILE_HEIGHT == 0
-        && first % TILE_WIDTH == 0
-        && count % TILE_WIDTH == 0
+        && level.is_multiple_of(TILE_HEIGHT)
+        && first.is_multiple_of(TILE_WIDTH)
+        && count.is_multiple_of(TILE_WIDTH)
     {
         // Every tile of the run is complete, since its last node is.
         debug_assert!(tile_complete(
