@@ -120,6 +120,10 @@ def start_receiver():
 # (`--delivery KEY=VALUE`, e.g. `max_batch=2000`).
 DELIVERY_SETTINGS = []
 
+# What the JetStream stream's name and subject begin with (`--nats-prefix`): on a shared NATS
+# server, each user of it keeps to names of its own.
+NATS_PREFIX = "bitacora_bench"
+
 
 class Server:
     def __init__(self, binary):
@@ -314,8 +318,8 @@ def sustained(binary, rate, seconds, nats_address, batch=500, threads=4):
     JetStream stream; every 250 ms, how far each receiver is behind the acknowledged head, in
     events and in seconds (the age of the oldest acknowledged event it does not have yet)."""
     nats = Nats(nats_address)
-    name = f"BITACORA_BENCH_{os.getpid()}_{time.time_ns()}"
-    subject = f"bitacora_bench.{name}"
+    name = f"{NATS_PREFIX}_{os.getpid()}_{time.time_ns()}"
+    subject = f"{NATS_PREFIX}.{name}"
     nats.request(f"$JS.API.STREAM.CREATE.{name}", {"name": name, "subjects": [subject],
                                                    "storage": "file"})
     s = Server(binary)
@@ -411,12 +415,15 @@ def main():
     p.add_argument("--rate", type=int, default=20000, help="sustained ingest rate, events/s")
     p.add_argument("--seconds", type=float, default=60, help="sustained ingest duration")
     p.add_argument("--nats", default="127.0.0.1:4222")
+    p.add_argument("--nats-prefix", default="bitacora_bench",
+                   help="what the run's JetStream stream name and subject begin with")
     p.add_argument("--only", default="catch-up,alert,ingest,sustained",
                    help="comma-separated: catch-up, alert, ingest, sustained")
     p.add_argument("--delivery", action="append", default=[], metavar="KEY=VALUE",
                    help="a [delivery] setting for every server (TOML value), repeatable")
     a = p.parse_args()
     DELIVERY_SETTINGS.extend(a.delivery)
+    globals()["NATS_PREFIX"] = a.nats_prefix
     only = set(a.only.split(","))
     binary = os.environ.get("BITACORA_BIN", "target/release/bitacora")
     port = start_receiver()
