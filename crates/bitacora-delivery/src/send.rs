@@ -459,6 +459,77 @@ mod tests {
         assert_eq!(two.split(' ').count(), 2);
     }
 
+    fn batch(events: Vec<String>) -> Batch {
+        Batch {
+            id: "msg_1".into(),
+            tenant: "ac\"me".into(),
+            from_seq: 3,
+            to_seq: 4,
+            checkpoint: Some("origin\n5\nroot\n".into()),
+            events,
+            meta: Vec::new(),
+            test: false,
+        }
+    }
+
+    #[test]
+    fn bodies_carry_the_events_bytes_as_they_are() {
+        // An event as stored: canonical text, a float written as RFC 8785 writes it.
+        let a = r#"{"seq":3,"leaf_hash":"ab","id":"e-3","metadata":{"x":1e+21},"occurred_at":"2026-01-20T10:30:00.5Z"}"#;
+        let b =
+            r#"{"seq":4,"leaf_hash":"cd","id":"e-\u00e9","occurred_at":"2026-01-20T10:30:01Z"}"#;
+        let batch = batch(vec![a.to_owned(), b.to_owned()]);
+        let body = body(Kind::Webhook, &batch);
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["type"], "bitacora.events");
+        assert_eq!(v["tenant"], "ac\"me");
+        assert_eq!(
+            (v["from_seq"].as_u64(), v["to_seq"].as_u64()),
+            (Some(3), Some(4))
+        );
+        assert_eq!(v["checkpoint"], "origin\n5\nroot\n");
+        assert_eq!(v["events"][1]["id"], "e-é");
+        let text = String::from_utf8(body).unwrap();
+        assert!(text.contains(&format!(r#""events":[{a},{b}]}}"#)), "{text}");
+        let none = Batch {
+            checkpoint: None,
+            test: true,
+            ..batch.clone()
+        };
+        let v: Value = serde_json::from_slice(&super::body(Kind::Webhook, &none)).unwrap();
+        assert!(v["checkpoint"].is_null());
+        assert_eq!(v["type"], "bitacora.test");
+
+        let nats: Value = serde_json::from_slice(&super::body(Kind::Nats, &batch)).unwrap();
+        assert_eq!(nats.as_array().unwrap().len(), 2);
+
+        let hec = String::from_utf8(super::body(Kind::SplunkHec, &batch)).unwrap();
+        let lines: Vec<Value> = hec
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0]["time"], 1768905000.5);
+        assert_eq!(lines[0]["sourcetype"], "_json");
+        assert_eq!(lines[1]["event"]["id"], "e-é");
+        assert!(hec.contains(a));
+    }
+
+    #[test]
+    fn message_ids_are_the_event_ids_in_either_format() {
+        assert_eq!(
+            message_id(r#"{"actor":{"id":"u"},"id":"e-1","metadata":{"uid":7}}"#),
+            "e-1"
+        );
+        assert_eq!(message_id(r#"{"id":"e-\u00e9"}"#), "e-é");
+        // OCSF: `metadata.uid`.
+        assert_eq!(
+            message_id(r#"{"class_uid":3002,"metadata":{"uid":"e-2","sequence":1}}"#),
+            "e-2"
+        );
+        assert_eq!(message_id("null"), "");
+    }
+
     #[test]
     fn slack_text_is_escaped() {
         assert_eq!(
