@@ -35,6 +35,9 @@ use crate::{Shared, now_micros, sleep_or_cancel};
 /// How a firing's action appears in its stored (canonical) body.
 const FIRED_IN_BODY: &str = "\"action\":\"bitacora.alert.fired\"";
 
+/// At most this many tenants' next batches are read ahead at a time, per worker.
+const READ_AHEAD_TENANTS: usize = 8;
+
 /// What a worker was started with; a change restarts it.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Plan {
@@ -205,8 +208,8 @@ async fn step(
     let limit = shared.config.max_batch;
     // The batch read ahead while the previous one was sent, when it starts at the position
     // (the log is append-only: what was read is what is there); else a fresh read.
-    let ahead = match links.next.take() {
-        Some(p) if p.tenant == tenant && p.from == position.next_seq => match p.task.await {
+    let ahead = match links.next.remove(&tenant) {
+        Some(p) if p.from == position.next_seq => match p.task.await {
             Ok(Ok(events)) if !events.is_empty() => Some(events),
             _ => None,
         },
@@ -224,14 +227,17 @@ async fn step(
         return Ok(Some(false));
     };
     // With more in the log past this batch (a backlog), the next batch is read while this
-    // one is prepared and sent: the store's read overlaps the receiver's round trip.
-    if size > last + 1 {
+    // one is prepared and sent: the store's read overlaps the receiver's round trip. For a
+    // few tenants at a time, so that the batches read ahead stay a bounded amount of memory.
+    if size > last + 1 && links.next.len() < READ_AHEAD_TENANTS {
         let (store, t, from) = (shared.store.clone(), tenant.clone(), last + 1);
-        links.next = Some(ReadAhead {
-            tenant: tenant.clone(),
-            from,
-            task: tokio::spawn(async move { read_from(&*store, &t, from, limit).await }),
-        });
+        links.next.insert(
+            tenant.clone(),
+            ReadAhead {
+                from,
+                task: tokio::spawn(async move { read_from(&*store, &t, from, limit).await }),
+            },
+        );
     }
     // Parsing a stored event is most of a stream's CPU per event: it is done only when
     // something reads the parsed event — a filter, the OCSF format, the syslog and email
@@ -370,7 +376,8 @@ async fn step(
 pub(crate) struct Links {
     nats: Option<async_nats::jetstream::Context>,
     syslog: Option<crate::syslog::Conn>,
-    next: Option<ReadAhead>,
+    /// Per tenant (a worker steps through every tenant in turn).
+    next: HashMap<TenantName, ReadAhead>,
     /// The position save in flight.
     saving: Option<tokio::task::JoinHandle<()>>,
 }
@@ -384,9 +391,8 @@ impl Links {
     }
 }
 
-/// A read of the events of `tenant` from `from` on, started before they are needed.
+/// A read of a tenant's events from `from` on, started before they are needed.
 pub(crate) struct ReadAhead {
-    tenant: TenantName,
     from: u64,
     task: tokio::task::JoinHandle<Result<Vec<StoredEvent>, StoreError>>,
 }
