@@ -4,7 +4,8 @@
 NATS JetStream stream under a sustained ingest rate. Prints medians; asserts nothing.
 
   BITACORA_BIN=target/release/bitacora python3 bench/delivery/run.py [--events N] [--samples N]
-      [--backlog N] [--rate R --seconds S] [--only catch-up,alert,ingest,sustained]
+      [--backlog N] [--rate R --seconds S] [--only catch-up,catch-up-nats,alert,ingest,sustained]
+      [--nats HOST:PORT] [--nats-prefix NAME] [--delivery KEY=VALUE]
 
 The receiver is a local HTTP server in this process (it counts events; it does not verify
 signatures, which the tests do). NATS is the machine's server with JetStream (127.0.0.1:4222,
@@ -120,6 +121,10 @@ def start_receiver():
 # (`--delivery KEY=VALUE`, e.g. `max_batch=2000`).
 DELIVERY_SETTINGS = []
 
+# What the JetStream stream's name and subject begin with (`--nats-prefix`): on a shared NATS
+# server, each user of it keeps to names of its own.
+NATS_PREFIX = "bitacora_bench"
+
 
 class Server:
     def __init__(self, binary):
@@ -204,6 +209,31 @@ def catch_up(binary, n, port):
         return n / (time.monotonic() - start)
     finally:
         s.stop()
+
+
+def catch_up_nats(binary, n, nats_address):
+    """As `catch_up`, to a NATS JetStream stream of the run's own: the time from the stream's
+    creation until JetStream holds all n events (it drops redeliveries by message id)."""
+    nats = Nats(nats_address)
+    name = f"{NATS_PREFIX}_{os.getpid()}_{time.time_ns()}"
+    subject = f"{NATS_PREFIX}.{name}"
+    nats.request(f"$JS.API.STREAM.CREATE.{name}", {"name": name, "subjects": [subject],
+                                                   "storage": "file"})
+    s = Server(binary)
+    try:
+        ingest(s, n)
+        start = time.monotonic()
+        s.request("POST", "/v1/destinations", {"name": "nats", "kind": "nats", "stream": True,
+                                               "url": f"nats://{nats_address}/{subject}"})
+        while nats.request(f"$JS.API.STREAM.INFO.{name}")["state"]["messages"] < n:
+            time.sleep(0.05)
+        return n / (time.monotonic() - start)
+    finally:
+        s.stop()
+        try:
+            nats.request(f"$JS.API.STREAM.DELETE.{name}")
+        except Exception as e:  # noqa: BLE001 - report, do not mask the run's own error
+            print(f"could not delete the JetStream stream {name}: {e}", file=sys.stderr)
 
 
 def alert_latency(binary, samples, port):
@@ -314,8 +344,8 @@ def sustained(binary, rate, seconds, nats_address, batch=500, threads=4):
     JetStream stream; every 250 ms, how far each receiver is behind the acknowledged head, in
     events and in seconds (the age of the oldest acknowledged event it does not have yet)."""
     nats = Nats(nats_address)
-    name = f"BITACORA_BENCH_{os.getpid()}_{time.time_ns()}"
-    subject = f"bitacora_bench.{name}"
+    name = f"{NATS_PREFIX}_{os.getpid()}_{time.time_ns()}"
+    subject = f"{NATS_PREFIX}.{name}"
     nats.request(f"$JS.API.STREAM.CREATE.{name}", {"name": name, "subjects": [subject],
                                                    "storage": "file"})
     s = Server(binary)
@@ -411,12 +441,15 @@ def main():
     p.add_argument("--rate", type=int, default=20000, help="sustained ingest rate, events/s")
     p.add_argument("--seconds", type=float, default=60, help="sustained ingest duration")
     p.add_argument("--nats", default="127.0.0.1:4222")
+    p.add_argument("--nats-prefix", default="bitacora_bench",
+                   help="what the run's JetStream stream name and subject begin with")
     p.add_argument("--only", default="catch-up,alert,ingest,sustained",
-                   help="comma-separated: catch-up, alert, ingest, sustained")
+                   help="comma-separated: catch-up, catch-up-nats, alert, ingest, sustained")
     p.add_argument("--delivery", action="append", default=[], metavar="KEY=VALUE",
                    help="a [delivery] setting for every server (TOML value), repeatable")
     a = p.parse_args()
     DELIVERY_SETTINGS.extend(a.delivery)
+    globals()["NATS_PREFIX"] = a.nats_prefix
     only = set(a.only.split(","))
     binary = os.environ.get("BITACORA_BIN", "target/release/bitacora")
     port = start_receiver()
@@ -424,6 +457,11 @@ def main():
         backlog = a.backlog or a.events
         rates = [catch_up(binary, backlog, port) for _ in range(a.runs)]
         print(f"catch-up of {backlog} events to a local webhook: median {statistics.median(rates):,.0f} events/s "
+              f"(runs: {', '.join(f'{r:,.0f}' for r in rates)})", flush=True)
+    if "catch-up-nats" in only:
+        backlog = a.backlog or a.events
+        rates = [catch_up_nats(binary, backlog, a.nats) for _ in range(a.runs)]
+        print(f"catch-up of {backlog} events to NATS JetStream: median {statistics.median(rates):,.0f} events/s "
               f"(runs: {', '.join(f'{r:,.0f}' for r in rates)})", flush=True)
     if "alert" in only:
         p50, p95 = alert_latency(binary, a.samples, port)

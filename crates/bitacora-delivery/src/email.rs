@@ -249,7 +249,8 @@ pub fn text(batch: &Batch) -> (String, String) {
         batch.tenant, batch.from_seq, batch.to_seq
     ));
     for e in &batch.events {
-        body.push_str(&serde_json::to_string_pretty(e).unwrap_or_default());
+        let value: serde_json::Value = serde_json::from_str(e).unwrap_or_default();
+        body.push_str(&serde_json::to_string_pretty(&value).unwrap_or_default());
         body.push('\n');
     }
     (one_line(&subject), body)

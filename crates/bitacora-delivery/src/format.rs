@@ -16,14 +16,23 @@ use serde_json::{Map, Value, json};
 
 use crate::spec::Format;
 
-/// The event as `format` writes it.
-pub fn render(format: Format, stored: &StoredEvent, event: &Event) -> Value {
-    match format {
+/// The event's JSON text as `format` writes it. `event` is the parsed stored body; the
+/// `bitacora` format does not need it (`None` is enough), the `ocsf` one does (`None` writes
+/// `null`, which [`crate::stream`] never asks for).
+pub fn render(format: Format, stored: &StoredEvent, event: Option<&Event>) -> String {
+    match (format, event) {
         // The stored body carries `tenant`; `to_json` adds `seq` and `leaf_hash`, exactly as
-        // `GET /v1/events/{id}` returns it.
-        Format::Bitacora => serde_json::from_str(&stored.to_json()).unwrap_or(Value::Null),
-        Format::Ocsf => ocsf(stored.seq, event),
+        // `GET /v1/events/{id}` returns it, by splicing the stored (canonical) text: nothing
+        // is parsed or serialized again.
+        (Format::Bitacora, _) => stored.to_json(),
+        (Format::Ocsf, Some(event)) => ocsf(stored.seq, event).to_string(),
+        (Format::Ocsf, None) => "null".to_owned(),
     }
+}
+
+/// True when writing events in `format` needs them parsed.
+pub fn needs_event(format: Format) -> bool {
+    format == Format::Ocsf
 }
 
 /// The OCSF class an event maps to: `(class_uid, activity_id, class_name, activity_name)`.

@@ -460,7 +460,7 @@ pub async fn send_test(
         from_seq: 0,
         to_seq: 0,
         checkpoint: None,
-        events: vec![format::render(spec.format, &stored, &sealed.event)],
+        events: vec![format::render(spec.format, &stored, Some(&sealed.event))],
         meta: vec![send::ItemMeta::of(0, &sealed.event)],
         test: true,
     };

@@ -36,11 +36,19 @@ pub struct Batch {
     pub to_seq: u64,
     /// The latest signed checkpoint of the tenant's log (C2SP signed note), if any.
     pub checkpoint: Option<String>,
-    pub events: Vec<Value>,
-    /// What the syslog and email senders say about each event, parallel to `events`.
+    /// Each event's JSON text, as its destination's format writes it (see
+    /// [`crate::format::render`]); written into the request as it is.
+    pub events: Vec<String>,
+    /// What the syslog and email senders say about each event, parallel to `events` for those
+    /// kinds (see [`needs_meta`]); empty for the others, which do not read it.
     pub meta: Vec<ItemMeta>,
     /// A test delivery (`POST /v1/destinations/{id}/test`), not events of the log.
     pub test: bool,
+}
+
+/// True when a sender of `kind` reads [`Batch::meta`].
+pub fn needs_meta(kind: Kind) -> bool {
+    matches!(kind, Kind::Syslog | Kind::Email)
 }
 
 /// An event's facts a sender needs beside its rendered form.
@@ -160,25 +168,67 @@ fn slack_line(e: &Value) -> String {
     line
 }
 
-/// The request body for `kind`.
+/// Appends `items` (JSON texts) to `out` as a JSON array.
+fn json_array(items: &[String], out: &mut Vec<u8>) {
+    out.push(b'[');
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(item.as_bytes());
+    }
+    out.push(b']');
+}
+
+/// The fields of a rendered event the Splunk HEC body reads: OCSF's `time` (milliseconds) or
+/// the `bitacora` format's `occurred_at`.
+#[derive(serde::Deserialize)]
+struct TimeFields<'a> {
+    time: Option<i64>,
+    #[serde(borrow)]
+    occurred_at: Option<std::borrow::Cow<'a, str>>,
+}
+
+/// The request body for `kind`. The events' texts are copied in as they are, not parsed and
+/// serialized again (a stream's batches are large).
 pub fn body(kind: Kind, batch: &Batch) -> Vec<u8> {
+    let text = |s: &str| serde_json::to_vec(s).expect("JSON");
     match kind {
-        Kind::Webhook => serde_json::to_vec(&json!({
-            "type": if batch.test { "bitacora.test" } else { "bitacora.events" },
-            "tenant": batch.tenant,
-            "from_seq": batch.from_seq,
-            "to_seq": batch.to_seq,
-            "checkpoint": batch.checkpoint,
-            "events": batch.events,
-        }))
-        .expect("JSON"),
+        Kind::Webhook => {
+            let size: usize = batch.events.iter().map(|e| e.len() + 1).sum();
+            let mut out =
+                Vec::with_capacity(size + 256 + batch.checkpoint.as_ref().map_or(0, String::len));
+            out.extend_from_slice(br#"{"type":"#);
+            out.extend(text(if batch.test {
+                "bitacora.test"
+            } else {
+                "bitacora.events"
+            }));
+            out.extend_from_slice(br#","tenant":"#);
+            out.extend(text(&batch.tenant));
+            out.extend_from_slice(
+                format!(
+                    r#","from_seq":{},"to_seq":{},"checkpoint":"#,
+                    batch.from_seq, batch.to_seq
+                )
+                .as_bytes(),
+            );
+            match &batch.checkpoint {
+                Some(c) => out.extend(text(c)),
+                None => out.extend_from_slice(b"null"),
+            }
+            out.extend_from_slice(br#","events":"#);
+            json_array(&batch.events, &mut out);
+            out.push(b'}');
+            out
+        }
         Kind::Slack => {
             const MAX_LINES: usize = 20;
             let mut lines: Vec<String> = batch
                 .events
                 .iter()
                 .take(MAX_LINES)
-                .map(slack_line)
+                .map(|e| slack_line(&serde_json::from_str(e).unwrap_or(Value::Null)))
                 .collect();
             if batch.events.len() > MAX_LINES {
                 lines.push(format!("… and {} more", batch.events.len() - MAX_LINES));
@@ -190,24 +240,32 @@ pub fn body(kind: Kind, batch: &Batch) -> Vec<u8> {
         }
         // One message per event (see `send_nats`, `crate::syslog`); an email is text (see
         // `crate::email`): the events are what this body would hold.
-        Kind::Nats | Kind::Syslog | Kind::Email => serde_json::to_vec(&batch.events).expect("JSON"),
+        Kind::Nats | Kind::Syslog | Kind::Email => {
+            let mut out = Vec::new();
+            json_array(&batch.events, &mut out);
+            out
+        }
         Kind::SplunkHec => {
             // HEC takes several event objects concatenated in one body.
             let mut out = Vec::new();
             for e in &batch.events {
-                let time = e["time"].as_i64().map(|ms| ms as f64 / 1000.0).or_else(|| {
-                    e["occurred_at"]
-                        .as_str()
-                        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-                        .map(|t| t.timestamp_micros() as f64 / 1e6)
+                let fields: Option<TimeFields> = serde_json::from_str(e).ok();
+                let time = fields.and_then(|f| {
+                    f.time.map(|ms| ms as f64 / 1000.0).or_else(|| {
+                        f.occurred_at
+                            .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok())
+                            .map(|t| t.timestamp_micros() as f64 / 1e6)
+                    })
                 });
-                let mut o = json!({"source": "bitacora", "sourcetype": "_json",
-                                   "host": "bitacora", "event": e});
+                out.extend_from_slice(
+                    br#"{"source":"bitacora","sourcetype":"_json","host":"bitacora","event":"#,
+                );
+                out.extend_from_slice(e.as_bytes());
                 if let Some(t) = time {
-                    o["time"] = json!(t);
+                    out.extend_from_slice(br#","time":"#);
+                    out.extend(serde_json::to_vec(&t).expect("JSON"));
                 }
-                out.extend(serde_json::to_vec(&o).expect("JSON"));
-                out.push(b'\n');
+                out.extend_from_slice(b"}\n");
             }
             out
         }
@@ -318,6 +376,30 @@ pub async fn send(
     }
 }
 
+/// The fields of a rendered event that hold its id: `id` (`bitacora`) or `metadata.uid`
+/// (OCSF). The rest is skipped, not parsed into values.
+#[derive(serde::Deserialize)]
+struct IdFields<'a> {
+    #[serde(borrow)]
+    id: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    metadata: Option<&'a serde_json::value::RawValue>,
+}
+
+/// A rendered event's id (its JetStream message id); empty when it has none.
+fn message_id(event: &str) -> std::borrow::Cow<'_, str> {
+    match serde_json::from_str::<IdFields>(event) {
+        Ok(IdFields { id: Some(id), .. }) => id,
+        Ok(IdFields {
+            metadata: Some(m), ..
+        }) => serde_json::from_str::<Value>(m.get())
+            .ok()
+            .and_then(|m| m["uid"].as_str().map(str::to_owned))
+            .map_or(std::borrow::Cow::Borrowed(""), std::borrow::Cow::Owned),
+        _ => std::borrow::Cow::Borrowed(""),
+    }
+}
+
 /// Publishes each event of the batch to JetStream and waits for every acknowledgement. The
 /// message id is the event's id (its `metadata.uid` in OCSF), so a batch sent again after a
 /// failure or a restart is deduplicated by JetStream within its duplicate window.
@@ -328,15 +410,11 @@ pub async fn send_nats(
 ) -> Outcome {
     let mut acks = Vec::with_capacity(batch.events.len());
     for e in &batch.events {
-        let id = e["id"]
-            .as_str()
-            .or_else(|| e["metadata"]["uid"].as_str())
-            .unwrap_or_default()
-            .to_owned();
+        let id = message_id(e);
         let mut headers = async_nats::HeaderMap::new();
-        headers.insert("Nats-Msg-Id", id.as_str());
+        headers.insert("Nats-Msg-Id", id.as_ref());
         headers.insert("Bitacora-Tenant", batch.tenant.as_str());
-        let payload = serde_json::to_vec(e).expect("JSON");
+        let payload = Vec::from(e.as_bytes());
         match jetstream
             .publish_with_headers(subject.to_owned(), headers, payload.into())
             .await
@@ -381,6 +459,77 @@ mod tests {
         assert_eq!(two.split(' ').count(), 2);
     }
 
+    fn batch(events: Vec<String>) -> Batch {
+        Batch {
+            id: "msg_1".into(),
+            tenant: "ac\"me".into(),
+            from_seq: 3,
+            to_seq: 4,
+            checkpoint: Some("origin\n5\nroot\n".into()),
+            events,
+            meta: Vec::new(),
+            test: false,
+        }
+    }
+
+    #[test]
+    fn bodies_carry_the_events_bytes_as_they_are() {
+        // An event as stored: canonical text, a float written as RFC 8785 writes it.
+        let a = r#"{"seq":3,"leaf_hash":"ab","id":"e-3","metadata":{"x":1e+21},"occurred_at":"2026-01-20T10:30:00.5Z"}"#;
+        let b =
+            r#"{"seq":4,"leaf_hash":"cd","id":"e-\u00e9","occurred_at":"2026-01-20T10:30:01Z"}"#;
+        let batch = batch(vec![a.to_owned(), b.to_owned()]);
+        let body = body(Kind::Webhook, &batch);
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["type"], "bitacora.events");
+        assert_eq!(v["tenant"], "ac\"me");
+        assert_eq!(
+            (v["from_seq"].as_u64(), v["to_seq"].as_u64()),
+            (Some(3), Some(4))
+        );
+        assert_eq!(v["checkpoint"], "origin\n5\nroot\n");
+        assert_eq!(v["events"][1]["id"], "e-é");
+        let text = String::from_utf8(body).unwrap();
+        assert!(text.contains(&format!(r#""events":[{a},{b}]}}"#)), "{text}");
+        let none = Batch {
+            checkpoint: None,
+            test: true,
+            ..batch.clone()
+        };
+        let v: Value = serde_json::from_slice(&super::body(Kind::Webhook, &none)).unwrap();
+        assert!(v["checkpoint"].is_null());
+        assert_eq!(v["type"], "bitacora.test");
+
+        let nats: Value = serde_json::from_slice(&super::body(Kind::Nats, &batch)).unwrap();
+        assert_eq!(nats.as_array().unwrap().len(), 2);
+
+        let hec = String::from_utf8(super::body(Kind::SplunkHec, &batch)).unwrap();
+        let lines: Vec<Value> = hec
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0]["time"], 1768905000.5);
+        assert_eq!(lines[0]["sourcetype"], "_json");
+        assert_eq!(lines[1]["event"]["id"], "e-é");
+        assert!(hec.contains(a));
+    }
+
+    #[test]
+    fn message_ids_are_the_event_ids_in_either_format() {
+        assert_eq!(
+            message_id(r#"{"actor":{"id":"u"},"id":"e-1","metadata":{"uid":7}}"#),
+            "e-1"
+        );
+        assert_eq!(message_id(r#"{"id":"e-\u00e9"}"#), "e-é");
+        // OCSF: `metadata.uid`.
+        assert_eq!(
+            message_id(r#"{"class_uid":3002,"metadata":{"uid":"e-2","sequence":1}}"#),
+            "e-2"
+        );
+        assert_eq!(message_id("null"), "");
+    }
+
     #[test]
     fn slack_text_is_escaped() {
         assert_eq!(
@@ -393,8 +542,11 @@ mod tests {
             from_seq: 0,
             to_seq: 0,
             checkpoint: None,
-            events: vec![json!({"action": "user.login", "severity": "high",
-                                "actor": {"name": "<!here>"}, "description": "a > b"})],
+            events: vec![
+                json!({"action": "user.login", "severity": "high",
+                       "actor": {"name": "<!here>"}, "description": "a > b"})
+                .to_string(),
+            ],
             meta: Vec::new(),
             test: false,
         };

@@ -23,17 +23,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bitacora_core::{Event, TenantName};
-use bitacora_store::{DeliveryPosition, DestinationRecord, StoreError};
+use bitacora_store::{DeliveryPosition, DestinationRecord, StoreError, StoredEvent};
 use serde_json::Value;
 
 use crate::alert::{ALERT_FIRED, read_from};
-use crate::format::render;
-use crate::send::{Batch, ItemMeta, Outcome, send, send_nats};
+use crate::format::{needs_event, render};
+use crate::send::{Batch, ItemMeta, Outcome, needs_meta, send, send_nats};
 use crate::spec::{DestinationSpec, Kind, nats_subject, parse_filter};
 use crate::{Shared, now_micros, sleep_or_cancel};
 
 /// How a firing's action appears in its stored (canonical) body.
 const FIRED_IN_BODY: &str = "\"action\":\"bitacora.alert.fired\"";
+
+/// At most this many tenants' next batches are read ahead at a time, per worker.
+const READ_AHEAD_TENANTS: usize = 8;
 
 /// What a worker was started with; a change restarts it.
 #[derive(Debug, Clone, PartialEq)]
@@ -76,6 +79,12 @@ enum Stop {
 }
 
 pub(crate) async fn run(shared: Arc<Shared>, plan: Plan) {
+    let mut links = Links::default();
+    work(&shared, &plan, &mut links).await;
+    links.saved().await;
+}
+
+async fn work(shared: &Arc<Shared>, plan: &Plan, links: &mut Links) {
     let id = plan.record.id.clone();
     let spec: DestinationSpec = match serde_json::from_str(&plan.record.spec) {
         Ok(s) => s,
@@ -96,20 +105,25 @@ pub(crate) async fn run(shared: Arc<Shared>, plan: Plan) {
     let mut positions: HashMap<TenantName, DeliveryPosition> = HashMap::new();
     let mut leader = false;
     let mut backoff = Backoff::new(shared.config.max_backoff());
-    let mut links = Links::default();
     loop {
         if shared.cancel.is_cancelled() {
             return;
         }
         match shared.lease(&format!("destination:{id}")).await {
-            Ok(true) if !leader => match shared.store.delivery_positions(&id).await {
-                Ok(stored) => {
-                    positions = stored.into_iter().map(|p| (p.tenant.clone(), p)).collect();
-                    leader = true;
-                    shared.status.destination_state(&id, "running");
+            Ok(true) if !leader => {
+                // This worker's own last save first, so that it reads what it saved.
+                links.saved().await;
+                match shared.store.delivery_positions(&id).await {
+                    Ok(stored) => {
+                        positions = stored.into_iter().map(|p| (p.tenant.clone(), p)).collect();
+                        leader = true;
+                        shared.status.destination_state(&id, "running");
+                    }
+                    Err(e) => {
+                        tracing::warn!(destination = %id, error = %e, "cannot read positions")
+                    }
                 }
-                Err(e) => tracing::warn!(destination = %id, error = %e, "cannot read positions"),
-            },
+            }
             Ok(true) => {}
             Ok(false) => {
                 leader = false;
@@ -140,16 +154,8 @@ pub(crate) async fn run(shared: Arc<Shared>, plan: Plan) {
                                     last_error: None,
                                     last_error_at: None,
                                 });
-                        match step(
-                            &shared,
-                            &plan,
-                            &spec,
-                            &filter,
-                            position,
-                            &mut backoff,
-                            &mut links,
-                        )
-                        .await
+                        match step(shared, plan, &spec, &filter, position, &mut backoff, links)
+                            .await
                         {
                             Ok(Some(true)) => worked = true,
                             Ok(Some(false)) => {}
@@ -199,20 +205,57 @@ async fn step(
     if position.next_seq >= size {
         return Ok(Some(false));
     }
-    let events = match read_from(store, &tenant, position.next_seq, shared.config.max_batch).await {
-        Ok(e) => e,
-        Err(e) => return warn(e),
+    let limit = shared.config.max_batch;
+    // The batch read ahead while the previous one was sent, when it starts at the position
+    // (the log is append-only: what was read is what is there); else a fresh read.
+    let ahead = match links.next.remove(&tenant) {
+        Some(p) if p.from == position.next_seq => match p.task.await {
+            Ok(Ok(events)) if !events.is_empty() => Some(events),
+            _ => None,
+        },
+        _ => None,
+    };
+    let events = match ahead {
+        Some(events) => events,
+        None => match read_from(store, &tenant, position.next_seq, limit).await {
+            Ok(e) => e,
+            Err(e) => return warn(e),
+        },
     };
     let (Some(first), Some(last)) = (events.first().map(|e| e.seq), events.last().map(|e| e.seq))
     else {
         return Ok(Some(false));
     };
-    let mut items: Vec<Value> = Vec::new();
+    // With more in the log past this batch (a backlog), the next batch is read while this
+    // one is prepared and sent: the store's read overlaps the receiver's round trip. For a
+    // few tenants at a time, so that the batches read ahead stay a bounded amount of memory.
+    if size > last + 1 && links.next.len() < READ_AHEAD_TENANTS {
+        let (store, t, from) = (shared.store.clone(), tenant.clone(), last + 1);
+        links.next.insert(
+            tenant.clone(),
+            ReadAhead {
+                from,
+                task: tokio::spawn(async move { read_from(&*store, &t, from, limit).await }),
+            },
+        );
+    }
+    // Parsing a stored event is most of a stream's CPU per event: it is done only when
+    // something reads the parsed event — a filter, the OCSF format, the syslog and email
+    // senders' facts, or a firing (whose rule decides whether it is for this destination).
+    // A stream of every event in the `bitacora` format copies the stored text as it is.
+    let parse_all = !filter.is_empty() || needs_event(spec.format) || needs_meta(spec.kind);
+    let mut items: Vec<String> = Vec::new();
     let mut meta: Vec<ItemMeta> = Vec::new();
     for stored in &events {
-        // A destination that only carries alerts skips every other event unparsed: a
-        // firing's canonical body (RFC 8785) always holds its action written this way.
-        if !spec.stream && !stored.body.contains(FIRED_IN_BODY) {
+        // A firing's canonical body (RFC 8785) always holds its action written this way, so
+        // a destination that only carries alerts skips every other event unparsed.
+        let firing = stored.body.contains(FIRED_IN_BODY);
+        if !spec.stream && !firing {
+            continue;
+        }
+        if !parse_all && !firing {
+            // A stream with no filter: every event is for it.
+            items.push(render(spec.format, stored, None));
             continue;
         }
         let Ok(event) = serde_json::from_str::<Event>(&stored.body) else {
@@ -226,8 +269,10 @@ async fn step(
                 .and_then(Value::as_str)
                 .is_some_and(|r| plan.rules.contains(r));
         if alert_for_us || (spec.stream && crate::matcher::matches(filter, &event)) {
-            items.push(render(spec.format, stored, &event));
-            meta.push(ItemMeta::of(stored.seq, &event));
+            items.push(render(spec.format, stored, Some(&event)));
+            if needs_meta(spec.kind) {
+                meta.push(ItemMeta::of(stored.seq, &event));
+            }
         }
     }
     let carry = (id.clone(), tenant.clone());
@@ -293,6 +338,7 @@ async fn step(
                     tracing::debug!(destination = %id, error = %error, "delivery failed; retrying");
                     position.last_error = Some(error.chars().take(500).collect());
                     position.last_error_at = Some(now_micros());
+                    links.saved().await;
                     if let Err(e) = store.save_delivery_position(position).await {
                         tracing::warn!(destination = %id, error = %e, "cannot record a delivery error");
                     }
@@ -309,21 +355,46 @@ async fn step(
         }
     }
     position.next_seq = last + 1;
-    if let Err(e) = store.save_delivery_position(position).await {
-        // The receiver has the batch; it will get it again after a restart (at least once).
-        tracing::warn!(destination = %id, error = %e, "cannot save the position");
-    }
+    // Saved while the next batch is read and sent (one save in flight at a time, so they
+    // land in order; the store keeps the greatest `next_seq` anyway). A save that never lands
+    // (a crash) only means the receiver gets the batch again (at least once).
+    links.saved().await;
+    let (store, saved, dest) = (shared.store.clone(), position.clone(), id.clone());
+    links.saving = Some(tokio::spawn(async move {
+        if let Err(e) = store.save_delivery_position(&saved).await {
+            tracing::warn!(destination = %dest, error = %e, "cannot save the position");
+        }
+    }));
     shared
         .status
         .lag(id, &tenant, size.saturating_sub(position.next_seq));
     Ok(Some(true))
 }
 
-/// The connections a worker keeps between batches.
+/// The connections a worker keeps between batches, and the batch it reads ahead.
 #[derive(Default)]
 pub(crate) struct Links {
     nats: Option<async_nats::jetstream::Context>,
     syslog: Option<crate::syslog::Conn>,
+    /// Per tenant (a worker steps through every tenant in turn).
+    next: HashMap<TenantName, ReadAhead>,
+    /// The position save in flight.
+    saving: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Links {
+    /// Waits for the position save in flight, if any.
+    pub(crate) async fn saved(&mut self) {
+        if let Some(save) = self.saving.take() {
+            let _ = save.await;
+        }
+    }
+}
+
+/// A read of a tenant's events from `from` on, started before they are needed.
+pub(crate) struct ReadAhead {
+    from: u64,
+    task: tokio::task::JoinHandle<Result<Vec<StoredEvent>, StoreError>>,
 }
 
 /// Sends one batch to the destination, by its kind. A failed NATS or syslog connection is
@@ -404,14 +475,13 @@ async fn send_syslog(
     let facility = spec.facility.unwrap_or(crate::syslog::DEFAULT_FACILITY);
     let mut frames = Vec::new();
     for (event, meta) in batch.events.iter().zip(&batch.meta) {
-        let body = serde_json::to_vec(event).expect("JSON");
         let msg = crate::syslog::message(
             facility,
             &shared.hostname,
             std::process::id(),
             &batch.tenant,
             meta,
-            &body,
+            event.as_bytes(),
         );
         crate::syslog::frame(&msg, &mut frames);
     }

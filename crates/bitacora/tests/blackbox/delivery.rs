@@ -580,8 +580,18 @@ async fn a_nats_stream_publishes_every_event_with_its_id_as_message_id() {
         .expect("NATS with JetStream at 127.0.0.1:4222 (the delivery tests need it)");
     let js = async_nats::jetstream::new(nats);
     let unique = format!("{}", std::process::id() as u64 * 1_000_000 + rand_suffix());
-    let name = format!("BITACORA_DELIVERY_{unique}");
-    let subject = format!("bitacora_test.{unique}.events");
+    // On a NATS server shared with others, `BITACORA_TEST_NATS_PREFIX` keeps the stream's
+    // name and subject to a prefix of one's own.
+    let (name, subject) = match std::env::var("BITACORA_TEST_NATS_PREFIX") {
+        Ok(p) => (
+            format!("{p}_DELIVERY_{unique}"),
+            format!("{p}.{unique}.events"),
+        ),
+        Err(_) => (
+            format!("BITACORA_DELIVERY_{unique}"),
+            format!("bitacora_test.{unique}.events"),
+        ),
+    };
     let mut stream = js
         .create_stream(async_nats::jetstream::stream::Config {
             name: name.clone(),
