@@ -261,6 +261,13 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
+    // `RUST_LOG=bitacora_lifecycle=debug` shows each retention batch's stages and times.
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     match Cli::parse().command {
         Command::StoreIngest {
             events,

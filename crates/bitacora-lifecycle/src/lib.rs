@@ -25,7 +25,15 @@
 //!    under the announcement's seq, in one transaction: all or nothing.
 //!
 //! So no event's content leaves the store before its archive is confirmed, and every purge is
-//! vouched for by a signed event (`bitacora verify` checks both). Announcements are never
+//! vouched for by a signed event (`bitacora verify` checks both).
+//!
+//! **Overlap.** Batch N's purge (step 3, a store transaction) runs while batch N+1 is read,
+//! archived and announced (steps 1 and 2); batch N+1's purge starts only once N's is done.
+//! Each batch keeps its own order, so a crash leaves at most one more batch archived and
+//! announced but not purged (redone by the next pass). After each purge the pass pauses a
+//! quarter of the transaction's time, so appends get the store between purges. A whole
+//! PostgreSQL partition is archived a few batches at a time, and its batches are announced
+//! several per append, before the partition is dropped. Announcements are never
 //! purged themselves. `BITACORA_LIFECYCLE_CRASH_AT=archived|announced|purged` aborts the
 //! process right after that step (fault-injection for the crash tests; never set it in
 //! production).
@@ -68,6 +76,12 @@ pub const HOLD_RELEASED: &str = "bitacora.legal_hold.released";
 
 /// The store lease whose holder is the one server that purges (`Store::acquire_lease`).
 pub const LEASE: &str = "retention";
+
+/// Batches of a partition bundled and written at the same time (the store reads, the proofs,
+/// the compression and the archive write of one overlap the others').
+const ARCHIVES_IN_FLIGHT: usize = 3;
+/// Archived batches of a partition announced by one append.
+const ANNOUNCE_TOGETHER: usize = 8;
 
 const PURGED_TOTAL: &str = "bitacora_retention_purged_events_total";
 const PASSES: &str = "bitacora_retention_passes_total";
@@ -208,9 +222,37 @@ impl std::fmt::Debug for Retention {
     }
 }
 
-/// An expired event, parsed just enough.
+/// An expired event.
 struct Candidate {
     event: StoredEvent,
+}
+
+/// What the rule match reads of a stored body (not the whole [`Event`]: a purge pass reads
+/// every expired body, and a full parse was a large share of its cost).
+#[derive(serde::Deserialize)]
+struct Head<'a> {
+    #[serde(borrow)]
+    action: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    category: std::borrow::Cow<'a, str>,
+    received_at: DateTime<Utc>,
+}
+
+/// A purge whose store transaction (step 3) runs while the next batch is archived.
+type PendingPurge = JoinHandle<Result<PurgeSummary, LifecycleError>>;
+
+/// Waits for `pending` and records what it purged.
+async fn finish(
+    pending: &mut Option<PendingPurge>,
+    report: &mut PassReport,
+) -> Result<(), LifecycleError> {
+    if let Some(task) = pending.take() {
+        let summary = task
+            .await
+            .map_err(|e| LifecycleError::Log(format!("the purge task failed: {e}")))??;
+        report.purges.push(summary);
+    }
+    Ok(())
 }
 
 impl Retention {
@@ -354,44 +396,85 @@ impl Retention {
             let mut records = Vec::new();
             let mut summaries = Vec::new();
             for t in &partition.tenants {
-                // Its events, read back in seq order and archived batch by batch.
+                // Its events, read back in seq order and archived batch by batch: a few
+                // batches are bundled and written at once, and they are announced together.
                 let mut after = t.first_seq.checked_sub(1);
                 let mut seen = 0u64;
-                'pages: loop {
+                let mut archiving: std::collections::VecDeque<
+                    JoinHandle<Result<(PurgeSummary, Archived), LifecycleError>>,
+                > = std::collections::VecDeque::new();
+                let mut archived: Vec<(PurgeSummary, Archived)> = Vec::new();
+                let mut last_page = false;
+                loop {
                     if cancel.is_cancelled() {
+                        for task in archiving {
+                            let _ = task.await;
+                        }
                         return Ok(());
                     }
-                    let page = self
-                        .store
-                        .search(&EventQuery {
-                            tenant: t.tenant.clone(),
-                            filter: EventFilter::default(),
-                            order: Order::Asc,
-                            page: Pagination::Cursor {
-                                limit: self.config.batch_size,
-                                after,
-                            },
-                        })
-                        .await?;
-                    let events: Vec<StoredEvent> = page
-                        .events
-                        .into_iter()
-                        .take_while(|e| e.seq <= t.last_seq)
-                        .collect();
-                    if !events.is_empty() {
-                        seen += events.len() as u64;
-                        let mut summary = summary_of(&t.tenant, &events);
-                        let record = self
-                            .archive_and_announce(&t.tenant, &events, now, &mut summary)
+                    if !last_page && archiving.len() < ARCHIVES_IN_FLIGHT {
+                        let page = self
+                            .store
+                            .search(&EventQuery {
+                                tenant: t.tenant.clone(),
+                                filter: EventFilter::default(),
+                                order: Order::Asc,
+                                page: Pagination::Cursor {
+                                    limit: self.config.batch_size,
+                                    after,
+                                },
+                            })
                             .await?;
-                        records.push((t.tenant.clone(), record));
-                        summaries.push(summary);
+                        let events: Vec<StoredEvent> = page
+                            .events
+                            .into_iter()
+                            .take_while(|e| e.seq <= t.last_seq)
+                            .collect();
+                        if !events.is_empty() {
+                            seen += events.len() as u64;
+                            let this = self.clone();
+                            let tenant = t.tenant.clone();
+                            archiving.push_back(tokio::spawn(async move {
+                                let mut summary = summary_of(&tenant, &events);
+                                let done =
+                                    this.archive_step(&tenant, &events, &mut summary).await?;
+                                Ok((summary, done))
+                            }));
+                        }
+                        match page.next_after {
+                            Some(a) if a < t.last_seq => after = Some(a),
+                            _ => last_page = true,
+                        }
+                        continue;
                     }
-                    match page.next_after {
-                        Some(a) if a < t.last_seq => after = Some(a),
-                        _ => break 'pages,
+                    let Some(task) = archiving.pop_front() else {
+                        break;
+                    };
+                    let done = task
+                        .await
+                        .map_err(|e| LifecycleError::Archive(format!("archive task failed: {e}")));
+                    match done {
+                        Ok(Ok(batch)) => archived.push(batch),
+                        Ok(Err(e)) | Err(e) => {
+                            for task in archiving {
+                                let _ = task.await;
+                            }
+                            return Err(e);
+                        }
+                    }
+                    if archived.len() >= ANNOUNCE_TOGETHER || (last_page && archiving.is_empty()) {
+                        self.announce_archived(
+                            &t.tenant,
+                            &mut archived,
+                            now,
+                            &mut records,
+                            &mut summaries,
+                        )
+                        .await?;
                     }
                 }
+                self.announce_archived(&t.tenant, &mut archived, now, &mut records, &mut summaries)
+                    .await?;
                 if seen != t.count {
                     // Its seqs are shared with another partition (an import of old events):
                     // the announcements stay, harmless; the rows go one by one instead.
@@ -402,6 +485,7 @@ impl Retention {
                     continue 'partitions;
                 }
             }
+            let archived_ms = started.elapsed().as_millis() as u64;
             self.store.drop_partition(&partition.name, &records).await?;
             crash_point("purged");
             let count: u64 = records.iter().map(|(_, r)| r.count).sum();
@@ -413,11 +497,36 @@ impl Retention {
                 partition = %partition.name,
                 events = count,
                 purges = records.len(),
+                archived_ms,
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "retention archived a whole partition and dropped it"
             );
             report.purges.extend(summaries);
             report.dropped_partitions.push(partition.name.clone());
+        }
+        Ok(())
+    }
+
+    /// Announces the `archived` batches in one append (step 2), and moves them to `records`
+    /// and `summaries`.
+    async fn announce_archived(
+        &self,
+        tenant: &TenantName,
+        archived: &mut Vec<(PurgeSummary, Archived)>,
+        now: i64,
+        records: &mut Vec<(TenantName, PurgeRecord)>,
+        summaries: &mut Vec<PurgeSummary>,
+    ) -> Result<(), LifecycleError> {
+        if archived.is_empty() {
+            return Ok(());
+        }
+        let list: Vec<PurgeSummary> = archived.iter().map(|(s, _)| s.clone()).collect();
+        let seqs = self.announce_many(tenant, &list).await?;
+        crash_point("announced");
+        for ((mut summary, done), seq) in archived.drain(..).zip(seqs) {
+            summary.event_seq = Some(seq);
+            records.push((tenant.clone(), done.record(seq, now)));
+            summaries.push(summary);
         }
         Ok(())
     }
@@ -517,6 +626,45 @@ impl Retention {
         let holds = holds::active(self.store.as_ref(), tenant).await?;
         let batch = self.config.batch_size;
         let mut after: Option<u64> = None;
+        // Batch N's store transaction runs while batch N+1 is read, archived and announced;
+        // each batch still goes archive, announce, purge in that order.
+        let mut pending: Option<PendingPurge> = None;
+        let result = self
+            .tenant_batches(
+                tenant,
+                now,
+                dry_run,
+                skip,
+                report,
+                cancel,
+                &mut after,
+                &mut pending,
+                (batch, newest_expired, signed, &holds),
+            )
+            .await;
+        // Whatever happened, the purge in flight is waited for (and reported).
+        let last = finish(&mut pending, report).await;
+        result.and(last)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn tenant_batches(
+        &self,
+        tenant: &TenantName,
+        now: i64,
+        dry_run: bool,
+        skip: &[(u64, u64)],
+        report: &mut PassReport,
+        cancel: &CancellationToken,
+        after: &mut Option<u64>,
+        pending: &mut Option<PendingPurge>,
+        (batch, newest_expired, signed, holds): (
+            u32,
+            i64,
+            u64,
+            &[(bitacora_store::LegalHoldRecord, EventQuery)],
+        ),
+    ) -> Result<(), LifecycleError> {
         loop {
             if cancel.is_cancelled() {
                 return Ok(());
@@ -529,7 +677,7 @@ impl Retention {
                     order: Order::Asc,
                     page: Pagination::Cursor {
                         limit: batch,
-                        after,
+                        after: *after,
                     },
                 })
                 .await?;
@@ -541,37 +689,37 @@ impl Retention {
                     done = true;
                     break;
                 }
-                let Ok(event) = serde_json::from_str::<Event>(&e.body) else {
+                let Ok(head) = serde_json::from_str::<Head<'_>>(&e.body) else {
                     return Err(StoreError::Corrupt(format!(
                         "seq {}: the stored body is not an event",
                         e.seq
                     ))
                     .into());
                 };
-                let received = event.received_at.timestamp_micros();
+                let received = head.received_at.timestamp_micros();
                 // `received_at` follows `seq` (both are taken as the server receives the
                 // event), so the first event too new for the shortest rule ends the scan.
                 if received > newest_expired {
                     done = true;
                     break;
                 }
-                if event.action == PURGE_ACTION
+                if head.action == PURGE_ACTION
                     || skip.iter().any(|&(a, b)| (a..=b).contains(&e.seq))
                 {
                     continue;
                 }
-                match self.config.keep_for(tenant, &event.category, &event.action) {
+                match self.config.keep_for(tenant, &head.category, &head.action) {
                     Keep::Forever => continue,
                     Keep::For(age) if received.saturating_add(age.as_micros()) > now => continue,
                     Keep::For(_) => candidates.push(Candidate { event: e }),
                 }
             }
-            after = page.next_after;
-            if !candidates.is_empty() {
+            *after = page.next_after;
+            if !candidates.is_empty() && !holds.is_empty() {
                 let held = holds::held_seqs(
                     self.store.as_ref(),
                     tenant,
-                    &holds,
+                    holds,
                     candidates.first().map_or(0, |c| c.event.seq),
                     candidates.last().map_or(0, |c| c.event.seq),
                 )
@@ -581,46 +729,53 @@ impl Retention {
                 report.held += (before - candidates.len()) as u64;
             }
             if !candidates.is_empty() {
-                let summary = self.purge_batch(tenant, candidates, now, dry_run).await?;
-                report.purges.push(summary);
-                if !dry_run {
-                    // Let appends and searches in between batches.
-                    tokio::time::sleep(Duration::from_millis(5)).await;
+                let events: Vec<StoredEvent> = candidates.into_iter().map(|c| c.event).collect();
+                let mut summary = summary_of(tenant, &events);
+                if dry_run {
+                    report.purges.push(summary);
+                } else {
+                    // 1. and 2., while the previous batch's purge runs.
+                    let record = self
+                        .archive_and_announce(tenant, &events, now, &mut summary)
+                        .await;
+                    let waited = std::time::Instant::now();
+                    finish(pending, report).await?;
+                    tracing::debug!(
+                        wait_ms = waited.elapsed().as_secs_f64() * 1e3,
+                        "retention: waited for the previous purge"
+                    );
+                    let record = record?;
+                    // 3., in the background.
+                    let store = self.store.clone();
+                    let tenant = tenant.clone();
+                    *pending = Some(tokio::spawn(async move {
+                        let started = std::time::Instant::now();
+                        store.purge(&tenant, &record).await?;
+                        tracing::debug!(
+                            purge_ms = started.elapsed().as_secs_f64() * 1e3,
+                            "retention: purge committed"
+                        );
+                        crash_point("purged");
+                        metrics::counter!(PURGED_TOTAL, "tenant" => tenant.to_string())
+                            .increment(record.count);
+                        tracing::info!(
+                            tenant = %tenant,
+                            events = record.count,
+                            ranges = %summary.ranges,
+                            archive = %summary.archive,
+                            "retention purged events (archived first)"
+                        );
+                        // Pacing: the writer (and so ingest) gets a turn at least as long as
+                        // a quarter of this transaction before the next one.
+                        tokio::time::sleep(started.elapsed() / 4).await;
+                        Ok(summary)
+                    }));
                 }
             }
             if done {
                 return Ok(());
             }
         }
-    }
-
-    async fn purge_batch(
-        &self,
-        tenant: &TenantName,
-        candidates: Vec<Candidate>,
-        now: i64,
-        dry_run: bool,
-    ) -> Result<PurgeSummary, LifecycleError> {
-        let events: Vec<StoredEvent> = candidates.into_iter().map(|c| c.event).collect();
-        let mut summary = summary_of(tenant, &events);
-        if dry_run {
-            return Ok(summary);
-        }
-        let record = self
-            .archive_and_announce(tenant, &events, now, &mut summary)
-            .await?;
-        // 3. purge
-        self.store.purge(tenant, &record).await?;
-        crash_point("purged");
-        metrics::counter!(PURGED_TOTAL, "tenant" => tenant.to_string()).increment(record.count);
-        tracing::info!(
-            tenant = %tenant,
-            events = record.count,
-            ranges = %summary.ranges,
-            archive = %summary.archive,
-            "retention purged events (archived first)"
-        );
-        Ok(summary)
     }
 
     /// Steps 1 and 2 of a purge (see the crate docs): the events archived as one bundle, the
@@ -632,39 +787,95 @@ impl Retention {
         now: i64,
         summary: &mut PurgeSummary,
     ) -> Result<PurgeRecord, LifecycleError> {
+        let started = std::time::Instant::now();
+        let archived = self.archive_step(tenant, events, summary).await?;
+        let archive_ms = started.elapsed().as_secs_f64() * 1e3;
+        // 2. announce
+        let event_seq = self.announce(tenant, summary).await?;
+        tracing::debug!(
+            events = events.len(),
+            archive_ms,
+            announce_ms = started.elapsed().as_secs_f64() * 1e3 - archive_ms,
+            "retention: batch archived and announced"
+        );
+        summary.event_seq = Some(event_seq);
+        crash_point("announced");
+        Ok(archived.record(event_seq, now))
+    }
+
+    /// Step 1 of a purge: the events written to the archive as one bundle, the write
+    /// confirmed; `summary.archive` gets the object's URL.
+    async fn archive_step(
+        &self,
+        tenant: &TenantName,
+        events: &[StoredEvent],
+        summary: &mut PurgeSummary,
+    ) -> Result<Archived, LifecycleError> {
         let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
         let leaves: Vec<Hash> = events.iter().map(|e| e.leaf_hash).collect();
         let root = root_from_leaves(&leaves);
-        // 1. archive
         let mut options = self.bundle.clone();
         options.filter = json!({"retention_purge": summary.ranges});
+        let started = std::time::Instant::now();
         let bundle =
             bitacora_log::bundle::bundle_of_events(self.store.clone(), tenant, events, options)
                 .await?;
+        let bundle_ms = started.elapsed().as_secs_f64() * 1e3;
         let compressed = tokio::task::spawn_blocking(move || archive::compress(&bundle))
             .await
             .map_err(|e| LifecycleError::Archive(format!("compression failed: {e}")))??;
+        let zstd_ms = started.elapsed().as_secs_f64() * 1e3 - bundle_ms;
         let name = Archive::object_name(
             tenant.as_str(),
             seqs[0],
             *seqs.last().unwrap_or(&seqs[0]),
             &root,
         );
+        let bytes = compressed.len();
         let url = self.archive.put(&name, compressed.into()).await?;
+        tracing::debug!(
+            bundle_ms,
+            zstd_ms,
+            put_ms = started.elapsed().as_secs_f64() * 1e3 - bundle_ms - zstd_ms,
+            bytes,
+            "retention: archive written"
+        );
         summary.archive = url.clone();
         crash_point("archived");
-        // 2. announce
-        let event_seq = self.announce(tenant, summary).await?;
-        summary.event_seq = Some(event_seq);
-        crash_point("announced");
-        Ok(PurgeRecord {
-            event_seq,
+        Ok(Archived {
             ranges: PurgeRecord::ranges_of(&seqs),
             count: seqs.len() as u64,
             root,
-            archive: url,
-            created_at: now,
+            url,
         })
+    }
+
+    /// Step 2 for several archived batches at once: one append (one commit, one turn of the
+    /// tenant's lock on PostgreSQL) announces them all, in order; returns their seqs.
+    async fn announce_many(
+        &self,
+        tenant: &TenantName,
+        summaries: &[PurgeSummary],
+    ) -> Result<Vec<u64>, LifecycleError> {
+        let sealed = summaries
+            .iter()
+            .map(|s| self.announcement(tenant, s))
+            .collect::<Result<Vec<_>, _>>()?;
+        let outcomes = self.store.append(sealed).await?;
+        if outcomes.len() != summaries.len() {
+            return Err(LifecycleError::Store(StoreError::Internal(
+                "the purge events were not all stored".into(),
+            )));
+        }
+        outcomes
+            .into_iter()
+            .map(|o| match o {
+                AppendOutcome::Stored { seq, .. } | AppendOutcome::Duplicate { seq, .. } => Ok(seq),
+                other => Err(LifecycleError::Store(StoreError::Internal(format!(
+                    "the purge event was not stored: {other:?}"
+                )))),
+            })
+            .collect()
     }
 
     /// Appends the purge's `bitacora.retention.purge` event and returns its seq.
@@ -673,6 +884,18 @@ impl Retention {
         tenant: &TenantName,
         summary: &PurgeSummary,
     ) -> Result<u64, LifecycleError> {
+        let seqs = self
+            .announce_many(tenant, std::slice::from_ref(summary))
+            .await?;
+        Ok(seqs[0])
+    }
+
+    /// The `bitacora.retention.purge` event of `summary`, sealed.
+    fn announcement(
+        &self,
+        tenant: &TenantName,
+        summary: &PurgeSummary,
+    ) -> Result<SealedEvent, LifecycleError> {
         let body = json!({
             "tenant": tenant.as_str(),
             "action": PURGE_ACTION,
@@ -692,7 +915,7 @@ impl Retention {
         let internal = |m: String| LifecycleError::Store(StoreError::Internal(m));
         let input = EventInput::from_json(body.to_string().as_bytes())
             .map_err(|e| internal(format!("invalid purge event: {}", e.message)))?;
-        let sealed = SealedEvent::prepare(
+        SealedEvent::prepare(
             input,
             &self.policy,
             &IngestContext {
@@ -702,14 +925,27 @@ impl Retention {
                 allow_reserved: true,
             },
         )
-        .map_err(|e| internal(format!("invalid purge event: {}", e.message)))?;
-        match self.store.append(vec![sealed]).await?.into_iter().next() {
-            Some(AppendOutcome::Stored { seq, .. } | AppendOutcome::Duplicate { seq, .. }) => {
-                Ok(seq)
-            }
-            other => Err(internal(format!(
-                "the purge event was not stored: {other:?}"
-            ))),
+        .map_err(|e| internal(format!("invalid purge event: {}", e.message)))
+    }
+}
+
+/// A batch written to the archive (step 1), not yet announced.
+struct Archived {
+    ranges: Vec<(u64, u64)>,
+    count: u64,
+    root: Hash,
+    url: String,
+}
+
+impl Archived {
+    fn record(self, event_seq: u64, created_at: i64) -> PurgeRecord {
+        PurgeRecord {
+            event_seq,
+            ranges: self.ranges,
+            count: self.count,
+            root: self.root,
+            archive: self.url,
+            created_at,
         }
     }
 }

@@ -450,8 +450,15 @@ async fn a_crash_at_every_step_never_purges_without_its_archive() {
         let r = retention(store.clone(), &dir.path().join("archive"), config(RULES));
         let objects = r.archive.list(None).await.unwrap();
         let purges = store.purges(&tenant()).await.unwrap();
-        // The first batch's archive is always there; a purge only with its archive.
-        assert_eq!(objects.len(), 1, "{step}");
+        // The first batch's archive is always there; a purge only with its archive. A pass
+        // archives batch N+1 while batch N's purge commits, so a crash right after a purge
+        // may leave the next batch archived (and not purged) too.
+        let most = if step == "purged" { 2 } else { 1 };
+        assert!(
+            (1..=most).contains(&objects.len()),
+            "{step}: {} objects",
+            objects.len()
+        );
         assert_eq!(purges.len(), usize::from(step == "purged"), "{step}");
         for p in &purges {
             assert!(objects.iter().any(|o| o.url == p.archive), "{step}: {p:?}");

@@ -301,7 +301,6 @@ pub async fn bundle_of_events(
 ) -> Result<Vec<u8>, LogError> {
     let mut query = EventQuery::tenant(tenant.clone());
     query.order = Order::Asc;
-    let page_size = options.page_size.max(1) as usize;
     let mut st = State {
         store,
         query,
@@ -325,10 +324,12 @@ pub async fn bundle_of_events(
     }
     let mut out = String::from_utf8(header(&mut st).await?.to_vec())
         .map_err(|e| StoreError::Internal(e.to_string()))?;
-    for chunk in events.chunks(page_size) {
-        let proofs = page_proofs(st.store.as_ref(), tenant, chunk, st.tree_size).await?;
-        write_event_lines(&mut out, chunk, proofs);
-    }
+    out.reserve(events.iter().map(|e| e.body.len() + 1_600).sum());
+    // One store call for the whole batch: the nodes inside its runs of consecutive seqs are
+    // folded here from the events' own leaf hashes, so only the few nodes outside them (about
+    // one per level) are read.
+    let proofs = page_proofs(st.store.as_ref(), tenant, events, st.tree_size).await?;
+    write_event_lines(&mut out, events, proofs);
     let trailer = serde_json::to_string(&Trailer {
         end: true,
         events: events.len() as u64,
@@ -339,7 +340,38 @@ pub async fn bundle_of_events(
     Ok(out.into_bytes())
 }
 
-/// The inclusion proofs of a page of events, with one store call for all their nodes.
+/// The complete subtrees that lie wholly within `events` (ascending seqs, all below the
+/// tree's size), folded from the events' leaf hashes: for a run of consecutive seqs, every
+/// node of a proof below the run's own subtrees. Nodes not listed are read from the store.
+fn local_nodes(events: &[StoredEvent]) -> HashMap<NodeId, Hash> {
+    let mut known = HashMap::with_capacity(events.len() * 2);
+    let mut level: Vec<(u64, Hash)> = events.iter().map(|e| (e.seq, e.leaf_hash)).collect();
+    let mut height = 0u8;
+    while !level.is_empty() && height < 63 {
+        let mut next = Vec::with_capacity(level.len() / 2);
+        let mut j = 0;
+        while j < level.len() {
+            let (i, h) = level[j];
+            known.insert(NodeId::new(height, i), h);
+            if i % 2 == 0
+                && let Some(&(k, right)) = level.get(j + 1)
+                && k == i + 1
+            {
+                known.insert(NodeId::new(height, k), right);
+                next.push((i / 2, bitacora_core::canonical::node_hash(&h, &right)));
+                j += 2;
+            } else {
+                j += 1;
+            }
+        }
+        level = next;
+        height += 1;
+    }
+    known
+}
+
+/// The inclusion proofs of a page of events, with one store call for all their nodes that
+/// the page's own leaves do not give.
 async fn page_proofs(
     store: &dyn Store,
     tenant: &bitacora_core::TenantName,
@@ -351,10 +383,14 @@ async fn page_proofs(
         .map(|e| merkle::inclusion_proof_nodes(e.seq, tree_size))
         .collect::<Result<_, _>>()
         .map_err(|e| StoreError::Internal(e.to_string()))?;
+    let known = local_nodes(events);
     let mut index: HashMap<NodeId, usize> = HashMap::new();
     let mut ids: Vec<NodeId> = Vec::new();
     for r in &refs {
         for id in merkle::required_nodes(r) {
+            if known.contains_key(&id) {
+                continue;
+            }
             index.entry(id).or_insert_with(|| {
                 ids.push(id);
                 ids.len() - 1
@@ -374,9 +410,10 @@ async fn page_proofs(
     refs.iter()
         .map(|r| {
             merkle::resolve_proof(r, |id| {
-                index
+                known
                     .get(&id)
-                    .map(|&i| hashes[i])
+                    .copied()
+                    .or_else(|| index.get(&id).map(|&i| hashes[i]))
                     .ok_or_else(|| StoreError::Internal("missing proof node".into()))
             })
             .map_err(LogError::from)
@@ -627,5 +664,61 @@ mod origin_tests {
         assert!(!is_origin_of("acme", "acme"));
         assert!(!is_origin_of("bitacora/xacme", "acme"));
         assert!(!is_origin_of("bitacora/acme2", "acme"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bitacora_core::canonical::leaf_hash;
+    use bitacora_core::merkle::root_from_leaves;
+
+    use super::*;
+
+    fn event(seq: u64) -> StoredEvent {
+        let body = format!("{{\"n\":{seq}}}");
+        StoredEvent {
+            seq,
+            leaf_hash: leaf_hash(body.as_bytes()),
+            body,
+        }
+    }
+
+    #[test]
+    fn local_nodes_are_the_subtrees_inside_the_runs() {
+        let leaves: Vec<Hash> = (0..16).map(|i| event(i).leaf_hash).collect();
+        // Two runs: 3..=11 and 13..=13.
+        let events: Vec<StoredEvent> = (3..=11).chain([13]).map(event).collect();
+        let known = local_nodes(&events);
+        // Leaves of the runs, and nothing else at level 0.
+        for i in 0..16u64 {
+            let inside = (3..=11).contains(&i) || i == 13;
+            assert_eq!(
+                known.get(&NodeId::leaf(i)).copied(),
+                inside.then(|| leaves[i as usize])
+            );
+        }
+        // Complete subtrees wholly inside a run, with their RFC 6962 hashes.
+        let subtree = |level: u8, index: u64| {
+            let (a, b) = NodeId::new(level, index).leaf_range().unwrap();
+            root_from_leaves(&leaves[a as usize..b as usize])
+        };
+        for (level, index) in [(1, 2), (1, 3), (1, 4), (1, 5), (2, 1), (2, 2), (3, 1)] {
+            let inside = {
+                let (a, b) = NodeId::new(level, index).leaf_range().unwrap();
+                a >= 3 && b <= 12
+            };
+            assert_eq!(
+                known.get(&NodeId::new(level, index)).copied(),
+                inside.then(|| subtree(level, index)),
+                "node ({level}, {index})"
+            );
+        }
+        // Straddling a run's edge or a gap: not local.
+        for (level, index) in [(1, 1), (1, 6), (2, 0), (2, 3), (3, 0), (4, 0)] {
+            assert!(
+                !known.contains_key(&NodeId::new(level, index)),
+                "({level}, {index})"
+            );
+        }
     }
 }

@@ -180,7 +180,8 @@ pub async fn drop_partition(
             "`{name}` is not a partition of events"
         )));
     }
-    // 1. The tenants' rows, in id order (the writer's order).
+    // 1. The tenants' ids (their rows are locked only at step 3: the copy below touches
+    // nothing an append writes, so appends go on while it runs).
     let wanted: Vec<&str> = {
         let mut v: Vec<&str> = records.iter().map(|(t, _)| t.as_str()).collect();
         v.sort_unstable();
@@ -190,7 +191,7 @@ pub async fn drop_partition(
     let mut ids: BTreeMap<String, i32> = BTreeMap::new();
     for r in tx
         .query(
-            "SELECT id, name FROM tenants WHERE name = ANY($1) ORDER BY id FOR UPDATE",
+            "SELECT id, name FROM tenants WHERE name = ANY($1) ORDER BY id",
             &[&wanted],
         )
         .await
@@ -253,7 +254,15 @@ pub async fn drop_partition(
             )));
         }
     }
-    // 3. The summaries lose the partition's share.
+    // 3. The summaries lose the partition's share, under the tenants' row locks (taken in id
+    // order, the writer's order), which the appends of those tenants wait for from here on.
+    let locked: Vec<i32> = ids.values().copied().collect();
+    tx.query(
+        "SELECT id FROM tenants WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+        &[&locked],
+    )
+    .await
+    .map_err(pg_error)?;
     let part = format!("\"{name}\"");
     let steps = [
         format!(

@@ -16,6 +16,7 @@
 
 use std::collections::HashMap;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bitacora_core::Event;
@@ -37,18 +38,27 @@ pub struct Indexer {
     rx: Receiver<Vec<Doc>>,
     interval: Duration,
     pending: Vec<Doc>,
+    /// Held around each indexing transaction; a retention purge, which also writes the
+    /// full-text file, holds it around its own (`SqliteStore::fts_gate`).
+    gate: Arc<Mutex<()>>,
 }
 
 /// Flush early once this many documents wait, to bound memory under sustained ingest.
 const MAX_PENDING: usize = 50_000;
 
 impl Indexer {
-    pub fn new(conn: Connection, rx: Receiver<Vec<Doc>>, interval: Duration) -> Self {
+    pub fn new(
+        conn: Connection,
+        rx: Receiver<Vec<Doc>>,
+        interval: Duration,
+        gate: Arc<Mutex<()>>,
+    ) -> Self {
         Self {
             conn,
             rx,
             interval,
             pending: Vec::new(),
+            gate,
         }
     }
 
@@ -92,7 +102,11 @@ impl Indexer {
         if self.pending.is_empty() {
             return;
         }
-        match index(&mut self.conn, &self.pending) {
+        let indexed = {
+            let _turn = self.gate.lock().unwrap_or_else(|e| e.into_inner());
+            index(&mut self.conn, &self.pending)
+        };
+        match indexed {
             Ok(()) => self.pending.clear(),
             // The events are durable; only their text index is late. Keep them and retry.
             Err(e) => {
@@ -129,6 +143,7 @@ impl Indexer {
                 let docs = self.backlog(tid, next, size)?;
                 let Some(last) = docs.last() else { break };
                 next = derive::seq_of(last.pos) + 1;
+                let _turn = self.gate.lock().unwrap_or_else(|e| e.into_inner());
                 index(&mut self.conn, &docs)?;
             }
         }

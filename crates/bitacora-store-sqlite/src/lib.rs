@@ -114,6 +114,14 @@ pub struct SqliteStore {
     reader_slots: Semaphore,
     /// The commit key, shared with the writer thread, which reads it at every commit.
     commit_key: Arc<RwLock<Option<CommitKey>>>,
+    /// Taken by the writer around each group commit and by a retention purge around its
+    /// transaction: the two take turns in this process without SQLite's busy handler, which
+    /// sleeps in steps of up to 100 ms and so left the writer idle well after a purge ended.
+    write_gate: Arc<Mutex<()>>,
+    /// The same between the full-text indexer and a purge (which deletes full-text entries).
+    /// A purge takes this one first, so it never blocks the writer while it waits for the
+    /// indexer.
+    fts_gate: Arc<Mutex<()>>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -240,13 +248,15 @@ impl SqliteStore {
         let mut conn = schema::open(&path, schema::Role::Writer, options.synchronous)?;
         schema::migrate(&mut conn)?;
         let index_conn = schema::open(&path, schema::Role::Indexer, options.synchronous)?;
+        let fts_gate = Arc::new(Mutex::new(()));
         schema::migrate_fts(&index_conn)?;
 
         let (docs_tx, docs_rx) = mpsc::channel();
-        let indexer = Indexer::new(index_conn, docs_rx, options.fts_interval);
+        let indexer = Indexer::new(index_conn, docs_rx, options.fts_interval, fts_gate.clone());
         let (tx, rx) = mpsc::channel();
         let permits = Arc::new(Semaphore::new(MAX_QUEUED_EVENTS));
         let commit_key = Arc::new(RwLock::new(None));
+        let write_gate = Arc::new(Mutex::new(()));
         let writer = Writer::new(
             conn,
             rx,
@@ -256,6 +266,7 @@ impl SqliteStore {
             },
             docs_tx,
             commit_key.clone(),
+            write_gate.clone(),
         );
         let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new()
@@ -278,6 +289,8 @@ impl SqliteStore {
             readers: Mutex::new(Vec::new()),
             reader_slots: Semaphore::new(READERS),
             commit_key,
+            write_gate,
+            fts_gate,
         })
     }
 
@@ -638,7 +651,34 @@ impl Store for SqliteStore {
         let mut pause = purge::BUSY_FIRST_PAUSE;
         for attempt in 1.. {
             let (t, r) = (tenant.clone(), record.clone());
-            match self.with_conn(move |c| purge::purge(c, &t, &r)).await {
+            let (gate, fts_gate) = (self.write_gate.clone(), self.fts_gate.clone());
+            let purged = self.with_conn(move |c| {
+                // The rows and their full-text entries are read and derived first, so the
+                // write lock is held only for the deletes and the summaries.
+                let started = std::time::Instant::now();
+                let prepared = purge::prepare(c, &t, &r)?;
+                let prepare_ms = started.elapsed().as_secs_f64() * 1e3;
+                let _fts_turn = fts_gate.lock().unwrap_or_else(|e| e.into_inner());
+                let _turn = gate.lock().unwrap_or_else(|e| e.into_inner());
+                let locked = std::time::Instant::now();
+                let wait_ms = started.elapsed().as_secs_f64() * 1e3 - prepare_ms;
+                // No automatic WAL checkpoint at this commit: it would copy the WAL into the
+                // database file while the writer waits for its turn (the indexer's passive
+                // checkpoints and the writer's backstop keep the WAL bounded).
+                c.execute_batch("PRAGMA wal_autocheckpoint = 0;")
+                    .map_err(sql_error)?;
+                let done = purge::purge(c, &t, &r, prepared);
+                c.execute_batch("PRAGMA wal_autocheckpoint = 1000;")
+                    .map_err(sql_error)?;
+                tracing::debug!(
+                    prepare_ms,
+                    wait_ms,
+                    transaction_ms = locked.elapsed().as_secs_f64() * 1e3,
+                    "sqlite purge"
+                );
+                done
+            });
+            match purged.await {
                 Err(e) if purge::is_busy(&e) && attempt < purge::BUSY_ATTEMPTS => {
                     tracing::warn!(
                         tenant = %tenant,

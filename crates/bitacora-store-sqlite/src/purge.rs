@@ -48,7 +48,6 @@ pub fn is_busy(e: &StoreError) -> bool {
 /// What a deleted row contributed to the summaries.
 struct Gone {
     seq: u64,
-    event_id: String,
     leaf_hash: Hash,
     occurred_at: i64,
     action: i64,
@@ -61,7 +60,93 @@ struct Gone {
     body: String,
 }
 
-pub fn purge(conn: &mut Connection, t: &TenantName, record: &PurgeRecord) -> StoreResult<()> {
+/// What [`purge`] reads before it takes the write lock: the rows, and the full-text entry of
+/// each (a contentless FTS5 entry is deleted by giving its text again, which means parsing
+/// the body). Stored rows never change, so what is read here is what the transaction
+/// deletes; that they are all still there is checked again under the lock.
+pub struct Prepared {
+    gone: Vec<Gone>,
+    fts_texts: Vec<String>,
+}
+
+/// Reads what a purge of `record` removes, without the write lock (see [`Prepared`]).
+pub fn prepare(
+    conn: &mut Connection,
+    t: &TenantName,
+    record: &PurgeRecord,
+) -> StoreResult<Prepared> {
+    let tx = conn.transaction().map_err(sql_error)?;
+    let Some((tid, _)) = read::tenant(&tx, t)? else {
+        return Err(StoreError::Internal(format!("tenant `{t}` has no log")));
+    };
+    // The rows, one range scan per range (purges take runs of consecutive seqs).
+    let mut gone = Vec::with_capacity(record.count as usize);
+    {
+        let mut stmt = tx
+            .prepare_cached(
+                "SELECT pos, leaf_hash, occurred_at, action, category, severity, outcome,
+                        actor_id, ip, body, source
+                 FROM events WHERE pos BETWEEN ?1 AND ?2 ORDER BY pos",
+            )
+            .map_err(sql_error)?;
+        for &(a, b) in &record.ranges {
+            if a > b {
+                break;
+            }
+            let rows = stmt
+                .query_map([pos(tid, a), pos(tid, b)], |r| {
+                    Ok(Gone {
+                        seq: seq_of(r.get(0)?),
+                        leaf_hash: blob32(r.get_ref(1)?.as_blob()?),
+                        occurred_at: r.get(2)?,
+                        action: r.get(3)?,
+                        category: r.get(4)?,
+                        severity: r.get(5)?,
+                        outcome: r.get(6)?,
+                        actor_id: r.get(7)?,
+                        ip: r.get(8)?,
+                        body: r.get(9)?,
+                        source: r.get(10)?,
+                    })
+                })
+                .map_err(sql_error)?;
+            let mut expected = a;
+            for row in rows {
+                let g = row.map_err(sql_error)?;
+                if g.seq != expected {
+                    break;
+                }
+                gone.push(g);
+                expected += 1;
+            }
+            if expected != b + 1 {
+                return Err(StoreError::Internal(format!(
+                    "seq {expected} has no content to purge (already purged?)"
+                )));
+            }
+        }
+    }
+    let fts_texts = gone
+        .iter()
+        .map(|g| match parse_body(g.body.as_bytes()) {
+            Some(event) => Ok(derive::fts_text(&event)),
+            None => Err(StoreError::Corrupt(format!(
+                "seq {}: the stored body is not an event",
+                g.seq
+            ))),
+        })
+        .collect::<StoreResult<Vec<String>>>()?;
+    Ok(Prepared { gone, fts_texts })
+}
+
+/// Purges `record` (read beforehand by [`prepare`]) in one `IMMEDIATE` transaction.
+pub fn purge(
+    conn: &mut Connection,
+    t: &TenantName,
+    record: &PurgeRecord,
+    prepared: Prepared,
+) -> StoreResult<()> {
+    let Prepared { gone, fts_texts } = prepared;
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(sql_error)?;
@@ -79,44 +164,10 @@ pub fn purge(conn: &mut Connection, t: &TenantName, record: &PurgeRecord) -> Sto
             "a purge names a seq past the end of the log".into(),
         ));
     }
-    let mut gone = Vec::with_capacity(seqs.len());
-    {
-        let mut stmt = tx
-            .prepare_cached(
-                "SELECT event_id, leaf_hash, occurred_at, action, category, severity, outcome,
-                        actor_id, ip, body, source
-                 FROM events WHERE pos = ?1",
-            )
-            .map_err(sql_error)?;
-        for &seq in &seqs {
-            let row = stmt
-                .query_row([pos(tid, seq)], |r| {
-                    Ok(Gone {
-                        seq,
-                        event_id: r.get(0)?,
-                        leaf_hash: blob32(r.get_ref(1)?.as_blob()?),
-                        occurred_at: r.get(2)?,
-                        action: r.get(3)?,
-                        category: r.get(4)?,
-                        severity: r.get(5)?,
-                        outcome: r.get(6)?,
-                        actor_id: r.get(7)?,
-                        ip: r.get(8)?,
-                        body: r.get(9)?,
-                        source: r.get(10)?,
-                    })
-                })
-                .optional()
-                .map_err(sql_error)?;
-            match row {
-                Some(g) => gone.push(g),
-                None => {
-                    return Err(StoreError::Internal(format!(
-                        "seq {seq} has no content to purge (already purged?)"
-                    )));
-                }
-            }
-        }
+    if gone.len() != seqs.len() || gone.iter().zip(&seqs).any(|(g, s)| g.seq != *s) {
+        return Err(StoreError::Internal(
+            "the rows read for a purge are not the ones it names".into(),
+        ));
     }
     let leaves: Vec<Hash> = gone.iter().map(|g| g.leaf_hash).collect();
     if root_from_leaves(&leaves) != record.root {
@@ -143,41 +194,41 @@ pub fn purge(conn: &mut Connection, t: &TenantName, record: &PurgeRecord) -> Sto
     let mut blocks: HashSet<i64> = HashSet::new();
     let mut facet_deltas = facets::Deltas::default();
     {
-        let mut delete = tx
-            .prepare_cached("DELETE FROM events WHERE pos = ?1")
-            .map_err(sql_error)?;
+        // What the tree needs of them moves to `purged_events`; the rows go (with their
+        // index entries), one statement per range.
         let mut keep = tx
             .prepare_cached(
-                "INSERT INTO purged_events (pos, event_id, leaf_hash, purge) VALUES (?1, ?2, ?3, ?4)",
+                "INSERT INTO purged_events (pos, event_id, leaf_hash, purge)
+                 SELECT pos, event_id, leaf_hash, ?3 FROM events WHERE pos BETWEEN ?1 AND ?2",
             )
             .map_err(sql_error)?;
+        let mut delete = tx
+            .prepare_cached("DELETE FROM events WHERE pos BETWEEN ?1 AND ?2")
+            .map_err(sql_error)?;
+        for &(a, b) in &record.ranges {
+            let (first, last) = (pos(tid, a), pos(tid, b));
+            let kept = keep
+                .execute(params![first, last, record.event_seq as i64])
+                .map_err(sql_error)?;
+            let deleted = delete.execute([first, last]).map_err(sql_error)?;
+            // Read before the lock; still all there (nothing else deletes rows).
+            if kept as u64 != b - a + 1 || deleted != kept {
+                return Err(StoreError::Internal(format!(
+                    "seqs {a}-{b} changed while the purge took the write lock (already purged?)"
+                )));
+            }
+        }
         let mut unindex = tx
             .prepare_cached(
                 "INSERT INTO fts.events_fts (events_fts, rowid, text) VALUES ('delete', ?1, ?2)",
             )
             .map_err(sql_error)?;
-        for g in &gone {
+        for (g, text) in gone.iter().zip(&fts_texts) {
             let p = pos(tid, g.seq);
-            delete.execute([p]).map_err(sql_error)?;
-            keep.execute(params![
-                p,
-                g.event_id,
-                &g.leaf_hash[..],
-                record.event_seq as i64
-            ])
-            .map_err(sql_error)?;
             // A contentless FTS5 entry is deleted by giving its text again; an event the
             // indexer has not reached yet has none (the indexer reads rows, which are gone).
             if g.seq < fts_upto {
-                let Some(event) = parse_body(g.body.as_bytes()) else {
-                    return Err(StoreError::Corrupt(format!(
-                        "seq {}: the stored body is not an event",
-                        g.seq
-                    )));
-                };
-                unindex
-                    .execute(params![p, derive::fts_text(&event)])
-                    .map_err(sql_error)?;
+                unindex.execute(params![p, text]).map_err(sql_error)?;
             }
             *actions.entry((g.action, g.category)).or_default() += 1;
             facet_deltas.add(

@@ -111,6 +111,9 @@ pub struct Writer {
     data_version: Option<i64>,
     /// The key commits are sealed with, installed at run time (none: no seals).
     commit_key: Arc<RwLock<Option<CommitKey>>>,
+    /// Held around each commit; a retention purge holds it around its transaction
+    /// (`SqliteStore::write_gate`).
+    gate: Arc<std::sync::Mutex<()>>,
 }
 
 impl Writer {
@@ -121,6 +124,7 @@ impl Writer {
         config: WriterConfig,
         indexer: Sender<Vec<Doc>>,
         commit_key: Arc<RwLock<Option<CommitKey>>>,
+        gate: Arc<std::sync::Mutex<()>>,
     ) -> Self {
         Self {
             conn,
@@ -131,6 +135,7 @@ impl Writer {
             indexer,
             data_version: None,
             commit_key,
+            gate,
         }
     }
 
@@ -159,7 +164,11 @@ impl Writer {
 
     fn commit_jobs(&mut self, jobs: Vec<Job>, n: usize) {
         let started = Instant::now();
-        let result = self.commit(&jobs);
+        let result = {
+            let gate = self.gate.clone();
+            let _turn = gate.lock().unwrap_or_else(|e| e.into_inner());
+            self.commit(&jobs)
+        };
         let elapsed = started.elapsed();
         metrics::histogram!("bitacora_commit_duration_seconds").record(elapsed.as_secs_f64());
         metrics::histogram!("bitacora_commit_events").record(n as f64);
