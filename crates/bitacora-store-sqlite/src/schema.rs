@@ -23,6 +23,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0008_delivery.sql"),
     include_str!("../migrations/0009_cosignatures.sql"),
     include_str!("../migrations/0010_event_facets.sql"),
+    include_str!("../migrations/0011_events_ip.sql"),
 ];
 const FTS_SCHEMA: &str = include_str!("../migrations/fts.sql");
 
