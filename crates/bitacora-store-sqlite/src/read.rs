@@ -469,7 +469,13 @@ fn search_in(conn: &Connection, q: &EventQuery, budget: Duration) -> StoreResult
     // range; the zone map's spans that overlap the window; or, when the faceted columns match
     // sparsely, the blocks holding their combinations (within the window's blocks). With
     // `exact_counts`, a span wholly inside counts its matches.
-    let sparse = c.combos.as_ref().filter(|f| f.sparse(size));
+    // A numbered page of a window and faceted columns only also reads the facets' blocks,
+    // dense or not: their per-block counts make the total exact without counting rows.
+    let numbered = matches!(q.page, Pagination::Numbered { .. });
+    let sparse = c
+        .combos
+        .as_ref()
+        .filter(|f| f.sparse(size) || (numbered && c.facets_only && c.window.is_some()));
     let (mut spans, exact_counts) = match (c.window, sparse) {
         _ if c.empty => (Vec::new(), true),
         (window, Some(f)) => (
