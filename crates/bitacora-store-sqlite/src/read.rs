@@ -162,11 +162,6 @@ pub fn compile(conn: &Connection, tid: i64, q: &EventQuery) -> StoreResult<Compi
             .collect::<Vec<_>>()
             .join(" ")
     });
-    // A target is one record's history: a few events, found through its index, each checked
-    // against the full-text index by rowid. Driving from the full-text index instead reads
-    // every event a common term is in (the whole log for "auditoria": 1.1-1.4 s at 1M).
-    let text_driven = text_expr.is_some() && f.target_id.is_none();
-    let range_at = usize::from(text_driven);
     // An address or a network: the `events_ip` index holds (ip, pos). One address's entries are
     // in `pos` order, so its index yields pages without sorting; a network's are in address
     // order and must be sorted whole, which pays only while they are few — a wide network's
@@ -174,18 +169,21 @@ pub fn compile(conn: &Connection, tid: i64, q: &EventQuery) -> StoreResult<Compi
     // statistics SQLite prefers the `pos` range (no sort) to any address range, so a network
     // the index serves is named with INDEXED BY: its few matches bound the cost whatever
     // else the filter holds.
-    let ip = match &f.ip {
-        Some(net) => {
-            let (a, b) = derive::ip_range(net);
-            let indexed = a == b
-                || !text_driven && {
-                    let cap = ip_index_cap(conn, tid, &q.page)?;
-                    ip_events(conn, &a, &b, lo, hi, cap)? < cap
-                };
-            Some((a, b, indexed))
+    let ip_range = f.ip.as_ref().map(derive::ip_range);
+    let ip_few = match &ip_range {
+        Some((a, b)) => {
+            let cap = ip_index_cap(conn, tid, &q.page)?;
+            ip_events(conn, a, b, lo, hi, cap)? < cap
         }
-        None => None,
+        None => false,
     };
+    // A target is one record's history: a few events, found through its index, each checked
+    // against the full-text index by rowid; so are an address's few events. Driving from the
+    // full-text index instead reads every event a common term is in (the whole log for
+    // "auditoria": 1.1-1.4 s at 1M).
+    let text_driven = text_expr.is_some() && f.target_id.is_none() && !ip_few;
+    let range_at = usize::from(text_driven);
+    let ip = ip_range.map(|(a, b)| (a, b, a == b || ip_few));
     let from = match &text_expr {
         Some(expr) if text_driven => {
             // Drive from the full-text index, which yields rowids in order and honours a
@@ -1032,6 +1030,8 @@ mod tests {
                 "target_type=user&target_id=456&q=auditoria",
                 "USING INDEX events_target",
             ),
+            // An address's few events, likewise.
+            ("ip=10.1.2.3&q=auditoria", "USING INDEX events_ip"),
             ("q=auditoria", "VIRTUAL TABLE INDEX"),
             ("q=auditoria&action=user.login", "VIRTUAL TABLE INDEX"),
             (
@@ -1042,7 +1042,7 @@ mod tests {
         for (query, expected) in cases {
             let p = plan(&conn, query);
             assert!(p.contains(expected), "{query}: {p}");
-            if query.contains("q=") && !query.contains("target_id=") {
+            if query.contains("q=") && !query.contains("target_id=") && !query.contains("ip=") {
                 assert!(
                     p.starts_with("SCAN fts.events_fts") || p.starts_with("SCAN events_fts"),
                     "{query} must be driven by the full-text index: {p}"
