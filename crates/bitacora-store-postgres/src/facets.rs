@@ -107,7 +107,20 @@ impl Combos {
         if lo > hi || self.combos.is_empty() || window.is_some_and(|(s, u)| s >= u) {
             return Ok(Vec::new());
         }
-        let (first, last) = (block_of(lo.max(0) as u64), block_of(hi.max(0) as u64));
+        let (mut first, mut last) = (block_of(lo.max(0) as u64), block_of(hi.max(0) as u64));
+        // The window's blocks first: the combinations are read over those only (a day of a
+        // long log is a few blocks, not all of them).
+        let window_blocks = match window {
+            Some(w) => {
+                let blocks = window::blocks(tx, tid, w, (first, last)).await?;
+                let (Some(a), Some(b)) = (blocks.first(), blocks.last()) else {
+                    return Ok(Vec::new());
+                };
+                (first, last) = (a.block, b.block);
+                Some(blocks)
+            }
+            None => None,
+        };
         let mut c = Columns::default();
         for (combo, _) in &self.combos {
             c.push(0, combo.as_ref(), 0, 0);
@@ -146,7 +159,7 @@ impl Combos {
             .iter()
             .map(|r| (r.get::<_, i64>(0), r.get::<_, i64>(1).max(0) as u64))
             .collect();
-        let blocks: Vec<Block> = match window {
+        let blocks: Vec<Block> = match window_blocks {
             None => per_block
                 .into_iter()
                 .map(|(block, count)| Block {
@@ -156,8 +169,7 @@ impl Combos {
                     count,
                 })
                 .collect(),
-            Some(w) => window::blocks(tx, tid, w, (first, last))
-                .await?
+            Some(blocks) => blocks
                 .into_iter()
                 .filter_map(|b| per_block.get(&b.block).map(|&count| Block { count, ..b }))
                 .collect(),

@@ -158,10 +158,23 @@ impl Combos {
         if lo > hi || self.combos.is_empty() || window.is_some_and(|(s, u)| s >= u) {
             return Ok(Vec::new());
         }
-        let (first, last) = (
+        let (mut first, mut last) = (
             block_of((lo & SEQ_MASK) as u64),
             block_of((hi & SEQ_MASK) as u64),
         );
+        // The window's blocks first: the combinations are read over those only (a day of a
+        // long log is a few blocks, not all of them).
+        let window_blocks = match window {
+            Some((since, until)) => {
+                let blocks = window::blocks(conn, tid, since, until, first, last)?;
+                let (Some(a), Some(b)) = (blocks.first(), blocks.last()) else {
+                    return Ok(Vec::new());
+                };
+                (first, last) = (a.block, b.block);
+                Some(blocks)
+            }
+            None => None,
+        };
         let mut per_block: BTreeMap<i64, u64> = BTreeMap::new();
         let mut stmt = conn
             .prepare_cached(
@@ -181,7 +194,7 @@ impl Combos {
                     r.get::<_, i64>(1).map_err(sql_error)?.max(0) as u64;
             }
         }
-        let blocks: Vec<Block> = match window {
+        let blocks: Vec<Block> = match window_blocks {
             // Blocks without a window are wholly "inside" an unbounded one.
             None => per_block
                 .into_iter()
@@ -192,7 +205,7 @@ impl Combos {
                     count,
                 })
                 .collect(),
-            Some((since, until)) => window::blocks(conn, tid, since, until, first, last)?
+            Some(blocks) => blocks
                 .into_iter()
                 .filter_map(|b| per_block.get(&b.block).map(|&count| Block { count, ..b }))
                 .collect(),
