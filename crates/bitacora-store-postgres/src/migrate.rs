@@ -45,11 +45,6 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "event_facets",
         include_str!("../migrations/0008_event_facets.sql"),
     ),
-    (
-        9,
-        "events_ip",
-        include_str!("../migrations/0009_events_ip.sql"),
-    ),
 ];
 
 /// The advisory lock key (any constant unique to bitacora: "bitacora" in ASCII).

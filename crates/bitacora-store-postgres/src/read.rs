@@ -260,16 +260,9 @@ fn compile(tid: i32, size: u64, q: &EventQuery) -> Compiled {
         clauses.push(format!("target_id = {p}"));
     }
     if let Some(net) = &f.ip {
-        // One address as an equality: its `events_ip` entries are in seq order (a page needs
-        // no sort), which the planner cannot tell of a range that holds one value.
         let (a, b) = derive::ip_range(net);
-        if a == b {
-            let a = c.push(a.to_vec());
-            clauses.push(format!("ip = {a}"));
-        } else {
-            let (a, b) = (c.push(a.to_vec()), c.push(b.to_vec()));
-            clauses.push(format!("ip BETWEEN {a} AND {b}"));
-        }
+        let (a, b) = (c.push(a.to_vec()), c.push(b.to_vec()));
+        clauses.push(format!("ip BETWEEN {a} AND {b}"));
     }
     if let Some(s) = &f.source {
         let p = c.push(s.clone());

@@ -1580,8 +1580,7 @@ mod tests {
                  DROP TABLE delivery_destinations; DROP TABLE delivery_positions;
                  DROP TABLE alert_rules; DROP TABLE alert_states; DROP TABLE delivery_leases;
                  DROP TABLE cosignatures; DROP TABLE log_origins;
-                 DROP TABLE event_facets; DROP TABLE facet_counts; DROP TABLE leaf_tiles;
-                 DROP INDEX events_ip;",
+                 DROP TABLE event_facets; DROP TABLE facet_counts; DROP TABLE leaf_tiles;",
             )
             .unwrap();
             for (id, h) in expected_nodes(&leaves) {

@@ -162,29 +162,11 @@ pub fn compile(conn: &Connection, tid: i64, q: &EventQuery) -> StoreResult<Compi
             .collect::<Vec<_>>()
             .join(" ")
     });
-    // An address or a network: the `events_ip` index holds (ip, pos). One address's entries are
-    // in `pos` order, so its index yields pages without sorting; a network's are in address
-    // order and must be sorted whole, which pays only while they are few — a wide network's
-    // events are dense enough that reading the log in `pos` order finds a page sooner. Without
-    // statistics SQLite prefers the `pos` range (no sort) to any address range, so a network
-    // the index serves is named with INDEXED BY: its few matches bound the cost whatever
-    // else the filter holds.
-    let ip_range = f.ip.as_ref().map(derive::ip_range);
-    let ip_few = match &ip_range {
-        Some((a, b)) => {
-            let cap = ip_index_cap(conn, tid, &q.page)?;
-            ip_events(conn, a, b, lo, hi, cap)? < cap
-        }
-        None => false,
-    };
     // A target is one record's history: a few events, found through its index, each checked
-    // against the full-text index by rowid; so are an address's few events. Driving from the
-    // full-text index instead reads every event a common term is in (the whole log for
-    // "auditoria": 1.1-1.4 s at 1M).
-    let text_driven = text_expr.is_some() && f.target_id.is_none() && !ip_few;
+    // against the full-text index by rowid. Driving from the full-text index instead reads
+    // every event a common term is in (the whole log for "auditoria": 1.1-1.4 s at 1M).
+    let text_driven = text_expr.is_some() && f.target_id.is_none();
     let range_at = usize::from(text_driven);
-    // A target's history is shorter still: its index is the one to read.
-    let ip = ip_range.map(|(a, b)| (a, b, f.target_id.is_none() && (a == b || ip_few)));
     let from = match &text_expr {
         Some(expr) if text_driven => {
             // Drive from the full-text index, which yields rowids in order and honours a
@@ -210,10 +192,7 @@ pub fn compile(conn: &Connection, tid: i64, q: &EventQuery) -> StoreResult<Compi
                 );
                 params.push(expr.clone().into());
             }
-            match &ip {
-                Some((a, b, true)) if a != b => "events e INDEXED BY events_ip",
-                _ => "events e",
-            }
+            "events e"
         }
     };
 
@@ -303,13 +282,6 @@ pub fn compile(conn: &Connection, tid: i64, q: &EventQuery) -> StoreResult<Compi
                             actor_events(conn, tid, actor)? < action_events(conn, tid, *one)?
                         }
                         None => false,
-                    }
-                    || match &ip {
-                        Some((a, b, true)) => {
-                            let action = action_events(conn, tid, *one)?;
-                            ip_events(conn, a, b, lo, hi, action)? < action
-                        }
-                        _ => false,
                     };
                 let plus = if other_index { "+" } else { "" };
                 clauses.push(format!("{plus}e.action = {one}"));
@@ -352,19 +324,11 @@ pub fn compile(conn: &Connection, tid: i64, q: &EventQuery) -> StoreResult<Compi
         clauses.push("e.target_id = ?".into());
         params.push(t.clone().into());
     }
-    match &ip {
-        Some((a, b, indexed)) if a == b => {
-            let plus = if *indexed { "" } else { "+" };
-            clauses.push(format!("{plus}e.ip = ?"));
-            params.push(a.to_vec().into());
-        }
-        Some((a, b, indexed)) => {
-            let plus = if *indexed { "" } else { "+" };
-            clauses.push(format!("{plus}e.ip BETWEEN ? AND ?"));
-            params.push(a.to_vec().into());
-            params.push(b.to_vec().into());
-        }
-        None => {}
+    if let Some(net) = &f.ip {
+        let (a, b) = derive::ip_range(net);
+        clauses.push("e.ip BETWEEN ? AND ?".into());
+        params.push(a.to_vec().into());
+        params.push(b.to_vec().into());
     }
     if let Some(id) = source {
         clauses.push(format!("e.source = {id}"));
@@ -650,49 +614,6 @@ fn action_events(conn: &Connection, tid: i64, action: i64) -> StoreResult<u64> {
     )
     .map_err(sql_error)?
     .query_row(params![tid, action], |r| r.get::<_, i64>(0))
-    .map(|n| n.max(0) as u64)
-    .map_err(sql_error)
-}
-
-/// How many of a network's events the `events_ip` index may yield to be sorted for one page:
-/// about where sorting them costs what reading the log in `pos` order to find a page costs
-/// (the scan reads `limit * size / matches` rows, cheaply; the index path fetches and sorts
-/// every match, about five times dearer a row).
-fn ip_index_cap(conn: &Connection, tid: i64, page: &Pagination) -> StoreResult<u64> {
-    let size: i64 = conn
-        .prepare_cached("SELECT size FROM tenants WHERE id = ?1")
-        .map_err(sql_error)?
-        .query_row([tid], |r| r.get(0))
-        .optional()
-        .map_err(sql_error)?
-        .unwrap_or(0);
-    let limit = match *page {
-        Pagination::Cursor { limit, .. } => limit,
-        Pagination::Numbered { per_page, .. } => per_page,
-    };
-    let cap = ((f64::from(limit.max(1)) * size.max(0) as f64) / 5.0).sqrt();
-    Ok((cap as u64).clamp(256, 65_536))
-}
-
-/// The events with an address in `[a, b]` and a `pos` in `[lo, hi]`, counted through the
-/// `events_ip` index up to `cap`.
-fn ip_events(
-    conn: &Connection,
-    a: &[u8; 16],
-    b: &[u8; 16],
-    lo: i64,
-    hi: i64,
-    cap: u64,
-) -> StoreResult<u64> {
-    conn.prepare_cached(
-        "SELECT count(*) FROM (SELECT 1 FROM events INDEXED BY events_ip
-         WHERE ip BETWEEN ?1 AND ?2 AND pos BETWEEN ?3 AND ?4 LIMIT ?5)",
-    )
-    .map_err(sql_error)?
-    .query_row(
-        params![&a[..], &b[..], lo, hi, cap.min(i64::MAX as u64) as i64],
-        |r| r.get::<_, i64>(0),
-    )
     .map(|n| n.max(0) as u64)
     .map_err(sql_error)
 }
@@ -1013,20 +934,7 @@ mod tests {
                 "USING INDEX events_target",
             ),
             // Several actions: read in log order (their index would sort every match).
-            ("action=user.*&outcome=failure", "USING INTEGER PRIMARY KEY"),
-            // One address: its entries are in log order.
-            (
-                "ip=10.1.2.3",
-                "USING INDEX events_ip (ip=? AND rowid>? AND rowid<?)",
-            ),
-            ("action=user.*&ip=10.1.2.3", "USING INDEX events_ip"),
-            // A target and an address: the target's (a record's history is short).
-            (
-                "target_type=user&target_id=456&ip=10.1.2.3",
-                "USING INDEX events_target",
-            ),
-            // An action and an address: the one with fewer events (the address has none).
-            ("action=user.login&ip=10.1.2.3", "USING INDEX events_ip"),
+            ("action=user.*&ip=10.1.0.0/16", "USING INTEGER PRIMARY KEY"),
             // A prefix the facets narrow to one action uses that action's index.
             (
                 "action=user.*&severity=critical",
@@ -1037,8 +945,6 @@ mod tests {
                 "target_type=user&target_id=456&q=auditoria",
                 "USING INDEX events_target",
             ),
-            // An address's few events, likewise.
-            ("ip=10.1.2.3&q=auditoria", "USING INDEX events_ip"),
             ("q=auditoria", "VIRTUAL TABLE INDEX"),
             ("q=auditoria&action=user.login", "VIRTUAL TABLE INDEX"),
             (
@@ -1049,7 +955,7 @@ mod tests {
         for (query, expected) in cases {
             let p = plan(&conn, query);
             assert!(p.contains(expected), "{query}: {p}");
-            if query.contains("q=") && !query.contains("target_id=") && !query.contains("ip=") {
+            if query.contains("q=") && !query.contains("target_id=") {
                 assert!(
                     p.starts_with("SCAN fts.events_fts") || p.starts_with("SCAN events_fts"),
                     "{query} must be driven by the full-text index: {p}"
@@ -1057,57 +963,6 @@ mod tests {
             }
             assert!(!p.contains("TEMP B-TREE"), "{query} sorts: {p}");
         }
-    }
-
-    /// A network's events come through the address index, sorted, while they are few; past
-    /// a cap that grows with the log (`ip_index_cap`) the log is read in `pos` order, where
-    /// dense matches fill a page sooner than sorting all of them would.
-    #[test]
-    fn a_network_uses_the_address_index_while_its_events_are_few() {
-        let (_dir, conn) = db();
-        // 1,000 events from 10.1.0.0/24 (four per address), one from 10.2.0.1.
-        conn.execute_batch(
-            "INSERT INTO tenants (id, name, size) VALUES (1, 'default', 1001)
-                 ON CONFLICT (id) DO UPDATE SET size = 1001;
-             WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 1000)
-             INSERT INTO events (pos, event_id, occurred_at, action, category, severity,
-                                 outcome, ip, fingerprint, leaf_hash, body)
-             SELECT (1 << 40) | i, 'e' || i, i, 1, 5, 3, 0,
-                    CASE WHEN i = 1000
-                         THEN X'00000000000000000000FFFF0A020001'
-                         ELSE unhex('00000000000000000000FFFF0A01' || printf('%04X', i / 4))
-                    END,
-                    X'00', X'00', '{}'
-             FROM n;",
-        )
-        .unwrap();
-        for (query, expected) in [
-            ("ip=10.2.0.0/16", "USING INDEX events_ip (ip>? AND ip<?)"),
-            ("ip=10.1.0.0/28", "USING INDEX events_ip (ip>? AND ip<?)"),
-            ("ip=10.1.0.0/16", "USING INTEGER PRIMARY KEY"),
-        ] {
-            let p = plan(&conn, query);
-            assert!(p.contains(expected), "{query}: {p}");
-        }
-        // The counts behind those choices: 1 and 64 under the cap, 1,000 over it.
-        let cap = ip_index_cap(
-            &conn,
-            1,
-            &Pagination::Cursor {
-                limit: 50,
-                after: None,
-            },
-        )
-        .unwrap();
-        assert_eq!(cap, 256);
-        let (lo, hi) = tenant_range(1);
-        let count = |net: &str| {
-            let (a, b) = derive::ip_range(&net.parse().unwrap());
-            ip_events(&conn, &a, &b, lo, hi, cap).unwrap()
-        };
-        assert_eq!(count("10.2.0.0/16"), 1);
-        assert_eq!(count("10.1.0.0/28"), 64);
-        assert_eq!(count("10.1.0.0/16"), cap);
     }
 
     /// A window is read span by span in `pos` order (`window.rs`): never from the

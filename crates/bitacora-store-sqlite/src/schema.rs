@@ -24,7 +24,6 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0009_cosignatures.sql"),
     include_str!("../migrations/0010_event_facets.sql"),
     include_str!("../migrations/0011_leaf_tiles.sql"),
-    include_str!("../migrations/0012_events_ip.sql"),
 ];
 const FTS_SCHEMA: &str = include_str!("../migrations/fts.sql");
 
