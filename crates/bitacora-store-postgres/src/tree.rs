@@ -58,15 +58,7 @@ pub async fn level_nodes(
     if count == 0 {
         return Ok(Vec::new());
     }
-    let complete = first
-        .checked_add(count - 1)
-        .map(|i| NodeId::new(level, i))
-        .is_some_and(|id| id.leaf_range().is_some_and(|(_, end)| end <= size));
-    if !complete {
-        return Err(StoreError::Corrupt(format!(
-            "{count} nodes of level {level} from {first} are not complete in a log of {size} events"
-        )));
-    }
+    bitacora_store::last_of_complete_run(level, first, count, size)?;
     if level == 0 {
         let leaves = leaf_hashes(client, tid, first, first + count).await?;
         if leaves.len() as u64 != count {

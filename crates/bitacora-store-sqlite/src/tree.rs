@@ -191,16 +191,7 @@ pub fn level_nodes(
     if count == 0 {
         return Ok(Vec::new());
     }
-    let last = first
-        .checked_add(count - 1)
-        .map(|i| NodeId::new(level, i))
-        .filter(|id| id.leaf_range().is_some_and(|(_, end)| end <= size))
-        .ok_or_else(|| {
-            StoreError::Corrupt(format!(
-                "{count} nodes of level {level} from {first} are not complete in a log of \
-                 {size} events"
-            ))
-        })?;
+    let last = bitacora_store::last_of_complete_run(level, first, count, size)?;
     if level == 0 {
         if count == LEAF_TILE_WIDTH && first.is_multiple_of(LEAF_TILE_WIDTH) {
             return leaf_tile(conn, tid, first);

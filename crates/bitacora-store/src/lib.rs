@@ -18,6 +18,23 @@ use bitacora_core::query::EventQuery;
 use bitacora_core::seal::{CommitKey, CommitSeal};
 use chrono_free::Timestamp;
 
+/// The last of `count` (> 0) consecutive nodes at `level` from node `first` when all of them
+/// are complete in a log of `size` events (what [`Store::level_nodes`] may read), `Corrupt`
+/// otherwise.
+pub fn last_of_complete_run(level: u8, first: u64, count: u64, size: u64) -> StoreResult<NodeId> {
+    count
+        .checked_sub(1)
+        .and_then(|n| first.checked_add(n))
+        .map(|i| NodeId::new(level, i))
+        .filter(|id| id.leaf_range().is_some_and(|(_, end)| end <= size))
+        .ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "{count} nodes of level {level} from {first} are not complete in a log of \
+                 {size} events"
+            ))
+        })
+}
+
 pub mod check;
 #[cfg(feature = "conformance")]
 pub mod conformance;
