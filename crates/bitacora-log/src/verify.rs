@@ -24,7 +24,10 @@
 //!   the signed root must equal the stored
 //!   `root` column and the root recomputed from the events;
 //! - **the summaries** (after the walk, [`Store::check_summaries`]): `action_counts` and
-//!   `actor_stats`, what `/v1/actions` and `/v1/actors` read, must add up to the events.
+//!   `actor_stats`, what `/v1/actions` and `/v1/actors` read, must add up to the events; on
+//!   the embedded store also the zone map, facets and rollups, and the leaf tiles (what
+//!   `/logs/<tenant>/tile/0/<N>` serves): one row per complete run of 256 events, each the
+//!   leaf hashes of its events.
 //!
 //! A swap of two rows, or an edit whose leaf hash was rewritten to match, leaves every row
 //! self-consistent: only the tree sees it. The stored level-4 nodes then say which 16-event

@@ -682,6 +682,40 @@ async fn a_changed_zone_map_or_rollup_is_named() {
     }
 }
 
+/// The leaf tiles (issue 18) are what `/logs/<tenant>/tile/0/<N>` serves to mirrors and
+/// monitors: a row that no longer lists its events' leaf hashes is named. (A missing row, or
+/// one past the log's end, is put right when the store opens: see the store's tests.)
+#[tokio::test]
+async fn a_changed_leaf_tile_is_named() {
+    // Acme has 300 events: one full leaf tile, events 0..256.
+    let outcome = verify_after(|c, t| {
+        let tiles = c
+            .path()
+            .unwrap()
+            .replace("bitacora.db", "bitacora-tiles.db");
+        c.execute("ATTACH DATABASE ?1 AS tiles", [tiles]).unwrap();
+        let key = pos(t, 0) >> 8;
+        let mut hashes: Vec<u8> = c
+            .query_row(
+                "SELECT hashes FROM tiles.leaf_tiles WHERE tile = ?1",
+                [key],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(hashes.len(), 256 * 32);
+        hashes[41 * 32 + 7] ^= 1;
+        c.execute(
+            "UPDATE tiles.leaf_tiles SET hashes = ?1 WHERE tile = ?2",
+            params![hashes, key],
+        )
+        .unwrap();
+    })
+    .await;
+    let (summary, key, reason) = bad_summary(&outcome);
+    assert_eq!((summary, key), ("leaf_tiles", "tile=0 (events 0..256)"));
+    assert_eq!(reason, "hash 41 is not the leaf hash of event 41");
+}
+
 #[tokio::test]
 async fn a_row_copied_from_another_tenant_is_named() {
     // Another tenant's event, with its own (self-consistent) leaf hash, put in place of

@@ -45,6 +45,9 @@ use writer::{Job, Prepared, Writer, WriterConfig};
 pub const DB_FILE: &str = "bitacora.db";
 /// The full-text index's database file (derived data; rebuilt when missing).
 pub const FTS_FILE: &str = "bitacora-fts.db";
+/// The leaf tiles' database file (derived data; refilled from the events when missing), with
+/// pages large enough that each tile is one contiguous read (see tree.rs).
+pub const TILES_FILE: &str = "bitacora-tiles.db";
 
 /// Most events waiting for the writer; appends beyond it wait (backpressure). An event in
 /// the queue holds its parsed form, its body and its text (~2 KB), so this bounds the queue's
@@ -177,7 +180,7 @@ fn private_data_dir(dir: &Path) -> std::io::Result<()> {
         Ok(())
     };
     tighten(dir, 0o700)?;
-    for file in [DB_FILE, FTS_FILE] {
+    for file in [DB_FILE, FTS_FILE, TILES_FILE] {
         let path = dir.join(file);
         std::fs::OpenOptions::new()
             .create(true)
@@ -216,7 +219,7 @@ pub fn backup(data_dir: &Path, to: &Path) -> StoreResult<()> {
         .mode(0o700)
         .create(to)
         .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", to.display())))?;
-    for file in [DB_FILE, FTS_FILE] {
+    for file in [DB_FILE, FTS_FILE, TILES_FILE] {
         if to.join(file).exists() {
             return Err(StoreError::Unavailable(format!(
                 "{} already holds a store: back up into an empty folder",
@@ -225,7 +228,9 @@ pub fn backup(data_dir: &Path, to: &Path) -> StoreResult<()> {
         }
     }
     let conn = schema::open(&db, schema::Role::Reader, Synchronous::Full)?;
-    for (schema_name, file) in [("fts", FTS_FILE), ("main", DB_FILE)] {
+    // The leaf tiles are derived from the events: copied before them, a copy never holds a
+    // tile its events lack (the next start fills in the ones it misses).
+    for (schema_name, file) in [("fts", FTS_FILE), ("tiles", TILES_FILE), ("main", DB_FILE)] {
         let target = to.join(file);
         conn.execute(
             &format!("VACUUM {schema_name} INTO ?1"),
@@ -247,6 +252,11 @@ impl SqliteStore {
         let path = data_dir.join(DB_FILE);
         let mut conn = schema::open(&path, schema::Role::Writer, options.synchronous)?;
         schema::migrate(&mut conn)?;
+        {
+            let tx = conn.transaction().map_err(sql_error)?;
+            schema::migrate_tiles(&tx)?;
+            tx.commit().map_err(sql_error)?;
+        }
         let index_conn = schema::open(&path, schema::Role::Indexer, options.synchronous)?;
         let fts_gate = Arc::new(Mutex::new(()));
         schema::migrate_fts(&index_conn)?;
@@ -323,6 +333,46 @@ impl SqliteStore {
         .map_err(|e| StoreError::Internal(format!("query task failed: {e}")))?;
         self.readers.lock().expect("reader pool lock").push(conn);
         result
+    }
+
+    /// Like [`Self::with_conn`], for a read of a few pages (a tile): run on the calling
+    /// thread, inside `block_in_place` (which hands this worker's other tasks to another
+    /// thread), instead of on a blocking thread. The hand-over to a blocking thread and back
+    /// is two thread wake-ups, and on a busy machine each can cost more than such a read
+    /// (BENCHMARKS.md, issue 18). Outside a multi-threaded runtime (tests), `with_conn`.
+    async fn with_conn_inline<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> StoreResult<T> + Send + 'static,
+    {
+        use tokio::runtime::{Handle, RuntimeFlavor};
+        let multi_thread =
+            Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread);
+        if !multi_thread {
+            return self.with_conn(f).await;
+        }
+        let _slot = self
+            .reader_slots
+            .acquire()
+            .await
+            .map_err(|_| StoreError::Unavailable("store is closed".into()))?;
+        let pooled = self.readers.lock().expect("reader pool lock").pop();
+        let (conn, result) = tokio::task::block_in_place(move || {
+            let mut conn = match pooled {
+                Some(c) => c,
+                None => schema::open(&self.path, schema::Role::Reader, self.synchronous)?,
+            };
+            // As a panic on a blocking thread would be: an error for this request only.
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut conn)));
+            StoreResult::Ok((conn, r))
+        })?;
+        match result {
+            Ok(r) => {
+                self.readers.lock().expect("reader pool lock").push(conn);
+                r
+            }
+            Err(_) => Err(StoreError::Internal("query task panicked".into())),
+        }
     }
 }
 
@@ -451,7 +501,8 @@ impl Store for SqliteStore {
         count: u64,
     ) -> StoreResult<Vec<Hash>> {
         let tenant = tenant.clone();
-        self.with_conn(move |c| {
+        // A tile: one row, or one range of at most 256 (BENCHMARKS.md, issue 18).
+        self.with_conn_inline(move |c| {
             let tx = c.transaction().map_err(sql_error)?;
             let Some((tid, size)) = read::tenant(&tx, &tenant)? else {
                 return Err(StoreError::Corrupt(format!("tenant `{tenant}` has no log")));
@@ -1494,6 +1545,89 @@ mod tests {
             .unwrap()
     }
 
+    fn count_tiles(dir: &Path, sql: &str) -> i64 {
+        Connection::open(dir.join(TILES_FILE))
+            .unwrap()
+            .query_row(sql, [], |r| r.get(0))
+            .unwrap()
+    }
+
+    /// The leaf tiles' file is derived data: lost, cut short (a crash between the commits of
+    /// its WAL and the events'), or ahead of the events (the reverse), it is brought level
+    /// with the log at the next start. Its pages hold whole tiles (no overflow pages).
+    #[tokio::test]
+    async fn leaf_tiles_are_refilled_and_trimmed_at_start() {
+        const N: u64 = 1_100;
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let names: Vec<String> = (0..N).map(|i| format!("r{i}")).collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        store
+            .append(conformance::sample_events(&refs))
+            .await
+            .unwrap();
+        let leaves = leaves_of(&store, N).await;
+        store.close().await.unwrap();
+        assert_eq!(count_tiles(dir.path(), "PRAGMA page_size"), 32 * 1024);
+        assert_eq!(
+            count_tiles(dir.path(), "SELECT count(*) FROM leaf_tiles"),
+            4
+        );
+        // No tile spills into overflow pages.
+        assert_eq!(
+            count_tiles(
+                dir.path(),
+                "SELECT count(*) FROM dbstat WHERE name = 'leaf_tiles' AND pagetype = 'overflow'"
+            ),
+            0
+        );
+
+        // Cut short: the last two tiles lost, one of the others changed (which only
+        // `verify` finds: the start checks each log's end).
+        {
+            let c = Connection::open(dir.path().join(TILES_FILE)).unwrap();
+            c.execute_batch(
+                "DELETE FROM leaf_tiles WHERE tile IN (SELECT tile FROM leaf_tiles ORDER BY tile DESC LIMIT 2)",
+            )
+            .unwrap();
+        }
+        let store = open(dir.path());
+        assert_tree(&store, &leaves).await;
+        store.close().await.unwrap();
+
+        // Lost altogether.
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(dir.path().join(format!("{TILES_FILE}{suffix}")));
+        }
+        let store = open(dir.path());
+        assert_tree(&store, &leaves).await;
+        store.close().await.unwrap();
+        assert_eq!(count_tiles(dir.path(), "PRAGMA page_size"), 32 * 1024);
+
+        // Ahead of the log: a row for the incomplete fifth tile (events 1024..1100).
+        {
+            let c = Connection::open(dir.path().join(TILES_FILE)).unwrap();
+            c.execute_batch(
+                "INSERT INTO leaf_tiles SELECT tile + 1, hashes FROM leaf_tiles
+                 WHERE tile = (SELECT max(tile) FROM leaf_tiles)",
+            )
+            .unwrap();
+        }
+        let store = open(dir.path());
+        assert_eq!(
+            store
+                .check_summaries(&TenantName::default_tenant())
+                .await
+                .unwrap(),
+            None
+        );
+        store.close().await.unwrap();
+        assert_eq!(
+            count_tiles(dir.path(), "SELECT count(*) FROM leaf_tiles"),
+            4
+        );
+    }
+
     #[tokio::test]
     async fn complete_tiles_replace_their_node_rows_and_serve_every_node() {
         const N: u64 = 4_500;
@@ -1580,7 +1714,7 @@ mod tests {
                  DROP TABLE delivery_destinations; DROP TABLE delivery_positions;
                  DROP TABLE alert_rules; DROP TABLE alert_states; DROP TABLE delivery_leases;
                  DROP TABLE cosignatures; DROP TABLE log_origins;
-                 DROP TABLE event_facets; DROP TABLE facet_counts; DROP TABLE leaf_tiles;",
+                 DROP TABLE event_facets; DROP TABLE facet_counts;",
             )
             .unwrap();
             for (id, h) in expected_nodes(&leaves) {
@@ -1592,6 +1726,10 @@ mod tests {
                 .unwrap();
             }
             c.pragma_update(None, "user_version", 2).unwrap();
+        }
+        // Nor the leaf tiles' file (migration 12).
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(dir.path().join(format!("{TILES_FILE}{suffix}")));
         }
         let store = open(dir.path());
         assert_tree(&store, &leaves).await;
@@ -1616,10 +1754,18 @@ mod tests {
             count(dir.path(), "SELECT sum(count) FROM event_blocks"),
             N as i64
         );
-        // So are the leaf tiles (migration 11): one for each complete run of 256 events.
+        // So are the leaf tiles (migrations 11 and 12): one for each complete run of 256
+        // events, in their own file.
         assert_eq!(
-            count(dir.path(), "SELECT count(*) FROM leaf_tiles"),
+            count_tiles(dir.path(), "SELECT count(*) FROM leaf_tiles"),
             (N / 256) as i64
+        );
+        assert_eq!(
+            count(
+                dir.path(),
+                "SELECT count(*) FROM sqlite_schema WHERE name = 'leaf_tiles'"
+            ),
+            0
         );
         // So are the stats rollups (migration 6) and the facets (migration 10).
         assert_eq!(

@@ -24,8 +24,19 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0009_cosignatures.sql"),
     include_str!("../migrations/0010_event_facets.sql"),
     include_str!("../migrations/0011_leaf_tiles.sql"),
+    include_str!("../migrations/0012_leaf_tiles_file.sql"),
 ];
 const FTS_SCHEMA: &str = include_str!("../migrations/fts.sql");
+const TILES_SCHEMA: &str = include_str!("../migrations/tiles.sql");
+
+/// The page size of the leaf tiles' file (`bitacora-tiles.db`): three 8 KiB tiles fit in one
+/// page with their cell headers, so a tile never spills into overflow pages and reading one
+/// is one read of one page. (In the main file's 4 KiB pages a tile is a slice of a leaf page
+/// plus two overflow pages elsewhere in the file: three dependent reads when cold.)
+const TILES_PAGE_SIZE: u32 = 32 * 1024;
+/// The size the tiles' WAL is cut back to once checkpointed: migration 12 (or a refill) writes
+/// the whole file through it, and SQLite otherwise keeps a WAL file at its largest.
+const TILES_WAL_LIMIT: u32 = 16 * 1024 * 1024;
 
 /// Dictionary kinds in the `terms` table.
 pub const TERM_ACTION: i64 = 1;
@@ -74,6 +85,27 @@ pub fn open(path: &Path, role: Role, synchronous: Synchronous) -> StoreResult<Co
         "PRAGMA fts.journal_mode = WAL;
          PRAGMA fts.synchronous = {};
          PRAGMA fts.cache_size = -{cache_kib};",
+        match synchronous {
+            Synchronous::Off => Synchronous::Off,
+            _ => Synchronous::Normal,
+        }
+        .pragma()
+    ))
+    .map_err(sql_error)?;
+    // The leaf tiles (tree.rs) live in their own file, with their own page size (set when the
+    // file is created; a no-op afterwards). Derived data too: NORMAL durability at most.
+    let tiles_path = path.with_file_name(crate::TILES_FILE);
+    conn.execute(
+        "ATTACH DATABASE ?1 AS tiles",
+        [tiles_path.to_string_lossy()],
+    )
+    .map_err(sql_error)?;
+    conn.execute_batch(&format!(
+        "PRAGMA tiles.page_size = {TILES_PAGE_SIZE};
+         PRAGMA tiles.journal_mode = WAL;
+         PRAGMA tiles.synchronous = {};
+         PRAGMA tiles.cache_size = -{cache_kib};
+         PRAGMA tiles.journal_size_limit = {TILES_WAL_LIMIT};",
         match synchronous {
             Synchronous::Off => Synchronous::Off,
             _ => Synchronous::Normal,
@@ -143,9 +175,20 @@ pub fn migrate_fts(conn: &Connection) -> StoreResult<()> {
     conn.execute_batch(FTS_SCHEMA).map_err(sql_error)
 }
 
+/// Creates the leaf tiles' table if it is missing (a new or lost `bitacora-tiles.db`), and
+/// brings it level with the events (`tree::repair_leaf_tiles`).
+pub fn migrate_tiles(conn: &Connection) -> StoreResult<()> {
+    conn.execute_batch(TILES_SCHEMA).map_err(sql_error)?;
+    crate::tree::repair_leaf_tiles(conn)
+}
+
 /// Copies committed WAL frames into the database file without blocking the writer or readers
 /// (a PASSIVE checkpoint). Returns the WAL's size in frames and how many were checkpointed.
 pub fn checkpoint_wal(conn: &Connection) -> StoreResult<(i64, i64)> {
+    // The leaf tiles' WAL too: its only writer is the events' writer, whose automatic
+    // checkpoint would let it grow to 8,192 of its 32 KiB pages first.
+    conn.query_row("PRAGMA tiles.wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+        .map_err(sql_error)?;
     conn.query_row("PRAGMA main.wal_checkpoint(PASSIVE)", [], |r| {
         Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
     })

@@ -19,12 +19,17 @@
 //! Whether a tile exists follows from the log's size alone (it is complete when the log has
 //! reached its end), read in the same snapshot as the tiles, so a reader never guesses.
 //!
-//! **Leaf tiles** (`leaf_tiles`) serve a different reader: the C2SP tlog-tiles hash tile of
-//! level 0 lists 256 consecutive leaf hashes, which live in 256 event rows (bodies and all,
+//! **Leaf tiles** (`tiles.leaf_tiles`) serve a different reader: the C2SP tlog-tiles hash tile
+//! of level 0 lists 256 consecutive leaf hashes, which live in 256 event rows (bodies and all,
 //! ~25 B-tree pages). When an append completes a run of 256 leaves (a level-8 node), the writer
-//! also stores their hashes as one 8 KiB row, so a full level-0 tile is one row read
-//! ([`level_nodes`]). It duplicates 32 bytes per event; it is never changed afterwards (a
-//! purge keeps leaf hashes, so it keeps these too). Full tiles of higher tlog levels (tree
+//! also stores their hashes as one 8 KiB row, built from the leaves it just appended
+//! ([`LeafTails`]), so a full level-0 tile is one row read ([`level_nodes`]). The rows live in
+//! their own file (`bitacora-tiles.db`) with 32 KiB pages, three tiles to a page: a row never
+//! spills into overflow pages, so a tile nobody asked for before is one read of one page
+//! (the B-tree above it, a few pages for the whole log, stays cached). It duplicates 32 bytes
+//! per event; it is never changed afterwards (a purge keeps leaf hashes, so it keeps these
+//! too); being derived, a lost or stale file is refilled at the next start
+//! ([`repair_leaf_tiles`]). Full tiles of higher tlog levels (tree
 //! level 8·L) are 16 consecutive rows of `merkle_tiles` (tier 2·L), read as one range.
 
 use std::collections::HashMap;
@@ -234,7 +239,7 @@ pub fn level_nodes(
 /// The stored full leaf tile that starts at `first` (a multiple of [`LEAF_TILE_WIDTH`]).
 fn leaf_tile(conn: &Connection, tid: i64, first: u64) -> StoreResult<Vec<Hash>> {
     let blob: Option<Vec<u8>> = conn
-        .prepare_cached("SELECT hashes FROM leaf_tiles WHERE tile = ?1")
+        .prepare_cached("SELECT hashes FROM tiles.leaf_tiles WHERE tile = ?1")
         .map_err(sql_error)?
         .query_row([leaf_tile_key(tid, first)], |r| r.get(0))
         .optional()
@@ -329,9 +334,59 @@ pub fn nodes(conn: &Connection, tid: i64, size: u64, ids: &[NodeId]) -> StoreRes
         .collect()
 }
 
+/// The leaf hashes of each tenant's leaf tile being filled, as the writer appended them, so
+/// that the append completing a tile writes its `leaf_tiles` row from memory instead of
+/// reading its 256 leaves back from `events`. A cache like the writer's others: dropped when
+/// a transaction fails or another process appended, and refilled from the next tile on (a
+/// tile whose first leaves it never saw is read back once, as before).
+#[derive(Default)]
+pub struct LeafTails {
+    /// By tenant id: the tile's first seq, and its leaf hashes so far (`None` when leaves
+    /// before the ones seen are not known).
+    tails: HashMap<i64, (u64, Option<Vec<u8>>)>,
+}
+
+impl LeafTails {
+    /// Records the leaf hash of event `seq` of tenant `tid`; returns the tile's 256 hashes
+    /// (8 KiB, the row) when this leaf completes it.
+    pub fn push(&mut self, tid: i64, seq: u64, leaf: &Hash) -> Option<Vec<u8>> {
+        let first = seq - seq % LEAF_TILE_WIDTH;
+        let tail = self.tails.entry(tid).or_insert((first, None));
+        if tail.0 != first {
+            *tail = (first, None);
+        }
+        if seq == first {
+            tail.1 = Some(Vec::with_capacity(32 * LEAF_TILE_WIDTH as usize));
+        }
+        match &mut tail.1 {
+            Some(hashes) if hashes.len() as u64 == 32 * (seq - first) => {
+                hashes.extend_from_slice(leaf);
+            }
+            // A gap: the next tile starts afresh.
+            _ => tail.1 = None,
+        }
+        if seq - first == LEAF_TILE_WIDTH - 1 {
+            return tail.1.take();
+        }
+        None
+    }
+
+    /// Forgets tenant `tid` (its log changed behind the writer's back).
+    pub fn forget(&mut self, tid: i64) {
+        self.tails.remove(&tid);
+    }
+}
+
 /// Persists newly completed nodes (those below [`STORED_LEVEL`] are skipped), in completion
-/// order, and folds every tile they complete into one `merkle_tiles` row.
-pub fn insert_nodes(conn: &Connection, nodes: &[(i64, NodeId, Hash)]) -> StoreResult<()> {
+/// order, and folds every tile they complete into one `merkle_tiles` row. Each leaf tile they
+/// complete (a level-8 node) is written from `leaf_tiles` (`(tenant id, first seq)` → its 256
+/// hashes, as [`LeafTails::push`] returned them) or, for one the writer did not see whole,
+/// read back from `events`.
+pub fn insert_nodes(
+    conn: &Connection,
+    nodes: &[(i64, NodeId, Hash)],
+    leaf_tiles: &mut HashMap<(i64, u64), Vec<u8>>,
+) -> StoreResult<()> {
     let mut insert = conn
         .prepare_cached(
             "INSERT INTO merkle_nodes (tenant_id, level, idx, hash) VALUES (?1, ?2, ?3, ?4)",
@@ -355,14 +410,22 @@ pub fn insert_nodes(conn: &Connection, nodes: &[(i64, NodeId, Hash)]) -> StoreRe
         // A level-8 node completes the 256 leaves under it: this append inserted the last of
         // them, so they are all in `events` now.
         if id.level == LEAF_TILE_LEVEL {
-            write_leaf_tile(conn, *tid, id.index * LEAF_TILE_WIDTH)?;
+            let first = id.index * LEAF_TILE_WIDTH;
+            let hashes = match leaf_tiles.remove(&(*tid, first)) {
+                Some(hashes) => hashes,
+                None => read_leaf_tile(conn, *tid, first)?,
+            };
+            conn.prepare_cached("INSERT INTO tiles.leaf_tiles (tile, hashes) VALUES (?1, ?2)")
+                .map_err(sql_error)?
+                .execute(params![leaf_tile_key(*tid, first), hashes])
+                .map_err(sql_error)?;
         }
     }
     Ok(())
 }
 
-/// Stores the leaf tile of events `first..first + 256`, all of which exist.
-fn write_leaf_tile(conn: &Connection, tid: i64, first: u64) -> StoreResult<()> {
+/// The stored leaf hashes of events `first..first + 256`, all of which exist, as one row.
+fn read_leaf_tile(conn: &Connection, tid: i64, first: u64) -> StoreResult<Vec<u8>> {
     let leaves = leaf_hashes(conn, tid, first, first + LEAF_TILE_WIDTH)?;
     if leaves.len() as u64 != LEAF_TILE_WIDTH {
         return Err(StoreError::Corrupt(format!(
@@ -370,28 +433,32 @@ fn write_leaf_tile(conn: &Connection, tid: i64, first: u64) -> StoreResult<()> {
             leaves.len()
         )));
     }
-    conn.prepare_cached("INSERT INTO leaf_tiles (tile, hashes) VALUES (?1, ?2)")
-        .map_err(sql_error)?
-        .execute(params![leaf_tile_key(tid, first), leaves.concat()])
-        .map_err(sql_error)?;
-    Ok(())
+    Ok(leaves.concat())
 }
 
-/// Fills `leaf_tiles` for a store written before it existed (migration 0011): one pass over
-/// every leaf hash in `pos` order, a row for each run of 256 that is complete.
+/// Fills `main.leaf_tiles` for a store written before it existed (migration 0011; 0012 then
+/// moves the rows to their own file): one pass over every leaf hash in `pos` order.
 pub fn backfill_leaf_tiles(conn: &Connection) -> StoreResult<()> {
+    fill_leaf_tiles(conn, "main.leaf_tiles", 0, i64::MAX)
+}
+
+/// Writes a `table` row for each complete run of 256 leaves with `pos` in `from..=to`
+/// (replacing any there): one pass over their leaf hashes in `pos` order.
+fn fill_leaf_tiles(conn: &Connection, table: &str, from: i64, to: i64) -> StoreResult<()> {
     let mut insert = conn
-        .prepare("INSERT INTO leaf_tiles (tile, hashes) VALUES (?1, ?2)")
+        .prepare(&format!(
+            "INSERT OR REPLACE INTO {table} (tile, hashes) VALUES (?1, ?2)"
+        ))
         .map_err(sql_error)?;
     let mut stmt = conn
         .prepare(
-            "SELECT pos, leaf_hash FROM events
+            "SELECT pos, leaf_hash FROM events WHERE pos BETWEEN ?1 AND ?2
              UNION ALL
-             SELECT pos, leaf_hash FROM purged_events
+             SELECT pos, leaf_hash FROM purged_events WHERE pos BETWEEN ?1 AND ?2
              ORDER BY pos",
         )
         .map_err(sql_error)?;
-    let mut rows = stmt.query([]).map_err(sql_error)?;
+    let mut rows = stmt.query(params![from, to]).map_err(sql_error)?;
     let mut tile = -1i64;
     let mut hashes: Vec<u8> = Vec::with_capacity(32 * LEAF_TILE_WIDTH as usize);
     while let Some(row) = rows.next().map_err(sql_error)? {
@@ -404,6 +471,62 @@ pub fn backfill_leaf_tiles(conn: &Connection) -> StoreResult<()> {
         hashes.extend_from_slice(&blob32(&leaf));
         if hashes.len() == 32 * LEAF_TILE_WIDTH as usize {
             insert.execute(params![tile, &hashes]).map_err(sql_error)?;
+        }
+    }
+    Ok(())
+}
+
+/// Brings `tiles.leaf_tiles` level with the events at startup. The file is written in the
+/// same transaction as the events, but SQLite commits each file of a transaction on its own
+/// in WAL mode, so a crash can leave it a few tiles short, or holding tiles of a log the
+/// crash rolled back; a file lost or restored apart from `bitacora.db` can be anything. Rows
+/// are only ever added at a log's end, so each tenant's end is what is checked here (two
+/// indexed reads per tenant): rows past the log's complete tiles are dropped, and the tiles
+/// after the last row are filled from the events. `bitacora verify` checks every row.
+pub fn repair_leaf_tiles(conn: &Connection) -> StoreResult<()> {
+    let tenants: Vec<(i64, u64)> = {
+        let mut stmt = conn
+            .prepare("SELECT id, size FROM tenants")
+            .map_err(sql_error)?;
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))
+            .map_err(sql_error)?
+            .collect::<Result<_, _>>()
+            .map_err(sql_error)?
+    };
+    for (tid, size) in tenants {
+        let full = size / LEAF_TILE_WIDTH;
+        let first_key = leaf_tile_key(tid, 0);
+        let end_key = leaf_tile_key(tid, full * LEAF_TILE_WIDTH);
+        let (_, hi) = crate::derive::tenant_range(tid);
+        let dropped = conn
+            .execute(
+                "DELETE FROM tiles.leaf_tiles WHERE tile >= ?1 AND tile <= ?2",
+                params![end_key, hi >> LEAF_TILE_LEVEL],
+            )
+            .map_err(sql_error)?;
+        let last: Option<i64> = conn
+            .query_row(
+                "SELECT max(tile) FROM tiles.leaf_tiles WHERE tile >= ?1 AND tile < ?2",
+                params![first_key, end_key],
+                |r| r.get(0),
+            )
+            .map_err(sql_error)?;
+        let have = last.map_or(0, |k| (k - first_key + 1) as u64);
+        if dropped > 0 || have < full {
+            tracing::info!(
+                tenant_id = tid,
+                dropped,
+                missing = full - have,
+                "bringing the leaf tiles level with the log"
+            );
+        }
+        if have < full {
+            fill_leaf_tiles(
+                conn,
+                "tiles.leaf_tiles",
+                pos(tid, have * LEAF_TILE_WIDTH),
+                pos(tid, full * LEAF_TILE_WIDTH) - 1,
+            )?;
         }
     }
     Ok(())

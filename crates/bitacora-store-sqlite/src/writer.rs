@@ -95,6 +95,8 @@ struct Caches {
     ranges: HashMap<i64, CompactRange>,
     /// Dictionary ids by kind (index = kind) and value.
     terms: [HashMap<String, i64>; 5],
+    /// Each tenant's leaf tile being filled (see `tree::LeafTails`).
+    leaf_tails: tree::LeafTails,
 }
 
 pub struct Writer {
@@ -241,6 +243,7 @@ impl Writer {
         let mut action_counts: HashMap<(i64, i64, i64), i64> = HashMap::new();
         let mut actors: HashMap<(i64, &str), ActorDelta<'_>> = HashMap::new();
         let mut nodes: Vec<(i64, NodeId, Hash)> = Vec::new();
+        let mut leaf_tiles: HashMap<(i64, u64), Vec<u8>> = HashMap::new();
         let mut blocks: HashMap<(i64, i64), window::BlockDelta> = HashMap::new();
         let mut rollups = rollup::Deltas::default();
         let mut facets = facets::Deltas::default();
@@ -356,6 +359,9 @@ impl Writer {
                         }
                     })
                     .map_err(|e| StoreError::Internal(format!("Merkle append: {e}")))?;
+                if let Some(tile) = caches.leaf_tails.push(tid, seq, &p.sealed.leaf_hash) {
+                    leaf_tiles.insert((tid, seq + 1 - tree::LEAF_TILE_WIDTH), tile);
+                }
                 caches
                     .tenants
                     .get_mut(e.tenant.as_str())
@@ -420,7 +426,7 @@ impl Writer {
             }
         }
 
-        tree::insert_nodes(&tx, &nodes)?;
+        tree::insert_nodes(&tx, &nodes, &mut leaf_tiles)?;
         window::record_blocks(&tx, &blocks)?;
         facets.write(&tx)?;
         rollups.write(&tx)?;
@@ -525,6 +531,7 @@ fn revalidate(tx: &rusqlite::Transaction<'_>, caches: &mut Caches) -> StoreResul
         tracing::debug!(tenant = %name, "another process appended to this log; reloading it");
         caches.tenants.remove(&name);
         caches.ranges.remove(&id);
+        caches.leaf_tails.forget(id);
     }
     Ok(())
 }
