@@ -253,7 +253,12 @@ impl SqliteStore {
         let mut conn = schema::open(&path, schema::Role::Writer, options.synchronous)?;
         schema::migrate(&mut conn)?;
         {
-            let tx = conn.transaction().map_err(sql_error)?;
+            // Write lock first (waiting like any writer): a server may be writing beside
+            // this process (`bitacora keys create`), and a deferred transaction that read a
+            // snapshot cannot then write without failing at once.
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(sql_error)?;
             schema::migrate_tiles(&tx)?;
             tx.commit().map_err(sql_error)?;
         }
