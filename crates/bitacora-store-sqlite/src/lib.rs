@@ -1562,7 +1562,7 @@ mod tests {
     /// with the log at the next start. Its pages hold whole tiles (no overflow pages).
     #[tokio::test]
     async fn leaf_tiles_are_refilled_and_trimmed_at_start() {
-        const N: u64 = 1_100;
+        const N: u64 = 4_200;
         let dir = tempfile::tempdir().unwrap();
         let store = open(dir.path());
         let names: Vec<String> = (0..N).map(|i| format!("r{i}")).collect();
@@ -1576,7 +1576,7 @@ mod tests {
         assert_eq!(count_tiles(dir.path(), "PRAGMA page_size"), 32 * 1024);
         assert_eq!(
             count_tiles(dir.path(), "SELECT count(*) FROM leaf_tiles"),
-            4
+            16
         );
         // No tile spills into overflow pages.
         assert_eq!(
@@ -1609,7 +1609,7 @@ mod tests {
         store.close().await.unwrap();
         assert_eq!(count_tiles(dir.path(), "PRAGMA page_size"), 32 * 1024);
 
-        // Ahead of the log: a row for the incomplete fifth tile (events 1024..1100).
+        // Ahead of the log: a row for the incomplete 17th tile (events 4096..4200).
         {
             let c = Connection::open(dir.path().join(TILES_FILE)).unwrap();
             c.execute_batch(
@@ -1629,7 +1629,7 @@ mod tests {
         store.close().await.unwrap();
         assert_eq!(
             count_tiles(dir.path(), "SELECT count(*) FROM leaf_tiles"),
-            4
+            16
         );
     }
 
