@@ -270,8 +270,7 @@ impl SqliteStore {
             },
             docs_tx,
             commit_key.clone(),
-            write_gate.clone(),
-            writer_waited.clone(),
+            (write_gate.clone(), writer_waited.clone()),
         );
         let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new()

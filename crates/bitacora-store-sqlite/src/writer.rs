@@ -127,8 +127,11 @@ impl Writer {
         config: WriterConfig,
         indexer: Sender<Vec<Doc>>,
         commit_key: Arc<RwLock<Option<CommitKey>>>,
-        gate: Arc<std::sync::Mutex<()>>,
-        waited: Arc<std::sync::atomic::AtomicBool>,
+        // The write gate, and the flag set when a commit waited for it.
+        (gate, waited): (
+            Arc<std::sync::Mutex<()>>,
+            Arc<std::sync::atomic::AtomicBool>,
+        ),
     ) -> Self {
         Self {
             conn,
