@@ -245,6 +245,15 @@ enum Command {
         /// expired events out of a 10M-event store.
         #[arg(long)]
         expired: Option<usize>,
+        /// A folder for a filled store: the first run fills it there (a `bitacora backup`
+        /// copy, after the signed checkpoint) and every run, of this or another build, copies
+        /// it instead of filling. Two builds compared on the same store; fills take minutes.
+        #[arg(long)]
+        template: Option<std::path::PathBuf>,
+        /// Run the purge pass with nothing beside it (no ingest, no searches): the purge by
+        /// itself. The baseline ingest phase still runs first.
+        #[arg(long)]
+        alone: bool,
     },
     /// Retention on PostgreSQL: a month partition, all expired, archived then detached and
     /// dropped; ingest into the current month during it versus alone.
@@ -282,7 +291,17 @@ fn main() -> anyhow::Result<()> {
             dir,
             batch,
             expired,
-        } => runtime()?.block_on(purge::purge(events, runs, dir.as_deref(), batch, expired)),
+            template,
+            alone,
+        } => runtime()?.block_on(purge::purge(purge::PurgeArgs {
+            events,
+            runs,
+            dir: dir.as_deref(),
+            batch,
+            expired,
+            template: template.as_deref(),
+            alone,
+        })),
         Command::PurgePartition {
             events,
             runs,

@@ -151,13 +151,49 @@ fn file_mb(dir: &Path) -> f64 {
     std::fs::metadata(dir.join("bitacora.db")).map_or(0.0, |m| m.len() as f64 / 1e6)
 }
 
-pub async fn purge(
-    events: usize,
-    runs: usize,
-    dir: Option<&Path>,
-    batch: u32,
-    expired: Option<usize>,
-) -> anyhow::Result<()> {
+/// What `bitacora-bench purge` was asked.
+pub struct PurgeArgs<'a> {
+    pub events: usize,
+    pub runs: usize,
+    pub dir: Option<&'a Path>,
+    pub batch: u32,
+    pub expired: Option<usize>,
+    pub template: Option<&'a Path>,
+    pub alone: bool,
+}
+
+/// Copies the store saved in `template` to `data`, if `template` holds one made with these
+/// arguments; returns whether it did.
+fn from_template(template: &Path, data: &Path, label: &str) -> anyhow::Result<bool> {
+    let saved = template.join("data");
+    let Ok(found) = std::fs::read_to_string(template.join("template.txt")) else {
+        return Ok(false);
+    };
+    anyhow::ensure!(
+        found.trim() == label,
+        "{} holds a store filled with `{}`, not `{label}`",
+        template.display(),
+        found.trim()
+    );
+    std::fs::create_dir_all(data)?;
+    for file in ["bitacora.db", "bitacora-fts.db"] {
+        std::fs::copy(saved.join(file), data.join(file))
+            .with_context(|| format!("copying {file} from the template"))?;
+    }
+    Ok(true)
+}
+
+pub async fn purge(args: PurgeArgs<'_>) -> anyhow::Result<()> {
+    let PurgeArgs {
+        events,
+        runs,
+        dir,
+        batch,
+        expired,
+        template,
+        alone: purge_alone,
+    } = args;
+    let label = format!("events={events} expired={expired:?}");
     EXPIRED
         .set(expired)
         .map_err(|_| anyhow::anyhow!("purge runs once per process"))?;
@@ -171,25 +207,44 @@ pub async fn purge(
             None => tempfile::tempdir()?,
         };
         let data = tmp.path().join("data");
-        let store: Arc<dyn Store> = Arc::new(
-            SqliteStore::open(
-                &data,
-                SqliteOptions {
-                    synchronous: Synchronous::Full,
-                    ..SqliteOptions::default()
-                },
-            )
-            .context("opening the store")?,
-        );
-        let old = chrono::Utc::now().timestamp_micros() - 30 * DAY_US;
-        let filling = Instant::now();
-        fill(store.as_ref(), 0, events, old).await?;
-        bitacora_log::checkpoint_tenant(store.as_ref(), &signer, &tenant, 1).await?;
-        eprintln!(
-            "run {run}: filled {events} events in {:.0} s ({:.1} MB)",
-            filling.elapsed().as_secs_f64(),
-            file_mb(&data)
-        );
+        let copied = match template {
+            Some(t) => from_template(t, &data, &label)?,
+            None => false,
+        };
+        let options = SqliteOptions {
+            synchronous: Synchronous::Full,
+            ..SqliteOptions::default()
+        };
+        let mut store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(&data, options.clone()).context("opening the store")?);
+        if copied {
+            eprintln!(
+                "run {run}: copied the filled store ({:.1} MB)",
+                file_mb(&data)
+            );
+        } else {
+            let old = chrono::Utc::now().timestamp_micros() - 30 * DAY_US;
+            let filling = Instant::now();
+            fill(store.as_ref(), 0, events, old).await?;
+            bitacora_log::checkpoint_tenant(store.as_ref(), &signer, &tenant, 1).await?;
+            eprintln!(
+                "run {run}: filled {events} events in {:.0} s ({:.1} MB)",
+                filling.elapsed().as_secs_f64(),
+                file_mb(&data)
+            );
+            if let Some(t) = template {
+                // Saved after the checkpoint, closed and reopened, so every run starts alike.
+                store.close().await?;
+                drop(store);
+                let _ = std::fs::remove_dir_all(t.join("data"));
+                bitacora_store_sqlite::backup(&data, &t.join("data"))
+                    .map_err(|e| anyhow::anyhow!("saving the template: {e}"))?;
+                std::fs::write(t.join("template.txt"), &label)?;
+                std::fs::remove_dir_all(&data)?;
+                from_template(t, &data, &label)?;
+                store = Arc::new(SqliteStore::open(&data, options).context("opening the store")?);
+            }
+        }
         let retention = retention(
             store.clone(),
             &signer,
@@ -209,9 +264,9 @@ pub async fn purge(
         let alone = task.await? as f64 / started.elapsed().as_secs_f64();
         let idle_p95 = p95(searches.await?);
 
-        // The purge, with the same ingest and searches running beside it.
+        // The purge, with the same ingest and searches running beside it (unless `alone`).
         let before_mb = file_mb(&data);
-        let stop = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(purge_alone));
         let task = ingest_until(store.clone(), stop.clone(), 20_000_000);
         let searches = search_until(store.clone(), stop.clone());
         let started = Instant::now();

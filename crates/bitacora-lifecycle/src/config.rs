@@ -220,8 +220,12 @@ pub struct RetentionConfig {
     /// A rule set purges only this long after it was first seen (so a mistaken shortening can
     /// be undone before anything goes).
     pub min_delay: Age,
-    /// Most events in one purge (one archive object, one store transaction).
+    /// Most events in one purge (one archive object, one announcement).
     pub batch_size: u32,
+    /// Most events purged by one store transaction: whole purges of `batch_size` (at least
+    /// one), announced by one append. Larger transactions cost less per event (the index
+    /// pages their deletes touch are written once) but hold the write lock longer.
+    pub transaction_size: u32,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub rule: Vec<Rule>,
 }
@@ -236,6 +240,7 @@ impl Default for RetentionConfig {
             s3_region: None,
             min_delay: Age::days(7),
             batch_size: 2000,
+            transaction_size: 20_000,
             rule: Vec::new(),
         }
     }
@@ -252,6 +257,9 @@ impl RetentionConfig {
     pub fn validate(&self) -> Result<(), String> {
         if self.batch_size == 0 || self.batch_size > 100_000 {
             return Err("retention.batch_size must be between 1 and 100000".into());
+        }
+        if self.transaction_size == 0 || self.transaction_size > 1_000_000 {
+            return Err("retention.transaction_size must be between 1 and 1000000".into());
         }
         if self.check_interval.as_secs() == 0 {
             return Err("retention.check_interval must be at least 1s".into());
@@ -437,6 +445,12 @@ mod tests {
             Some("http://10.0.0.5:9000")
         );
         assert!(parse("batch_size = 0").is_err());
+        assert!(parse("transaction_size = 0").is_err());
+        assert!(parse("transaction_size = 1000001").is_err());
+        assert_eq!(
+            parse("transaction_size = 5000").unwrap().transaction_size,
+            5000
+        );
     }
 
     #[test]

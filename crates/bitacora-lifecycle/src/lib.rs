@@ -27,11 +27,15 @@
 //! So no event's content leaves the store before its archive is confirmed, and every purge is
 //! vouched for by a signed event (`bitacora verify` checks both).
 //!
-//! **Overlap.** Batch N's purge (step 3, a store transaction) runs while batch N+1 is read,
-//! archived and announced (steps 1 and 2); batch N+1's purge starts only once N's is done.
-//! Each batch keeps its own order, so a crash leaves at most one more batch archived and
-//! announced but not purged (redone by the next pass). After each purge the pass pauses a
-//! quarter of the transaction's time, so appends get the store between purges. A whole
+//! **Groups and overlap.** Batches are archived one by one (step 1); once the archived ones
+//! hold `transaction_size` events (or the scan ends) they are announced by one append (step 2,
+//! one announcement event each) and purged by one store transaction
+//! ([`Store::purge_many`], step 3), which costs less per event than a transaction per batch.
+//! Group N's purge runs while group N+1 is read and archived; group N+1 is announced
+//! before N's purge is waited for, and purged only once it is done. Each batch keeps its own
+//! order, so a crash leaves at most one more group archived and announced but not purged
+//! (redone by the next pass), and never a purge without its archive. After each purge the
+//! pass pauses a quarter of the transaction's time, so appends get the store between purges. A whole
 //! PostgreSQL partition is archived a few batches at a time, and its batches are announced
 //! several per append, before the partition is dropped. Announcements are never
 //! purged themselves. `BITACORA_LIFECYCLE_CRASH_AT=archived|announced|purged` aborts the
@@ -239,7 +243,7 @@ struct Head<'a> {
 }
 
 /// A purge whose store transaction (step 3) runs while the next batch is archived.
-type PendingPurge = JoinHandle<Result<PurgeSummary, LifecycleError>>;
+type PendingPurge = JoinHandle<Result<Vec<PurgeSummary>, LifecycleError>>;
 
 /// Waits for `pending` and records what it purged.
 async fn finish(
@@ -247,10 +251,10 @@ async fn finish(
     report: &mut PassReport,
 ) -> Result<(), LifecycleError> {
     if let Some(task) = pending.take() {
-        let summary = task
+        let summaries = task
             .await
             .map_err(|e| LifecycleError::Log(format!("the purge task failed: {e}")))??;
-        report.purges.push(summary);
+        report.purges.extend(summaries);
     }
     Ok(())
 }
@@ -626,8 +630,8 @@ impl Retention {
         let holds = holds::active(self.store.as_ref(), tenant).await?;
         let batch = self.config.batch_size;
         let mut after: Option<u64> = None;
-        // Batch N's store transaction runs while batch N+1 is read, archived and announced;
-        // each batch still goes archive, announce, purge in that order.
+        // Group N's store transaction runs while group N+1 is read and archived; each batch
+        // still goes archive, announce, purge in that order.
         let mut pending: Option<PendingPurge> = None;
         let result = self
             .tenant_batches(
@@ -665,6 +669,10 @@ impl Retention {
             &[(bitacora_store::LegalHoldRecord, EventQuery)],
         ),
     ) -> Result<(), LifecycleError> {
+        // Archived batches not yet announced: announced together and purged in one store
+        // transaction once they hold `transaction_size` events (or the scan ends).
+        let mut group: Vec<(PurgeSummary, Archived)> = Vec::new();
+        let transaction_size = self.config.transaction_size.max(batch);
         loop {
             if cancel.is_cancelled() {
                 return Ok(());
@@ -734,43 +742,15 @@ impl Retention {
                 if dry_run {
                     report.purges.push(summary);
                 } else {
-                    // 1. and 2., while the previous batch's purge runs.
-                    let record = self
-                        .archive_and_announce(tenant, &events, now, &mut summary)
-                        .await;
-                    let waited = std::time::Instant::now();
-                    finish(pending, report).await?;
-                    tracing::debug!(
-                        wait_ms = waited.elapsed().as_secs_f64() * 1e3,
-                        "retention: waited for the previous purge"
-                    );
-                    let record = record?;
-                    // 3., in the background.
-                    let store = self.store.clone();
-                    let tenant = tenant.clone();
-                    *pending = Some(tokio::spawn(async move {
-                        let started = std::time::Instant::now();
-                        store.purge(&tenant, &record).await?;
-                        tracing::debug!(
-                            purge_ms = started.elapsed().as_secs_f64() * 1e3,
-                            "retention: purge committed"
-                        );
-                        crash_point("purged");
-                        metrics::counter!(PURGED_TOTAL, "tenant" => tenant.to_string())
-                            .increment(record.count);
-                        tracing::info!(
-                            tenant = %tenant,
-                            events = record.count,
-                            ranges = %summary.ranges,
-                            archive = %summary.archive,
-                            "retention purged events (archived first)"
-                        );
-                        // Pacing: the writer (and so ingest) gets a turn at least as long as
-                        // a quarter of this transaction before the next one.
-                        tokio::time::sleep(started.elapsed() / 4).await;
-                        Ok(summary)
-                    }));
+                    // 1., while the previous group's purge runs.
+                    let archived = self.archive_step(tenant, &events, &mut summary).await?;
+                    group.push((summary, archived));
                 }
+            }
+            let grouped: u64 = group.iter().map(|(s, _)| s.count).sum();
+            if !group.is_empty() && (done || grouped >= u64::from(transaction_size)) {
+                self.purge_group(tenant, now, &mut group, pending, report)
+                    .await?;
             }
             if done {
                 return Ok(());
@@ -778,29 +758,69 @@ impl Retention {
         }
     }
 
-    /// Steps 1 and 2 of a purge (see the crate docs): the events archived as one bundle, the
-    /// purge announced; returns the record the store purges under.
-    async fn archive_and_announce(
+    /// Steps 2 and 3 for a group of archived batches: one append announces them all, then —
+    /// once the previous group's purge is done — one store transaction purges them all, in
+    /// the background, while the pass archives the next group.
+    async fn purge_group(
         &self,
         tenant: &TenantName,
-        events: &[StoredEvent],
         now: i64,
-        summary: &mut PurgeSummary,
-    ) -> Result<PurgeRecord, LifecycleError> {
-        let started = std::time::Instant::now();
-        let archived = self.archive_step(tenant, events, summary).await?;
-        let archive_ms = started.elapsed().as_secs_f64() * 1e3;
-        // 2. announce
-        let event_seq = self.announce(tenant, summary).await?;
-        tracing::debug!(
-            events = events.len(),
-            archive_ms,
-            announce_ms = started.elapsed().as_secs_f64() * 1e3 - archive_ms,
-            "retention: batch archived and announced"
-        );
-        summary.event_seq = Some(event_seq);
+        group: &mut Vec<(PurgeSummary, Archived)>,
+        pending: &mut Option<PendingPurge>,
+        report: &mut PassReport,
+    ) -> Result<(), LifecycleError> {
+        let announced = std::time::Instant::now();
+        let list: Vec<PurgeSummary> = group.iter().map(|(s, _)| s.clone()).collect();
+        let seqs = self.announce_many(tenant, &list).await;
+        let announce_ms = announced.elapsed().as_secs_f64() * 1e3;
+        // The previous group's purge is waited for even when the announcement failed.
+        let waited = std::time::Instant::now();
+        finish(pending, report).await?;
+        let seqs = seqs?;
         crash_point("announced");
-        Ok(archived.record(event_seq, now))
+        tracing::debug!(
+            batches = group.len(),
+            announce_ms,
+            wait_ms = waited.elapsed().as_secs_f64() * 1e3,
+            "retention: group announced; waited for the previous purge"
+        );
+        let mut summaries = Vec::with_capacity(group.len());
+        let mut records = Vec::with_capacity(group.len());
+        for ((mut summary, archived), seq) in group.drain(..).zip(seqs) {
+            summary.event_seq = Some(seq);
+            records.push(archived.record(seq, now));
+            summaries.push(summary);
+        }
+        // 3., in the background.
+        let store = self.store.clone();
+        let tenant = tenant.clone();
+        *pending = Some(tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            store.purge_many(&tenant, &records).await?;
+            let took = started.elapsed();
+            tracing::debug!(
+                purge_ms = took.as_secs_f64() * 1e3,
+                events = records.iter().map(|r| r.count).sum::<u64>(),
+                "retention: purge committed"
+            );
+            crash_point("purged");
+            for (summary, record) in summaries.iter().zip(&records) {
+                metrics::counter!(PURGED_TOTAL, "tenant" => tenant.to_string())
+                    .increment(record.count);
+                tracing::info!(
+                    tenant = %tenant,
+                    events = record.count,
+                    ranges = %summary.ranges,
+                    archive = %summary.archive,
+                    "retention purged events (archived first)"
+                );
+            }
+            // Pacing: the writer (and so ingest) gets a turn at least as long as a quarter
+            // of this transaction before the next one.
+            tokio::time::sleep(took / 4).await;
+            Ok(summaries)
+        }));
+        Ok(())
     }
 
     /// Step 1 of a purge: the events written to the archive as one bundle, the write
@@ -876,18 +896,6 @@ impl Retention {
                 )))),
             })
             .collect()
-    }
-
-    /// Appends the purge's `bitacora.retention.purge` event and returns its seq.
-    async fn announce(
-        &self,
-        tenant: &TenantName,
-        summary: &PurgeSummary,
-    ) -> Result<u64, LifecycleError> {
-        let seqs = self
-            .announce_many(tenant, std::slice::from_ref(summary))
-            .await?;
-        Ok(seqs[0])
     }
 
     /// The `bitacora.retention.purge` event of `summary`, sealed.

@@ -15,3 +15,12 @@ CREATE TABLE IF NOT EXISTS fts.fts_state (
     tenant_id INTEGER PRIMARY KEY,
     upto      INTEGER NOT NULL
 );
+
+-- Rows of `main.fts_deletes` (full-text entries of purged events) with id <= upto have been
+-- deleted from the index; written in the same transaction as those deletes. One row. A new
+-- index file (rebuilt from the remaining events) starts past every row queued so far: their
+-- events' rows are gone, so the rebuild never indexed them.
+CREATE TABLE IF NOT EXISTS fts.fts_deleted (
+    id   INTEGER PRIMARY KEY CHECK (id = 1),
+    upto INTEGER NOT NULL
+);

@@ -13,6 +13,12 @@
 //! `fts.fts_state` records, per tenant, how far the index goes, in the same transaction as
 //! the index rows. At start the thread indexes whatever committed events it is missing (after
 //! a crash, or when the file was deleted), reading their stored bodies.
+//!
+//! It also deletes the entries of purged events: a retention purge queues them in
+//! `main.fts_deletes` (migration 0013) inside its own transaction instead of writing this file
+//! while it holds the events database's write lock; this thread applies the queue after each
+//! flush, recording how far it went (`fts.fts_deleted`) in the same transaction as the
+//! deletes, then removes the applied rows from the queue.
 
 use std::collections::HashMap;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -38,9 +44,9 @@ pub struct Indexer {
     rx: Receiver<Vec<Doc>>,
     interval: Duration,
     pending: Vec<Doc>,
-    /// Held around each indexing transaction; a retention purge, which also writes the
-    /// full-text file, holds it around its own (`SqliteStore::fts_gate`).
-    gate: Arc<Mutex<()>>,
+    /// The events database's in-process write turn (`SqliteStore::write_gate`), taken to
+    /// remove applied rows from `main.fts_deletes`.
+    write_gate: Arc<Mutex<()>>,
 }
 
 /// Flush early once this many documents wait, to bound memory under sustained ingest.
@@ -51,14 +57,14 @@ impl Indexer {
         conn: Connection,
         rx: Receiver<Vec<Doc>>,
         interval: Duration,
-        gate: Arc<Mutex<()>>,
+        write_gate: Arc<Mutex<()>>,
     ) -> Self {
         Self {
             conn,
             rx,
             interval,
             pending: Vec::new(),
-            gate,
+            write_gate,
         }
     }
 
@@ -67,6 +73,7 @@ impl Indexer {
         if let Err(e) = self.catch_up() {
             tracing::error!(error = %e, "could not index the full-text backlog");
         }
+        self.apply_deletes();
         let mut last_flush = Instant::now();
         loop {
             let wait = (last_flush + self.interval).saturating_duration_since(Instant::now());
@@ -77,6 +84,7 @@ impl Indexer {
             }
             if self.pending.len() >= MAX_PENDING || last_flush.elapsed() >= self.interval {
                 self.flush();
+                self.apply_deletes();
                 self.checkpoint();
                 last_flush = Instant::now();
             }
@@ -85,6 +93,7 @@ impl Indexer {
             self.pending.extend(docs);
         }
         self.flush();
+        self.apply_deletes();
         self.checkpoint();
         tracing::debug!("full-text indexer stopped");
     }
@@ -102,15 +111,28 @@ impl Indexer {
         if self.pending.is_empty() {
             return;
         }
-        let indexed = {
-            let _turn = self.gate.lock().unwrap_or_else(|e| e.into_inner());
-            index(&mut self.conn, &self.pending)
-        };
+        let indexed = index(&mut self.conn, &self.pending);
         match indexed {
             Ok(()) => self.pending.clear(),
             // The events are durable; only their text index is late. Keep them and retry.
             Err(e) => {
                 tracing::error!(error = %e, docs = self.pending.len(), "full-text indexing failed")
+            }
+        }
+    }
+
+    /// Deletes the queued entries of purged events (`main.fts_deletes`) from the index, then
+    /// the applied rows from the queue. A failure is logged and retried at the next turn:
+    /// until then the entries only take space (searches join the index with `events`).
+    fn apply_deletes(&mut self) {
+        loop {
+            match apply_deletes(&mut self.conn, &self.write_gate) {
+                Ok(0) => return,
+                Ok(n) => tracing::debug!(entries = n, "full-text entries of purged events deleted"),
+                Err(e) => {
+                    tracing::error!(error = %e, "deleting full-text entries of purged events failed");
+                    return;
+                }
             }
         }
     }
@@ -143,7 +165,6 @@ impl Indexer {
                 let docs = self.backlog(tid, next, size)?;
                 let Some(last) = docs.last() else { break };
                 next = derive::seq_of(last.pos) + 1;
-                let _turn = self.gate.lock().unwrap_or_else(|e| e.into_inner());
                 index(&mut self.conn, &docs)?;
             }
         }
@@ -203,4 +224,82 @@ fn index(conn: &mut Connection, docs: &[Doc]) -> StoreResult<()> {
         }
     }
     tx.commit().map_err(sql_error)
+}
+
+/// Queued rows applied by one full-text transaction at most.
+const DELETES_PER_TURN: i64 = 20_000;
+
+/// One turn of [`Indexer::apply_deletes`]: applies up to [`DELETES_PER_TURN`] queued rows in
+/// one transaction of the full-text file, then removes every applied row from the queue.
+/// Returns the rows applied.
+pub(crate) fn apply_deletes(conn: &mut Connection, write_gate: &Mutex<()>) -> StoreResult<usize> {
+    let tx = conn.transaction().map_err(sql_error)?;
+    // A new index file starts past everything queued so far (see `fts.sql`).
+    tx.execute(
+        "INSERT INTO fts.fts_deleted (id, upto)
+         SELECT 1, coalesce(max(id), 0) FROM main.fts_deletes WHERE true
+         ON CONFLICT DO NOTHING",
+        [],
+    )
+    .map_err(sql_error)?;
+    let done: i64 = tx
+        .query_row("SELECT upto FROM fts.fts_deleted WHERE id = 1", [], |r| {
+            r.get(0)
+        })
+        .map_err(sql_error)?;
+    let queued: Vec<(i64, i64, String)> = tx
+        .prepare_cached(
+            "SELECT id, pos, text FROM main.fts_deletes WHERE id > ?1 ORDER BY id LIMIT ?2",
+        )
+        .map_err(sql_error)?
+        .query_map(params![done, DELETES_PER_TURN], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .map_err(sql_error)?
+        .collect::<Result<_, _>>()
+        .map_err(sql_error)?;
+    let applied = queued.len();
+    let upto = queued.last().map_or(done, |q| q.0);
+    if applied > 0 {
+        // How far each tenant is indexed: an entry past it was never written (the indexer
+        // reads rows to catch up, and the purged rows are gone), and deleting an entry a
+        // contentless index does not hold would corrupt it.
+        let indexed: HashMap<i64, i64> = tx
+            .prepare_cached("SELECT tenant_id, upto FROM fts.fts_state")
+            .map_err(sql_error)?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(sql_error)?
+            .collect::<Result<_, _>>()
+            .map_err(sql_error)?;
+        let mut delete = tx
+            .prepare_cached(
+                "INSERT INTO fts.events_fts (events_fts, rowid, text) VALUES ('delete', ?1, ?2)",
+            )
+            .map_err(sql_error)?;
+        for (_, p, text) in &queued {
+            let (tid, seq) = (p >> derive::SEQ_BITS, derive::seq_of(*p));
+            if indexed.get(&tid).is_some_and(|&u| seq < u.max(0) as u64) {
+                delete.execute(params![p, text]).map_err(sql_error)?;
+            }
+        }
+        drop(delete);
+        tx.execute("UPDATE fts.fts_deleted SET upto = ?1 WHERE id = 1", [upto])
+            .map_err(sql_error)?;
+    }
+    tx.commit().map_err(sql_error)?;
+    // Then the applied rows leave the queue (their text with them): a short write of the
+    // events database, in turn with the writer.
+    let _turn = write_gate.lock().unwrap_or_else(|e| e.into_inner());
+    let stale: bool = conn
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM main.fts_deletes WHERE id <= ?1)",
+            [upto],
+            |r| r.get(0),
+        )
+        .map_err(sql_error)?;
+    if stale {
+        conn.execute("DELETE FROM main.fts_deletes WHERE id <= ?1", [upto])
+            .map_err(sql_error)?;
+    }
+    Ok(applied)
 }

@@ -121,10 +121,9 @@ pub struct SqliteStore {
     /// transaction: the two take turns in this process without SQLite's busy handler, which
     /// sleeps in steps of up to 100 ms and so left the writer idle well after a purge ended.
     write_gate: Arc<Mutex<()>>,
-    /// The same between the full-text indexer and a purge (which deletes full-text entries).
-    /// A purge takes this one first, so it never blocks the writer while it waits for the
-    /// indexer.
-    fts_gate: Arc<Mutex<()>>,
+    /// Set by the writer when a commit waited for `write_gate`: a purge whose transaction
+    /// made appends wait yields to them afterwards (`purge::YIELD_FACTOR`).
+    writer_waited: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -263,15 +262,20 @@ impl SqliteStore {
             tx.commit().map_err(sql_error)?;
         }
         let index_conn = schema::open(&path, schema::Role::Indexer, options.synchronous)?;
-        let fts_gate = Arc::new(Mutex::new(()));
         schema::migrate_fts(&index_conn)?;
 
+        let write_gate = Arc::new(Mutex::new(()));
         let (docs_tx, docs_rx) = mpsc::channel();
-        let indexer = Indexer::new(index_conn, docs_rx, options.fts_interval, fts_gate.clone());
+        let indexer = Indexer::new(
+            index_conn,
+            docs_rx,
+            options.fts_interval,
+            write_gate.clone(),
+        );
         let (tx, rx) = mpsc::channel();
         let permits = Arc::new(Semaphore::new(MAX_QUEUED_EVENTS));
         let commit_key = Arc::new(RwLock::new(None));
-        let write_gate = Arc::new(Mutex::new(()));
+        let writer_waited = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let writer = Writer::new(
             conn,
             rx,
@@ -281,7 +285,7 @@ impl SqliteStore {
             },
             docs_tx,
             commit_key.clone(),
-            write_gate.clone(),
+            (write_gate.clone(), writer_waited.clone()),
         );
         let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new()
@@ -305,7 +309,7 @@ impl SqliteStore {
             reader_slots: Semaphore::new(READERS),
             commit_key,
             write_gate,
-            fts_gate,
+            writer_waited,
         })
     }
 
@@ -700,41 +704,79 @@ impl Store for SqliteStore {
     }
 
     async fn purge(&self, tenant: &TenantName, record: &PurgeRecord) -> StoreResult<()> {
+        self.purge_many(tenant, std::slice::from_ref(record)).await
+    }
+
+    async fn purge_many(&self, tenant: &TenantName, records: &[PurgeRecord]) -> StoreResult<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
         // The purge's transaction waits for the write lock (the busy timeout); past it, the
         // writer is busy for longer than that (a long batch on a loaded machine): the whole
         // transaction rolled back, so it is tried again, after a pause, rather than failing the
         // retention pass (which would only retry at the next `check_interval`).
         let mut pause = purge::BUSY_FIRST_PAUSE;
         for attempt in 1.. {
-            let (t, r) = (tenant.clone(), record.clone());
-            let (gate, fts_gate) = (self.write_gate.clone(), self.fts_gate.clone());
+            let (t, records) = (tenant.clone(), records.to_vec());
+            let (gate, waited) = (self.write_gate.clone(), self.writer_waited.clone());
             let purged = self.with_conn(move |c| {
                 // The rows and their full-text entries are read and derived first, so the
                 // write lock is held only for the deletes and the summaries.
                 let started = std::time::Instant::now();
-                let prepared = purge::prepare(c, &t, &r)?;
+                let prepared = records
+                    .into_iter()
+                    .map(|r| {
+                        let p = purge::prepare(c, &t, &r)?;
+                        Ok((r, p))
+                    })
+                    .collect::<StoreResult<Vec<_>>>()?;
                 let prepare_ms = started.elapsed().as_secs_f64() * 1e3;
-                let _fts_turn = fts_gate.lock().unwrap_or_else(|e| e.into_inner());
-                let _turn = gate.lock().unwrap_or_else(|e| e.into_inner());
+                let turn = gate.lock().unwrap_or_else(|e| e.into_inner());
+                waited.store(false, std::sync::atomic::Ordering::Relaxed);
                 let locked = std::time::Instant::now();
                 let wait_ms = started.elapsed().as_secs_f64() * 1e3 - prepare_ms;
                 // No automatic WAL checkpoint at this commit: it would copy the WAL into the
                 // database file while the writer waits for its turn (the indexer's passive
                 // checkpoints and the writer's backstop keep the WAL bounded).
-                c.execute_batch("PRAGMA wal_autocheckpoint = 0;")
-                    .map_err(sql_error)?;
-                let done = purge::purge(c, &t, &r, prepared);
-                c.execute_batch("PRAGMA wal_autocheckpoint = 1000;")
-                    .map_err(sql_error)?;
+                // A page cache that holds every page the transaction dirties (a reader's
+                // 4 MiB would spill them to the WAL before the commit and read them back),
+                // given back afterwards.
+                c.execute_batch(&format!(
+                    "PRAGMA wal_autocheckpoint = 0; PRAGMA cache_size = -{};",
+                    purge::CACHE_KIB
+                ))
+                .map_err(sql_error)?;
+                let done = purge::purge(c, &t, &prepared);
+                c.execute_batch(&format!(
+                    "PRAGMA wal_autocheckpoint = 1000; PRAGMA cache_size = -{};",
+                    schema::READER_CACHE_KIB
+                ))
+                .map_err(sql_error)?;
+                let held = locked.elapsed();
+                drop(turn);
+                let contended = waited.swap(false, std::sync::atomic::Ordering::Relaxed);
                 tracing::debug!(
+                    purges = prepared.len(),
+                    events = prepared.iter().map(|(r, _)| r.count).sum::<u64>(),
                     prepare_ms,
                     wait_ms,
-                    transaction_ms = locked.elapsed().as_secs_f64() * 1e3,
+                    transaction_ms = held.as_secs_f64() * 1e3,
+                    contended,
                     "sqlite purge"
                 );
-                done
+                done.map(|()| contended.then_some(held))
             });
-            match purged.await {
+            let purged = match purged.await {
+                Ok(Some(held)) => {
+                    // Appends waited for this transaction: they get the store for a while
+                    // before the caller's next purge can take it.
+                    tokio::time::sleep(held * purge::YIELD_FACTOR).await;
+                    Ok(())
+                }
+                Ok(None) => Ok(()),
+                Err(e) => Err(e),
+            };
+            match purged {
                 Err(e) if purge::is_busy(&e) && attempt < purge::BUSY_ATTEMPTS => {
                     tracing::warn!(
                         tenant = %tenant,
@@ -1295,6 +1337,173 @@ mod tests {
         );
     }
 
+    /// Appends `ids` (all `user.login`) and returns their leaf hashes.
+    async fn leaves_of_new(store: &SqliteStore, ids: &[&str]) -> Vec<Hash> {
+        store
+            .append(conformance::sample_events(ids))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|o| match o {
+                AppendOutcome::Stored { leaf_hash, .. } => leaf_hash,
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    }
+
+    fn record_of(leaves: &[Hash], seqs: &[u64], event_seq: u64) -> PurgeRecord {
+        let mine: Vec<Hash> = seqs.iter().map(|&s| leaves[s as usize]).collect();
+        PurgeRecord {
+            event_seq,
+            ranges: PurgeRecord::ranges_of(seqs),
+            count: seqs.len() as u64,
+            root: bitacora_core::merkle::root_from_leaves(&mine),
+            archive: format!("file:///archive/default/{event_seq}.bundle.zst"),
+            created_at: 1,
+        }
+    }
+
+    /// The seqs the full-text file itself (not joined with `events`) finds for `user.login`.
+    fn fts_seqs(dir: &Path) -> Vec<u64> {
+        let c = Connection::open(dir.join(FTS_FILE)).unwrap();
+        let mut seqs: Vec<u64> = c
+            .prepare("SELECT rowid FROM events_fts WHERE events_fts MATCH '\"user.login\"'")
+            .unwrap()
+            .query_map([], |r| r.get::<_, i64>(0))
+            .unwrap()
+            .map(|p| derive::seq_of(p.unwrap()))
+            .collect();
+        seqs.sort_unstable();
+        seqs
+    }
+
+    async fn queue_drained(dir: &Path) {
+        for _ in 0..500 {
+            if count(dir, "SELECT count(*) FROM fts_deletes") == 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the full-text delete queue was never applied");
+    }
+
+    /// Several purges in one transaction; their full-text entries are queued with it and
+    /// leave the index through the indexer thread, and the queue empties.
+    #[tokio::test]
+    async fn purged_text_leaves_the_index_through_the_queue() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let t = TenantName::default_tenant();
+        let leaves = leaves_of_new(&store, &["a", "b", "c", "d", "e", "f"]).await;
+        // Indexed before the purge (the indexer runs every 20 ms here).
+        for _ in 0..500 {
+            if fts_seqs(dir.path()).len() == 6 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(fts_seqs(dir.path()), vec![0, 1, 2, 3, 4, 5]);
+        let records = [record_of(&leaves, &[0, 1], 4), record_of(&leaves, &[3], 5)];
+        store.purge_many(&t, &records).await.unwrap();
+        assert_eq!(store.purges(&t).await.unwrap().len(), 2);
+        queue_drained(dir.path()).await;
+        assert_eq!(fts_seqs(dir.path()), vec![2, 4, 5]);
+        // One of the purges names a row already purged: neither happens.
+        let again = [record_of(&leaves, &[2], 4), record_of(&leaves, &[3], 5)];
+        assert!(store.purge_many(&t, &again).await.is_err());
+        assert!(store.event_by_seq(&t, 2).await.unwrap().is_some());
+        store.close().await.unwrap();
+    }
+
+    /// A crash between the index's deletes and the queue's cleanup leaves applied rows in the
+    /// queue: they are never applied twice (a contentless index would be corrupted by a
+    /// second delete). A new index file (deleted, rebuilt from the events) skips what was
+    /// queued before it.
+    #[tokio::test]
+    async fn queued_text_is_applied_once_and_skipped_by_a_rebuilt_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let t = TenantName::default_tenant();
+        let leaves = leaves_of_new(&store, &["a", "b", "c", "d", "e", "f"]).await;
+        for _ in 0..500 {
+            if fts_seqs(dir.path()).len() == 6 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        store.purge(&t, &record_of(&leaves, &[0], 4)).await.unwrap();
+        queue_drained(dir.path()).await;
+        store.close().await.unwrap();
+        // The cleanup "did not happen": the applied row is back in the queue.
+        // Never applied, so its text does not matter (applying it would fail the checks).
+        let text = "user.login a";
+        let c = Connection::open(dir.path().join(DB_FILE)).unwrap();
+        let tid: i64 = c
+            .query_row("SELECT id FROM tenants WHERE name = 'default'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        let upto: i64 = Connection::open(dir.path().join(FTS_FILE))
+            .unwrap()
+            .query_row("SELECT upto FROM fts_deleted", [], |r| r.get(0))
+            .unwrap();
+        c.execute(
+            "INSERT INTO fts_deletes (id, pos, text) VALUES (?1, ?2, ?3)",
+            params![upto, derive::pos(tid, 0), text],
+        )
+        .unwrap();
+        drop(c);
+        let store = open(dir.path());
+        queue_drained(dir.path()).await;
+        assert_eq!(fts_seqs(dir.path()), vec![1, 2, 3, 4, 5]);
+        // Another purge queues past it and is applied.
+        store.purge(&t, &record_of(&leaves, &[1], 5)).await.unwrap();
+        queue_drained(dir.path()).await;
+        assert_eq!(fts_seqs(dir.path()), vec![2, 3, 4, 5]);
+        store.close().await.unwrap();
+        // A queued row, then the index file deleted: the rebuilt index never held seq 1 and
+        // must not be asked to delete it.
+        let c = Connection::open(dir.path().join(DB_FILE)).unwrap();
+        c.execute(
+            "INSERT INTO fts_deletes (pos, text) VALUES (?1, ?2)",
+            params![derive::pos(tid, 1), text],
+        )
+        .unwrap();
+        drop(c);
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(dir.path().join(format!("{FTS_FILE}{suffix}")));
+        }
+        let store = open(dir.path());
+        queue_drained(dir.path()).await;
+        for _ in 0..500 {
+            if fts_seqs(dir.path()).len() == 4 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(fts_seqs(dir.path()), vec![2, 3, 4, 5]);
+        let found = store
+            .search(&bitacora_core::query::EventQuery {
+                tenant: t.clone(),
+                filter: bitacora_core::query::EventFilter {
+                    text: vec!["auditoría".into()],
+                    ..Default::default()
+                },
+                order: bitacora_core::query::Order::Asc,
+                page: bitacora_core::query::Pagination::Cursor {
+                    limit: 10,
+                    after: None,
+                },
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            found.events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            vec![2, 3, 4, 5]
+        );
+        store.close().await.unwrap();
+    }
+
     /// A purge that meets the write lock held past the busy timeout (10 s) by another
     /// connection waits it out and purges, instead of failing the retention pass.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1719,7 +1928,7 @@ mod tests {
                  DROP TABLE delivery_destinations; DROP TABLE delivery_positions;
                  DROP TABLE alert_rules; DROP TABLE alert_states; DROP TABLE delivery_leases;
                  DROP TABLE cosignatures; DROP TABLE log_origins;
-                 DROP TABLE event_facets; DROP TABLE facet_counts;",
+                 DROP TABLE event_facets; DROP TABLE facet_counts; DROP TABLE fts_deletes;",
             )
             .unwrap();
             for (id, h) in expected_nodes(&leaves) {

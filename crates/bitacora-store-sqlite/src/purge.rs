@@ -1,19 +1,22 @@
 //! Retention purges and legal holds (CONTRACT §9), on the embedded store.
 //!
-//! A purge deletes the events' rows (with them their index entries), their full-text entries,
-//! and their share of every summary (`action_counts`, `actor_stats`, the `stats_day*` rollups,
-//! the `event_blocks` zone map, the facets), and moves each one's leaf hash to
+//! A purge deletes the events' rows (with them their index entries) and their share of every
+//! summary (`action_counts`, `actor_stats`, the `stats_day*` rollups, the `event_blocks` zone
+//! map, the facets), queues their full-text entries for the indexer thread (`fts_deletes`,
+//! migration 0013: the index is another file, with its own lock, and the indexer deletes them
+//! there without holding this file's write lock), and moves each one's leaf hash to
 //! `purged_events`: the tree reads leaves from both tables (`tree.rs`), so every stored node,
-//! checkpoint and proof stays valid. All of it is one `IMMEDIATE` transaction on a reader connection, which the writer
-//! waits for like any other commit; the caller keeps purges small (the lifecycle crate purges
-//! in batches) so that wait stays short. SQLite reuses the freed pages for later appends, so a
-//! store under retention stops growing.
+//! checkpoint and proof stays valid. All of it is one `IMMEDIATE` transaction on a reader
+//! connection, which the writer waits for like any other commit; several purges (archive
+//! objects) can share one transaction ([`purge`] takes a list), which writes each index page
+//! their deletes touch once instead of once per purge. SQLite reuses the freed pages for later
+//! appends, so a store under retention stops growing.
 //!
 //! Summaries are brought back to exactly what remains: counts are decremented; an actor's
 //! `last_seen`, name and email, and a zone-map block's bounds, are re-read from the remaining
 //! events (through the actor and `pos` indexes), since a decrement cannot narrow a maximum.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use bitacora_core::TenantName;
 use bitacora_core::canonical::Hash;
@@ -35,6 +38,17 @@ use crate::writer::blob32;
 pub const BUSY_ATTEMPTS: u32 = 8;
 pub const BUSY_FIRST_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
 pub const BUSY_MAX_PAUSE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The page cache of a connection while it runs a purge transaction, in KiB: the pages a
+/// group of purges dirties (rows, five indexes, `purged_events`, the summaries) stay in it
+/// until the commit instead of spilling to the WAL.
+pub const CACHE_KIB: i64 = 64 * 1024;
+
+/// After a purge transaction that made the writer wait, the purge waits this many times the
+/// transaction's duration before it returns, so appends get the store (with the lifecycle's
+/// own pause of a quarter of the call, a purge then holds the write lock about a third of
+/// the time while appends arrive, and back to back when none do).
+pub const YIELD_FACTOR: u32 = 2;
 
 /// How `sql_error` starts the message of `SQLITE_BUSY` and `SQLITE_LOCKED`.
 pub(crate) const BUSY: &str = "the database is locked: ";
@@ -139,60 +153,56 @@ pub fn prepare(
     Ok(Prepared { gone, fts_texts })
 }
 
-/// Purges `record` (read beforehand by [`prepare`]) in one `IMMEDIATE` transaction.
+/// Purges `records` (each read beforehand by [`prepare`]) in one `IMMEDIATE` transaction:
+/// all of them or none. Several archive objects' purges share one transaction so that the
+/// pages their deletes touch (the secondary indexes' leaves above all) are written once.
 pub fn purge(
     conn: &mut Connection,
     t: &TenantName,
-    record: &PurgeRecord,
-    prepared: Prepared,
+    records: &[(PurgeRecord, Prepared)],
 ) -> StoreResult<()> {
-    let Prepared { gone, fts_texts } = prepared;
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(sql_error)?;
     let Some((tid, size)) = read::tenant(&tx, t)? else {
         return Err(StoreError::Internal(format!("tenant `{t}` has no log")));
     };
-    let seqs: Vec<u64> = record.seqs().collect();
-    if seqs.len() as u64 != record.count || seqs.windows(2).any(|w| w[0] >= w[1]) {
-        return Err(StoreError::Internal(
-            "a purge's ranges must be ascending and add up to its count".into(),
-        ));
+    for (record, prepared) in records {
+        let seqs: Vec<u64> = record.seqs().collect();
+        if seqs.len() as u64 != record.count || seqs.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(StoreError::Internal(
+                "a purge's ranges must be ascending and add up to its count".into(),
+            ));
+        }
+        if seqs.last().is_some_and(|&s| s >= size) || record.event_seq >= size {
+            return Err(StoreError::Internal(
+                "a purge names a seq past the end of the log".into(),
+            ));
+        }
+        let gone = &prepared.gone;
+        if gone.len() != seqs.len() || gone.iter().zip(&seqs).any(|(g, s)| g.seq != *s) {
+            return Err(StoreError::Internal(
+                "the rows read for a purge are not the ones it names".into(),
+            ));
+        }
+        let leaves: Vec<Hash> = gone.iter().map(|g| g.leaf_hash).collect();
+        if root_from_leaves(&leaves) != record.root {
+            return Err(StoreError::Internal(
+                "the purge's root is not the root of the events it names".into(),
+            ));
+        }
     }
-    if seqs.last().is_some_and(|&s| s >= size) || record.event_seq >= size {
-        return Err(StoreError::Internal(
-            "a purge names a seq past the end of the log".into(),
-        ));
-    }
-    if gone.len() != seqs.len() || gone.iter().zip(&seqs).any(|(g, s)| g.seq != *s) {
-        return Err(StoreError::Internal(
-            "the rows read for a purge are not the ones it names".into(),
-        ));
-    }
-    let leaves: Vec<Hash> = gone.iter().map(|g| g.leaf_hash).collect();
-    if root_from_leaves(&leaves) != record.root {
-        return Err(StoreError::Internal(
-            "the purge's root is not the root of the events it names".into(),
-        ));
-    }
-    let fts_upto: u64 = tx
-        .query_row(
-            "SELECT upto FROM fts.fts_state WHERE tenant_id = ?1",
-            [tid],
-            |r| r.get::<_, i64>(0),
-        )
-        .optional()
-        .map_err(sql_error)?
-        .map_or(0, |u| u.max(0) as u64);
 
     let mut actions: HashMap<(i64, i64), i64> = HashMap::new();
     // Per actor: purged events, and the newest `occurred_at` among them.
     let mut actors: HashMap<&str, (i64, i64)> = HashMap::new();
-    let mut days: HashMap<(i64, i64, i64, i64, bool), i64> = HashMap::new();
-    let mut day_actors: HashMap<(i64, &str), i64> = HashMap::new();
-    let mut day_ips: HashMap<(i64, &[u8]), i64> = HashMap::new();
+    // In key order (the rollups' primary keys), so consecutive updates touch the same pages.
+    let mut days: BTreeMap<(i64, i64, i64, i64, bool), i64> = BTreeMap::new();
+    let mut day_actors: BTreeMap<(i64, &str), i64> = BTreeMap::new();
+    let mut day_ips: BTreeMap<(i64, &[u8]), i64> = BTreeMap::new();
     let mut blocks: HashSet<i64> = HashSet::new();
     let mut facet_deltas = facets::Deltas::default();
+    let mut stages = Stages::default();
     {
         // What the tree needs of them moves to `purged_events`; the rows go (with their
         // index entries), one statement per range.
@@ -205,60 +215,69 @@ pub fn purge(
         let mut delete = tx
             .prepare_cached("DELETE FROM events WHERE pos BETWEEN ?1 AND ?2")
             .map_err(sql_error)?;
-        for &(a, b) in &record.ranges {
-            let (first, last) = (pos(tid, a), pos(tid, b));
-            let kept = keep
-                .execute(params![first, last, record.event_seq as i64])
-                .map_err(sql_error)?;
-            let deleted = delete.execute([first, last]).map_err(sql_error)?;
-            // Read before the lock; still all there (nothing else deletes rows).
-            if kept as u64 != b - a + 1 || deleted != kept {
-                return Err(StoreError::Internal(format!(
-                    "seqs {a}-{b} changed while the purge took the write lock (already purged?)"
-                )));
-            }
-        }
+        // Their full-text entries are queued for the indexer thread, which deletes them from
+        // the full-text file under that file's own lock (migration 0013): not here, where
+        // every append waits.
         let mut unindex = tx
-            .prepare_cached(
-                "INSERT INTO fts.events_fts (events_fts, rowid, text) VALUES ('delete', ?1, ?2)",
-            )
+            .prepare_cached("INSERT INTO fts_deletes (pos, text) VALUES (?1, ?2)")
             .map_err(sql_error)?;
-        for (g, text) in gone.iter().zip(&fts_texts) {
-            let p = pos(tid, g.seq);
-            // A contentless FTS5 entry is deleted by giving its text again; an event the
-            // indexer has not reached yet has none (the indexer reads rows, which are gone).
-            if g.seq < fts_upto {
-                unindex.execute(params![p, text]).map_err(sql_error)?;
+        let started = std::time::Instant::now();
+        for (record, _) in records {
+            for &(a, b) in &record.ranges {
+                let (first, last) = (pos(tid, a), pos(tid, b));
+                let t0 = std::time::Instant::now();
+                let kept = keep
+                    .execute(params![first, last, record.event_seq as i64])
+                    .map_err(sql_error)?;
+                stages.keep += t0.elapsed();
+                let deleted = delete.execute([first, last]).map_err(sql_error)?;
+                // Read before the lock; still all there (nothing else deletes rows).
+                if kept as u64 != b - a + 1 || deleted != kept {
+                    return Err(StoreError::Internal(format!(
+                        "seqs {a}-{b} changed while the purge took the write lock (already purged?)"
+                    )));
+                }
             }
-            *actions.entry((g.action, g.category)).or_default() += 1;
-            facet_deltas.add(
-                tid,
-                facets::Combo {
-                    action: g.action,
-                    category: g.category,
-                    severity: g.severity,
-                    outcome: g.outcome,
-                    source: g.source.unwrap_or(0),
-                },
-                g.seq,
-                -1,
-            );
-            let day = day_of(g.occurred_at);
-            *days
-                .entry((day, g.category, g.severity, g.outcome, g.actor_id.is_none()))
-                .or_default() += 1;
-            if let Some(a) = &g.actor_id {
-                let e = actors.entry(a).or_insert((0, i64::MIN));
-                e.0 += 1;
-                e.1 = e.1.max(g.occurred_at);
-                *day_actors.entry((day, a)).or_default() += 1;
-            }
-            if let Some(ip) = &g.ip {
-                *day_ips.entry((day, ip)).or_default() += 1;
-            }
-            blocks.insert(block_of(g.seq));
         }
+        stages.rows = started.elapsed();
+        let started = std::time::Instant::now();
+        for (_, prepared) in records {
+            for (g, text) in prepared.gone.iter().zip(&prepared.fts_texts) {
+                unindex
+                    .execute(params![pos(tid, g.seq), text])
+                    .map_err(sql_error)?;
+                *actions.entry((g.action, g.category)).or_default() += 1;
+                facet_deltas.add(
+                    tid,
+                    facets::Combo {
+                        action: g.action,
+                        category: g.category,
+                        severity: g.severity,
+                        outcome: g.outcome,
+                        source: g.source.unwrap_or(0),
+                    },
+                    g.seq,
+                    -1,
+                );
+                let day = day_of(g.occurred_at);
+                *days
+                    .entry((day, g.category, g.severity, g.outcome, g.actor_id.is_none()))
+                    .or_default() += 1;
+                if let Some(a) = &g.actor_id {
+                    let e = actors.entry(a).or_insert((0, i64::MIN));
+                    e.0 += 1;
+                    e.1 = e.1.max(g.occurred_at);
+                    *day_actors.entry((day, a)).or_default() += 1;
+                }
+                if let Some(ip) = &g.ip {
+                    *day_ips.entry((day, ip)).or_default() += 1;
+                }
+                blocks.insert(block_of(g.seq));
+            }
+        }
+        stages.queue = started.elapsed();
     }
+    let started = std::time::Instant::now();
     let exec = |sql: &str, p: &[&dyn rusqlite::ToSql]| -> StoreResult<()> {
         tx.prepare_cached(sql)
             .map_err(sql_error)?
@@ -266,45 +285,73 @@ pub fn purge(
             .map_err(sql_error)?;
         Ok(())
     };
-    for ((action, category), n) in &actions {
-        exec(
-            "UPDATE action_counts SET count = count - ?4
-             WHERE tenant_id = ?1 AND action = ?2 AND category = ?3",
-            &[&tid, action, category, n],
-        )?;
-    }
-    exec(
-        "DELETE FROM action_counts WHERE tenant_id = ?1 AND count <= 0",
-        &[&tid],
+    // Each touched counter is decremented, and deleted when nothing is left of it: by its key,
+    // never by scanning the tenant's rows for empty ones (the daily rollups grow with days ×
+    // actors and days × addresses: a scan per purge cost O(table)).
+    let decrement = |update: &str,
+                     delete: &str,
+                     keys: &mut dyn Iterator<Item = Vec<&dyn rusqlite::ToSql>>|
+     -> StoreResult<()> {
+        let mut update = tx.prepare_cached(update).map_err(sql_error)?;
+        let mut delete = tx.prepare_cached(delete).map_err(sql_error)?;
+        for p in keys {
+            let left: Option<i64> = update
+                .query_row(&p[..], |r| r.get(0))
+                .optional()
+                .map_err(sql_error)?;
+            if left.is_some_and(|n| n <= 0) {
+                delete.execute(&p[..p.len() - 1]).map_err(sql_error)?;
+            }
+        }
+        Ok(())
+    };
+    decrement(
+        "UPDATE action_counts SET count = count - ?4
+         WHERE tenant_id = ?1 AND action = ?2 AND category = ?3 RETURNING count",
+        "DELETE FROM action_counts WHERE tenant_id = ?1 AND action = ?2 AND category = ?3",
+        &mut actions
+            .iter()
+            .map(|((action, category), n)| vec![&tid as _, action as _, category as _, n as _]),
     )?;
     facet_deltas.write(&tx)?;
-    for ((day, category, severity, outcome, no_actor), n) in &days {
-        exec(
-            "UPDATE stats_days SET count = count - ?7 WHERE tenant_id = ?1 AND day = ?2
-               AND category = ?3 AND severity = ?4 AND outcome = ?5 AND no_actor = ?6",
-            &[&tid, day, category, severity, outcome, no_actor, n],
-        )?;
-    }
-    for ((day, actor), n) in &day_actors {
-        exec(
-            "UPDATE stats_day_actors SET count = count - ?4
-             WHERE tenant_id = ?1 AND day = ?2 AND actor_id = ?3",
-            &[&tid, day, actor, n],
-        )?;
-    }
-    for ((day, ip), n) in &day_ips {
-        exec(
-            "UPDATE stats_day_ips SET count = count - ?4
-             WHERE tenant_id = ?1 AND day = ?2 AND ip = ?3",
-            &[&tid, day, ip, n],
-        )?;
-    }
-    for table in ["stats_days", "stats_day_actors", "stats_day_ips"] {
-        exec(
-            &format!("DELETE FROM {table} WHERE tenant_id = ?1 AND count <= 0"),
-            &[&tid],
-        )?;
-    }
+    decrement(
+        "UPDATE stats_days SET count = count - ?7 WHERE tenant_id = ?1 AND day = ?2
+           AND category = ?3 AND severity = ?4 AND outcome = ?5 AND no_actor = ?6
+         RETURNING count",
+        "DELETE FROM stats_days WHERE tenant_id = ?1 AND day = ?2
+           AND category = ?3 AND severity = ?4 AND outcome = ?5 AND no_actor = ?6",
+        &mut days
+            .iter()
+            .map(|((day, category, severity, outcome, no_actor), n)| {
+                vec![
+                    &tid as _,
+                    day as _,
+                    category as _,
+                    severity as _,
+                    outcome as _,
+                    no_actor as _,
+                    n as _,
+                ]
+            }),
+    )?;
+    decrement(
+        "UPDATE stats_day_actors SET count = count - ?4
+         WHERE tenant_id = ?1 AND day = ?2 AND actor_id = ?3 RETURNING count",
+        "DELETE FROM stats_day_actors WHERE tenant_id = ?1 AND day = ?2 AND actor_id = ?3",
+        &mut day_actors
+            .iter()
+            .map(|((day, actor), n)| vec![&tid as _, day as _, actor as _, n as _]),
+    )?;
+    decrement(
+        "UPDATE stats_day_ips SET count = count - ?4
+         WHERE tenant_id = ?1 AND day = ?2 AND ip = ?3 RETURNING count",
+        "DELETE FROM stats_day_ips WHERE tenant_id = ?1 AND day = ?2 AND ip = ?3",
+        &mut day_ips
+            .iter()
+            .map(|((day, ip), n)| vec![&tid as _, day as _, ip as _, n as _]),
+    )?;
+    stages.counters = started.elapsed();
+    let started = std::time::Instant::now();
     // Actors: the count loses what was purged. `last_seen`, name and email are the latest
     // event's (as the writer keeps them); they are read again from what remains only when
     // that event is among the purged — rarely, as purges take the oldest events. (Reading
@@ -364,6 +411,8 @@ pub fn purge(
             }
         }
     }
+    stages.actors = started.elapsed();
+    let started = std::time::Instant::now();
     // Zone-map blocks: exact counts and bounds of what remains.
     for block in &blocks {
         let first = pos(tid, (*block as u64) << BLOCK_BITS);
@@ -390,20 +439,54 @@ pub fn purge(
             )?,
         }
     }
-    exec(
-        "INSERT INTO purges (tenant_id, event_seq, ranges, count, root, archive, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        &[
-            &tid,
-            &(record.event_seq as i64),
-            &record.ranges_text(),
-            &(record.count as i64),
-            &&record.root[..],
-            &record.archive,
-            &record.created_at,
-        ],
-    )?;
-    tx.commit().map_err(sql_error)
+    stages.blocks = started.elapsed();
+    for (record, _) in records {
+        exec(
+            "INSERT INTO purges (tenant_id, event_seq, ranges, count, root, archive, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            &[
+                &tid,
+                &(record.event_seq as i64),
+                &record.ranges_text(),
+                &(record.count as i64),
+                &&record.root[..],
+                &record.archive,
+                &record.created_at,
+            ],
+        )?;
+    }
+    let started = std::time::Instant::now();
+    tx.commit().map_err(sql_error)?;
+    stages.commit = started.elapsed();
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+    tracing::debug!(
+        keep_ms = ms(stages.keep),
+        delete_ms = ms(stages.rows - stages.keep),
+        text_queue_ms = ms(stages.queue),
+        counters_ms = ms(stages.counters),
+        actors_ms = ms(stages.actors),
+        blocks_ms = ms(stages.blocks),
+        commit_ms = ms(stages.commit),
+        "sqlite purge transaction"
+    );
+    Ok(())
+}
+
+/// Where a purge transaction's time went (logged at debug level).
+#[derive(Default)]
+struct Stages {
+    /// Rows to `purged_events`, and deleted with their index entries.
+    rows: std::time::Duration,
+    /// Of which: to `purged_events`.
+    keep: std::time::Duration,
+    /// Full-text entries queued, and the summaries' deltas summed.
+    queue: std::time::Duration,
+    /// Counters, rollups and facets decremented.
+    counters: std::time::Duration,
+    actors: std::time::Duration,
+    /// The zone map's touched blocks recounted.
+    blocks: std::time::Duration,
+    commit: std::time::Duration,
 }
 
 pub fn purges(conn: &Connection, t: &TenantName) -> StoreResult<Vec<PurgeRecord>> {

@@ -25,6 +25,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0010_event_facets.sql"),
     include_str!("../migrations/0011_leaf_tiles.sql"),
     include_str!("../migrations/0012_leaf_tiles_file.sql"),
+    include_str!("../migrations/0013_fts_deletes.sql"),
 ];
 const FTS_SCHEMA: &str = include_str!("../migrations/fts.sql");
 const TILES_SCHEMA: &str = include_str!("../migrations/tiles.sql");
@@ -43,6 +44,9 @@ pub const TERM_ACTION: i64 = 1;
 pub const TERM_CATEGORY: i64 = 2;
 pub const TERM_TARGET_TYPE: i64 = 3;
 pub const TERM_SOURCE: i64 = 4;
+
+/// A reader connection's page cache, in KiB.
+pub const READER_CACHE_KIB: i64 = 4 * 1024;
 
 /// Which connection this is: the single writer gets a larger page cache.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -65,7 +69,7 @@ pub fn open(path: &Path, role: Role, synchronous: Synchronous) -> StoreResult<Co
     let cache_kib = match role {
         Role::Writer => 16 * 1024,
         Role::Indexer => 8 * 1024,
-        Role::Reader => 4 * 1024,
+        Role::Reader => READER_CACHE_KIB,
     };
     conn.execute_batch(&format!(
         "PRAGMA journal_mode = WAL;

@@ -116,6 +116,9 @@ pub struct Writer {
     /// Held around each commit; a retention purge holds it around its transaction
     /// (`SqliteStore::write_gate`).
     gate: Arc<std::sync::Mutex<()>>,
+    /// Set when a commit had to wait for the gate (a purge held it): the purge then yields
+    /// (`SqliteStore::writer_waited`).
+    waited: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Writer {
@@ -126,7 +129,11 @@ impl Writer {
         config: WriterConfig,
         indexer: Sender<Vec<Doc>>,
         commit_key: Arc<RwLock<Option<CommitKey>>>,
-        gate: Arc<std::sync::Mutex<()>>,
+        // The write gate, and the flag set when a commit waited for it.
+        (gate, waited): (
+            Arc<std::sync::Mutex<()>>,
+            Arc<std::sync::atomic::AtomicBool>,
+        ),
     ) -> Self {
         Self {
             conn,
@@ -138,6 +145,7 @@ impl Writer {
             data_version: None,
             commit_key,
             gate,
+            waited,
         }
     }
 
@@ -168,7 +176,15 @@ impl Writer {
         let started = Instant::now();
         let result = {
             let gate = self.gate.clone();
-            let _turn = gate.lock().unwrap_or_else(|e| e.into_inner());
+            let _turn = match gate.try_lock() {
+                Ok(turn) => turn,
+                Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => {
+                    self.waited
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                    gate.lock().unwrap_or_else(|e| e.into_inner())
+                }
+            };
             self.commit(&jobs)
         };
         let elapsed = started.elapsed();

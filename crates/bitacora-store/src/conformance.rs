@@ -52,6 +52,7 @@ macro_rules! suite {
             delivery_records,
             purge_keeps_the_tree_and_the_summaries,
             purge_refuses_what_it_cannot_prove,
+            purge_many_purges_each_record,
             legal_holds_and_rule_sets,
         );
     };
@@ -1821,6 +1822,49 @@ pub async fn purge_refuses_what_it_cannot_prove(store: &dyn Store) {
     assert!(store.event_by_seq(&t, 0).await.unwrap().is_some());
     assert_eq!(store.purges(&t).await.unwrap().len(), 1);
     assert_eq!(store.check_summaries(&t).await.unwrap(), None);
+}
+
+/// Several purges at once (`Store::purge_many`, one transaction on the embedded store): each
+/// record is stored with its own leaves, the rows are gone, the summaries equal what remains.
+pub async fn purge_many_purges_each_record(store: &dyn Store) {
+    let t = default_tenant();
+    load(store).await;
+    let leaves = leaves_of(store, &t, 6).await;
+    // e1 (actor 77's only event), then e3 and e4.
+    let records = [
+        purge_record(&leaves, &[1], 5),
+        purge_record(&leaves, &[3, 4], 2),
+    ];
+    store.purge_many(&t, &records).await.unwrap();
+    let stored = store.purges(&t).await.unwrap();
+    assert_eq!(
+        stored.iter().map(|p| p.event_seq).collect::<Vec<_>>(),
+        [2, 5]
+    );
+    assert_eq!(
+        store.purged_leaves(&t, 5).await.unwrap(),
+        vec![(1, leaves[1])]
+    );
+    assert_eq!(
+        store.purged_leaves(&t, 2).await.unwrap(),
+        vec![(3, leaves[3]), (4, leaves[4])]
+    );
+    for seq in [1, 3, 4] {
+        assert!(
+            store.event_by_seq(&t, seq).await.unwrap().is_none(),
+            "{seq}"
+        );
+    }
+    for seq in [0, 2, 5] {
+        assert!(
+            store.event_by_seq(&t, seq).await.unwrap().is_some(),
+            "{seq}"
+        );
+    }
+    assert_eq!(store.check_summaries(&t).await.unwrap(), None);
+    // Nothing to purge: nothing happens.
+    store.purge_many(&t, &[]).await.unwrap();
+    assert_eq!(store.purges(&t).await.unwrap().len(), 2);
 }
 
 pub async fn legal_holds_and_rule_sets(store: &dyn Store) {

@@ -606,6 +606,17 @@ pub trait Store: Send + Sync + 'static {
     /// hashes is not the record's.
     async fn purge(&self, tenant: &TenantName, record: &PurgeRecord) -> StoreResult<()>;
 
+    /// Several purges of one tenant, as [`Store::purge`] does each, in order. A store that can
+    /// overrides this to run them in one transaction (all or none), which costs less than one
+    /// transaction each (the embedded store); the default runs one transaction per record, so
+    /// a failure leaves the records before it purged and none after.
+    async fn purge_many(&self, tenant: &TenantName, records: &[PurgeRecord]) -> StoreResult<()> {
+        for record in records {
+            self.purge(tenant, record).await?;
+        }
+        Ok(())
+    }
+
     /// The tenant's purges, oldest first.
     async fn purges(&self, tenant: &TenantName) -> StoreResult<Vec<PurgeRecord>>;
 
