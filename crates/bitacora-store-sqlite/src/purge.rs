@@ -23,7 +23,7 @@ use bitacora_store::{LegalHoldRecord, PurgeRecord, StoreError, StoreResult};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use crate::derive::{self, pos, seq_of, tenant_range};
-use crate::facets;
+use crate::{addresses, facets};
 use crate::read;
 use crate::rollup::day_of;
 use crate::sql_error;
@@ -278,6 +278,14 @@ pub fn purge(
         &[&tid],
     )?;
     facet_deltas.write(&tx)?;
+    addresses::remove(
+        &tx,
+        tid,
+        gone.iter().filter_map(|g| {
+            let ip: [u8; 16] = g.ip.as_deref()?.try_into().ok()?;
+            Some((g.seq, ip))
+        }),
+    )?;
     for ((day, category, severity, outcome, no_actor), n) in &days {
         exec(
             "UPDATE stats_days SET count = count - ?7 WHERE tenant_id = ?1 AND day = ?2

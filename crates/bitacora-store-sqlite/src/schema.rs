@@ -24,6 +24,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0009_cosignatures.sql"),
     include_str!("../migrations/0010_event_facets.sql"),
     include_str!("../migrations/0011_leaf_tiles.sql"),
+    include_str!("../migrations/0012_event_addresses.sql"),
 ];
 const FTS_SCHEMA: &str = include_str!("../migrations/fts.sql");
 
@@ -105,6 +106,9 @@ const EVENT_FACETS_VERSION: usize = 10;
 /// The schema version whose migration creates the leaf tiles (`0011_leaf_tiles.sql`).
 const LEAF_TILES_VERSION: usize = 11;
 
+/// The schema version whose migration creates the address postings (`0012_event_addresses.sql`).
+const EVENT_ADDRESSES_VERSION: usize = 12;
+
 /// Brings the schema up to date.
 pub fn migrate(conn: &mut Connection) -> StoreResult<()> {
     let version: usize = conn
@@ -129,6 +133,9 @@ pub fn migrate(conn: &mut Connection) -> StoreResult<()> {
         }
         if i + 1 == LEAF_TILES_VERSION {
             crate::tree::backfill_leaf_tiles(&tx)?;
+        }
+        if i + 1 == EVENT_ADDRESSES_VERSION {
+            crate::addresses::backfill(&tx)?;
         }
         tx.pragma_update(None, "user_version", (i + 1) as i64)
             .map_err(sql_error)?;
