@@ -164,9 +164,11 @@ pub async fn positions(
     {
         let block: i64 = r.get(0);
         let offsets: Vec<i16> = r.get(1);
-        out.entry(block)
-            .or_default()
-            .extend(offsets.into_iter().map(|o| (block << BLOCK_BITS) + i64::from(o)));
+        out.entry(block).or_default().extend(
+            offsets
+                .into_iter()
+                .map(|o| (block << BLOCK_BITS) + i64::from(o)),
+        );
     }
     for v in out.values_mut() {
         v.sort_unstable();

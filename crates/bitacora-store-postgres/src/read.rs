@@ -334,11 +334,10 @@ fn compile(tid: i32, size: u64, q: &EventQuery) -> Compiled {
     c.facets_only = c.facets.is_some() && rest.is_empty();
     // A narrow `ip=` without a target (whose index is narrower still) is read through the
     // address postings.
-    c.addresses = f
-        .ip
-        .as_ref()
-        .filter(|net| f.target_id.is_none() && derive::narrow_network(net))
-        .map(derive::ip_range);
+    c.addresses =
+        f.ip.as_ref()
+            .filter(|net| f.target_id.is_none() && derive::narrow_network(net))
+            .map(derive::ip_range);
     c.address_only = c.addresses.is_some() && {
         let mut g = f.clone();
         if g.severities.len() == Severity::ALL.len() {
@@ -704,8 +703,11 @@ impl<'a> Parts<'a> {
                 let Some(all) = found.get(&block) else {
                     continue;
                 };
-                let mut points: Vec<i64> =
-                    all.iter().copied().filter(|p| (lo..=hi).contains(p)).collect();
+                let mut points: Vec<i64> = all
+                    .iter()
+                    .copied()
+                    .filter(|p| (lo..=hi).contains(p))
+                    .collect();
                 if points.is_empty() {
                     continue;
                 }
@@ -772,10 +774,7 @@ fn part_query<'a>(
 
 fn part_bounds(part: &Part) -> (i64, i64) {
     match part {
-        Part::Points(p) => (
-            *p.iter().min().unwrap_or(&0),
-            *p.iter().max().unwrap_or(&0),
-        ),
+        Part::Points(p) => (*p.iter().min().unwrap_or(&0), *p.iter().max().unwrap_or(&0)),
         Part::Range(lo, hi) => (*lo, *hi),
     }
 }

@@ -49,8 +49,8 @@ use tokio_postgres::types::{ToSql, Type};
 use crate::partitions::Partitions;
 use crate::tree::STORED_LEVEL;
 use crate::window::BlockDeltas;
-use crate::{derive, hash32, pg_error, pool_error};
 use crate::{addresses, facets, rollup};
+use crate::{derive, hash32, pg_error, pool_error};
 
 /// An event with everything the writer needs precomputed (on the caller's task).
 pub struct Prepared {

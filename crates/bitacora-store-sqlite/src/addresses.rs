@@ -118,9 +118,9 @@ pub fn remove(
         let mut stored: BTreeMap<[u8; 16], Vec<u16>> = BTreeMap::new();
         let mut rows = read.query(params![tid, block]).map_err(sql_error)?;
         while let Some(r) = rows.next().map_err(sql_error)? {
-            let ip: [u8; 16] = blob(r, 0)?.try_into().map_err(|_| {
-                StoreError::Corrupt("a stored address is not 16 bytes".into())
-            })?;
+            let ip: [u8; 16] = blob(r, 0)?
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("a stored address is not 16 bytes".into()))?;
             let blob = blob(r, 1)?;
             decode(blob, stored.entry(ip).or_default());
         }
@@ -160,10 +160,7 @@ pub fn positions(
         .map_err(sql_error)?;
     let mut offsets = Vec::new();
     while let Some(r) = rows.next().map_err(sql_error)? {
-        decode(
-            blob(r, 0)?,
-            &mut offsets,
-        );
+        decode(blob(r, 0)?, &mut offsets);
     }
     offsets.sort_unstable();
     let base = (block as u64) << BLOCK_BITS;
@@ -184,8 +181,7 @@ pub fn backfill(tx: &Transaction<'_>) -> StoreResult<()> {
     let mut current: Option<(i64, i64)> = None;
     while let Some(r) = rows.next().map_err(sql_error)? {
         let p: i64 = r.get(0).map_err(sql_error)?;
-        let Ok(ip) = <[u8; 16]>::try_from(blob(r, 1)?)
-        else {
+        let Ok(ip) = <[u8; 16]>::try_from(blob(r, 1)?) else {
             continue;
         };
         let (tid, seq) = (p >> SEQ_BITS, (p & SEQ_MASK) as u64);
@@ -202,10 +198,7 @@ pub fn backfill(tx: &Transaction<'_>) -> StoreResult<()> {
 
 /// The first (tenant, block, address) whose stored postings differ from what the events
 /// say, with the stored and derived offset counts, or `None` when they all agree.
-pub fn check(
-    conn: &Connection,
-    tid: i64,
-) -> StoreResult<Option<(i64, [u8; 16], usize, usize)>> {
+pub fn check(conn: &Connection, tid: i64) -> StoreResult<Option<(i64, [u8; 16], usize, usize)>> {
     let (lo, hi) = crate::derive::tenant_range(tid);
     let mut derived: BTreeMap<(i64, [u8; 16]), Vec<u16>> = BTreeMap::new();
     {
@@ -215,9 +208,7 @@ pub fn check(
         let mut rows = stmt.query(params![lo, hi]).map_err(sql_error)?;
         while let Some(r) = rows.next().map_err(sql_error)? {
             let p: i64 = r.get(0).map_err(sql_error)?;
-            let Ok(ip) =
-                <[u8; 16]>::try_from(blob(r, 1)?)
-            else {
+            let Ok(ip) = <[u8; 16]>::try_from(blob(r, 1)?) else {
                 continue;
             };
             let seq = (p & SEQ_MASK) as u64;
@@ -235,16 +226,11 @@ pub fn check(
         let mut rows = stmt.query([tid]).map_err(sql_error)?;
         while let Some(r) = rows.next().map_err(sql_error)? {
             let block: i64 = r.get(0).map_err(sql_error)?;
-            let ip: [u8; 16] = match <[u8; 16]>::try_from(
-                blob(r, 1)?,
-            ) {
+            let ip: [u8; 16] = match <[u8; 16]>::try_from(blob(r, 1)?) {
                 Ok(ip) => ip,
                 Err(_) => [0xff; 16],
             };
-            decode(
-                blob(r, 2)?,
-                stored.entry((block, ip)).or_default(),
-            );
+            decode(blob(r, 2)?, stored.entry((block, ip)).or_default());
         }
     }
     for v in stored.values_mut() {

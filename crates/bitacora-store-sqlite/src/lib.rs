@@ -1656,7 +1656,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = open(dir.path());
         let t = TenantName::default_tenant();
-        for chunk in conformance::timed_events("default", N, "2026-01-01T00:00:00Z", 60).chunks(700) {
+        for chunk in conformance::timed_events("default", N, "2026-01-01T00:00:00Z", 60).chunks(700)
+        {
             store.append(chunk.to_vec()).await.unwrap();
         }
         store.close().await.unwrap();
@@ -1674,7 +1675,10 @@ mod tests {
         // One row per block and address: fewer than the writer's (a row per commit).
         assert!(postings(dir.path()) <= written);
         assert_eq!(
-            count(dir.path(), "SELECT sum(length(offsets)) / 2 FROM event_addresses"),
+            count(
+                dir.path(),
+                "SELECT sum(length(offsets)) / 2 FROM event_addresses"
+            ),
             N as i64
         );
         {
@@ -1687,7 +1691,11 @@ mod tests {
             .unwrap();
         }
         let store = open(dir.path());
-        let m = store.check_summaries(&t).await.unwrap().expect("a mismatch");
+        let m = store
+            .check_summaries(&t)
+            .await
+            .unwrap()
+            .expect("a mismatch");
         assert_eq!(m.summary, "event_addresses", "{m:?}");
         store.close().await.unwrap();
     }

@@ -23,12 +23,12 @@ use bitacora_store::{LegalHoldRecord, PurgeRecord, StoreError, StoreResult};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use crate::derive::{self, pos, seq_of, tenant_range};
-use crate::{addresses, facets};
 use crate::read;
 use crate::rollup::day_of;
 use crate::sql_error;
 use crate::window::{BLOCK_BITS, block_of};
 use crate::writer::blob32;
+use crate::{addresses, facets};
 
 /// How many times [`crate::SqliteStore`] tries a purge the database lock refused, and the
 /// pauses in between (doubling).

@@ -174,11 +174,10 @@ pub fn compile(conn: &Connection, tid: i64, q: &EventQuery) -> StoreResult<Compi
     // A narrow `ip=` is read through the address postings (`addresses.rs`): the events at
     // the positions they name, each checked against the rest of the filter — the full text
     // by rowid, as for a target. A target's index is narrower still.
-    let by_address = f
-        .ip
-        .as_ref()
-        .filter(|net| f.target_id.is_none() && derive::narrow_network(net))
-        .map(derive::ip_range);
+    let by_address =
+        f.ip.as_ref()
+            .filter(|net| f.target_id.is_none() && derive::narrow_network(net))
+            .map(derive::ip_range);
     let text_driven = text_expr.is_some() && f.target_id.is_none() && by_address.is_none();
     let range_at = usize::from(text_driven);
     let from = match &text_expr {
@@ -623,12 +622,8 @@ impl<'a> Parts<'a> {
                 continue;
             }
             self.next = Some(if self.desc { block - 1 } else { block + 1 });
-            let mut points = addresses::positions(
-                self.conn,
-                self.tid,
-                block,
-                (&self.range.0, &self.range.1),
-            )?;
+            let mut points =
+                addresses::positions(self.conn, self.tid, block, (&self.range.0, &self.range.1))?;
             points.retain(|p| (s.lo..=s.hi).contains(p));
             if points.is_empty() {
                 continue;
@@ -665,10 +660,7 @@ fn in_list(points: &[i64]) -> String {
 /// The compiled parameters with the `pos` bounds of a part.
 fn part_params(c: &Compiled, part: &Part) -> Vec<SqlValue> {
     let (lo, hi) = match part {
-        Part::Points(p) => (
-            *p.iter().min().unwrap_or(&0),
-            *p.iter().max().unwrap_or(&0),
-        ),
+        Part::Points(p) => (*p.iter().min().unwrap_or(&0), *p.iter().max().unwrap_or(&0)),
         Part::Range(lo, hi) => (*lo, *hi),
     };
     let mut params = c.params.clone();
@@ -721,7 +713,9 @@ fn part_count(conn: &Connection, c: &Compiled, part: &Part, cap: Option<u64>) ->
     };
     conn.prepare(&sql)
         .map_err(sql_error)?
-        .query_row(params_from_iter(part_params(c, part)), |r| r.get::<_, i64>(0))
+        .query_row(params_from_iter(part_params(c, part)), |r| {
+            r.get::<_, i64>(0)
+        })
         .map(|n| n as u64)
         .map_err(sql_error)
 }

@@ -1688,7 +1688,14 @@ pub async fn address_searches_follow_appends_and_purges(store: &dyn Store) {
     let r = store.search(&query("ip=10.0.1.7&limit=3")).await.unwrap();
     assert_eq!(seqs(&r), want[..3]);
     let r = store
-        .search(&query(&format!("ip=10.0.1.7&limit=3&cursor={}", Cursor { seq: want[2], order: Order::Desc }.encode())))
+        .search(&query(&format!(
+            "ip=10.0.1.7&limit=3&cursor={}",
+            Cursor {
+                seq: want[2],
+                order: Order::Desc
+            }
+            .encode()
+        )))
         .await
         .unwrap();
     assert_eq!(seqs(&r), want[3..]);
@@ -1696,20 +1703,27 @@ pub async fn address_searches_follow_appends_and_purges(store: &dyn Store) {
         .search(&query("ip=10.0.1.7&page=1&per_page=2"))
         .await
         .unwrap();
-    assert_eq!((seqs(&r), r.total, r.estimated), (want[..2].to_vec(), Some(4), false));
+    assert_eq!(
+        (seqs(&r), r.total, r.estimated),
+        (want[..2].to_vec(), Some(4), false)
+    );
     let r = store
         .search(&query("ip=10.0.1.7&page=2&per_page=3&order=asc"))
         .await
         .unwrap();
     assert_eq!(seqs(&r), vec![want[0]]);
     // A network with other filters and a window.
-    let scan = |keep: &dyn Fn(u64) -> bool| -> Vec<u64> { (0..N).rev().filter(|&i| keep(i)).collect() };
+    let scan =
+        |keep: &dyn Fn(u64) -> bool| -> Vec<u64> { (0..N).rev().filter(|&i| keep(i)).collect() };
     let net_failures = scan(&|i| (i / 200) % 4 == 1 && i % 7 == 0);
     let r = store
         .search(&query("ip=10.0.1.0/24&outcome=failure&page=1&per_page=500"))
         .await
         .unwrap();
-    assert_eq!((seqs(&r), r.total), (net_failures.clone(), Some(net_failures.len() as u64)));
+    assert_eq!(
+        (seqs(&r), r.total),
+        (net_failures.clone(), Some(net_failures.len() as u64))
+    );
     // Events 1,000-1,999 occurred from 2026-01-01T16:40 to 2026-01-02T09:19.
     let windowed = scan(&|i| (i / 200) % 4 == 1 && (1_000..2_000).contains(&i));
     let r = store
@@ -1718,7 +1732,10 @@ pub async fn address_searches_follow_appends_and_purges(store: &dyn Store) {
         ))
         .await
         .unwrap();
-    assert_eq!((seqs(&r), r.total), (windowed.clone(), Some(windowed.len() as u64)));
+    assert_eq!(
+        (seqs(&r), r.total),
+        (windowed.clone(), Some(windowed.len() as u64))
+    );
     assert_eq!(store.check_summaries(&t).await.unwrap(), None);
 
     // Purge the first 1,500 events but one of the address's.
@@ -1739,8 +1756,14 @@ pub async fn address_searches_follow_appends_and_purges(store: &dyn Store) {
         .search(&query("ip=10.0.1.7&page=1&per_page=10"))
         .await
         .unwrap();
-    assert_eq!((seqs(&r), r.total, r.estimated), (left.clone(), Some(left.len() as u64), false));
-    let r = store.search(&query("ip=10.0.1.0/24&outcome=failure&limit=500")).await.unwrap();
+    assert_eq!(
+        (seqs(&r), r.total, r.estimated),
+        (left.clone(), Some(left.len() as u64), false)
+    );
+    let r = store
+        .search(&query("ip=10.0.1.0/24&outcome=failure&limit=500"))
+        .await
+        .unwrap();
     let after: Vec<u64> = net_failures
         .iter()
         .copied()
