@@ -3,7 +3,7 @@
 
 use bitacora_core::Event;
 
-pub use bitacora_store::derive::{actor_search, ip_blob, ip_from_blob, ip_range};
+pub use bitacora_store::derive::{actor_search, ip_blob, ip_from_blob, ip_range, narrow_network};
 
 /// The text `q=` searches ([`bitacora_store::derive::fts_text`]). PostgreSQL text cannot hold
 /// NUL; it carries no searchable meaning anyway.

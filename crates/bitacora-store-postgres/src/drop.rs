@@ -30,7 +30,7 @@ use bitacora_store::{
 use chrono::{DateTime, NaiveDate, TimeZone as _, Utc};
 use deadpool_postgres::ClientWrapper;
 
-use crate::{facets, pg_error, window};
+use crate::{addresses, facets, pg_error, window};
 
 /// How long the drop waits for a lock (the tenants' rows, then `events` itself) before giving
 /// up; a later pass tries again.
@@ -339,7 +339,11 @@ pub async fn drop_partition(
         ),
         "DELETE FROM event_blocks WHERE count <= 0".to_owned(),
     ];
-    for sql in steps.iter().chain(&facets::subtract(&part)) {
+    for sql in steps
+        .iter()
+        .chain(&facets::subtract(&part))
+        .chain(&addresses::subtract(&part))
+    {
         tx.batch_execute(sql).await.map_err(pg_error)?;
     }
     // 4. The records.

@@ -45,6 +45,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "event_facets",
         include_str!("../migrations/0008_event_facets.sql"),
     ),
+    (
+        9,
+        "event_addresses",
+        include_str!("../migrations/0009_event_addresses.sql"),
+    ),
 ];
 
 /// The advisory lock key (any constant unique to bitacora: "bitacora" in ASCII).

@@ -17,7 +17,7 @@ use bitacora_store::{LegalHoldRecord, PurgeRecord, StoreError, StoreResult};
 use chrono::{DateTime, NaiveDate, Utc};
 use deadpool_postgres::ClientWrapper;
 
-use crate::{facets, hash32, pg_error, read, window};
+use crate::{addresses, facets, hash32, pg_error, read, window};
 
 pub async fn purge(
     client: &mut ClientWrapper,
@@ -143,6 +143,15 @@ pub async fn purge(
     .await
     .map_err(pg_error)?;
     facet_deltas.write(&tx).await?;
+    addresses::remove(
+        &tx,
+        tid,
+        rows.iter().filter_map(|r| {
+            let ip: Option<&[u8]> = r.get(9);
+            Some((r.get::<_, i64>(0) as u64, ip?))
+        }),
+    )
+    .await?;
     // Actors: the count loses what was purged; `last_seen`, name and email (the latest
     // event's) are read again from what remains only when that event is among the purged —
     // rarely, as purges take the oldest events (a decrement cannot lower a maximum; reading

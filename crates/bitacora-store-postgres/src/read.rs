@@ -21,6 +21,7 @@ use deadpool_postgres::{ClientWrapper, Transaction};
 use tokio_postgres::IsolationLevel;
 use tokio_postgres::types::ToSql;
 
+use crate::addresses;
 use crate::facets::Combos;
 use crate::window;
 use crate::{derive, hash32, pg_error};
@@ -127,6 +128,11 @@ struct Compiled {
     /// The seqs the search may read, from the cursor and the log's size.
     lo: i64,
     hi: i64,
+    /// The client-address range of a narrow `ip=` filter, read through the address
+    /// postings (`addresses.rs`) instead of in `seq` order.
+    addresses: Option<([u8; 16], [u8; 16])>,
+    /// The filter is only that address range: the postings' offsets are its total.
+    address_only: bool,
 }
 
 impl Compiled {
@@ -181,6 +187,8 @@ fn compile(tid: i32, size: u64, q: &EventQuery) -> Compiled {
         range_at: 0,
         lo: 0,
         hi: size as i64 - 1,
+        addresses: None,
+        address_only: false,
     };
     let mut clauses: Vec<String> = Vec::new();
     let t = c.push(tid);
@@ -324,6 +332,20 @@ fn compile(tid: i32, size: u64, q: &EventQuery) -> Compiled {
     rest.outcome = None;
     rest.source = None;
     c.facets_only = c.facets.is_some() && rest.is_empty();
+    // A narrow `ip=` without a target (whose index is narrower still) is read through the
+    // address postings.
+    c.addresses =
+        f.ip.as_ref()
+            .filter(|net| f.target_id.is_none() && derive::narrow_network(net))
+            .map(derive::ip_range);
+    c.address_only = c.addresses.is_some() && {
+        let mut g = f.clone();
+        if g.severities.len() == Severity::ALL.len() {
+            g.severities.clear();
+        }
+        g.ip = None;
+        g.is_empty()
+    };
     c.where_clause = clauses.join(" AND ");
     c
 }
@@ -501,6 +523,9 @@ async fn search_in(
     if q.order == Order::Desc {
         spans.reverse();
     }
+    if let (Some(range), false) = (c.addresses, c.empty) {
+        return by_address(tx, &c, q, &spans, (tid, size), range, budget).await;
+    }
     match q.page {
         Pagination::Cursor { limit, .. } => {
             let want = u64::from(limit) + 1;
@@ -579,6 +604,340 @@ async fn search_in(
             })
         }
     }
+}
+
+/// A block's candidates for a search through the address postings: the seqs they name, or
+/// the block's part of the span when there are so many that reading the block in order costs
+/// less than fetching them one by one.
+enum Part {
+    Points(Vec<i64>),
+    Range(i64, i64),
+}
+
+/// Seqs are fetched one by one up to this share of a block (1 in 4).
+const POINTS_PER_BLOCK: usize = (addresses::BLOCK_EVENTS / 4) as usize;
+
+/// Blocks whose postings one statement reads: few for the first (a cursor page is usually
+/// full after a handful), doubling up to this many.
+const MAX_BLOCKS_PER_READ: usize = 512;
+
+/// Walks the blocks of `spans` (already in the search's order) and yields, for each block
+/// holding events from the address range, its [`Part`] and how many candidates it has.
+struct Parts<'a> {
+    tid: i32,
+    range: ([u8; 16], [u8; 16]),
+    spans: &'a [Span],
+    desc: bool,
+    last_block: i64,
+    at: usize,
+    next: Option<i64>,
+    chunk: usize,
+    ready: std::collections::VecDeque<(Part, u64)>,
+}
+
+impl<'a> Parts<'a> {
+    fn new(
+        (tid, size): (i32, u64),
+        range: ([u8; 16], [u8; 16]),
+        spans: &'a [Span],
+        desc: bool,
+    ) -> Self {
+        Parts {
+            tid,
+            range,
+            spans,
+            desc,
+            last_block: if size == 0 {
+                -1
+            } else {
+                window::block_of(size - 1)
+            },
+            at: 0,
+            next: None,
+            chunk: 4,
+            ready: Default::default(),
+        }
+    }
+
+    /// The next block of the walk with its span's bounds, or `None` at the end.
+    fn next_block(&mut self) -> Option<(i64, i64, i64)> {
+        while let Some(s) = self.spans.get(self.at) {
+            let first = window::block_of(s.lo.max(0) as u64);
+            let last = window::block_of(s.hi.max(0) as u64).min(self.last_block);
+            let block = match self.next {
+                Some(b) => b,
+                None if self.desc => last,
+                None => first,
+            };
+            if s.hi < 0 || block < first || block > last {
+                self.at += 1;
+                self.next = None;
+                continue;
+            }
+            self.next = Some(if self.desc { block - 1 } else { block + 1 });
+            return Some((block, s.lo, s.hi));
+        }
+        None
+    }
+
+    async fn next(&mut self, tx: &Transaction<'_>) -> StoreResult<Option<(Part, u64)>> {
+        loop {
+            if let Some(p) = self.ready.pop_front() {
+                return Ok(Some(p));
+            }
+            let mut blocks = Vec::with_capacity(self.chunk);
+            while blocks.len() < self.chunk {
+                match self.next_block() {
+                    Some(b) => blocks.push(b),
+                    None => break,
+                }
+            }
+            if blocks.is_empty() {
+                return Ok(None);
+            }
+            self.chunk = (self.chunk * 2).min(MAX_BLOCKS_PER_READ);
+            let ids: Vec<i64> = blocks.iter().map(|b| b.0).collect();
+            let found =
+                addresses::positions(tx, self.tid, &ids, (&self.range.0, &self.range.1)).await?;
+            for (block, lo, hi) in blocks {
+                let Some(all) = found.get(&block) else {
+                    continue;
+                };
+                let mut points: Vec<i64> = all
+                    .iter()
+                    .copied()
+                    .filter(|p| (lo..=hi).contains(p))
+                    .collect();
+                if points.is_empty() {
+                    continue;
+                }
+                let n = points.len() as u64;
+                let part = if points.len() > POINTS_PER_BLOCK {
+                    let b_lo = block << window::BLOCK_BITS;
+                    let b_hi = ((block + 1) << window::BLOCK_BITS) - 1;
+                    Part::Range(b_lo.max(lo), b_hi.min(hi))
+                } else {
+                    if self.desc {
+                        points.reverse();
+                    }
+                    Part::Points(points)
+                };
+                self.ready.push_back((part, n));
+            }
+        }
+    }
+}
+
+/// The rows of a part that the compiled filter admits: for seqs, the named events first
+/// (a point lookup each, `MATERIALIZED` so the planner cannot start from another index —
+/// the full-text one would read every event of a common term), then the filter over them.
+/// Returns the statement and its parameters.
+fn part_query<'a>(
+    c: &'a Compiled,
+    part: &'a Part,
+    bounds: &'a (i64, i64),
+    select: &str,
+) -> (String, Vec<&'a (dyn ToSql + Sync)>) {
+    let mut refs = c.span_refs(bounds);
+    match part {
+        Part::Points(points) => {
+            refs.push(points);
+            (
+                format!(
+                    "WITH c AS MATERIALIZED (SELECT * FROM events WHERE tenant_id = $1 \
+                     AND seq = ANY(${})) SELECT {select} FROM c AS events WHERE {}",
+                    refs.len(),
+                    c.where_clause
+                ),
+                refs,
+            )
+        }
+        Part::Range(..) if c.ranged => (
+            format!("SELECT {select} FROM events WHERE {}", c.where_clause),
+            refs,
+        ),
+        Part::Range(..) => {
+            refs.push(&bounds.0);
+            refs.push(&bounds.1);
+            (
+                format!(
+                    "SELECT {select} FROM events WHERE {} AND seq BETWEEN ${} AND ${}",
+                    c.where_clause,
+                    refs.len() - 1,
+                    refs.len()
+                ),
+                refs,
+            )
+        }
+    }
+}
+
+fn part_bounds(part: &Part) -> (i64, i64) {
+    match part {
+        Part::Points(p) => (*p.iter().min().unwrap_or(&0), *p.iter().max().unwrap_or(&0)),
+        Part::Range(lo, hi) => (*lo, *hi),
+    }
+}
+
+async fn part_events(
+    tx: &Transaction<'_>,
+    c: &Compiled,
+    dir: &str,
+    part: &Part,
+    limit: u64,
+    offset: u64,
+) -> StoreResult<Vec<StoredEvent>> {
+    let bounds = part_bounds(part);
+    let (sql, refs) = part_query(c, part, &bounds, "seq, leaf_hash, body");
+    let sql = format!("{sql} ORDER BY seq {dir} LIMIT {limit} OFFSET {offset}");
+    let stmt = tx.prepare_cached(&sql).await.map_err(pg_error)?;
+    tx.query(&stmt, &refs)
+        .await
+        .map_err(pg_error)?
+        .iter()
+        .map(row_event)
+        .collect()
+}
+
+async fn part_count(
+    tx: &Transaction<'_>,
+    c: &Compiled,
+    part: &Part,
+    cap: Option<u64>,
+) -> StoreResult<u64> {
+    let bounds = part_bounds(part);
+    let (sql, refs) = part_query(c, part, &bounds, "1");
+    let sql = match cap {
+        None => format!("SELECT count(*) FROM ({sql}) s"),
+        Some(n) => format!("SELECT count(*) FROM ({sql} LIMIT {n}) s"),
+    };
+    let stmt = tx.prepare_cached(&sql).await.map_err(pg_error)?;
+    Ok(tx
+        .query_one(&stmt, &refs)
+        .await
+        .map_err(pg_error)?
+        .get::<_, i64>(0) as u64)
+}
+
+/// A search with a narrow `ip=` filter, through the address postings: block by block in the
+/// search's order (within the window's or the facets' spans), the events at the seqs the
+/// postings name, checked against the rest of the filter.
+async fn by_address(
+    tx: &Transaction<'_>,
+    c: &Compiled,
+    q: &EventQuery,
+    spans: &[Span],
+    tenant: (i32, u64),
+    range: ([u8; 16], [u8; 16]),
+    budget: Duration,
+) -> StoreResult<SearchResult> {
+    let desc = q.order == Order::Desc;
+    let dir = if desc { "DESC" } else { "ASC" };
+    match q.page {
+        Pagination::Cursor { limit, .. } => {
+            let want = u64::from(limit) + 1;
+            let mut events = Vec::new();
+            let mut parts = Parts::new(tenant, range, spans, desc);
+            while (events.len() as u64) < want {
+                let Some((part, _)) = parts.next(tx).await? else {
+                    break;
+                };
+                let need = want - events.len() as u64;
+                events.extend(part_events(tx, c, dir, &part, need, 0).await?);
+            }
+            let next_after = if events.len() > limit as usize {
+                events.truncate(limit as usize);
+                events.last().map(|e| e.seq)
+            } else {
+                None
+            };
+            Ok(SearchResult {
+                events,
+                next_after,
+                total: None,
+                estimated: false,
+            })
+        }
+        Pagination::Numbered { page, per_page } => {
+            let offset = u64::from(page - 1) * u64::from(per_page);
+            let per_page = u64::from(per_page);
+            let mut events = Vec::new();
+            let mut skip = offset;
+            let mut parts = Parts::new(tenant, range, spans, desc);
+            while (events.len() as u64) < per_page {
+                let Some((part, _)) = parts.next(tx).await? else {
+                    break;
+                };
+                if skip > 0 {
+                    let n = part_count(tx, c, &part, Some(skip)).await?;
+                    if n < skip {
+                        skip -= n;
+                        continue;
+                    }
+                }
+                let need = per_page - events.len() as u64;
+                events.extend(part_events(tx, c, dir, &part, need, skip).await?);
+                skip = 0;
+            }
+            let total = address_total(tx, c, spans, tenant, range, budget)
+                .await?
+                .with_page(offset, events.len() as u64, per_page);
+            Ok(SearchResult {
+                events,
+                next_after: None,
+                total: Some(total.value),
+                estimated: !total.exact,
+            })
+        }
+    }
+}
+
+/// Blocks counted to estimate what a budget leaves of an address search's total.
+const ADDRESS_SAMPLES: usize = 16;
+
+/// The total of a search through the address postings: their offsets when the address is
+/// the whole filter; otherwise each block's candidates checked until `budget` is spent, and
+/// the rest estimated from [`ADDRESS_SAMPLES`] of its blocks, evenly spaced, at the rate of
+/// matches among their candidates.
+async fn address_total(
+    tx: &Transaction<'_>,
+    c: &Compiled,
+    spans: &[Span],
+    tenant: (i32, u64),
+    range: ([u8; 16], [u8; 16]),
+    budget: Duration,
+) -> StoreResult<Total> {
+    let started = std::time::Instant::now();
+    let mut parts = Parts::new(tenant, range, spans, false);
+    let mut matched = 0u64;
+    let mut left: Vec<(Part, u64)> = Vec::new();
+    while let Some((part, candidates)) = parts.next(tx).await? {
+        if c.address_only {
+            matched += candidates;
+        } else if left.is_empty() && started.elapsed() < budget {
+            matched += part_count(tx, c, &part, None).await?;
+        } else {
+            left.push((part, candidates));
+        }
+    }
+    if left.len() <= ADDRESS_SAMPLES {
+        for (part, _) in &left {
+            matched += part_count(tx, c, part, None).await?;
+        }
+        return Ok(Total::exact(matched));
+    }
+    let unchecked: u64 = left.iter().map(|(_, n)| n).sum();
+    let (mut sampled, mut sampled_matches) = (0u64, 0u64);
+    for i in 0..ADDRESS_SAMPLES {
+        let (part, n) = &left[i * left.len() / ADDRESS_SAMPLES];
+        sampled += n;
+        sampled_matches += part_count(tx, c, part, None).await?;
+    }
+    let rest = (sampled_matches as f64 / sampled.max(1) as f64 * unchecked as f64).round() as u64;
+    Ok(Total {
+        value: matched + rest,
+        exact: false,
+    })
 }
 
 /// The total of a filter no counter answers, within `budget` ([`bitacora_store::total`]):

@@ -49,8 +49,8 @@ use tokio_postgres::types::{ToSql, Type};
 use crate::partitions::Partitions;
 use crate::tree::STORED_LEVEL;
 use crate::window::BlockDeltas;
+use crate::{addresses, facets, rollup};
 use crate::{derive, hash32, pg_error, pool_error};
-use crate::{facets, rollup};
 
 /// An event with everything the writer needs precomputed (on the caller's task).
 pub struct Prepared {
@@ -372,6 +372,7 @@ impl Writer {
         let mut blocks = BlockDeltas::default();
         let mut rollups = rollup::Deltas::default();
         let mut facets = facets::Deltas::default();
+        let mut postings = addresses::Deltas::default();
         for p in &events {
             let e: &Event = &p.sealed.event;
             let tid = self.tenant_ids[e.tenant.as_str()];
@@ -424,6 +425,9 @@ impl Writer {
                 seq,
                 1,
             );
+            if let Some(ip) = &p.ip {
+                postings.add(tid, seq, &ip[..]);
+            }
             let occurred_us = e.occurred_at.timestamp_micros();
             blocks.add(tid, seq, occurred_us);
             rollups.add(rollup::Row {
@@ -481,6 +485,7 @@ impl Writer {
             upsert_counters(&tx, &action_counts, &actors).await?;
             blocks.write(&tx).await?;
             facets.write(&tx).await?;
+            postings.write(&tx).await?;
             rollups.write(&tx).await?;
             if let Some(key) = &commit_key {
                 let touched: BTreeSet<i32> = rows.iter().map(|(tid, _, _)| *tid).collect();

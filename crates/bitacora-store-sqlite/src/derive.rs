@@ -1,7 +1,9 @@
 //! The log position `pos` that clusters a tenant's events, and (re-exported from
 //! [`bitacora_store::derive`]) the values every store derives from an event for its row.
 
-pub use bitacora_store::derive::{actor_search, fts_text, ip_blob, ip_from_blob, ip_range};
+pub use bitacora_store::derive::{
+    actor_search, fts_text, ip_blob, ip_from_blob, ip_range, narrow_network,
+};
 
 /// Bits of `pos` that hold `seq`: 2^40 events per tenant, 2^23 tenants.
 pub const SEQ_BITS: u32 = 40;

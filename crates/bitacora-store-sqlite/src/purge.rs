@@ -26,12 +26,12 @@ use bitacora_store::{LegalHoldRecord, PurgeRecord, StoreError, StoreResult};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use crate::derive::{self, pos, seq_of, tenant_range};
-use crate::facets;
 use crate::read;
 use crate::rollup::day_of;
 use crate::sql_error;
 use crate::window::{BLOCK_BITS, block_of};
 use crate::writer::blob32;
+use crate::{addresses, facets};
 
 /// How many times [`crate::SqliteStore`] tries a purge the database lock refused, and the
 /// pauses in between (doubling).
@@ -314,6 +314,14 @@ pub fn purge(
             .map(|((action, category), n)| vec![&tid as _, action as _, category as _, n as _]),
     )?;
     facet_deltas.write(&tx)?;
+    addresses::remove(
+        &tx,
+        tid,
+        gone.iter().filter_map(|g| {
+            let ip: [u8; 16] = g.ip.as_deref()?.try_into().ok()?;
+            Some((g.seq, ip))
+        }),
+    )?;
     decrement(
         "UPDATE stats_days SET count = count - ?7 WHERE tenant_id = ?1 AND day = ?2
            AND category = ?3 AND severity = ?4 AND outcome = ?5 AND no_actor = ?6

@@ -16,8 +16,9 @@ use bitacora_store::{SearchResult, StoreError, StoreResult, StoredEvent};
 use chrono::{DateTime, Utc};
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use crate::addresses;
 use crate::derive::{self, pos, seq_of, tenant_range};
 use crate::facets::{Combos, FacetFilter};
 use crate::rollup::{self, DAY_US};
@@ -132,6 +133,11 @@ pub struct Compiled {
     /// The filter is only faceted columns: the admitted combinations' counts add up to its
     /// total.
     pub facet_total: Option<u64>,
+    /// The client-address range of a narrow `ip=` filter, read through the postings
+    /// (`addresses.rs`) instead of in `seq` order.
+    pub addresses: Option<([u8; 16], [u8; 16])>,
+    /// The filter is only that address range: the postings' offsets are its total.
+    pub address_only: bool,
 }
 
 /// Compiles the filter of `q` for tenant `tid`.
@@ -165,7 +171,14 @@ pub fn compile(conn: &Connection, tid: i64, q: &EventQuery) -> StoreResult<Compi
     // A target is one record's history: a few events, found through its index, each checked
     // against the full-text index by rowid. Driving from the full-text index instead reads
     // every event a common term is in (the whole log for "auditoria": 1.1-1.4 s at 1M).
-    let text_driven = text_expr.is_some() && f.target_id.is_none();
+    // A narrow `ip=` is read through the address postings (`addresses.rs`): the events at
+    // the positions they name, each checked against the rest of the filter — the full text
+    // by rowid, as for a target. A target's index is narrower still.
+    let by_address =
+        f.ip.as_ref()
+            .filter(|net| f.target_id.is_none() && derive::narrow_network(net))
+            .map(derive::ip_range);
+    let text_driven = text_expr.is_some() && f.target_id.is_none() && by_address.is_none();
     let range_at = usize::from(text_driven);
     let from = match &text_expr {
         Some(expr) if text_driven => {
@@ -380,6 +393,11 @@ pub fn compile(conn: &Connection, tid: i64, q: &EventQuery) -> StoreResult<Compi
     };
     let facet_total =
         (facets_only && window.is_none()).then(|| combos.as_ref().map_or(0, |c| c.matches));
+    let address_only = by_address.is_some() && {
+        let mut g = rest.clone();
+        g.ip = None;
+        g.is_empty()
+    };
     Ok(Compiled {
         from_where: format!("FROM {from} WHERE {}", clauses.join(" AND ")),
         params,
@@ -398,6 +416,8 @@ pub fn compile(conn: &Connection, tid: i64, q: &EventQuery) -> StoreResult<Compi
         combos,
         facets_only,
         facet_total,
+        addresses: by_address,
+        address_only,
     })
 }
 
@@ -462,6 +482,9 @@ fn search_in(conn: &Connection, q: &EventQuery, budget: Duration) -> StoreResult
     };
     if q.order == Order::Desc {
         spans.reverse();
+    }
+    if let (Some(range), false) = (c.addresses, c.empty) {
+        return by_address(conn, &c, q, &spans, (tid, size), range, budget);
     }
     match q.page {
         Pagination::Cursor { limit, .. } => {
@@ -532,6 +555,293 @@ fn search_in(conn: &Connection, q: &EventQuery, budget: Duration) -> StoreResult
         }
     }
 }
+
+/// A block's candidates for a search through the address postings: the positions they
+/// name, or the block's part of the span when there are so many that reading the block in
+/// order costs less than fetching them one by one.
+enum Part {
+    Points(Vec<i64>),
+    Range(i64, i64),
+}
+
+/// Positions are fetched one by one up to this share of a block (1 in 4): past it, a
+/// sequential read of the block is cheaper.
+const POINTS_PER_BLOCK: usize = (window::BLOCK_EVENTS / 4) as usize;
+
+/// Walks the blocks of `spans` (already in the search's order) and yields, for each block
+/// holding events from the address range, its [`Part`] and how many candidates it has.
+struct Parts<'a> {
+    conn: &'a Connection,
+    tid: i64,
+    range: ([u8; 16], [u8; 16]),
+    spans: &'a [Span],
+    desc: bool,
+    /// The last block that holds events.
+    last_block: i64,
+    /// The span being walked and its next block.
+    at: usize,
+    next: Option<i64>,
+}
+
+impl<'a> Parts<'a> {
+    fn new(
+        conn: &'a Connection,
+        (tid, size): (i64, u64),
+        range: ([u8; 16], [u8; 16]),
+        spans: &'a [Span],
+        desc: bool,
+    ) -> Self {
+        Parts {
+            conn,
+            tid,
+            range,
+            spans,
+            desc,
+            last_block: if size == 0 {
+                -1
+            } else {
+                window::block_of(size - 1)
+            },
+            at: 0,
+            next: None,
+        }
+    }
+
+    fn next(&mut self) -> StoreResult<Option<(Part, u64)>> {
+        while let Some(s) = self.spans.get(self.at) {
+            let first = window::block_of(seq_of(s.lo));
+            let last = window::block_of(seq_of(s.hi)).min(self.last_block);
+            let block = match self.next {
+                Some(b) => b,
+                None if self.desc => last,
+                None => first,
+            };
+            if block < first || block > last {
+                self.at += 1;
+                self.next = None;
+                continue;
+            }
+            self.next = Some(if self.desc { block - 1 } else { block + 1 });
+            let mut points =
+                addresses::positions(self.conn, self.tid, block, (&self.range.0, &self.range.1))?;
+            points.retain(|p| (s.lo..=s.hi).contains(p));
+            if points.is_empty() {
+                continue;
+            }
+            let n = points.len() as u64;
+            if points.len() > POINTS_PER_BLOCK {
+                let (b_lo, b_hi) = window::block_bounds(self.tid, block);
+                return Ok(Some((Part::Range(b_lo.max(s.lo), b_hi.min(s.hi)), n)));
+            }
+            if self.desc {
+                points.reverse();
+            }
+            return Ok(Some((Part::Points(points), n)));
+        }
+        Ok(None)
+    }
+}
+
+/// `AND e.pos IN (...)`: positions are integers the store computed, so they are written
+/// into the statement (one statement per block's list; the list is at most a quarter block).
+fn in_list(points: &[i64]) -> String {
+    let mut s = String::with_capacity(points.len() * 12 + 16);
+    s.push_str(" AND e.pos IN (");
+    for (i, p) in points.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push_str(&p.to_string());
+    }
+    s.push(')');
+    s
+}
+
+/// The compiled parameters with the `pos` bounds of a part.
+fn part_params(c: &Compiled, part: &Part) -> Vec<SqlValue> {
+    let (lo, hi) = match part {
+        Part::Points(p) => (*p.iter().min().unwrap_or(&0), *p.iter().max().unwrap_or(&0)),
+        Part::Range(lo, hi) => (*lo, *hi),
+    };
+    let mut params = c.params.clone();
+    params[c.range_at] = lo.into();
+    params[c.range_at + 1] = hi.into();
+    params
+}
+
+/// The statement reading up to `limit` matches of a part, past `offset` of them.
+fn part_sql(c: &Compiled, dir: &str, part: &Part, limit: u64, offset: u64) -> String {
+    let list = match part {
+        Part::Points(p) => in_list(p),
+        Part::Range(..) => String::new(),
+    };
+    format!(
+        "SELECT e.pos, e.leaf_hash, e.body {}{list} ORDER BY e.pos {dir} LIMIT {limit} OFFSET {offset}",
+        c.from_where
+    )
+}
+
+fn part_events(
+    conn: &Connection,
+    c: &Compiled,
+    dir: &str,
+    part: &Part,
+    limit: u64,
+    offset: u64,
+) -> StoreResult<Vec<StoredEvent>> {
+    // Lists differ from block to block: caching their statements would only evict others.
+    let mut stmt = conn
+        .prepare(&part_sql(c, dir, part, limit, offset))
+        .map_err(sql_error)?;
+    stmt.query_map(params_from_iter(part_params(c, part)), row_event)
+        .map_err(sql_error)?
+        .collect::<Result<_, _>>()
+        .map_err(sql_error)
+}
+
+fn part_count(conn: &Connection, c: &Compiled, part: &Part, cap: Option<u64>) -> StoreResult<u64> {
+    let list = match part {
+        Part::Points(p) => in_list(p),
+        Part::Range(..) => String::new(),
+    };
+    let sql = match cap {
+        None => format!("SELECT count(*) {}{list}", c.from_where),
+        Some(n) => format!(
+            "SELECT count(*) FROM (SELECT 1 {}{list} LIMIT {n})",
+            c.from_where
+        ),
+    };
+    conn.prepare(&sql)
+        .map_err(sql_error)?
+        .query_row(params_from_iter(part_params(c, part)), |r| {
+            r.get::<_, i64>(0)
+        })
+        .map(|n| n as u64)
+        .map_err(sql_error)
+}
+
+/// A search with a narrow `ip=` filter, through the address postings: block by block in the
+/// search's order (within the window's or the facets' spans), the events at the positions
+/// the postings name, checked against the rest of the filter.
+fn by_address(
+    conn: &Connection,
+    c: &Compiled,
+    q: &EventQuery,
+    spans: &[Span],
+    tenant: (i64, u64),
+    range: ([u8; 16], [u8; 16]),
+    budget: Duration,
+) -> StoreResult<SearchResult> {
+    let desc = q.order == Order::Desc;
+    let dir = if desc { "DESC" } else { "ASC" };
+    match q.page {
+        Pagination::Cursor { limit, .. } => {
+            let want = u64::from(limit) + 1;
+            let mut events = Vec::new();
+            let mut parts = Parts::new(conn, tenant, range, spans, desc);
+            while (events.len() as u64) < want {
+                let Some((part, _)) = parts.next()? else {
+                    break;
+                };
+                let need = want - events.len() as u64;
+                events.extend(part_events(conn, c, dir, &part, need, 0)?);
+            }
+            let next_after = if events.len() > limit as usize {
+                events.truncate(limit as usize);
+                events.last().map(|e| e.seq)
+            } else {
+                None
+            };
+            Ok(SearchResult {
+                events,
+                next_after,
+                total: None,
+                estimated: false,
+            })
+        }
+        Pagination::Numbered { page, per_page } => {
+            let offset = u64::from(page - 1) * u64::from(per_page);
+            let per_page = u64::from(per_page);
+            let mut events = Vec::new();
+            let mut skip = offset;
+            let mut parts = Parts::new(conn, tenant, range, spans, desc);
+            while (events.len() as u64) < per_page {
+                let Some((part, _)) = parts.next()? else {
+                    break;
+                };
+                if skip > 0 {
+                    let n = part_count(conn, c, &part, Some(skip))?;
+                    if n < skip {
+                        skip -= n;
+                        continue;
+                    }
+                }
+                let need = per_page - events.len() as u64;
+                events.extend(part_events(conn, c, dir, &part, need, skip)?);
+                skip = 0;
+            }
+            let total = address_total(conn, c, spans, tenant, range, budget)?.with_page(
+                offset,
+                events.len() as u64,
+                per_page,
+            );
+            Ok(SearchResult {
+                events,
+                next_after: None,
+                total: Some(total.value),
+                estimated: !total.exact,
+            })
+        }
+    }
+}
+
+/// The total of a search through the address postings: their offsets when the address is
+/// the whole filter; otherwise each block's candidates checked until `budget` is spent, and
+/// the rest estimated from [`ADDRESS_SAMPLES`] of its blocks, evenly spaced, at the rate of
+/// matches among their candidates (the postings give every block's number of candidates).
+fn address_total(
+    conn: &Connection,
+    c: &Compiled,
+    spans: &[Span],
+    tenant: (i64, u64),
+    range: ([u8; 16], [u8; 16]),
+    budget: Duration,
+) -> StoreResult<Total> {
+    let started = Instant::now();
+    let mut parts = Parts::new(conn, tenant, range, spans, false);
+    let mut matched = 0u64;
+    let mut left: Vec<(Part, u64)> = Vec::new();
+    while let Some((part, candidates)) = parts.next()? {
+        if c.address_only {
+            matched += candidates;
+        } else if left.is_empty() && started.elapsed() < budget {
+            matched += part_count(conn, c, &part, None)?;
+        } else {
+            left.push((part, candidates));
+        }
+    }
+    if left.len() <= ADDRESS_SAMPLES {
+        for (part, _) in &left {
+            matched += part_count(conn, c, part, None)?;
+        }
+        return Ok(Total::exact(matched));
+    }
+    let unchecked: u64 = left.iter().map(|(_, n)| n).sum();
+    let (mut sampled, mut sampled_matches) = (0u64, 0u64);
+    for i in 0..ADDRESS_SAMPLES {
+        let (part, n) = &left[i * left.len() / ADDRESS_SAMPLES];
+        sampled += n;
+        sampled_matches += part_count(conn, c, part, None)?;
+    }
+    let rest = (sampled_matches as f64 / sampled.max(1) as f64 * unchecked as f64).round() as u64;
+    Ok(Total {
+        value: matched + rest,
+        exact: false,
+    })
+}
+
+/// Blocks counted to estimate what a budget leaves of an address search's total.
+const ADDRESS_SAMPLES: usize = 16;
 
 /// The total of a filter no counter answers, within `budget` ([`bitacora_store::total`]):
 /// spans wholly inside from their counts (`exact_counts`), the others counted in chunks, and
@@ -881,6 +1191,53 @@ mod tests {
         let c = compiled(&conn, "action=user.*&actor_id=42");
         assert!(!c.empty);
         assert_eq!(c.facet_total, None);
+    }
+
+    /// A narrow `ip=` reads the events the address postings name, by position: one lookup
+    /// each, whatever else the filter says — never a scan of the span around them.
+    #[test]
+    fn an_address_search_fetches_its_positions_one_by_one() {
+        let (_dir, conn) = db();
+        for query in [
+            "ip=10.1.64.7",
+            "ip=10.1.0.0/16",
+            "ip=10.1.64.7&action=user.login",
+            "ip=10.1.64.7&actor_id=7",
+            "ip=10.1.64.7&q=auditoria",
+            "ip=10.1.64.7&since=2026-01-01T00:00:00Z",
+        ] {
+            let c = compiled(&conn, query);
+            assert!(c.addresses.is_some(), "{query}");
+            assert_eq!(c.pos_col, "e.pos", "{query}: not driven from the full text");
+            let part = Part::Points(vec![5, 9, 700]);
+            let sql = format!("EXPLAIN QUERY PLAN {}", part_sql(&c, "DESC", &part, 51, 0));
+            let plan: Vec<String> = conn
+                .prepare(&sql)
+                .unwrap()
+                .query_map(params_from_iter(part_params(&c, &part)), |r| {
+                    r.get::<_, String>(3)
+                })
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            let plan = plan.join(" | ");
+            assert!(
+                plan.contains("USING INTEGER PRIMARY KEY (rowid=?)")
+                    || plan.contains("(action=? AND rowid=?)")
+                    || plan.contains("(actor_id=? AND rowid=?)"),
+                "{query}: {plan}"
+            );
+        }
+        // Only the address: its postings are the total. A wide network or a target is read
+        // as before.
+        assert!(compiled(&conn, "ip=10.1.64.7").address_only);
+        assert!(!compiled(&conn, "ip=10.1.64.7&outcome=failure").address_only);
+        assert!(compiled(&conn, "ip=10.0.0.0/8").addresses.is_none());
+        assert!(
+            compiled(&conn, "ip=10.1.64.7&target_type=user&target_id=4")
+                .addresses
+                .is_none()
+        );
     }
 
     fn db() -> (tempfile::TempDir, Connection) {

@@ -26,6 +26,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0011_leaf_tiles.sql"),
     include_str!("../migrations/0012_leaf_tiles_file.sql"),
     include_str!("../migrations/0013_fts_deletes.sql"),
+    include_str!("../migrations/0014_event_addresses.sql"),
 ];
 const FTS_SCHEMA: &str = include_str!("../migrations/fts.sql");
 const TILES_SCHEMA: &str = include_str!("../migrations/tiles.sql");
@@ -141,6 +142,9 @@ const EVENT_FACETS_VERSION: usize = 10;
 /// The schema version whose migration creates the leaf tiles (`0011_leaf_tiles.sql`).
 const LEAF_TILES_VERSION: usize = 11;
 
+/// The schema version whose migration creates the address postings (`0014_event_addresses.sql`).
+const EVENT_ADDRESSES_VERSION: usize = 14;
+
 /// Brings the schema up to date.
 pub fn migrate(conn: &mut Connection) -> StoreResult<()> {
     let version: usize = conn
@@ -165,6 +169,9 @@ pub fn migrate(conn: &mut Connection) -> StoreResult<()> {
         }
         if i + 1 == LEAF_TILES_VERSION {
             crate::tree::backfill_leaf_tiles(&tx)?;
+        }
+        if i + 1 == EVENT_ADDRESSES_VERSION {
+            crate::addresses::backfill(&tx)?;
         }
         tx.pragma_update(None, "user_version", (i + 1) as i64)
             .map_err(sql_error)?;

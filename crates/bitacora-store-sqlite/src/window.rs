@@ -34,7 +34,6 @@ use bitacora_store::window::{self, Block, Layout};
 pub const BLOCK_BITS: u32 = 12;
 #[cfg(test)]
 pub const BLOCK_BITS: u32 = 6;
-#[cfg(test)]
 pub const BLOCK_EVENTS: u64 = 1 << BLOCK_BITS;
 
 /// More spans than this are coalesced across their smallest gaps: each span is one statement,

@@ -37,7 +37,7 @@ use crate::indexer::Doc;
 use crate::schema::{TERM_ACTION, TERM_CATEGORY, TERM_SOURCE, TERM_TARGET_TYPE};
 use crate::sql_error;
 use crate::tree::{self, STORED_LEVEL};
-use crate::{facets, rollup, window};
+use crate::{addresses, facets, rollup, window};
 
 /// The duplicate check of every append with a client-given id. Pinned to the id index: with
 /// statistics taken while the log was tiny (`PRAGMA optimize` at a shutdown soon after install)
@@ -263,6 +263,7 @@ impl Writer {
         let mut blocks: HashMap<(i64, i64), window::BlockDelta> = HashMap::new();
         let mut rollups = rollup::Deltas::default();
         let mut facets = facets::Deltas::default();
+        let mut postings = addresses::Deltas::default();
 
         {
             let mut insert = tx
@@ -402,6 +403,9 @@ impl Writer {
                     seq,
                     1,
                 );
+                if let Some(ip) = p.ip {
+                    postings.add(tid, seq, ip);
+                }
                 rollups.add(rollup::Row {
                     tenant_id: tid,
                     occurred_us: p.occurred_us,
@@ -445,6 +449,7 @@ impl Writer {
         tree::insert_nodes(&tx, &nodes, &mut leaf_tiles)?;
         window::record_blocks(&tx, &blocks)?;
         facets.write(&tx)?;
+        postings.write(&tx)?;
         rollups.write(&tx)?;
         if let Some(key) = &commit_key {
             let mut upsert = tx

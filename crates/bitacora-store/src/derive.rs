@@ -35,6 +35,17 @@ pub fn ip_range(net: &IpNet) -> ([u8; 16], [u8; 16]) {
     (ip_blob(net.network()), ip_blob(net.broadcast()))
 }
 
+/// Whether `ip=NET` is read through the stores' address postings (per block of the log, the
+/// positions of each address's events): an address, or a network of /16 or narrower (/48 for
+/// IPv6). A wider one holds so many addresses per block that reading their postings costs
+/// more than reading the events in order.
+pub fn narrow_network(net: &IpNet) -> bool {
+    match net {
+        IpNet::V4(n) => n.prefix_len() >= 16,
+        IpNet::V6(n) => n.prefix_len() >= 48,
+    }
+}
+
 /// `actor=` matches a case-insensitive part of the name or email.
 pub fn actor_search(event: &Event) -> Option<String> {
     let actor = event.actor.as_ref()?;
@@ -106,6 +117,17 @@ fn push_value(v: &Value, push: &mut impl FnMut(&str)) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_narrow_networks_take_the_address_postings() {
+        let narrow = |n: &str| narrow_network(&n.parse().unwrap());
+        assert!(narrow("10.1.64.7/32"));
+        assert!(narrow("10.1.0.0/16"));
+        assert!(!narrow("10.0.0.0/8"));
+        assert!(narrow("2001:db8::1/128"));
+        assert!(narrow("2001:db8::/48"));
+        assert!(!narrow("2001:db8::/32"));
+    }
 
     #[test]
     fn ipv4_blocks_are_contiguous_blob_ranges() {
