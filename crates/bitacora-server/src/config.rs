@@ -176,8 +176,12 @@ check_interval = "1h"
 # s3_region = "eu-west-1"
 # A new or changed rule set starts purging only this long after a server first ran with it.
 min_delay = "7d"
-# Most events in one purge (one archive object, one short store transaction).
+# Most events in one archive object (and one `bitacora.retention.purge` announcement).
 batch_size = 2000
+# Archived batches are announced together and purged by one store transaction once they hold
+# this many events (`= batch_size`: one transaction per batch; larger purges faster and holds
+# the embedded store's write lock longer).
+transaction_size = 20000
 # More specific rules win (tenant, category, action: an exact action or a prefix with *).
 # keep = "forever" exempts what a rule matches.
 # [[retention.rule]]
