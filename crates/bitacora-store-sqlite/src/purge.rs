@@ -317,7 +317,7 @@ pub fn purge(
     addresses::remove(
         &tx,
         tid,
-        gone.iter().filter_map(|g| {
+        records.iter().flat_map(|(_, p)| &p.gone).filter_map(|g| {
             let ip: [u8; 16] = g.ip.as_deref()?.try_into().ok()?;
             Some((g.seq, ip))
         }),
