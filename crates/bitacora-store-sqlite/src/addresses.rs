@@ -196,9 +196,18 @@ pub fn backfill(tx: &Transaction<'_>) -> StoreResult<()> {
     deltas.write(tx)
 }
 
+/// A block and address whose stored postings are not what the events say, with how many
+/// offsets each gives.
+pub struct Mismatch {
+    pub block: i64,
+    pub ip: [u8; 16],
+    pub stored: usize,
+    pub derived: usize,
+}
+
 /// The first (tenant, block, address) whose stored postings differ from what the events
 /// say, with the stored and derived offset counts, or `None` when they all agree.
-pub fn check(conn: &Connection, tid: i64) -> StoreResult<Option<(i64, [u8; 16], usize, usize)>> {
+pub fn check(conn: &Connection, tid: i64) -> StoreResult<Option<Mismatch>> {
     let (lo, hi) = crate::derive::tenant_range(tid);
     let mut derived: BTreeMap<(i64, [u8; 16]), Vec<u16>> = BTreeMap::new();
     {
@@ -226,10 +235,8 @@ pub fn check(conn: &Connection, tid: i64) -> StoreResult<Option<(i64, [u8; 16], 
         let mut rows = stmt.query([tid]).map_err(sql_error)?;
         while let Some(r) = rows.next().map_err(sql_error)? {
             let block: i64 = r.get(0).map_err(sql_error)?;
-            let ip: [u8; 16] = match <[u8; 16]>::try_from(blob(r, 1)?) {
-                Ok(ip) => ip,
-                Err(_) => [0xff; 16],
-            };
+            // Not 16 bytes: never written by bitacora, so it can only mismatch.
+            let ip = <[u8; 16]>::try_from(blob(r, 1)?).unwrap_or([0xff; 16]);
             decode(blob(r, 2)?, stored.entry((block, ip)).or_default());
         }
     }
@@ -241,7 +248,12 @@ pub fn check(conn: &Connection, tid: i64) -> StoreResult<Option<(i64, [u8; 16], 
         let d = derived.get(key).map_or(&[][..], Vec::as_slice);
         let s = stored.get(key).map_or(&[][..], Vec::as_slice);
         if d != s {
-            return Ok(Some((key.0, key.1, s.len(), d.len())));
+            return Ok(Some(Mismatch {
+                block: key.0,
+                ip: key.1,
+                stored: s.len(),
+                derived: d.len(),
+            }));
         }
     }
     Ok(None)

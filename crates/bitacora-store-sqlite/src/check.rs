@@ -367,7 +367,13 @@ pub fn check_summaries(
         return Ok(Some(m));
     }
     // The address postings: a missing offset would hide an event from `ip=` searches.
-    if let Some((block, ip, stored, derived)) = crate::addresses::check(&tx, tid)? {
+    if let Some(crate::addresses::Mismatch {
+        block,
+        ip,
+        stored,
+        derived,
+    }) = crate::addresses::check(&tx, tid)?
+    {
         let addr = bitacora_store::derive::ip_from_blob(&ip)
             .map_or_else(|| "(not an address)".to_owned(), |a| a.to_string());
         return Ok(Some(SummaryMismatch {
