@@ -1093,7 +1093,14 @@ fn prop_query(rng: &mut Rng, span_secs: i64, times: &[i64]) -> String {
             8 => format!("target_type=user&target_id={}", rng.below(12)),
             9 => format!(
                 "ip={}",
-                rng.pick(&["10.0.0.0/16", "10.0.3.7", "2001:db8::/32", "192.168.0.0/16"])
+                rng.pick(&[
+                    "10.0.0.0/16",
+                    "10.0.3.7",
+                    "10.0.3.0/24",
+                    "2001:db8::/32",
+                    "2001:db8::/64",
+                    "192.168.0.0/16"
+                ])
             ),
             10 => format!("source={}", rng.pick(PROP_SOURCES)),
             _ => format!("q={}", rng.pick(PROP_WORDS)),
