@@ -538,7 +538,11 @@ async fn a_row_inserted_by_hand_is_not_signed_until_accepted() {
                FROM events WHERE seq = 5
                  AND tenant_id = (SELECT id FROM tenants WHERE name = 'acme')
                ON CONFLICT (tenant_id, action, category, severity, outcome, source)
-               DO UPDATE SET count = f.count + 1;",
+               DO UPDATE SET count = f.count + 1;
+             INSERT INTO event_addresses (tenant_id, block, ip, first, offsets)
+               SELECT tenant_id, seq >> 12, ip, (seq & 4095)::int2, ARRAY[(seq & 4095)::int2]
+               FROM events WHERE seq = 5 AND ip IS NOT NULL
+                 AND tenant_id = (SELECT id FROM tenants WHERE name = 'acme');",
         )
         .await
         .unwrap();

@@ -136,6 +136,15 @@ fn forge_row(data: &Path, tenant: &str, from_id: &str, new_id: &str) -> u64 {
            ON CONFLICT DO UPDATE SET count = count + 1;"
     ))
     .unwrap();
+    // The address postings: the offset of the row in its block of 4,096, as a little-endian
+    // u16 (a forged row always starts a commit of its own, hence a row of its own).
+    let offset = (size as u16 & 4095).to_le_bytes();
+    db.execute(
+        "INSERT INTO event_addresses (tenant_id, block, ip, first, offsets)
+         SELECT ?1, ?2, ip, ?3, ?4 FROM events WHERE pos = ?5 AND ip IS NOT NULL",
+        rusqlite::params![tid, size >> 12, size & 4095, &offset[..], new],
+    )
+    .unwrap();
     size as u64
 }
 
