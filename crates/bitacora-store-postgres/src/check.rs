@@ -249,17 +249,12 @@ pub async fn check_summaries(
     }
     // The address postings: a missing offset would hide an event from `ip=`.
     if let Some((block, ip, stored, derived)) = crate::addresses::check(&tx, tid).await? {
-        let addr = bitacora_store::derive::ip_from_blob(&ip)
-            .map_or_else(|| "(not an address)".to_owned(), |a| a.to_string());
-        return Ok(Some(SummaryMismatch {
-            summary: "event_addresses",
-            key: format!("block={block} ip={addr}"),
-            reason: if stored == derived {
-                format!("the {stored} stored offsets are not those of the events")
-            } else {
-                format!("{stored} offsets are stored, the events give {derived}")
-            },
-        }));
+        return Ok(Some(SummaryMismatch::addresses(
+            block,
+            &ip,
+            stored as usize,
+            derived as usize,
+        )));
     }
     check_rollups(&tx, tid).await
 }

@@ -367,24 +367,10 @@ pub fn check_summaries(
         return Ok(Some(m));
     }
     // The address postings: a missing offset would hide an event from `ip=` searches.
-    if let Some(crate::addresses::Mismatch {
-        block,
-        ip,
-        stored,
-        derived,
-    }) = crate::addresses::check(&tx, tid)?
-    {
-        let addr = bitacora_store::derive::ip_from_blob(&ip)
-            .map_or_else(|| "(not an address)".to_owned(), |a| a.to_string());
-        return Ok(Some(SummaryMismatch {
-            summary: "event_addresses",
-            key: format!("block={block} ip={addr}"),
-            reason: if stored == derived {
-                format!("the {stored} stored offsets are not those of the events")
-            } else {
-                format!("{stored} offsets are stored, the events give {derived}")
-            },
-        }));
+    if let Some(m) = crate::addresses::check(&tx, tid)? {
+        return Ok(Some(SummaryMismatch::addresses(
+            m.block, &m.ip, m.stored, m.derived,
+        )));
     }
     check_rollups(&tx, tid, lo, hi)
 }

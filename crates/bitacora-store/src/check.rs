@@ -76,3 +76,21 @@ pub struct SummaryMismatch {
     /// What disagrees, e.g. `count is 99, the events give 100`.
     pub reason: String,
 }
+
+impl SummaryMismatch {
+    /// The address postings (`event_addresses`) of block `block` and address `ip` (a 16-byte
+    /// blob) hold `stored` offsets where the events give `derived` (or other ones).
+    pub fn addresses(block: i64, ip: &[u8], stored: usize, derived: usize) -> Self {
+        let addr = crate::derive::ip_from_blob(ip)
+            .map_or_else(|| "(not an address)".to_owned(), |a| a.to_string());
+        SummaryMismatch {
+            summary: "event_addresses",
+            key: format!("block={block} ip={addr}"),
+            reason: if stored == derived {
+                format!("the {stored} stored offsets are not those of the events")
+            } else {
+                format!("{stored} offsets are stored, the events give {derived}")
+            },
+        }
+    }
+}
