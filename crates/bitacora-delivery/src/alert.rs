@@ -90,6 +90,20 @@ impl Compiled {
         })
     }
 
+    /// Whether a firing this rule (as the evaluator read it) completed with an event received
+    /// at `at` still stands, the rule being `now` in the store (`None`: deleted since). An
+    /// admin's disable takes effect at once: the evaluator may have read the rule just
+    /// before it, so the firings of a pass are checked against the store before they are
+    /// appended, and one completed by an event received after the disable is dropped.
+    fn still_fires(&self, now: Option<&Compiled>, at: i64) -> bool {
+        match now {
+            None => false,
+            Some(n) if !n.spec.disabled && n.epoch == self.epoch => true,
+            // Disabled since (and maybe enabled again: the new life evaluates its own events).
+            Some(n) => n.spec.disabled_at.is_some_and(|d| at < d),
+        }
+    }
+
     fn watches(&self, tenant: &TenantName) -> bool {
         !self.spec.disabled && self.tenant.as_ref().is_none_or(|t| t == tenant)
     }
@@ -545,7 +559,7 @@ async fn pass(
                 break;
             };
             let mut firings = Vec::new();
-            let mut fired: Vec<usize> = Vec::new();
+            let mut fired: Vec<(usize, i64)> = Vec::new();
             let mut evaluated = vec![0u64; watching.len()];
             for stored in &events {
                 let corrupt = |e: serde_json::Error| {
@@ -567,7 +581,7 @@ async fn pass(
                             &shared.policy,
                             &rule.firing_event(&tenant, &f),
                         )?);
-                        fired.push(i);
+                        fired.push((i, at));
                     }
                 }
             }
@@ -576,8 +590,22 @@ async fn pass(
             for (rule, n) in watching.iter().zip(&evaluated) {
                 shared.status.evaluated(&rule.id, *n);
             }
-            for i in fired {
-                shared.status.fired(&watching[i].id);
+            if !firings.is_empty() {
+                // Firings are rare: one read of the rules each time some are due.
+                let now = store.alert_rules().await?;
+                let mut kept = Vec::with_capacity(firings.len());
+                for (firing, (i, at)) in firings.into_iter().zip(fired) {
+                    let rule = watching[i];
+                    let current = now
+                        .iter()
+                        .find(|r| r.id == rule.id)
+                        .and_then(|r| Compiled::new(r).ok());
+                    if rule.still_fires(current.as_ref(), at) {
+                        shared.status.fired(&rule.id);
+                        kept.push(firing);
+                    }
+                }
+                firings = kept;
             }
             if !firings.is_empty() {
                 for outcome in store.append(firings).await? {
@@ -682,6 +710,26 @@ mod tests {
         assert_eq!((r.epoch, r.created_at), (500, 500));
         // A state saved before the rule was enabled again is not this life's.
         assert_ne!(RuleState::default().epoch, r.epoch);
+    }
+
+    #[test]
+    fn a_firing_completed_after_a_disable_is_dropped() {
+        let read = rule(json!({"match": {}}));
+        // Unchanged: it fires.
+        assert!(read.still_fires(Some(&rule(json!({"match": {}}))), 2_000));
+        // Deleted since: nothing.
+        assert!(!read.still_fires(None, 2_000));
+        // Disabled at 1000: an event received before the disable still fires, not one after.
+        let disabled = rule(json!({"match": {}, "disabled": true, "disabled_at": 1_000}));
+        assert!(read.still_fires(Some(&disabled), 999));
+        assert!(!read.still_fires(Some(&disabled), 1_000));
+        // Disabled at 1000 and enabled again at 1500: the old life ended at the disable.
+        let again = rule(json!({"match": {}, "disabled_at": 1_000, "enabled_at": 1_500}));
+        assert!(read.still_fires(Some(&again), 999));
+        assert!(!read.still_fires(Some(&again), 1_200));
+        assert!(!read.still_fires(Some(&again), 2_000));
+        // Disabled by a version that did not record when: nothing more fires.
+        assert!(!read.still_fires(Some(&rule(json!({"match": {}, "disabled": true}))), 0));
     }
 
     fn event(v: Value) -> (Event, String) {

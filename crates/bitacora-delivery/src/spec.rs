@@ -401,6 +401,10 @@ pub struct RuleSpec {
     /// nothing of the time it was disabled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enabled_at: Option<i64>,
+    /// When an admin last disabled it (µs), kept after it is enabled again: an evaluator that
+    /// read the rule before the change drops a firing completed by an event received since.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled_at: Option<i64>,
 }
 
 /// Most matches a threshold may count (the evaluator keeps that many seqs per group).

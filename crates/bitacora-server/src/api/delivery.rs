@@ -956,7 +956,7 @@ pub(crate) async fn send_test_delivery(
     })
 }
 
-/// Sets a rule's `disabled` (and `enabled_at` when enabling), self-audited.
+/// Sets a rule's `disabled` (and `disabled_at` or `enabled_at`), self-audited.
 pub(crate) async fn set_rule_disabled(
     state: &AppState,
     principal: &Principal,
@@ -970,8 +970,11 @@ pub(crate) async fn set_rule_disabled(
         return Ok(record);
     }
     spec.disabled = disabled;
-    if !disabled {
-        spec.enabled_at = Some(Utc::now().timestamp_micros());
+    let now = Some(Utc::now().timestamp_micros());
+    if disabled {
+        spec.disabled_at = now;
+    } else {
+        spec.enabled_at = now;
     }
     record.spec = serde_json::to_string(&spec).map_err(ApiError::internal)?;
     audit::record(
