@@ -16,10 +16,11 @@ use bitacora_core::checkpoint::NoteSigner;
 use bitacora_core::merkle;
 use bitacora_lifecycle::{Archive, Retention, RetentionConfig};
 use bitacora_log::{BundleOptions, VerifyOptions, VerifyOutcome, checkpoint_tenant, verify_tenant};
-use bitacora_store::conformance::timed_events;
+use bitacora_store::conformance::{seal, timed_events};
 use bitacora_store::{LegalHoldRecord, Store};
 use bitacora_store_postgres::testing::TestDatabase;
 use bitacora_store_postgres::{PgOptions, PgStore};
+use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 fn signer() -> NoteSigner {
@@ -75,7 +76,7 @@ async fn an_expired_month_is_archived_then_dropped_and_the_log_stays_provable() 
             .expect("open the store"),
     );
     let (default, acme) = (t("default"), t("acme"));
-    // November 2025: 250 events of `default` and 80 of `acme`, all to expire. December 2025:
+    // November 2025: 250 events of `default` and 81 of `acme`, all to expire. December 2025:
     // 60 of `default`, one of which a legal hold keeps. Then a few recent ones.
     store
         .append(timed_events("default", 250, "2025-11-02T00:00:00Z", 3600))
@@ -89,9 +90,27 @@ async fn an_expired_month_is_archived_then_dropped_and_the_log_stays_provable() 
         .append(timed_events("default", 60, "2025-12-05T00:00:00Z", 3600))
         .await
         .unwrap();
+    // An actor whose email only a November event carries (`acme`'s seq 80); its latest
+    // event (seq 81, recent, kept) has none: after the drop the actor is known without one.
+    store
+        .append(vec![seal(
+            json!({"tenant": "acme", "action": "user.login",
+                   "occurred_at": "2025-11-20T00:00:00Z",
+                   "actor": {"id": "mailer", "email": "m@old.example"}}),
+            "2025-11-20T00:00:02Z",
+        )])
+        .await
+        .unwrap();
     let now = chrono::Utc::now().to_rfc3339();
     store
         .append(timed_events("default", 5, &now, 1))
+        .await
+        .unwrap();
+    store
+        .append(vec![seal(
+            json!({"tenant": "acme", "action": "user.login", "actor": {"id": "mailer"}}),
+            &now,
+        )])
         .await
         .unwrap();
     for tenant in [&default, &acme] {
@@ -135,7 +154,7 @@ async fn an_expired_month_is_archived_then_dropped_and_the_log_stays_provable() 
         bundle: BundleOptions::new(Arc::new(signer()), vec![signer().verifier()]),
         policy: Arc::new(bitacora_core::IngestPolicy::default()),
     };
-    // A dry run names November as a whole-partition drop with its 330 events, and previews
+    // A dry run names November as a whole-partition drop with its 331 events, and previews
     // only December's rows as row-by-row purges; it changes nothing.
     let dry = retention
         .pass(
@@ -147,7 +166,7 @@ async fn an_expired_month_is_archived_then_dropped_and_the_log_stays_provable() 
         .await
         .unwrap();
     assert_eq!(dry.dropped_partitions, ["events_2025_11"], "{dry:?}");
-    assert_eq!(dry.partition_events, [250 + 80], "{dry:?}");
+    assert_eq!(dry.partition_events, [250 + 81], "{dry:?}");
     assert_eq!(dry.purged(), 59, "{dry:?}");
     assert_eq!(dry.held, 1, "{dry:?}");
     assert!(catalog(&db).await.contains(&"events_2025_11".to_owned()));
@@ -169,7 +188,7 @@ async fn an_expired_month_is_archived_then_dropped_and_the_log_stays_provable() 
     assert!(!tables.contains(&"events_2025_11".to_owned()), "{tables:?}");
     assert!(tables.contains(&"events_2025_12".to_owned()), "{tables:?}");
     assert_eq!(report.held, 1, "{report:?}");
-    assert_eq!(report.purged(), 250 + 80 + 59, "{report:?}");
+    assert_eq!(report.purged(), 250 + 81 + 59, "{report:?}");
     let purged = |tenant: &TenantName| {
         let store = store.clone();
         let tenant = tenant.clone();
@@ -184,7 +203,7 @@ async fn an_expired_month_is_archived_then_dropped_and_the_log_stays_provable() 
         }
     };
     assert_eq!(purged(&default).await, 250 + 59);
-    assert_eq!(purged(&acme).await, 80);
+    assert_eq!(purged(&acme).await, 81);
     // Batches of at most 100: 3 for default's November, 1 for acme's, 1 for December.
     assert_eq!(r_count(&retention, "default").await, 4);
     assert_eq!(r_count(&retention, "acme").await, 1);
@@ -197,7 +216,7 @@ async fn an_expired_month_is_archived_then_dropped_and_the_log_stays_provable() 
             .unwrap()
             .events;
     }
-    assert_eq!(archived, 250 + 80 + 59);
+    assert_eq!(archived, 250 + 81 + 59);
 
     // What remains: the held December event, the recent ones, the announcements.
     assert!(store.event_by_seq(&default, 0).await.unwrap().is_none());
@@ -267,6 +286,14 @@ async fn an_expired_month_is_archived_then_dropped_and_the_log_stays_provable() 
         merkle::verify_consistency(old_size, size, &consistency.hashes, &old_root, &latest.root)
             .unwrap();
     }
+    // The email only the dropped month carried is gone from the actor's summary.
+    let actors = store.actors(&acme, 100).await.unwrap();
+    let mailer = actors.iter().find(|a| a.id == "mailer").expect("mailer");
+    assert_eq!(
+        (mailer.count, mailer.email.as_deref()),
+        (1, None),
+        "{mailer:?}"
+    );
     // A purged event from the dropped month is still known by id, with its seq and leaf hash.
     assert_eq!(
         store.purged_event(&acme, &first_acme_id).await.unwrap(),

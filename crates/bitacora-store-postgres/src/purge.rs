@@ -152,61 +152,60 @@ pub async fn purge(
         }),
     )
     .await?;
-    // Actors: the count loses what was purged; `last_seen`, name and email (the latest
-    // event's) are read again from what remains only when that event is among the purged —
-    // rarely, as purges take the oldest events (a decrement cannot lower a maximum; reading
-    // every touched actor's events made each purge cost O(events per actor)).
+    // Actors: the count loses what was purged; `last_seen` is read again from what remains
+    // only when the newest event was among the purged — rarely, as purges take the oldest
+    // events (a decrement cannot lower a maximum; reading every touched actor's events made
+    // each purge cost O(events per actor)). Then the name and email stay ones a remaining
+    // event carries (see `KEEP_CARRIED`).
     for (actor, (purged_n, newest_purged)) in &actors {
-        let stored = tx
-            .query_opt(
-                "SELECT count, last_seen FROM actor_stats WHERE tenant_id = $1 AND actor_id = $2",
-                &[&tid, actor],
-            )
+        let Some(stored) = tx
+            .query_opt(STORED_ACTOR, &[&tid, actor])
             .await
-            .map_err(pg_error)?;
-        if let Some(row) = stored
-            && row.get::<_, i64>(0) > *purged_n
-            && *newest_purged < row.get::<_, i64>(1)
-        {
+            .map_err(pg_error)?
+        else {
+            continue;
+        };
+        let (name_carried, email_carried): (bool, bool) = (stored.get(2), stored.get(3));
+        if stored.get::<_, i64>(0) > *purged_n && *newest_purged < stored.get::<_, i64>(1) {
             tx.execute(
                 "UPDATE actor_stats SET count = count - $3 WHERE tenant_id = $1 AND actor_id = $2",
                 &[&tid, actor, purged_n],
             )
             .await
             .map_err(pg_error)?;
-            continue;
-        }
-        let left = tx
-            .query_one(
-                "SELECT count(*), max((extract(epoch FROM occurred_at) * 1000000)::int8)
-                 FROM events WHERE tenant_id = $1 AND actor_id = $2",
-                &[&tid, actor],
-            )
-            .await
-            .map_err(pg_error)?;
-        let n: i64 = left.get(0);
-        if n == 0 {
+        } else {
+            let left = tx
+                .query_one(
+                    "SELECT count(*), max((extract(epoch FROM occurred_at) * 1000000)::int8)
+                     FROM events WHERE tenant_id = $1 AND actor_id = $2",
+                    &[&tid, actor],
+                )
+                .await
+                .map_err(pg_error)?;
+            let n: i64 = left.get(0);
+            if n == 0 {
+                tx.execute(
+                    "DELETE FROM actor_stats WHERE tenant_id = $1 AND actor_id = $2",
+                    &[&tid, actor],
+                )
+                .await
+                .map_err(pg_error)?;
+                continue;
+            }
+            let last: i64 = left.get(1);
             tx.execute(
-                "DELETE FROM actor_stats WHERE tenant_id = $1 AND actor_id = $2",
-                &[&tid, actor],
+                "UPDATE actor_stats SET count = $3, last_seen = $4
+                 WHERE tenant_id = $1 AND actor_id = $2",
+                &[&tid, actor, &n, &last],
             )
             .await
             .map_err(pg_error)?;
-            continue;
         }
-        let last: i64 = left.get(1);
-        tx.execute(
-            "UPDATE actor_stats SET count = $3, last_seen = $4,
-                name = l.name, email = l.email
-             FROM (SELECT body::jsonb -> 'actor' ->> 'name' AS name,
-                          body::jsonb -> 'actor' ->> 'email' AS email
-                   FROM events WHERE tenant_id = $1 AND actor_id = $2
-                   ORDER BY occurred_at DESC, seq DESC LIMIT 1) AS l
-             WHERE tenant_id = $1 AND actor_id = $2",
-            &[&tid, actor, &n, &last],
-        )
-        .await
-        .map_err(pg_error)?;
+        if !(name_carried && email_carried) {
+            tx.execute(NEWEST_NAMES, &[&tid, actor, &name_carried, &email_carried])
+                .await
+                .map_err(pg_error)?;
+        }
     }
     rollups.subtract(&tx, tid).await?;
     refresh_blocks(&tx, tid, &blocks).await?;
@@ -539,3 +538,32 @@ pub async fn rules_first_seen(
         .map_err(pg_error)?
         .get(0))
 }
+
+/// An actor's stored count and `last_seen` (`$1` tenant, `$2` actor), and whether its stored
+/// name and email are still carried by one of its remaining events (or are none):
+/// `check_summaries` holds the store to that, and the actor's latest event may carry neither
+/// (the stored ones came from older events, perhaps all purged). The probes walk the actor's
+/// index from its newest event, where the stored value almost always is.
+const STORED_ACTOR: &str = "SELECT s.count, s.last_seen,
+        s.name IS NULL OR (SELECT 1 FROM events e WHERE e.tenant_id = $1 AND e.actor_id = $2
+                             AND e.body::jsonb -> 'actor' ->> 'name' = s.name
+                           ORDER BY e.seq DESC LIMIT 1) IS NOT NULL,
+        s.email IS NULL OR (SELECT 1 FROM events e WHERE e.tenant_id = $1 AND e.actor_id = $2
+                              AND e.body::jsonb -> 'actor' ->> 'email' = s.email
+                            ORDER BY e.seq DESC LIMIT 1) IS NOT NULL
+    FROM actor_stats s WHERE s.tenant_id = $1 AND s.actor_id = $2";
+
+/// Replaces an actor's name unless `$3` (it is still carried) and its email unless `$4` with
+/// the newest ones its remaining events carry, or none.
+const NEWEST_NAMES: &str = "UPDATE actor_stats s SET
+        name = CASE WHEN $3 THEN s.name
+               ELSE (SELECT e.body::jsonb -> 'actor' ->> 'name' FROM events e
+                     WHERE e.tenant_id = $1 AND e.actor_id = $2
+                       AND e.body::jsonb -> 'actor' ->> 'name' IS NOT NULL
+                     ORDER BY e.seq DESC LIMIT 1) END,
+        email = CASE WHEN $4 THEN s.email
+                ELSE (SELECT e.body::jsonb -> 'actor' ->> 'email' FROM events e
+                      WHERE e.tenant_id = $1 AND e.actor_id = $2
+                        AND e.body::jsonb -> 'actor' ->> 'email' IS NOT NULL
+                      ORDER BY e.seq DESC LIMIT 1) END
+    WHERE s.tenant_id = $1 AND s.actor_id = $2";

@@ -360,63 +360,59 @@ pub fn purge(
     )?;
     stages.counters = started.elapsed();
     let started = std::time::Instant::now();
-    // Actors: the count loses what was purged. `last_seen`, name and email are the latest
-    // event's (as the writer keeps them); they are read again from what remains only when
-    // that event is among the purged — rarely, as purges take the oldest events. (Reading
-    // every touched actor's remaining events made each batch cost O(events per actor).)
+    // Actors: the count loses what was purged; `last_seen` is read again from what remains
+    // only when the newest event was among the purged — rarely, as purges take the oldest
+    // events. (Reading every touched actor's remaining events made each batch cost
+    // O(events per actor).) Then the name and email: each must stay one that a remaining event
+    // carries (`check_summaries` holds the store to it), so one the purged events alone carried
+    // — the actor's latest event may have had none — becomes the newest remaining one, or none.
     let (lo, hi) = tenant_range(tid);
     for (actor, (n, newest_purged)) in &actors {
-        let stored: Option<(i64, i64)> = tx
-            .prepare_cached(
-                "SELECT count, last_seen FROM actor_stats WHERE tenant_id = ?1 AND actor_id = ?2",
-            )
+        let stored: Option<(i64, i64, bool, bool)> = tx
+            .prepare_cached(STORED_ACTOR)
             .map_err(sql_error)?
-            .query_row(params![tid, actor], |r| Ok((r.get(0)?, r.get(1)?)))
+            .query_row(params![tid, actor, lo, hi], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
             .optional()
             .map_err(sql_error)?;
-        if let Some((count, last_seen)) = stored
-            && count > *n
-            && *newest_purged < last_seen
-        {
+        let Some((count, last_seen, name_carried, email_carried)) = stored else {
+            continue;
+        };
+        if count > *n && *newest_purged < last_seen {
             exec(
                 "UPDATE actor_stats SET count = count - ?3 WHERE tenant_id = ?1 AND actor_id = ?2",
                 &[&tid, actor, n],
             )?;
-            continue;
-        }
-        let remaining: Option<(i64, i64, String)> = tx
-            .prepare_cached(
-                "SELECT count(*), max(occurred_at),
-                        (SELECT body FROM events INDEXED BY events_actor
-                         WHERE actor_id = ?1 AND pos BETWEEN ?2 AND ?3
-                         ORDER BY occurred_at DESC, pos DESC LIMIT 1)
-                 FROM events INDEXED BY events_actor
-                 WHERE actor_id = ?1 AND pos BETWEEN ?2 AND ?3
-                 HAVING count(*) > 0",
-            )
-            .map_err(sql_error)?
-            .query_row(params![actor, lo, hi], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })
-            .optional()
-            .map_err(sql_error)?;
-        match remaining {
-            None => exec(
-                "DELETE FROM actor_stats WHERE tenant_id = ?1 AND actor_id = ?2",
-                &[&tid, actor],
-            )?,
-            Some((count, last, body)) => {
-                let latest = parse_body(body.as_bytes());
-                let who = latest.as_ref().and_then(|e| e.actor.as_ref());
-                let name = who.and_then(|a| a.name.clone());
-                let email = who.and_then(|a| a.email.clone());
+        } else {
+            let remaining: Option<(i64, i64)> = tx
+                .prepare_cached(
+                    "SELECT count(*), max(occurred_at) FROM events INDEXED BY events_actor
+                     WHERE actor_id = ?1 AND pos BETWEEN ?2 AND ?3
+                     HAVING count(*) > 0",
+                )
+                .map_err(sql_error)?
+                .query_row(params![actor, lo, hi], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+                .map_err(sql_error)?;
+            let Some((count, last)) = remaining else {
                 exec(
-                    "UPDATE actor_stats SET count = ?3, last_seen = ?4,
-                        name = ?5, email = ?6
-                     WHERE tenant_id = ?1 AND actor_id = ?2",
-                    &[&tid, actor, &count, &last, &name, &email],
+                    "DELETE FROM actor_stats WHERE tenant_id = ?1 AND actor_id = ?2",
+                    &[&tid, actor],
                 )?;
-            }
+                continue;
+            };
+            exec(
+                "UPDATE actor_stats SET count = ?3, last_seen = ?4
+                 WHERE tenant_id = ?1 AND actor_id = ?2",
+                &[&tid, actor, &count, &last],
+            )?;
+        }
+        if !name_carried {
+            exec(NEWEST_NAME, &[&tid, actor, &lo, &hi])?;
+        }
+        if !email_carried {
+            exec(NEWEST_EMAIL, &[&tid, actor, &lo, &hi])?;
         }
     }
     stages.actors = started.elapsed();
@@ -715,3 +711,36 @@ pub fn rules_first_seen(conn: &Connection, fingerprint: &str, now: i64) -> Store
     )
     .map_err(sql_error)
 }
+
+/// An actor's stored count and `last_seen` (`?1` tenant, `?2` actor, `?3`..`?4` the tenant's
+/// positions), and whether its stored name and email are still carried by one of its
+/// remaining events (or are none). The probes walk the actor's index from its newest event,
+/// where the stored value almost always is: a row read or two for an actor whose name and
+/// email do not change.
+const STORED_ACTOR: &str = "SELECT count, last_seen,
+        name IS NULL OR (SELECT 1 FROM events INDEXED BY events_actor
+                         WHERE actor_id = ?2 AND pos BETWEEN ?3 AND ?4
+                           AND json_extract(body, '$.actor.name') = actor_stats.name
+                         ORDER BY pos DESC LIMIT 1) IS NOT NULL,
+        email IS NULL OR (SELECT 1 FROM events INDEXED BY events_actor
+                          WHERE actor_id = ?2 AND pos BETWEEN ?3 AND ?4
+                            AND json_extract(body, '$.actor.email') = actor_stats.email
+                          ORDER BY pos DESC LIMIT 1) IS NOT NULL
+    FROM actor_stats WHERE tenant_id = ?1 AND actor_id = ?2";
+
+/// Sets an actor's `name` (parameters as [`STORED_ACTOR`]) to the newest one its remaining
+/// events carry, or none.
+const NEWEST_NAME: &str = "UPDATE actor_stats SET name = (
+        SELECT json_extract(body, '$.actor.name') FROM events INDEXED BY events_actor
+        WHERE actor_id = ?2 AND pos BETWEEN ?3 AND ?4
+          AND json_extract(body, '$.actor.name') IS NOT NULL
+        ORDER BY pos DESC LIMIT 1)
+    WHERE tenant_id = ?1 AND actor_id = ?2";
+
+/// [`NEWEST_NAME`] for the `email`.
+const NEWEST_EMAIL: &str = "UPDATE actor_stats SET email = (
+        SELECT json_extract(body, '$.actor.email') FROM events INDEXED BY events_actor
+        WHERE actor_id = ?2 AND pos BETWEEN ?3 AND ?4
+          AND json_extract(body, '$.actor.email') IS NOT NULL
+        ORDER BY pos DESC LIMIT 1)
+    WHERE tenant_id = ?1 AND actor_id = ?2";

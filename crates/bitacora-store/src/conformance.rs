@@ -53,6 +53,7 @@ macro_rules! suite {
             purge_keeps_the_tree_and_the_summaries,
             purge_refuses_what_it_cannot_prove,
             purge_many_purges_each_record,
+            purge_keeps_actor_names_to_what_remains,
             address_searches_follow_appends_and_purges,
             legal_holds_and_rule_sets,
         );
@@ -73,7 +74,8 @@ macro_rules! suite {
 }
 pub use suite;
 
-fn seal(value: serde_json::Value, received_at: &str) -> SealedEvent {
+/// One event, sealed as the server seals it when it receives it at `received_at` (RFC 3339).
+pub fn seal(value: serde_json::Value, received_at: &str) -> SealedEvent {
     let input = EventInput::from_json(value.to_string().as_bytes()).expect("test event parses");
     SealedEvent::prepare(
         input,
@@ -1675,6 +1677,84 @@ fn purge_record(
         archive: "file:///archive/default/test.bundle.zst".into(),
         created_at: 1_700_000_000_000_000,
     }
+}
+
+/// An actor's stored name and email are ones its remaining events carry after a purge, also
+/// when the purged events were the only ones carrying them while the actor's latest event
+/// survives (it had no email: the stored one came from older events): `verify` used to
+/// report such a store as tampered with after a legitimate purge.
+pub async fn purge_keeps_actor_names_to_what_remains(store: &dyn Store) {
+    let t = default_tenant();
+    let ev = |id: &str, day: u32, actor: serde_json::Value| {
+        seal(
+            json!({"id": id, "action": "user.login", "actor": actor,
+                   "occurred_at": format!("2026-01-{day:02}T10:00:00Z")}),
+            "2026-01-20T10:30:00Z",
+        )
+    };
+    store
+        .append(vec![
+            // seq 0-2, ann: the email only on the two oldest, which are purged.
+            ev(
+                "a0",
+                1,
+                json!({"id": "ann", "name": "Ann", "email": "ann@old.example"}),
+            ),
+            ev(
+                "a1",
+                2,
+                json!({"id": "ann", "name": "Ann", "email": "ann@old.example"}),
+            ),
+            ev("a2", 3, json!({"id": "ann", "name": "Ann B"})),
+            // seq 3-4, bob: the name only on the purged one.
+            ev("b0", 1, json!({"id": "bob", "name": "Bob"})),
+            ev("b1", 2, json!({"id": "bob"})),
+            // seq 5-7, cy: one of the two events with the email survives.
+            ev("c0", 1, json!({"id": "cy", "email": "cy@example"})),
+            ev("c1", 2, json!({"id": "cy", "email": "cy@example"})),
+            ev("c2", 3, json!({"id": "cy"})),
+            // seq 8-10, dee: the stored email is d0's (the newest with one); d1, older,
+            // carries another, which is what remains.
+            ev("d0", 5, json!({"id": "dee", "email": "dee@new.example"})),
+            ev("d1", 1, json!({"id": "dee", "email": "dee@mid.example"})),
+            ev("d2", 6, json!({"id": "dee"})),
+        ])
+        .await
+        .unwrap();
+    store.append(sample_events(&["announce"])).await.unwrap();
+    let emails = |actors: &[bitacora_core::api::ActorSummary]| {
+        let mut v: Vec<(String, Option<String>, Option<String>, u64)> = actors
+            .iter()
+            .map(|a| (a.id.clone(), a.name.clone(), a.email.clone(), a.count))
+            .collect();
+        v.sort();
+        v
+    };
+    let s = |v: &str| Some(v.to_owned());
+    assert_eq!(
+        emails(&store.actors(&t, 10).await.unwrap()),
+        [
+            ("ann".into(), s("Ann B"), s("ann@old.example"), 3),
+            ("bob".into(), s("Bob"), None, 2),
+            ("cy".into(), None, s("cy@example"), 3),
+            ("dee".into(), None, s("dee@new.example"), 3),
+        ]
+    );
+    let leaves = leaves_of(store, &t, 12).await;
+    store
+        .purge(&t, &purge_record(&leaves, &[0, 1, 3, 5, 8], 11))
+        .await
+        .unwrap();
+    assert_eq!(store.check_summaries(&t).await.unwrap(), None);
+    assert_eq!(
+        emails(&store.actors(&t, 10).await.unwrap()),
+        [
+            ("ann".into(), s("Ann B"), None, 1),
+            ("bob".into(), None, None, 1),
+            ("cy".into(), None, s("cy@example"), 2),
+            ("dee".into(), None, s("dee@mid.example"), 2),
+        ]
+    );
 }
 
 /// Searches by client address (read through the stores' address postings) find what a scan
