@@ -126,15 +126,22 @@ impl Combos {
             c.push(0, combo.as_ref(), 0, 0);
         }
         // One statement for every combination: each is an index range of the primary key.
+        // The LATERAL subquery (kept whole by `OFFSET 0`) pins that plan: with a plain join
+        // and no statistics yet (a new tenant, before autovacuum's first ANALYZE) the planner
+        // walked every facet row of the blocks once per combination instead (0.13 s for 113
+        // combinations over 141 blocks, measured in the conformance suite).
         let stmt = tx
             .prepare_cached(
                 "SELECT f.block, sum(f.count)::int8 FROM
                      unnest($2::text[], $3::text[], $4::int2[], $5::int2[], $6::text[])
                          AS c(action, category, severity, outcome, source)
-                     JOIN event_facets f ON f.tenant_id = $1 AND f.action = c.action
-                         AND f.category = c.category AND f.severity = c.severity
-                         AND f.outcome = c.outcome AND f.source = c.source
-                         AND f.block BETWEEN $7 AND $8
+                     CROSS JOIN LATERAL (
+                         SELECT f.block, f.count FROM event_facets f
+                         WHERE f.tenant_id = $1 AND f.action = c.action
+                           AND f.category = c.category AND f.severity = c.severity
+                           AND f.outcome = c.outcome AND f.source = c.source
+                           AND f.block BETWEEN $7 AND $8
+                         OFFSET 0) AS f
                  GROUP BY f.block",
             )
             .await
