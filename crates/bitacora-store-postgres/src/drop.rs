@@ -323,37 +323,10 @@ pub async fn drop_partition(
              WHERE s.tenant_id = d.tenant_id AND s.actor_id = d.actor_id
                AND d.newest >= s.last_seen"
         ),
-        // ...and a name or email only the partition's events carried (the actor's latest
-        // event may carry none) becomes the newest remaining one, or none: `check_summaries`
-        // holds the store to values some remaining event carries.
-        format!(
-            "UPDATE actor_stats s SET name = (
-                 SELECT e.body::jsonb -> 'actor' ->> 'name' FROM events e
-                 WHERE e.tenant_id = s.tenant_id AND e.actor_id = s.actor_id
-                   AND e.tableoid <> '{part}'::regclass
-                   AND e.body::jsonb -> 'actor' ->> 'name' IS NOT NULL
-                 ORDER BY e.seq DESC LIMIT 1)
-             FROM bitacora_drop_actors d
-             WHERE s.tenant_id = d.tenant_id AND s.actor_id = d.actor_id AND s.name IS NOT NULL
-               AND NOT EXISTS (SELECT 1 FROM events e
-                               WHERE e.tenant_id = s.tenant_id AND e.actor_id = s.actor_id
-                                 AND e.tableoid <> '{part}'::regclass
-                                 AND e.body::jsonb -> 'actor' ->> 'name' = s.name)"
-        ),
-        format!(
-            "UPDATE actor_stats s SET email = (
-                 SELECT e.body::jsonb -> 'actor' ->> 'email' FROM events e
-                 WHERE e.tenant_id = s.tenant_id AND e.actor_id = s.actor_id
-                   AND e.tableoid <> '{part}'::regclass
-                   AND e.body::jsonb -> 'actor' ->> 'email' IS NOT NULL
-                 ORDER BY e.seq DESC LIMIT 1)
-             FROM bitacora_drop_actors d
-             WHERE s.tenant_id = d.tenant_id AND s.actor_id = d.actor_id AND s.email IS NOT NULL
-               AND NOT EXISTS (SELECT 1 FROM events e
-                               WHERE e.tenant_id = s.tenant_id AND e.actor_id = s.actor_id
-                                 AND e.tableoid <> '{part}'::regclass
-                                 AND e.body::jsonb -> 'actor' ->> 'email' = s.email)"
-        ),
+        // ...and a name or email only the partition's events carried becomes the newest
+        // remaining one, or none.
+        carried_or_newest(&part, "name"),
+        carried_or_newest(&part, "email"),
         // Zone map: the blocks the partition touched, recounted from the other partitions.
         format!(
             "UPDATE event_blocks b SET count = f.n, min_at = coalesce(f.lo, b.min_at),
@@ -435,4 +408,25 @@ mod tests {
             assert_eq!(month_bounds(bad), None, "{bad}");
         }
     }
+}
+
+/// Sets the `field` (`name` or `email`) of the actors the dropped partition `part` held to
+/// the newest one their remaining events carry, where no remaining event carries the stored
+/// one (the actor's latest event may carry none, the stored value coming from older events):
+/// `check_summaries` holds the store to values some event carries.
+fn carried_or_newest(part: &str, field: &str) -> String {
+    format!(
+        "UPDATE actor_stats s SET {field} = (
+             SELECT e.body::jsonb -> 'actor' ->> '{field}' FROM events e
+             WHERE e.tenant_id = s.tenant_id AND e.actor_id = s.actor_id
+               AND e.tableoid <> '{part}'::regclass
+               AND e.body::jsonb -> 'actor' ->> '{field}' IS NOT NULL
+             ORDER BY e.seq DESC LIMIT 1)
+         FROM bitacora_drop_actors d
+         WHERE s.tenant_id = d.tenant_id AND s.actor_id = d.actor_id AND s.{field} IS NOT NULL
+           AND NOT EXISTS (SELECT 1 FROM events e
+                           WHERE e.tenant_id = s.tenant_id AND e.actor_id = s.actor_id
+                             AND e.tableoid <> '{part}'::regclass
+                             AND e.body::jsonb -> 'actor' ->> '{field}' = s.{field})"
+    )
 }

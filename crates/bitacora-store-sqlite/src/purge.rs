@@ -408,11 +408,11 @@ pub fn purge(
                 &[&tid, actor, &count, &last],
             )?;
         }
-        if !name_carried {
-            exec(NEWEST_NAME, &[&tid, actor, &lo, &hi])?;
-        }
-        if !email_carried {
-            exec(NEWEST_EMAIL, &[&tid, actor, &lo, &hi])?;
+        if !(name_carried && email_carried) {
+            exec(
+                NEWEST_NAMES,
+                &[&tid, actor, &lo, &hi, &name_carried, &email_carried],
+            )?;
         }
     }
     stages.actors = started.elapsed();
@@ -728,19 +728,18 @@ const STORED_ACTOR: &str = "SELECT count, last_seen,
                           ORDER BY pos DESC LIMIT 1) IS NOT NULL
     FROM actor_stats WHERE tenant_id = ?1 AND actor_id = ?2";
 
-/// Sets an actor's `name` (parameters as [`STORED_ACTOR`]) to the newest one its remaining
-/// events carry, or none.
-const NEWEST_NAME: &str = "UPDATE actor_stats SET name = (
-        SELECT json_extract(body, '$.actor.name') FROM events INDEXED BY events_actor
-        WHERE actor_id = ?2 AND pos BETWEEN ?3 AND ?4
-          AND json_extract(body, '$.actor.name') IS NOT NULL
-        ORDER BY pos DESC LIMIT 1)
-    WHERE tenant_id = ?1 AND actor_id = ?2";
-
-/// [`NEWEST_NAME`] for the `email`.
-const NEWEST_EMAIL: &str = "UPDATE actor_stats SET email = (
-        SELECT json_extract(body, '$.actor.email') FROM events INDEXED BY events_actor
-        WHERE actor_id = ?2 AND pos BETWEEN ?3 AND ?4
-          AND json_extract(body, '$.actor.email') IS NOT NULL
-        ORDER BY pos DESC LIMIT 1)
+/// Replaces an actor's name unless `?5` (it is still carried) and its email unless `?6`
+/// (other parameters as [`STORED_ACTOR`]) with the newest ones its remaining events carry,
+/// or none.
+const NEWEST_NAMES: &str = "UPDATE actor_stats SET
+        name = CASE WHEN ?5 THEN name
+               ELSE (SELECT json_extract(body, '$.actor.name') FROM events INDEXED BY events_actor
+                     WHERE actor_id = ?2 AND pos BETWEEN ?3 AND ?4
+                       AND json_extract(body, '$.actor.name') IS NOT NULL
+                     ORDER BY pos DESC LIMIT 1) END,
+        email = CASE WHEN ?6 THEN email
+                ELSE (SELECT json_extract(body, '$.actor.email') FROM events INDEXED BY events_actor
+                      WHERE actor_id = ?2 AND pos BETWEEN ?3 AND ?4
+                        AND json_extract(body, '$.actor.email') IS NOT NULL
+                      ORDER BY pos DESC LIMIT 1) END
     WHERE tenant_id = ?1 AND actor_id = ?2";
