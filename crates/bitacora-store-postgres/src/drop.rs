@@ -383,6 +383,27 @@ pub(crate) fn month_start(name: &str) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp_micros(from)
 }
 
+/// Sets the `field` (`name` or `email`) of the actors the dropped partition `part` held to
+/// the newest one their remaining events carry, where no remaining event carries the stored
+/// one (the actor's latest event may carry none, the stored value coming from older events):
+/// `check_summaries` holds the store to values some event carries.
+fn carried_or_newest(part: &str, field: &str) -> String {
+    format!(
+        "UPDATE actor_stats s SET {field} = (
+             SELECT e.body::jsonb -> 'actor' ->> '{field}' FROM events e
+             WHERE e.tenant_id = s.tenant_id AND e.actor_id = s.actor_id
+               AND e.tableoid <> '{part}'::regclass
+               AND e.body::jsonb -> 'actor' ->> '{field}' IS NOT NULL
+             ORDER BY e.seq DESC LIMIT 1)
+         FROM bitacora_drop_actors d
+         WHERE s.tenant_id = d.tenant_id AND s.actor_id = d.actor_id AND s.{field} IS NOT NULL
+           AND NOT EXISTS (SELECT 1 FROM events e
+                           WHERE e.tenant_id = s.tenant_id AND e.actor_id = s.actor_id
+                             AND e.tableoid <> '{part}'::regclass
+                             AND e.body::jsonb -> 'actor' ->> '{field}' = s.{field})"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -408,25 +429,4 @@ mod tests {
             assert_eq!(month_bounds(bad), None, "{bad}");
         }
     }
-}
-
-/// Sets the `field` (`name` or `email`) of the actors the dropped partition `part` held to
-/// the newest one their remaining events carry, where no remaining event carries the stored
-/// one (the actor's latest event may carry none, the stored value coming from older events):
-/// `check_summaries` holds the store to values some event carries.
-fn carried_or_newest(part: &str, field: &str) -> String {
-    format!(
-        "UPDATE actor_stats s SET {field} = (
-             SELECT e.body::jsonb -> 'actor' ->> '{field}' FROM events e
-             WHERE e.tenant_id = s.tenant_id AND e.actor_id = s.actor_id
-               AND e.tableoid <> '{part}'::regclass
-               AND e.body::jsonb -> 'actor' ->> '{field}' IS NOT NULL
-             ORDER BY e.seq DESC LIMIT 1)
-         FROM bitacora_drop_actors d
-         WHERE s.tenant_id = d.tenant_id AND s.actor_id = d.actor_id AND s.{field} IS NOT NULL
-           AND NOT EXISTS (SELECT 1 FROM events e
-                           WHERE e.tenant_id = s.tenant_id AND e.actor_id = s.actor_id
-                             AND e.tableoid <> '{part}'::regclass
-                             AND e.body::jsonb -> 'actor' ->> '{field}' = s.{field})"
-    )
 }
