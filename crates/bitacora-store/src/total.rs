@@ -29,12 +29,14 @@ pub const DEFAULT_BUDGET: Duration = Duration::from_millis(25);
 /// the rate measured so far says fits in the budget left, so an expensive filter does not
 /// overshoot it by a whole chunk. A chunk that would be smaller than [`MIN_CHUNK`] is not
 /// started.
-const FIRST_CHUNK: i64 = 16_384;
+const FIRST_CHUNK: i64 = 4_096;
 const MAX_CHUNK: i64 = 1 << 20;
 const MIN_CHUNK: i64 = 1_024;
-/// Samples taken of what is left when the budget runs out, and the largest sample.
+/// Samples taken of what is left when the budget runs out, the largest sample, and the
+/// smallest one the measured rate may shrink a sample to (see [`Counter::samples`]).
 const SAMPLES: i64 = 16;
 const SAMPLE_WIDTH: i64 = 1_024;
+const MIN_SAMPLE_WIDTH: i64 = 64;
 
 /// A total and whether it was counted (`true`) or estimated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,6 +87,7 @@ pub struct Counter {
     /// cannot turn a one-statement total into an estimate.
     first: bool,
     started: Instant,
+    budget: Duration,
     /// Positions handed out so far (all counted by the time the next one is asked for).
     handed: i64,
     matches: u64,
@@ -103,6 +106,7 @@ impl Counter {
             deadline: Instant::now() + budget,
             first: !budget.is_zero(),
             started: Instant::now(),
+            budget,
             handed: 0,
             matches: 0,
             known: 0,
@@ -196,19 +200,24 @@ impl Counter {
         }
     }
 
-    /// Up to [`SAMPLES`] ranges of at most [`SAMPLE_WIDTH`] positions, evenly spaced over
-    /// what is left to count (by position, across its ranges) — or all of it when it is no
-    /// larger than the samples would be: then the estimate is exact.
+    /// Up to [`SAMPLES`] ranges evenly spaced over what is left to count (by position,
+    /// across its ranges) — or all of it when it is no larger than the samples would be:
+    /// then the estimate is exact. Each is [`SAMPLE_WIDTH`] positions wide, or narrower when
+    /// the rate counting measured says the samples would cost more than one more budget
+    /// (an expensive filter — a substring of `actor` on PostgreSQL reads ~110 positions a
+    /// millisecond — spent 150 ms on sixteen full samples after a 25 ms budget), down to
+    /// [`MIN_SAMPLE_WIDTH`].
     pub fn samples(&self) -> Vec<(i64, i64)> {
         let left: i64 = self.left.iter().map(|(lo, hi)| hi - lo + 1).sum();
         if left == 0 {
             return Vec::new();
         }
-        if left <= SAMPLES * SAMPLE_WIDTH {
+        let width = self.sample_width();
+        if left <= SAMPLES * width {
             return self.left.iter().copied().collect();
         }
         let n = SAMPLES.min(left);
-        let width = SAMPLE_WIDTH.min(left / n).max(1);
+        let width = width.min(left / n).max(1);
         let stride = left / n;
         let mut out = Vec::with_capacity(n as usize);
         let mut ranges = self.left.iter().copied();
@@ -227,6 +236,18 @@ impl Counter {
             out.push((start, (start + width - 1).min(hi)));
         }
         out
+    }
+
+    /// The widest sample for all [`SAMPLES`] to cost about one budget at the rate measured
+    /// so far (positions handed out per second since the counter started); [`SAMPLE_WIDTH`]
+    /// when nothing was counted (a zero budget).
+    fn sample_width(&self) -> i64 {
+        let spent = self.started.elapsed().as_secs_f64();
+        if self.handed == 0 || spent <= 0.0 {
+            return SAMPLE_WIDTH;
+        }
+        let fits = self.handed as f64 / spent * self.budget.as_secs_f64() / SAMPLES as f64;
+        (fits as i64).clamp(MIN_SAMPLE_WIDTH, SAMPLE_WIDTH)
     }
 
     /// The total: what was counted plus, for what was left, the sampled rate of matches
@@ -290,6 +311,26 @@ mod tests {
         let t = c.estimate((positions, positions / 10));
         assert!(!t.exact);
         assert!((199_000..=201_000).contains(&t.value), "{t:?}");
+    }
+
+    #[test]
+    fn a_slow_count_takes_narrower_samples() {
+        // 4,096 positions counted in no less than 20 ms: ~200 positions a millisecond, so
+        // sixteen samples fit a 10 ms budget at about 128 positions each.
+        let mut c = Counter::new([(0, 999_999)], Duration::from_millis(10));
+        let (lo, hi) = c.next().expect("the first chunk always runs");
+        std::thread::sleep(Duration::from_millis(20));
+        c.counted((hi - lo + 1) as u64 / 2);
+        assert_eq!(c.next(), None, "the budget is spent");
+        let samples = c.samples();
+        assert_eq!(samples.len() as i64, SAMPLES);
+        for (lo, hi) in samples {
+            let width = hi - lo + 1;
+            assert!(
+                (MIN_SAMPLE_WIDTH..=SAMPLE_WIDTH / 4).contains(&width),
+                "{width}"
+            );
+        }
     }
 
     #[test]
