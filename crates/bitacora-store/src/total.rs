@@ -87,7 +87,6 @@ pub struct Counter {
     /// cannot turn a one-statement total into an estimate.
     first: bool,
     started: Instant,
-    budget: Duration,
     /// Positions handed out so far (all counted by the time the next one is asked for).
     handed: i64,
     matches: u64,
@@ -100,13 +99,13 @@ pub struct Counter {
 impl Counter {
     /// `ranges`: the inclusive position ranges whose matches make the total, in any order.
     pub fn new(ranges: impl IntoIterator<Item = (i64, i64)>, budget: Duration) -> Self {
+        let now = Instant::now();
         Counter {
             left: ranges.into_iter().filter(|(lo, hi)| lo <= hi).collect(),
             chunk: FIRST_CHUNK,
-            deadline: Instant::now() + budget,
+            deadline: now + budget,
             first: !budget.is_zero(),
-            started: Instant::now(),
-            budget,
+            started: now,
             handed: 0,
             matches: 0,
             known: 0,
@@ -203,10 +202,9 @@ impl Counter {
     /// Up to [`SAMPLES`] ranges evenly spaced over what is left to count (by position,
     /// across its ranges) — or all of it when it is no larger than the samples would be:
     /// then the estimate is exact. Each is [`SAMPLE_WIDTH`] positions wide, or narrower when
-    /// the rate counting measured says the samples would cost more than one more budget
-    /// (an expensive filter — a substring of `actor` on PostgreSQL reads ~110 positions a
-    /// millisecond — spent 150 ms on sixteen full samples after a 25 ms budget), down to
-    /// [`MIN_SAMPLE_WIDTH`].
+    /// the rate counting measured says sixteen full samples would cost more than one more
+    /// budget (an expensive filter would otherwise spend several budgets estimating what one
+    /// budget did not count), down to [`MIN_SAMPLE_WIDTH`].
     pub fn samples(&self) -> Vec<(i64, i64)> {
         let left: i64 = self.left.iter().map(|(lo, hi)| hi - lo + 1).sum();
         if left == 0 {
@@ -246,7 +244,8 @@ impl Counter {
         if self.handed == 0 || spent <= 0.0 {
             return SAMPLE_WIDTH;
         }
-        let fits = self.handed as f64 / spent * self.budget.as_secs_f64() / SAMPLES as f64;
+        let budget = self.deadline.saturating_duration_since(self.started);
+        let fits = self.handed as f64 / spent * budget.as_secs_f64() / SAMPLES as f64;
         (fits as i64).clamp(MIN_SAMPLE_WIDTH, SAMPLE_WIDTH)
     }
 
