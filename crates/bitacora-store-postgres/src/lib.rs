@@ -1572,4 +1572,65 @@ mod tests {
         }
         store.close().await.unwrap();
     }
+
+    /// The plans that count full-text matches, held: row by row, a range's count reads the
+    /// range through a B-tree index and checks the stored document on each row, never the
+    /// GIN index (which has no seq order: it would read the term's every match in the log);
+    /// from the posting list, the GIN index alone is read, never intersected with another
+    /// index (the rest of the filter is checked on the term's rows). On 20,000 analyzed
+    /// events, one term in every event and one in a single event.
+    #[tokio::test]
+    async fn full_text_counts_read_the_range_row_by_row() {
+        let Some((store, db)) = open().await else {
+            return;
+        };
+        let events = conformance::timed_events("default", 20_000, "2026-01-01T00:00:00Z", 60);
+        let mut events = events.into_iter().peekable();
+        while events.peek().is_some() {
+            store
+                .append(events.by_ref().take(2_000).collect())
+                .await
+                .unwrap();
+        }
+        let (client, connection) = tokio_postgres::connect(db.url(), NoTls).await.unwrap();
+        tokio::spawn(connection);
+        client.batch_execute("ANALYZE").await.unwrap();
+
+        let mut pooled = store.client().await.unwrap();
+        let parse = |params: &str| {
+            let pairs: Vec<(&str, &str)> = params
+                .split('&')
+                .map(|p| p.split_once('=').unwrap())
+                .collect();
+            EventQuery::parse(pairs, &TenantName::default_tenant()).unwrap()
+        };
+        for params in [
+            "q=evento&page=2",
+            "q=evento&source=web&page=2",
+            "q=evento&since=2026-01-07&until=2026-01-08&page=2",
+        ] {
+            let plan = read::explain_count(&mut pooled, &parse(params), (4_096, 8_191), true)
+                .await
+                .unwrap();
+            assert!(
+                !plan.contains("fts_doc_idx"),
+                "{params}: counted through the full-text index\n{plan}"
+            );
+            assert!(plan.contains("Index Scan"), "{params}: no index\n{plan}");
+        }
+        for params in ["q=12345&page=2", "q=12345&action=user.login&page=2"] {
+            let plan = read::explain_count(&mut pooled, &parse(params), (0, 19_999), false)
+                .await
+                .unwrap();
+            assert!(
+                plan.contains("Bitmap Index Scan") && plan.contains("fts_doc_idx"),
+                "{params}: not counted from the full-text index\n{plan}"
+            );
+            assert!(
+                !plan.contains("BitmapAnd"),
+                "{params}: intersected with another index\n{plan}"
+            );
+        }
+        store.close().await.unwrap();
+    }
 }

@@ -50,6 +50,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "event_addresses",
         include_str!("../migrations/0009_event_addresses.sql"),
     ),
+    (
+        10,
+        "fts_document",
+        include_str!("../migrations/0010_fts_document.sql"),
+    ),
 ];
 
 /// The advisory lock key (any constant unique to bitacora: "bitacora" in ASCII).

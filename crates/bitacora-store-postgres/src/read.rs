@@ -19,6 +19,7 @@ use bitacora_store::{SearchResult, StoreError, StoreResult, StoredEvent};
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{ClientWrapper, Transaction};
 use tokio_postgres::IsolationLevel;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 
 use crate::addresses;
@@ -106,6 +107,9 @@ pub async fn event_by_seq(
 /// A compiled search: the WHERE clause and its parameters.
 struct Compiled {
     where_clause: String,
+    /// With `q=`: the full-text condition, and `where_clause` without it (`where_clause`
+    /// is the two joined), for counting a range row by row (see [`count_range`]).
+    text: Option<(String, String)>,
     params: Vec<Param>,
     /// Set when no event can match (a value no stored event can hold).
     empty: bool,
@@ -176,6 +180,7 @@ fn compile(tid: i32, size: u64, q: &EventQuery) -> Compiled {
     let f = &q.filter;
     let mut c = Compiled {
         where_clause: String::new(),
+        text: None,
         params: Vec::new(),
         empty: false,
         unfiltered: false,
@@ -302,16 +307,16 @@ fn compile(tid: i32, size: u64, q: &EventQuery) -> Compiled {
         let p = c.push(until);
         clauses.push(format!("occurred_at < {p}"));
     }
-    if !f.text.is_empty() {
+    let text_clause = (!f.text.is_empty()).then(|| {
         // Every term is plain text (plainto_tsquery ANDs the words and reads no operator),
         // folded exactly like the indexed document.
         let text = f.text.join(" ").replace('\0', " ");
         let p = c.push(text);
-        clauses.push(format!(
-            "bitacora_tsvector(fts) @@ plainto_tsquery('pg_catalog.simple'::regconfig, \
+        format!(
+            "fts_doc @@ plainto_tsquery('pg_catalog.simple'::regconfig, \
              bitacora_unaccent({p}))"
-        ));
-    }
+        )
+    });
     // The filter without its severities when they are all of them (no narrowing).
     let mut rest = f.clone();
     if rest.severities.len() == Severity::ALL.len() {
@@ -347,6 +352,11 @@ fn compile(tid: i32, size: u64, q: &EventQuery) -> Compiled {
         g.is_empty()
     };
     c.where_clause = clauses.join(" AND ");
+    if let Some(text) = text_clause {
+        let rest = std::mem::take(&mut c.where_clause);
+        c.where_clause = format!("{rest} AND {text}");
+        c.text = Some((text, rest));
+    }
     c
 }
 
@@ -577,7 +587,7 @@ async fn search_in(
                     let n = if s.inside && exact_counts {
                         s.count
                     } else {
-                        count_range(client, &c, (s.lo, s.hi), Some(skip)).await?
+                        count_range(client, &c, (s.lo, s.hi), Some(skip), Through::Plan).await?
                     };
                     if n < skip {
                         skip -= n;
@@ -596,15 +606,7 @@ async fn search_in(
                 // action of 1.25M events took ~3 s at 10M).
                 Total::exact(f.matches)
             } else {
-                counted(
-                    client,
-                    &c,
-                    &spans,
-                    exact_counts,
-                    !q.filter.text.is_empty(),
-                    budget,
-                )
-                .await?
+                counted(client, &c, &spans, exact_counts, budget).await?
             }
             .with_page(offset, events.len() as u64, per_page);
             Ok(SearchResult {
@@ -955,33 +957,86 @@ async fn address_total(
 /// spans wholly inside a bare window from the zone map, the others counted in chunks of
 /// seqs, and what the budget leaves estimated from samples.
 ///
-/// With full text the count is one statement over each span, whatever the budget: the GIN
-/// index yields a term's matches over the whole log, with no seq order to cut it at, so
-/// every chunk or sample would pay for all of them again.
+/// With full text, half the budget goes to counting the term's matches from the GIN index
+/// first, the rest of the filter checked on them ([`Through::Text`]), in one statement that
+/// PostgreSQL stops when its time is up ([`count_within`]): a rare term is counted exactly
+/// from its posting list in a few milliseconds, however large the log. A common one cannot
+/// be counted that way within any budget (the index has no seq order: any range's count
+/// reads the term's every match in the log and visits their rows — seconds at 1M events),
+/// so the other half counts and samples by seq range, the stored document checked on each
+/// row ([`Through::Rows`]), like every filter without an index of its own.
 async fn counted(
     tx: &Transaction<'_>,
     c: &Compiled,
     spans: &[Span],
     exact_counts: bool,
-    text: bool,
     budget: Duration,
 ) -> StoreResult<Total> {
+    let mut through = Through::Plan;
+    let mut budget = budget;
+    if c.text.is_some() {
+        budget /= 2;
+        let lo = spans.iter().map(|s| s.lo).min();
+        let hi = spans.iter().map(|s| s.hi.min(c.hi)).max();
+        // Spans only ever leave out blocks where nothing can match, so the count over
+        // their hull is theirs.
+        if let (Some(lo), Some(hi)) = (lo, hi)
+            && let Some(n) = count_within(tx, c, (lo, hi), budget).await?
+        {
+            return Ok(Total::exact(n));
+        }
+        through = Through::Rows;
+    }
     // Spans never reach past the log's last seq (`Compiled::hi`).
     let mut counter = Counter::over_spans(spans, exact_counts, c.hi, budget);
-    if text {
-        for r in counter.take_rest() {
-            counter.counted(count_range(tx, c, r, None).await?);
-        }
-    }
     while let Some(r) = counter.next() {
-        counter.counted(count_range(tx, c, r, None).await?);
+        counter.counted(count_range(tx, c, r, None, through).await?);
     }
     if !counter.done() {
         for r in counter.samples() {
-            counter.sampled(r, count_range(tx, c, r, None).await?);
+            counter.sampled(r, count_range(tx, c, r, None, through).await?);
         }
     }
     Ok(counter.finish())
+}
+
+/// The full-text matches among seqs `lo..=hi`, counted from the term's posting list
+/// ([`Through::Text`]), if that takes less than `limit`; `None` when it did not (a `statement_timeout` set for that statement
+/// only, inside a savepoint that is rolled back either way, so the setting and the cancelled
+/// statement leave no trace in the search's transaction).
+async fn count_within(
+    tx: &Transaction<'_>,
+    c: &Compiled,
+    range: (i64, i64),
+    limit: Duration,
+) -> StoreResult<Option<u64>> {
+    // A zero `statement_timeout` would mean no limit at all.
+    let ms = limit.as_millis();
+    if ms == 0 {
+        return Ok(None);
+    }
+    tx.batch_execute("SAVEPOINT bounded_count")
+        .await
+        .map_err(pg_error)?;
+    tx.execute(
+        "SELECT set_config('statement_timeout', $1, true)",
+        &[&ms.to_string()],
+    )
+    .await
+    .map_err(pg_error)?;
+    let (sql, refs) = count_statement(c, &range, None, Through::Text);
+    let counted = match tx.prepare_cached(&sql).await {
+        Ok(stmt) => tx.query_one(&stmt, &refs).await,
+        Err(e) => Err(e),
+    };
+    tx.batch_execute("ROLLBACK TO SAVEPOINT bounded_count; RELEASE SAVEPOINT bounded_count")
+        .await
+        .map_err(pg_error)?;
+    match counted {
+        Ok(row) => Ok(Some(row.get::<_, i64>(0) as u64)),
+        Err(e) if e.code() == Some(&SqlState::QUERY_CANCELED) => Ok(None),
+        Err(e) => Err(pg_error(e)),
+    }
 }
 
 async fn tenant_in(tx: &Transaction<'_>, name: &TenantName) -> StoreResult<Option<(i32, u64)>> {
@@ -1017,39 +1072,79 @@ async fn run_span(
         .collect()
 }
 
-/// The matches among seqs `lo..=hi`, or `min(matches, cap)` with a cap. Without a window or
-/// facets the compiled filter has no seq bounds of its own, so they are added.
+/// How [`count_range`] reads a range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Through {
+    /// Whatever plan PostgreSQL picks for the whole filter.
+    Plan,
+    /// The term's matches from the GIN index, then the rest of the filter on them (`OFFSET 0`
+    /// keeps the planner from also reading another index and intersecting the two: for
+    /// `action=…` with a rare term it read the action's 125,000 entries to drop 21 rows to
+    /// none). Costs in proportion to the term's matches in the whole log.
+    Text,
+    /// The range's rows that pass the rest of the filter, in seq order, with the full-text
+    /// condition checked on each of them (`OFFSET 0` keeps the planner from pushing it into
+    /// a GIN scan of the whole log). Costs in proportion to the range, not to the term.
+    Rows,
+}
+
+/// The matches among seqs `lo..=hi`, or `min(matches, cap)` with a cap.
 async fn count_range(
     tx: &Transaction<'_>,
     c: &Compiled,
     range: (i64, i64),
     cap: Option<u64>,
+    through: Through,
 ) -> StoreResult<u64> {
-    let mut refs = c.span_refs(&range);
-    let where_clause = if c.ranged {
-        c.where_clause.clone()
-    } else {
-        refs.push(&range.0);
-        refs.push(&range.1);
-        format!(
-            "{} AND seq BETWEEN ${} AND ${}",
-            c.where_clause,
-            refs.len() - 1,
-            refs.len()
-        )
-    };
-    let sql = match cap {
-        None => format!("SELECT count(*) FROM events WHERE {where_clause}"),
-        Some(n) => {
-            format!("SELECT count(*) FROM (SELECT 1 FROM events WHERE {where_clause} LIMIT {n}) s")
-        }
-    };
+    let (sql, refs) = count_statement(c, &range, cap, through);
     let stmt = tx.prepare_cached(&sql).await.map_err(pg_error)?;
     Ok(tx
         .query_one(&stmt, &refs)
         .await
         .map_err(pg_error)?
         .get::<_, i64>(0) as u64)
+}
+
+/// The statement [`count_range`] runs, and its parameters. Without a window or facets the
+/// compiled filter has no seq bounds of its own, so they are added.
+fn count_statement<'a>(
+    c: &'a Compiled,
+    range: &'a (i64, i64),
+    cap: Option<u64>,
+    through: Through,
+) -> (String, Vec<&'a (dyn ToSql + Sync)>) {
+    let mut refs = c.span_refs(range);
+    let (text, rest) = match (&c.text, through) {
+        (Some((text, rest)), Through::Rows | Through::Text) => (Some(text), rest),
+        _ => (None, &c.where_clause),
+    };
+    let mut where_clause = rest.clone();
+    if !c.ranged {
+        refs.push(&range.0);
+        refs.push(&range.1);
+        where_clause = format!(
+            "{where_clause} AND seq BETWEEN ${} AND ${}",
+            refs.len() - 1,
+            refs.len()
+        );
+    }
+    let rows = match text {
+        None => format!("SELECT 1 FROM events WHERE {where_clause}"),
+        // (`$1` is the tenant.)
+        Some(text) if through == Through::Text => format!(
+            "SELECT 1 FROM (SELECT * FROM events WHERE tenant_id = $1 AND {text} OFFSET 0) r \
+             WHERE {where_clause}"
+        ),
+        Some(text) => format!(
+            "SELECT 1 FROM (SELECT fts_doc FROM events WHERE {where_clause} OFFSET 0) r \
+             WHERE {text}"
+        ),
+    };
+    let sql = match cap {
+        None => format!("SELECT count(*) FROM ({rows}) s"),
+        Some(n) => format!("SELECT count(*) FROM ({rows} LIMIT {n}) s"),
+    };
+    (sql, refs)
 }
 
 pub async fn actions(client: &ClientWrapper, t: &TenantName) -> StoreResult<Vec<ActionSummary>> {
@@ -1457,6 +1552,34 @@ pub(crate) async fn explain_page(
     );
     let rows = client
         .query(&sql, &c.span_refs(&span))
+        .await
+        .map_err(pg_error)?;
+    Ok(rows
+        .iter()
+        .map(|r| r.get::<_, String>(0))
+        .collect::<Vec<_>>()
+        .join("\n"))
+}
+
+/// The plan of the statement that counts `q`'s matches among seqs `range`, from the term's
+/// posting list or row by row (`rows`), for the test that holds full-text totals to
+/// costs in proportion to the range.
+#[cfg(test)]
+pub(crate) async fn explain_count(
+    client: &mut ClientWrapper,
+    q: &EventQuery,
+    range: (i64, i64),
+    rows: bool,
+) -> StoreResult<String> {
+    let tx = snapshot(client, q).await?;
+    let (tid, size) = tenant_in(&tx, &q.tenant)
+        .await?
+        .ok_or_else(|| StoreError::Internal("no such tenant".into()))?;
+    let c = compile(tid, size, q);
+    let through = if rows { Through::Rows } else { Through::Text };
+    let (sql, refs) = count_statement(&c, &range, None, through);
+    let rows = tx
+        .query(&format!("EXPLAIN {sql}"), &refs)
         .await
         .map_err(pg_error)?;
     Ok(rows

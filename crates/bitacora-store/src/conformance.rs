@@ -491,6 +491,33 @@ pub async fn totals_past_the_budget_are_estimated(store: &dyn Store) {
         targeted(0, N) - (last - 1) * per_page
     );
 
+    // Full text: a term of every event is estimated like any filter (on PostgreSQL counted
+    // row by row: through the GIN index a range's count reads the term's every match), and
+    // the page is exact; a term of one event is proved by its short page.
+    eventually_found(store, &(N - 1).to_string(), 1).await;
+    let r = store
+        .search(&query("q=evento&source=web&page=2&per_page=10"))
+        .await
+        .unwrap();
+    let total = r.total.unwrap();
+    assert!(r.estimated, "a full-text total past the budget is flagged");
+    assert!(
+        close(total, N / 2),
+        "full-text estimate {total} of {}",
+        N / 2
+    );
+    let walk = store
+        .search(&query("q=evento&source=web&limit=20"))
+        .await
+        .unwrap();
+    assert_eq!(seqs(&r), seqs(&walk)[10..]);
+    let r = store
+        .search(&query("q=12345&page=1&per_page=10"))
+        .await
+        .unwrap();
+    assert_eq!((r.total, r.estimated), (Some(1), false));
+    assert_eq!(r.events.len(), 1);
+
     // A window with a filter: exact or a close estimate, and the page exact.
     let r = store
         .search(&query(
