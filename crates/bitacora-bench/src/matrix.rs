@@ -34,7 +34,9 @@ const FILTERS: &[(&str, &str)] = &[
     // One address: 1 event in 1,000 (`data::event` cycles through 1,000 addresses).
     ("ip address", "ip=10.1.64.7"),
     ("source", "source=admin_panel"),
+    // A term in every event, and one in a few (target 4242's name, and event 4242's text).
     ("q", "q=auditoria"),
+    ("q rare", "q=4242"),
 ];
 
 struct Cell {
