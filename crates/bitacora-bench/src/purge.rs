@@ -74,8 +74,17 @@ fn ingest_until(
     stop: Arc<AtomicBool>,
     first: usize,
 ) -> tokio::task::JoinHandle<u64> {
+    ingest_counted(store, stop, first, Arc::new(AtomicU64::new(0)))
+}
+
+/// [`ingest_until`], counting into `done` as it goes (for a timeline).
+fn ingest_counted(
+    store: Arc<dyn Store>,
+    stop: Arc<AtomicBool>,
+    first: usize,
+    done: Arc<AtomicU64>,
+) -> tokio::task::JoinHandle<u64> {
     tokio::spawn(async move {
-        let done = AtomicU64::new(0);
         let mut i = first;
         let now = chrono::Utc::now().timestamp_micros();
         while !stop.load(Ordering::Relaxed) {
@@ -366,8 +375,25 @@ pub async fn purge_partition(events: usize, runs: usize, batch: u32) -> anyhow::
         let alone = task.await? as f64 / started.elapsed().as_secs_f64();
 
         let stop = Arc::new(AtomicBool::new(false));
-        let task = ingest_until(store.clone(), stop.clone(), 20_000_000);
+        let counted = Arc::new(AtomicU64::new(0));
+        let task = ingest_counted(store.clone(), stop.clone(), 20_000_000, counted.clone());
         let started = Instant::now();
+        // Ingest per 5 s while the pass runs (to set against the pass's debug log: which of
+        // its steps costs ingest what).
+        let timeline = {
+            let (stop, counted) = (stop.clone(), counted.clone());
+            tokio::spawn(async move {
+                let mut rates = Vec::new();
+                let mut last = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    let now = counted.load(Ordering::Relaxed);
+                    rates.push((now - last) / 5);
+                    last = now;
+                }
+                rates
+            })
+        };
         let report = retention
             .pass(
                 chrono::Utc::now().timestamp_micros(),
@@ -380,6 +406,15 @@ pub async fn purge_partition(events: usize, runs: usize, batch: u32) -> anyhow::
         let took = started.elapsed();
         stop.store(true, Ordering::Relaxed);
         let during = task.await? as f64 / started.elapsed().as_secs_f64();
+        let timeline = timeline.await?;
+        println!(
+            "run {run}: ingest per 5 s during the pass (events/s): {}",
+            timeline
+                .iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
         anyhow::ensure!(
             report.dropped_partitions.len() == 1,
             "expected one partition dropped, got {:?}",

@@ -330,3 +330,226 @@ async fn id_of(store: &dyn Store, tenant: &TenantName, seq: u64) -> String {
         .unwrap()
         .id
 }
+
+/// The child half of the staging crash test: one pass over the database named by
+/// `BITACORA_PARTITION_CRASH_URL`, with `BITACORA_STORE_CRASH_AT=staged` set by the parent
+/// (the store aborts the process once the partition's leaf hashes are staged, before the
+/// drop's transaction).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partition_crash_child() {
+    let (Ok(url), Ok(dir)) = (
+        std::env::var("BITACORA_PARTITION_CRASH_URL"),
+        std::env::var("BITACORA_PARTITION_CRASH_ARCHIVE"),
+    ) else {
+        return; // Run by the parent only.
+    };
+    let store: Arc<dyn Store> = Arc::new(PgStore::open(&url, PgOptions::default()).await.unwrap());
+    crash_retention(store, std::path::Path::new(&dir))
+        .pass(
+            chrono::Utc::now().timestamp_micros(),
+            false,
+            None,
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    panic!("the pass should have aborted the process");
+}
+
+/// A crash after the drop has copied the partition's leaf hashes to `purged_events` and
+/// before its transaction: each seq is then in both tables. Proofs, `verify` and the
+/// summaries are as before the pass; the next pass drops the month (the copies are taken
+/// over by its new purges), or, when a hold placed meanwhile keeps one of its events, purges
+/// the rest row by row over the copies (which once failed on `purged_events`'s key).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_between_staging_and_the_drop_leaves_the_log_provable() {
+    for then in ["retry", "hold"] {
+        let Some(db) = TestDatabase::create().await else {
+            return;
+        };
+        let store: Arc<dyn Store> = Arc::new(
+            PgStore::open(db.url(), PgOptions::default())
+                .await
+                .expect("open the store"),
+        );
+        let default = t("default");
+        store
+            .append(timed_events("default", 250, "2025-11-02T00:00:00Z", 3600))
+            .await
+            .unwrap();
+        store
+            .append(timed_events(
+                "default",
+                5,
+                &chrono::Utc::now().to_rfc3339(),
+                1,
+            ))
+            .await
+            .unwrap();
+        checkpoint_tenant(store.as_ref(), &signer(), &default, 1)
+            .await
+            .unwrap();
+        let before = leaves(store.as_ref(), &default).await;
+        let first_id = id_of(store.as_ref(), &default, 0).await;
+        let dir = tempfile::tempdir().unwrap();
+
+        let status = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "partition_crash_child",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("BITACORA_PARTITION_CRASH_URL", db.url())
+            .env("BITACORA_PARTITION_CRASH_ARCHIVE", dir.path())
+            .env("BITACORA_STORE_CRASH_AT", "staged")
+            .status()
+            .unwrap();
+        assert!(!status.success(), "{then}: the child should have aborted");
+
+        // The month is still there, every leaf hash is also in `purged_events`, no purge is
+        // recorded, and the log is exactly the log it was.
+        assert!(catalog(&db).await.contains(&"events_2025_11".to_owned()));
+        assert_eq!(staged(&db).await, 250, "{then}");
+        assert!(store.purges(&default).await.unwrap().is_empty(), "{then}");
+        assert_eq!(store.purged_event(&default, &first_id).await.unwrap(), None);
+        assert_eq!(leaves(store.as_ref(), &default).await[..250], before[..250]);
+        provable(store.as_ref(), &default, &before, then).await;
+
+        if then == "hold" {
+            // Event 10 (2025-11-02T10:00:00Z) is held: the month now goes row by row.
+            store
+                .insert_legal_hold(&LegalHoldRecord {
+                    id: "h1".into(),
+                    tenant: default.clone(),
+                    name: "h1".into(),
+                    reason: "litigation".into(),
+                    filter: r#"{"since":"2025-11-02T10:00:00Z","until":"2025-11-02T10:00:01Z"}"#
+                        .into(),
+                    created_at: 1,
+                    created_by: "test".into(),
+                    released_at: None,
+                    released_by: None,
+                })
+                .await
+                .unwrap();
+        }
+        let report = crash_retention(store.clone(), dir.path())
+            .pass(
+                chrono::Utc::now().timestamp_micros(),
+                false,
+                None,
+                &CancellationToken::new(),
+            )
+            .await
+            .unwrap();
+        if then == "retry" {
+            assert_eq!(report.dropped_partitions, ["events_2025_11"], "{report:?}");
+            assert_eq!(report.purged(), 250, "{report:?}");
+            assert!(!catalog(&db).await.contains(&"events_2025_11".to_owned()));
+        } else {
+            assert!(report.dropped_partitions.is_empty(), "{report:?}");
+            assert_eq!((report.purged(), report.held), (249, 1), "{report:?}");
+            assert_eq!(
+                store
+                    .event_by_seq(&default, 10)
+                    .await
+                    .unwrap()
+                    .map(|e| e.leaf_hash),
+                Some(before[10])
+            );
+        }
+        // Every seq still has its one leaf hash (the held event's copy stays, unrecorded).
+        assert_eq!(staged(&db).await, 250, "{then}");
+        let purged: u64 = store
+            .purges(&default)
+            .await
+            .unwrap()
+            .iter()
+            .map(|p| p.count)
+            .sum();
+        assert_eq!(purged, if then == "retry" { 250 } else { 249 });
+        assert_eq!(
+            store.purged_event(&default, &first_id).await.unwrap(),
+            Some((0, before[0]))
+        );
+        provable(store.as_ref(), &default, &before, then).await;
+        store.close().await.unwrap();
+    }
+}
+
+/// The retention of the staging crash test: 30 days, archives of 50 events in `dir`.
+fn crash_retention(store: Arc<dyn Store>, dir: &std::path::Path) -> Retention {
+    let config: RetentionConfig =
+        toml::from_str("default = \"30d\"\nmin_delay = \"0s\"\nbatch_size = 50\n").unwrap();
+    Retention {
+        store,
+        config,
+        archive: Archive::open(&format!("file://{}", dir.display())).unwrap(),
+        bundle: BundleOptions::new(Arc::new(signer()), vec![signer().verifier()]),
+        policy: Arc::new(bitacora_core::IngestPolicy::default()),
+    }
+}
+
+/// Rows in `purged_events`, recorded or not.
+async fn staged(db: &TestDatabase) -> i64 {
+    let (client, connection) = tokio_postgres::connect(db.url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+        .query_one("SELECT count(*) FROM purged_events", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// Signs the log as it is now, and checks it: `verify`, the summaries against a scan,
+/// inclusion proofs of events from the first `before.len()` (purged or not) and of the
+/// newest, and consistency from the log of `before`.
+async fn provable(store: &dyn Store, tenant: &TenantName, before: &[Hash], what: &str) {
+    checkpoint_tenant(store, &signer(), tenant, 1)
+        .await
+        .unwrap();
+    let outcome = verify_tenant(
+        store,
+        tenant,
+        &[signer().verifier()],
+        &VerifyOptions {
+            unsigned_grace: Duration::ZERO,
+            ..VerifyOptions::default()
+        },
+        |_, _| {},
+    )
+    .await
+    .unwrap()
+    .outcome;
+    assert_eq!(outcome, VerifyOutcome::Intact, "{what}");
+    assert_eq!(store.check_summaries(tenant).await.unwrap(), None, "{what}");
+    let latest = store.latest_checkpoint(tenant).await.unwrap().unwrap();
+    let old_size = before.len() as u64;
+    for seq in [0, 10, 17, 130, 249, old_size - 1] {
+        let proof = bitacora_log::inclusion_proof(store, tenant, seq, latest.size)
+            .await
+            .unwrap();
+        merkle::verify_inclusion(
+            &before[seq as usize],
+            seq,
+            latest.size,
+            &proof.hashes,
+            &latest.root,
+        )
+        .unwrap_or_else(|e| panic!("{what}: seq {seq}: {e}"));
+    }
+    let consistency = bitacora_log::consistency_proof(store, tenant, old_size, latest.size)
+        .await
+        .unwrap();
+    merkle::verify_consistency(
+        old_size,
+        latest.size,
+        &consistency.hashes,
+        &merkle::root_from_leaves(before),
+        &latest.root,
+    )
+    .unwrap_or_else(|e| panic!("{what}: consistency: {e}"));
+}

@@ -114,28 +114,30 @@ pub async fn remove(
     keep.write(tx).await
 }
 
-/// The statements that take a partition's events out of the postings, before the partition
-/// is dropped: the blocks it touched are rebuilt from the events of the other partitions.
-pub fn subtract(part: &str) -> Vec<String> {
+/// The statements that take a partition's events out of the postings, in the transaction
+/// that drops it: the blocks it touched (the temporary table `bitacora_drop_blocks`, those
+/// `with_ip`) are rebuilt from the events of the other partitions (`elsewhere`: the
+/// condition on `events e` of an event outside it).
+pub fn rebuild(elsewhere: &str) -> [String; 2] {
     let bits = BLOCK_BITS;
     let mask = BLOCK_EVENTS - 1;
-    vec![
-        format!(
-            "CREATE TEMP TABLE bitacora_drop_address_blocks ON COMMIT DROP AS
-             SELECT DISTINCT tenant_id, seq >> {bits} AS block FROM {part} WHERE ip IS NOT NULL"
-        ),
-        "DELETE FROM event_addresses a USING bitacora_drop_address_blocks d
-         WHERE a.tenant_id = d.tenant_id AND a.block = d.block"
+    [
+        "DELETE FROM event_addresses a USING bitacora_drop_blocks d
+         WHERE d.with_ip AND a.tenant_id = d.tenant_id AND a.block = d.block"
             .to_owned(),
+        // One range read per block (`OFFSET 0` keeps the planner from turning it back into
+        // a join: as a join, the 74 blocks of a 300k-event month took 1 s, this way 54 ms).
         format!(
             "INSERT INTO event_addresses (tenant_id, block, ip, first, offsets)
-             SELECT e.tenant_id, d.block, e.ip, min(e.seq & {mask})::int2,
+             SELECT d.tenant_id, d.block, e.ip, min(e.seq & {mask})::int2,
                     array_agg((e.seq & {mask})::int2 ORDER BY e.seq)
-             FROM bitacora_drop_address_blocks d
-             JOIN events e ON e.tenant_id = d.tenant_id
-                  AND e.seq BETWEEN d.block << {bits} AND ((d.block + 1) << {bits}) - 1
-                  AND e.tableoid <> '{part}'::regclass
-             WHERE e.ip IS NOT NULL
+             FROM bitacora_drop_blocks d,
+                  LATERAL (SELECT e.seq, e.ip FROM events e
+                           WHERE e.tenant_id = d.tenant_id
+                             AND e.seq BETWEEN d.block << {bits} AND ((d.block + 1) << {bits}) - 1
+                             AND {elsewhere} AND e.ip IS NOT NULL
+                           OFFSET 0) AS e
+             WHERE d.with_ip
              GROUP BY 1, 2, 3"
         ),
     ]

@@ -3,38 +3,67 @@
 //! store with `DETACH PARTITION` and `DROP TABLE` instead of a `DELETE` per row — no dead
 //! tuples, no vacuum debt, its indexes gone with it.
 //!
-//! What a row purge does per event is done here per partition, in set-based statements, in
-//! one transaction:
+//! What a row purge does per event is done here per partition, in two steps: the work that
+//! grows with the partition first, in bounded chunks that lock nothing an append waits for,
+//! then one short transaction whose work grows only with the summaries' rows.
 //!
-//! 1. the `tenants` rows of every tenant in the partition are locked, in id order — the order
-//!    the writer locks them in, so the two never deadlock; appends to those tenants wait
-//!    (appends to others go on until step 5);
-//! 2. every event of the partition is copied to `purged_events` (seq, id, leaf hash) under the
-//!    record whose ranges cover it; the statement must copy the partition's every row, and
-//!    every record's count must be what it copied for it, else nothing happens;
-//! 3. `action_counts`, `actor_stats`, the daily rollups and the zone map lose the partition's
-//!    share, computed from the partition by `GROUP BY` and, for what a decrement cannot
-//!    lower (an actor's last event, a block's bounds), recomputed from the other partitions
-//!    (`tableoid <> partition`);
-//! 4. the purge records are stored;
-//! 5. `ALTER TABLE events DETACH PARTITION` and `DROP TABLE` (this takes `events`'s
-//!    `ACCESS EXCLUSIVE` lock for the moment until `COMMIT`; `lock_timeout` bounds the wait
-//!    for it, after which the whole transaction is rolled back and retried at the next pass).
+//! 1. **Staging** ([`stage`]): the partition is read in `seq` order, about [`STAGE_CHUNK`]
+//!    events at a time (whole purge records of one tenant), each chunk one autocommitted
+//!    statement followed by a pause of [`STAGE_PAUSE`] of its time. Every row must be covered
+//!    by one record, and each record must count exactly its rows, whose leaf hashes hash to
+//!    its root; the rows' `seq`, id and leaf hash are then copied to `purged_events` under
+//!    their record's announcement, and what the summaries will lose (per action, day, actor,
+//!    address, facet combination and block) is added up in memory. The partition cannot
+//!    change meanwhile except by an import of old events, which the transaction detects.
+//! 2. **The drop**, one transaction: the `tenants` rows of the partition's tenants are locked
+//!    in id order (the writer's order, so the two never deadlock; appends to those tenants
+//!    wait from here, appends to others until the detach); `LOCK TABLE … IN SHARE MODE` on
+//!    the partition and a count: it must hold exactly what was staged; `action_counts`,
+//!    `actor_stats`, the daily rollups, the facets, the zone map and the address postings
+//!    lose the staged shares — by decrement, and for what a decrement cannot lower (an
+//!    actor's last event, name and email; a block's bounds and postings) read again from the
+//!    other partitions (`tableoid <> partition`); the purge records are stored;
+//!    `ALTER TABLE events DETACH PARTITION` and `DROP TABLE` (`events`'s `ACCESS EXCLUSIVE`
+//!    lock until the `COMMIT` that follows at once; `lock_timeout` bounds every wait, after
+//!    which the transaction is rolled back and the next pass tries again).
+//!
+//! **Staged, not yet purged.** Between the two steps (and for good, after a crash there or a
+//! drop given up) a seq is in both `events` and `purged_events`. A `purged_events` row counts
+//! only once its purge has a record in `purges`, which the drop's transaction stores: the
+//! tree reads such a seq once (both rows carry the row's own leaf hash, `tree.rs`), `verify`
+//! and the purge lookups read recorded rows only (`purge.rs`), and a later row purge or drop
+//! of the same seq replaces the unrecorded copy ([`INSERT_PURGED`]). So a crash at any point
+//! leaves the log exactly as provable as before, and the retried drop re-stages under its new
+//! announcements. `BITACORA_STORE_CRASH_AT=staged` aborts the process between the steps
+//! (fault injection for the crash test; never set it in production).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use bitacora_core::TenantName;
+use bitacora_core::canonical::Hash;
+use bitacora_core::merkle::root_from_leaves;
 use bitacora_store::{
     PartitionGroup, PartitionSummary, PartitionTenant, PurgeRecord, StoreError, StoreResult,
 };
 use chrono::{DateTime, NaiveDate, TimeZone as _, Utc};
-use deadpool_postgres::ClientWrapper;
+use deadpool_postgres::{ClientWrapper, Transaction};
 
-use crate::{addresses, facets, pg_error, window};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
+
+use crate::purge::{INSERT_NEW_PURGED, INSERT_PURGED, Rollups};
+use crate::{addresses, facets, hash32, pg_error, window};
 
 /// How long the drop waits for a lock (the tenants' rows, then `events` itself) before giving
 /// up; a later pass tries again.
 const LOCK_TIMEOUT: &str = "10s";
+
+/// Events staged per statement (step 1): whole purge records of one tenant, about this many.
+const STAGE_CHUNK: u64 = 20_000;
+
+/// After each staged chunk the drop pauses this fraction of the chunk's own time, so that
+/// appends (which the staging does not block) keep their share of a small machine.
+const STAGE_PAUSE: f64 = 0.5;
 
 /// `events_YYYY_MM` → the month's bounds, in microseconds.
 pub(crate) fn month_bounds(name: &str) -> Option<(i64, i64)> {
@@ -162,11 +191,8 @@ pub async fn drop_partition(
             "`{name}` is not a month partition of events"
         )));
     }
-    let tx = client.transaction().await.map_err(pg_error)?;
-    tx.batch_execute(&format!("SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
-        .await
-        .map_err(pg_error)?;
-    let exists: bool = tx
+    let mut lap = Lap::new(name);
+    let exists: bool = client
         .query_one(
             "SELECT EXISTS (SELECT FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
              WHERE i.inhparent = 'events'::regclass AND c.relname = $1)",
@@ -180,8 +206,6 @@ pub async fn drop_partition(
             "`{name}` is not a partition of events"
         )));
     }
-    // 1. The tenants' ids (their rows are locked only at step 3: the copy below touches
-    // nothing an append writes, so appends go on while it runs).
     let wanted: Vec<&str> = {
         let mut v: Vec<&str> = records.iter().map(|(t, _)| t.as_str()).collect();
         v.sort_unstable();
@@ -189,7 +213,7 @@ pub async fn drop_partition(
         v
     };
     let mut ids: BTreeMap<String, i32> = BTreeMap::new();
-    for r in tx
+    for r in client
         .query(
             "SELECT id, name FROM tenants WHERE name = ANY($1) ORDER BY id",
             &[&wanted],
@@ -199,63 +223,27 @@ pub async fn drop_partition(
     {
         ids.insert(r.get(1), r.get(0));
     }
-    // 2. Every row of the partition to `purged_events`, under the record covering it.
-    let (mut r_tid, mut r_lo, mut r_hi, mut r_purge) = (vec![], vec![], vec![], vec![]);
-    for (tenant, record) in records {
-        let tid = *ids
-            .get(tenant.as_str())
-            .ok_or_else(|| StoreError::Internal(format!("tenant `{tenant}` has no log")))?;
-        for &(lo, hi) in &record.ranges {
-            r_tid.push(tid);
-            r_lo.push(lo as i64);
-            r_hi.push(hi as i64);
-            r_purge.push(record.event_seq as i64);
-        }
-    }
-    let copied: BTreeMap<(i32, i64), i64> = tx
-        .query(
-            &format!(
-                "WITH copied AS (
-                   INSERT INTO purged_events (tenant_id, seq, event_id, leaf_hash, purge)
-                   SELECT p.tenant_id, p.seq, p.event_id, p.leaf_hash, r.purge
-                   FROM \"{name}\" p
-                   JOIN unnest($1::int4[], $2::int8[], $3::int8[], $4::int8[])
-                        AS r(tenant_id, lo, hi, purge)
-                     ON p.tenant_id = r.tenant_id AND p.seq BETWEEN r.lo AND r.hi
-                   RETURNING tenant_id, purge)
-                 SELECT tenant_id, purge, count(*) FROM copied GROUP BY 1, 2"
-            ),
-            &[&r_tid, &r_lo, &r_hi, &r_purge],
-        )
-        .await
-        .map_err(pg_error)?
-        .iter()
-        .map(|r| ((r.get(0), r.get(1)), r.get(2)))
-        .collect();
-    let total: i64 = tx
-        .query_one(&format!("SELECT count(*) FROM \"{name}\""), &[])
-        .await
-        .map_err(pg_error)?
-        .get(0);
-    let copied_total: i64 = copied.values().sum();
-    if copied_total != total {
-        return Err(StoreError::Internal(format!(
-            "{name}: the purge records cover {copied_total} of its {total} events; nothing dropped"
-        )));
-    }
-    for (tenant, record) in records {
-        let key = (ids[tenant.as_str()], record.event_seq as i64);
-        let n = copied.get(&key).copied().unwrap_or(0) as u64;
-        if n != record.count {
+    for (tenant, _) in records {
+        if !ids.contains_key(tenant.as_str()) {
             return Err(StoreError::Internal(format!(
-                "{name}: the purge announced at seq {} of `{tenant}` counts {} events, the \
-                 partition holds {n} of them; nothing dropped",
-                record.event_seq, record.count
+                "tenant `{tenant}` has no log"
             )));
         }
     }
-    // 3. The summaries lose the partition's share, under the tenants' row locks (taken in id
-    // order, the writer's order), which the appends of those tenants wait for from here on.
+    // The name comes from the catalog and matched `events_YYYY_MM`: safe to quote.
+    let part = format!("\"{name}\"");
+
+    // 1. Staging, in chunks, each its own short transaction, no lock an append takes.
+    let shares = stage(client, &part, records, &ids).await?;
+    lap.done("stage");
+    crash_point("staged");
+
+    // 2. The drop: one transaction.
+    let tx = client.transaction().await.map_err(pg_error)?;
+    tx.batch_execute(&format!("SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
+        .await
+        .map_err(pg_error)?;
+    // The tenants' rows, in id order (the writer's order); appends to them wait from here.
     let locked: Vec<i32> = ids.values().copied().collect();
     tx.query(
         "SELECT id FROM tenants WHERE id = ANY($1) ORDER BY id FOR UPDATE",
@@ -263,94 +251,25 @@ pub async fn drop_partition(
     )
     .await
     .map_err(pg_error)?;
-    let part = format!("\"{name}\"");
-    let steps = [
-        format!(
-            "UPDATE action_counts c SET count = c.count - d.n
-             FROM (SELECT tenant_id, action, category, count(*) AS n FROM {part}
-                   GROUP BY 1, 2, 3) AS d
-             WHERE c.tenant_id = d.tenant_id AND c.action = d.action AND c.category = d.category"
-        ),
-        "DELETE FROM action_counts WHERE count <= 0".to_owned(),
-        format!(
-            "UPDATE stats_days r SET count = r.count - d.n
-             FROM (SELECT tenant_id, (occurred_at AT TIME ZONE 'UTC')::date AS day, category,
-                          severity, outcome, actor_id IS NULL AS no_actor, count(*) AS n
-                   FROM {part} GROUP BY 1, 2, 3, 4, 5, 6) AS d
-             WHERE r.tenant_id = d.tenant_id AND r.day = d.day AND r.category = d.category
-               AND r.severity = d.severity AND r.outcome = d.outcome
-               AND r.no_actor = d.no_actor"
-        ),
-        format!(
-            "UPDATE stats_day_actors r SET count = r.count - d.n
-             FROM (SELECT tenant_id, (occurred_at AT TIME ZONE 'UTC')::date AS day, actor_id,
-                          count(*) AS n
-                   FROM {part} WHERE actor_id IS NOT NULL GROUP BY 1, 2, 3) AS d
-             WHERE r.tenant_id = d.tenant_id AND r.day = d.day AND r.actor_id = d.actor_id"
-        ),
-        format!(
-            "UPDATE stats_day_ips r SET count = r.count - d.n
-             FROM (SELECT tenant_id, (occurred_at AT TIME ZONE 'UTC')::date AS day, ip,
-                          count(*) AS n
-                   FROM {part} WHERE ip IS NOT NULL GROUP BY 1, 2, 3) AS d
-             WHERE r.tenant_id = d.tenant_id AND r.day = d.day AND r.ip = d.ip"
-        ),
-        "DELETE FROM stats_days WHERE count <= 0".to_owned(),
-        "DELETE FROM stats_day_actors WHERE count <= 0".to_owned(),
-        "DELETE FROM stats_day_ips WHERE count <= 0".to_owned(),
-        // Actors: their counts lose the partition's events; those whose last event was in it
-        // get their last event (time, name, email) again from what remains.
-        format!(
-            "CREATE TEMP TABLE bitacora_drop_actors ON COMMIT DROP AS
-             SELECT tenant_id, actor_id, count(*) AS n,
-                    (extract(epoch FROM max(occurred_at)) * 1000000)::int8 AS newest
-             FROM {part} WHERE actor_id IS NOT NULL GROUP BY 1, 2"
-        ),
-        "UPDATE actor_stats s SET count = s.count - d.n FROM bitacora_drop_actors d
-         WHERE s.tenant_id = d.tenant_id AND s.actor_id = d.actor_id"
-            .to_owned(),
-        "DELETE FROM actor_stats WHERE count <= 0".to_owned(),
-        format!(
-            "UPDATE actor_stats s SET last_seen = l.at, name = l.name, email = l.email
-             FROM bitacora_drop_actors d,
-                  LATERAL (SELECT (extract(epoch FROM e.occurred_at) * 1000000)::int8 AS at,
-                                  e.body::jsonb -> 'actor' ->> 'name' AS name,
-                                  e.body::jsonb -> 'actor' ->> 'email' AS email
-                           FROM events e
-                           WHERE e.tenant_id = d.tenant_id AND e.actor_id = d.actor_id
-                             AND e.tableoid <> '{part}'::regclass
-                           ORDER BY e.occurred_at DESC, e.seq DESC LIMIT 1) AS l
-             WHERE s.tenant_id = d.tenant_id AND s.actor_id = d.actor_id
-               AND d.newest >= s.last_seen"
-        ),
-        // ...and a name or email only the partition's events carried becomes the newest
-        // remaining one, or none.
-        carried_or_newest(&part, "name"),
-        carried_or_newest(&part, "email"),
-        // Zone map: the blocks the partition touched, recounted from the other partitions.
-        format!(
-            "UPDATE event_blocks b SET count = f.n, min_at = coalesce(f.lo, b.min_at),
-                                       max_at = coalesce(f.hi, b.max_at)
-             FROM (SELECT t.tenant_id, t.block, count(e.seq) AS n, min(e.occurred_at) AS lo,
-                          max(e.occurred_at) AS hi
-                   FROM (SELECT DISTINCT tenant_id, seq >> {bits} AS block FROM {part}) AS t
-                   LEFT JOIN events e ON e.tenant_id = t.tenant_id
-                        AND e.seq BETWEEN t.block << {bits} AND ((t.block + 1) << {bits}) - 1
-                        AND e.tableoid <> '{part}'::regclass
-                   GROUP BY 1, 2) AS f
-             WHERE b.tenant_id = f.tenant_id AND b.block = f.block",
-            bits = window::BLOCK_BITS
-        ),
-        "DELETE FROM event_blocks WHERE count <= 0".to_owned(),
-    ];
-    for sql in steps
-        .iter()
-        .chain(&facets::subtract(&part))
-        .chain(&addresses::subtract(&part))
-    {
-        tx.batch_execute(sql).await.map_err(pg_error)?;
+    // No row can enter the partition now (an import of old events, any tenant's); it must
+    // hold exactly what was staged.
+    tx.batch_execute(&format!("LOCK TABLE {part} IN SHARE MODE"))
+        .await
+        .map_err(pg_error)?;
+    let total: i64 = tx
+        .query_one(&format!("SELECT count(*) FROM {part}"), &[])
+        .await
+        .map_err(pg_error)?
+        .get(0);
+    if total as u64 != shares.events {
+        return Err(StoreError::Internal(format!(
+            "{name}: the purge records cover {} of its {total} events; nothing dropped",
+            shares.events
+        )));
     }
-    // 4. The records.
+    lap.done("lock+count");
+    shares.subtract(&tx, name, &locked).await?;
+    lap.done("summaries");
     for (tenant, record) in records {
         tx.execute(
             "INSERT INTO purges (tenant_id, event_seq, ranges, count, root, archive, created_at)
@@ -368,13 +287,428 @@ pub async fn drop_partition(
         .await
         .map_err(pg_error)?;
     }
-    // 5. Out of the table, and gone.
+    lap.done("records");
     tx.batch_execute(&format!(
         "ALTER TABLE events DETACH PARTITION {part}; DROP TABLE {part}"
     ))
     .await
     .map_err(pg_error)?;
-    tx.commit().await.map_err(pg_error)
+    lap.done("detach+drop");
+    tx.commit().await.map_err(pg_error)?;
+    lap.done("commit");
+    Ok(())
+}
+
+/// Step 1: copies the leaf hashes of the partition `part` to `purged_events`, each under the
+/// record whose ranges cover it, and adds up what the summaries will lose — in chunks of
+/// about [`STAGE_CHUNK`] events (whole records, one tenant), one autocommitted statement
+/// each, with a pause after each so appends keep their share of the machine. Each chunk is
+/// checked before it is written: every row of its seq span is covered by one of its records,
+/// and each record counts exactly its rows, whose leaf hashes hash to its root.
+async fn stage(
+    client: &ClientWrapper,
+    part: &str,
+    records: &[(TenantName, PurgeRecord)],
+    ids: &BTreeMap<String, i32>,
+) -> StoreResult<Shares> {
+    let mut shares = Shares::default();
+    // Reading, adding up and checking / writing / pausing, for the debug log.
+    let mut times = [std::time::Duration::ZERO; 3];
+    for chunk in chunks(records, STAGE_CHUNK) {
+        let started = std::time::Instant::now();
+        let tid = ids[records[chunk.start].0.as_str()];
+        stage_chunk(client, part, tid, &records[chunk], &mut shares, &mut times).await?;
+        let pause = started.elapsed().mul_f64(STAGE_PAUSE);
+        tokio::time::sleep(pause).await;
+        times[2] += pause;
+    }
+    tracing::debug!(
+        partition = part,
+        read_ms = times[0].as_millis() as u64,
+        write_ms = times[1].as_millis() as u64,
+        pause_ms = times[2].as_millis() as u64,
+        "partition drop: staged"
+    );
+    Ok(shares)
+}
+
+/// `records` cut into runs of one tenant's consecutive records holding at most `limit`
+/// events together (or one record, if it alone holds more).
+fn chunks(records: &[(TenantName, PurgeRecord)], limit: u64) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < records.len() {
+        let (mut j, mut n) = (i, 0u64);
+        while j < records.len()
+            && records[j].0 == records[i].0
+            && (j == i || n + records[j].1.count <= limit)
+        {
+            n += records[j].1.count;
+            j += 1;
+        }
+        out.push(i..j);
+        i = j;
+    }
+    out
+}
+
+async fn stage_chunk(
+    client: &ClientWrapper,
+    part: &str,
+    tid: i32,
+    chunk: &[(TenantName, PurgeRecord)],
+    shares: &mut Shares,
+    times: &mut [std::time::Duration; 3],
+) -> StoreResult<()> {
+    let started = std::time::Instant::now();
+    // The chunk's ranges, in seq order, each with its record's index.
+    let mut ranges: Vec<(u64, u64, usize)> = chunk
+        .iter()
+        .enumerate()
+        .flat_map(|(k, (_, r))| r.ranges.iter().map(move |&(lo, hi)| (lo, hi, k)))
+        .collect();
+    ranges.sort_unstable();
+    if ranges.windows(2).any(|w| w[0].1 >= w[1].0) || ranges.iter().any(|r| r.0 > r.1) {
+        return Err(StoreError::Internal(
+            "a partition's purge records overlap; nothing dropped".into(),
+        ));
+    }
+    let (Some(first), Some(last)) = (ranges.first(), ranges.last()) else {
+        return Ok(());
+    };
+    let rows = client
+        .query(
+            &format!(
+                "SELECT seq, event_id, leaf_hash, action, category, actor_id, occurred_at,
+                        severity, outcome, ip, source
+                 FROM {part} WHERE tenant_id = $1 AND seq BETWEEN $2 AND $3 ORDER BY seq"
+            ),
+            &[&tid, &(first.0 as i64), &(last.1 as i64)],
+        )
+        .await
+        .map_err(pg_error)?;
+    let mut leaves: Vec<Vec<Hash>> = vec![Vec::new(); chunk.len()];
+    let (mut seqs, mut ids, mut hashes, mut purges) = (
+        Vec::with_capacity(rows.len()),
+        Vec::with_capacity(rows.len()),
+        Vec::with_capacity(rows.len()),
+        Vec::with_capacity(rows.len()),
+    );
+    let mut at = 0;
+    for r in &rows {
+        let seq = r.get::<_, i64>(0) as u64;
+        while at < ranges.len() && ranges[at].1 < seq {
+            at += 1;
+        }
+        let Some(&(_, _, k)) = ranges.get(at).filter(|g| g.0 <= seq) else {
+            return Err(StoreError::Internal(format!(
+                "the partition holds event {seq} of its tenant, which no purge record \
+                 covers; nothing dropped"
+            )));
+        };
+        let hash = hash32(r.get(2))?;
+        leaves[k].push(hash);
+        seqs.push(seq as i64);
+        ids.push(r.get::<_, &str>(1));
+        hashes.push(r.get::<_, &[u8]>(2));
+        purges.push(chunk[k].1.event_seq as i64);
+        shares.add(tid, r);
+    }
+    for ((tenant, record), leaves) in chunk.iter().zip(&leaves) {
+        if leaves.len() as u64 != record.count {
+            return Err(StoreError::Internal(format!(
+                "the purge announced at seq {} of `{tenant}` counts {} events, the partition \
+                 holds {} of them; nothing dropped",
+                record.event_seq,
+                record.count,
+                leaves.len()
+            )));
+        }
+        if root_from_leaves(leaves) != record.root {
+            return Err(StoreError::Internal(format!(
+                "the purge announced at seq {} of `{tenant}`: its root is not the root of \
+                 the events it names; nothing dropped",
+                record.event_seq
+            )));
+        }
+    }
+    let read = started.elapsed();
+    times[0] += read;
+    // A plain insert first: `ON CONFLICT` costs every row a speculative insertion (~40% more
+    // here), and a conflict only happens when an earlier drop of the month was cut short.
+    let params: [&(dyn ToSql + Sync); 5] = [&tid, &seqs, &ids, &hashes, &purges];
+    let kept = match client.execute(INSERT_NEW_PURGED, &params).await {
+        Ok(n) => n,
+        Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => client
+            .execute(INSERT_PURGED, &params)
+            .await
+            .map_err(pg_error)?,
+        Err(e) => return Err(pg_error(e)),
+    };
+    times[1] += started.elapsed() - read;
+    if kept != seqs.len() as u64 {
+        return Err(StoreError::Internal(format!(
+            "{} of the partition's events are already recorded as purged; nothing dropped",
+            seqs.len() as u64 - kept
+        )));
+    }
+    Ok(())
+}
+
+/// (tenant, action, category, severity, outcome, source, block): a row of `event_facets`.
+type FacetBlock = (i32, String, String, i16, i16, String, i64);
+
+/// What the summaries lose with a partition, added up from its rows while they are staged
+/// (the partition does not change meanwhile: its every event has expired, and the drop's
+/// transaction checks that it still holds exactly what was staged).
+#[derive(Default)]
+struct Shares {
+    events: u64,
+    /// (tenant, action, category) → events.
+    actions: HashMap<(i32, String, String), i64>,
+    rollups: BTreeMap<i32, Rollups>,
+    /// (tenant, actor) → (events, newest `occurred_at` in µs).
+    actors: HashMap<(i32, String), (i64, i64)>,
+    facets: HashMap<FacetBlock, i64>,
+    /// The zone-map blocks the partition's events are in, and those holding an address.
+    blocks: BTreeSet<(i32, i64)>,
+    address_blocks: BTreeSet<(i32, i64)>,
+}
+
+impl Shares {
+    /// Counts one row of [`stage_chunk`]'s statement.
+    fn add(&mut self, tid: i32, r: &tokio_postgres::Row) {
+        let seq = r.get::<_, i64>(0) as u64;
+        let (action, category): (&str, &str) = (r.get(3), r.get(4));
+        let actor: Option<&str> = r.get(5);
+        let occurred: DateTime<Utc> = r.get(6);
+        let (severity, outcome): (i16, i16) = (r.get(7), r.get(8));
+        let ip: Option<&[u8]> = r.get(9);
+        let source: &str = r.get::<_, Option<&str>>(10).unwrap_or("");
+        let block = window::block_of(seq);
+        self.events += 1;
+        *self
+            .actions
+            .entry((tid, action.to_owned(), category.to_owned()))
+            .or_default() += 1;
+        self.rollups.entry(tid).or_default().add(
+            occurred.date_naive(),
+            category,
+            (severity, outcome),
+            actor,
+            ip,
+        );
+        if let Some(a) = actor {
+            let e = self
+                .actors
+                .entry((tid, a.to_owned()))
+                .or_insert((0, i64::MIN));
+            e.0 += 1;
+            e.1 = e.1.max(occurred.timestamp_micros());
+        }
+        *self
+            .facets
+            .entry((
+                tid,
+                action.to_owned(),
+                category.to_owned(),
+                severity,
+                outcome,
+                source.to_owned(),
+                block,
+            ))
+            .or_default() += 1;
+        self.blocks.insert((tid, block));
+        if ip.is_some() {
+            self.address_blocks.insert((tid, block));
+        }
+    }
+
+    /// Takes the shares out of the summaries, in the drop's transaction, under the tenants'
+    /// locks. What a decrement cannot lower (an actor's last event, its name and email, a
+    /// block's bounds and postings) is read again from the other partitions
+    /// (`tableoid <> partition`).
+    async fn subtract(&self, tx: &Transaction<'_>, name: &str, tenants: &[i32]) -> StoreResult<()> {
+        let elsewhere = elsewhere(name)?;
+        let mut lap = Lap::new(name);
+        let (mut t, mut a, mut c, mut n) = (vec![], vec![], vec![], vec![]);
+        for ((tid, action, category), count) in &self.actions {
+            t.push(*tid);
+            a.push(action.as_str());
+            c.push(category.as_str());
+            n.push(*count);
+        }
+        tx.execute(
+            "UPDATE action_counts s SET count = s.count - d.n
+             FROM unnest($1::int4[], $2::text[], $3::text[], $4::int8[])
+                  AS d(tenant_id, action, category, n)
+             WHERE s.tenant_id = d.tenant_id AND s.action = d.action
+               AND s.category = d.category",
+            &[&t, &a, &c, &n],
+        )
+        .await
+        .map_err(pg_error)?;
+        tx.execute(
+            "DELETE FROM action_counts WHERE tenant_id = ANY($1) AND count <= 0",
+            &[&tenants],
+        )
+        .await
+        .map_err(pg_error)?;
+        lap.done("summaries: action counts");
+        for (tid, rollups) in &self.rollups {
+            rollups.subtract(tx, *tid).await?;
+        }
+        lap.done("summaries: rollups");
+        let mut facet_deltas = facets::Deltas::default();
+        for ((tid, action, category, severity, outcome, source, block), count) in &self.facets {
+            facet_deltas.add(
+                *tid,
+                facets::FacetRef {
+                    action,
+                    category,
+                    severity: *severity,
+                    outcome: *outcome,
+                    source,
+                },
+                (*block as u64) << window::BLOCK_BITS,
+                -count,
+            );
+        }
+        facet_deltas.write(tx).await?;
+        lap.done("summaries: facets");
+        // Actors: their counts lose the partition's events; those whose last event was in it
+        // get their last event (time, name, email) again from what remains.
+        let (mut t, mut a, mut n, mut newest) = (vec![], vec![], vec![], vec![]);
+        for ((tid, actor), (count, at)) in &self.actors {
+            t.push(*tid);
+            a.push(actor.as_str());
+            n.push(*count);
+            newest.push(*at);
+        }
+        tx.batch_execute(
+            "CREATE TEMP TABLE bitacora_drop_actors
+                 (tenant_id int4, actor_id text, n int8, newest int8) ON COMMIT DROP",
+        )
+        .await
+        .map_err(pg_error)?;
+        tx.execute(
+            "INSERT INTO bitacora_drop_actors
+             SELECT * FROM unnest($1::int4[], $2::text[], $3::int8[], $4::int8[])",
+            &[&t, &a, &n, &newest],
+        )
+        .await
+        .map_err(pg_error)?;
+        // A temporary table has no statistics until analyzed (the planner would guess its
+        // size); a few milliseconds for the two of them.
+        tx.batch_execute("ANALYZE bitacora_drop_actors")
+            .await
+            .map_err(pg_error)?;
+        let (mut t, mut b, mut with_ip) = (vec![], vec![], vec![]);
+        for (tid, block) in &self.blocks {
+            t.push(*tid);
+            b.push(*block);
+            with_ip.push(self.address_blocks.contains(&(*tid, *block)));
+        }
+        tx.batch_execute(
+            "CREATE TEMP TABLE bitacora_drop_blocks (tenant_id int4, block int8, with_ip bool)
+             ON COMMIT DROP",
+        )
+        .await
+        .map_err(pg_error)?;
+        tx.execute(
+            "INSERT INTO bitacora_drop_blocks
+             SELECT * FROM unnest($1::int4[], $2::int8[], $3::bool[])",
+            &[&t, &b, &with_ip],
+        )
+        .await
+        .map_err(pg_error)?;
+        tx.batch_execute("ANALYZE bitacora_drop_blocks")
+            .await
+            .map_err(pg_error)?;
+        let steps = [
+            "UPDATE actor_stats s SET count = s.count - d.n FROM bitacora_drop_actors d
+             WHERE s.tenant_id = d.tenant_id AND s.actor_id = d.actor_id"
+                .to_owned(),
+            "DELETE FROM actor_stats WHERE count <= 0".to_owned(),
+            format!(
+                "UPDATE actor_stats s SET last_seen = l.at, name = l.name, email = l.email
+                 FROM bitacora_drop_actors d,
+                      LATERAL (SELECT (extract(epoch FROM e.occurred_at) * 1000000)::int8 AS at,
+                                      e.body::jsonb -> 'actor' ->> 'name' AS name,
+                                      e.body::jsonb -> 'actor' ->> 'email' AS email
+                               FROM events e
+                               WHERE e.tenant_id = d.tenant_id AND e.actor_id = d.actor_id
+                                 AND {elsewhere}
+                               ORDER BY e.occurred_at DESC, e.seq DESC LIMIT 1) AS l
+                 WHERE s.tenant_id = d.tenant_id AND s.actor_id = d.actor_id
+                   AND d.newest >= s.last_seen"
+            ),
+            // ...and a name or email only the partition's events carried becomes the newest
+            // remaining one, or none.
+            carried_or_newest(&elsewhere, "name"),
+            carried_or_newest(&elsewhere, "email"),
+            // Zone map: the blocks the partition touched, recounted from the other partitions
+            // (one range read per block: as a join, the 74 blocks of a 300k-event month took
+            // 1.6 s, this way 7 ms).
+            format!(
+                "UPDATE event_blocks b SET count = f.n, min_at = coalesce(f.lo, b.min_at),
+                                           max_at = coalesce(f.hi, b.max_at)
+                 FROM bitacora_drop_blocks t,
+                      LATERAL (SELECT count(*) AS n, min(e.occurred_at) AS lo,
+                                      max(e.occurred_at) AS hi
+                               FROM events e
+                               WHERE e.tenant_id = t.tenant_id
+                                 AND e.seq BETWEEN t.block << {bits}
+                                               AND ((t.block + 1) << {bits}) - 1
+                                 AND {elsewhere}) AS f
+                 WHERE b.tenant_id = t.tenant_id AND b.block = t.block",
+                bits = window::BLOCK_BITS
+            ),
+            "DELETE FROM event_blocks WHERE count <= 0".to_owned(),
+        ];
+        lap.done("summaries: temporary tables");
+        for sql in steps.iter().chain(&addresses::rebuild(&elsewhere)) {
+            tx.batch_execute(sql).await.map_err(pg_error)?;
+            lap.done(&sql.split_whitespace().take(4).collect::<Vec<_>>().join(" "));
+        }
+        Ok(())
+    }
+}
+
+/// Aborts the process right after `step` when `BITACORA_STORE_CRASH_AT` names it: how the
+/// crash tests stop a drop between its staging and its transaction, as `kill -9` would.
+/// Fault injection for the tests only; never set it in production.
+fn crash_point(step: &str) {
+    if std::env::var("BITACORA_STORE_CRASH_AT").is_ok_and(|s| s == step) {
+        eprintln!("BITACORA_STORE_CRASH_AT={step}: aborting");
+        std::process::abort();
+    }
+}
+
+/// Each step's time, logged at debug level (the benchmark's breakdown).
+struct Lap<'a> {
+    partition: &'a str,
+    at: std::time::Instant,
+}
+
+impl<'a> Lap<'a> {
+    fn new(partition: &'a str) -> Self {
+        Lap {
+            partition,
+            at: std::time::Instant::now(),
+        }
+    }
+
+    fn done(&mut self, step: &str) {
+        let now = std::time::Instant::now();
+        tracing::debug!(
+            partition = self.partition,
+            step,
+            ms = now.duration_since(self.at).as_millis() as u64,
+            "partition drop step"
+        );
+        self.at = now;
+    }
 }
 
 /// The first instant of the month a partition holds (for the writer's cache of partitions).
@@ -383,23 +717,43 @@ pub(crate) fn month_start(name: &str) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp_micros(from)
 }
 
-/// Sets the `field` (`name` or `email`) of the actors the dropped partition `part` held to
+/// The condition (on `events e`) of an event in another partition than `name`: by its
+/// bounds, so that the planner leaves the partition out of the scan (partition pruning),
+/// rather than reading its rows to discard them (`tableoid <>` alone: every recount over a
+/// block or an actor of a 1M-event month read the month's rows again).
+fn elsewhere(name: &str) -> StoreResult<String> {
+    let (from, to) = month_bounds(name)
+        .ok_or_else(|| StoreError::Internal(format!("`{name}` is not a month partition")))?;
+    let at = |us: i64| {
+        DateTime::from_timestamp_micros(us)
+            .map(|t| t.format("%Y-%m-%d %H:%M:%S+00").to_string())
+            .ok_or_else(|| StoreError::Internal(format!("`{name}`: bounds out of range")))
+    };
+    Ok(format!(
+        "(e.received_at < '{}'::timestamptz OR e.received_at >= '{}'::timestamptz)
+         AND e.tableoid <> '\"{name}\"'::regclass",
+        at(from)?,
+        at(to)?
+    ))
+}
+
+/// Sets the `field` (`name` or `email`) of the actors the dropped partition held to
 /// the newest one their remaining events carry, where no remaining event carries the stored
 /// one (the actor's latest event may carry none, the stored value coming from older events):
 /// `check_summaries` holds the store to values some event carries.
-fn carried_or_newest(part: &str, field: &str) -> String {
+fn carried_or_newest(elsewhere: &str, field: &str) -> String {
     format!(
         "UPDATE actor_stats s SET {field} = (
              SELECT e.body::jsonb -> 'actor' ->> '{field}' FROM events e
              WHERE e.tenant_id = s.tenant_id AND e.actor_id = s.actor_id
-               AND e.tableoid <> '{part}'::regclass
+               AND {elsewhere}
                AND e.body::jsonb -> 'actor' ->> '{field}' IS NOT NULL
              ORDER BY e.seq DESC LIMIT 1)
          FROM bitacora_drop_actors d
          WHERE s.tenant_id = d.tenant_id AND s.actor_id = d.actor_id AND s.{field} IS NOT NULL
            AND NOT EXISTS (SELECT 1 FROM events e
                            WHERE e.tenant_id = s.tenant_id AND e.actor_id = s.actor_id
-                             AND e.tableoid <> '{part}'::regclass
+                             AND {elsewhere}
                              AND e.body::jsonb -> 'actor' ->> '{field}' = s.{field})"
     )
 }
@@ -428,5 +782,34 @@ mod tests {
         ] {
             assert_eq!(month_bounds(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn staging_chunks_are_whole_records_of_one_tenant_within_the_limit() {
+        let record = |tenant: &str, count: u64| {
+            (
+                TenantName::parse(tenant).unwrap(),
+                PurgeRecord {
+                    event_seq: 0,
+                    ranges: vec![(0, count - 1)],
+                    count,
+                    root: [0; 32],
+                    archive: String::new(),
+                    created_at: 0,
+                },
+            )
+        };
+        let records = [
+            record("a", 4),
+            record("a", 4),
+            record("a", 4),
+            record("b", 2),
+            record("b", 9),
+            record("b", 1),
+        ];
+        // Two of `a` fit in 8; `b`'s 9 alone is over the limit and goes by itself.
+        assert_eq!(chunks(&records, 8), [0..2, 2..3, 3..4, 4..5, 5..6]);
+        assert_eq!(chunks(&records, 100), [0..3, 3..6]);
+        assert!(chunks(&records[..0], 8).is_empty());
     }
 }

@@ -327,31 +327,3 @@ impl<'a> Deltas<'a> {
         Ok(())
     }
 }
-
-/// The statements that take the events of partition `from` out of the facets, before the
-/// partition is dropped.
-pub fn subtract(from: &str) -> [String; 4] {
-    [
-        format!(
-            "UPDATE event_facets f SET count = f.count - d.n
-             FROM (SELECT tenant_id, action, category, severity, outcome,
-                          coalesce(source, '') AS source, seq >> {BLOCK_BITS} AS block,
-                          count(*) AS n
-                   FROM {from} GROUP BY 1, 2, 3, 4, 5, 6, 7) AS d
-             WHERE f.tenant_id = d.tenant_id AND f.action = d.action
-               AND f.category = d.category AND f.severity = d.severity
-               AND f.outcome = d.outcome AND f.source = d.source AND f.block = d.block"
-        ),
-        format!(
-            "UPDATE facet_counts f SET count = f.count - d.n
-             FROM (SELECT tenant_id, action, category, severity, outcome,
-                          coalesce(source, '') AS source, count(*) AS n
-                   FROM {from} GROUP BY 1, 2, 3, 4, 5, 6) AS d
-             WHERE f.tenant_id = d.tenant_id AND f.action = d.action
-               AND f.category = d.category AND f.severity = d.severity
-               AND f.outcome = d.outcome AND f.source = d.source"
-        ),
-        "DELETE FROM event_facets WHERE count <= 0".to_owned(),
-        "DELETE FROM facet_counts WHERE count <= 0".to_owned(),
-    ]
-}

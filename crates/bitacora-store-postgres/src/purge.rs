@@ -88,18 +88,13 @@ pub async fn purge(
         *actions.entry((r.get(3), r.get(4))).or_default() += 1;
         let actor: Option<String> = r.get(5);
         let occurred = r.get::<_, DateTime<Utc>>(6);
-        let day = occurred.date_naive();
-        let no_actor = actor.is_none();
-        *rollups
-            .days
-            .entry((day, r.get(4), r.get(7), r.get(8), no_actor))
-            .or_default() += 1;
-        if let Some(a) = &actor {
-            *rollups.actors.entry((day, a.clone())).or_default() += 1;
-        }
-        if let Some(ip) = r.get::<_, Option<Vec<u8>>>(9) {
-            *rollups.ips.entry((day, ip)).or_default() += 1;
-        }
+        rollups.add(
+            occurred.date_naive(),
+            r.get(4),
+            (r.get(7), r.get(8)),
+            actor.as_deref(),
+            r.get(9),
+        );
         blocks.insert(window::block_of(r.get::<_, i64>(0) as u64));
         if let Some(a) = actor {
             let e = actors.entry(a).or_insert((0, i64::MIN));
@@ -118,13 +113,18 @@ pub async fn purge(
     let g_id: Vec<&str> = gone.iter().map(|g| g.1.as_str()).collect();
     let g_hash: Vec<&[u8]> = gone.iter().map(|g| &g.2[..]).collect();
     let event_seq = record.event_seq as i64;
-    tx.execute(
-        "INSERT INTO purged_events (tenant_id, seq, event_id, leaf_hash, purge)
-         SELECT $1, s, i, h, $5 FROM unnest($2::int8[], $3::text[], $4::bytea[]) AS u(s, i, h)",
-        &[&tid, &g_seq, &g_id, &g_hash, &event_seq],
-    )
-    .await
-    .map_err(pg_error)?;
+    let g_purge = vec![event_seq; g_seq.len()];
+    let kept = tx
+        .execute(INSERT_PURGED, &[&tid, &g_seq, &g_id, &g_hash, &g_purge])
+        .await
+        .map_err(pg_error)?;
+    if kept != g_seq.len() as u64 {
+        return Err(StoreError::Internal(format!(
+            "{} of the {} events to purge are already recorded as purged",
+            g_seq.len() as u64 - kept,
+            g_seq.len()
+        )));
+    }
     let a_action: Vec<&str> = actions.keys().map(|k| k.0.as_str()).collect();
     let a_category: Vec<&str> = actions.keys().map(|k| k.1.as_str()).collect();
     let a_n: Vec<i64> = actions.values().copied().collect();
@@ -227,9 +227,30 @@ pub async fn purge(
     tx.commit().await.map_err(pg_error)
 }
 
-/// What a purge takes out of the daily stats rollups (`rollup.rs`).
+/// Keeps purged events' leaf hashes (`$1` the tenant; `$2..$5` seqs, ids, leaf hashes and
+/// the seq of the purge each belongs to). A row already there for a seq is one a partition
+/// drop staged and never committed — its purge has no record (`purges`): a crash between the
+/// staging and the drop, or a drop given up — and is replaced. A row of a committed purge is
+/// not, and is missing from the statement's count, which the caller compares.
+pub(crate) const INSERT_PURGED: &str =
+    "INSERT INTO purged_events AS p (tenant_id, seq, event_id, leaf_hash, purge)
+     SELECT $1, s, i, h, pu FROM unnest($2::int8[], $3::text[], $4::bytea[], $5::int8[])
+                                 AS u(s, i, h, pu)
+     ON CONFLICT (tenant_id, seq) DO UPDATE
+       SET event_id = excluded.event_id, leaf_hash = excluded.leaf_hash, purge = excluded.purge
+       WHERE NOT EXISTS (SELECT 1 FROM purges r
+                         WHERE r.tenant_id = p.tenant_id AND r.event_seq = p.purge)";
+
+/// [`INSERT_PURGED`] for seqs known to have no row yet: a plain insert.
+pub(crate) const INSERT_NEW_PURGED: &str =
+    "INSERT INTO purged_events (tenant_id, seq, event_id, leaf_hash, purge)
+     SELECT $1, s, i, h, pu FROM unnest($2::int8[], $3::text[], $4::bytea[], $5::int8[])
+                                 AS u(s, i, h, pu)";
+
+/// What a purge (or a partition drop, per tenant) takes out of the daily stats rollups
+/// (`rollup.rs`).
 #[derive(Default)]
-struct Rollups {
+pub(crate) struct Rollups {
     /// (day, category, severity, outcome, no_actor) → events.
     days: BTreeMap<(NaiveDate, String, i16, i16, bool), i64>,
     actors: BTreeMap<(NaiveDate, String), i64>,
@@ -237,7 +258,32 @@ struct Rollups {
 }
 
 impl Rollups {
-    async fn subtract(&self, tx: &deadpool_postgres::Transaction<'_>, tid: i32) -> StoreResult<()> {
+    /// Counts one removed event of `day` (of `occurred_at`, UTC).
+    pub(crate) fn add(
+        &mut self,
+        day: NaiveDate,
+        category: &str,
+        (severity, outcome): (i16, i16),
+        actor: Option<&str>,
+        ip: Option<&[u8]>,
+    ) {
+        *self
+            .days
+            .entry((day, category.to_owned(), severity, outcome, actor.is_none()))
+            .or_default() += 1;
+        if let Some(a) = actor {
+            *self.actors.entry((day, a.to_owned())).or_default() += 1;
+        }
+        if let Some(ip) = ip {
+            *self.ips.entry((day, ip.to_vec())).or_default() += 1;
+        }
+    }
+
+    pub(crate) async fn subtract(
+        &self,
+        tx: &deadpool_postgres::Transaction<'_>,
+        tid: i32,
+    ) -> StoreResult<()> {
         let (mut d, mut c, mut s, mut o, mut na, mut n) = (
             Vec::new(),
             Vec::new(),
@@ -376,8 +422,11 @@ pub async fn purged_leaves(
     };
     client
         .query(
-            "SELECT seq, leaf_hash FROM purged_events
-             WHERE tenant_id = $1 AND purge = $2 ORDER BY seq",
+            "SELECT seq, leaf_hash FROM purged_events p
+             WHERE tenant_id = $1 AND purge = $2
+               AND EXISTS (SELECT 1 FROM purges r
+                           WHERE r.tenant_id = p.tenant_id AND r.event_seq = p.purge)
+             ORDER BY seq",
             &[&tid, &(event_seq as i64)],
         )
         .await
@@ -397,8 +446,13 @@ pub async fn purged_range(
 ) -> StoreResult<Vec<(u64, Hash)>> {
     let stmt = client
         .prepare_cached(
-            "SELECT seq, leaf_hash FROM purged_events
-             WHERE tenant_id = $1 AND seq >= $2 AND seq <= $3 ORDER BY seq LIMIT $4",
+            // Only rows of recorded purges: a partition drop stages its rows before its
+            // transaction stores the records (drop.rs), and a crash can leave them behind.
+            "SELECT seq, leaf_hash FROM purged_events p
+             WHERE tenant_id = $1 AND seq >= $2 AND seq <= $3
+               AND EXISTS (SELECT 1 FROM purges r
+                           WHERE r.tenant_id = p.tenant_id AND r.event_seq = p.purge)
+             ORDER BY seq LIMIT $4",
         )
         .await
         .map_err(pg_error)?;
@@ -421,7 +475,9 @@ pub async fn purged_event(
     };
     client
         .query_opt(
-            "SELECT seq, leaf_hash FROM purged_events WHERE tenant_id = $1 AND event_id = $2",
+            "SELECT seq, leaf_hash FROM purged_events p WHERE tenant_id = $1 AND event_id = $2
+               AND EXISTS (SELECT 1 FROM purges r
+                           WHERE r.tenant_id = p.tenant_id AND r.event_seq = p.purge)",
             &[&tid, &id],
         )
         .await

@@ -17,6 +17,11 @@ use crate::{hash32, pg_error};
 pub const STORED_LEVEL: u8 = 4;
 
 /// The stored leaf hashes of events `begin..end`, in order (fewer if rows are missing).
+///
+/// A seq can be in both tables: a partition drop copies its leaf hashes to `purged_events`
+/// before the transaction that drops the rows (drop.rs), and a crash in between leaves both
+/// until a later purge or drop. The copy is the row's own leaf hash, so it is read once; two
+/// different hashes for one seq are corruption.
 async fn leaf_hashes(
     client: &ClientWrapper,
     tid: i32,
@@ -35,13 +40,26 @@ async fn leaf_hashes(
         )
         .await
         .map_err(pg_error)?;
-    client
+    let rows = client
         .query(&stmt, &[&tid, &(begin as i64), &(end as i64)])
         .await
-        .map_err(pg_error)?
-        .iter()
-        .map(|r| hash32(r.get(1)))
-        .collect()
+        .map_err(pg_error)?;
+    let mut out: Vec<Hash> = Vec::with_capacity(rows.len());
+    let mut last: Option<i64> = None;
+    for r in &rows {
+        let (seq, hash): (i64, Hash) = (r.get(0), hash32(r.get(1))?);
+        if last == Some(seq) {
+            if out.last() != Some(&hash) {
+                return Err(StoreError::Corrupt(format!(
+                    "event {seq}: its row and its copy in purged_events differ"
+                )));
+            }
+            continue;
+        }
+        last = Some(seq);
+        out.push(hash);
+    }
+    Ok(out)
 }
 
 /// `count` consecutive complete nodes at `level` from node `first`, in a log of `size`

@@ -630,9 +630,11 @@ pub trait Store: Send + Sync + 'static {
     /// Purges a whole partition at once: every event it holds is covered by exactly one of
     /// `records` (each a purge of one tenant, announced and archived like any other), their
     /// leaf hashes are kept and the records stored as [`Store::purge`] does, the summaries
-    /// lose their share, and the partition is detached and dropped — all in one transaction.
-    /// Refused, with nothing changed, when the partition holds an event no record covers or a
-    /// record names an event it does not hold.
+    /// lose their share, and the partition is detached and dropped. The leaf hashes may be
+    /// copied beforehand, in steps of their own; the records, the summaries and the drop
+    /// are one transaction, so the events are purged all at once or not at all. Refused,
+    /// with nothing purged, when the partition holds an event no record covers or a record
+    /// names an event it does not hold (or a root that is not theirs).
     async fn drop_partition(
         &self,
         _name: &str,
