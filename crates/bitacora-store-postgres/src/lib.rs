@@ -1036,6 +1036,24 @@ mod tests {
     use tokio_postgres::NoTls;
 
     /// A store on a fresh database, or `None` (skip) when PostgreSQL is unreachable outside CI.
+    /// A store of 20,000 events, two weeks a minute apart (`conformance::timed_events`),
+    /// with statistics (`ANALYZE`), for the tests that hold query plans.
+    async fn analyzed() -> Option<(PgStore, TestDatabase)> {
+        let (store, db) = open().await?;
+        let events = conformance::timed_events("default", 20_000, "2026-01-01T00:00:00Z", 60);
+        let mut events = events.into_iter().peekable();
+        while events.peek().is_some() {
+            store
+                .append(events.by_ref().take(2_000).collect())
+                .await
+                .unwrap();
+        }
+        let (client, connection) = tokio_postgres::connect(db.url(), NoTls).await.unwrap();
+        tokio::spawn(connection);
+        client.batch_execute("ANALYZE").await.unwrap();
+        Some((store, db))
+    }
+
     async fn open() -> Option<(PgStore, TestDatabase)> {
         let db = TestDatabase::create().await?;
         let options = PgOptions {
@@ -1510,20 +1528,9 @@ mod tests {
     /// of the tests' build are 64 events.
     #[tokio::test]
     async fn window_plans_read_one_span_in_seq_order() {
-        let Some((store, db)) = open().await else {
+        let Some((store, _db)) = analyzed().await else {
             return;
         };
-        let events = conformance::timed_events("default", 20_000, "2026-01-01T00:00:00Z", 60);
-        let mut events = events.into_iter().peekable();
-        while events.peek().is_some() {
-            store
-                .append(events.by_ref().take(2_000).collect())
-                .await
-                .unwrap();
-        }
-        let (client, connection) = tokio_postgres::connect(db.url(), NoTls).await.unwrap();
-        tokio::spawn(connection);
-        client.batch_execute("ANALYZE").await.unwrap();
 
         let mut pooled = store.client().await.unwrap();
         let window = "since=2026-01-07T00:00:00Z&until=2026-01-08T00:00:00Z";
@@ -1581,20 +1588,9 @@ mod tests {
     /// events, one term in every event and one in a single event.
     #[tokio::test]
     async fn full_text_counts_read_the_range_row_by_row() {
-        let Some((store, db)) = open().await else {
+        let Some((store, _db)) = analyzed().await else {
             return;
         };
-        let events = conformance::timed_events("default", 20_000, "2026-01-01T00:00:00Z", 60);
-        let mut events = events.into_iter().peekable();
-        while events.peek().is_some() {
-            store
-                .append(events.by_ref().take(2_000).collect())
-                .await
-                .unwrap();
-        }
-        let (client, connection) = tokio_postgres::connect(db.url(), NoTls).await.unwrap();
-        tokio::spawn(connection);
-        client.batch_execute("ANALYZE").await.unwrap();
 
         let mut pooled = store.client().await.unwrap();
         let parse = |params: &str| {

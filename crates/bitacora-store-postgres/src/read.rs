@@ -1550,15 +1550,7 @@ pub(crate) async fn explain_page(
         "EXPLAIN SELECT seq, leaf_hash, body FROM events WHERE {} ORDER BY seq {dir} LIMIT 51",
         c.where_clause
     );
-    let rows = client
-        .query(&sql, &c.span_refs(&span))
-        .await
-        .map_err(pg_error)?;
-    Ok(rows
-        .iter()
-        .map(|r| r.get::<_, String>(0))
-        .collect::<Vec<_>>()
-        .join("\n"))
+    explain(client, &sql, &c.span_refs(&span)).await
 }
 
 /// The plan of the statement that counts `q`'s matches among seqs `range`, from the term's
@@ -1578,10 +1570,17 @@ pub(crate) async fn explain_count(
     let c = compile(tid, size, q);
     let through = if rows { Through::Rows } else { Through::Text };
     let (sql, refs) = count_statement(&c, &range, None, through);
-    let rows = tx
-        .query(&format!("EXPLAIN {sql}"), &refs)
-        .await
-        .map_err(pg_error)?;
+    explain(&tx, &format!("EXPLAIN {sql}"), &refs).await
+}
+
+/// The lines of an `EXPLAIN` statement's output, joined.
+#[cfg(test)]
+async fn explain(
+    tx: &Transaction<'_>,
+    sql: &str,
+    refs: &[&(dyn ToSql + Sync)],
+) -> StoreResult<String> {
+    let rows = tx.query(sql, refs).await.map_err(pg_error)?;
     Ok(rows
         .iter()
         .map(|r| r.get::<_, String>(0))
