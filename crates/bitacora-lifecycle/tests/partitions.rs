@@ -231,32 +231,10 @@ async fn an_expired_month_is_archived_then_dropped_and_the_log_stays_provable() 
 
     // The log is the same log: verify, summaries, proofs on both sides, consistency.
     for tenant in [&default, &acme] {
-        checkpoint_tenant(store.as_ref(), &signer(), tenant, 1)
-            .await
-            .unwrap();
-        let outcome = verify_tenant(
-            store.as_ref(),
-            tenant,
-            &[signer().verifier()],
-            &VerifyOptions {
-                unsigned_grace: Duration::ZERO,
-                ..VerifyOptions::default()
-            },
-            |_, _| {},
-        )
-        .await
-        .unwrap()
-        .outcome;
-        assert_eq!(outcome, VerifyOutcome::Intact, "{tenant}");
-        assert_eq!(
-            store.check_summaries(tenant).await.unwrap(),
-            None,
-            "{tenant}"
-        );
+        let latest = signed_and_verified(store.as_ref(), tenant, tenant.as_str()).await;
         let old = &before[tenant];
         let old_size = old.len() as u64;
         let old_root = merkle::root_from_leaves(old);
-        let latest = store.latest_checkpoint(tenant).await.unwrap().unwrap();
         let size = latest.size;
         let mut seqs = vec![0, old_size / 2, old_size - 1, size - 1];
         if tenant == &default {
@@ -504,10 +482,13 @@ async fn staged(db: &TestDatabase) -> i64 {
         .get(0)
 }
 
-/// Signs the log as it is now, and checks it: `verify`, the summaries against a scan,
-/// inclusion proofs of events from the first `before.len()` (purged or not) and of the
-/// newest, and consistency from the log of `before`.
-async fn provable(store: &dyn Store, tenant: &TenantName, before: &[Hash], what: &str) {
+/// Signs the log as it is now and checks it (`verify`, and the summaries against a scan);
+/// returns the signed checkpoint.
+async fn signed_and_verified(
+    store: &dyn Store,
+    tenant: &TenantName,
+    what: &str,
+) -> bitacora_store::StoredCheckpoint {
     checkpoint_tenant(store, &signer(), tenant, 1)
         .await
         .unwrap();
@@ -526,7 +507,14 @@ async fn provable(store: &dyn Store, tenant: &TenantName, before: &[Hash], what:
     .outcome;
     assert_eq!(outcome, VerifyOutcome::Intact, "{what}");
     assert_eq!(store.check_summaries(tenant).await.unwrap(), None, "{what}");
-    let latest = store.latest_checkpoint(tenant).await.unwrap().unwrap();
+    store.latest_checkpoint(tenant).await.unwrap().unwrap()
+}
+
+/// Signs the log as it is now, and checks it: `verify`, the summaries against a scan,
+/// inclusion proofs of events from the first `before.len()` (purged or not) and of the
+/// newest, and consistency from the log of `before`.
+async fn provable(store: &dyn Store, tenant: &TenantName, before: &[Hash], what: &str) {
+    let latest = signed_and_verified(store, tenant, what).await;
     let old_size = before.len() as u64;
     for seq in [0, 10, 17, 130, 249, old_size - 1] {
         let proof = bitacora_log::inclusion_proof(store, tenant, seq, latest.size)

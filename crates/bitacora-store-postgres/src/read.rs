@@ -824,9 +824,18 @@ async fn part_count(
         None => format!("SELECT count(*) FROM ({sql}) s"),
         Some(n) => format!("SELECT count(*) FROM ({sql} LIMIT {n}) s"),
     };
-    let stmt = tx.prepare_cached(&sql).await.map_err(pg_error)?;
+    count_one(tx, &sql, &refs).await
+}
+
+/// Runs a `SELECT count(*)` statement (cached).
+async fn count_one(
+    tx: &Transaction<'_>,
+    sql: &str,
+    refs: &[&(dyn ToSql + Sync)],
+) -> StoreResult<u64> {
+    let stmt = tx.prepare_cached(sql).await.map_err(pg_error)?;
     Ok(tx
-        .query_one(&stmt, &refs)
+        .query_one(&stmt, refs)
         .await
         .map_err(pg_error)?
         .get::<_, i64>(0) as u64)
@@ -1097,12 +1106,7 @@ async fn count_range(
     through: Through,
 ) -> StoreResult<u64> {
     let (sql, refs) = count_statement(c, &range, cap, through);
-    let stmt = tx.prepare_cached(&sql).await.map_err(pg_error)?;
-    Ok(tx
-        .query_one(&stmt, &refs)
-        .await
-        .map_err(pg_error)?
-        .get::<_, i64>(0) as u64)
+    count_one(tx, &sql, &refs).await
 }
 
 /// The statement [`count_range`] runs, and its parameters. Without a window or facets the
