@@ -156,15 +156,7 @@ async fn an_expired_month_is_archived_then_dropped_and_the_log_stays_provable() 
     };
     // A dry run names November as a whole-partition drop with its 331 events, and previews
     // only December's rows as row-by-row purges; it changes nothing.
-    let dry = retention
-        .pass(
-            chrono::Utc::now().timestamp_micros(),
-            true,
-            None,
-            &CancellationToken::new(),
-        )
-        .await
-        .unwrap();
+    let dry = pass_now(&retention, true).await;
     assert_eq!(dry.dropped_partitions, ["events_2025_11"], "{dry:?}");
     assert_eq!(dry.partition_events, [250 + 81], "{dry:?}");
     assert_eq!(dry.purged(), 59, "{dry:?}");
@@ -172,15 +164,7 @@ async fn an_expired_month_is_archived_then_dropped_and_the_log_stays_provable() 
     assert!(catalog(&db).await.contains(&"events_2025_11".to_owned()));
     assert!(store.purges(&default).await.unwrap().is_empty());
 
-    let report = retention
-        .pass(
-            chrono::Utc::now().timestamp_micros(),
-            false,
-            None,
-            &CancellationToken::new(),
-        )
-        .await
-        .unwrap();
+    let report = pass_now(&retention, false).await;
 
     // November went whole; December row by row, but for the held event.
     assert_eq!(report.dropped_partitions, ["events_2025_11"], "{report:?}");
@@ -283,15 +267,7 @@ async fn an_expired_month_is_archived_then_dropped_and_the_log_stays_provable() 
         .append(timed_events("acme", 2, &chrono::Utc::now().to_rfc3339(), 1))
         .await
         .unwrap();
-    let again = retention
-        .pass(
-            chrono::Utc::now().timestamp_micros(),
-            false,
-            None,
-            &CancellationToken::new(),
-        )
-        .await
-        .unwrap();
+    let again = pass_now(&retention, false).await;
     assert_eq!(again.purged(), 0, "{again:?}");
     store.close().await.unwrap();
 }
@@ -322,15 +298,7 @@ async fn partition_crash_child() {
         return; // Run by the parent only.
     };
     let store: Arc<dyn Store> = Arc::new(PgStore::open(&url, PgOptions::default()).await.unwrap());
-    crash_retention(store, std::path::Path::new(&dir))
-        .pass(
-            chrono::Utc::now().timestamp_micros(),
-            false,
-            None,
-            &CancellationToken::new(),
-        )
-        .await
-        .unwrap();
+    pass_now(&crash_retention(store, std::path::Path::new(&dir)), false).await;
     panic!("the pass should have aborted the process");
 }
 
@@ -412,15 +380,7 @@ async fn a_crash_between_staging_and_the_drop_leaves_the_log_provable() {
                 .await
                 .unwrap();
         }
-        let report = crash_retention(store.clone(), dir.path())
-            .pass(
-                chrono::Utc::now().timestamp_micros(),
-                false,
-                None,
-                &CancellationToken::new(),
-            )
-            .await
-            .unwrap();
+        let report = pass_now(&crash_retention(store.clone(), dir.path()), false).await;
         if then == "retry" {
             assert_eq!(report.dropped_partitions, ["events_2025_11"], "{report:?}");
             assert_eq!(report.purged(), 250, "{report:?}");
@@ -480,6 +440,19 @@ async fn staged(db: &TestDatabase) -> i64 {
         .await
         .unwrap()
         .get(0)
+}
+
+/// One retention pass now (`dry_run` or not), over every tenant.
+async fn pass_now(retention: &Retention, dry_run: bool) -> bitacora_lifecycle::PassReport {
+    retention
+        .pass(
+            chrono::Utc::now().timestamp_micros(),
+            dry_run,
+            None,
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap()
 }
 
 /// Signs the log as it is now and checks it (`verify`, and the summaries against a scan);
