@@ -303,8 +303,8 @@ impl Store for PgStore {
         until: i64,
         top: u32,
     ) -> StoreResult<Stats> {
-        let client = self.client().await?;
-        read::stats(&client, tenant, since, until, top).await
+        let mut client = self.client().await?;
+        read::stats(&mut client, tenant, since, until, top).await
     }
 
     async fn log_size(&self, tenant: &TenantName) -> StoreResult<u64> {

@@ -1270,7 +1270,7 @@ impl Tally {
 /// `(tenant_id, occurred_at)` index), so a 90-day dashboard reads the rollup rows of 90
 /// days and up to 46 hours, not every event, and every figure equals a scan of the window.
 pub async fn stats(
-    client: &ClientWrapper,
+    client: &mut ClientWrapper,
     t: &TenantName,
     since: i64,
     until: i64,
@@ -1289,7 +1289,17 @@ pub async fn stats(
         top_ips: Vec::new(),
         without_actor: 0,
     };
-    let Some((tid, _)) = tenant(client, t).await? else {
+    // One snapshot for the rollups and the events at the window's edges, so that an append
+    // between two of the statements cannot be counted in one figure and not in another.
+    let tx = client
+        .build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await
+        .map_err(pg_error)?;
+    let client = &tx;
+    let Some((tid, _)) = tenant_in(client, t).await? else {
         return Ok(stats);
     };
     let (Some(since_t), Some(until_t)) = (
@@ -1403,13 +1413,14 @@ pub async fn stats(
     sort_counts(&mut per_ip);
     per_ip.truncate(top as usize);
     stats.top_ips = per_ip;
+    tx.commit().await.map_err(pg_error)?;
     Ok(stats)
 }
 
 /// Adds the two edges of a window, each within one UTC day: their whole hours from the hour
 /// rollups, the partial hours at their ends from the events.
 async fn edges(
-    client: &ClientWrapper,
+    client: &Transaction<'_>,
     tally: &mut Tally,
     tid: i32,
     edges: [(DateTime<Utc>, DateTime<Utc>); 2],
@@ -1440,7 +1451,7 @@ async fn edges(
 /// Counts the events of up to four time ranges (the partial hours at a window's ends) one by
 /// one, in one `GROUPING SETS` aggregate.
 async fn scan(
-    client: &ClientWrapper,
+    client: &Transaction<'_>,
     tally: &mut Tally,
     tid: i32,
     ranges: [(DateTime<Utc>, DateTime<Utc>); 4],
@@ -1479,7 +1490,7 @@ async fn scan(
 
 /// Adds the rollup rows of one grain whose buckets lie in `[from, to)` (bucket starts).
 async fn rollups(
-    client: &ClientWrapper,
+    client: &Transaction<'_>,
     tally: &mut Tally,
     tid: i32,
     tables: &rollup::Tables,
