@@ -332,23 +332,35 @@ impl PartitionDrop {
         lap.done("lock+count");
         self.shares.subtract(&tx, name, &locked).await?;
         lap.done("summaries");
+        // One statement for all of them (500 for a month of 1M in batches of 2,000: one
+        // round trip each took ~1 s of the transaction).
+        let n = self.records.len();
+        let (mut t, mut seq, mut ranges, mut count, mut root, mut archive, mut at) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
         for (tenant, record) in &self.records {
-            tx.execute(
-                "INSERT INTO purges (tenant_id, event_seq, ranges, count, root, archive, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                &[
-                    &self.ids[tenant.as_str()],
-                    &(record.event_seq as i64),
-                    &record.ranges_text(),
-                    &(record.count as i64),
-                    &&record.root[..],
-                    &record.archive,
-                    &record.created_at,
-                ],
-            )
-            .await
-            .map_err(pg_error)?;
+            t.push(self.ids[tenant.as_str()]);
+            seq.push(record.event_seq as i64);
+            ranges.push(record.ranges_text());
+            count.push(record.count as i64);
+            root.push(&record.root[..]);
+            archive.push(record.archive.as_str());
+            at.push(record.created_at);
         }
+        tx.execute(
+            "INSERT INTO purges (tenant_id, event_seq, ranges, count, root, archive, created_at)
+             SELECT * FROM unnest($1::int4[], $2::int8[], $3::text[], $4::int8[], $5::bytea[],
+                                  $6::text[], $7::int8[])",
+            &[&t, &seq, &ranges, &count, &root, &archive, &at],
+        )
+        .await
+        .map_err(pg_error)?;
         lap.done("records");
         tx.batch_execute(&format!(
             "ALTER TABLE events DETACH PARTITION {part}; DROP TABLE {part}"
