@@ -82,8 +82,11 @@ pub const HOLD_RELEASED: &str = "bitacora.legal_hold.released";
 pub const LEASE: &str = "retention";
 
 /// Batches of a partition bundled and written at the same time (the store reads, the proofs,
-/// the compression and the archive write of one overlap the others').
-const ARCHIVES_IN_FLIGHT: usize = 3;
+/// the compression and the archive write of one overlap the others'). Two, not three: the
+/// partition's staging runs beside the archive walk, and with three the walk ended 4-5 s
+/// before the staging did, which then set the pace; with two, 1.5 s, for the same total
+/// (BENCHMARKS.md, "PostgreSQL partition drop: staging overlapped with the archive walk").
+const ARCHIVES_IN_FLIGHT: usize = 2;
 /// Archived batches of a partition announced by one append.
 const ANNOUNCE_TOGETHER: usize = 8;
 
