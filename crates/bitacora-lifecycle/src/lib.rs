@@ -37,8 +37,9 @@
 //! (redone by the next pass), and never a purge without its archive. After each purge the
 //! pass pauses a quarter of the transaction's time, so appends get the store between purges. A whole
 //! PostgreSQL partition is archived a few batches at a time, and its batches are announced
-//! several per append, before the partition is dropped. Announcements are never
-//! purged themselves. `BITACORA_LIFECYCLE_CRASH_AT=archived|announced|purged` aborts the
+//! several per append; each announced group is handed at once to the store, which stages it
+//! while the next ones are archived, and the partition is dropped once all are.
+//! Announcements are never purged themselves. `BITACORA_LIFECYCLE_CRASH_AT=archived|announced|purged` aborts the
 //! process right after that step (fault-injection for the crash tests; never set it in
 //! production).
 //!
