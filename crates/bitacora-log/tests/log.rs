@@ -673,6 +673,9 @@ async fn a_changed_zone_map_or_rollup_is_named() {
         ("stats_days", "({tid}, 0, 1, 0, 0, 0, 3)"),
         ("stats_day_actors", "({tid}, 0, 'ghost', 3)"),
         ("stats_day_ips", "({tid}, 0, zeroblob(16), 3)"),
+        ("stats_hours", "({tid}, 0, 1, 0, 0, 0, 3)"),
+        ("stats_hour_actors", "({tid}, 0, 'ghost', 3)"),
+        ("stats_hour_ips", "({tid}, 0, zeroblob(16), 3)"),
     ] {
         let outcome =
             verify_after(|c, t| run_sql(c, t, &format!("INSERT INTO {table} VALUES {row}"))).await;

@@ -234,4 +234,16 @@ async fn a_changed_zone_map_or_rollup_is_named() {
     assert_eq!(summary, "stats_day_ips");
     assert!(key.starts_with("day=2026-01-20 ip="), "{key}");
     assert_eq!(reason, "count is 5, the events give 0");
+
+    // The hourly rollups are checked the same way.
+    let outcome = verify_after(
+        "UPDATE stats_hour_actors SET count = count - 1 WHERE ctid =
+             (SELECT min(ctid) FROM stats_hour_actors WHERE tenant_id = {tid})",
+    )
+    .await
+    .unwrap();
+    let (summary, key, reason) = bad_summary(&outcome);
+    assert_eq!(summary, "stats_hour_actors");
+    assert!(key.starts_with("hour=2026-01-20T"), "{key}");
+    assert!(reason.starts_with("count is"), "{reason}");
 }

@@ -21,7 +21,7 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::ClientWrapper;
 use tokio_postgres::IsolationLevel;
 
-use crate::{derive, hash32, pg_error, read};
+use crate::{derive, hash32, pg_error, read, rollup};
 
 /// Checks events `from..` of the tenant's log, at most `limit` (one statement, one snapshot).
 pub async fn check_leaves(
@@ -342,33 +342,40 @@ async fn check_zone_map(
     }))
 }
 
-/// The daily rollups behind `/v1/stats` and the dashboard against the events, both ways.
+/// The daily and hourly rollups behind `/v1/stats` and the dashboard against the events, both
+/// ways.
 async fn check_rollups(
     tx: &deadpool_postgres::Transaction<'_>,
     tid: i32,
 ) -> StoreResult<Option<SummaryMismatch>> {
-    const DAY: &str = "(occurred_at AT TIME ZONE 'UTC')::date";
     // (rollup, its key columns, the same from the events, which events it counts)
-    let rollups: [(&'static str, &str, String, &str); 3] = [
-        (
-            "stats_days",
-            "day, category, severity, outcome, no_actor",
-            format!("{DAY}, category, severity, outcome, actor_id IS NULL"),
-            "",
-        ),
-        (
-            "stats_day_actors",
-            "day, actor_id",
-            format!("{DAY}, actor_id"),
-            "AND actor_id IS NOT NULL",
-        ),
-        (
-            "stats_day_ips",
-            "day, ip",
-            format!("{DAY}, ip"),
-            "AND ip IS NOT NULL",
-        ),
-    ];
+    let mut rollups: Vec<(&'static str, String, String, &str)> = Vec::new();
+    for (tables, bucket) in [
+        (&rollup::DAYS, "(occurred_at AT TIME ZONE 'UTC')::date"),
+        (&rollup::HOURS, "date_trunc('hour', occurred_at, 'UTC')"),
+    ] {
+        let b = tables.column;
+        rollups.extend([
+            (
+                tables.joint,
+                format!("{b}, category, severity, outcome, no_actor"),
+                format!("{bucket}, category, severity, outcome, actor_id IS NULL"),
+                "",
+            ),
+            (
+                tables.actors,
+                format!("{b}, actor_id"),
+                format!("{bucket}, actor_id"),
+                "AND actor_id IS NOT NULL",
+            ),
+            (
+                tables.ips,
+                format!("{b}, ip"),
+                format!("{bucket}, ip"),
+                "AND ip IS NOT NULL",
+            ),
+        ]);
+    }
     for (table, keys, derived_keys, filter) in rollups {
         let key_list: Vec<&str> = keys.split(", ").collect();
         let join = key_list
@@ -376,7 +383,13 @@ async fn check_rollups(
             .map(|k| format!("d.{k} = s.{k}"))
             .collect::<Vec<_>>()
             .join(" AND ");
-        let last = key_list.last().expect("keys");
+        let (b, last) = (key_list[0], key_list.last().expect("keys"));
+        // The bucket as the API writes days and instants.
+        let (utc, format) = if b == "day" {
+            ("", "YYYY-MM-DD")
+        } else {
+            (" AT TIME ZONE 'UTC'", r#"YYYY-MM-DD"T"HH24":00Z""#)
+        };
         let sql = format!(
             "WITH derived ({keys}, n) AS (
                  SELECT {derived_keys}, count(*) FROM events
@@ -384,17 +397,17 @@ async fn check_rollups(
              ), stored AS (
                  SELECT {keys}, count AS n FROM {table} WHERE tenant_id = $1
              )
-             SELECT to_char(coalesce(d.day, s.day), 'YYYY-MM-DD'),
+             SELECT to_char(coalesce(d.{b}, s.{b}){utc}, '{format}'),
                     coalesce(d.{last}, s.{last})::text, s.n, d.n
              FROM derived d FULL JOIN stored s ON {join}
              WHERE s.n IS DISTINCT FROM d.n
              ORDER BY 1, 2 LIMIT 1",
         );
         if let Some(r) = tx.query_opt(&sql, &[&tid]).await.map_err(pg_error)? {
-            let (day, key): (String, String) = (r.get(0), r.get(1));
+            let (bucket, key): (String, String) = (r.get(0), r.get(1));
             return Ok(Some(SummaryMismatch {
                 summary: table,
-                key: format!("day={day} {last}={key}"),
+                key: format!("{b}={bucket} {last}={key}"),
                 reason: count_reason(r.get(2), r.get(3)),
             }));
         }

@@ -55,7 +55,8 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 
 use crate::partitions::Partitions;
-use crate::purge::{INSERT_NEW_PURGED, INSERT_PURGED, Rollups};
+use crate::purge::{INSERT_NEW_PURGED, INSERT_PURGED};
+use crate::rollup::Removals;
 use crate::{addresses, facets, hash32, pg_error, window};
 
 /// How long the drop waits for a lock (the tenants' rows, then `events` itself) before giving
@@ -548,7 +549,7 @@ struct Shares {
     events: u64,
     /// (tenant, action, category) → events.
     actions: HashMap<(i32, String, String), i64>,
-    rollups: BTreeMap<i32, Rollups>,
+    rollups: BTreeMap<i32, Removals>,
     /// (tenant, actor) → (events, newest `occurred_at` in µs).
     actors: HashMap<(i32, String), (i64, i64)>,
     facets: HashMap<FacetBlock, i64>,
@@ -574,7 +575,7 @@ impl Shares {
             .entry((tid, action.to_owned(), category.to_owned()))
             .or_default() += 1;
         self.rollups.entry(tid).or_default().add(
-            occurred.date_naive(),
+            occurred,
             category,
             (severity, outcome),
             actor,

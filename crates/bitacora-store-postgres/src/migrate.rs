@@ -55,6 +55,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "fts_document",
         include_str!("../migrations/0010_fts_document.sql"),
     ),
+    (
+        11,
+        "stats_hours",
+        include_str!("../migrations/0011_stats_hours.sql"),
+    ),
 ];
 
 /// The advisory lock key (any constant unique to bitacora: "bitacora" in ASCII).

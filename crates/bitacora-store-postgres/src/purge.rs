@@ -14,9 +14,10 @@ use bitacora_core::TenantName;
 use bitacora_core::canonical::Hash;
 use bitacora_core::merkle::root_from_leaves;
 use bitacora_store::{LegalHoldRecord, PurgeRecord, StoreError, StoreResult};
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use deadpool_postgres::ClientWrapper;
 
+use crate::rollup::Removals;
 use crate::{addresses, facets, hash32, pg_error, read, window};
 
 pub async fn purge(
@@ -68,7 +69,7 @@ pub async fn purge(
     let mut actions: BTreeMap<(String, String), i64> = BTreeMap::new();
     // Per actor: purged events, and the newest `occurred_at` (µs) among them.
     let mut actors: BTreeMap<String, (i64, i64)> = BTreeMap::new();
-    let mut rollups = Rollups::default();
+    let mut rollups = Removals::default();
     let mut blocks: BTreeSet<i64> = BTreeSet::new();
     let mut facet_deltas = facets::Deltas::default();
     for r in &rows {
@@ -89,7 +90,7 @@ pub async fn purge(
         let actor: Option<String> = r.get(5);
         let occurred = r.get::<_, DateTime<Utc>>(6);
         rollups.add(
-            occurred.date_naive(),
+            occurred,
             r.get(4),
             (r.get(7), r.get(8)),
             actor.as_deref(),
@@ -246,110 +247,6 @@ pub(crate) const INSERT_NEW_PURGED: &str =
     "INSERT INTO purged_events (tenant_id, seq, event_id, leaf_hash, purge)
      SELECT $1, s, i, h, pu FROM unnest($2::int8[], $3::text[], $4::bytea[], $5::int8[])
                                  AS u(s, i, h, pu)";
-
-/// What a purge (or a partition drop, per tenant) takes out of the daily stats rollups
-/// (`rollup.rs`).
-#[derive(Default)]
-pub(crate) struct Rollups {
-    /// (day, category, severity, outcome, no_actor) → events.
-    days: BTreeMap<(NaiveDate, String, i16, i16, bool), i64>,
-    actors: BTreeMap<(NaiveDate, String), i64>,
-    ips: BTreeMap<(NaiveDate, Vec<u8>), i64>,
-}
-
-impl Rollups {
-    /// Counts one removed event of `day` (of `occurred_at`, UTC).
-    pub(crate) fn add(
-        &mut self,
-        day: NaiveDate,
-        category: &str,
-        (severity, outcome): (i16, i16),
-        actor: Option<&str>,
-        ip: Option<&[u8]>,
-    ) {
-        *self
-            .days
-            .entry((day, category.to_owned(), severity, outcome, actor.is_none()))
-            .or_default() += 1;
-        if let Some(a) = actor {
-            *self.actors.entry((day, a.to_owned())).or_default() += 1;
-        }
-        if let Some(ip) = ip {
-            *self.ips.entry((day, ip.to_vec())).or_default() += 1;
-        }
-    }
-
-    pub(crate) async fn subtract(
-        &self,
-        tx: &deadpool_postgres::Transaction<'_>,
-        tid: i32,
-    ) -> StoreResult<()> {
-        let (mut d, mut c, mut s, mut o, mut na, mut n) = (
-            Vec::new(),
-            Vec::new(),
-            Vec::new(),
-            Vec::new(),
-            Vec::new(),
-            Vec::new(),
-        );
-        for ((day, category, severity, outcome, no_actor), count) in &self.days {
-            d.push(*day);
-            c.push(category.as_str());
-            s.push(*severity);
-            o.push(*outcome);
-            na.push(*no_actor);
-            n.push(*count);
-        }
-        tx.execute(
-            "UPDATE stats_days r SET count = r.count - x.n
-             FROM unnest($2::date[], $3::text[], $4::int2[], $5::int2[], $6::bool[], $7::int8[])
-                  AS x(day, category, severity, outcome, no_actor, n)
-             WHERE r.tenant_id = $1 AND r.day = x.day AND r.category = x.category
-               AND r.severity = x.severity AND r.outcome = x.outcome
-               AND r.no_actor = x.no_actor",
-            &[&tid, &d, &c, &s, &o, &na, &n],
-        )
-        .await
-        .map_err(pg_error)?;
-        let (mut d, mut a, mut n) = (Vec::new(), Vec::new(), Vec::new());
-        for ((day, actor), count) in &self.actors {
-            d.push(*day);
-            a.push(actor.as_str());
-            n.push(*count);
-        }
-        tx.execute(
-            "UPDATE stats_day_actors r SET count = r.count - x.n
-             FROM unnest($2::date[], $3::text[], $4::int8[]) AS x(day, actor_id, n)
-             WHERE r.tenant_id = $1 AND r.day = x.day AND r.actor_id = x.actor_id",
-            &[&tid, &d, &a, &n],
-        )
-        .await
-        .map_err(pg_error)?;
-        let (mut d, mut a, mut n) = (Vec::new(), Vec::new(), Vec::new());
-        for ((day, ip), count) in &self.ips {
-            d.push(*day);
-            a.push(ip.as_slice());
-            n.push(*count);
-        }
-        tx.execute(
-            "UPDATE stats_day_ips r SET count = r.count - x.n
-             FROM unnest($2::date[], $3::bytea[], $4::int8[]) AS x(day, ip, n)
-             WHERE r.tenant_id = $1 AND r.day = x.day AND r.ip = x.ip",
-            &[&tid, &d, &a, &n],
-        )
-        .await
-        .map_err(pg_error)?;
-        for table in ["stats_days", "stats_day_actors", "stats_day_ips"] {
-            tx.execute(
-                &format!("DELETE FROM {table} WHERE tenant_id = $1 AND count <= 0"),
-                &[&tid],
-            )
-            .await
-            .map_err(pg_error)?;
-        }
-        Ok(())
-    }
-}
 
 /// Recounts the zone-map blocks a purge touched from what remains of them: their counts, and
 /// bounds narrowed to the remaining events (a block left empty goes), so time-window totals

@@ -16,7 +16,7 @@ use bitacora_core::query::{ActionPattern, EventFilter, EventQuery, Order, Pagina
 use bitacora_core::{Outcome, Severity, TenantName};
 use bitacora_store::total::{Counter, Total};
 use bitacora_store::{SearchResult, StoreError, StoreResult, StoredEvent};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use deadpool_postgres::{ClientWrapper, Transaction};
 use tokio_postgres::IsolationLevel;
 use tokio_postgres::error::SqlState;
@@ -24,6 +24,7 @@ use tokio_postgres::types::ToSql;
 
 use crate::addresses;
 use crate::facets::Combos;
+use crate::rollup;
 use crate::window;
 use crate::{derive, hash32, pg_error};
 use bitacora_store::window::Span;
@@ -1263,10 +1264,11 @@ impl Tally {
     }
 }
 
-/// Every count of a window: the whole UTC days it covers from the rollups the writer keeps
-/// (`rollup.rs`), the partial days at its two ends from the events themselves (through the
+/// Every count of a window: the whole UTC days it covers from the day rollups the writer
+/// keeps (`rollup.rs`), the whole hours of its two edge days from the hour rollups, the
+/// partial hours at its two ends from the events themselves (through the
 /// `(tenant_id, occurred_at)` index), so a 90-day dashboard reads the rollup rows of 90
-/// days, not every event, and every figure equals a scan of the window.
+/// days and up to 46 hours, not every event, and every figure equals a scan of the window.
 pub async fn stats(
     client: &ClientWrapper,
     t: &TenantName,
@@ -1298,7 +1300,7 @@ pub async fn stats(
     };
     let mut tally = Tally::default();
     if since_t < until_t {
-        // Whole days [first, last); the window's ends outside them are scanned.
+        // Whole days [first, last); the window's ends outside them are its edges.
         let midnight = |d: chrono::NaiveDate| d.and_hms_opt(0, 0, 0).map(|t| t.and_utc());
         let first = if midnight(since_t.date_naive()) == Some(since_t) {
             Some(since_t.date_naive())
@@ -1306,22 +1308,25 @@ pub async fn stats(
             since_t.date_naive().succ_opt()
         };
         let last = until_t.date_naive();
-        match first.filter(|f| *f < last) {
+        match first.filter(|f| *f <= last) {
             Some(first) => {
                 let (Some(first_t), Some(last_t)) = (midnight(first), midnight(last)) else {
                     return Err(StoreError::Internal("stats window out of range".into()));
                 };
-                scan(
+                if first < last {
+                    rollups(client, &mut tally, tid, &rollup::DAYS, (first_t, last_t)).await?;
+                }
+                edges(
                     client,
                     &mut tally,
                     tid,
                     [(since_t, first_t), (last_t, until_t)],
                 )
                 .await?;
-                rollups(client, &mut tally, tid, first, last).await?;
             }
+            // Within one day.
             None => {
-                scan(
+                edges(
                     client,
                     &mut tally,
                     tid,
@@ -1401,15 +1406,46 @@ pub async fn stats(
     Ok(stats)
 }
 
-/// Counts the events of two time ranges (the partial days at a window's ends) one by one,
-/// in one `GROUPING SETS` aggregate.
+/// Adds the two edges of a window, each within one UTC day: their whole hours from the hour
+/// rollups, the partial hours at their ends from the events.
+async fn edges(
+    client: &ClientWrapper,
+    tally: &mut Tally,
+    tid: i32,
+    edges: [(DateTime<Utc>, DateTime<Utc>); 2],
+) -> StoreResult<()> {
+    let mut partial = [(edges[0].0, edges[0].0); 4];
+    for (i, (from, to)) in edges.into_iter().enumerate() {
+        if from >= to {
+            continue;
+        }
+        let first = rollup::hour_of(from);
+        let first = if first == from {
+            first
+        } else {
+            first + TimeDelta::hours(1)
+        };
+        let last = rollup::hour_of(to);
+        if first < last {
+            rollups(client, tally, tid, &rollup::HOURS, (first, last)).await?;
+            partial[2 * i] = (from, first);
+            partial[2 * i + 1] = (last, to);
+        } else {
+            partial[2 * i] = (from, to);
+        }
+    }
+    scan(client, tally, tid, partial).await
+}
+
+/// Counts the events of up to four time ranges (the partial hours at a window's ends) one by
+/// one, in one `GROUPING SETS` aggregate.
 async fn scan(
     client: &ClientWrapper,
     tally: &mut Tally,
     tid: i32,
-    [(a0, a1), (b0, b1)]: [(DateTime<Utc>, DateTime<Utc>); 2],
+    ranges: [(DateTime<Utc>, DateTime<Utc>); 4],
 ) -> StoreResult<()> {
-    if a0 >= a1 && b0 >= b1 {
+    if ranges.iter().all(|(a, b)| a >= b) {
         return Ok(());
     }
     let stmt = client
@@ -1422,14 +1458,17 @@ async fn scan(
                    FROM events
                    WHERE tenant_id = $1
                      AND ((occurred_at >= $2 AND occurred_at < $3)
-                          OR (occurred_at >= $4 AND occurred_at < $5))) w
+                          OR (occurred_at >= $4 AND occurred_at < $5)
+                          OR (occurred_at >= $6 AND occurred_at < $7)
+                          OR (occurred_at >= $8 AND occurred_at < $9))) w
              GROUP BY GROUPING SETS ((day), (category), (severity), (outcome), (actor_id),
                                      (ip), ())",
         )
         .await
         .map_err(pg_error)?;
+    let [(a0, a1), (b0, b1), (c0, c1), (d0, d1)] = ranges;
     for r in client
-        .query(&stmt, &[&tid, &a0, &a1, &b0, &b1])
+        .query(&stmt, &[&tid, &a0, &a1, &b0, &b1, &c0, &c1, &d0, &d1])
         .await
         .map_err(pg_error)?
     {
@@ -1438,57 +1477,78 @@ async fn scan(
     Ok(())
 }
 
-/// Adds the rollups of the whole days `first..last`.
+/// Adds the rollup rows of one grain whose buckets lie in `[from, to)` (bucket starts).
 async fn rollups(
     client: &ClientWrapper,
     tally: &mut Tally,
     tid: i32,
-    first: chrono::NaiveDate,
-    last: chrono::NaiveDate,
+    tables: &rollup::Tables,
+    (from, to): (DateTime<Utc>, DateTime<Utc>),
 ) -> StoreResult<()> {
+    let rollup::Tables {
+        joint,
+        actors,
+        ips,
+        column: b,
+        ..
+    } = tables;
+    // The bucket's day as text, and the bounds in the bucket column's type.
+    let (day, lo, hi) = if *b == "day" {
+        (
+            "to_char(day, 'YYYY-MM-DD')",
+            "($2::timestamptz AT TIME ZONE 'UTC')::date",
+            "($3::timestamptz AT TIME ZONE 'UTC')::date",
+        )
+    } else {
+        (
+            "to_char(hour AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
+            "$2::timestamptz",
+            "$3::timestamptz",
+        )
+    };
     // GROUPING() names only grouped columns: `no_actor` stands in the actor's place and the
     // address's bit is always set (the rollup of addresses is its own table).
     let stmt = client
-        .prepare_cached(
-            "SELECT (GROUPING(day, category, severity, outcome, no_actor) * 2 + 1)::int4,
-                    to_char(day, 'YYYY-MM-DD'), category, severity, outcome, no_actor,
-                    NULL::bytea, coalesce(sum(count), 0)::int8
-             FROM stats_days
-             WHERE tenant_id = $1 AND day >= $2 AND day < $3
-             GROUP BY GROUPING SETS ((day), (category), (severity), (outcome), (no_actor), ())",
-        )
+        .prepare_cached(&format!(
+            "SELECT (GROUPING(d, category, severity, outcome, no_actor) * 2 + 1)::int4,
+                    d, category, severity, outcome, no_actor, NULL::bytea,
+                    coalesce(sum(count), 0)::int8
+             FROM (SELECT {day} AS d, category, severity, outcome, no_actor, count
+                   FROM {joint} WHERE tenant_id = $1 AND {b} >= {lo} AND {b} < {hi}) r
+             GROUP BY GROUPING SETS ((d), (category), (severity), (outcome), (no_actor), ())"
+        ))
         .await
         .map_err(pg_error)?;
     for r in client
-        .query(&stmt, &[&tid, &first, &last])
+        .query(&stmt, &[&tid, &from, &to])
         .await
         .map_err(pg_error)?
     {
         tally.add_grouped(&r, true);
     }
-    let actors = client
-        .prepare_cached(
-            "SELECT actor_id, sum(count)::int8 FROM stats_day_actors
-             WHERE tenant_id = $1 AND day >= $2 AND day < $3 GROUP BY actor_id",
-        )
+    let stmt = client
+        .prepare_cached(&format!(
+            "SELECT actor_id, sum(count)::int8 FROM {actors}
+             WHERE tenant_id = $1 AND {b} >= {lo} AND {b} < {hi} GROUP BY actor_id"
+        ))
         .await
         .map_err(pg_error)?;
     for r in client
-        .query(&actors, &[&tid, &first, &last])
+        .query(&stmt, &[&tid, &from, &to])
         .await
         .map_err(pg_error)?
     {
         *tally.actors.entry(r.get(0)).or_default() += r.get::<_, i64>(1) as u64;
     }
-    let ips = client
-        .prepare_cached(
-            "SELECT ip, sum(count)::int8 FROM stats_day_ips
-             WHERE tenant_id = $1 AND day >= $2 AND day < $3 GROUP BY ip",
-        )
+    let stmt = client
+        .prepare_cached(&format!(
+            "SELECT ip, sum(count)::int8 FROM {ips}
+             WHERE tenant_id = $1 AND {b} >= {lo} AND {b} < {hi} GROUP BY ip"
+        ))
         .await
         .map_err(pg_error)?;
     for r in client
-        .query(&ips, &[&tid, &first, &last])
+        .query(&stmt, &[&tid, &from, &to])
         .await
         .map_err(pg_error)?
     {

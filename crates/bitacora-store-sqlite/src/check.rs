@@ -26,6 +26,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::derive::{self, pos, seq_of, tenant_range};
 use crate::read;
+use crate::rollup::{DAY_US, Grain, HOUR_US};
 use crate::schema::{TERM_ACTION, TERM_CATEGORY, TERM_SOURCE, TERM_TARGET_TYPE};
 use crate::sql_error;
 use crate::writer::blob32;
@@ -575,33 +576,45 @@ fn check_zone_map(
     }))
 }
 
-/// The daily rollups behind `/v1/stats` and the dashboard against the events, both ways.
+/// The daily and hourly rollups behind `/v1/stats` and the dashboard against the events, both
+/// ways.
 fn check_rollups(
     tx: &rusqlite::Transaction<'_>,
     tid: i64,
     lo: i64,
     hi: i64,
 ) -> StoreResult<Option<SummaryMismatch>> {
-    const DAY: &str = "occurred_at / 86400000000 - (occurred_at % 86400000000 < 0)";
-    // (rollup, its key columns, the same from the events)
-    let rollups: [(&'static str, &str, String); 3] = [
-        (
-            "stats_days",
-            "day, category, severity, outcome, no_actor",
-            format!("{DAY}, category, severity, outcome, actor_id IS NULL"),
-        ),
-        (
-            "stats_day_actors",
-            "day, actor_id",
-            format!("{DAY}, actor_id"),
-        ),
-        ("stats_day_ips", "day, ip", format!("{DAY}, ip")),
-    ];
+    let mut rollups: Vec<(&'static str, String, String)> = Vec::new();
+    for grain in Grain::ALL {
+        let us = match grain {
+            Grain::Day => DAY_US,
+            Grain::Hour => HOUR_US,
+        };
+        let b = grain.column();
+        let bucket = format!("occurred_at / {us} - (occurred_at % {us} < 0)");
+        let (joint, actors, ips) = grain.tables();
+        // (rollup, its key columns, the same from the events)
+        rollups.extend([
+            (
+                joint,
+                format!("{b}, category, severity, outcome, no_actor"),
+                format!("{bucket}, category, severity, outcome, actor_id IS NULL"),
+            ),
+            (
+                actors,
+                format!("{b}, actor_id"),
+                format!("{bucket}, actor_id"),
+            ),
+            (ips, format!("{b}, ip"), format!("{bucket}, ip")),
+        ]);
+    }
     for (table, keys, derived_keys) in rollups {
-        let filter = match table {
-            "stats_day_actors" => "AND actor_id IS NOT NULL",
-            "stats_day_ips" => "AND ip IS NOT NULL",
-            _ => "",
+        let filter = if keys.ends_with("actor_id") {
+            "AND actor_id IS NOT NULL"
+        } else if keys.ends_with("ip") {
+            "AND ip IS NOT NULL"
+        } else {
+            ""
         };
         let key_list: Vec<&str> = keys.split(", ").collect();
         let aliases = key_list.join(", ");
@@ -617,13 +630,14 @@ fn check_rollups(
              ), stored AS (
                  SELECT {keys}, count AS n FROM {table} WHERE tenant_id = ?1
              )
-             SELECT d.day, quote(d.{last}), s.n, d.n FROM derived d
+             SELECT d.{bucket}, quote(d.{last}), s.n, d.n FROM derived d
                  LEFT JOIN stored s ON {join}
              WHERE s.n IS NOT d.n
              UNION ALL
-             SELECT s.day, quote(s.{last}), s.n, NULL FROM stored s
+             SELECT s.{bucket}, quote(s.{last}), s.n, NULL FROM stored s
              WHERE NOT EXISTS (SELECT 1 FROM derived d WHERE {join})
              LIMIT 1",
+            bucket = key_list[0],
             last = key_list.last().expect("keys"),
         );
         let found: Option<(i64, String, Option<i64>, Option<i64>)> = tx
@@ -632,15 +646,11 @@ fn check_rollups(
             })
             .optional()
             .map_err(sql_error)?;
-        if let Some((day, last, stored, derived)) = found {
-            let last = match table {
-                "stats_days" => format!("no_actor={last}"),
-                "stats_day_actors" => format!("actor_id={last}"),
-                _ => format!("ip={last}"),
-            };
+        if let Some((bucket, last, stored, derived)) = found {
+            let name = key_list.last().expect("keys");
             return Ok(Some(SummaryMismatch {
                 summary: table,
-                key: format!("day={day} {last}"),
+                key: format!("{}={bucket} {name}={last}", key_list[0]),
                 reason: count_reason(stored, derived),
             }));
         }

@@ -1930,7 +1930,8 @@ mod tests {
                  DROP TABLE alert_rules; DROP TABLE alert_states; DROP TABLE delivery_leases;
                  DROP TABLE cosignatures; DROP TABLE log_origins;
                  DROP TABLE event_facets; DROP TABLE facet_counts; DROP TABLE fts_deletes;
-                 DROP TABLE event_addresses;",
+                 DROP TABLE event_addresses; DROP TABLE stats_hours;
+                 DROP TABLE stats_hour_actors; DROP TABLE stats_hour_ips;",
             )
             .unwrap();
             for (id, h) in expected_nodes(&leaves) {
@@ -1983,11 +1984,14 @@ mod tests {
             ),
             0
         );
-        // So are the stats rollups (migration 6) and the facets (migration 10).
-        assert_eq!(
-            count(dir.path(), "SELECT sum(count) FROM stats_days"),
-            N as i64
-        );
+        // So are the stats rollups (migrations 6 and 15) and the facets (migration 10).
+        for table in ["stats_days", "stats_hours"] {
+            assert_eq!(
+                count(dir.path(), &format!("SELECT sum(count) FROM {table}")),
+                N as i64,
+                "{table}"
+            );
+        }
         for table in ["event_facets", "facet_counts"] {
             assert_eq!(
                 count(dir.path(), &format!("SELECT sum(count) FROM {table}")),
@@ -2026,8 +2030,13 @@ mod tests {
         assert!(written > 0);
         {
             let c = Connection::open(dir.path().join(DB_FILE)).unwrap();
-            c.execute_batch("DROP TABLE event_addresses; PRAGMA user_version = 13;")
-                .unwrap();
+            // Back to schema version 13 (migrations 14 and 15 run again).
+            c.execute_batch(
+                "DROP TABLE event_addresses; DROP TABLE stats_hours;
+                 DROP TABLE stats_hour_actors; DROP TABLE stats_hour_ips;
+                 PRAGMA user_version = 13;",
+            )
+            .unwrap();
         }
         let store = open(dir.path());
         assert_eq!(store.check_summaries(&t).await.unwrap(), None);

@@ -16,7 +16,7 @@
 //! `last_seen`, name and email, and a zone-map block's bounds, are re-read from the remaining
 //! events (through the actor and `pos` indexes), since a decrement cannot narrow a maximum.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
 use bitacora_core::TenantName;
 use bitacora_core::canonical::Hash;
@@ -27,7 +27,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use crate::derive::{self, pos, seq_of, tenant_range};
 use crate::read;
-use crate::rollup::day_of;
+use crate::rollup;
 use crate::sql_error;
 use crate::window::{BLOCK_BITS, block_of};
 use crate::writer::blob32;
@@ -196,10 +196,7 @@ pub fn purge(
     let mut actions: HashMap<(i64, i64), i64> = HashMap::new();
     // Per actor: purged events, and the newest `occurred_at` among them.
     let mut actors: HashMap<&str, (i64, i64)> = HashMap::new();
-    // In key order (the rollups' primary keys), so consecutive updates touch the same pages.
-    let mut days: BTreeMap<(i64, i64, i64, i64, bool), i64> = BTreeMap::new();
-    let mut day_actors: BTreeMap<(i64, &str), i64> = BTreeMap::new();
-    let mut day_ips: BTreeMap<(i64, &[u8]), i64> = BTreeMap::new();
+    let mut rollups: rollup::Deltas<&str> = rollup::Deltas::default();
     let mut blocks: HashSet<i64> = HashSet::new();
     let mut facet_deltas = facets::Deltas::default();
     let mut stages = Stages::default();
@@ -259,19 +256,23 @@ pub fn purge(
                     g.seq,
                     -1,
                 );
-                let day = day_of(g.occurred_at);
-                *days
-                    .entry((day, g.category, g.severity, g.outcome, g.actor_id.is_none()))
-                    .or_default() += 1;
                 if let Some(a) = &g.actor_id {
                     let e = actors.entry(a).or_insert((0, i64::MIN));
                     e.0 += 1;
                     e.1 = e.1.max(g.occurred_at);
-                    *day_actors.entry((day, a)).or_default() += 1;
                 }
-                if let Some(ip) = &g.ip {
-                    *day_ips.entry((day, ip)).or_default() += 1;
-                }
+                rollups.add(
+                    &rollup::Row {
+                        tenant_id: tid,
+                        occurred_us: g.occurred_at,
+                        category: g.category,
+                        severity: g.severity,
+                        outcome: g.outcome,
+                        actor_id: g.actor_id.as_deref(),
+                        ip: g.ip.as_deref().and_then(|ip| ip.try_into().ok()),
+                    },
+                    g.actor_id.as_deref(),
+                );
                 blocks.insert(block_of(g.seq));
             }
         }
@@ -322,42 +323,7 @@ pub fn purge(
             Some((g.seq, ip))
         }),
     )?;
-    decrement(
-        "UPDATE stats_days SET count = count - ?7 WHERE tenant_id = ?1 AND day = ?2
-           AND category = ?3 AND severity = ?4 AND outcome = ?5 AND no_actor = ?6
-         RETURNING count",
-        "DELETE FROM stats_days WHERE tenant_id = ?1 AND day = ?2
-           AND category = ?3 AND severity = ?4 AND outcome = ?5 AND no_actor = ?6",
-        &mut days
-            .iter()
-            .map(|((day, category, severity, outcome, no_actor), n)| {
-                vec![
-                    &tid as _,
-                    day as _,
-                    category as _,
-                    severity as _,
-                    outcome as _,
-                    no_actor as _,
-                    n as _,
-                ]
-            }),
-    )?;
-    decrement(
-        "UPDATE stats_day_actors SET count = count - ?4
-         WHERE tenant_id = ?1 AND day = ?2 AND actor_id = ?3 RETURNING count",
-        "DELETE FROM stats_day_actors WHERE tenant_id = ?1 AND day = ?2 AND actor_id = ?3",
-        &mut day_actors
-            .iter()
-            .map(|((day, actor), n)| vec![&tid as _, day as _, actor as _, n as _]),
-    )?;
-    decrement(
-        "UPDATE stats_day_ips SET count = count - ?4
-         WHERE tenant_id = ?1 AND day = ?2 AND ip = ?3 RETURNING count",
-        "DELETE FROM stats_day_ips WHERE tenant_id = ?1 AND day = ?2 AND ip = ?3",
-        &mut day_ips
-            .iter()
-            .map(|((day, ip), n)| vec![&tid as _, day as _, ip as _, n as _]),
-    )?;
+    rollups.subtract(&tx)?;
     stages.counters = started.elapsed();
     let started = std::time::Instant::now();
     // Actors: the count loses what was purged; `last_seen` is read again from what remains

@@ -1041,9 +1041,11 @@ pub fn stats(
         ips,
     } = rollup::tally(&tx, tid, tenant_range(tid), since, until)?;
     tx.commit().map_err(sql_error)?;
-    stats.total = total;
-    stats.without_actor = without_actor;
-    let mut per_day: Vec<(i64, u64)> = days.into_iter().collect();
+    // The tally's counts are signed while added up; none is negative.
+    let n = |count: i64| u64::try_from(count).unwrap_or(0);
+    stats.total = n(total);
+    stats.without_actor = n(without_actor);
+    let mut per_day: Vec<(i64, u64)> = days.into_iter().map(|(d, c)| (d, n(c))).collect();
     per_day.sort_unstable();
     stats.per_day = per_day
         .into_iter()
@@ -1061,7 +1063,10 @@ pub fn stats(
             .map_err(sql_error)?
             .query_row([id], |r| r.get(0))
             .map_err(sql_error)?;
-        per_category.push(KeyCount { key, count });
+        per_category.push(KeyCount {
+            key,
+            count: n(count),
+        });
     }
     sort_counts(&mut per_category);
     stats.per_category = per_category;
@@ -1069,17 +1074,17 @@ pub fn stats(
         .iter()
         .map(|s| SeverityCount {
             severity: *s,
-            count: severities[s.rank() as usize],
+            count: n(severities[s.rank() as usize]),
         })
         .collect();
     stats.per_outcome = Outcome::ALL
         .iter()
         .map(|o| KeyCount {
             key: o.to_string(),
-            count: outcomes[o.rank() as usize],
+            count: n(outcomes[o.rank() as usize]),
         })
         .collect();
-    let mut top_actors: Vec<(String, u64)> = actors.into_iter().collect();
+    let mut top_actors: Vec<(String, u64)> = actors.into_iter().map(|(a, c)| (a, n(c))).collect();
     top_actors.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     top_actors.truncate(top as usize);
     for (id, count) in top_actors {
@@ -1097,7 +1102,7 @@ pub fn stats(
         .filter_map(|(blob, count)| {
             Some(KeyCount {
                 key: derive::ip_from_blob(&blob)?.to_string(),
-                count,
+                count: n(count),
             })
         })
         .collect();

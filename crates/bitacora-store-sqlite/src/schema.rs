@@ -27,6 +27,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0012_leaf_tiles_file.sql"),
     include_str!("../migrations/0013_fts_deletes.sql"),
     include_str!("../migrations/0014_event_addresses.sql"),
+    include_str!("../migrations/0015_stats_hours.sql"),
 ];
 const FTS_SCHEMA: &str = include_str!("../migrations/fts.sql");
 const TILES_SCHEMA: &str = include_str!("../migrations/tiles.sql");

@@ -406,15 +406,18 @@ impl Writer {
                 if let Some(ip) = p.ip {
                     postings.add(tid, seq, ip);
                 }
-                rollups.add(rollup::Row {
-                    tenant_id: tid,
-                    occurred_us: p.occurred_us,
-                    category,
-                    severity: i64::from(e.severity.rank()),
-                    outcome: i64::from(e.outcome.rank()),
+                rollups.add(
+                    &rollup::Row {
+                        tenant_id: tid,
+                        occurred_us: p.occurred_us,
+                        category,
+                        severity: i64::from(e.severity.rank()),
+                        outcome: i64::from(e.outcome.rank()),
+                        actor_id,
+                        ip: p.ip,
+                    },
                     actor_id,
-                    ip: p.ip,
-                });
+                );
                 blocks
                     .entry((tid, window::block_of(seq)))
                     .or_insert_with(|| window::BlockDelta::new(p.occurred_us))

@@ -1313,8 +1313,8 @@ pub async fn random_searches_match_a_full_scan(store: &dyn Store) {
     }
 }
 
-/// `stats` over random windows (whole days, partial days, shorter than a day, before and after
-/// the log) of a random log equals counting the events one by one: totals, days, categories,
+/// `stats` over random windows (whole days, whole hours, partial days, shorter than a day or
+/// an hour, before and after the log) of a random log equals counting the events one by one: totals, days, categories,
 /// severities, outcomes, events without an actor, and the top actors and addresses (ties by
 /// key). Stores that answer from rollups must agree with the scan exactly.
 pub async fn random_stats_match_a_full_scan(store: &dyn Store) {
@@ -1341,7 +1341,7 @@ pub async fn random_stats_match_a_full_scan(store: &dyn Store) {
     let day = 86_400i64;
     let times: Vec<i64> = log.iter().map(|e| e.occurred_at.timestamp()).collect();
     for case in 0..60 {
-        let (since, until) = match rng.below(6) {
+        let (since, until) = match rng.below(7) {
             // Whole days around the log.
             0 => {
                 let a = PROP_START - day * rng.below(3) as i64;
@@ -1357,8 +1357,13 @@ pub async fn random_stats_match_a_full_scan(store: &dyn Store) {
                 let a = *rng.pick(&times);
                 (a, a + 1 + rng.below(20_000) as i64)
             }
+            // Whole hours, within a day or across days.
+            4 => {
+                let a = PROP_START - day + 3_600 * rng.below(96) as i64;
+                (a, a + 3_600 * (1 + rng.below(60)) as i64)
+            }
             // Decades, catching the far past and the imported history.
-            4 => (PROP_START - 90 * 365 * day, PROP_START + 3 * day),
+            5 => (PROP_START - 90 * 365 * day, PROP_START + 3 * day),
             _ => (PROP_START - 4 * 365 * day, PROP_START + 200 * 365 * day),
         };
         let top = 1 + rng.below(8) as u32;

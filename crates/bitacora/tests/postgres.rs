@@ -524,6 +524,24 @@ async fn a_row_inserted_by_hand_is_not_signed_until_accepted() {
                FROM events WHERE seq = 5 AND ip IS NOT NULL
                  AND tenant_id = (SELECT id FROM tenants WHERE name = 'acme')
                ON CONFLICT (tenant_id, day, ip) DO UPDATE SET count = r.count + 1;
+             INSERT INTO stats_hours AS r
+                 (tenant_id, hour, category, severity, outcome, no_actor, count)
+               SELECT tenant_id, date_trunc('hour', occurred_at, 'UTC'), category, severity,
+                      outcome, actor_id IS NULL, 1
+               FROM events WHERE seq = 5
+                 AND tenant_id = (SELECT id FROM tenants WHERE name = 'acme')
+               ON CONFLICT (tenant_id, hour, category, severity, outcome, no_actor)
+               DO UPDATE SET count = r.count + 1;
+             INSERT INTO stats_hour_actors AS r (tenant_id, hour, actor_id, count)
+               SELECT tenant_id, date_trunc('hour', occurred_at, 'UTC'), actor_id, 1
+               FROM events WHERE seq = 5 AND actor_id IS NOT NULL
+                 AND tenant_id = (SELECT id FROM tenants WHERE name = 'acme')
+               ON CONFLICT (tenant_id, hour, actor_id) DO UPDATE SET count = r.count + 1;
+             INSERT INTO stats_hour_ips AS r (tenant_id, hour, ip, count)
+               SELECT tenant_id, date_trunc('hour', occurred_at, 'UTC'), ip, 1
+               FROM events WHERE seq = 5 AND ip IS NOT NULL
+                 AND tenant_id = (SELECT id FROM tenants WHERE name = 'acme')
+               ON CONFLICT (tenant_id, hour, ip) DO UPDATE SET count = r.count + 1;
              INSERT INTO event_facets AS f
                  (tenant_id, action, category, severity, outcome, source, block, count)
                SELECT tenant_id, action, category, severity, outcome, coalesce(source, ''),

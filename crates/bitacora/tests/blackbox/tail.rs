@@ -123,6 +123,18 @@ fn forge_row(data: &Path, tenant: &str, from_id: &str, new_id: &str) -> u64 {
            AND (day, ip) = (
              SELECT occurred_at / 86400000000 - (occurred_at % 86400000000 < 0), ip
              FROM events WHERE pos = {new});
+         UPDATE stats_hours SET count = count + 1 WHERE tenant_id = {tid}
+           AND (hour, category, severity, outcome, no_actor) = (
+             SELECT occurred_at / 3600000000 - (occurred_at % 3600000000 < 0), category,
+                    severity, outcome, actor_id IS NULL FROM events WHERE pos = {new});
+         UPDATE stats_hour_actors SET count = count + 1 WHERE tenant_id = {tid}
+           AND (hour, actor_id) = (
+             SELECT occurred_at / 3600000000 - (occurred_at % 3600000000 < 0), actor_id
+             FROM events WHERE pos = {new});
+         UPDATE stats_hour_ips SET count = count + 1 WHERE tenant_id = {tid}
+           AND (hour, ip) = (
+             SELECT occurred_at / 3600000000 - (occurred_at % 3600000000 < 0), ip
+             FROM events WHERE pos = {new});
          INSERT INTO event_facets
              (tenant_id, action, category, severity, outcome, source, block, count)
            SELECT {tid}, action, category, severity, outcome, coalesce(source, 0),
