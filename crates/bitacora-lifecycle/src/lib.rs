@@ -39,9 +39,9 @@
 //! PostgreSQL partition is archived a few batches at a time, and its batches are announced
 //! several per append; each announced group is handed at once to the store, which stages it
 //! while the next ones are archived, and the partition is dropped once all are.
-//! Announcements are never purged themselves. `BITACORA_LIFECYCLE_CRASH_AT=archived|announced|purged` aborts the
-//! process right after that step (fault-injection for the crash tests; never set it in
-//! production).
+//! Announcements are never purged themselves.
+//! `BITACORA_LIFECYCLE_CRASH_AT=archived|announced|purged` aborts the process right after
+//! that step (fault-injection for the crash tests; never set it in production).
 //!
 //! Events are picked by `received_at` (the server's clock); legal holds are matched with the
 //! store's own search (the filters of CONTRACT §3), so a hold covers exactly what a search

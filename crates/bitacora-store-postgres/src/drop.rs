@@ -11,12 +11,13 @@
 //!    ([`PartitionDrop`]'s `stage`, which the lifecycle calls while it archives the next
 //!    batches, so the two steps overlap); the partition is read in `seq` order, about
 //!    [`STAGE_CHUNK`] events at a time (whole purge records of one tenant), each chunk one
-//!    autocommitted statement followed by a pause of [`STAGE_PAUSE`] of its time. Every row must be covered
-//!    by one record, and each record must count exactly its rows, whose leaf hashes hash to
-//!    its root; the rows' `seq`, id and leaf hash are then copied to `purged_events` under
-//!    their record's announcement, and what the summaries will lose (per action, day, actor,
-//!    address, facet combination and block) is added up in memory. The partition cannot
-//!    change meanwhile except by an import of old events, which the transaction detects.
+//!    autocommitted statement followed by a pause of [`STAGE_PAUSE`] of its time. Every row
+//!    must be covered by one record, and each record must count exactly its rows, whose leaf
+//!    hashes hash to its root; the rows' `seq`, id and leaf hash are then copied to
+//!    `purged_events` under their record's announcement, and what the summaries will lose
+//!    (per action, day, actor, address, facet combination and block) is added up in memory.
+//!    The partition cannot change meanwhile except by an import of old events, which the
+//!    transaction detects.
 //! 2. **The drop**, one transaction: the `tenants` rows of the partition's tenants are locked
 //!    in id order (the writer's order, so the two never deadlock; appends to those tenants
 //!    wait from here, appends to others until the detach); `LOCK TABLE … IN SHARE MODE` on
