@@ -37,10 +37,11 @@
 //! (redone by the next pass), and never a purge without its archive. After each purge the
 //! pass pauses a quarter of the transaction's time, so appends get the store between purges. A whole
 //! PostgreSQL partition is archived a few batches at a time, and its batches are announced
-//! several per append, before the partition is dropped. Announcements are never
-//! purged themselves. `BITACORA_LIFECYCLE_CRASH_AT=archived|announced|purged` aborts the
-//! process right after that step (fault-injection for the crash tests; never set it in
-//! production).
+//! several per append; each announced group is handed at once to the store, which stages it
+//! while the next ones are archived, and the partition is dropped once all are.
+//! Announcements are never purged themselves.
+//! `BITACORA_LIFECYCLE_CRASH_AT=archived|announced|purged` aborts the process right after
+//! that step (fault-injection for the crash tests; never set it in production).
 //!
 //! Events are picked by `received_at` (the server's clock); legal holds are matched with the
 //! store's own search (the filters of CONTRACT §3), so a hold covers exactly what a search
@@ -82,10 +83,16 @@ pub const HOLD_RELEASED: &str = "bitacora.legal_hold.released";
 pub const LEASE: &str = "retention";
 
 /// Batches of a partition bundled and written at the same time (the store reads, the proofs,
-/// the compression and the archive write of one overlap the others').
-const ARCHIVES_IN_FLIGHT: usize = 3;
+/// the compression and the archive write of one overlap the others'). Two, not three: the
+/// partition's staging runs beside the archive walk, and with three the walk ended 4-5 s
+/// before the staging did, which then set the pace; with two, 1.5 s, for the same total
+/// (BENCHMARKS.md, "PostgreSQL partition drop: staging overlapped with the archive walk").
+const ARCHIVES_IN_FLIGHT: usize = 2;
 /// Archived batches of a partition announced by one append.
 const ANNOUNCE_TOGETHER: usize = 8;
+
+/// Purge records with their tenants, in the order they were announced.
+type Records = Vec<(TenantName, PurgeRecord)>;
 
 const PURGED_TOTAL: &str = "bitacora_retention_purged_events_total";
 const PASSES: &str = "bitacora_retention_passes_total";
@@ -397,100 +404,32 @@ impl Retention {
                 continue;
             }
             let started = std::time::Instant::now();
-            let mut records = Vec::new();
-            let mut summaries = Vec::new();
-            for t in &partition.tenants {
-                // Its events, read back in seq order and archived batch by batch: a few
-                // batches are bundled and written at once, and they are announced together.
-                let mut after = t.first_seq.checked_sub(1);
-                let mut seen = 0u64;
-                let mut archiving: std::collections::VecDeque<
-                    JoinHandle<Result<(PurgeSummary, Archived), LifecycleError>>,
-                > = std::collections::VecDeque::new();
-                let mut archived: Vec<(PurgeSummary, Archived)> = Vec::new();
-                let mut last_page = false;
-                loop {
-                    if cancel.is_cancelled() {
-                        for task in archiving {
-                            let _ = task.await;
-                        }
-                        return Ok(());
-                    }
-                    if !last_page && archiving.len() < ARCHIVES_IN_FLIGHT {
-                        let page = self
-                            .store
-                            .search(&EventQuery {
-                                tenant: t.tenant.clone(),
-                                filter: EventFilter::default(),
-                                order: Order::Asc,
-                                page: Pagination::Cursor {
-                                    limit: self.config.batch_size,
-                                    after,
-                                },
-                            })
-                            .await?;
-                        let events: Vec<StoredEvent> = page
-                            .events
-                            .into_iter()
-                            .take_while(|e| e.seq <= t.last_seq)
-                            .collect();
-                        if !events.is_empty() {
-                            seen += events.len() as u64;
-                            let this = self.clone();
-                            let tenant = t.tenant.clone();
-                            archiving.push_back(tokio::spawn(async move {
-                                let mut summary = summary_of(&tenant, &events);
-                                let done =
-                                    this.archive_step(&tenant, &events, &mut summary).await?;
-                                Ok((summary, done))
-                            }));
-                        }
-                        match page.next_after {
-                            Some(a) if a < t.last_seq => after = Some(a),
-                            _ => last_page = true,
-                        }
-                        continue;
-                    }
-                    let Some(task) = archiving.pop_front() else {
-                        break;
-                    };
-                    let done = task
-                        .await
-                        .map_err(|e| LifecycleError::Archive(format!("archive task failed: {e}")));
-                    match done {
-                        Ok(Ok(batch)) => archived.push(batch),
-                        Ok(Err(e)) | Err(e) => {
-                            for task in archiving {
-                                let _ = task.await;
-                            }
-                            return Err(e);
-                        }
-                    }
-                    if archived.len() >= ANNOUNCE_TOGETHER || (last_page && archiving.is_empty()) {
-                        self.announce_archived(
-                            &t.tenant,
-                            &mut archived,
-                            now,
-                            &mut records,
-                            &mut summaries,
-                        )
-                        .await?;
-                    }
+            // The store stages each announced group of records (copies their leaf hashes,
+            // outside any lock) in a task of its own while the next batches are archived.
+            let dropping = self.store.begin_partition_drop(&partition.name).await?;
+            let (to_stage, mut staging) = tokio::sync::mpsc::unbounded_channel::<Records>();
+            let stager = tokio::spawn(async move {
+                let mut dropping = dropping;
+                while let Some(records) = staging.recv().await {
+                    dropping.stage(&records).await?;
                 }
-                self.announce_archived(&t.tenant, &mut archived, now, &mut records, &mut summaries)
-                    .await?;
-                if seen != t.count {
-                    // Its seqs are shared with another partition (an import of old events):
-                    // the announcements stay, harmless; the rows go one by one instead.
-                    tracing::warn!(
-                        partition = %partition.name, tenant = %t.tenant, seen, holds = t.count,
-                        "retention: a partition's seq range holds other events; not dropped whole"
-                    );
-                    continue 'partitions;
-                }
-            }
+                Ok::<_, StoreError>(dropping)
+            });
+            let walked = self
+                .archive_partition(&partition, now, cancel, &to_stage)
+                .await;
             let archived_ms = started.elapsed().as_millis() as u64;
-            self.store.drop_partition(&partition.name, &records).await?;
+            drop(to_stage);
+            let dropping = stager
+                .await
+                .map_err(|e| LifecycleError::Archive(format!("staging task failed: {e}")))??;
+            // `None`: cancelled, or not droppable whole after all; what was staged counts for
+            // nothing until a drop records its purges.
+            let Some((records, summaries)) = walked? else {
+                continue 'partitions;
+            };
+            let staged_ms = started.elapsed().as_millis() as u64;
+            dropping.finish().await?;
             crash_point("purged");
             let count: u64 = records.iter().map(|(_, r)| r.count).sum();
             for (tenant, record) in &records {
@@ -502,6 +441,7 @@ impl Retention {
                 events = count,
                 purges = records.len(),
                 archived_ms,
+                staged_ms,
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "retention archived a whole partition and dropped it"
             );
@@ -511,15 +451,129 @@ impl Retention {
         Ok(())
     }
 
-    /// Announces the `archived` batches in one append (step 2), and moves them to `records`
-    /// and `summaries`.
+    /// Archives and announces the events of `partition`, tenant by tenant, a few batches at a
+    /// time, and hands each announced group of records to `to_stage`. `None` when cancelled,
+    /// when the staging stopped (its error is the stager's), or when a tenant's seq range in
+    /// the partition holds other events (then it goes row by row).
+    async fn archive_partition(
+        &self,
+        partition: &PartitionSummary,
+        now: i64,
+        cancel: &CancellationToken,
+        to_stage: &tokio::sync::mpsc::UnboundedSender<Records>,
+    ) -> Result<Option<(Records, Vec<PurgeSummary>)>, LifecycleError> {
+        let mut records = Vec::new();
+        let mut summaries = Vec::new();
+        for t in &partition.tenants {
+            // Its events, read back in seq order and archived batch by batch: a few
+            // batches are bundled and written at once, and they are announced together.
+            let mut after = t.first_seq.checked_sub(1);
+            let mut seen = 0u64;
+            let mut archiving: std::collections::VecDeque<
+                JoinHandle<Result<(PurgeSummary, Archived), LifecycleError>>,
+            > = std::collections::VecDeque::new();
+            let mut archived: Vec<(PurgeSummary, Archived)> = Vec::new();
+            let mut last_page = false;
+            loop {
+                if cancel.is_cancelled() || to_stage.is_closed() {
+                    for task in archiving {
+                        let _ = task.await;
+                    }
+                    return Ok(None);
+                }
+                if !last_page && archiving.len() < ARCHIVES_IN_FLIGHT {
+                    let page = self
+                        .store
+                        .search(&EventQuery {
+                            tenant: t.tenant.clone(),
+                            filter: EventFilter::default(),
+                            order: Order::Asc,
+                            page: Pagination::Cursor {
+                                limit: self.config.batch_size,
+                                after,
+                            },
+                        })
+                        .await?;
+                    let events: Vec<StoredEvent> = page
+                        .events
+                        .into_iter()
+                        .take_while(|e| e.seq <= t.last_seq)
+                        .collect();
+                    if !events.is_empty() {
+                        seen += events.len() as u64;
+                        let this = self.clone();
+                        let tenant = t.tenant.clone();
+                        archiving.push_back(tokio::spawn(async move {
+                            let mut summary = summary_of(&tenant, &events);
+                            let done = this.archive_step(&tenant, &events, &mut summary).await?;
+                            Ok((summary, done))
+                        }));
+                    }
+                    match page.next_after {
+                        Some(a) if a < t.last_seq => after = Some(a),
+                        _ => last_page = true,
+                    }
+                    continue;
+                }
+                let Some(task) = archiving.pop_front() else {
+                    break;
+                };
+                let done = task
+                    .await
+                    .map_err(|e| LifecycleError::Archive(format!("archive task failed: {e}")));
+                match done {
+                    Ok(Ok(batch)) => archived.push(batch),
+                    Ok(Err(e)) | Err(e) => {
+                        for task in archiving {
+                            let _ = task.await;
+                        }
+                        return Err(e);
+                    }
+                }
+                if archived.len() >= ANNOUNCE_TOGETHER || (last_page && archiving.is_empty()) {
+                    self.announce_archived(
+                        &t.tenant,
+                        &mut archived,
+                        now,
+                        &mut records,
+                        &mut summaries,
+                        to_stage,
+                    )
+                    .await?;
+                }
+            }
+            self.announce_archived(
+                &t.tenant,
+                &mut archived,
+                now,
+                &mut records,
+                &mut summaries,
+                to_stage,
+            )
+            .await?;
+            if seen != t.count {
+                // Its seqs are shared with another partition (an import of old events):
+                // the announcements stay, harmless; the rows go one by one instead.
+                tracing::warn!(
+                    partition = %partition.name, tenant = %t.tenant, seen, holds = t.count,
+                    "retention: a partition's seq range holds other events; not dropped whole"
+                );
+                return Ok(None);
+            }
+        }
+        Ok(Some((records, summaries)))
+    }
+
+    /// Announces the `archived` batches in one append (step 2), moves them to `records` and
+    /// `summaries`, and hands their records to the partition's staging.
     async fn announce_archived(
         &self,
         tenant: &TenantName,
         archived: &mut Vec<(PurgeSummary, Archived)>,
         now: i64,
-        records: &mut Vec<(TenantName, PurgeRecord)>,
+        records: &mut Records,
         summaries: &mut Vec<PurgeSummary>,
+        to_stage: &tokio::sync::mpsc::UnboundedSender<Records>,
     ) -> Result<(), LifecycleError> {
         if archived.is_empty() {
             return Ok(());
@@ -527,11 +581,14 @@ impl Retention {
         let list: Vec<PurgeSummary> = archived.iter().map(|(s, _)| s.clone()).collect();
         let seqs = self.announce_many(tenant, &list).await?;
         crash_point("announced");
+        let from = records.len();
         for ((mut summary, done), seq) in archived.drain(..).zip(seqs) {
             summary.event_seq = Some(seq);
             records.push((tenant.clone(), done.record(seq, now)));
             summaries.push(summary);
         }
+        // A closed channel is a stopped staging: the walk sees it and stops.
+        let _ = to_stage.send(records[from..].to_vec());
         Ok(())
     }
 

@@ -286,9 +286,10 @@ async fn id_of(store: &dyn Store, tenant: &TenantName, seq: u64) -> String {
 }
 
 /// The child half of the staging crash test: one pass over the database named by
-/// `BITACORA_PARTITION_CRASH_URL`, with `BITACORA_STORE_CRASH_AT=staged` set by the parent
-/// (the store aborts the process once the partition's leaf hashes are staged, before the
-/// drop's transaction).
+/// `BITACORA_PARTITION_CRASH_URL`, in batches of `BITACORA_PARTITION_CRASH_BATCH` (50), with
+/// `BITACORA_STORE_CRASH_AT` set by the parent: `staged` (the store aborts the process once
+/// the partition's leaf hashes are staged, before the drop's transaction) or `staging` (once
+/// the first announced group is staged, while the rest is still being archived).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partition_crash_child() {
     let (Ok(url), Ok(dir)) = (
@@ -297,8 +298,14 @@ async fn partition_crash_child() {
     ) else {
         return; // Run by the parent only.
     };
+    let batch = std::env::var("BITACORA_PARTITION_CRASH_BATCH")
+        .map_or(50, |b| b.parse().expect("a batch size"));
     let store: Arc<dyn Store> = Arc::new(PgStore::open(&url, PgOptions::default()).await.unwrap());
-    pass_now(&crash_retention(store, std::path::Path::new(&dir)), false).await;
+    pass_now(
+        &crash_retention(store, std::path::Path::new(&dir), batch),
+        false,
+    )
+    .await;
     panic!("the pass should have aborted the process");
 }
 
@@ -309,6 +316,20 @@ async fn partition_crash_child() {
 /// the rest row by row over the copies (which once failed on `purged_events`'s key).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_between_staging_and_the_drop_leaves_the_log_provable() {
+    crash_while_dropping("staged", 50, 250).await;
+}
+
+/// A crash while the partition is still being archived, its first announced group (8
+/// batches of 10) already staged: the same promise, and the next pass drops the month.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_while_archiving_and_staging_overlap_leaves_the_log_provable() {
+    crash_while_dropping("staging", 10, 80).await;
+}
+
+/// A pass over 250 expired events of November 2025 in batches of `batch`, aborted at the
+/// store's crash point `at` with `copies` leaf hashes staged; then a pass that retries the
+/// drop and, in a second database, one after a hold is placed on one of them.
+async fn crash_while_dropping(at: &str, batch: u32, copies: i64) {
     for then in ["retry", "hold"] {
         let Some(db) = TestDatabase::create().await else {
             return;
@@ -348,7 +369,8 @@ async fn a_crash_between_staging_and_the_drop_leaves_the_log_provable() {
             ])
             .env("BITACORA_PARTITION_CRASH_URL", db.url())
             .env("BITACORA_PARTITION_CRASH_ARCHIVE", dir.path())
-            .env("BITACORA_STORE_CRASH_AT", "staged")
+            .env("BITACORA_PARTITION_CRASH_BATCH", batch.to_string())
+            .env("BITACORA_STORE_CRASH_AT", at)
             .status()
             .unwrap();
         assert!(!status.success(), "{then}: the child should have aborted");
@@ -356,7 +378,7 @@ async fn a_crash_between_staging_and_the_drop_leaves_the_log_provable() {
         // The month is still there, every leaf hash is also in `purged_events`, no purge is
         // recorded, and the log is exactly the log it was.
         assert!(catalog(&db).await.contains(&"events_2025_11".to_owned()));
-        assert_eq!(staged(&db).await, 250, "{then}");
+        assert_eq!(staged(&db).await, copies, "{then}");
         assert!(store.purges(&default).await.unwrap().is_empty(), "{then}");
         assert_eq!(store.purged_event(&default, &first_id).await.unwrap(), None);
         assert_eq!(leaves(store.as_ref(), &default).await[..250], before[..250]);
@@ -380,7 +402,7 @@ async fn a_crash_between_staging_and_the_drop_leaves_the_log_provable() {
                 .await
                 .unwrap();
         }
-        let report = pass_now(&crash_retention(store.clone(), dir.path()), false).await;
+        let report = pass_now(&crash_retention(store.clone(), dir.path(), batch), false).await;
         if then == "retry" {
             assert_eq!(report.dropped_partitions, ["events_2025_11"], "{report:?}");
             assert_eq!(report.purged(), 250, "{report:?}");
@@ -397,7 +419,8 @@ async fn a_crash_between_staging_and_the_drop_leaves_the_log_provable() {
                 Some(before[10])
             );
         }
-        // Every seq still has its one leaf hash (the held event's copy stays, unrecorded).
+        // Every seq still has its one leaf hash (the held event's copy, staged in both
+        // cases, stays unrecorded).
         assert_eq!(staged(&db).await, 250, "{then}");
         let purged: u64 = store
             .purges(&default)
@@ -416,10 +439,12 @@ async fn a_crash_between_staging_and_the_drop_leaves_the_log_provable() {
     }
 }
 
-/// The retention of the staging crash test: 30 days, archives of 50 events in `dir`.
-fn crash_retention(store: Arc<dyn Store>, dir: &std::path::Path) -> Retention {
-    let config: RetentionConfig =
-        toml::from_str("default = \"30d\"\nmin_delay = \"0s\"\nbatch_size = 50\n").unwrap();
+/// The retention of the staging crash tests: 30 days, archives of `batch` events in `dir`.
+fn crash_retention(store: Arc<dyn Store>, dir: &std::path::Path, batch: u32) -> Retention {
+    let config: RetentionConfig = toml::from_str(&format!(
+        "default = \"30d\"\nmin_delay = \"0s\"\nbatch_size = {batch}\n"
+    ))
+    .unwrap();
     Retention {
         store,
         config,

@@ -7,14 +7,17 @@
 //! grows with the partition first, in bounded chunks that lock nothing an append waits for,
 //! then one short transaction whose work grows only with the summaries' rows.
 //!
-//! 1. **Staging** ([`stage`]): the partition is read in `seq` order, about [`STAGE_CHUNK`]
-//!    events at a time (whole purge records of one tenant), each chunk one autocommitted
-//!    statement followed by a pause of [`STAGE_PAUSE`] of its time. Every row must be covered
-//!    by one record, and each record must count exactly its rows, whose leaf hashes hash to
-//!    its root; the rows' `seq`, id and leaf hash are then copied to `purged_events` under
-//!    their record's announcement, and what the summaries will lose (per action, day, actor,
-//!    address, facet combination and block) is added up in memory. The partition cannot
-//!    change meanwhile except by an import of old events, which the transaction detects.
+//! 1. **Staging** ([`stage`]): the records arrive as they are announced
+//!    ([`PartitionDrop`]'s `stage`, which the lifecycle calls while it archives the next
+//!    batches, so the two steps overlap); the partition is read in `seq` order, about
+//!    [`STAGE_CHUNK`] events at a time (whole purge records of one tenant), each chunk one
+//!    autocommitted statement followed by a pause of [`STAGE_PAUSE`] of its time. Every row
+//!    must be covered by one record, and each record must count exactly its rows, whose leaf
+//!    hashes hash to its root; the rows' `seq`, id and leaf hash are then copied to
+//!    `purged_events` under their record's announcement, and what the summaries will lose
+//!    (per action, day, actor, address, facet combination and block) is added up in memory.
+//!    The partition cannot change meanwhile except by an import of old events, which the
+//!    transaction detects.
 //! 2. **The drop**, one transaction: the `tenants` rows of the partition's tenants are locked
 //!    in id order (the writer's order, so the two never deadlock; appends to those tenants
 //!    wait from here, appends to others until the detach); `LOCK TABLE … IN SHARE MODE` on
@@ -34,8 +37,9 @@
 //! and the purge lookups read recorded rows only (`purge.rs`), and a later row purge or drop
 //! of the same seq replaces the unrecorded copy ([`INSERT_PURGED`]). So a crash at any point
 //! leaves the log exactly as provable as before, and the retried drop re-stages under its new
-//! announcements. `BITACORA_STORE_CRASH_AT=staged` aborts the process between the steps
-//! (fault injection for the crash test; never set it in production).
+//! announcements. `BITACORA_STORE_CRASH_AT=staged` aborts the process between the steps,
+//! `staging` after the first records handed over are staged (while the lifecycle is still
+//! archiving the rest): fault injection for the crash tests; never set it in production.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -51,6 +55,7 @@ use deadpool_postgres::{ClientWrapper, Transaction};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 
+use crate::partitions::Partitions;
 use crate::purge::{INSERT_NEW_PURGED, INSERT_PURGED};
 use crate::rollup::Removals;
 use crate::{addresses, facets, hash32, pg_error, window};
@@ -182,122 +187,208 @@ pub async fn expired_partitions(
     Ok(out)
 }
 
-pub async fn drop_partition(
-    client: &mut ClientWrapper,
-    name: &str,
-    records: &[(TenantName, PurgeRecord)],
-) -> StoreResult<()> {
-    if month_bounds(name).is_none() {
-        return Err(StoreError::Internal(format!(
-            "`{name}` is not a month partition of events"
-        )));
-    }
-    let mut lap = Lap::new(name);
-    let exists: bool = client
-        .query_one(
-            "SELECT EXISTS (SELECT FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-             WHERE i.inhparent = 'events'::regclass AND c.relname = $1)",
-            &[&name],
-        )
-        .await
-        .map_err(pg_error)?
-        .get(0);
-    if !exists {
-        return Err(StoreError::Internal(format!(
-            "`{name}` is not a partition of events"
-        )));
-    }
-    let wanted: Vec<&str> = {
-        let mut v: Vec<&str> = records.iter().map(|(t, _)| t.as_str()).collect();
-        v.sort_unstable();
-        v.dedup();
-        v
-    };
-    let mut ids: BTreeMap<String, i32> = BTreeMap::new();
-    for r in client
-        .query(
-            "SELECT id, name FROM tenants WHERE name = ANY($1) ORDER BY id",
-            &[&wanted],
-        )
-        .await
-        .map_err(pg_error)?
-    {
-        ids.insert(r.get(1), r.get(0));
-    }
-    for (tenant, _) in records {
-        if !ids.contains_key(tenant.as_str()) {
+/// A drop of the month partition `name` in progress ([`Store::begin_partition_drop`]): its
+/// own pooled connection, the records staged so far, and what the summaries will lose.
+///
+/// [`Store::begin_partition_drop`]: bitacora_store::Store::begin_partition_drop
+pub struct PartitionDrop {
+    client: deadpool_postgres::Object,
+    name: String,
+    /// `name`, quoted for SQL.
+    part: String,
+    /// Tenant name → id, for the tenants of the records staged so far.
+    ids: BTreeMap<String, i32>,
+    records: Vec<(TenantName, PurgeRecord)>,
+    shares: Shares,
+    /// Reading, adding up and checking / writing / pausing, for the debug log.
+    times: [std::time::Duration; 3],
+    /// The months whose partitions the store knows (the dropped one is forgotten).
+    partitions: std::sync::Arc<Partitions>,
+}
+
+impl PartitionDrop {
+    /// Checks that `name` is a month partition of `events`; nothing is staged yet.
+    pub(crate) async fn begin(
+        client: deadpool_postgres::Object,
+        name: &str,
+        partitions: std::sync::Arc<Partitions>,
+    ) -> StoreResult<Self> {
+        if month_bounds(name).is_none() {
             return Err(StoreError::Internal(format!(
-                "tenant `{tenant}` has no log"
+                "`{name}` is not a month partition of events"
             )));
         }
+        let exists: bool = client
+            .query_one(
+                "SELECT EXISTS (SELECT FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+                 WHERE i.inhparent = 'events'::regclass AND c.relname = $1)",
+                &[&name],
+            )
+            .await
+            .map_err(pg_error)?
+            .get(0);
+        if !exists {
+            return Err(StoreError::Internal(format!(
+                "`{name}` is not a partition of events"
+            )));
+        }
+        Ok(PartitionDrop {
+            client,
+            name: name.to_owned(),
+            // The name comes from the catalog and matched `events_YYYY_MM`: safe to quote.
+            part: format!("\"{name}\""),
+            ids: BTreeMap::new(),
+            records: Vec::new(),
+            shares: Shares::default(),
+            times: [std::time::Duration::ZERO; 3],
+            partitions,
+        })
     }
-    // The name comes from the catalog and matched `events_YYYY_MM`: safe to quote.
-    let part = format!("\"{name}\"");
 
-    // 1. Staging, in chunks, each its own short transaction, no lock an append takes.
-    let shares = stage(client, &part, records, &ids).await?;
-    lap.done("stage");
-    crash_point("staged");
-
-    // 2. The drop: one transaction.
-    let tx = client.transaction().await.map_err(pg_error)?;
-    tx.batch_execute(&format!("SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
-        .await
-        .map_err(pg_error)?;
-    // The tenants' rows, in id order (the writer's order); appends to them wait from here.
-    let locked: Vec<i32> = ids.values().copied().collect();
-    tx.query(
-        "SELECT id FROM tenants WHERE id = ANY($1) ORDER BY id FOR UPDATE",
-        &[&locked],
-    )
-    .await
-    .map_err(pg_error)?;
-    // No row can enter the partition now (an import of old events, any tenant's); it must
-    // hold exactly what was staged.
-    tx.batch_execute(&format!("LOCK TABLE {part} IN SHARE MODE"))
-        .await
-        .map_err(pg_error)?;
-    let total: i64 = tx
-        .query_one(&format!("SELECT count(*) FROM {part}"), &[])
-        .await
-        .map_err(pg_error)?
-        .get(0);
-    if total as u64 != shares.events {
-        return Err(StoreError::Internal(format!(
-            "{name}: the purge records cover {} of its {total} events; nothing dropped",
-            shares.events
-        )));
+    /// The ids of `records`' tenants, looked up once each.
+    async fn tenant_ids(&mut self, records: &[(TenantName, PurgeRecord)]) -> StoreResult<()> {
+        let mut wanted: Vec<&str> = records
+            .iter()
+            .map(|(t, _)| t.as_str())
+            .filter(|t| !self.ids.contains_key(*t))
+            .collect();
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        wanted.sort_unstable();
+        wanted.dedup();
+        for r in self
+            .client
+            .query(
+                "SELECT id, name FROM tenants WHERE name = ANY($1)",
+                &[&wanted],
+            )
+            .await
+            .map_err(pg_error)?
+        {
+            self.ids.insert(r.get(1), r.get(0));
+        }
+        if let Some(t) = wanted.iter().find(|t| !self.ids.contains_key(**t)) {
+            return Err(StoreError::Internal(format!("tenant `{t}` has no log")));
+        }
+        Ok(())
     }
-    lap.done("lock+count");
-    shares.subtract(&tx, name, &locked).await?;
-    lap.done("summaries");
-    for (tenant, record) in records {
-        tx.execute(
-            "INSERT INTO purges (tenant_id, event_seq, ranges, count, root, archive, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            &[
-                &ids[tenant.as_str()],
-                &(record.event_seq as i64),
-                &record.ranges_text(),
-                &(record.count as i64),
-                &&record.root[..],
-                &record.archive,
-                &record.created_at,
-            ],
+
+    /// Step 1 for `records`: see [`stage`].
+    async fn stage_records(&mut self, records: &[(TenantName, PurgeRecord)]) -> StoreResult<()> {
+        self.tenant_ids(records).await?;
+        stage(
+            &self.client,
+            &self.part,
+            records,
+            &self.ids,
+            &mut self.shares,
+            &mut self.times,
+        )
+        .await?;
+        self.records.extend_from_slice(records);
+        crash_point("staging");
+        Ok(())
+    }
+
+    /// Step 2: the drop's transaction.
+    async fn drop_staged(mut self) -> StoreResult<()> {
+        let (name, part) = (self.name.as_str(), self.part.as_str());
+        tracing::debug!(
+            partition = part,
+            read_ms = self.times[0].as_millis() as u64,
+            write_ms = self.times[1].as_millis() as u64,
+            pause_ms = self.times[2].as_millis() as u64,
+            "partition drop: staged"
+        );
+        crash_point("staged");
+        let mut lap = Lap::new(name);
+        let tx = self.client.transaction().await.map_err(pg_error)?;
+        tx.batch_execute(&format!("SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
+            .await
+            .map_err(pg_error)?;
+        // The tenants' rows, in id order (the writer's order); appends to them wait from here.
+        let locked: Vec<i32> = self.ids.values().copied().collect();
+        tx.query(
+            "SELECT id FROM tenants WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+            &[&locked],
         )
         .await
         .map_err(pg_error)?;
+        // No row can enter the partition now (an import of old events, any tenant's); it must
+        // hold exactly what was staged.
+        tx.batch_execute(&format!("LOCK TABLE {part} IN SHARE MODE"))
+            .await
+            .map_err(pg_error)?;
+        let total: i64 = tx
+            .query_one(&format!("SELECT count(*) FROM {part}"), &[])
+            .await
+            .map_err(pg_error)?
+            .get(0);
+        if total as u64 != self.shares.events {
+            return Err(StoreError::Internal(format!(
+                "{name}: the purge records cover {} of its {total} events; nothing dropped",
+                self.shares.events
+            )));
+        }
+        lap.done("lock+count");
+        self.shares.subtract(&tx, name, &locked).await?;
+        lap.done("summaries");
+        // One statement for all of them (500 for a month of 1M in batches of 2,000: one
+        // round trip each took ~1 s of the transaction).
+        let n = self.records.len();
+        let (mut t, mut seq, mut ranges, mut count, mut root, mut archive, mut at) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        for (tenant, record) in &self.records {
+            t.push(self.ids[tenant.as_str()]);
+            seq.push(record.event_seq as i64);
+            ranges.push(record.ranges_text());
+            count.push(record.count as i64);
+            root.push(&record.root[..]);
+            archive.push(record.archive.as_str());
+            at.push(record.created_at);
+        }
+        tx.execute(
+            "INSERT INTO purges (tenant_id, event_seq, ranges, count, root, archive, created_at)
+             SELECT * FROM unnest($1::int4[], $2::int8[], $3::text[], $4::int8[], $5::bytea[],
+                                  $6::text[], $7::int8[])",
+            &[&t, &seq, &ranges, &count, &root, &archive, &at],
+        )
+        .await
+        .map_err(pg_error)?;
+        lap.done("records");
+        tx.batch_execute(&format!(
+            "ALTER TABLE events DETACH PARTITION {part}; DROP TABLE {part}"
+        ))
+        .await
+        .map_err(pg_error)?;
+        lap.done("detach+drop");
+        tx.commit().await.map_err(pg_error)?;
+        lap.done("commit");
+        if let Some(month) = month_start(name) {
+            self.partitions.forget(month);
+        }
+        tracing::info!(partition = name, "dropped an events partition (retention)");
+        Ok(())
     }
-    lap.done("records");
-    tx.batch_execute(&format!(
-        "ALTER TABLE events DETACH PARTITION {part}; DROP TABLE {part}"
-    ))
-    .await
-    .map_err(pg_error)?;
-    lap.done("detach+drop");
-    tx.commit().await.map_err(pg_error)?;
-    lap.done("commit");
-    Ok(())
+}
+
+#[async_trait::async_trait]
+impl bitacora_store::PartitionDrop for PartitionDrop {
+    async fn stage(&mut self, records: &[(TenantName, PurgeRecord)]) -> StoreResult<()> {
+        self.stage_records(records).await
+    }
+
+    async fn finish(self: Box<Self>) -> StoreResult<()> {
+        (*self).drop_staged().await
+    }
 }
 
 /// Step 1: copies the leaf hashes of the partition `part` to `purged_events`, each under the
@@ -311,26 +402,18 @@ async fn stage(
     part: &str,
     records: &[(TenantName, PurgeRecord)],
     ids: &BTreeMap<String, i32>,
-) -> StoreResult<Shares> {
-    let mut shares = Shares::default();
-    // Reading, adding up and checking / writing / pausing, for the debug log.
-    let mut times = [std::time::Duration::ZERO; 3];
+    shares: &mut Shares,
+    times: &mut [std::time::Duration; 3],
+) -> StoreResult<()> {
     for chunk in chunks(records, STAGE_CHUNK) {
         let started = std::time::Instant::now();
         let tid = ids[records[chunk.start].0.as_str()];
-        stage_chunk(client, part, tid, &records[chunk], &mut shares, &mut times).await?;
+        stage_chunk(client, part, tid, &records[chunk], shares, times).await?;
         let pause = started.elapsed().mul_f64(STAGE_PAUSE);
         tokio::time::sleep(pause).await;
         times[2] += pause;
     }
-    tracing::debug!(
-        partition = part,
-        read_ms = times[0].as_millis() as u64,
-        write_ms = times[1].as_millis() as u64,
-        pause_ms = times[2].as_millis() as u64,
-        "partition drop: staged"
-    );
-    Ok(shares)
+    Ok(())
 }
 
 /// `records` cut into runs of one tenant's consecutive records holding at most `limit`

@@ -576,18 +576,14 @@ impl Store for PgStore {
         drop::expired_partitions(&client, before).await
     }
 
-    async fn drop_partition(
+    async fn begin_partition_drop(
         &self,
         name: &str,
-        records: &[(TenantName, PurgeRecord)],
-    ) -> StoreResult<()> {
-        let mut client = self.client().await?;
-        drop::drop_partition(&mut client, name, records).await?;
-        if let Some(month) = drop::month_start(name) {
-            self.partitions.forget(month);
-        }
-        tracing::info!(partition = name, "dropped an events partition (retention)");
-        Ok(())
+    ) -> StoreResult<Box<dyn bitacora_store::PartitionDrop>> {
+        let client = self.client().await?;
+        Ok(Box::new(
+            drop::PartitionDrop::begin(client, name, self.partitions.clone()).await?,
+        ))
     }
 
     async fn purged_leaves(

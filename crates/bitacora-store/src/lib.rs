@@ -416,6 +416,21 @@ pub struct DeliveryPosition {
     pub last_error_at: Option<Timestamp>,
 }
 
+/// A whole-partition drop in progress ([`Store::begin_partition_drop`]).
+#[async_trait]
+pub trait PartitionDrop: Send {
+    /// More of the partition's purge records, announced: the store may check and copy the
+    /// leaf hashes they cover now, in steps of their own (a copy counts for nothing until
+    /// its purge is recorded by [`PartitionDrop::finish`]). Refused when a record is not
+    /// the record of the partition's events it names (count, root) or overlaps one before.
+    async fn stage(&mut self, records: &[(TenantName, PurgeRecord)]) -> StoreResult<()>;
+
+    /// Drops the partition, which every record staged must together cover exactly: the
+    /// records stored, the summaries' share taken out and the partition dropped in one
+    /// transaction, or nothing purged.
+    async fn finish(self: Box<Self>) -> StoreResult<()>;
+}
+
 /// The persistence every bitacora server needs. Implementations must be safe to share
 /// between tasks; writes go through one sequencer per tenant so `seq` has no gaps.
 #[async_trait]
@@ -635,11 +650,25 @@ pub trait Store: Send + Sync + 'static {
     /// are one transaction, so the events are purged all at once or not at all. Refused,
     /// with nothing purged, when the partition holds an event no record covers or a record
     /// names an event it does not hold (or a root that is not theirs).
+    ///
+    /// All records at once: [`Store::begin_partition_drop`], one
+    /// [`PartitionDrop::stage`] and [`PartitionDrop::finish`].
     async fn drop_partition(
         &self,
-        _name: &str,
-        _records: &[(TenantName, PurgeRecord)],
+        name: &str,
+        records: &[(TenantName, PurgeRecord)],
     ) -> StoreResult<()> {
+        let mut dropping = self.begin_partition_drop(name).await?;
+        dropping.stage(records).await?;
+        dropping.finish().await
+    }
+
+    /// Starts [`Store::drop_partition`] of the partition `name` with no records yet: the
+    /// caller hands them over as they are announced ([`PartitionDrop::stage`]), so that the
+    /// store's work that grows with the partition runs while the rest is still being
+    /// archived, and then drops it ([`PartitionDrop::finish`]). Dropping the handle without
+    /// finishing drops nothing.
+    async fn begin_partition_drop(&self, _name: &str) -> StoreResult<Box<dyn PartitionDrop>> {
         Err(StoreError::Internal(
             "this store has no partitions to drop".into(),
         ))
