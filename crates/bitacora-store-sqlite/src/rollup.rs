@@ -151,7 +151,7 @@ impl<A: std::hash::Hash + Eq + Clone> Deltas<A> {
 }
 
 impl<A: rusqlite::ToSql + Ord> Deltas<A> {
-    /// Adds the counts to the rollup tables (the append transaction).
+    /// Adds the counts to the rollup tables (the append transaction), in key order.
     pub fn write(&self, tx: &Transaction<'_>) -> StoreResult<()> {
         for (grain, keys) in &self.grains {
             let (joint, actors, ips) = grain.tables();
@@ -163,7 +163,7 @@ impl<A: rusqlite::ToSql + Ord> Deltas<A> {
                      ON CONFLICT DO UPDATE SET count = count + excluded.count"
                 ))
                 .map_err(sql_error)?;
-            for ((tid, bucket, category, severity, outcome, no_actor), n) in &keys.joint {
+            for ((tid, bucket, category, severity, outcome, no_actor), n) in sorted(&keys.joint) {
                 stmt.execute(params![
                     tid, bucket, category, severity, outcome, no_actor, n
                 ])
@@ -175,7 +175,7 @@ impl<A: rusqlite::ToSql + Ord> Deltas<A> {
                      ON CONFLICT DO UPDATE SET count = count + excluded.count"
                 ))
                 .map_err(sql_error)?;
-            for ((tid, bucket, actor), n) in &keys.actors {
+            for ((tid, bucket, actor), n) in sorted(&keys.actors) {
                 stmt.execute(params![tid, bucket, actor, n])
                     .map_err(sql_error)?;
             }
@@ -185,7 +185,7 @@ impl<A: rusqlite::ToSql + Ord> Deltas<A> {
                      ON CONFLICT DO UPDATE SET count = count + excluded.count"
                 ))
                 .map_err(sql_error)?;
-            for ((tid, bucket, ip), n) in &keys.ips {
+            for ((tid, bucket, ip), n) in sorted(&keys.ips) {
                 stmt.execute(params![tid, bucket, &ip[..], n])
                     .map_err(sql_error)?;
             }
@@ -195,14 +195,8 @@ impl<A: rusqlite::ToSql + Ord> Deltas<A> {
 
     /// Subtracts the counts from the rollup tables (a purge), deleting each row that reaches
     /// zero: by its key, never by scanning the tenant's rows for empty ones (the rollups grow
-    /// with buckets × actors and buckets × addresses). In key order, the tables' primary
-    /// keys, so that consecutive updates touch the same pages.
+    /// with buckets × actors and buckets × addresses). In key order.
     pub fn subtract(&self, tx: &Transaction<'_>) -> StoreResult<()> {
-        fn sorted<K: Ord, V>(map: &HashMap<K, V>) -> Vec<(&K, &V)> {
-            let mut v: Vec<_> = map.iter().collect();
-            v.sort_unstable_by(|a, b| a.0.cmp(b.0));
-            v
-        }
         for (grain, keys) in &self.grains {
             let (joint, actors, ips) = grain.tables();
             let b = grain.column();
@@ -267,6 +261,14 @@ impl<A: rusqlite::ToSql + Ord> Deltas<A> {
         }
         Ok(())
     }
+}
+
+/// A map's entries in key order: the rollups' primary keys, so that consecutive upserts or
+/// updates touch the same pages.
+fn sorted<K: Ord, V>(map: &HashMap<K, V>) -> Vec<(&K, &V)> {
+    let mut v: Vec<_> = map.iter().collect();
+    v.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    v
 }
 
 /// Counts over a window, before they are named and sorted. Signed while it is added up (an
