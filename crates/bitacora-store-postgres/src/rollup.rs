@@ -382,3 +382,30 @@ impl Removals {
         self.hours.subtract(tx, tid, &HOURS).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hours_are_floored_also_before_the_epoch() {
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        assert_eq!(
+            hour_of(at("2026-01-28T13:37:11.5Z")),
+            at("2026-01-28T13:00:00Z")
+        );
+        assert_eq!(
+            hour_of(at("2026-01-28T13:00:00Z")),
+            at("2026-01-28T13:00:00Z")
+        );
+        // The same hour as PostgreSQL's `date_trunc('hour', t, 'UTC')`, not toward zero.
+        assert_eq!(
+            hour_of(at("1936-03-01T10:59:59.999999Z")),
+            at("1936-03-01T10:00:00Z")
+        );
+        assert_eq!(
+            hour_of(at("1969-12-31T23:30:00Z")),
+            at("1969-12-31T23:00:00Z")
+        );
+    }
+}
