@@ -36,7 +36,8 @@
 //! order, so a crash leaves at most one more group archived and announced but not purged
 //! (redone by the next pass), and never a purge without its archive. After each purge the
 //! pass pauses a quarter of the transaction's time, so appends get the store between purges. A whole
-//! PostgreSQL partition is archived a few batches at a time, and its batches are announced
+//! PostgreSQL partition is archived a few batches at a time, each followed by a pause in
+//! proportion to its time (`retention.partition_pause_percent`), and its batches are announced
 //! several per append; each announced group is handed at once to the store, which stages it
 //! while the next ones are archived, and the partition is dropped once all are.
 //! Announcements are never purged themselves.
