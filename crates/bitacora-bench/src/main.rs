@@ -266,6 +266,9 @@ enum Command {
         /// `retention.batch_size`: events per archive object and announcement.
         #[arg(long, default_value_t = 2000)]
         batch: u32,
+        /// `retention.partition_pause_percent` (absent: its default).
+        #[arg(long)]
+        pause_percent: Option<u32>,
     },
 }
 
@@ -306,7 +309,8 @@ fn main() -> anyhow::Result<()> {
             events,
             runs,
             batch,
-        } => runtime()?.block_on(purge::purge_partition(events, runs, batch)),
+            pause_percent,
+        } => runtime()?.block_on(purge::purge_partition(events, runs, batch, pause_percent)),
         Command::HttpIngest {
             bin,
             connections,

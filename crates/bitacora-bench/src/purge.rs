@@ -338,7 +338,12 @@ pub async fn purge(args: PurgeArgs<'_>) -> anyhow::Result<()> {
 /// from the start of the pass to the drop's commit; and ingest into the current month while
 /// it runs versus ingest alone, in the same run. Needs PostgreSQL (`BITACORA_TEST_POSTGRES`,
 /// default `postgres://postgres@127.0.0.1:5432`); each run uses a throwaway database.
-pub async fn purge_partition(events: usize, runs: usize, batch: u32) -> anyhow::Result<()> {
+pub async fn purge_partition(
+    events: usize,
+    runs: usize,
+    batch: u32,
+    pause_percent: Option<u32>,
+) -> anyhow::Result<()> {
     use bitacora_store_postgres::testing::TestDatabase;
     use bitacora_store_postgres::{PgOptions, PgStore};
     let signer = bitacora_core::checkpoint::NoteSigner::from_seed("bitacora", [3; 32])?;
@@ -363,7 +368,12 @@ pub async fn purge_partition(events: usize, runs: usize, batch: u32) -> anyhow::
         let retention = retention(
             store.clone(),
             &signer,
-            &format!("default = \"30d\"\nmin_delay = \"0s\"\nbatch_size = {batch}\n"),
+            &format!(
+                "default = \"30d\"\nmin_delay = \"0s\"\nbatch_size = {batch}\n{}",
+                pause_percent
+                    .map(|p| format!("partition_pause_percent = {p}\n"))
+                    .unwrap_or_default()
+            ),
             &tmp.path().join("archive"),
         )?;
 

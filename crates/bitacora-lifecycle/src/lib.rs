@@ -36,7 +36,8 @@
 //! order, so a crash leaves at most one more group archived and announced but not purged
 //! (redone by the next pass), and never a purge without its archive. After each purge the
 //! pass pauses a quarter of the transaction's time, so appends get the store between purges. A whole
-//! PostgreSQL partition is archived a few batches at a time, and its batches are announced
+//! PostgreSQL partition is archived a few batches at a time, each followed by a pause in
+//! proportion to its time (`retention.partition_pause_percent`), and its batches are announced
 //! several per append; each announced group is handed at once to the store, which stages it
 //! while the next ones are archived, and the partition is dropped once all are.
 //! Announcements are never purged themselves.
@@ -90,6 +91,12 @@ pub const LEASE: &str = "retention";
 const ARCHIVES_IN_FLIGHT: usize = 2;
 /// Archived batches of a partition announced by one append.
 const ANNOUNCE_TOGETHER: usize = 8;
+
+/// The pause after one batch of a partition's archive walk that took `took` (its read, bundle,
+/// compression and write): `percent` of it (`retention.partition_pause_percent`).
+fn walk_pause(took: Duration, percent: u32) -> Duration {
+    took * percent / 100
+}
 
 /// Purge records with their tenants, in the order they were announced.
 type Records = Vec<(TenantName, PurgeRecord)>;
@@ -482,6 +489,7 @@ impl Retention {
                     return Ok(None);
                 }
                 if !last_page && archiving.len() < ARCHIVES_IN_FLIGHT {
+                    let read = std::time::Instant::now();
                     let page = self
                         .store
                         .search(&EventQuery {
@@ -503,9 +511,14 @@ impl Retention {
                         seen += events.len() as u64;
                         let this = self.clone();
                         let tenant = t.tenant.clone();
+                        let percent = self.config.partition_pause_percent;
                         archiving.push_back(tokio::spawn(async move {
                             let mut summary = summary_of(&tenant, &events);
                             let done = this.archive_step(&tenant, &events, &mut summary).await?;
+                            // Pacing: the batch's slot stays taken for a pause in proportion
+                            // to its read and archive, so the walk uses at most about
+                            // 100 / (100 + percent) of what it could.
+                            tokio::time::sleep(walk_pause(read.elapsed(), percent)).await;
                             Ok((summary, done))
                         }));
                     }
@@ -1197,3 +1210,28 @@ pub fn spawn_retention(
 
 /// The seqs of `candidates` that are held, deduplicated (used by [`holds`]).
 pub(crate) type SeqSet = BTreeSet<u64>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_walk_pauses_its_setting_of_each_batch() {
+        let batch = Duration::from_millis(240);
+        // 0: no pause at all, the walk as fast as it can go (as before the setting).
+        assert_eq!(walk_pause(batch, 0), Duration::ZERO);
+        assert_eq!(walk_pause(batch, 50), Duration::from_millis(120));
+        assert_eq!(walk_pause(batch, 100), batch);
+        assert_eq!(walk_pause(batch, 250), Duration::from_millis(600));
+        // The setting the pass reads is the configuration's.
+        let config: RetentionConfig = toml::from_str("partition_pause_percent = 0").unwrap();
+        assert_eq!(
+            walk_pause(batch, config.partition_pause_percent),
+            Duration::ZERO
+        );
+        assert_eq!(
+            RetentionConfig::default().partition_pause_percent,
+            config::DEFAULT_PARTITION_PAUSE_PERCENT
+        );
+    }
+}

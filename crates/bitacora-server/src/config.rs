@@ -182,6 +182,9 @@ batch_size = 2000
 # this many events (`= batch_size`: one transaction per batch; larger purges faster and holds
 # the embedded store's write lock longer).
 transaction_size = 20000
+# PostgreSQL month partitions dropped whole: after each archived batch, the walk pauses this
+# percentage of the batch's own time, so ingest keeps its share of the CPU (0: no pause).
+partition_pause_percent = 200
 # More specific rules win (tenant, category, action: an exact action or a prefix with *).
 # keep = "forever" exempts what a rule matches.
 # [[retention.rule]]
