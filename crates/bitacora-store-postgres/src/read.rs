@@ -448,17 +448,24 @@ pub async fn search(
     Ok(result)
 }
 
-async fn snapshot<'a>(
-    client: &'a mut ClientWrapper,
-    q: &EventQuery,
-) -> StoreResult<deadpool_postgres::Transaction<'a>> {
-    let tx = client
+/// A read-only transaction that sees one snapshot for all its statements.
+async fn read_only_snapshot(
+    client: &mut ClientWrapper,
+) -> StoreResult<deadpool_postgres::Transaction<'_>> {
+    client
         .build_transaction()
         .isolation_level(IsolationLevel::RepeatableRead)
         .read_only(true)
         .start()
         .await
-        .map_err(pg_error)?;
+        .map_err(pg_error)
+}
+
+async fn snapshot<'a>(
+    client: &'a mut ClientWrapper,
+    q: &EventQuery,
+) -> StoreResult<deadpool_postgres::Transaction<'a>> {
+    let tx = read_only_snapshot(client).await?;
     // No JIT: a search's statements are short, and `enable_sort = off` prices any plan that
     // keeps a sort at 10^10, far past `jit_above_cost`, so PostgreSQL's default would compile
     // such a statement (100-200 ms of LLVM) to run it in a millisecond (measured: it was most
@@ -1291,13 +1298,7 @@ pub async fn stats(
     };
     // One snapshot for the rollups and the events at the window's edges, so that an append
     // between two of the statements cannot be counted in one figure and not in another.
-    let tx = client
-        .build_transaction()
-        .isolation_level(IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await
-        .map_err(pg_error)?;
+    let tx = read_only_snapshot(client).await?;
     let client = &tx;
     let Some((tid, _)) = tenant_in(client, t).await? else {
         return Ok(stats);

@@ -295,38 +295,28 @@ impl<B: Ord + Copy + ToSql + Sync> Removed<B> {
         )
         .await
         .map_err(pg_error)?;
-        let (mut d, mut a, mut n) = (Vec::new(), Vec::new(), Vec::new());
-        for ((bucket, actor), count) in &self.actors {
-            d.push(*bucket);
-            a.push(actor.as_str());
-            n.push(*count);
-        }
-        tx.execute(
-            &format!(
-                "UPDATE {actors} r SET count = r.count - x.n
-                 FROM unnest($2::{sql_type}[], $3::text[], $4::int8[]) AS x(b, actor_id, n)
-                 WHERE r.tenant_id = $1 AND r.{b} = x.b AND r.actor_id = x.actor_id"
-            ),
-            &[&tid, &d, &a, &n],
+        subtract_per_key(
+            tx,
+            tid,
+            (actors, b, sql_type),
+            ("actor_id", "text"),
+            self.actors
+                .iter()
+                .map(|((bucket, actor), n)| (*bucket, actor.as_str(), *n))
+                .collect(),
         )
-        .await
-        .map_err(pg_error)?;
-        let (mut d, mut a, mut n) = (Vec::new(), Vec::new(), Vec::new());
-        for ((bucket, ip), count) in &self.ips {
-            d.push(*bucket);
-            a.push(ip.as_slice());
-            n.push(*count);
-        }
-        tx.execute(
-            &format!(
-                "UPDATE {ips} r SET count = r.count - x.n
-                 FROM unnest($2::{sql_type}[], $3::bytea[], $4::int8[]) AS x(b, ip, n)
-                 WHERE r.tenant_id = $1 AND r.{b} = x.b AND r.ip = x.ip"
-            ),
-            &[&tid, &d, &a, &n],
+        .await?;
+        subtract_per_key(
+            tx,
+            tid,
+            (ips, b, sql_type),
+            ("ip", "bytea"),
+            self.ips
+                .iter()
+                .map(|((bucket, ip), n)| (*bucket, ip.as_slice(), *n))
+                .collect(),
         )
-        .await
-        .map_err(pg_error)?;
+        .await?;
         // What reached zero goes, by key: the touched buckets only, never a scan of the
         // tenant's rows (the rollups grow with buckets × actors and buckets × addresses).
         let touched: Vec<B> = {
@@ -347,6 +337,38 @@ impl<B: Ord + Copy + ToSql + Sync> Removed<B> {
         }
         Ok(())
     }
+}
+
+/// Subtracts counts from a per-actor or per-address rollup `table`: rows of (bucket, key,
+/// amount), the bucket in column `b` of SQL type `sql_type`, the key in column `key`.
+async fn subtract_per_key<B: ToSql + Sync, K: ToSql + Sync>(
+    tx: &deadpool_postgres::Transaction<'_>,
+    tid: i32,
+    (table, b, sql_type): (&str, &str, &str),
+    (key, key_type): (&str, &str),
+    rows: Vec<(B, K, i64)>,
+) -> StoreResult<()> {
+    let (mut d, mut k, mut n) = (
+        Vec::with_capacity(rows.len()),
+        Vec::with_capacity(rows.len()),
+        Vec::with_capacity(rows.len()),
+    );
+    for (bucket, key, count) in rows {
+        d.push(bucket);
+        k.push(key);
+        n.push(count);
+    }
+    tx.execute(
+        &format!(
+            "UPDATE {table} r SET count = r.count - x.n
+             FROM unnest($2::{sql_type}[], $3::{key_type}[], $4::int8[]) AS x(b, k, n)
+             WHERE r.tenant_id = $1 AND r.{b} = x.b AND r.{key} = x.k"
+        ),
+        &[&tid, &d, &k, &n],
+    )
+    .await
+    .map_err(pg_error)?;
+    Ok(())
 }
 
 /// What a purge (or a partition drop, per tenant) takes out of the stats rollups, by day and

@@ -286,27 +286,9 @@ pub fn purge(
             .map_err(sql_error)?;
         Ok(())
     };
-    // Each touched counter is decremented, and deleted when nothing is left of it: by its key,
-    // never by scanning the tenant's rows for empty ones (the daily rollups grow with days ×
-    // actors and days × addresses: a scan per purge cost O(table)).
-    let decrement = |update: &str,
-                     delete: &str,
-                     keys: &mut dyn Iterator<Item = Vec<&dyn rusqlite::ToSql>>|
-     -> StoreResult<()> {
-        let mut update = tx.prepare_cached(update).map_err(sql_error)?;
-        let mut delete = tx.prepare_cached(delete).map_err(sql_error)?;
-        for p in keys {
-            let left: Option<i64> = update
-                .query_row(&p[..], |r| r.get(0))
-                .optional()
-                .map_err(sql_error)?;
-            if left.is_some_and(|n| n <= 0) {
-                delete.execute(&p[..p.len() - 1]).map_err(sql_error)?;
-            }
-        }
-        Ok(())
-    };
-    decrement(
+    // Each touched counter is decremented, and deleted when nothing is left of it.
+    rollup::decrement(
+        &tx,
         "UPDATE action_counts SET count = count - ?4
          WHERE tenant_id = ?1 AND action = ?2 AND category = ?3 RETURNING count",
         "DELETE FROM action_counts WHERE tenant_id = ?1 AND action = ?2 AND category = ?3",

@@ -194,8 +194,7 @@ impl<A: rusqlite::ToSql + Ord> Deltas<A> {
     }
 
     /// Subtracts the counts from the rollup tables (a purge), deleting each row that reaches
-    /// zero: by its key, never by scanning the tenant's rows for empty ones (the rollups grow
-    /// with buckets × actors and buckets × addresses). In key order.
+    /// zero ([`decrement`]), in key order.
     pub fn subtract(&self, tx: &Transaction<'_>) -> StoreResult<()> {
         for (grain, keys) in &self.grains {
             let (joint, actors, ips) = grain.tables();
@@ -204,28 +203,16 @@ impl<A: rusqlite::ToSql + Ord> Deltas<A> {
                        key: &str,
                        rows: &mut dyn Iterator<Item = Vec<&dyn rusqlite::ToSql>>|
              -> StoreResult<()> {
-                let mut update = tx
-                    .prepare_cached(&format!(
+                decrement(
+                    tx,
+                    &format!(
                         "UPDATE {table} SET count = count - ?{n}
                          WHERE tenant_id = ?1 AND {b} = ?2 AND {key} RETURNING count",
                         n = key.matches('?').count() + 3,
-                    ))
-                    .map_err(sql_error)?;
-                let mut delete = tx
-                    .prepare_cached(&format!(
-                        "DELETE FROM {table} WHERE tenant_id = ?1 AND {b} = ?2 AND {key}"
-                    ))
-                    .map_err(sql_error)?;
-                for p in rows {
-                    let left: Option<i64> = update
-                        .query_row(&p[..], |r| r.get(0))
-                        .optional()
-                        .map_err(sql_error)?;
-                    if left.is_some_and(|n| n <= 0) {
-                        delete.execute(&p[..p.len() - 1]).map_err(sql_error)?;
-                    }
-                }
-                Ok(())
+                    ),
+                    &format!("DELETE FROM {table} WHERE tenant_id = ?1 AND {b} = ?2 AND {key}"),
+                    rows,
+                )
             };
             run(
                 joint,
@@ -261,6 +248,30 @@ impl<A: rusqlite::ToSql + Ord> Deltas<A> {
         }
         Ok(())
     }
+}
+
+/// Decrements counters by key and deletes each one that reaches zero: by its key, never by
+/// scanning the tenant's rows for empty ones (the rollups grow with buckets × actors and
+/// buckets × addresses: a scan per purge cost O(table)). `update` takes a key's parameters and
+/// then the amount, and returns the count left; `delete` takes the key's parameters.
+pub(crate) fn decrement(
+    tx: &Transaction<'_>,
+    update: &str,
+    delete: &str,
+    keys: &mut dyn Iterator<Item = Vec<&dyn rusqlite::ToSql>>,
+) -> StoreResult<()> {
+    let mut update = tx.prepare_cached(update).map_err(sql_error)?;
+    let mut delete = tx.prepare_cached(delete).map_err(sql_error)?;
+    for p in keys {
+        let left: Option<i64> = update
+            .query_row(&p[..], |r| r.get(0))
+            .optional()
+            .map_err(sql_error)?;
+        if left.is_some_and(|n| n <= 0) {
+            delete.execute(&p[..p.len() - 1]).map_err(sql_error)?;
+        }
+    }
+    Ok(())
 }
 
 /// A map's entries in key order: the rollups' primary keys, so that consecutive upserts or
