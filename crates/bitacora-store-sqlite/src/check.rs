@@ -364,6 +364,13 @@ pub fn check_summaries(
     if let Some(m) = check_facets(&tx, tid, lo, hi)? {
         return Ok(Some(m));
     }
+    if let Some((summary, key)) = crate::facets::check_areas(&tx, tid, lo, hi)? {
+        return Ok(Some(SummaryMismatch {
+            summary,
+            key,
+            reason: "its address areas miss one its events came from".into(),
+        }));
+    }
     if let Some(m) = check_leaf_tiles(&tx, tid, size)? {
         return Ok(Some(m));
     }

@@ -18,6 +18,11 @@
 //! those, as [`Span`]s planned by the zone map's planner. A dense filter reads the log as
 //! before: its first page is near the head anyway, and reading every combination's blocks
 //! would cost more than the page.
+//!
+//! Both tables also keep the [`Areas`] of their events' client addresses (four integer
+//! columns, OR-ed in by the append's upsert): with an `ip=` filter, the combinations and
+//! blocks whose bits miss the network's areas are dropped too, so a network that never meets
+//! the rest of the filter (or never occurs at all) answers without reading its events.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -28,6 +33,7 @@ use crate::derive::{SEQ_BITS, SEQ_MASK};
 use crate::sql_error;
 use crate::window::{self, BLOCK_BITS, block_of};
 use bitacora_store::StoreResult;
+use bitacora_store::areas::Areas;
 use bitacora_store::window::{Block, Layout, Span};
 
 /// One combination of the faceted columns (`source` 0 when the event has none).
@@ -65,6 +71,9 @@ pub struct FacetFilter {
     pub severities: Vec<i64>,
     pub outcome: Option<i64>,
     pub source: Option<i64>,
+    /// The areas an `ip=` network touches, when it is narrow enough to be summarized (not
+    /// [`Areas::ALL`]).
+    pub areas: Option<Areas>,
 }
 
 impl FacetFilter {
@@ -75,23 +84,43 @@ impl FacetFilter {
             && self.severities.is_empty()
             && self.outcome.is_none()
             && self.source.is_none()
+            && self.areas.is_none()
     }
+}
+
+/// The four area columns of a row, from column `at`.
+fn areas_at(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Areas> {
+    Ok(Areas::from_columns([
+        r.get(at)?,
+        r.get(at + 1)?,
+        r.get(at + 2)?,
+        r.get(at + 3)?,
+    ]))
+}
+
+/// Whether a row summarized by `row` may hold an event of `within`.
+fn admits(within: Option<&Areas>, row: &Areas) -> bool {
+    within.is_none_or(|w| w.meets(row))
 }
 
 /// The combinations a filter admits in one tenant's log, with their counts.
 #[derive(Debug, Clone)]
 pub struct Combos {
     pub combos: Vec<(Combo, u64)>,
-    /// Events matching the faceted part of the filter, in the whole log.
+    /// Events matching the faceted part of the filter, in the whole log (with an `ip=`
+    /// filter, at most: the events of the combinations whose areas meet the network's).
     pub matches: u64,
+    /// The network's areas, which the blocks read by [`Combos::spans`] must meet too.
+    pub areas: Option<Areas>,
 }
 
 impl Combos {
     /// Reads the combinations of tenant `tid` that `f` admits.
     pub fn find(conn: &Connection, tid: i64, f: &FacetFilter) -> StoreResult<Self> {
         let mut sql = String::from(
-            "SELECT action, category, severity, outcome, source, count FROM facet_counts
-             WHERE tenant_id = ?",
+            "SELECT action, category, severity, outcome, source, count,
+                    areas_0, areas_1, areas_2, areas_3
+             FROM facet_counts WHERE tenant_id = ?",
         );
         let mut args: Vec<SqlValue> = vec![tid.into()];
         let mut narrow = |column: &str, ids: &[i64]| {
@@ -108,24 +137,29 @@ impl Combos {
         narrow("outcome", f.outcome.as_slice());
         narrow("source", f.source.as_slice());
         let mut stmt = conn.prepare_cached(&sql).map_err(sql_error)?;
-        let combos = stmt
-            .query_map(params_from_iter(args), |r| {
-                Ok((
-                    Combo {
-                        action: r.get(0)?,
-                        category: r.get(1)?,
-                        severity: r.get(2)?,
-                        outcome: r.get(3)?,
-                        source: r.get(4)?,
-                    },
-                    r.get::<_, i64>(5)?.max(0) as u64,
-                ))
-            })
-            .map_err(sql_error)?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(sql_error)?;
+        let mut combos = Vec::new();
+        let mut rows = stmt.query(params_from_iter(args)).map_err(sql_error)?;
+        while let Some(r) = rows.next().map_err(sql_error)? {
+            if !admits(f.areas.as_ref(), &areas_at(r, 6).map_err(sql_error)?) {
+                continue;
+            }
+            combos.push((
+                Combo {
+                    action: r.get(0).map_err(sql_error)?,
+                    category: r.get(1).map_err(sql_error)?,
+                    severity: r.get(2).map_err(sql_error)?,
+                    outcome: r.get(3).map_err(sql_error)?,
+                    source: r.get(4).map_err(sql_error)?,
+                },
+                r.get::<_, i64>(5).map_err(sql_error)?.max(0) as u64,
+            ));
+        }
         let matches = combos.iter().map(|(_, n)| n).sum();
-        Ok(Self { combos, matches })
+        Ok(Self {
+            combos,
+            matches,
+            areas: f.areas,
+        })
     }
 
     /// The actions among the admitted combinations, ascending.
@@ -178,7 +212,7 @@ impl Combos {
         let mut per_block: BTreeMap<i64, u64> = BTreeMap::new();
         let mut stmt = conn
             .prepare_cached(
-                "SELECT block, count FROM event_facets
+                "SELECT block, count, areas_0, areas_1, areas_2, areas_3 FROM event_facets
                  WHERE tenant_id = ?1 AND action = ?2 AND category = ?3 AND severity = ?4
                    AND outcome = ?5 AND source = ?6 AND block BETWEEN ?7 AND ?8",
             )
@@ -190,6 +224,9 @@ impl Combos {
                 ])
                 .map_err(sql_error)?;
             while let Some(r) = rows.next().map_err(sql_error)? {
+                if !admits(self.areas.as_ref(), &areas_at(r, 2).map_err(sql_error)?) {
+                    continue;
+                }
                 *per_block.entry(r.get(0).map_err(sql_error)?).or_default() +=
                     r.get::<_, i64>(1).map_err(sql_error)?.max(0) as u64;
             }
@@ -224,17 +261,25 @@ impl Combos {
     }
 }
 
-/// What one group commit (or one purge, negated) adds to the facets.
+/// What one group commit (or one purge, negated) adds to the facets: counts, and the areas
+/// of the added events' addresses (a purge adds none: bits are never cleared).
 #[derive(Default)]
 pub struct Deltas {
-    blocks: HashMap<(i64, Combo, i64), i64>,
-    totals: HashMap<(i64, Combo), i64>,
+    blocks: HashMap<(i64, Combo, i64), (i64, Areas)>,
+    totals: HashMap<(i64, Combo), (i64, Areas)>,
 }
 
 impl Deltas {
-    pub fn add(&mut self, tid: i64, combo: Combo, seq: u64, n: i64) {
-        *self.blocks.entry((tid, combo, block_of(seq))).or_default() += n;
-        *self.totals.entry((tid, combo)).or_default() += n;
+    pub fn add(&mut self, tid: i64, combo: Combo, seq: u64, n: i64, ip: Option<&[u8; 16]>) {
+        for (count, areas) in [
+            self.blocks.entry((tid, combo, block_of(seq))).or_default(),
+            self.totals.entry((tid, combo)).or_default(),
+        ] {
+            *count += n;
+            if let Some(ip) = ip {
+                areas.insert(ip);
+            }
+        }
     }
 
     /// Applies the deltas in `tx`; rows whose count falls to zero are deleted.
@@ -242,32 +287,42 @@ impl Deltas {
         let mut block = tx
             .prepare_cached(
                 "INSERT INTO event_facets
-                    (tenant_id, action, category, severity, outcome, source, block, count)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-                 ON CONFLICT DO UPDATE SET count = count + excluded.count",
+                    (tenant_id, action, category, severity, outcome, source, block, count,
+                     areas_0, areas_1, areas_2, areas_3)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+                 ON CONFLICT DO UPDATE SET count = count + excluded.count,
+                    areas_0 = areas_0 | excluded.areas_0, areas_1 = areas_1 | excluded.areas_1,
+                    areas_2 = areas_2 | excluded.areas_2, areas_3 = areas_3 | excluded.areas_3",
             )
             .map_err(sql_error)?;
         let mut total = tx
             .prepare_cached(
                 "INSERT INTO facet_counts
-                    (tenant_id, action, category, severity, outcome, source, count)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                 ON CONFLICT DO UPDATE SET count = count + excluded.count",
+                    (tenant_id, action, category, severity, outcome, source, count,
+                     areas_0, areas_1, areas_2, areas_3)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                 ON CONFLICT DO UPDATE SET count = count + excluded.count,
+                    areas_0 = areas_0 | excluded.areas_0, areas_1 = areas_1 | excluded.areas_1,
+                    areas_2 = areas_2 | excluded.areas_2, areas_3 = areas_3 | excluded.areas_3",
             )
             .map_err(sql_error)?;
         let mut any_negative = false;
-        for ((tid, c, b), n) in &self.blocks {
+        for ((tid, c, b), (n, areas)) in &self.blocks {
             any_negative |= *n < 0;
+            let [a0, a1, a2, a3] = areas.columns();
             block
                 .execute(params![
-                    tid, c.action, c.category, c.severity, c.outcome, c.source, b, n
+                    tid, c.action, c.category, c.severity, c.outcome, c.source, b, n, a0, a1,
+                    a2, a3
                 ])
                 .map_err(sql_error)?;
         }
-        for ((tid, c), n) in &self.totals {
+        for ((tid, c), (n, areas)) in &self.totals {
+            let [a0, a1, a2, a3] = areas.columns();
             total
                 .execute(params![
-                    tid, c.action, c.category, c.severity, c.outcome, c.source, n
+                    tid, c.action, c.category, c.severity, c.outcome, c.source, n, a0, a1, a2,
+                    a3
                 ])
                 .map_err(sql_error)?;
         }
@@ -326,6 +381,145 @@ pub fn backfill(tx: &Transaction<'_>) -> StoreResult<()> {
     Ok(())
 }
 
+/// The areas of the events with an address at positions `lo..=hi`, per (tenant,
+/// combination, block) and per (tenant, combination), derived from the events.
+type DerivedAreas = (
+    HashMap<(i64, Combo, i64), Areas>,
+    HashMap<(i64, Combo), Areas>,
+);
+
+fn derived_areas(conn: &Connection, lo: i64, hi: i64) -> StoreResult<DerivedAreas> {
+    let (mut blocks, mut totals) = (HashMap::new(), HashMap::new());
+    let mut stmt = conn
+        .prepare(
+            "SELECT pos, action, category, severity, outcome, coalesce(source, 0), ip
+             FROM events WHERE pos BETWEEN ?1 AND ?2 AND ip IS NOT NULL",
+        )
+        .map_err(sql_error)?;
+    let mut rows = stmt.query([lo, hi]).map_err(sql_error)?;
+    while let Some(r) = rows.next().map_err(sql_error)? {
+        let stored = r.get_ref(6).map_err(sql_error)?;
+        let Some(ip) = stored.as_blob().ok().and_then(|b| <[u8; 16]>::try_from(b).ok()) else {
+            continue;
+        };
+        let p: i64 = r.get(0).map_err(sql_error)?;
+        let combo = Combo {
+            action: r.get(1).map_err(sql_error)?,
+            category: r.get(2).map_err(sql_error)?,
+            severity: r.get(3).map_err(sql_error)?,
+            outcome: r.get(4).map_err(sql_error)?,
+            source: r.get(5).map_err(sql_error)?,
+        };
+        let (tid, seq) = (p >> SEQ_BITS, (p & SEQ_MASK) as u64);
+        blocks
+            .entry((tid, combo, block_of(seq)))
+            .or_insert_with(Areas::default)
+            .insert(&ip);
+        totals
+            .entry((tid, combo))
+            .or_insert_with(Areas::default)
+            .insert(&ip);
+    }
+    Ok((blocks, totals))
+}
+
+/// Summarizes the areas of the events of a store written before they were kept (migration
+/// 16).
+pub fn backfill_areas(tx: &Transaction<'_>) -> StoreResult<()> {
+    let (blocks, totals) = derived_areas(tx, i64::MIN, i64::MAX)?;
+    let mut block = tx
+        .prepare(
+            "UPDATE event_facets SET areas_0 = ?8, areas_1 = ?9, areas_2 = ?10, areas_3 = ?11
+             WHERE tenant_id = ?1 AND action = ?2 AND category = ?3 AND severity = ?4
+               AND outcome = ?5 AND source = ?6 AND block = ?7",
+        )
+        .map_err(sql_error)?;
+    for ((tid, c, b), areas) in blocks {
+        let [a0, a1, a2, a3] = areas.columns();
+        block
+            .execute(params![
+                tid, c.action, c.category, c.severity, c.outcome, c.source, b, a0, a1, a2, a3
+            ])
+            .map_err(sql_error)?;
+    }
+    let mut total = tx
+        .prepare(
+            "UPDATE facet_counts SET areas_0 = ?7, areas_1 = ?8, areas_2 = ?9, areas_3 = ?10
+             WHERE tenant_id = ?1 AND action = ?2 AND category = ?3 AND severity = ?4
+               AND outcome = ?5 AND source = ?6",
+        )
+        .map_err(sql_error)?;
+    for ((tid, c), areas) in totals {
+        let [a0, a1, a2, a3] = areas.columns();
+        total
+            .execute(params![
+                tid, c.action, c.category, c.severity, c.outcome, c.source, a0, a1, a2, a3
+            ])
+            .map_err(sql_error)?;
+    }
+    Ok(())
+}
+
+/// The first facet row of tenant `tid` (positions `lo..=hi`) whose areas miss an area of its
+/// events: `(table, key)`. Extra bits are allowed (purges leave theirs); a missing one would
+/// make an `ip=` search skip events that are there. Run after the counts are checked, so
+/// every derived row exists.
+pub fn check_areas(
+    conn: &Connection,
+    tid: i64,
+    lo: i64,
+    hi: i64,
+) -> StoreResult<Option<(&'static str, String)>> {
+    let (blocks, totals) = derived_areas(conn, lo, hi)?;
+    let key = |c: &Combo| {
+        format!(
+            "action/category/severity/outcome/source {}/{}/{}/{}/{}",
+            c.action, c.category, c.severity, c.outcome, c.source
+        )
+    };
+    let mut stmt = conn
+        .prepare(
+            "SELECT action, category, severity, outcome, source, block,
+                    areas_0, areas_1, areas_2, areas_3
+             FROM event_facets WHERE tenant_id = ?1
+             UNION ALL
+             SELECT action, category, severity, outcome, source, NULL,
+                    areas_0, areas_1, areas_2, areas_3
+             FROM facet_counts WHERE tenant_id = ?1",
+        )
+        .map_err(sql_error)?;
+    let mut stored_blocks = HashMap::new();
+    let mut stored_totals = HashMap::new();
+    let mut rows = stmt.query([tid]).map_err(sql_error)?;
+    while let Some(r) = rows.next().map_err(sql_error)? {
+        let c = Combo {
+            action: r.get(0).map_err(sql_error)?,
+            category: r.get(1).map_err(sql_error)?,
+            severity: r.get(2).map_err(sql_error)?,
+            outcome: r.get(3).map_err(sql_error)?,
+            source: r.get(4).map_err(sql_error)?,
+        };
+        let areas = areas_at(r, 6).map_err(sql_error)?;
+        match r.get::<_, Option<i64>>(5).map_err(sql_error)? {
+            Some(block) => stored_blocks.insert((tid, c, block), areas),
+            None => stored_totals.insert((tid, c), areas),
+        };
+    }
+    let mut missing: Vec<(&'static str, String)> = blocks
+        .iter()
+        .filter(|(k, a)| !stored_blocks.get(*k).is_some_and(|s: &Areas| s.contains(a)))
+        .map(|((_, c, b), _)| ("event_facets", format!("{} block {b}", key(c))))
+        .chain(
+            totals
+                .iter()
+                .filter(|(k, a)| !stored_totals.get(*k).is_some_and(|s: &Areas| s.contains(a)))
+                .map(|((_, c), _)| ("facet_counts", key(c))),
+        )
+        .collect();
+    missing.sort();
+    Ok(missing.into_iter().next())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -335,6 +529,7 @@ mod tests {
         let c = |matches| Combos {
             combos: Vec::new(),
             matches,
+            areas: None,
         };
         let size = 1000 * DENSE_RATIO;
         assert!(c(0).sparse(1));
@@ -352,12 +547,13 @@ mod tests {
             outcome: 0,
             source: 0,
         };
+        let (a, b) = ([1u8; 16], [2u8; 16]);
         let mut d = Deltas::default();
-        d.add(1, combo, 0, 1);
-        d.add(1, combo, 1, 1);
-        d.add(1, combo, 1 << BLOCK_BITS, 1);
-        assert_eq!(d.blocks[&(1, combo, 0)], 2);
-        assert_eq!(d.blocks[&(1, combo, 1)], 1);
-        assert_eq!(d.totals[&(1, combo)], 3);
+        d.add(1, combo, 0, 1, Some(&a));
+        d.add(1, combo, 1, 1, None);
+        d.add(1, combo, 1 << BLOCK_BITS, 1, Some(&b));
+        assert_eq!(d.blocks[&(1, combo, 0)], (2, Areas::of(&a)));
+        assert_eq!(d.blocks[&(1, combo, 1)], (1, Areas::of(&b)));
+        assert_eq!(d.totals[&(1, combo)], (3, Areas::of(&a).union(Areas::of(&b))));
     }
 }

@@ -2030,12 +2030,12 @@ mod tests {
         assert!(written > 0);
         {
             let c = Connection::open(dir.path().join(DB_FILE)).unwrap();
-            // Back to schema version 13 (migrations 14 and 15 run again).
-            c.execute_batch(
+            // Back to schema version 13 (migrations 14 to 16 run again).
+            c.execute_batch(&format!(
                 "DROP TABLE event_addresses; DROP TABLE stats_hours;
-                 DROP TABLE stats_hour_actors; DROP TABLE stats_hour_ips;
+                 DROP TABLE stats_hour_actors; DROP TABLE stats_hour_ips; {UNDO_16}
                  PRAGMA user_version = 13;",
-            )
+            ))
             .unwrap();
         }
         let store = open(dir.path());
@@ -2066,6 +2066,77 @@ mod tests {
             .unwrap()
             .expect("a mismatch");
         assert_eq!(m.summary, "event_addresses", "{m:?}");
+        store.close().await.unwrap();
+    }
+
+    /// Takes migration 16 (the facets' address areas) back.
+    const UNDO_16: &str = "
+        ALTER TABLE event_facets DROP COLUMN areas_0; ALTER TABLE event_facets DROP COLUMN areas_1;
+        ALTER TABLE event_facets DROP COLUMN areas_2; ALTER TABLE event_facets DROP COLUMN areas_3;
+        ALTER TABLE facet_counts DROP COLUMN areas_0; ALTER TABLE facet_counts DROP COLUMN areas_1;
+        ALTER TABLE facet_counts DROP COLUMN areas_2; ALTER TABLE facet_counts DROP COLUMN areas_3;";
+
+    #[tokio::test]
+    async fn facet_areas_are_backfilled_checked_and_narrow_address_searches() {
+        const N: u64 = 2_000;
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let t = TenantName::default_tenant();
+        for chunk in conformance::timed_events("default", N, "2026-01-01T00:00:00Z", 60).chunks(700)
+        {
+            store.append(chunk.to_vec()).await.unwrap();
+        }
+        store.close().await.unwrap();
+        let areas = |dir: &Path| {
+            count(
+                dir,
+                "SELECT count(*) FROM event_facets
+                 WHERE areas_0 <> 0 OR areas_1 <> 0 OR areas_2 <> 0 OR areas_3 <> 0",
+            )
+        };
+        let written = areas(dir.path());
+        assert!(written > 0);
+        {
+            let c = Connection::open(dir.path().join(DB_FILE)).unwrap();
+            c.execute_batch(&format!("{UNDO_16} PRAGMA user_version = 15;"))
+                .unwrap();
+        }
+        let store = open(dir.path());
+        assert_eq!(store.check_summaries(&t).await.unwrap(), None);
+        store.close().await.unwrap();
+        assert_eq!(areas(dir.path()), written, "the backfill sets what the writer set");
+        // A network none of the events came from is empty without reading the log: its
+        // areas meet no combination's.
+        let compiled = |query: &str| {
+            let c = schema::open(&dir.path().join(DB_FILE), schema::Role::Reader, Synchronous::Full)
+                .unwrap();
+            let pairs: Vec<(&str, &str)> =
+                query.split('&').map(|p| p.split_once('=').unwrap()).collect();
+            let q = bitacora_core::query::EventQuery::parse(pairs, &t).unwrap();
+            crate::read::compile(&c, 1, &q).unwrap()
+        };
+        assert!(compiled("ip=203.0.113.0/24").empty);
+        assert!(compiled("ip=203.0.113.0/24&severity=high").empty);
+        assert!(!compiled("ip=10.0.0.0/8").empty);
+        // A row whose bits miss an area of its events would hide them from `ip=`: caught.
+        {
+            let c = Connection::open(dir.path().join(DB_FILE)).unwrap();
+            c.execute(
+                "UPDATE event_facets SET areas_0 = 0, areas_1 = 0, areas_2 = 0, areas_3 = 0
+                 WHERE (tenant_id, action, category, severity, outcome, source, block) IN
+                   (SELECT tenant_id, action, category, severity, outcome, source, block
+                    FROM event_facets LIMIT 1)",
+                [],
+            )
+            .unwrap();
+        }
+        let store = open(dir.path());
+        let m = store
+            .check_summaries(&t)
+            .await
+            .unwrap()
+            .expect("a mismatch");
+        assert_eq!(m.summary, "event_facets", "{m:?}");
         store.close().await.unwrap();
     }
 }

@@ -12,6 +12,7 @@ use bitacora_core::event::timestamp;
 use bitacora_core::query::{ActionPattern, EventQuery, Order, Pagination};
 use bitacora_core::{Outcome, Severity, TenantName};
 use bitacora_store::total::{Counter, Total};
+use bitacora_store::areas::Areas;
 use bitacora_store::{SearchResult, StoreError, StoreResult, StoredEvent};
 use chrono::{DateTime, Utc};
 use rusqlite::types::Value as SqlValue;
@@ -263,12 +264,16 @@ pub fn compile(conn: &Connection, tid: i64, q: &EventQuery) -> StoreResult<Compi
     // event can match (`action=user.*&category=device`, `severity=critical&outcome=failure`
     // where they never met), known here instead of after reading the whole log; and only
     // the actions of admitted combinations need reading.
+    // With `ip=`, the combinations whose events never came from the network's areas are
+    // dropped too (`bitacora_store::areas`): a network that never meets the rest of the
+    // filter, or never occurs, is known empty here.
     let facet_filter = FacetFilter {
         actions: action_ids.clone(),
         categories: category_ids.clone(),
         severities: severities.clone(),
         outcome,
         source,
+        areas: f.ip.as_ref().and_then(Areas::of_network),
     };
     let combos = if empty || facet_filter.is_empty() {
         None

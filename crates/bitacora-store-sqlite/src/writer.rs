@@ -402,6 +402,7 @@ impl Writer {
                     },
                     seq,
                     1,
+                    p.ip.as_ref(),
                 );
                 if let Some(ip) = p.ip {
                     postings.add(tid, seq, ip);

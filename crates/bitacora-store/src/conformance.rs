@@ -1128,7 +1128,10 @@ fn prop_query(rng: &mut Rng, span_secs: i64, times: &[i64]) -> String {
                     "10.0.3.0/24",
                     "2001:db8::/32",
                     "2001:db8::/64",
-                    "192.168.0.0/16"
+                    "192.168.0.0/16",
+                    // Several areas; and one no event came from (`areas.rs`).
+                    "10.0.0.0/8",
+                    "203.0.113.0/24"
                 ])
             ),
             10 => format!("source={}", rng.pick(PROP_SOURCES)),
