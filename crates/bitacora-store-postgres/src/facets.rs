@@ -11,10 +11,13 @@
 //! and `event_facets` (the same per zone-map block, keyed by combination first). A search
 //! reads the combinations its filter admits: none answers at once; their counts add up to an
 //! exact total when nothing else filters; sparse matches are read only in their blocks.
+//! Both also keep the [`Areas`] of their events' client addresses (migration 12), so an
+//! `ip=` filter drops the combinations and blocks its network's areas never meet.
 
 use std::collections::{BTreeMap, HashMap};
 
 use bitacora_store::StoreResult;
+use bitacora_store::areas::Areas;
 use bitacora_store::window::{Block, Layout, Span};
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Transaction;
@@ -50,26 +53,37 @@ const MAX_SPANS: usize = 6;
 #[derive(Debug, Clone)]
 pub struct Combos {
     pub combos: Vec<(Combo, u64)>,
-    /// Events matching the faceted part of the filter, in the whole log.
+    /// Events matching the faceted part of the filter, in the whole log (with an `ip=`
+    /// filter, at most: the events of the combinations whose areas meet the network's).
     pub matches: u64,
+    /// The network's areas, which the blocks read by [`Combos::spans`] must meet too.
+    pub areas: Option<Areas>,
+}
+
+/// The four area columns of a row, from column `at`.
+fn areas_at(r: &tokio_postgres::Row, at: usize) -> Areas {
+    Areas::from_columns([r.get(at), r.get(at + 1), r.get(at + 2), r.get(at + 3)])
 }
 
 impl Combos {
     /// Reads the combinations of tenant `tid` that `where_clause` (over the faceted
-    /// columns, with `params`) admits.
+    /// columns, with `params`) admits, and whose events may have come from `areas`.
     pub async fn find(
         tx: &Transaction<'_>,
         where_clause: &str,
         params: &[&(dyn ToSql + Sync)],
+        areas: Option<Areas>,
     ) -> StoreResult<Self> {
         let sql = format!(
-            "SELECT action, category, severity, outcome, source, count FROM facet_counts
-             WHERE {where_clause}"
+            "SELECT action, category, severity, outcome, source, count,
+                    areas_0, areas_1, areas_2, areas_3
+             FROM facet_counts WHERE {where_clause}"
         );
         let stmt = tx.prepare_cached(&sql).await.map_err(pg_error)?;
         let rows = tx.query(&stmt, params).await.map_err(pg_error)?;
         let combos: Vec<(Combo, u64)> = rows
             .iter()
+            .filter(|r| areas.is_none_or(|a| a.meets(&areas_at(r, 6))))
             .map(|r| {
                 (
                     Combo {
@@ -84,7 +98,11 @@ impl Combos {
             })
             .collect();
         let matches = combos.iter().map(|(_, n)| n).sum();
-        Ok(Self { combos, matches })
+        Ok(Self {
+            combos,
+            matches,
+            areas,
+        })
     }
 
     /// True when the matches are rare enough in a log of `size` events that reading their
@@ -123,7 +141,7 @@ impl Combos {
         };
         let mut c = Columns::default();
         for (combo, _) in &self.combos {
-            c.push(0, combo.as_ref(), 0, 0);
+            c.push(0, combo.as_ref(), 0, 0, Areas::default());
         }
         // One statement for every combination: each is an index range of the primary key.
         // The LATERAL subquery (kept whole by `OFFSET 0`) pins that plan: with a plain join
@@ -141,11 +159,15 @@ impl Combos {
                            AND f.category = c.category AND f.severity = c.severity
                            AND f.outcome = c.outcome AND f.source = c.source
                            AND f.block BETWEEN $7 AND $8
+                           AND ($9::int8 IS NULL OR f.areas_0 & $9 <> 0
+                                OR f.areas_1 & $10 <> 0 OR f.areas_2 & $11 <> 0
+                                OR f.areas_3 & $12 <> 0)
                          OFFSET 0) AS f
                  GROUP BY f.block",
             )
             .await
             .map_err(pg_error)?;
+        let [a0, a1, a2, a3] = self.areas.map(|a| a.columns().map(Some)).unwrap_or_default();
         let rows = tx
             .query(
                 &stmt,
@@ -158,6 +180,10 @@ impl Combos {
                     &c.source,
                     &first,
                     &last,
+                    &a0,
+                    &a1,
+                    &a2,
+                    &a3,
                 ],
             )
             .await
@@ -220,10 +246,11 @@ struct Columns<'a> {
     source: Vec<&'a str>,
     block: Vec<i64>,
     n: Vec<i64>,
+    areas: [Vec<i64>; 4],
 }
 
 impl<'a> Columns<'a> {
-    fn push(&mut self, tenant: i32, c: FacetRef<'a>, block: i64, n: i64) {
+    fn push(&mut self, tenant: i32, c: FacetRef<'a>, block: i64, n: i64, areas: Areas) {
         self.tenant.push(tenant);
         self.action.push(c.action);
         self.category.push(c.category);
@@ -232,13 +259,50 @@ impl<'a> Columns<'a> {
         self.source.push(c.source);
         self.block.push(block);
         self.n.push(n);
+        for (column, word) in self.areas.iter_mut().zip(areas.columns()) {
+            column.push(word);
+        }
     }
 }
 
-/// What one group commit adds to the facets (a purge subtracts its own).
+/// Summarizes the areas of the events of a database written before they were kept
+/// (migration 12), in the migration's transaction.
+pub async fn backfill_areas(tx: &tokio_postgres::Transaction<'_>) -> StoreResult<()> {
+    tx.batch_execute(&format!(
+        "WITH bits AS (
+             SELECT tenant_id, action, category, severity, outcome,
+                    coalesce(source, '') AS source, seq >> {BLOCK_BITS} AS block,
+                    bitacora_area_bit(ip) AS b
+             FROM events WHERE ip IS NOT NULL
+         ), derived AS (
+             SELECT tenant_id, action, category, severity, outcome, source, block,
+                    bit_or(bitacora_area_word(b, 0)) AS a0, bit_or(bitacora_area_word(b, 1)) AS a1,
+                    bit_or(bitacora_area_word(b, 2)) AS a2, bit_or(bitacora_area_word(b, 3)) AS a3
+             FROM bits GROUP BY 1, 2, 3, 4, 5, 6, 7
+         )
+         UPDATE event_facets f SET areas_0 = d.a0, areas_1 = d.a1, areas_2 = d.a2, areas_3 = d.a3
+         FROM derived d
+         WHERE f.tenant_id = d.tenant_id AND f.action = d.action AND f.category = d.category
+           AND f.severity = d.severity AND f.outcome = d.outcome AND f.source = d.source
+           AND f.block = d.block;
+
+         UPDATE facet_counts f SET areas_0 = d.a0, areas_1 = d.a1, areas_2 = d.a2, areas_3 = d.a3
+         FROM (SELECT tenant_id, action, category, severity, outcome, source,
+                      bit_or(areas_0) AS a0, bit_or(areas_1) AS a1, bit_or(areas_2) AS a2,
+                      bit_or(areas_3) AS a3
+               FROM event_facets GROUP BY 1, 2, 3, 4, 5, 6) d
+         WHERE f.tenant_id = d.tenant_id AND f.action = d.action AND f.category = d.category
+           AND f.severity = d.severity AND f.outcome = d.outcome AND f.source = d.source;"
+    ))
+    .await
+    .map_err(pg_error)
+}
+
+/// What one group commit adds to the facets (a purge subtracts its own), with the areas of
+/// the added events' addresses (a purge adds none: bits are never cleared).
 #[derive(Default)]
 pub struct Deltas<'a> {
-    blocks: HashMap<(i32, FacetRef<'a>, i64), i64>,
+    blocks: HashMap<(i32, FacetRef<'a>, i64), (i64, Areas)>,
 }
 
 /// A combination borrowed from the events of a commit.
@@ -252,9 +316,13 @@ pub struct FacetRef<'a> {
 }
 
 impl<'a> Deltas<'a> {
-    /// Counts `n` events (negative for a purge's) of `combo` at `seq`.
-    pub fn add(&mut self, tid: i32, combo: FacetRef<'a>, seq: u64, n: i64) {
-        *self.blocks.entry((tid, combo, block_of(seq))).or_default() += n;
+    /// Counts `n` events (negative for a purge's) of `combo` at `seq`, from `ip`.
+    pub fn add(&mut self, tid: i32, combo: FacetRef<'a>, seq: u64, n: i64, ip: Option<&[u8]>) {
+        let (count, areas) = self.blocks.entry((tid, combo, block_of(seq))).or_default();
+        *count += n;
+        if let Some(ip) = ip.and_then(|ip| <&[u8; 16]>::try_from(ip).ok()) {
+            areas.insert(ip);
+        }
     }
 
     /// Applies the deltas: one statement per table, and rows brought to zero deleted.
@@ -263,10 +331,11 @@ impl<'a> Deltas<'a> {
             return Ok(());
         }
         let mut c = Columns::default();
-        for ((tid, combo, block), n) in &self.blocks {
-            c.push(*tid, *combo, *block, *n);
+        for ((tid, combo, block), (n, areas)) in &self.blocks {
+            c.push(*tid, *combo, *block, *n, *areas);
         }
-        let params: [&(dyn ToSql + Sync); 8] = [
+        let [a0, a1, a2, a3] = &c.areas;
+        let params: [&(dyn ToSql + Sync); 12] = [
             &c.tenant,
             &c.action,
             &c.category,
@@ -275,27 +344,40 @@ impl<'a> Deltas<'a> {
             &c.source,
             &c.block,
             &c.n,
+            a0,
+            a1,
+            a2,
+            a3,
         ];
         tx.execute(
             "INSERT INTO event_facets AS f
-                 (tenant_id, action, category, severity, outcome, source, block, count)
+                 (tenant_id, action, category, severity, outcome, source, block, count,
+                  areas_0, areas_1, areas_2, areas_3)
              SELECT * FROM unnest($1::int4[], $2::text[], $3::text[], $4::int2[], $5::int2[],
-                                  $6::text[], $7::int8[], $8::int8[])
+                                  $6::text[], $7::int8[], $8::int8[], $9::int8[], $10::int8[],
+                                  $11::int8[], $12::int8[])
              ON CONFLICT (tenant_id, action, category, severity, outcome, source, block)
-             DO UPDATE SET count = f.count + excluded.count",
+             DO UPDATE SET count = f.count + excluded.count,
+                 areas_0 = f.areas_0 | excluded.areas_0, areas_1 = f.areas_1 | excluded.areas_1,
+                 areas_2 = f.areas_2 | excluded.areas_2, areas_3 = f.areas_3 | excluded.areas_3",
             &params,
         )
         .await
         .map_err(pg_error)?;
         tx.execute(
             "INSERT INTO facet_counts AS f
-                 (tenant_id, action, category, severity, outcome, source, count)
-             SELECT t, a, c, s, o, src, sum(n)
+                 (tenant_id, action, category, severity, outcome, source, count,
+                  areas_0, areas_1, areas_2, areas_3)
+             SELECT t, a, c, s, o, src, sum(n), bit_or(a0), bit_or(a1), bit_or(a2), bit_or(a3)
              FROM unnest($1::int4[], $2::text[], $3::text[], $4::int2[], $5::int2[],
-                         $6::text[], $7::int8[], $8::int8[]) AS u(t, a, c, s, o, src, b, n)
+                         $6::text[], $7::int8[], $8::int8[], $9::int8[], $10::int8[],
+                         $11::int8[], $12::int8[])
+                  AS u(t, a, c, s, o, src, b, n, a0, a1, a2, a3)
              GROUP BY 1, 2, 3, 4, 5, 6
              ON CONFLICT (tenant_id, action, category, severity, outcome, source)
-             DO UPDATE SET count = f.count + excluded.count",
+             DO UPDATE SET count = f.count + excluded.count,
+                 areas_0 = f.areas_0 | excluded.areas_0, areas_1 = f.areas_1 | excluded.areas_1,
+                 areas_2 = f.areas_2 | excluded.areas_2, areas_3 = f.areas_3 | excluded.areas_3",
             &params,
         )
         .await
@@ -308,7 +390,7 @@ impl<'a> Deltas<'a> {
                  WHERE f.tenant_id = d.t AND f.action = d.a AND f.category = d.c
                    AND f.severity = d.s AND f.outcome = d.o AND f.source = d.src
                    AND f.block = d.b AND f.count <= 0",
-                &params,
+                &params[..8],
             )
             .await
             .map_err(pg_error)?;
@@ -319,7 +401,7 @@ impl<'a> Deltas<'a> {
                  WHERE f.tenant_id = d.t AND f.action = d.a AND f.category = d.c
                    AND f.severity = d.s AND f.outcome = d.o AND f.source = d.src
                    AND f.count <= 0",
-                &params,
+                &params[..8],
             )
             .await
             .map_err(pg_error)?;

@@ -1027,6 +1027,7 @@ fn key_row(r: &tokio_postgres::Row) -> StoreResult<ApiKeyRecord> {
 mod tests {
     use super::*;
     use bitacora_store::conformance;
+    use bitacora_store::areas::Areas;
     use chrono::Datelike as _;
     use testing::TestDatabase;
     use tokio_postgres::NoTls;
@@ -1623,6 +1624,110 @@ mod tests {
                 "{params}: intersected with another index\n{plan}"
             );
         }
+        store.close().await.unwrap();
+    }
+
+    /// The SQL function the migration and `verify` use for an address's area bit is the
+    /// Rust one the writer and searches use (`bitacora_store::areas`).
+    #[tokio::test]
+    async fn area_bits_agree_in_sql_and_rust() {
+        let Some((store, db)) = open().await else {
+            return;
+        };
+        let (client, connection) = tokio_postgres::connect(db.url(), NoTls).await.unwrap();
+        tokio::spawn(connection);
+        let mut addresses: Vec<std::net::IpAddr> = [
+            "10.1.2.3",
+            "0.0.0.0",
+            "255.255.255.255",
+            "192.168.1.100",
+            "::1",
+            "::",
+            "2001:db8::1",
+            "ffff:ffff::1",
+            "::fffe:1.2.3.4",
+        ]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
+        addresses.extend((0..200u32).map(|i| {
+            std::net::IpAddr::from(std::net::Ipv4Addr::from(i.wrapping_mul(0x9E37_79B9)))
+        }));
+        for ip in addresses {
+            let blob = bitacora_store::derive::ip_blob(ip);
+            let sql: i32 = client
+                .query_one("SELECT bitacora_area_bit($1)", &[&&blob[..]])
+                .await
+                .unwrap()
+                .get(0);
+            assert_eq!(sql, i32::from(Areas::bit(&blob)), "{ip}");
+        }
+        store.close().await.unwrap();
+    }
+
+    /// Migration 12 sets what the writer sets, `verify` holds the areas to the events, and
+    /// a network no event came from is empty without reading the log.
+    #[tokio::test]
+    async fn facet_areas_are_backfilled_and_checked() {
+        let Some((store, db)) = open().await else {
+            return;
+        };
+        let t = TenantName::default_tenant();
+        let events = conformance::timed_events("default", 6_000, "2026-01-01T00:00:00Z", 60);
+        for chunk in events.chunks(1_500) {
+            store.append(chunk.to_vec()).await.unwrap();
+        }
+        let (client, connection) = tokio_postgres::connect(db.url(), NoTls).await.unwrap();
+        tokio::spawn(connection);
+        let areas = "SELECT string_agg(concat_ws(',', areas_0, areas_1, areas_2, areas_3), ' '
+                                       ORDER BY action, category, severity, outcome, source, block)
+                     FROM event_facets";
+        let written: String = client.query_one(areas, &[]).await.unwrap().get(0);
+        assert!(written.split([' ', ',']).any(|w| w != "0"), "{written}");
+        store.close().await.unwrap();
+        client
+            .batch_execute(
+                "ALTER TABLE event_facets DROP COLUMN areas_0, DROP COLUMN areas_1,
+                     DROP COLUMN areas_2, DROP COLUMN areas_3;
+                 ALTER TABLE facet_counts DROP COLUMN areas_0, DROP COLUMN areas_1,
+                     DROP COLUMN areas_2, DROP COLUMN areas_3;
+                 DROP FUNCTION bitacora_area_word(integer, integer);
+                 DROP FUNCTION bitacora_area_bit(bytea);
+                 DELETE FROM bitacora_migrations WHERE version = 12;",
+            )
+            .await
+            .unwrap();
+        let store = PgStore::open(db.url(), PgOptions::default()).await.unwrap();
+        let backfilled: String = client.query_one(areas, &[]).await.unwrap().get(0);
+        assert_eq!(backfilled, written);
+        assert_eq!(store.check_summaries(&t).await.unwrap(), None);
+        let q = |params: &str| {
+            let pairs: Vec<(&str, &str)> =
+                params.split('&').map(|p| p.split_once('=').unwrap()).collect();
+            EventQuery::parse(pairs, &t).unwrap()
+        };
+        for (params, empty) in [
+            ("ip=203.0.113.0/24", true),
+            ("ip=203.0.113.0/24&severity=high", true),
+            ("ip=10.0.0.0/8&outcome=failure", false),
+        ] {
+            let found = store.search(&q(params)).await.unwrap();
+            assert_eq!(found.events.is_empty(), empty, "{params}");
+        }
+        client
+            .batch_execute(
+                "UPDATE event_facets SET areas_0 = 0, areas_1 = 0, areas_2 = 0, areas_3 = 0
+                 WHERE block = 1",
+            )
+            .await
+            .unwrap();
+        let m = store
+            .check_summaries(&t)
+            .await
+            .unwrap()
+            .expect("a mismatch");
+        assert_eq!(m.summary, "event_facets", "{m:?}");
+        assert!(m.reason.contains("address areas"), "{m:?}");
         store.close().await.unwrap();
     }
 }

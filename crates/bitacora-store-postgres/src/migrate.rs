@@ -60,7 +60,15 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "stats_hours",
         include_str!("../migrations/0011_stats_hours.sql"),
     ),
+    (
+        12,
+        "facet_areas",
+        include_str!("../migrations/0012_facet_areas.sql"),
+    ),
 ];
+
+/// The migration that adds the facets' address areas (`0012_facet_areas.sql`).
+const FACET_AREAS_VERSION: i32 = 12;
 
 /// The advisory lock key (any constant unique to bitacora: "bitacora" in ASCII).
 const LOCK_KEY: i64 = 0x6269_7461_636f_7261;
@@ -124,6 +132,10 @@ async fn apply(client: &mut Client) -> StoreResult<()> {
         tx.batch_execute(sql).await.map_err(|e| {
             StoreError::Internal(format!("migration {version} ({name}) failed: {e:?}"))
         })?;
+        // What SQL alone cannot do: 12 summarizes existing events by the code's block size.
+        if *version == FACET_AREAS_VERSION {
+            crate::facets::backfill_areas(&tx).await?;
+        }
         tx.execute(
             "INSERT INTO bitacora_migrations (version, name) VALUES ($1, $2)",
             &[version, name],

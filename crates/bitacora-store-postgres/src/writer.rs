@@ -424,6 +424,7 @@ impl Writer {
                 },
                 seq,
                 1,
+                p.ip.as_ref().map(|ip| &ip[..]),
             );
             if let Some(ip) = &p.ip {
                 postings.add(tid, seq, &ip[..]);
