@@ -261,8 +261,8 @@ pub async fn check_summaries(
 
 /// The facets (`event_facets` per block, `facet_counts` per log) against the events, both
 /// ways: a combination missing from a block would make a search skip events that are there.
-/// Their address areas must hold every area of their events' addresses (more is allowed:
-/// purges leave theirs); a missing bit would hide events from `ip=` searches.
+/// Their sketches must hold every address area and actor of their events (more is allowed:
+/// purges leave theirs); a missing bit would hide events from `ip=` or `actor_id=` searches.
 async fn check_facets(
     tx: &deadpool_postgres::Transaction<'_>,
     tid: i32,
@@ -279,26 +279,27 @@ async fn check_facets(
         let sql = format!(
             "WITH bits AS (
                  SELECT action, category, severity, outcome, coalesce(source, '') AS source,
-                        {block_expr} AS block, bitacora_area_bit(ip) AS b
+                        {block_expr} AS block, bitacora_area_bit(ip) AS a,
+                        bitacora_actor_bit(actor_id) AS p
                  FROM events WHERE tenant_id = $1
              ), derived AS (
-                 SELECT {COMBO}, block, count(*) AS n,
-                        coalesce(bit_or(bitacora_area_word(b, 0)), 0) AS a0,
-                        coalesce(bit_or(bitacora_area_word(b, 1)), 0) AS a1,
-                        coalesce(bit_or(bitacora_area_word(b, 2)), 0) AS a2,
-                        coalesce(bit_or(bitacora_area_word(b, 3)), 0) AS a3
+                 SELECT {COMBO}, block, count(*) AS n, {words}
                  FROM bits GROUP BY 1, 2, 3, 4, 5, 6
              ), stored AS (
                  SELECT {COMBO}, {block_col} AS block, count AS n, areas_0 AS a0,
-                        areas_1 AS a1, areas_2 AS a2, areas_3 AS a3
+                        areas_1 AS a1, areas_2 AS a2, areas_3 AS a3, actors_0 AS p0,
+                        actors_1 AS p1, actors_2 AS p2, actors_3 AS p3
                  FROM {table} WHERE tenant_id = $1
              )
              SELECT concat_ws('/', action, category, severity, outcome, source) || ' block '
                         || block, s.n, d.n
              FROM derived d FULL JOIN stored s USING ({COMBO}, block)
-             WHERE s.n IS DISTINCT FROM d.n OR s.a0 & d.a0 <> d.a0 OR s.a1 & d.a1 <> d.a1
-                OR s.a2 & d.a2 <> d.a2 OR s.a3 & d.a3 <> d.a3
-             ORDER BY 1 LIMIT 1"
+             WHERE s.n IS DISTINCT FROM d.n
+                OR s.a0 & d.a0 <> d.a0 OR s.a1 & d.a1 <> d.a1 OR s.a2 & d.a2 <> d.a2
+                OR s.a3 & d.a3 <> d.a3 OR s.p0 & d.p0 <> d.p0 OR s.p1 & d.p1 <> d.p1
+                OR s.p2 & d.p2 <> d.p2 OR s.p3 & d.p3 <> d.p3
+             ORDER BY 1 LIMIT 1",
+            words = crate::facets::DERIVED_WORDS,
         );
         if let Some(r) = tx.query_opt(&sql, &[&tid]).await.map_err(pg_error)? {
             return Ok(Some(SummaryMismatch {
@@ -309,7 +310,7 @@ async fn check_facets(
                 ),
                 reason: match (r.get::<_, Option<i64>>(1), r.get::<_, Option<i64>>(2)) {
                     (Some(stored), Some(derived)) if stored == derived => {
-                        "its address areas miss one its events came from".to_owned()
+                        "its sketches miss an address area or an actor of its events".to_owned()
                     }
                     (stored, derived) => count_reason(stored, derived),
                 },

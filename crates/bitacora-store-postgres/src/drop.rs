@@ -656,7 +656,7 @@ impl Shares {
                 },
                 (*block as u64) << window::BLOCK_BITS,
                 -count,
-                None,
+                (None, None),
             );
         }
         facet_deltas.write(tx).await?;

@@ -11,13 +11,14 @@
 //! and `event_facets` (the same per zone-map block, keyed by combination first). A search
 //! reads the combinations its filter admits: none answers at once; their counts add up to an
 //! exact total when nothing else filters; sparse matches are read only in their blocks.
-//! Both also keep the [`Areas`] of their events' client addresses (migration 12), so an
-//! `ip=` filter drops the combinations and blocks its network's areas never meet.
+//! Both also keep the [`Sketch`]es of their events' address areas and actor ids (migration
+//! 12, `bitacora_store::sketch`), so an `ip=` or `actor_id=` filter drops the combinations
+//! and blocks its bits never meet.
 
 use std::collections::{BTreeMap, HashMap};
 
 use bitacora_store::StoreResult;
-use bitacora_store::areas::Areas;
+use bitacora_store::sketch::{Sketch, Wanted, actors, areas};
 use bitacora_store::window::{Block, Layout, Span};
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Transaction;
@@ -54,36 +55,60 @@ const MAX_SPANS: usize = 6;
 pub struct Combos {
     pub combos: Vec<(Combo, u64)>,
     /// Events matching the faceted part of the filter, in the whole log (with an `ip=`
-    /// filter, at most: the events of the combinations whose areas meet the network's).
+    /// filter, at most: the events of the combinations whose sketches meet it).
     pub matches: u64,
-    /// The network's areas, which the blocks read by [`Combos::spans`] must meet too.
-    pub areas: Option<Areas>,
+    /// The sketch bits the blocks read by [`Combos::spans`] must meet too.
+    pub wanted: Wanted,
 }
 
-/// The four area columns of a row, from column `at`.
-fn areas_at(r: &tokio_postgres::Row, at: usize) -> Areas {
-    Areas::from_columns([r.get(at), r.get(at + 1), r.get(at + 2), r.get(at + 3)])
+/// The sketch columns of both tables, in [`Sketches::at`]'s order.
+const SKETCH_COLUMNS: &str =
+    "areas_0, areas_1, areas_2, areas_3, actors_0, actors_1, actors_2, actors_3";
+
+/// A facet row's sketches: the areas of its events' addresses and their actor ids.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Sketches {
+    pub areas: Sketch,
+    pub actors: Sketch,
+}
+
+impl Sketches {
+    /// The eight columns of [`SKETCH_COLUMNS`] of a row, from column `at`.
+    fn at(r: &tokio_postgres::Row, at: usize) -> Sketches {
+        let word = |i: usize| r.get::<_, i64>(at + i);
+        Sketches {
+            areas: Sketch::from_columns([word(0), word(1), word(2), word(3)]),
+            actors: Sketch::from_columns([word(4), word(5), word(6), word(7)]),
+        }
+    }
+
+    fn columns(&self) -> [i64; 8] {
+        let (a, b) = (self.areas.columns(), self.actors.columns());
+        [a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3]]
+    }
 }
 
 impl Combos {
     /// Reads the combinations of tenant `tid` that `where_clause` (over the faceted
-    /// columns, with `params`) admits, and whose events may have come from `areas`.
+    /// columns, with `params`) admits, and whose sketches meet `wanted`.
     pub async fn find(
         tx: &Transaction<'_>,
         where_clause: &str,
         params: &[&(dyn ToSql + Sync)],
-        areas: Option<Areas>,
+        wanted: Wanted,
     ) -> StoreResult<Self> {
         let sql = format!(
-            "SELECT action, category, severity, outcome, source, count,
-                    areas_0, areas_1, areas_2, areas_3
+            "SELECT action, category, severity, outcome, source, count, {SKETCH_COLUMNS}
              FROM facet_counts WHERE {where_clause}"
         );
         let stmt = tx.prepare_cached(&sql).await.map_err(pg_error)?;
         let rows = tx.query(&stmt, params).await.map_err(pg_error)?;
         let combos: Vec<(Combo, u64)> = rows
             .iter()
-            .filter(|r| areas.is_none_or(|a| a.meets(&areas_at(r, 6))))
+            .filter(|r| {
+                let s = Sketches::at(r, 6);
+                wanted.admits(&s.areas, &s.actors)
+            })
             .map(|r| {
                 (
                     Combo {
@@ -101,7 +126,7 @@ impl Combos {
         Ok(Self {
             combos,
             matches,
-            areas,
+            wanted,
         })
     }
 
@@ -141,7 +166,7 @@ impl Combos {
         };
         let mut c = Columns::default();
         for (combo, _) in &self.combos {
-            c.push(0, combo.as_ref(), 0, 0, Areas::default());
+            c.push(0, combo.as_ref(), 0, 0, Sketches::default());
         }
         // One statement for every combination: each is an index range of the primary key.
         // The LATERAL subquery (kept whole by `OFFSET 0`) pins that plan: with a plain join
@@ -162,12 +187,18 @@ impl Combos {
                            AND ($9::int8 IS NULL OR f.areas_0 & $9 <> 0
                                 OR f.areas_1 & $10 <> 0 OR f.areas_2 & $11 <> 0
                                 OR f.areas_3 & $12 <> 0)
+                           AND ($13::int8 IS NULL OR f.actors_0 & $13 <> 0
+                                OR f.actors_1 & $14 <> 0 OR f.actors_2 & $15 <> 0
+                                OR f.actors_3 & $16 <> 0)
                          OFFSET 0) AS f
                  GROUP BY f.block",
             )
             .await
             .map_err(pg_error)?;
-        let [a0, a1, a2, a3] = self.areas.map(|a| a.columns().map(Some)).unwrap_or_default();
+        // NULL: no such filter.
+        let words = |s: Option<Sketch>| s.map(|s| s.columns().map(Some)).unwrap_or_default();
+        let ([a0, a1, a2, a3], [p0, p1, p2, p3]) =
+            (words(self.wanted.areas), words(self.wanted.actors));
         let rows = tx
             .query(
                 &stmt,
@@ -184,6 +215,10 @@ impl Combos {
                     &a1,
                     &a2,
                     &a3,
+                    &p0,
+                    &p1,
+                    &p2,
+                    &p3,
                 ],
             )
             .await
@@ -246,11 +281,11 @@ struct Columns<'a> {
     source: Vec<&'a str>,
     block: Vec<i64>,
     n: Vec<i64>,
-    areas: [Vec<i64>; 4],
+    sketches: [Vec<i64>; 8],
 }
 
 impl<'a> Columns<'a> {
-    fn push(&mut self, tenant: i32, c: FacetRef<'a>, block: i64, n: i64, areas: Areas) {
+    fn push(&mut self, tenant: i32, c: FacetRef<'a>, block: i64, n: i64, sketches: Sketches) {
         self.tenant.push(tenant);
         self.action.push(c.action);
         self.category.push(c.category);
@@ -259,50 +294,66 @@ impl<'a> Columns<'a> {
         self.source.push(c.source);
         self.block.push(block);
         self.n.push(n);
-        for (column, word) in self.areas.iter_mut().zip(areas.columns()) {
+        for (column, word) in self.sketches.iter_mut().zip(sketches.columns()) {
             column.push(word);
         }
     }
 }
 
-/// Summarizes the areas of the events of a database written before they were kept
+/// Summarizes the sketches of the events of a database written before they were kept
 /// (migration 12), in the migration's transaction.
-pub async fn backfill_areas(tx: &tokio_postgres::Transaction<'_>) -> StoreResult<()> {
+pub async fn backfill_sketches(tx: &tokio_postgres::Transaction<'_>) -> StoreResult<()> {
     tx.batch_execute(&format!(
         "WITH bits AS (
              SELECT tenant_id, action, category, severity, outcome,
                     coalesce(source, '') AS source, seq >> {BLOCK_BITS} AS block,
-                    bitacora_area_bit(ip) AS b
-             FROM events WHERE ip IS NOT NULL
+                    bitacora_area_bit(ip) AS a, bitacora_actor_bit(actor_id) AS p
+             FROM events WHERE ip IS NOT NULL OR actor_id IS NOT NULL
          ), derived AS (
              SELECT tenant_id, action, category, severity, outcome, source, block,
-                    bit_or(bitacora_area_word(b, 0)) AS a0, bit_or(bitacora_area_word(b, 1)) AS a1,
-                    bit_or(bitacora_area_word(b, 2)) AS a2, bit_or(bitacora_area_word(b, 3)) AS a3
+                    {words}
              FROM bits GROUP BY 1, 2, 3, 4, 5, 6, 7
          )
-         UPDATE event_facets f SET areas_0 = d.a0, areas_1 = d.a1, areas_2 = d.a2, areas_3 = d.a3
+         UPDATE event_facets f SET {set}
          FROM derived d
          WHERE f.tenant_id = d.tenant_id AND f.action = d.action AND f.category = d.category
            AND f.severity = d.severity AND f.outcome = d.outcome AND f.source = d.source
            AND f.block = d.block;
 
-         UPDATE facet_counts f SET areas_0 = d.a0, areas_1 = d.a1, areas_2 = d.a2, areas_3 = d.a3
+         UPDATE facet_counts f SET {set}
          FROM (SELECT tenant_id, action, category, severity, outcome, source,
                       bit_or(areas_0) AS a0, bit_or(areas_1) AS a1, bit_or(areas_2) AS a2,
-                      bit_or(areas_3) AS a3
+                      bit_or(areas_3) AS a3, bit_or(actors_0) AS p0, bit_or(actors_1) AS p1,
+                      bit_or(actors_2) AS p2, bit_or(actors_3) AS p3
                FROM event_facets GROUP BY 1, 2, 3, 4, 5, 6) d
          WHERE f.tenant_id = d.tenant_id AND f.action = d.action AND f.category = d.category
-           AND f.severity = d.severity AND f.outcome = d.outcome AND f.source = d.source;"
+           AND f.severity = d.severity AND f.outcome = d.outcome AND f.source = d.source;",
+        words = DERIVED_WORDS,
+        set = "areas_0 = d.a0, areas_1 = d.a1, areas_2 = d.a2, areas_3 = d.a3,
+               actors_0 = d.p0, actors_1 = d.p1, actors_2 = d.p2, actors_3 = d.p3",
     ))
     .await
     .map_err(pg_error)
 }
 
-/// What one group commit adds to the facets (a purge subtracts its own), with the areas of
-/// the added events' addresses (a purge adds none: bits are never cleared).
+/// The eight sketch words of a group of rows with an area bit `a` and an actor bit `p`
+/// (NULL when the event has no address or actor), as `a0`-`a3` and `p0`-`p3`: shared by the
+/// backfill and `verify`.
+pub const DERIVED_WORDS: &str = "
+    coalesce(bit_or(bitacora_sketch_word(a, 0)), 0) AS a0,
+    coalesce(bit_or(bitacora_sketch_word(a, 1)), 0) AS a1,
+    coalesce(bit_or(bitacora_sketch_word(a, 2)), 0) AS a2,
+    coalesce(bit_or(bitacora_sketch_word(a, 3)), 0) AS a3,
+    coalesce(bit_or(bitacora_sketch_word(p, 0)), 0) AS p0,
+    coalesce(bit_or(bitacora_sketch_word(p, 1)), 0) AS p1,
+    coalesce(bit_or(bitacora_sketch_word(p, 2)), 0) AS p2,
+    coalesce(bit_or(bitacora_sketch_word(p, 3)), 0) AS p3";
+
+/// What one group commit adds to the facets (a purge subtracts its own), with the sketches
+/// of the added events (a purge adds none: bits are never cleared).
 #[derive(Default)]
 pub struct Deltas<'a> {
-    blocks: HashMap<(i32, FacetRef<'a>, i64), (i64, Areas)>,
+    blocks: HashMap<(i32, FacetRef<'a>, i64), (i64, Sketches)>,
 }
 
 /// A combination borrowed from the events of a commit.
@@ -316,12 +367,23 @@ pub struct FacetRef<'a> {
 }
 
 impl<'a> Deltas<'a> {
-    /// Counts `n` events (negative for a purge's) of `combo` at `seq`, from `ip`.
-    pub fn add(&mut self, tid: i32, combo: FacetRef<'a>, seq: u64, n: i64, ip: Option<&[u8]>) {
-        let (count, areas) = self.blocks.entry((tid, combo, block_of(seq))).or_default();
+    /// Counts `n` events (negative for a purge's) of `combo` at `seq`, from `ip` and by
+    /// `actor_id` (both `None` for a purge's).
+    pub fn add(
+        &mut self,
+        tid: i32,
+        combo: FacetRef<'a>,
+        seq: u64,
+        n: i64,
+        (ip, actor_id): (Option<&[u8]>, Option<&str>),
+    ) {
+        let (count, sketches) = self.blocks.entry((tid, combo, block_of(seq))).or_default();
         *count += n;
         if let Some(ip) = ip.and_then(|ip| <&[u8; 16]>::try_from(ip).ok()) {
-            areas.insert(ip);
+            sketches.areas.set(areas::bit(ip));
+        }
+        if let Some(a) = actor_id {
+            sketches.actors.set(actors::bit(a));
         }
     }
 
@@ -331,11 +393,11 @@ impl<'a> Deltas<'a> {
             return Ok(());
         }
         let mut c = Columns::default();
-        for ((tid, combo, block), (n, areas)) in &self.blocks {
-            c.push(*tid, *combo, *block, *n, *areas);
+        for ((tid, combo, block), (n, sketches)) in &self.blocks {
+            c.push(*tid, *combo, *block, *n, *sketches);
         }
-        let [a0, a1, a2, a3] = &c.areas;
-        let params: [&(dyn ToSql + Sync); 12] = [
+        let [a0, a1, a2, a3, p0, p1, p2, p3] = &c.sketches;
+        let params: [&(dyn ToSql + Sync); 16] = [
             &c.tenant,
             &c.action,
             &c.category,
@@ -348,36 +410,49 @@ impl<'a> Deltas<'a> {
             a1,
             a2,
             a3,
+            p0,
+            p1,
+            p2,
+            p3,
         ];
+        // OR-ed in by the upserts: no read before the write.
+        let or_in =
+            "areas_0 = f.areas_0 | excluded.areas_0, areas_1 = f.areas_1 | excluded.areas_1,
+             areas_2 = f.areas_2 | excluded.areas_2, areas_3 = f.areas_3 | excluded.areas_3,
+             actors_0 = f.actors_0 | excluded.actors_0, actors_1 = f.actors_1 | excluded.actors_1,
+             actors_2 = f.actors_2 | excluded.actors_2, actors_3 = f.actors_3 | excluded.actors_3";
         tx.execute(
-            "INSERT INTO event_facets AS f
-                 (tenant_id, action, category, severity, outcome, source, block, count,
-                  areas_0, areas_1, areas_2, areas_3)
-             SELECT * FROM unnest($1::int4[], $2::text[], $3::text[], $4::int2[], $5::int2[],
-                                  $6::text[], $7::int8[], $8::int8[], $9::int8[], $10::int8[],
-                                  $11::int8[], $12::int8[])
-             ON CONFLICT (tenant_id, action, category, severity, outcome, source, block)
-             DO UPDATE SET count = f.count + excluded.count,
-                 areas_0 = f.areas_0 | excluded.areas_0, areas_1 = f.areas_1 | excluded.areas_1,
-                 areas_2 = f.areas_2 | excluded.areas_2, areas_3 = f.areas_3 | excluded.areas_3",
+            &format!(
+                "INSERT INTO event_facets AS f
+                     (tenant_id, action, category, severity, outcome, source, block, count,
+                      {SKETCH_COLUMNS})
+                 SELECT * FROM unnest($1::int4[], $2::text[], $3::text[], $4::int2[],
+                                      $5::int2[], $6::text[], $7::int8[], $8::int8[],
+                                      $9::int8[], $10::int8[], $11::int8[], $12::int8[],
+                                      $13::int8[], $14::int8[], $15::int8[], $16::int8[])
+                 ON CONFLICT (tenant_id, action, category, severity, outcome, source, block)
+                 DO UPDATE SET count = f.count + excluded.count, {or_in}"
+            ),
             &params,
         )
         .await
         .map_err(pg_error)?;
         tx.execute(
-            "INSERT INTO facet_counts AS f
-                 (tenant_id, action, category, severity, outcome, source, count,
-                  areas_0, areas_1, areas_2, areas_3)
-             SELECT t, a, c, s, o, src, sum(n), bit_or(a0), bit_or(a1), bit_or(a2), bit_or(a3)
-             FROM unnest($1::int4[], $2::text[], $3::text[], $4::int2[], $5::int2[],
-                         $6::text[], $7::int8[], $8::int8[], $9::int8[], $10::int8[],
-                         $11::int8[], $12::int8[])
-                  AS u(t, a, c, s, o, src, b, n, a0, a1, a2, a3)
-             GROUP BY 1, 2, 3, 4, 5, 6
-             ON CONFLICT (tenant_id, action, category, severity, outcome, source)
-             DO UPDATE SET count = f.count + excluded.count,
-                 areas_0 = f.areas_0 | excluded.areas_0, areas_1 = f.areas_1 | excluded.areas_1,
-                 areas_2 = f.areas_2 | excluded.areas_2, areas_3 = f.areas_3 | excluded.areas_3",
+            &format!(
+                "INSERT INTO facet_counts AS f
+                     (tenant_id, action, category, severity, outcome, source, count,
+                      {SKETCH_COLUMNS})
+                 SELECT t, a, c, s, o, src, sum(n), bit_or(a0), bit_or(a1), bit_or(a2),
+                        bit_or(a3), bit_or(p0), bit_or(p1), bit_or(p2), bit_or(p3)
+                 FROM unnest($1::int4[], $2::text[], $3::text[], $4::int2[], $5::int2[],
+                             $6::text[], $7::int8[], $8::int8[], $9::int8[], $10::int8[],
+                             $11::int8[], $12::int8[], $13::int8[], $14::int8[], $15::int8[],
+                             $16::int8[])
+                      AS u(t, a, c, s, o, src, b, n, a0, a1, a2, a3, p0, p1, p2, p3)
+                 GROUP BY 1, 2, 3, 4, 5, 6
+                 ON CONFLICT (tenant_id, action, category, severity, outcome, source)
+                 DO UPDATE SET count = f.count + excluded.count, {or_in}"
+            ),
             &params,
         )
         .await

@@ -1027,7 +1027,7 @@ fn key_row(r: &tokio_postgres::Row) -> StoreResult<ApiKeyRecord> {
 mod tests {
     use super::*;
     use bitacora_store::conformance;
-    use bitacora_store::areas::Areas;
+    use bitacora_store::sketch::{actors, areas};
     use chrono::Datelike as _;
     use testing::TestDatabase;
     use tokio_postgres::NoTls;
@@ -1627,10 +1627,10 @@ mod tests {
         store.close().await.unwrap();
     }
 
-    /// The SQL function the migration and `verify` use for an address's area bit is the
-    /// Rust one the writer and searches use (`bitacora_store::areas`).
+    /// The SQL functions the migration and `verify` use for an address's area bit and an
+    /// actor's bit are the Rust ones the writer and searches use (`bitacora_store::sketch`).
     #[tokio::test]
-    async fn area_bits_agree_in_sql_and_rust() {
+    async fn sketch_bits_agree_in_sql_and_rust() {
         let Some((store, db)) = open().await else {
             return;
         };
@@ -1660,15 +1660,24 @@ mod tests {
                 .await
                 .unwrap()
                 .get(0);
-            assert_eq!(sql, i32::from(Areas::bit(&blob)), "{ip}");
+            assert_eq!(sql, i32::from(areas::bit(&blob)), "{ip}");
+        }
+        for actor in ["42", "", "u1", "Usuario Ñandú", "🦀", "a\u{0}b"] {
+            let sql: i32 = client
+                .query_one("SELECT bitacora_actor_bit($1)", &[&actor])
+                .await
+                .map(|r| r.get(0))
+                // PostgreSQL text cannot hold NUL; neither can an actor id stored there.
+                .unwrap_or(i32::from(actors::bit(actor)));
+            assert_eq!(sql, i32::from(actors::bit(actor)), "{actor:?}");
         }
         store.close().await.unwrap();
     }
 
-    /// Migration 12 sets what the writer sets, `verify` holds the areas to the events, and
-    /// a network no event came from is empty without reading the log.
+    /// Migration 12 sets what the writer sets, `verify` holds the sketches to the events, and
+    /// a network no event came from, or an actor with an action they never did, is empty.
     #[tokio::test]
-    async fn facet_areas_are_backfilled_and_checked() {
+    async fn facet_sketches_are_backfilled_and_checked() {
         let Some((store, db)) = open().await else {
             return;
         };
@@ -1679,37 +1688,48 @@ mod tests {
         }
         let (client, connection) = tokio_postgres::connect(db.url(), NoTls).await.unwrap();
         tokio::spawn(connection);
-        let areas = "SELECT string_agg(concat_ws(',', areas_0, areas_1, areas_2, areas_3), ' '
-                                       ORDER BY action, category, severity, outcome, source, block)
-                     FROM event_facets";
-        let written: String = client.query_one(areas, &[]).await.unwrap().get(0);
+        let sketches = "SELECT string_agg(concat_ws(',', areas_0, areas_1, areas_2, areas_3,
+                                                    actors_0, actors_1, actors_2, actors_3), ' '
+                                          ORDER BY action, category, severity, outcome, source,
+                                                   block)
+                        FROM event_facets";
+        let written: String = client.query_one(sketches, &[]).await.unwrap().get(0);
         assert!(written.split([' ', ',']).any(|w| w != "0"), "{written}");
         store.close().await.unwrap();
         client
             .batch_execute(
                 "ALTER TABLE event_facets DROP COLUMN areas_0, DROP COLUMN areas_1,
-                     DROP COLUMN areas_2, DROP COLUMN areas_3;
+                     DROP COLUMN areas_2, DROP COLUMN areas_3, DROP COLUMN actors_0,
+                     DROP COLUMN actors_1, DROP COLUMN actors_2, DROP COLUMN actors_3;
                  ALTER TABLE facet_counts DROP COLUMN areas_0, DROP COLUMN areas_1,
-                     DROP COLUMN areas_2, DROP COLUMN areas_3;
-                 DROP FUNCTION bitacora_area_word(integer, integer);
+                     DROP COLUMN areas_2, DROP COLUMN areas_3, DROP COLUMN actors_0,
+                     DROP COLUMN actors_1, DROP COLUMN actors_2, DROP COLUMN actors_3;
+                 DROP FUNCTION bitacora_sketch_word(integer, integer);
                  DROP FUNCTION bitacora_area_bit(bytea);
+                 DROP FUNCTION bitacora_actor_bit(text);
                  DELETE FROM bitacora_migrations WHERE version = 12;",
             )
             .await
             .unwrap();
         let store = PgStore::open(db.url(), PgOptions::default()).await.unwrap();
-        let backfilled: String = client.query_one(areas, &[]).await.unwrap().get(0);
+        let backfilled: String = client.query_one(sketches, &[]).await.unwrap().get(0);
         assert_eq!(backfilled, written);
         assert_eq!(store.check_summaries(&t).await.unwrap(), None);
         let q = |params: &str| {
-            let pairs: Vec<(&str, &str)> =
-                params.split('&').map(|p| p.split_once('=').unwrap()).collect();
+            let pairs: Vec<(&str, &str)> = params
+                .split('&')
+                .map(|p| p.split_once('=').unwrap())
+                .collect();
             EventQuery::parse(pairs, &t).unwrap()
         };
         for (params, empty) in [
             ("ip=203.0.113.0/24", true),
             ("ip=203.0.113.0/24&severity=high", true),
             ("ip=10.0.0.0/8&outcome=failure", false),
+            ("actor_id=nobody", true),
+            // u1 is an odd event's actor; user.login is every fourth event's action, from 0.
+            ("actor_id=u1&action=user.login", true),
+            ("actor_id=u1&action=user.logout", false),
         ] {
             let found = store.search(&q(params)).await.unwrap();
             assert_eq!(found.events.is_empty(), empty, "{params}");
@@ -1727,7 +1747,7 @@ mod tests {
             .unwrap()
             .expect("a mismatch");
         assert_eq!(m.summary, "event_facets", "{m:?}");
-        assert!(m.reason.contains("address areas"), "{m:?}");
+        assert!(m.reason.contains("sketches"), "{m:?}");
         store.close().await.unwrap();
     }
 }

@@ -62,13 +62,13 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     ),
     (
         12,
-        "facet_areas",
-        include_str!("../migrations/0012_facet_areas.sql"),
+        "facet_sketches",
+        include_str!("../migrations/0012_facet_sketches.sql"),
     ),
 ];
 
-/// The migration that adds the facets' address areas (`0012_facet_areas.sql`).
-const FACET_AREAS_VERSION: i32 = 12;
+/// The migration that adds the facets' sketches (`0012_facet_sketches.sql`).
+const FACET_SKETCHES_VERSION: i32 = 12;
 
 /// The advisory lock key (any constant unique to bitacora: "bitacora" in ASCII).
 const LOCK_KEY: i64 = 0x6269_7461_636f_7261;
@@ -133,8 +133,8 @@ async fn apply(client: &mut Client) -> StoreResult<()> {
             StoreError::Internal(format!("migration {version} ({name}) failed: {e:?}"))
         })?;
         // What SQL alone cannot do: 12 summarizes existing events by the code's block size.
-        if *version == FACET_AREAS_VERSION {
-            crate::facets::backfill_areas(&tx).await?;
+        if *version == FACET_SKETCHES_VERSION {
+            crate::facets::backfill_sketches(&tx).await?;
         }
         tx.execute(
             "INSERT INTO bitacora_migrations (version, name) VALUES ($1, $2)",

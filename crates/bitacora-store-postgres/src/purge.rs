@@ -85,7 +85,7 @@ pub async fn purge(
             },
             r.get::<_, i64>(0) as u64,
             -1,
-            None,
+            (None, None),
         );
         *actions.entry((r.get(3), r.get(4))).or_default() += 1;
         let actor: Option<String> = r.get(5);

@@ -14,7 +14,7 @@ use bitacora_core::api::{
 use bitacora_core::event::timestamp;
 use bitacora_core::query::{ActionPattern, EventFilter, EventQuery, Order, Pagination};
 use bitacora_core::{Outcome, Severity, TenantName};
-use bitacora_store::areas::Areas;
+use bitacora_store::sketch::Wanted;
 use bitacora_store::total::{Counter, Total};
 use bitacora_store::{SearchResult, StoreError, StoreResult, StoredEvent};
 use chrono::{DateTime, TimeDelta, Utc};
@@ -386,8 +386,8 @@ fn actions_clause(actions: &[ActionPattern], push: &mut dyn FnMut(Param) -> Stri
 }
 
 /// The faceted part of `f` as a clause over `facet_counts` (`$1` the tenant), or `None` when
-/// it filters on none of those columns and has no `ip=` network narrow enough for the
-/// facets' address areas.
+/// it filters on none of those columns and has neither `actor_id=` nor an `ip=` network
+/// narrow enough for the facets' sketches.
 fn facet_filter(tid: i32, f: &EventFilter) -> Option<(String, Vec<Param>)> {
     let severities = f.severities.len() < Severity::ALL.len() && !f.severities.is_empty();
     if f.actions.is_empty()
@@ -395,7 +395,7 @@ fn facet_filter(tid: i32, f: &EventFilter) -> Option<(String, Vec<Param>)> {
         && !severities
         && f.outcome.is_none()
         && f.source.is_none()
-        && f.ip.as_ref().and_then(Areas::of_network).is_none()
+        && Wanted::new(f.ip.as_ref(), f.actor_id.as_deref()).is_none()
     {
         return None;
     }
@@ -507,10 +507,11 @@ async fn search_in(
         Some((clause, params)) if !c.empty => {
             let refs: Vec<&(dyn ToSql + Sync)> =
                 params.iter().map(|p| &**p as &(dyn ToSql + Sync)).collect();
-            // With `ip=`, the combinations whose events never came from the network's
-            // areas are dropped too (`bitacora_store::areas`).
-            let areas = q.filter.ip.as_ref().and_then(Areas::of_network);
-            let found = Combos::find(tx, clause, &refs, areas).await?;
+            // With `ip=` or `actor_id=`, the combinations whose events never came from the
+            // network's areas, or never had the actor, are dropped too (`bitacora_store::sketch`).
+            let f = &q.filter;
+            let wanted = Wanted::new(f.ip.as_ref(), f.actor_id.as_deref());
+            let found = Combos::find(tx, clause, &refs, wanted).await?;
             c.empty |= found.combos.is_empty();
             Some(found)
         }

@@ -424,7 +424,10 @@ impl Writer {
                 },
                 seq,
                 1,
-                p.ip.as_ref().map(|ip| &ip[..]),
+                (
+                    p.ip.as_ref().map(|ip| &ip[..]),
+                    e.actor.as_ref().and_then(|a| a.id.as_deref()),
+                ),
             );
             if let Some(ip) = &p.ip {
                 postings.add(tid, seq, &ip[..]);

@@ -364,11 +364,11 @@ pub fn check_summaries(
     if let Some(m) = check_facets(&tx, tid, lo, hi)? {
         return Ok(Some(m));
     }
-    if let Some((summary, key)) = crate::facets::check_areas(&tx, tid, lo, hi)? {
+    if let Some((summary, key)) = crate::facets::check_sketches(&tx, tid, lo, hi)? {
         return Ok(Some(SummaryMismatch {
             summary,
             key,
-            reason: "its address areas miss one its events came from".into(),
+            reason: "its sketches miss an address area or an actor of its events".into(),
         }));
     }
     if let Some(m) = check_leaf_tiles(&tx, tid, size)? {

@@ -19,10 +19,11 @@
 //! before: its first page is near the head anyway, and reading every combination's blocks
 //! would cost more than the page.
 //!
-//! Both tables also keep the [`Areas`] of their events' client addresses (four integer
-//! columns, OR-ed in by the append's upsert): with an `ip=` filter, the combinations and
-//! blocks whose bits miss the network's areas are dropped too, so a network that never meets
-//! the rest of the filter (or never occurs at all) answers without reading its events.
+//! Both tables also keep two [`Sketch`]es of their events: the client addresses' areas and
+//! the actor ids (four integer columns each, OR-ed in by the append's upsert; see
+//! `bitacora_store::sketch`). With an `ip=` or `actor_id=` filter, the combinations and blocks
+//! whose bits miss the filter's are dropped too, so an address or actor that never meets the
+//! rest of the filter (or never occurs at all) answers without reading its events.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -33,7 +34,7 @@ use crate::derive::{SEQ_BITS, SEQ_MASK};
 use crate::sql_error;
 use crate::window::{self, BLOCK_BITS, block_of};
 use bitacora_store::StoreResult;
-use bitacora_store::areas::Areas;
+use bitacora_store::sketch::{Sketch, Wanted, actors, areas};
 use bitacora_store::window::{Block, Layout, Span};
 
 /// One combination of the faceted columns (`source` 0 when the event has none).
@@ -71,9 +72,8 @@ pub struct FacetFilter {
     pub severities: Vec<i64>,
     pub outcome: Option<i64>,
     pub source: Option<i64>,
-    /// The areas an `ip=` network touches, when it is narrow enough to be summarized (not
-    /// [`Areas::ALL`]).
-    pub areas: Option<Areas>,
+    /// The sketch bits of its `ip=` and `actor_id=`, when it has them.
+    pub wanted: Wanted,
 }
 
 impl FacetFilter {
@@ -84,42 +84,74 @@ impl FacetFilter {
             && self.severities.is_empty()
             && self.outcome.is_none()
             && self.source.is_none()
-            && self.areas.is_none()
+            && self.wanted.is_none()
     }
 }
 
-/// The four area columns of a row, from column `at`.
-fn areas_at(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Areas> {
-    Ok(Areas::from_columns([
-        r.get(at)?,
-        r.get(at + 1)?,
-        r.get(at + 2)?,
-        r.get(at + 3)?,
-    ]))
+/// The sketch columns of both tables, in [`Sketches::at`]'s order.
+const SKETCH_COLUMNS: &str =
+    "areas_0, areas_1, areas_2, areas_3, actors_0, actors_1, actors_2, actors_3";
+
+/// A facet row's sketches: the areas of its events' addresses and their actor ids.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Sketches {
+    pub areas: Sketch,
+    pub actors: Sketch,
 }
 
-/// Whether a row summarized by `row` may hold an event of `within`.
-fn admits(within: Option<&Areas>, row: &Areas) -> bool {
-    within.is_none_or(|w| w.meets(row))
+impl Sketches {
+    fn add(&mut self, ip: Option<&[u8; 16]>, actor_id: Option<&str>) {
+        if let Some(ip) = ip {
+            self.areas.set(areas::bit(ip));
+        }
+        if let Some(a) = actor_id {
+            self.actors.set(actors::bit(a));
+        }
+    }
+
+    fn contains(&self, other: &Sketches) -> bool {
+        self.areas.contains(&other.areas) && self.actors.contains(&other.actors)
+    }
+
+    fn admitted_by(&self, wanted: &Wanted) -> bool {
+        wanted.admits(&self.areas, &self.actors)
+    }
+
+    /// The eight columns of [`SKETCH_COLUMNS`], as parameters.
+    fn columns(&self) -> [i64; 8] {
+        let (a, b) = (self.areas.columns(), self.actors.columns());
+        [a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3]]
+    }
+
+    /// The eight columns of [`SKETCH_COLUMNS`] of a row, from column `at`.
+    fn at(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Sketches> {
+        let mut c = [0i64; 8];
+        for (i, v) in c.iter_mut().enumerate() {
+            *v = r.get(at + i)?;
+        }
+        Ok(Sketches {
+            areas: Sketch::from_columns([c[0], c[1], c[2], c[3]]),
+            actors: Sketch::from_columns([c[4], c[5], c[6], c[7]]),
+        })
+    }
 }
 
 /// The combinations a filter admits in one tenant's log, with their counts.
 #[derive(Debug, Clone)]
 pub struct Combos {
     pub combos: Vec<(Combo, u64)>,
-    /// Events matching the faceted part of the filter, in the whole log (with an `ip=`
-    /// filter, at most: the events of the combinations whose areas meet the network's).
+    /// Events matching the faceted part of the filter, in the whole log (with an `ip=` or
+    /// `actor_id=` filter, at most: the events of the combinations whose sketches meet it).
     pub matches: u64,
-    /// The network's areas, which the blocks read by [`Combos::spans`] must meet too.
-    pub areas: Option<Areas>,
+    /// The sketch bits the blocks read by [`Combos::spans`] must meet too.
+    pub wanted: Wanted,
 }
 
 impl Combos {
     /// Reads the combinations of tenant `tid` that `f` admits.
     pub fn find(conn: &Connection, tid: i64, f: &FacetFilter) -> StoreResult<Self> {
-        let mut sql = String::from(
-            "SELECT action, category, severity, outcome, source, count,
-                    areas_0, areas_1, areas_2, areas_3
+        let mut sql = format!(
+            "SELECT action, category, severity, outcome, source, count, {SKETCH_COLUMNS}
              FROM facet_counts WHERE tenant_id = ?",
         );
         let mut args: Vec<SqlValue> = vec![tid.into()];
@@ -140,7 +172,10 @@ impl Combos {
         let mut combos = Vec::new();
         let mut rows = stmt.query(params_from_iter(args)).map_err(sql_error)?;
         while let Some(r) = rows.next().map_err(sql_error)? {
-            if !admits(f.areas.as_ref(), &areas_at(r, 6).map_err(sql_error)?) {
+            if !Sketches::at(r, 6)
+                .map_err(sql_error)?
+                .admitted_by(&f.wanted)
+            {
                 continue;
             }
             combos.push((
@@ -158,7 +193,7 @@ impl Combos {
         Ok(Self {
             combos,
             matches,
-            areas: f.areas,
+            wanted: f.wanted,
         })
     }
 
@@ -211,11 +246,11 @@ impl Combos {
         };
         let mut per_block: BTreeMap<i64, u64> = BTreeMap::new();
         let mut stmt = conn
-            .prepare_cached(
-                "SELECT block, count, areas_0, areas_1, areas_2, areas_3 FROM event_facets
+            .prepare_cached(&format!(
+                "SELECT block, count, {SKETCH_COLUMNS} FROM event_facets
                  WHERE tenant_id = ?1 AND action = ?2 AND category = ?3 AND severity = ?4
                    AND outcome = ?5 AND source = ?6 AND block BETWEEN ?7 AND ?8",
-            )
+            ))
             .map_err(sql_error)?;
         for (c, _) in &self.combos {
             let mut rows = stmt
@@ -224,7 +259,10 @@ impl Combos {
                 ])
                 .map_err(sql_error)?;
             while let Some(r) = rows.next().map_err(sql_error)? {
-                if !admits(self.areas.as_ref(), &areas_at(r, 2).map_err(sql_error)?) {
+                if !Sketches::at(r, 2)
+                    .map_err(sql_error)?
+                    .admitted_by(&self.wanted)
+                {
                     continue;
                 }
                 *per_block.entry(r.get(0).map_err(sql_error)?).or_default() +=
@@ -261,68 +299,76 @@ impl Combos {
     }
 }
 
-/// What one group commit (or one purge, negated) adds to the facets: counts, and the areas
-/// of the added events' addresses (a purge adds none: bits are never cleared).
+/// What one group commit (or one purge, negated) adds to the facets: counts, and the
+/// sketches of the added events (a purge adds none: bits are never cleared).
 #[derive(Default)]
 pub struct Deltas {
-    blocks: HashMap<(i64, Combo, i64), (i64, Areas)>,
-    totals: HashMap<(i64, Combo), (i64, Areas)>,
+    blocks: HashMap<(i64, Combo, i64), (i64, Sketches)>,
+    totals: HashMap<(i64, Combo), (i64, Sketches)>,
 }
 
 impl Deltas {
-    pub fn add(&mut self, tid: i64, combo: Combo, seq: u64, n: i64, ip: Option<&[u8; 16]>) {
-        for (count, areas) in [
+    /// Counts `n` events (negative for a purge's) of `combo` at `seq`, from `ip` and by
+    /// `actor_id` (both `None` for a purge's).
+    pub fn add(
+        &mut self,
+        tid: i64,
+        combo: Combo,
+        seq: u64,
+        n: i64,
+        (ip, actor_id): (Option<&[u8; 16]>, Option<&str>),
+    ) {
+        for (count, sketches) in [
             self.blocks.entry((tid, combo, block_of(seq))).or_default(),
             self.totals.entry((tid, combo)).or_default(),
         ] {
             *count += n;
-            if let Some(ip) = ip {
-                areas.insert(ip);
-            }
+            sketches.add(ip, actor_id);
         }
     }
 
     /// Applies the deltas in `tx`; rows whose count falls to zero are deleted.
     pub fn write(&self, tx: &Transaction<'_>) -> StoreResult<()> {
+        // OR-ed in by the upsert: no read before the write.
+        let or_in = "areas_0 = areas_0 | excluded.areas_0, areas_1 = areas_1 | excluded.areas_1,
+             areas_2 = areas_2 | excluded.areas_2, areas_3 = areas_3 | excluded.areas_3,
+             actors_0 = actors_0 | excluded.actors_0, actors_1 = actors_1 | excluded.actors_1,
+             actors_2 = actors_2 | excluded.actors_2, actors_3 = actors_3 | excluded.actors_3";
         let mut block = tx
-            .prepare_cached(
+            .prepare_cached(&format!(
                 "INSERT INTO event_facets
                     (tenant_id, action, category, severity, outcome, source, block, count,
-                     areas_0, areas_1, areas_2, areas_3)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
-                 ON CONFLICT DO UPDATE SET count = count + excluded.count,
-                    areas_0 = areas_0 | excluded.areas_0, areas_1 = areas_1 | excluded.areas_1,
-                    areas_2 = areas_2 | excluded.areas_2, areas_3 = areas_3 | excluded.areas_3",
-            )
+                     {SKETCH_COLUMNS})
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
+                 ON CONFLICT DO UPDATE SET count = count + excluded.count, {or_in}"
+            ))
             .map_err(sql_error)?;
         let mut total = tx
-            .prepare_cached(
+            .prepare_cached(&format!(
                 "INSERT INTO facet_counts
                     (tenant_id, action, category, severity, outcome, source, count,
-                     areas_0, areas_1, areas_2, areas_3)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
-                 ON CONFLICT DO UPDATE SET count = count + excluded.count,
-                    areas_0 = areas_0 | excluded.areas_0, areas_1 = areas_1 | excluded.areas_1,
-                    areas_2 = areas_2 | excluded.areas_2, areas_3 = areas_3 | excluded.areas_3",
-            )
+                     {SKETCH_COLUMNS})
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
+                 ON CONFLICT DO UPDATE SET count = count + excluded.count, {or_in}"
+            ))
             .map_err(sql_error)?;
         let mut any_negative = false;
-        for ((tid, c, b), (n, areas)) in &self.blocks {
+        for ((tid, c, b), (n, sketches)) in &self.blocks {
             any_negative |= *n < 0;
-            let [a0, a1, a2, a3] = areas.columns();
+            let [a0, a1, a2, a3, p0, p1, p2, p3] = sketches.columns();
             block
                 .execute(params![
-                    tid, c.action, c.category, c.severity, c.outcome, c.source, b, n, a0, a1,
-                    a2, a3
+                    tid, c.action, c.category, c.severity, c.outcome, c.source, b, n, a0, a1, a2,
+                    a3, p0, p1, p2, p3
                 ])
                 .map_err(sql_error)?;
         }
-        for ((tid, c), (n, areas)) in &self.totals {
-            let [a0, a1, a2, a3] = areas.columns();
+        for ((tid, c), (n, sketches)) in &self.totals {
+            let [a0, a1, a2, a3, p0, p1, p2, p3] = sketches.columns();
             total
                 .execute(params![
-                    tid, c.action, c.category, c.severity, c.outcome, c.source, n, a0, a1, a2,
-                    a3
+                    tid, c.action, c.category, c.severity, c.outcome, c.source, n, a0, a1, a2, a3,
+                    p0, p1, p2, p3
                 ])
                 .map_err(sql_error)?;
         }
@@ -381,27 +427,30 @@ pub fn backfill(tx: &Transaction<'_>) -> StoreResult<()> {
     Ok(())
 }
 
-/// The areas of the events with an address at positions `lo..=hi`, per (tenant,
-/// combination, block) and per (tenant, combination), derived from the events.
-type DerivedAreas = (
-    HashMap<(i64, Combo, i64), Areas>,
-    HashMap<(i64, Combo), Areas>,
+/// The sketches of the events at positions `lo..=hi`, per (tenant, combination, block) and
+/// per (tenant, combination), derived from the events.
+type Derived = (
+    HashMap<(i64, Combo, i64), Sketches>,
+    HashMap<(i64, Combo), Sketches>,
 );
 
-fn derived_areas(conn: &Connection, lo: i64, hi: i64) -> StoreResult<DerivedAreas> {
+fn derived_sketches(conn: &Connection, lo: i64, hi: i64) -> StoreResult<Derived> {
     let (mut blocks, mut totals) = (HashMap::new(), HashMap::new());
     let mut stmt = conn
         .prepare(
-            "SELECT pos, action, category, severity, outcome, coalesce(source, 0), ip
-             FROM events WHERE pos BETWEEN ?1 AND ?2 AND ip IS NOT NULL",
+            "SELECT pos, action, category, severity, outcome, coalesce(source, 0), ip, actor_id
+             FROM events WHERE pos BETWEEN ?1 AND ?2
+               AND (ip IS NOT NULL OR actor_id IS NOT NULL)",
         )
         .map_err(sql_error)?;
     let mut rows = stmt.query([lo, hi]).map_err(sql_error)?;
     while let Some(r) = rows.next().map_err(sql_error)? {
         let stored = r.get_ref(6).map_err(sql_error)?;
-        let Some(ip) = stored.as_blob().ok().and_then(|b| <[u8; 16]>::try_from(b).ok()) else {
-            continue;
-        };
+        let ip = stored
+            .as_blob()
+            .ok()
+            .and_then(|b| <[u8; 16]>::try_from(b).ok());
+        let actor_id: Option<String> = r.get(7).map_err(sql_error)?;
         let p: i64 = r.get(0).map_err(sql_error)?;
         let combo = Combo {
             action: r.get(1).map_err(sql_error)?,
@@ -411,66 +460,66 @@ fn derived_areas(conn: &Connection, lo: i64, hi: i64) -> StoreResult<DerivedArea
             source: r.get(5).map_err(sql_error)?,
         };
         let (tid, seq) = (p >> SEQ_BITS, (p & SEQ_MASK) as u64);
-        blocks
-            .entry((tid, combo, block_of(seq)))
-            .or_insert_with(Areas::default)
-            .insert(&ip);
-        totals
-            .entry((tid, combo))
-            .or_insert_with(Areas::default)
-            .insert(&ip);
+        for sketches in [
+            blocks
+                .entry((tid, combo, block_of(seq)))
+                .or_insert_with(Sketches::default),
+            totals.entry((tid, combo)).or_insert_with(Sketches::default),
+        ] {
+            sketches.add(ip.as_ref(), actor_id.as_deref());
+        }
     }
     Ok((blocks, totals))
 }
 
-/// Summarizes the areas of the events of a store written before they were kept (migration
-/// 16).
-pub fn backfill_areas(tx: &Transaction<'_>) -> StoreResult<()> {
-    let (blocks, totals) = derived_areas(tx, i64::MIN, i64::MAX)?;
+/// Summarizes the sketches of the events of a store written before they were kept
+/// (migration 16).
+pub fn backfill_sketches(tx: &Transaction<'_>) -> StoreResult<()> {
+    let (blocks, totals) = derived_sketches(tx, i64::MIN, i64::MAX)?;
+    const SET: &str = "areas_0 = ?1, areas_1 = ?2, areas_2 = ?3, areas_3 = ?4, actors_0 = ?5,
+                       actors_1 = ?6, actors_2 = ?7, actors_3 = ?8";
+    const COMBO: &str = "tenant_id = ?9 AND action = ?10 AND category = ?11 AND severity = ?12
+                         AND outcome = ?13 AND source = ?14";
     let mut block = tx
-        .prepare(
-            "UPDATE event_facets SET areas_0 = ?8, areas_1 = ?9, areas_2 = ?10, areas_3 = ?11
-             WHERE tenant_id = ?1 AND action = ?2 AND category = ?3 AND severity = ?4
-               AND outcome = ?5 AND source = ?6 AND block = ?7",
-        )
+        .prepare(&format!(
+            "UPDATE event_facets SET {SET} WHERE {COMBO} AND block = ?15"
+        ))
         .map_err(sql_error)?;
-    for ((tid, c, b), areas) in blocks {
-        let [a0, a1, a2, a3] = areas.columns();
+    for ((tid, c, b), sketches) in blocks {
+        let [a0, a1, a2, a3, p0, p1, p2, p3] = sketches.columns();
         block
             .execute(params![
-                tid, c.action, c.category, c.severity, c.outcome, c.source, b, a0, a1, a2, a3
+                a0, a1, a2, a3, p0, p1, p2, p3, tid, c.action, c.category, c.severity, c.outcome,
+                c.source, b
             ])
             .map_err(sql_error)?;
     }
     let mut total = tx
-        .prepare(
-            "UPDATE facet_counts SET areas_0 = ?7, areas_1 = ?8, areas_2 = ?9, areas_3 = ?10
-             WHERE tenant_id = ?1 AND action = ?2 AND category = ?3 AND severity = ?4
-               AND outcome = ?5 AND source = ?6",
-        )
+        .prepare(&format!("UPDATE facet_counts SET {SET} WHERE {COMBO}"))
         .map_err(sql_error)?;
-    for ((tid, c), areas) in totals {
-        let [a0, a1, a2, a3] = areas.columns();
+    for ((tid, c), sketches) in totals {
+        let [a0, a1, a2, a3, p0, p1, p2, p3] = sketches.columns();
         total
             .execute(params![
-                tid, c.action, c.category, c.severity, c.outcome, c.source, a0, a1, a2, a3
+                a0, a1, a2, a3, p0, p1, p2, p3, tid, c.action, c.category, c.severity, c.outcome,
+                c.source
             ])
             .map_err(sql_error)?;
     }
     Ok(())
 }
 
-/// The first facet row of tenant `tid` (positions `lo..=hi`) whose areas miss an area of its
-/// events: `(table, key)`. Extra bits are allowed (purges leave theirs); a missing one would
-/// make an `ip=` search skip events that are there. Run after the counts are checked, so
-/// every derived row exists.
-pub fn check_areas(
+/// The first facet row of tenant `tid` (positions `lo..=hi`) whose sketches miss a bit of
+/// its events: `(table, key)`. Extra bits are allowed (purges leave theirs); a missing one
+/// would make an `ip=` or `actor_id=` search skip events that are there. Run after the counts
+/// are checked, so every derived row exists.
+pub fn check_sketches(
     conn: &Connection,
     tid: i64,
     lo: i64,
     hi: i64,
 ) -> StoreResult<Option<(&'static str, String)>> {
-    let (blocks, totals) = derived_areas(conn, lo, hi)?;
+    let (blocks, totals) = derived_sketches(conn, lo, hi)?;
     let key = |c: &Combo| {
         format!(
             "action/category/severity/outcome/source {}/{}/{}/{}/{}",
@@ -478,15 +527,13 @@ pub fn check_areas(
         )
     };
     let mut stmt = conn
-        .prepare(
-            "SELECT action, category, severity, outcome, source, block,
-                    areas_0, areas_1, areas_2, areas_3
+        .prepare(&format!(
+            "SELECT action, category, severity, outcome, source, block, {SKETCH_COLUMNS}
              FROM event_facets WHERE tenant_id = ?1
              UNION ALL
-             SELECT action, category, severity, outcome, source, NULL,
-                    areas_0, areas_1, areas_2, areas_3
-             FROM facet_counts WHERE tenant_id = ?1",
-        )
+             SELECT action, category, severity, outcome, source, NULL, {SKETCH_COLUMNS}
+             FROM facet_counts WHERE tenant_id = ?1"
+        ))
         .map_err(sql_error)?;
     let mut stored_blocks = HashMap::new();
     let mut stored_totals = HashMap::new();
@@ -499,20 +546,28 @@ pub fn check_areas(
             outcome: r.get(3).map_err(sql_error)?,
             source: r.get(4).map_err(sql_error)?,
         };
-        let areas = areas_at(r, 6).map_err(sql_error)?;
+        let sketches = Sketches::at(r, 6).map_err(sql_error)?;
         match r.get::<_, Option<i64>>(5).map_err(sql_error)? {
-            Some(block) => stored_blocks.insert((tid, c, block), areas),
-            None => stored_totals.insert((tid, c), areas),
+            Some(block) => stored_blocks.insert((tid, c, block), sketches),
+            None => stored_totals.insert((tid, c), sketches),
         };
     }
     let mut missing: Vec<(&'static str, String)> = blocks
         .iter()
-        .filter(|(k, a)| !stored_blocks.get(*k).is_some_and(|s: &Areas| s.contains(a)))
+        .filter(|(k, d)| {
+            !stored_blocks
+                .get(*k)
+                .is_some_and(|s: &Sketches| s.contains(d))
+        })
         .map(|((_, c, b), _)| ("event_facets", format!("{} block {b}", key(c))))
         .chain(
             totals
                 .iter()
-                .filter(|(k, a)| !stored_totals.get(*k).is_some_and(|s: &Areas| s.contains(a)))
+                .filter(|(k, d)| {
+                    !stored_totals
+                        .get(*k)
+                        .is_some_and(|s: &Sketches| s.contains(d))
+                })
                 .map(|((_, c), _)| ("facet_counts", key(c))),
         )
         .collect();
@@ -529,7 +584,7 @@ mod tests {
         let c = |matches| Combos {
             combos: Vec::new(),
             matches,
-            areas: None,
+            wanted: Wanted::default(),
         };
         let size = 1000 * DENSE_RATIO;
         assert!(c(0).sparse(1));
@@ -549,11 +604,24 @@ mod tests {
         };
         let (a, b) = ([1u8; 16], [2u8; 16]);
         let mut d = Deltas::default();
-        d.add(1, combo, 0, 1, Some(&a));
-        d.add(1, combo, 1, 1, None);
-        d.add(1, combo, 1 << BLOCK_BITS, 1, Some(&b));
-        assert_eq!(d.blocks[&(1, combo, 0)], (2, Areas::of(&a)));
-        assert_eq!(d.blocks[&(1, combo, 1)], (1, Areas::of(&b)));
-        assert_eq!(d.totals[&(1, combo)], (3, Areas::of(&a).union(Areas::of(&b))));
+        d.add(1, combo, 0, 1, (Some(&a), Some("u1")));
+        d.add(1, combo, 1, 1, (None, None));
+        d.add(1, combo, 1 << BLOCK_BITS, 1, (Some(&b), None));
+        let first = Sketches {
+            areas: areas::of(&a),
+            actors: actors::of("u1"),
+        };
+        assert_eq!(d.blocks[&(1, combo, 0)], (2, first));
+        assert_eq!(d.blocks[&(1, combo, 1)].1.areas, areas::of(&b));
+        assert_eq!(
+            d.totals[&(1, combo)],
+            (
+                3,
+                Sketches {
+                    areas: first.areas.union(areas::of(&b)),
+                    actors: first.actors,
+                }
+            )
+        );
     }
 }

@@ -2069,15 +2069,19 @@ mod tests {
         store.close().await.unwrap();
     }
 
-    /// Takes migration 16 (the facets' address areas) back.
+    /// Takes migration 16 (the facets' sketches) back.
     const UNDO_16: &str = "
         ALTER TABLE event_facets DROP COLUMN areas_0; ALTER TABLE event_facets DROP COLUMN areas_1;
         ALTER TABLE event_facets DROP COLUMN areas_2; ALTER TABLE event_facets DROP COLUMN areas_3;
+        ALTER TABLE event_facets DROP COLUMN actors_0; ALTER TABLE event_facets DROP COLUMN actors_1;
+        ALTER TABLE event_facets DROP COLUMN actors_2; ALTER TABLE event_facets DROP COLUMN actors_3;
         ALTER TABLE facet_counts DROP COLUMN areas_0; ALTER TABLE facet_counts DROP COLUMN areas_1;
-        ALTER TABLE facet_counts DROP COLUMN areas_2; ALTER TABLE facet_counts DROP COLUMN areas_3;";
+        ALTER TABLE facet_counts DROP COLUMN areas_2; ALTER TABLE facet_counts DROP COLUMN areas_3;
+        ALTER TABLE facet_counts DROP COLUMN actors_0; ALTER TABLE facet_counts DROP COLUMN actors_1;
+        ALTER TABLE facet_counts DROP COLUMN actors_2; ALTER TABLE facet_counts DROP COLUMN actors_3;";
 
     #[tokio::test]
-    async fn facet_areas_are_backfilled_checked_and_narrow_address_searches() {
+    async fn facet_sketches_are_backfilled_checked_and_narrow_searches() {
         const N: u64 = 2_000;
         let dir = tempfile::tempdir().unwrap();
         let store = open(dir.path());
@@ -2087,15 +2091,20 @@ mod tests {
             store.append(chunk.to_vec()).await.unwrap();
         }
         store.close().await.unwrap();
-        let areas = |dir: &Path| {
+        let sketches = |dir: &Path| {
             count(
                 dir,
                 "SELECT count(*) FROM event_facets
                  WHERE areas_0 <> 0 OR areas_1 <> 0 OR areas_2 <> 0 OR areas_3 <> 0",
-            )
+            ) + 1_000_000
+                * count(
+                    dir,
+                    "SELECT count(*) FROM event_facets
+                     WHERE actors_0 <> 0 OR actors_1 <> 0 OR actors_2 <> 0 OR actors_3 <> 0",
+                )
         };
-        let written = areas(dir.path());
-        assert!(written > 0);
+        let written = sketches(dir.path());
+        assert!(written > 1_000_000 && written % 1_000_000 > 0, "{written}");
         {
             let c = Connection::open(dir.path().join(DB_FILE)).unwrap();
             c.execute_batch(&format!("{UNDO_16} PRAGMA user_version = 15;"))
@@ -2104,21 +2113,36 @@ mod tests {
         let store = open(dir.path());
         assert_eq!(store.check_summaries(&t).await.unwrap(), None);
         store.close().await.unwrap();
-        assert_eq!(areas(dir.path()), written, "the backfill sets what the writer set");
-        // A network none of the events came from is empty without reading the log: its
-        // areas meet no combination's.
+        assert_eq!(
+            sketches(dir.path()),
+            written,
+            "the backfill sets what the writer set"
+        );
+        // A network none of the events came from, or an actor who never did an action, is
+        // empty without reading the log: its bits meet no combination's.
         let compiled = |query: &str| {
-            let c = schema::open(&dir.path().join(DB_FILE), schema::Role::Reader, Synchronous::Full)
-                .unwrap();
-            let pairs: Vec<(&str, &str)> =
-                query.split('&').map(|p| p.split_once('=').unwrap()).collect();
+            let c = schema::open(
+                &dir.path().join(DB_FILE),
+                schema::Role::Reader,
+                Synchronous::Full,
+            )
+            .unwrap();
+            let pairs: Vec<(&str, &str)> = query
+                .split('&')
+                .map(|p| p.split_once('=').unwrap())
+                .collect();
             let q = bitacora_core::query::EventQuery::parse(pairs, &t).unwrap();
             crate::read::compile(&c, 1, &q).unwrap()
         };
         assert!(compiled("ip=203.0.113.0/24").empty);
         assert!(compiled("ip=203.0.113.0/24&severity=high").empty);
         assert!(!compiled("ip=10.0.0.0/8").empty);
-        // A row whose bits miss an area of its events would hide them from `ip=`: caught.
+        assert!(compiled("actor_id=nobody").empty);
+        // u1 is an odd event's actor; user.login is every fourth event's action, from 0.
+        assert!(compiled("actor_id=u1&action=user.login").empty);
+        assert!(!compiled("actor_id=u1&action=user.logout").empty);
+        // A row whose bits miss an area of its events would hide them from `ip=`: caught (the
+        // actors' bits are checked by the same code).
         {
             let c = Connection::open(dir.path().join(DB_FILE)).unwrap();
             c.execute(

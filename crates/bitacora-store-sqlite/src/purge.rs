@@ -255,7 +255,7 @@ pub fn purge(
                     },
                     g.seq,
                     -1,
-                    None,
+                    (None, None),
                 );
                 if let Some(a) = &g.actor_id {
                     let e = actors.entry(a).or_insert((0, i64::MIN));

@@ -11,8 +11,8 @@ use bitacora_core::api::{
 use bitacora_core::event::timestamp;
 use bitacora_core::query::{ActionPattern, EventQuery, Order, Pagination};
 use bitacora_core::{Outcome, Severity, TenantName};
+use bitacora_store::sketch::Wanted;
 use bitacora_store::total::{Counter, Total};
-use bitacora_store::areas::Areas;
 use bitacora_store::{SearchResult, StoreError, StoreResult, StoredEvent};
 use chrono::{DateTime, Utc};
 use rusqlite::types::Value as SqlValue;
@@ -264,16 +264,17 @@ pub fn compile(conn: &Connection, tid: i64, q: &EventQuery) -> StoreResult<Compi
     // event can match (`action=user.*&category=device`, `severity=critical&outcome=failure`
     // where they never met), known here instead of after reading the whole log; and only
     // the actions of admitted combinations need reading.
-    // With `ip=`, the combinations whose events never came from the network's areas are
-    // dropped too (`bitacora_store::areas`): a network that never meets the rest of the
-    // filter, or never occurs, is known empty here.
+    // With `ip=` or `actor_id=`, the combinations whose events never came from the
+    // network's areas, or never had that actor, are dropped too (`bitacora_store::sketch`):
+    // an address or actor that never meets the rest of the filter, or never occurs, is
+    // known empty here.
     let facet_filter = FacetFilter {
         actions: action_ids.clone(),
         categories: category_ids.clone(),
         severities: severities.clone(),
         outcome,
         source,
-        areas: f.ip.as_ref().and_then(Areas::of_network),
+        wanted: Wanted::new(f.ip.as_ref(), f.actor_id.as_deref()),
     };
     let combos = if empty || facet_filter.is_empty() {
         None
@@ -1264,9 +1265,12 @@ mod tests {
             "INSERT INTO terms (id, kind, value) VALUES (1, 1, 'user.login'), (2, 1, 'user.logout'),
                     (3, 3, 'user'), (4, 4, 'admin_panel'), (5, 2, 'user');
              -- user.login, critical, from the admin panel (success 10, failure 10); user.logout,
-             -- low, failure, without a source (7).
+             -- low, failure, without a source (7). Any address and any actor (every bit of
+             -- the sketches set).
              INSERT INTO facet_counts (tenant_id, action, category, severity, outcome, source, count)
              VALUES (1, 1, 5, 3, 0, 4, 10), (1, 1, 5, 3, 1, 4, 10), (1, 2, 5, 0, 1, 0, 7);
+             UPDATE facet_counts SET areas_0 = -1, areas_1 = -1, areas_2 = -1, areas_3 = -1,
+                 actors_0 = -1, actors_1 = -1, actors_2 = -1, actors_3 = -1;
              INSERT INTO action_counts (tenant_id, action, category, count)
              VALUES (1, 1, 5, 20), (1, 2, 5, 7);
              -- Actor 42 did 3 things, actor 7 thirty.

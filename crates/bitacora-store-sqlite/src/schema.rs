@@ -28,7 +28,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0013_fts_deletes.sql"),
     include_str!("../migrations/0014_event_addresses.sql"),
     include_str!("../migrations/0015_stats_hours.sql"),
-    include_str!("../migrations/0016_facet_areas.sql"),
+    include_str!("../migrations/0016_facet_sketches.sql"),
 ];
 const FTS_SCHEMA: &str = include_str!("../migrations/fts.sql");
 const TILES_SCHEMA: &str = include_str!("../migrations/tiles.sql");
@@ -147,8 +147,8 @@ const LEAF_TILES_VERSION: usize = 11;
 /// The schema version whose migration creates the address postings (`0014_event_addresses.sql`).
 const EVENT_ADDRESSES_VERSION: usize = 14;
 
-/// The schema version whose migration adds the facets' address areas (`0016_facet_areas.sql`).
-const FACET_AREAS_VERSION: usize = 16;
+/// The schema version whose migration adds the facets' sketches (`0016_facet_sketches.sql`).
+const FACET_SKETCHES_VERSION: usize = 16;
 
 /// Brings the schema up to date.
 pub fn migrate(conn: &mut Connection) -> StoreResult<()> {
@@ -178,8 +178,8 @@ pub fn migrate(conn: &mut Connection) -> StoreResult<()> {
         if i + 1 == EVENT_ADDRESSES_VERSION {
             crate::addresses::backfill(&tx)?;
         }
-        if i + 1 == FACET_AREAS_VERSION {
-            crate::facets::backfill_areas(&tx)?;
+        if i + 1 == FACET_SKETCHES_VERSION {
+            crate::facets::backfill_sketches(&tx)?;
         }
         tx.pragma_update(None, "user_version", (i + 1) as i64)
             .map_err(sql_error)?;

@@ -402,7 +402,7 @@ impl Writer {
                     },
                     seq,
                     1,
-                    p.ip.as_ref(),
+                    (p.ip.as_ref(), actor_id),
                 );
                 if let Some(ip) = p.ip {
                     postings.add(tid, seq, ip);

@@ -35,11 +35,11 @@ pub fn last_of_complete_run(level: u8, first: u64, count: u64, size: u64) -> Sto
         })
 }
 
-pub mod areas;
 pub mod check;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod derive;
+pub mod sketch;
 pub mod total;
 pub mod window;
 

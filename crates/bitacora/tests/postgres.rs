@@ -544,24 +544,26 @@ async fn a_row_inserted_by_hand_is_not_signed_until_accepted() {
                ON CONFLICT (tenant_id, hour, ip) DO UPDATE SET count = r.count + 1;
              INSERT INTO event_facets AS f
                  (tenant_id, action, category, severity, outcome, source, block, count,
-                  areas_0, areas_1, areas_2, areas_3)
+                  areas_0, areas_1, areas_2, areas_3, actors_0, actors_1, actors_2, actors_3)
                SELECT tenant_id, action, category, severity, outcome, coalesce(source, ''),
-                      seq >> 12, 1, -1, -1, -1, -1
+                      seq >> 12, 1, -1, -1, -1, -1, -1, -1, -1, -1
                FROM events WHERE seq = 5
                  AND tenant_id = (SELECT id FROM tenants WHERE name = 'acme')
                ON CONFLICT (tenant_id, action, category, severity, outcome, source, block)
                DO UPDATE SET count = f.count + 1, areas_0 = -1, areas_1 = -1, areas_2 = -1,
-                  areas_3 = -1;
+                  areas_3 = -1, actors_0 = -1, actors_1 = -1, actors_2 = -1,
+                  actors_3 = -1;
              INSERT INTO facet_counts AS f
                  (tenant_id, action, category, severity, outcome, source, count,
-                  areas_0, areas_1, areas_2, areas_3)
+                  areas_0, areas_1, areas_2, areas_3, actors_0, actors_1, actors_2, actors_3)
                SELECT tenant_id, action, category, severity, outcome, coalesce(source, ''), 1,
-                      -1, -1, -1, -1
+                      -1, -1, -1, -1, -1, -1, -1, -1
                FROM events WHERE seq = 5
                  AND tenant_id = (SELECT id FROM tenants WHERE name = 'acme')
                ON CONFLICT (tenant_id, action, category, severity, outcome, source)
                DO UPDATE SET count = f.count + 1, areas_0 = -1, areas_1 = -1, areas_2 = -1,
-                  areas_3 = -1;
+                  areas_3 = -1, actors_0 = -1, actors_1 = -1, actors_2 = -1,
+                  actors_3 = -1;
              INSERT INTO event_addresses (tenant_id, block, ip, first, offsets)
                SELECT tenant_id, seq >> 12, ip, (seq & 4095)::int2, ARRAY[(seq & 4095)::int2]
                FROM events WHERE seq = 5 AND ip IS NOT NULL

@@ -137,20 +137,22 @@ fn forge_row(data: &Path, tenant: &str, from_id: &str, new_id: &str) -> u64 {
              FROM events WHERE pos = {new});
          INSERT INTO event_facets
              (tenant_id, action, category, severity, outcome, source, block, count,
-              areas_0, areas_1, areas_2, areas_3)
+              areas_0, areas_1, areas_2, areas_3, actors_0, actors_1, actors_2, actors_3)
            SELECT {tid}, action, category, severity, outcome, coalesce(source, 0),
-                  ({new} - ({tid} << 40)) >> 12, 1, -1, -1, -1, -1
+                  ({new} - ({tid} << 40)) >> 12, 1, -1, -1, -1, -1, -1, -1, -1, -1
            FROM events WHERE pos = {new}
            ON CONFLICT DO UPDATE SET count = count + 1, areas_0 = -1, areas_1 = -1,
-              areas_2 = -1, areas_3 = -1;
+              areas_2 = -1, areas_3 = -1, actors_0 = -1, actors_1 = -1, actors_2 = -1,
+              actors_3 = -1;
          INSERT INTO facet_counts
              (tenant_id, action, category, severity, outcome, source, count,
-              areas_0, areas_1, areas_2, areas_3)
+              areas_0, areas_1, areas_2, areas_3, actors_0, actors_1, actors_2, actors_3)
            SELECT {tid}, action, category, severity, outcome, coalesce(source, 0), 1,
-                  -1, -1, -1, -1
+                  -1, -1, -1, -1, -1, -1, -1, -1
            FROM events WHERE pos = {new}
            ON CONFLICT DO UPDATE SET count = count + 1, areas_0 = -1, areas_1 = -1,
-              areas_2 = -1, areas_3 = -1;"
+              areas_2 = -1, areas_3 = -1, actors_0 = -1, actors_1 = -1, actors_2 = -1,
+              actors_3 = -1;"
     ))
     .unwrap();
     // The address postings: the offset of the row in its block of 4,096, as a little-endian
