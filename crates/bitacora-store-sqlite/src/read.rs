@@ -139,6 +139,9 @@ pub struct Compiled {
     pub addresses: Option<([u8; 16], [u8; 16])>,
     /// The filter is only that address range: the postings' offsets are its total.
     pub address_only: bool,
+    /// The full-text expression of `q=`, when the search is read through the postings (see
+    /// [`rare_term`]).
+    pub text: Option<String>,
 }
 
 /// Compiles the filter of `q` for tenant `tid`.
@@ -422,6 +425,7 @@ pub fn compile(conn: &Connection, tid: i64, q: &EventQuery) -> StoreResult<Compi
         combos,
         facets_only,
         facet_total,
+        text: text_expr.filter(|_| by_address.is_some()),
         addresses: by_address,
         address_only,
     })
@@ -574,35 +578,78 @@ enum Part {
 /// sequential read of the block is cheaper.
 const POINTS_PER_BLOCK: usize = (window::BLOCK_EVENTS / 4) as usize;
 
-/// Walks the blocks of `spans` (already in the search's order) and yields, for each block
-/// holding events from the address range, its [`Part`] and how many candidates it has.
+/// The positions of consecutive blocks are fetched together up to this many: one statement
+/// (prepared afresh: its list differs) per block cost more than its few fetches (an address
+/// in 1 event of 1,000 has about 4 per block).
+const POINTS_PER_STATEMENT: usize = 256;
+
+/// A `q=` term read through the postings is probed for this many matches: fewer, and its
+/// positions are intersected with the address's before any event is read (`q=4242` from one
+/// address: no event of the address read to find none); more, and each candidate is checked
+/// against the full-text index by rowid as before.
+const RARE_TERM: usize = 4_096;
+
+/// The positions (ascending) of the events matching the full-text expression `expr` in
+/// `lo..=hi`, when there are at most [`RARE_TERM`].
+fn rare_term(conn: &Connection, expr: &str, lo: i64, hi: i64) -> StoreResult<Option<Vec<i64>>> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT rowid FROM fts.events_fts
+             WHERE events_fts MATCH ?1 AND rowid BETWEEN ?2 AND ?3 LIMIT ?4",
+        )
+        .map_err(sql_error)?;
+    let mut found: Vec<i64> = stmt
+        .query_map(params![expr, lo, hi, RARE_TERM as i64 + 1], |r| r.get(0))
+        .map_err(sql_error)?
+        .collect::<Result<_, _>>()
+        .map_err(sql_error)?;
+    if found.len() > RARE_TERM {
+        return Ok(None);
+    }
+    found.sort_unstable();
+    Ok(Some(found))
+}
+
+/// Walks the blocks of `spans` (already in the search's order) and yields the candidates of
+/// the blocks holding events from the address range — the positions of several blocks
+/// together, or one block's part of the span — with how many candidates each has.
 struct Parts<'a> {
     conn: &'a Connection,
     tid: i64,
     range: ([u8; 16], [u8; 16]),
     spans: &'a [Span],
     desc: bool,
+    /// The positions of a rare `q=` term ([`rare_term`]): no other position can match.
+    term: Option<Vec<i64>>,
     /// The last block that holds events.
     last_block: i64,
     /// The span being walked and its next block.
     at: usize,
     next: Option<i64>,
+    /// A block's range met while gathering positions, yielded next.
+    held: Option<(Part, u64)>,
 }
 
 impl<'a> Parts<'a> {
     fn new(
         conn: &'a Connection,
+        c: &Compiled,
         (tid, size): (i64, u64),
         range: ([u8; 16], [u8; 16]),
         spans: &'a [Span],
         desc: bool,
-    ) -> Self {
-        Parts {
+    ) -> StoreResult<Self> {
+        let term = match &c.text {
+            Some(expr) => rare_term(conn, expr, c.lo, c.hi)?,
+            None => None,
+        };
+        Ok(Parts {
             conn,
             tid,
             range,
             spans,
             desc,
+            term,
             last_block: if size == 0 {
                 -1
             } else {
@@ -610,10 +657,33 @@ impl<'a> Parts<'a> {
             },
             at: 0,
             next: None,
-        }
+            held: None,
+        })
     }
 
+    /// The next candidates, in the walk's order: the positions of consecutive blocks up to
+    /// [`POINTS_PER_STATEMENT`], or a block's range.
     fn next(&mut self) -> StoreResult<Option<(Part, u64)>> {
+        if let Some(held) = self.held.take() {
+            return Ok(Some(held));
+        }
+        let mut points: Vec<i64> = Vec::new();
+        while points.len() < POINTS_PER_STATEMENT {
+            match self.next_block()? {
+                None => break,
+                Some((Part::Points(p), _)) => points.extend(p),
+                Some(range) if points.is_empty() => return Ok(Some(range)),
+                Some(range) => {
+                    self.held = Some(range);
+                    break;
+                }
+            }
+        }
+        let n = points.len() as u64;
+        Ok((n > 0).then_some((Part::Points(points), n)))
+    }
+
+    fn next_block(&mut self) -> StoreResult<Option<(Part, u64)>> {
         while let Some(s) = self.spans.get(self.at) {
             let first = window::block_of(seq_of(s.lo));
             let last = window::block_of(seq_of(s.hi)).min(self.last_block);
@@ -631,6 +701,9 @@ impl<'a> Parts<'a> {
             let mut points =
                 addresses::positions(self.conn, self.tid, block, (&self.range.0, &self.range.1))?;
             points.retain(|p| (s.lo..=s.hi).contains(p));
+            if let Some(term) = &self.term {
+                points.retain(|p| term.binary_search(p).is_ok());
+            }
             if points.is_empty() {
                 continue;
             }
@@ -649,7 +722,8 @@ impl<'a> Parts<'a> {
 }
 
 /// `AND e.pos IN (...)`: positions are integers the store computed, so they are written
-/// into the statement (one statement per block's list; the list is at most a quarter block).
+/// into the statement (one statement per list: [`POINTS_PER_STATEMENT`] and at most a
+/// quarter block more).
 fn in_list(points: &[i64]) -> String {
     let mut s = String::with_capacity(points.len() * 12 + 16);
     s.push_str(" AND e.pos IN (");
@@ -744,7 +818,7 @@ fn by_address(
         Pagination::Cursor { limit, .. } => {
             let want = u64::from(limit) + 1;
             let mut events = Vec::new();
-            let mut parts = Parts::new(conn, tenant, range, spans, desc);
+            let mut parts = Parts::new(conn, c, tenant, range, spans, desc)?;
             while (events.len() as u64) < want {
                 let Some((part, _)) = parts.next()? else {
                     break;
@@ -770,7 +844,7 @@ fn by_address(
             let per_page = u64::from(per_page);
             let mut events = Vec::new();
             let mut skip = offset;
-            let mut parts = Parts::new(conn, tenant, range, spans, desc);
+            let mut parts = Parts::new(conn, c, tenant, range, spans, desc)?;
             while (events.len() as u64) < per_page {
                 let Some((part, _)) = parts.next()? else {
                     break;
@@ -814,7 +888,7 @@ fn address_total(
     budget: Duration,
 ) -> StoreResult<Total> {
     let started = Instant::now();
-    let mut parts = Parts::new(conn, tenant, range, spans, false);
+    let mut parts = Parts::new(conn, c, tenant, range, spans, false)?;
     let mut matched = 0u64;
     let mut left: Vec<(Part, u64)> = Vec::new();
     while let Some((part, candidates)) = parts.next()? {
