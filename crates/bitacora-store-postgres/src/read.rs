@@ -649,6 +649,11 @@ const POINTS_PER_BLOCK: usize = (addresses::BLOCK_EVENTS / 4) as usize;
 /// full after a handful), doubling up to this many.
 const MAX_BLOCKS_PER_READ: usize = 512;
 
+/// The seqs of consecutive blocks are fetched together up to this many: a statement per
+/// block (a round trip, and planning across the partitions) cost more than its few fetches
+/// (an address in 1 event of 1,000 has about 4 per block).
+const POINTS_PER_STATEMENT: usize = 256;
+
 /// Walks the blocks of `spans` (already in the search's order) and yields, for each block
 /// holding events from the address range, its [`Part`] and how many candidates it has.
 struct Parts<'a> {
@@ -708,10 +713,23 @@ impl<'a> Parts<'a> {
         None
     }
 
+    /// The next candidates, in the walk's order: the seqs of consecutive blocks read by one
+    /// statement, up to [`POINTS_PER_STATEMENT`], or a block's range.
     async fn next(&mut self, tx: &Transaction<'_>) -> StoreResult<Option<(Part, u64)>> {
         loop {
-            if let Some(p) = self.ready.pop_front() {
-                return Ok(Some(p));
+            if let Some((part, n)) = self.ready.pop_front() {
+                let Part::Points(mut points) = part else {
+                    return Ok(Some((part, n)));
+                };
+                while points.len() < POINTS_PER_STATEMENT
+                    && matches!(self.ready.front(), Some((Part::Points(_), _)))
+                {
+                    if let Some((Part::Points(more), _)) = self.ready.pop_front() {
+                        points.extend(more);
+                    }
+                }
+                let n = points.len() as u64;
+                return Ok(Some((Part::Points(points), n)));
             }
             let mut blocks = Vec::with_capacity(self.chunk);
             while blocks.len() < self.chunk {
