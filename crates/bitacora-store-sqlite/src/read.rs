@@ -900,6 +900,7 @@ fn address_total(
             left.push((part, candidates));
         }
     }
+    let left = sample_pieces(left);
     if left.len() <= ADDRESS_SAMPLES {
         for (part, _) in &left {
             matched += part_count(conn, c, part, None)?;
@@ -920,8 +921,26 @@ fn address_total(
     })
 }
 
-/// Blocks counted to estimate what a budget leaves of an address search's total.
+/// Pieces counted to estimate what a budget leaves of an address search's total.
 const ADDRESS_SAMPLES: usize = 16;
+
+/// Candidates per piece sampled for an address search's total.
+const SAMPLE_POINTS: usize = 8;
+
+/// What the budget left of an address search's total, in pieces of at most
+/// [`SAMPLE_POINTS`] candidates (a block's range stays whole): a statement's worth of
+/// positions is too coarse to sample, and 16 of them would be counted whole.
+fn sample_pieces(left: Vec<(Part, u64)>) -> Vec<(Part, u64)> {
+    left.into_iter()
+        .flat_map(|(part, n)| match part {
+            Part::Points(points) => points
+                .chunks(SAMPLE_POINTS)
+                .map(|c| (Part::Points(c.to_vec()), c.len() as u64))
+                .collect::<Vec<_>>(),
+            range => vec![(range, n)],
+        })
+        .collect()
+}
 
 /// The total of a filter no counter answers, within `budget` ([`bitacora_store::total`]):
 /// spans wholly inside from their counts (`exact_counts`), the others counted in chunks, and
