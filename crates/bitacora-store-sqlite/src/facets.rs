@@ -88,6 +88,11 @@ impl FacetFilter {
     }
 }
 
+/// The bits of an event's address area and actor id, hashed once for every row they go to.
+fn bits(ip: Option<&[u8; 16]>, actor_id: Option<&str>) -> (Option<u8>, Option<u8>) {
+    (ip.map(areas::bit), actor_id.map(actors::bit))
+}
+
 /// The sketch columns of both tables, in [`Sketches::at`]'s order.
 const SKETCH_COLUMNS: &str =
     "areas_0, areas_1, areas_2, areas_3, actors_0, actors_1, actors_2, actors_3";
@@ -100,12 +105,13 @@ pub struct Sketches {
 }
 
 impl Sketches {
-    fn add(&mut self, ip: Option<&[u8; 16]>, actor_id: Option<&str>) {
-        if let Some(ip) = ip {
-            self.areas.set(areas::bit(ip));
+    /// Sets the bits of an event's address area and actor, as [`bits`] gives them.
+    fn set(&mut self, (area, actor): (Option<u8>, Option<u8>)) {
+        if let Some(b) = area {
+            self.areas.set(b);
         }
-        if let Some(a) = actor_id {
-            self.actors.set(actors::bit(a));
+        if let Some(b) = actor {
+            self.actors.set(b);
         }
     }
 
@@ -318,12 +324,13 @@ impl Deltas {
         n: i64,
         (ip, actor_id): (Option<&[u8; 16]>, Option<&str>),
     ) {
+        let bits = bits(ip, actor_id);
         for (count, sketches) in [
             self.blocks.entry((tid, combo, block_of(seq))).or_default(),
             self.totals.entry((tid, combo)).or_default(),
         ] {
             *count += n;
-            sketches.add(ip, actor_id);
+            sketches.set(bits);
         }
     }
 
@@ -460,13 +467,14 @@ fn derived_sketches(conn: &Connection, lo: i64, hi: i64) -> StoreResult<Derived>
             source: r.get(5).map_err(sql_error)?,
         };
         let (tid, seq) = (p >> SEQ_BITS, (p & SEQ_MASK) as u64);
+        let bits = bits(ip.as_ref(), actor_id.as_deref());
         for sketches in [
             blocks
                 .entry((tid, combo, block_of(seq)))
                 .or_insert_with(Sketches::default),
             totals.entry((tid, combo)).or_insert_with(Sketches::default),
         ] {
-            sketches.add(ip.as_ref(), actor_id.as_deref());
+            sketches.set(bits);
         }
     }
     Ok((blocks, totals))
