@@ -269,6 +269,9 @@ enum Command {
         /// `retention.partition_pause_percent` (absent: its default).
         #[arg(long)]
         pause_percent: Option<u32>,
+        /// Run the pass with no ingest beside it (for its own CPU time and pace).
+        #[arg(long)]
+        alone: bool,
     },
 }
 
@@ -310,7 +313,8 @@ fn main() -> anyhow::Result<()> {
             runs,
             batch,
             pause_percent,
-        } => runtime()?.block_on(purge::purge_partition(events, runs, batch, pause_percent)),
+            alone,
+        } => runtime()?.block_on(purge::purge_partition(events, runs, batch, pause_percent, alone)),
         Command::HttpIngest {
             bin,
             connections,
