@@ -314,7 +314,13 @@ fn main() -> anyhow::Result<()> {
             batch,
             pause_percent,
             alone,
-        } => runtime()?.block_on(purge::purge_partition(events, runs, batch, pause_percent, alone)),
+        } => runtime()?.block_on(purge::purge_partition(
+            events,
+            runs,
+            batch,
+            pause_percent,
+            alone,
+        )),
         Command::HttpIngest {
             bin,
             connections,

@@ -168,7 +168,12 @@ impl Cpu {
                 return 0.0;
             };
             let fields: Vec<&str> = rest.split_whitespace().collect();
-            let field = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+            let field = |i: usize| {
+                fields
+                    .get(i)
+                    .and_then(|f| f.parse::<f64>().ok())
+                    .unwrap_or(0.0)
+            };
             (field(11) + field(12)) / 100.0
         };
         let mut cpu = Self {
