@@ -272,6 +272,11 @@ enum Command {
         /// Run the pass with no ingest beside it (for its own CPU time and pace).
         #[arg(long)]
         alone: bool,
+        /// A control: no pass, the same ingest for this many seconds after the 8 s alone
+        /// (what "during" is worth when nothing runs beside ingest: the fill's aftermath,
+        /// autovacuum, checkpoints).
+        #[arg(long)]
+        control: Option<u64>,
     },
 }
 
@@ -314,12 +319,14 @@ fn main() -> anyhow::Result<()> {
             batch,
             pause_percent,
             alone,
+            control,
         } => runtime()?.block_on(purge::purge_partition(
             events,
             runs,
             batch,
             pause_percent,
             alone,
+            control,
         )),
         Command::HttpIngest {
             bin,

@@ -414,6 +414,7 @@ pub async fn purge_partition(
     batch: u32,
     pause_percent: Option<u32>,
     pass_alone: bool,
+    control: Option<u64>,
 ) -> anyhow::Result<()> {
     use bitacora_store_postgres::testing::TestDatabase;
     use bitacora_store_postgres::{PgOptions, PgStore};
@@ -481,6 +482,26 @@ pub async fn purge_partition(
                 rates
             })
         };
+        if let Some(secs) = control {
+            // The control: the same ingest for as long as a pass, with no pass beside it.
+            tokio::time::sleep(Duration::from_secs(secs)).await;
+            stop.store(true, Ordering::Relaxed);
+            let during = task.await? as f64 / started.elapsed().as_secs_f64();
+            println!(
+                "run {run}: control, no pass: ingest alone {alone:.0} events/s, in the next {secs} s {during:.0} events/s ({:.2}x); per 5 s: {}",
+                during / alone,
+                timeline
+                    .await?
+                    .iter()
+                    .map(u64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            );
+            alone_rates.push(alone);
+            during_rates.push(during);
+            store.close().await?;
+            continue;
+        }
         let report = retention
             .pass(
                 chrono::Utc::now().timestamp_micros(),
@@ -547,6 +568,13 @@ pub async fn purge_partition(
         store.close().await?;
     }
     let (alone, during) = (median(alone_rates), median(during_rates));
+    if control.is_some() {
+        println!(
+            "median over {runs} control runs: ingest alone {alone:.0}/s, after it {during:.0}/s ({:.2}x)",
+            during / alone
+        );
+        return Ok(());
+    }
     println!(
         "median over {runs} runs: partition of {events} archived and dropped in {:.1} s; ingest alone {alone:.0}/s, \
          during {during:.0}/s ({:.2}x)",
