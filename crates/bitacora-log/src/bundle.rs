@@ -366,8 +366,7 @@ pub async fn bundle_of_events(
 /// The complete subtrees that lie wholly within `events` (ascending seqs, all below the
 /// tree's size), folded from the events' leaf hashes, level by level, per run of consecutive
 /// seqs: every node of a proof below the run's own subtrees. A node is found by a binary
-/// search over the runs and an index into its level (no hashing of node ids): a batch's
-/// proofs look up some 20 nodes per event.
+/// search over the runs and an index into its level (no hashing of node ids).
 #[derive(Debug, Default)]
 struct LocalTree {
     runs: Vec<Run>,
@@ -452,8 +451,8 @@ impl LocalTree {
 /// their nodes that the page's own leaves do not give.
 ///
 /// One pass over the page: the proofs of neighbouring events share every node above the
-/// level where their seqs part, so each level keeps the node it resolved last and an event
-/// resolves only the nodes that differ from its predecessor's (about two per event in a run
+/// level where their seqs part, so each position of a proof keeps the node it resolved last
+/// and an event resolves only the nodes that differ from its predecessor's (about two per event in a run
 /// of consecutive seqs, instead of its whole path). A ragged right-edge node is folded once
 /// per page, not once per event. The proofs are those of [`merkle::inclusion_proof`] for each
 /// event, node for node (tested below).
@@ -480,8 +479,8 @@ async fn page_proofs(
 }
 
 /// The complete nodes the proofs of `events` need that `local` does not hold, each once:
-/// what must be read from the store. Walks the proofs with the same per-level memory as
-/// [`batch_proofs`], so each distinct proof element is looked at once.
+/// what must be read from the store. Walks the proofs with the same per-position memory as
+/// [`batch_proofs`], so a proof element shared by neighbouring events is looked at once.
 fn external_nodes(
     events: &[StoredEvent],
     tree_size: u64,
@@ -493,11 +492,11 @@ fn external_nodes(
     for e in events {
         let refs = merkle::inclusion_proof_nodes(e.seq, tree_size)
             .map_err(|e| StoreError::Internal(e.to_string()))?;
-        for (level, r) in refs.iter().enumerate() {
-            if seen[level] == Some(*r) {
+        for (position, r) in refs.iter().enumerate() {
+            if seen[position] == Some(*r) {
                 continue;
             }
-            seen[level] = Some(*r);
+            seen[position] = Some(*r);
             for id in r.nodes() {
                 if local.get(id).is_none() && listed.insert(id) {
                     ids.push(id);
@@ -530,12 +529,12 @@ fn batch_proofs(
         let refs = merkle::inclusion_proof_nodes(e.seq, tree_size)
             .map_err(|e| StoreError::Internal(e.to_string()))?;
         let mut proof = Vec::with_capacity(refs.len());
-        for (level, r) in refs.iter().enumerate() {
-            let hash = match last[level] {
+        for (position, r) in refs.iter().enumerate() {
+            let hash = match last[position] {
                 Some((seen, hash)) if seen == *r => hash,
                 _ => {
                     let hash = merkle::resolve_proof(std::slice::from_ref(r), get)?[0];
-                    last[level] = Some((*r, hash));
+                    last[position] = Some((*r, hash));
                     hash
                 }
             };
