@@ -269,6 +269,14 @@ enum Command {
         /// `retention.partition_pause_percent` (absent: its default).
         #[arg(long)]
         pause_percent: Option<u32>,
+        /// Run the pass with no ingest beside it (for its own CPU time and pace).
+        #[arg(long)]
+        alone: bool,
+        /// A control: no pass, the same ingest for this many seconds after the 8 s alone
+        /// (what "during" is worth when nothing runs beside ingest: the fill's aftermath,
+        /// autovacuum, checkpoints).
+        #[arg(long)]
+        control: Option<u64>,
     },
 }
 
@@ -310,7 +318,16 @@ fn main() -> anyhow::Result<()> {
             runs,
             batch,
             pause_percent,
-        } => runtime()?.block_on(purge::purge_partition(events, runs, batch, pause_percent)),
+            alone,
+            control,
+        } => runtime()?.block_on(purge::purge_partition(
+            events,
+            runs,
+            batch,
+            pause_percent,
+            alone,
+            control,
+        )),
         Command::HttpIngest {
             bin,
             connections,

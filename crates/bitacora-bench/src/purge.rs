@@ -148,6 +148,76 @@ fn retention(
     })
 }
 
+/// CPU seconds (user + system) used so far, read from `/proc` (Linux; zeros elsewhere): by
+/// this process, by the PostgreSQL backends serving database `db` (their process titles name
+/// it), and by PostgreSQL's own processes (WAL writer, checkpointer, …, shared with any other
+/// database on the server). A backend that exits in between loses its share: the store's pool
+/// keeps its connections for the whole run.
+#[derive(Debug, Clone, Copy, Default)]
+struct Cpu {
+    process: f64,
+    backends: f64,
+    postgres: f64,
+}
+
+impl Cpu {
+    fn now(db: &str) -> Self {
+        // Clock ticks per second: 100 on every Linux this runs on (`getconf CLK_TCK`).
+        let ticks = |stat: &str| -> f64 {
+            let Some((_, rest)) = stat.rsplit_once(')') else {
+                return 0.0;
+            };
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let field = |i: usize| {
+                fields
+                    .get(i)
+                    .and_then(|f| f.parse::<f64>().ok())
+                    .unwrap_or(0.0)
+            };
+            (field(11) + field(12)) / 100.0
+        };
+        let mut cpu = Self {
+            process: std::fs::read_to_string("/proc/self/stat").map_or(0.0, |s| ticks(&s)),
+            ..Self::default()
+        };
+        let Ok(dir) = std::fs::read_dir("/proc") else {
+            return cpu;
+        };
+        for entry in dir.flatten() {
+            let path = entry.path();
+            let Ok(cmdline) = std::fs::read_to_string(path.join("cmdline")) else {
+                continue;
+            };
+            let Some(title) = cmdline.strip_prefix("postgres: ") else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(path.join("stat")) else {
+                continue;
+            };
+            if title.split_whitespace().any(|w| w == db) {
+                cpu.backends += ticks(&stat);
+            } else if !title.contains('(') {
+                // Not a client backend (those show their client's address): a PostgreSQL
+                // process of its own.
+                cpu.postgres += ticks(&stat);
+            }
+        }
+        cpu
+    }
+
+    fn since(&self, before: &Self) -> Self {
+        Self {
+            process: self.process - before.process,
+            backends: self.backends - before.backends,
+            postgres: self.postgres - before.postgres,
+        }
+    }
+
+    fn total(&self) -> f64 {
+        self.process + self.backends + self.postgres
+    }
+}
+
 fn p95(mut v: Vec<f64>) -> f64 {
     if v.is_empty() {
         return 0.0;
@@ -343,6 +413,8 @@ pub async fn purge_partition(
     runs: usize,
     batch: u32,
     pause_percent: Option<u32>,
+    pass_alone: bool,
+    control: Option<u64>,
 ) -> anyhow::Result<()> {
     use bitacora_store_postgres::testing::TestDatabase;
     use bitacora_store_postgres::{PgOptions, PgStore};
@@ -379,14 +451,20 @@ pub async fn purge_partition(
 
         let stop = Arc::new(AtomicBool::new(false));
         let task = ingest_until(store.clone(), stop.clone(), 10_000_000);
+        let cpu = Cpu::now(db.name());
         let started = Instant::now();
         tokio::time::sleep(Duration::from_secs(8)).await;
         stop.store(true, Ordering::Relaxed);
-        let alone = task.await? as f64 / started.elapsed().as_secs_f64();
+        let ingested = task.await?;
+        let alone_secs = started.elapsed().as_secs_f64();
+        let alone = ingested as f64 / alone_secs;
+        let ingest_cpu = Cpu::now(db.name()).since(&cpu);
 
-        let stop = Arc::new(AtomicBool::new(false));
+        // With `--alone`, the pass runs with no ingest beside it (its own CPU, measured).
+        let stop = Arc::new(AtomicBool::new(pass_alone));
         let counted = Arc::new(AtomicU64::new(0));
         let task = ingest_counted(store.clone(), stop.clone(), 20_000_000, counted.clone());
+        let cpu = Cpu::now(db.name());
         let started = Instant::now();
         // Ingest per 5 s while the pass runs (to set against the pass's debug log: which of
         // its steps costs ingest what).
@@ -404,6 +482,26 @@ pub async fn purge_partition(
                 rates
             })
         };
+        if let Some(secs) = control {
+            // The control: the same ingest for as long as a pass, with no pass beside it.
+            tokio::time::sleep(Duration::from_secs(secs)).await;
+            stop.store(true, Ordering::Relaxed);
+            let during = task.await? as f64 / started.elapsed().as_secs_f64();
+            println!(
+                "run {run}: control, no pass: ingest alone {alone:.0} events/s, in the next {secs} s {during:.0} events/s ({:.2}x); per 5 s: {}",
+                during / alone,
+                timeline
+                    .await?
+                    .iter()
+                    .map(u64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            );
+            alone_rates.push(alone);
+            during_rates.push(during);
+            store.close().await?;
+            continue;
+        }
         let report = retention
             .pass(
                 chrono::Utc::now().timestamp_micros(),
@@ -415,8 +513,32 @@ pub async fn purge_partition(
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         let took = started.elapsed();
         stop.store(true, Ordering::Relaxed);
-        let during = task.await? as f64 / started.elapsed().as_secs_f64();
+        let ingested_during = task.await?;
+        let during = ingested_during as f64 / started.elapsed().as_secs_f64();
+        let pass_cpu = Cpu::now(db.name()).since(&cpu);
         let timeline = timeline.await?;
+        // The pass's own CPU: what the process and the database's backends used while it
+        // ran, less the ingest beside it at the CPU per event ingest used alone.
+        let per_event = |c: f64| c / ingested.max(1) as f64;
+        println!(
+            "run {run}: CPU seconds (user + system): ingest alone {:.1} s for {ingested} events \
+             ({:.2} cores: bitacora {:.1}, its PostgreSQL backends {:.1}, PostgreSQL's own processes {:.1}); \
+             during the pass {:.1} s ({:.2} cores: bitacora {:.1}, backends {:.1}, own {:.1}), \
+             of which the pass ~{:.1} s (bitacora ~{:.1}, backends ~{:.1}) after ingest's {ingested_during} events",
+            ingest_cpu.total(),
+            ingest_cpu.total() / alone_secs,
+            ingest_cpu.process,
+            ingest_cpu.backends,
+            ingest_cpu.postgres,
+            pass_cpu.total(),
+            pass_cpu.total() / took.as_secs_f64(),
+            pass_cpu.process,
+            pass_cpu.backends,
+            pass_cpu.postgres,
+            pass_cpu.total() - per_event(ingest_cpu.total()) * ingested_during as f64,
+            pass_cpu.process - per_event(ingest_cpu.process) * ingested_during as f64,
+            pass_cpu.backends - per_event(ingest_cpu.backends) * ingested_during as f64,
+        );
         println!(
             "run {run}: ingest per 5 s during the pass (events/s): {}",
             timeline
@@ -446,6 +568,13 @@ pub async fn purge_partition(
         store.close().await?;
     }
     let (alone, during) = (median(alone_rates), median(during_rates));
+    if control.is_some() {
+        println!(
+            "median over {runs} control runs: ingest alone {alone:.0}/s, after it {during:.0}/s ({:.2}x)",
+            during / alone
+        );
+        return Ok(());
+    }
     println!(
         "median over {runs} runs: partition of {events} archived and dropped in {:.1} s; ingest alone {alone:.0}/s, \
          during {during:.0}/s ({:.2}x)",

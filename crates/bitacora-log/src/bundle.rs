@@ -27,7 +27,7 @@ use std::collections::HashMap;
 use std::io::BufRead;
 use std::sync::Arc;
 
-use bitacora_core::canonical::{Hash, canonicalize_json, hex_hash, leaf_hash, parse_hex_hash};
+use bitacora_core::canonical::{Hash, canonicalize_json, leaf_hash, parse_hex_hash};
 use bitacora_core::checkpoint::{
     Checkpoint, NoteSigner, NoteVerifier, log_verifiers, open_log_checkpoint,
 };
@@ -273,6 +273,9 @@ async fn page(st: &mut State) -> Result<Option<Bytes>, LogError> {
 
 /// One `{"event":…,"proof":[…]}` line per event.
 fn write_event_lines(out: &mut String, events: &[StoredEvent], proofs: Vec<Vec<Hash>>) {
+    // Neighbouring events' proofs share most of their hashes, position by position (see
+    // [`page_proofs`]): each position keeps the last hash it wrote in hex.
+    let mut last: Vec<(Hash, [u8; 64])> = Vec::new();
     for (e, proof) in events.iter().zip(proofs) {
         out.push_str("{\"event\":");
         e.write_json(out);
@@ -281,12 +284,24 @@ fn write_event_lines(out: &mut String, events: &[StoredEvent], proofs: Vec<Vec<H
             if i > 0 {
                 out.push(',');
             }
+            if last.len() <= i {
+                last.push((*h, hex_digits(h)));
+            } else if last[i].0 != *h {
+                last[i] = (*h, hex_digits(h));
+            }
             out.push('"');
-            out.push_str(&hex_hash(h));
+            out.push_str(std::str::from_utf8(&last[i].1).expect("hex digits are ASCII"));
             out.push('"');
         }
         out.push_str("]}\n");
     }
+}
+
+/// `h` in lowercase hex, on the stack.
+fn hex_digits(h: &Hash) -> [u8; 64] {
+    let mut hex = [0u8; 64];
+    hex::encode_to_slice(h, &mut hex).expect("32 bytes are 64 hex digits");
+    hex
 }
 
 /// A bundle of exactly `events` (of `tenant`, in ascending `seq` order), in memory: what the
@@ -349,62 +364,106 @@ pub async fn bundle_of_events(
 }
 
 /// The complete subtrees that lie wholly within `events` (ascending seqs, all below the
-/// tree's size), folded from the events' leaf hashes: for a run of consecutive seqs, every
-/// node of a proof below the run's own subtrees. Nodes not listed are read from the store.
-fn local_nodes(events: &[StoredEvent]) -> HashMap<NodeId, Hash> {
-    let mut known = HashMap::with_capacity(events.len() * 2);
-    let mut level: Vec<(u64, Hash)> = events.iter().map(|e| (e.seq, e.leaf_hash)).collect();
-    let mut height = 0u8;
-    while !level.is_empty() && height < 63 {
-        let mut next = Vec::with_capacity(level.len() / 2);
-        let mut j = 0;
-        while j < level.len() {
-            let (i, h) = level[j];
-            known.insert(NodeId::new(height, i), h);
-            if i % 2 == 0
-                && let Some(&(k, right)) = level.get(j + 1)
-                && k == i + 1
-            {
-                known.insert(NodeId::new(height, k), right);
-                next.push((i / 2, bitacora_core::canonical::node_hash(&h, &right)));
-                j += 2;
-            } else {
-                j += 1;
-            }
-        }
-        level = next;
-        height += 1;
-    }
-    known
+/// tree's size), folded from the events' leaf hashes, level by level, per run of consecutive
+/// seqs: every node of a proof below the run's own subtrees. A node is found by a binary
+/// search over the runs and an index into its level (no hashing of node ids).
+#[derive(Debug, Default)]
+struct LocalTree {
+    runs: Vec<Run>,
 }
 
-/// The inclusion proofs of a page of events, with one store call for all their nodes that
-/// the page's own leaves do not give.
+/// Leaves `[begin, end)` and their complete subtrees: `levels[l][k]` is the node at level
+/// `l` and index `first(l) + k`, where `first(l)` is the first index at that level whose
+/// leaves all lie in the run.
+#[derive(Debug)]
+struct Run {
+    begin: u64,
+    end: u64,
+    levels: Vec<Vec<Hash>>,
+}
+
+impl Run {
+    fn first(&self, level: u8) -> u64 {
+        // ceil(begin / 2^level), without overflow (level <= 63).
+        (self.begin >> level) + u64::from(self.begin & ((1u64 << level) - 1) != 0)
+    }
+}
+
+impl LocalTree {
+    fn new(events: &[StoredEvent]) -> Self {
+        let mut runs: Vec<Run> = Vec::new();
+        let mut i = 0;
+        while i < events.len() {
+            let begin = events[i].seq;
+            let mut j = i + 1;
+            while j < events.len() && events[j].seq == events[j - 1].seq + 1 {
+                j += 1;
+            }
+            let leaves: Vec<Hash> = events[i..j].iter().map(|e| e.leaf_hash).collect();
+            let mut run = Run {
+                begin,
+                end: events[j - 1].seq + 1,
+                levels: vec![leaves],
+            };
+            let mut level = 0u8;
+            while level < 63 {
+                let below = &run.levels[usize::from(level)];
+                let first = run.first(level);
+                // Level `level + 1` nodes whose two children are both in `below`.
+                let from = first.div_ceil(2);
+                let to = (first + below.len() as u64) / 2;
+                if from >= to {
+                    break;
+                }
+                let next: Vec<Hash> = (from..to)
+                    .map(|k| {
+                        let left = (2 * k - first) as usize;
+                        bitacora_core::canonical::node_hash(&below[left], &below[left + 1])
+                    })
+                    .collect();
+                run.levels.push(next);
+                level += 1;
+            }
+            runs.push(run);
+            i = j;
+        }
+        Self { runs }
+    }
+
+    /// The node's hash if all of its leaves lie in one run.
+    fn get(&self, id: NodeId) -> Option<Hash> {
+        let (begin, end) = id.leaf_range()?;
+        let r = self
+            .runs
+            .partition_point(|r| r.begin <= begin)
+            .checked_sub(1)?;
+        let run = &self.runs[r];
+        if end > run.end {
+            return None;
+        }
+        let nodes = run.levels.get(usize::from(id.level))?;
+        let k = id.index.checked_sub(run.first(id.level))?;
+        nodes.get(usize::try_from(k).ok()?).copied()
+    }
+}
+
+/// The inclusion proofs of a page of events (ascending seqs), with one store call for all
+/// their nodes that the page's own leaves do not give.
+///
+/// One pass over the page: the proofs of neighbouring events share every node above the
+/// level where their seqs part, so each position of a proof keeps the node it resolved last
+/// and an event resolves only the nodes that differ from its predecessor's (about two per event in a run
+/// of consecutive seqs, instead of its whole path). A ragged right-edge node is folded once
+/// per page, not once per event. The proofs are those of [`merkle::inclusion_proof`] for each
+/// event, node for node (tested below).
 async fn page_proofs(
     store: &dyn Store,
     tenant: &bitacora_core::TenantName,
     events: &[StoredEvent],
     tree_size: u64,
 ) -> Result<Vec<Vec<Hash>>, LogError> {
-    let refs: Vec<Vec<merkle::NodeRef>> = events
-        .iter()
-        .map(|e| merkle::inclusion_proof_nodes(e.seq, tree_size))
-        .collect::<Result<_, _>>()
-        .map_err(|e| StoreError::Internal(e.to_string()))?;
-    let known = local_nodes(events);
-    let mut index: HashMap<NodeId, usize> = HashMap::new();
-    let mut ids: Vec<NodeId> = Vec::new();
-    for r in &refs {
-        for id in merkle::required_nodes(r) {
-            if known.contains_key(&id) {
-                continue;
-            }
-            index.entry(id).or_insert_with(|| {
-                ids.push(id);
-                ids.len() - 1
-            });
-        }
-    }
+    let local = LocalTree::new(events);
+    let ids = external_nodes(events, tree_size, &local)?;
     let hashes = if ids.is_empty() {
         Vec::new()
     } else {
@@ -415,18 +474,75 @@ async fn page_proofs(
             StoreError::Corrupt("the store returned a wrong number of nodes".into()).into(),
         );
     }
-    refs.iter()
-        .map(|r| {
-            merkle::resolve_proof(r, |id| {
-                known
-                    .get(&id)
-                    .copied()
-                    .or_else(|| index.get(&id).map(|&i| hashes[i]))
-                    .ok_or_else(|| StoreError::Internal("missing proof node".into()))
-            })
-            .map_err(LogError::from)
-        })
-        .collect()
+    let external: HashMap<NodeId, Hash> = ids.into_iter().zip(hashes).collect();
+    batch_proofs(events, tree_size, &local, &external)
+}
+
+/// The complete nodes the proofs of `events` need that `local` does not hold, each once:
+/// what must be read from the store. Walks the proofs with the same per-position memory as
+/// [`batch_proofs`], so a proof element shared by neighbouring events is looked at once.
+fn external_nodes(
+    events: &[StoredEvent],
+    tree_size: u64,
+    local: &LocalTree,
+) -> Result<Vec<NodeId>, LogError> {
+    let mut seen: Vec<Option<merkle::NodeRef>> = vec![None; 64];
+    let mut ids: Vec<NodeId> = Vec::new();
+    let mut listed: std::collections::HashSet<NodeId> = std::collections::HashSet::new();
+    for e in events {
+        let refs = merkle::inclusion_proof_nodes(e.seq, tree_size)
+            .map_err(|e| StoreError::Internal(e.to_string()))?;
+        for (position, r) in refs.iter().enumerate() {
+            if seen[position] == Some(*r) {
+                continue;
+            }
+            seen[position] = Some(*r);
+            for id in r.nodes() {
+                if local.get(id).is_none() && listed.insert(id) {
+                    ids.push(id);
+                }
+            }
+        }
+    }
+    Ok(ids)
+}
+
+/// The proofs of `events`, every node taken from `local` or `external` (see [`page_proofs`]).
+fn batch_proofs(
+    events: &[StoredEvent],
+    tree_size: u64,
+    local: &LocalTree,
+    external: &HashMap<NodeId, Hash>,
+) -> Result<Vec<Vec<Hash>>, LogError> {
+    let get = |id: NodeId| {
+        local
+            .get(id)
+            .or_else(|| external.get(&id).copied())
+            .ok_or_else(|| StoreError::Internal("missing proof node".into()))
+    };
+    // Per position in a proof (the i-th element is a sibling at level i or above: the same
+    // level for neighbouring events, whose paths differ only below some level): the last
+    // element resolved there and its hash. Compared by element, so reuse is always exact.
+    let mut last: Vec<Option<(merkle::NodeRef, Hash)>> = vec![None; 64];
+    let mut proofs = Vec::with_capacity(events.len());
+    for e in events {
+        let refs = merkle::inclusion_proof_nodes(e.seq, tree_size)
+            .map_err(|e| StoreError::Internal(e.to_string()))?;
+        let mut proof = Vec::with_capacity(refs.len());
+        for (position, r) in refs.iter().enumerate() {
+            let hash = match last[position] {
+                Some((seen, hash)) if seen == *r => hash,
+                _ => {
+                    let hash = merkle::resolve_proof(std::slice::from_ref(r), get)?[0];
+                    last[position] = Some((*r, hash));
+                    hash
+                }
+            };
+            proof.push(hash);
+        }
+        proofs.push(proof);
+    }
+    Ok(proofs)
 }
 
 /// A bundle that does not verify: the first bad line (1-based) and why.
@@ -696,12 +812,12 @@ mod tests {
         let leaves: Vec<Hash> = (0..16).map(|i| event(i).leaf_hash).collect();
         // Two runs: 3..=11 and 13..=13.
         let events: Vec<StoredEvent> = (3..=11).chain([13]).map(event).collect();
-        let known = local_nodes(&events);
+        let known = LocalTree::new(&events);
         // Leaves of the runs, and nothing else at level 0.
         for i in 0..16u64 {
             let inside = (3..=11).contains(&i) || i == 13;
             assert_eq!(
-                known.get(&NodeId::leaf(i)).copied(),
+                known.get(NodeId::leaf(i)),
                 inside.then(|| leaves[i as usize])
             );
         }
@@ -716,7 +832,7 @@ mod tests {
                 a >= 3 && b <= 12
             };
             assert_eq!(
-                known.get(&NodeId::new(level, index)).copied(),
+                known.get(NodeId::new(level, index)),
                 inside.then(|| subtree(level, index)),
                 "node ({level}, {index})"
             );
@@ -724,9 +840,103 @@ mod tests {
         // Straddling a run's edge or a gap: not local.
         for (level, index) in [(1, 1), (1, 6), (2, 0), (2, 3), (3, 0), (4, 0)] {
             assert!(
-                !known.contains_key(&NodeId::new(level, index)),
+                known.get(NodeId::new(level, index)).is_none(),
                 "({level}, {index})"
             );
         }
+    }
+
+    /// The batch's proofs against the per-event proofs of [`merkle::inclusion_proof`] over
+    /// the whole tree, for every tree size up to 70 and many sets of events: one run, runs
+    /// with gaps, single events, the ragged right edge, the last leaf.
+    #[test]
+    fn batch_proofs_equal_the_per_event_proofs() {
+        let all: Vec<StoredEvent> = (0..70).map(event).collect();
+        let leaves: Vec<Hash> = all.iter().map(|e| e.leaf_hash).collect();
+        let node = |id: NodeId| -> Result<Hash, merkle::ProofError> {
+            let (a, b) = id.leaf_range().unwrap();
+            Ok(root_from_leaves(&leaves[a as usize..b as usize]))
+        };
+        // A small deterministic generator: which seqs of the tree a page holds.
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut checked = 0;
+        for size in 1..=70u64 {
+            let mut pages: Vec<Vec<u64>> = vec![
+                (0..size).collect(),
+                vec![size - 1],
+                vec![0],
+                (size / 3..size).collect(),
+                (size / 2..size.div_ceil(2).max(size / 2 + 1)).collect(),
+            ];
+            for _ in 0..12 {
+                // Runs with gaps: each seq kept with probability 1/2 .. 7/8.
+                let keep = 2 + next() % 7;
+                pages.push((0..size).filter(|_| next() % keep != 0).collect());
+                let a = next() % size;
+                let b = a + 1 + next() % (size - a);
+                pages.push((a..b).collect());
+            }
+            for seqs in pages {
+                if seqs.is_empty() {
+                    continue;
+                }
+                let events: Vec<StoredEvent> =
+                    seqs.iter().map(|&s| all[s as usize].clone()).collect();
+                let local = LocalTree::new(&events);
+                let ids = external_nodes(&events, size, &local).unwrap();
+                // Each node the store is asked for is asked once and is not local.
+                let unique: std::collections::HashSet<NodeId> = ids.iter().copied().collect();
+                assert_eq!(unique.len(), ids.len(), "size {size}, seqs {seqs:?}");
+                assert!(ids.iter().all(|&id| local.get(id).is_none()));
+                let external: HashMap<NodeId, Hash> =
+                    ids.iter().map(|&id| (id, node(id).unwrap())).collect();
+                let proofs = batch_proofs(&events, size, &local, &external).unwrap();
+                for (e, proof) in events.iter().zip(&proofs) {
+                    let expected = merkle::inclusion_proof(e.seq, size, node).unwrap();
+                    assert_eq!(
+                        proof, &expected,
+                        "size {size}, seq {}, page {seqs:?}",
+                        e.seq
+                    );
+                    let root = root_from_leaves(&leaves[..size as usize]);
+                    merkle::verify_inclusion(&e.leaf_hash, e.seq, size, proof, &root).unwrap();
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 30_000, "{checked}");
+    }
+
+    /// The lines as written before the hex of shared nodes was reused: each hash as
+    /// `hex_hash` writes it.
+    #[test]
+    fn event_lines_write_every_hash_in_lowercase_hex() {
+        let events: Vec<StoredEvent> = (0..5).map(event).collect();
+        let proofs: Vec<Vec<Hash>> = vec![
+            vec![event(9).leaf_hash, event(10).leaf_hash],
+            vec![event(9).leaf_hash, event(11).leaf_hash, event(12).leaf_hash],
+            vec![event(13).leaf_hash, event(11).leaf_hash],
+            vec![],
+            vec![event(13).leaf_hash],
+        ];
+        let mut out = String::new();
+        write_event_lines(&mut out, &events, proofs.clone());
+        let mut expected = String::new();
+        for (e, proof) in events.iter().zip(&proofs) {
+            expected.push_str("{\"event\":");
+            e.write_json(&mut expected);
+            let hex: Vec<String> = proof
+                .iter()
+                .map(|h| format!("\"{}\"", bitacora_core::canonical::hex_hash(h)))
+                .collect();
+            expected.push_str(&format!(",\"proof\":[{}]}}\n", hex.join(",")));
+        }
+        assert_eq!(out, expected);
     }
 }
