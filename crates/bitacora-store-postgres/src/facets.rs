@@ -18,7 +18,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use bitacora_store::StoreResult;
-use bitacora_store::sketch::{Sketch, Wanted, actors, areas};
+use bitacora_store::sketch::{COLUMNS, Sketch, Sketches, Wanted, bits};
 use bitacora_store::window::{Block, Layout, Span};
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Transaction;
@@ -61,31 +61,9 @@ pub struct Combos {
     pub wanted: Wanted,
 }
 
-/// The sketch columns of both tables, in [`Sketches::at`]'s order.
-const SKETCH_COLUMNS: &str =
-    "areas_0, areas_1, areas_2, areas_3, actors_0, actors_1, actors_2, actors_3";
-
-/// A facet row's sketches: the areas of its events' addresses and their actor ids.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Sketches {
-    pub areas: Sketch,
-    pub actors: Sketch,
-}
-
-impl Sketches {
-    /// The eight columns of [`SKETCH_COLUMNS`] of a row, from column `at`.
-    fn at(r: &tokio_postgres::Row, at: usize) -> Sketches {
-        let word = |i: usize| r.get::<_, i64>(at + i);
-        Sketches {
-            areas: Sketch::from_columns([word(0), word(1), word(2), word(3)]),
-            actors: Sketch::from_columns([word(4), word(5), word(6), word(7)]),
-        }
-    }
-
-    fn columns(&self) -> [i64; 8] {
-        let (a, b) = (self.areas.columns(), self.actors.columns());
-        [a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3]]
-    }
+/// The sketch columns of a row, from column `at` ([`COLUMNS`]).
+fn sketches_at(r: &tokio_postgres::Row, at: usize) -> Sketches {
+    Sketches::from_columns(std::array::from_fn(|i| r.get::<_, i64>(at + i)))
 }
 
 impl Combos {
@@ -98,17 +76,14 @@ impl Combos {
         wanted: Wanted,
     ) -> StoreResult<Self> {
         let sql = format!(
-            "SELECT action, category, severity, outcome, source, count, {SKETCH_COLUMNS}
+            "SELECT action, category, severity, outcome, source, count, {COLUMNS}
              FROM facet_counts WHERE {where_clause}"
         );
         let stmt = tx.prepare_cached(&sql).await.map_err(pg_error)?;
         let rows = tx.query(&stmt, params).await.map_err(pg_error)?;
         let combos: Vec<(Combo, u64)> = rows
             .iter()
-            .filter(|r| {
-                let s = Sketches::at(r, 6);
-                wanted.admits(&s.areas, &s.actors)
-            })
+            .filter(|r| sketches_at(r, 6).admitted_by(&wanted))
             .map(|r| {
                 (
                     Combo {
@@ -379,12 +354,10 @@ impl<'a> Deltas<'a> {
     ) {
         let (count, sketches) = self.blocks.entry((tid, combo, block_of(seq))).or_default();
         *count += n;
-        if let Some(ip) = ip.and_then(|ip| <&[u8; 16]>::try_from(ip).ok()) {
-            sketches.areas.set(areas::bit(ip));
-        }
-        if let Some(a) = actor_id {
-            sketches.actors.set(actors::bit(a));
-        }
+        sketches.set(bits(
+            ip.and_then(|ip| <&[u8; 16]>::try_from(ip).ok()),
+            actor_id,
+        ));
     }
 
     /// Applies the deltas: one statement per table, and rows brought to zero deleted.
@@ -425,7 +398,7 @@ impl<'a> Deltas<'a> {
             &format!(
                 "INSERT INTO event_facets AS f
                      (tenant_id, action, category, severity, outcome, source, block, count,
-                      {SKETCH_COLUMNS})
+                      {COLUMNS})
                  SELECT * FROM unnest($1::int4[], $2::text[], $3::text[], $4::int2[],
                                       $5::int2[], $6::text[], $7::int8[], $8::int8[],
                                       $9::int8[], $10::int8[], $11::int8[], $12::int8[],
@@ -441,7 +414,7 @@ impl<'a> Deltas<'a> {
             &format!(
                 "INSERT INTO facet_counts AS f
                      (tenant_id, action, category, severity, outcome, source, count,
-                      {SKETCH_COLUMNS})
+                      {COLUMNS})
                  SELECT t, a, c, s, o, src, sum(n), bit_or(a0), bit_or(a1), bit_or(a2),
                         bit_or(a3), bit_or(p0), bit_or(p1), bit_or(p2), bit_or(p3)
                  FROM unnest($1::int4[], $2::text[], $3::text[], $4::int2[], $5::int2[],

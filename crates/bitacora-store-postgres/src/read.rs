@@ -14,6 +14,7 @@ use bitacora_core::api::{
 use bitacora_core::event::timestamp;
 use bitacora_core::query::{ActionPattern, EventFilter, EventQuery, Order, Pagination};
 use bitacora_core::{Outcome, Severity, TenantName};
+use bitacora_store::postings::{ADDRESS_SAMPLES, POINTS_PER_STATEMENT, Part, sample_pieces};
 use bitacora_store::sketch::Wanted;
 use bitacora_store::total::{Counter, Total};
 use bitacora_store::{SearchResult, StoreError, StoreResult, StoredEvent};
@@ -634,25 +635,12 @@ async fn search_in(
     }
 }
 
-/// A block's candidates for a search through the address postings: the seqs they name, or
-/// the block's part of the span when there are so many that reading the block in order costs
-/// less than fetching them one by one.
-enum Part {
-    Points(Vec<i64>),
-    Range(i64, i64),
-}
-
 /// Seqs are fetched one by one up to this share of a block (1 in 4).
 const POINTS_PER_BLOCK: usize = (addresses::BLOCK_EVENTS / 4) as usize;
 
 /// Blocks whose postings one statement reads: few for the first (a cursor page is usually
 /// full after a handful), doubling up to this many.
 const MAX_BLOCKS_PER_READ: usize = 512;
-
-/// The seqs of consecutive blocks are fetched together up to this many: a statement per
-/// block (a round trip, and planning across the partitions) cost more than its few fetches
-/// (an address in 1 event of 1,000 has about 4 per block).
-const POINTS_PER_STATEMENT: usize = 256;
 
 /// Walks the blocks of `spans` (already in the search's order) and yields, for each block
 /// holding events from the address range, its [`Part`] and how many candidates it has.
@@ -947,31 +935,10 @@ async fn by_address(
     }
 }
 
-/// Pieces counted to estimate what a budget leaves of an address search's total.
-const ADDRESS_SAMPLES: usize = 16;
-
-/// Candidates per piece sampled for an address search's total.
-const SAMPLE_POINTS: usize = 8;
-
-/// What the budget left of an address search's total, in pieces of at most
-/// [`SAMPLE_POINTS`] candidates (a block's range stays whole): a statement's worth of
-/// positions is too coarse to sample, and 16 of them would be counted whole.
-fn sample_pieces(left: Vec<(Part, u64)>) -> Vec<(Part, u64)> {
-    left.into_iter()
-        .flat_map(|(part, n)| match part {
-            Part::Points(points) => points
-                .chunks(SAMPLE_POINTS)
-                .map(|c| (Part::Points(c.to_vec()), c.len() as u64))
-                .collect::<Vec<_>>(),
-            range => vec![(range, n)],
-        })
-        .collect()
-}
-
 /// The total of a search through the address postings: their offsets when the address is
-/// the whole filter; otherwise each block's candidates checked until `budget` is spent, and
-/// the rest estimated from [`ADDRESS_SAMPLES`] of its blocks, evenly spaced, at the rate of
-/// matches among their candidates.
+/// the whole filter; otherwise the candidates checked until `budget` is spent, and the rest
+/// estimated from [`ADDRESS_SAMPLES`] of its pieces ([`sample_pieces`]), evenly spaced, at
+/// the rate of matches among their candidates.
 async fn address_total(
     tx: &Transaction<'_>,
     c: &Compiled,

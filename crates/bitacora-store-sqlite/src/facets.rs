@@ -19,7 +19,7 @@
 //! before: its first page is near the head anyway, and reading every combination's blocks
 //! would cost more than the page.
 //!
-//! Both tables also keep two [`Sketch`]es of their events: the client addresses' areas and
+//! Both tables also keep two sketches of their events: the client addresses' areas and
 //! the actor ids (four integer columns each, OR-ed in by the append's upsert; see
 //! `bitacora_store::sketch`). With an `ip=` or `actor_id=` filter, the combinations and blocks
 //! whose bits miss the filter's are dropped too, so an address or actor that never meets the
@@ -34,7 +34,7 @@ use crate::derive::{SEQ_BITS, SEQ_MASK};
 use crate::sql_error;
 use crate::window::{self, BLOCK_BITS, block_of};
 use bitacora_store::StoreResult;
-use bitacora_store::sketch::{Sketch, Wanted, actors, areas};
+use bitacora_store::sketch::{COLUMNS, Sketches, Wanted, bits};
 use bitacora_store::window::{Block, Layout, Span};
 
 /// One combination of the faceted columns (`source` 0 when the event has none).
@@ -45,6 +45,20 @@ pub struct Combo {
     pub severity: i64,
     pub outcome: i64,
     pub source: i64,
+}
+
+impl Combo {
+    /// The combination in columns `at..at + 5` of a row (action, category, severity,
+    /// outcome, source).
+    fn at(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Combo> {
+        Ok(Combo {
+            action: r.get(at)?,
+            category: r.get(at + 1)?,
+            severity: r.get(at + 2)?,
+            outcome: r.get(at + 3)?,
+            source: r.get(at + 4)?,
+        })
+    }
 }
 
 /// A filter is sparse when fewer than one event in this many matches it: a page of 50 read in
@@ -88,58 +102,13 @@ impl FacetFilter {
     }
 }
 
-/// The bits of an event's address area and actor id, hashed once for every row they go to.
-fn bits(ip: Option<&[u8; 16]>, actor_id: Option<&str>) -> (Option<u8>, Option<u8>) {
-    (ip.map(areas::bit), actor_id.map(actors::bit))
-}
-
-/// The sketch columns of both tables, in [`Sketches::at`]'s order.
-const SKETCH_COLUMNS: &str =
-    "areas_0, areas_1, areas_2, areas_3, actors_0, actors_1, actors_2, actors_3";
-
-/// A facet row's sketches: the areas of its events' addresses and their actor ids.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Sketches {
-    pub areas: Sketch,
-    pub actors: Sketch,
-}
-
-impl Sketches {
-    /// Sets the bits of an event's address area and actor, as [`bits`] gives them.
-    fn set(&mut self, (area, actor): (Option<u8>, Option<u8>)) {
-        if let Some(b) = area {
-            self.areas.set(b);
-        }
-        if let Some(b) = actor {
-            self.actors.set(b);
-        }
+/// The sketch columns of a row, from column `at` ([`COLUMNS`]).
+fn sketches_at(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Sketches> {
+    let mut c = [0i64; 8];
+    for (i, v) in c.iter_mut().enumerate() {
+        *v = r.get(at + i)?;
     }
-
-    fn contains(&self, other: &Sketches) -> bool {
-        self.areas.contains(&other.areas) && self.actors.contains(&other.actors)
-    }
-
-    fn admitted_by(&self, wanted: &Wanted) -> bool {
-        wanted.admits(&self.areas, &self.actors)
-    }
-
-    /// The eight columns of [`SKETCH_COLUMNS`], as parameters.
-    fn columns(&self) -> [i64; 8] {
-        let (a, b) = (self.areas.columns(), self.actors.columns());
-        [a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3]]
-    }
-
-    /// The eight columns of [`SKETCH_COLUMNS`] of a row, from column `at`.
-    fn at(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Sketches> {
-        let mut c = [0i64; 8];
-        for (i, v) in c.iter_mut().enumerate() {
-            *v = r.get(at + i)?;
-        }
-        Ok(Sketches {
-            areas: Sketch::from_columns([c[0], c[1], c[2], c[3]]),
-            actors: Sketch::from_columns([c[4], c[5], c[6], c[7]]),
-        })
-    }
+    Ok(Sketches::from_columns(c))
 }
 
 /// The combinations a filter admits in one tenant's log, with their counts.
@@ -157,7 +126,7 @@ impl Combos {
     /// Reads the combinations of tenant `tid` that `f` admits.
     pub fn find(conn: &Connection, tid: i64, f: &FacetFilter) -> StoreResult<Self> {
         let mut sql = format!(
-            "SELECT action, category, severity, outcome, source, count, {SKETCH_COLUMNS}
+            "SELECT action, category, severity, outcome, source, count, {COLUMNS}
              FROM facet_counts WHERE tenant_id = ?",
         );
         let mut args: Vec<SqlValue> = vec![tid.into()];
@@ -178,20 +147,11 @@ impl Combos {
         let mut combos = Vec::new();
         let mut rows = stmt.query(params_from_iter(args)).map_err(sql_error)?;
         while let Some(r) = rows.next().map_err(sql_error)? {
-            if !Sketches::at(r, 6)
-                .map_err(sql_error)?
-                .admitted_by(&f.wanted)
-            {
+            if !sketches_at(r, 6).map_err(sql_error)?.admitted_by(&f.wanted) {
                 continue;
             }
             combos.push((
-                Combo {
-                    action: r.get(0).map_err(sql_error)?,
-                    category: r.get(1).map_err(sql_error)?,
-                    severity: r.get(2).map_err(sql_error)?,
-                    outcome: r.get(3).map_err(sql_error)?,
-                    source: r.get(4).map_err(sql_error)?,
-                },
+                Combo::at(r, 0).map_err(sql_error)?,
                 r.get::<_, i64>(5).map_err(sql_error)?.max(0) as u64,
             ));
         }
@@ -253,7 +213,7 @@ impl Combos {
         let mut per_block: BTreeMap<i64, u64> = BTreeMap::new();
         let mut stmt = conn
             .prepare_cached(&format!(
-                "SELECT block, count, {SKETCH_COLUMNS} FROM event_facets
+                "SELECT block, count, {COLUMNS} FROM event_facets
                  WHERE tenant_id = ?1 AND action = ?2 AND category = ?3 AND severity = ?4
                    AND outcome = ?5 AND source = ?6 AND block BETWEEN ?7 AND ?8",
             ))
@@ -265,7 +225,7 @@ impl Combos {
                 ])
                 .map_err(sql_error)?;
             while let Some(r) = rows.next().map_err(sql_error)? {
-                if !Sketches::at(r, 2)
+                if !sketches_at(r, 2)
                     .map_err(sql_error)?
                     .admitted_by(&self.wanted)
                 {
@@ -345,7 +305,7 @@ impl Deltas {
             .prepare_cached(&format!(
                 "INSERT INTO event_facets
                     (tenant_id, action, category, severity, outcome, source, block, count,
-                     {SKETCH_COLUMNS})
+                     {COLUMNS})
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
                  ON CONFLICT DO UPDATE SET count = count + excluded.count, {or_in}"
             ))
@@ -354,7 +314,7 @@ impl Deltas {
             .prepare_cached(&format!(
                 "INSERT INTO facet_counts
                     (tenant_id, action, category, severity, outcome, source, count,
-                     {SKETCH_COLUMNS})
+                     {COLUMNS})
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
                  ON CONFLICT DO UPDATE SET count = count + excluded.count, {or_in}"
             ))
@@ -459,13 +419,7 @@ fn derived_sketches(conn: &Connection, lo: i64, hi: i64) -> StoreResult<Derived>
             .and_then(|b| <[u8; 16]>::try_from(b).ok());
         let actor_id: Option<String> = r.get(7).map_err(sql_error)?;
         let p: i64 = r.get(0).map_err(sql_error)?;
-        let combo = Combo {
-            action: r.get(1).map_err(sql_error)?,
-            category: r.get(2).map_err(sql_error)?,
-            severity: r.get(3).map_err(sql_error)?,
-            outcome: r.get(4).map_err(sql_error)?,
-            source: r.get(5).map_err(sql_error)?,
-        };
+        let combo = Combo::at(r, 1).map_err(sql_error)?;
         let (tid, seq) = (p >> SEQ_BITS, (p & SEQ_MASK) as u64);
         let bits = bits(ip.as_ref(), actor_id.as_deref());
         for sketches in [
@@ -536,10 +490,10 @@ pub fn check_sketches(
     };
     let mut stmt = conn
         .prepare(&format!(
-            "SELECT action, category, severity, outcome, source, block, {SKETCH_COLUMNS}
+            "SELECT action, category, severity, outcome, source, block, {COLUMNS}
              FROM event_facets WHERE tenant_id = ?1
              UNION ALL
-             SELECT action, category, severity, outcome, source, NULL, {SKETCH_COLUMNS}
+             SELECT action, category, severity, outcome, source, NULL, {COLUMNS}
              FROM facet_counts WHERE tenant_id = ?1"
         ))
         .map_err(sql_error)?;
@@ -547,14 +501,8 @@ pub fn check_sketches(
     let mut stored_totals = HashMap::new();
     let mut rows = stmt.query([tid]).map_err(sql_error)?;
     while let Some(r) = rows.next().map_err(sql_error)? {
-        let c = Combo {
-            action: r.get(0).map_err(sql_error)?,
-            category: r.get(1).map_err(sql_error)?,
-            severity: r.get(2).map_err(sql_error)?,
-            outcome: r.get(3).map_err(sql_error)?,
-            source: r.get(4).map_err(sql_error)?,
-        };
-        let sketches = Sketches::at(r, 6).map_err(sql_error)?;
+        let c = Combo::at(r, 0).map_err(sql_error)?;
+        let sketches = sketches_at(r, 6).map_err(sql_error)?;
         match r.get::<_, Option<i64>>(5).map_err(sql_error)? {
             Some(block) => stored_blocks.insert((tid, c, block), sketches),
             None => stored_totals.insert((tid, c), sketches),
@@ -586,6 +534,7 @@ pub fn check_sketches(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bitacora_store::sketch::{actors, areas};
 
     #[test]
     fn sparse_means_rarer_than_the_dense_ratio() {

@@ -2017,14 +2017,8 @@ mod tests {
     #[tokio::test]
     async fn address_postings_are_backfilled_and_checked() {
         const N: u64 = 3_000;
-        let dir = tempfile::tempdir().unwrap();
-        let store = open(dir.path());
+        let dir = timed_store(N).await;
         let t = TenantName::default_tenant();
-        for chunk in conformance::timed_events("default", N, "2026-01-01T00:00:00Z", 60).chunks(700)
-        {
-            store.append(chunk.to_vec()).await.unwrap();
-        }
-        store.close().await.unwrap();
         let postings = |dir: &Path| count(dir, "SELECT count(*) FROM event_addresses");
         let written = postings(dir.path());
         assert!(written > 0);
@@ -2050,23 +2044,42 @@ mod tests {
             ),
             N as i64
         );
-        {
-            let c = Connection::open(dir.path().join(DB_FILE)).unwrap();
-            c.execute(
-                "DELETE FROM event_addresses WHERE (tenant_id, block, ip, first) IN
-                   (SELECT tenant_id, block, ip, first FROM event_addresses LIMIT 1)",
-                [],
-            )
+        let m = mismatch_after(
+            dir.path(),
+            "DELETE FROM event_addresses WHERE (tenant_id, block, ip, first) IN
+               (SELECT tenant_id, block, ip, first FROM event_addresses LIMIT 1)",
+        )
+        .await;
+        assert_eq!(m.summary, "event_addresses", "{m:?}");
+    }
+
+    /// The summary `verify` names once `sql` has changed the store in `dir` behind its back.
+    async fn mismatch_after(dir: &Path, sql: &str) -> bitacora_store::check::SummaryMismatch {
+        Connection::open(dir.join(DB_FILE))
+            .unwrap()
+            .execute_batch(sql)
             .unwrap();
-        }
-        let store = open(dir.path());
+        let store = open(dir);
         let m = store
-            .check_summaries(&t)
+            .check_summaries(&TenantName::default_tenant())
             .await
             .unwrap()
             .expect("a mismatch");
-        assert_eq!(m.summary, "event_addresses", "{m:?}");
         store.close().await.unwrap();
+        m
+    }
+
+    /// A closed store of `n` timed events (`conformance::timed_events`), appended 700 at a
+    /// time.
+    async fn timed_store(n: u64) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        for chunk in conformance::timed_events("default", n, "2026-01-01T00:00:00Z", 60).chunks(700)
+        {
+            store.append(chunk.to_vec()).await.unwrap();
+        }
+        store.close().await.unwrap();
+        dir
     }
 
     /// Takes migration 16 (the facets' sketches) back.
@@ -2083,14 +2096,8 @@ mod tests {
     #[tokio::test]
     async fn facet_sketches_are_backfilled_checked_and_narrow_searches() {
         const N: u64 = 2_000;
-        let dir = tempfile::tempdir().unwrap();
-        let store = open(dir.path());
+        let dir = timed_store(N).await;
         let t = TenantName::default_tenant();
-        for chunk in conformance::timed_events("default", N, "2026-01-01T00:00:00Z", 60).chunks(700)
-        {
-            store.append(chunk.to_vec()).await.unwrap();
-        }
-        store.close().await.unwrap();
         let sketches = |dir: &Path| {
             count(
                 dir,
@@ -2143,24 +2150,14 @@ mod tests {
         assert!(!compiled("actor_id=u1&action=user.logout").empty);
         // A row whose bits miss an area of its events would hide them from `ip=`: caught (the
         // actors' bits are checked by the same code).
-        {
-            let c = Connection::open(dir.path().join(DB_FILE)).unwrap();
-            c.execute(
-                "UPDATE event_facets SET areas_0 = 0, areas_1 = 0, areas_2 = 0, areas_3 = 0
-                 WHERE (tenant_id, action, category, severity, outcome, source, block) IN
-                   (SELECT tenant_id, action, category, severity, outcome, source, block
-                    FROM event_facets LIMIT 1)",
-                [],
-            )
-            .unwrap();
-        }
-        let store = open(dir.path());
-        let m = store
-            .check_summaries(&t)
-            .await
-            .unwrap()
-            .expect("a mismatch");
+        let m = mismatch_after(
+            dir.path(),
+            "UPDATE event_facets SET areas_0 = 0, areas_1 = 0, areas_2 = 0, areas_3 = 0
+             WHERE (tenant_id, action, category, severity, outcome, source, block) IN
+               (SELECT tenant_id, action, category, severity, outcome, source, block
+                FROM event_facets LIMIT 1)",
+        )
+        .await;
         assert_eq!(m.summary, "event_facets", "{m:?}");
-        store.close().await.unwrap();
     }
 }

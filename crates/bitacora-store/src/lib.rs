@@ -39,6 +39,7 @@ pub mod check;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod derive;
+pub mod postings;
 pub mod sketch;
 pub mod total;
 pub mod window;

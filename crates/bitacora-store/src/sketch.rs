@@ -91,6 +91,57 @@ impl Wanted {
     }
 }
 
+/// The sketch columns of a facet row in both stores, in [`Sketches::columns`]'s order.
+pub const COLUMNS: &str =
+    "areas_0, areas_1, areas_2, areas_3, actors_0, actors_1, actors_2, actors_3";
+
+/// A facet row's sketches: the areas of its events' addresses and their actor ids.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Sketches {
+    pub areas: Sketch,
+    pub actors: Sketch,
+}
+
+/// The bits of an event's address area and actor id (16-byte address form), hashed once for
+/// every row they go to.
+pub fn bits(ip: Option<&[u8; 16]>, actor_id: Option<&str>) -> (Option<u8>, Option<u8>) {
+    (ip.map(areas::bit), actor_id.map(actors::bit))
+}
+
+impl Sketches {
+    /// Sets an event's bits, as [`bits`] gives them.
+    pub fn set(&mut self, (area, actor): (Option<u8>, Option<u8>)) {
+        if let Some(b) = area {
+            self.areas.set(b);
+        }
+        if let Some(b) = actor {
+            self.actors.set(b);
+        }
+    }
+
+    /// True when every bit of `other` is set in `self` (what `verify` asks of a stored row).
+    pub fn contains(&self, other: &Sketches) -> bool {
+        self.areas.contains(&other.areas) && self.actors.contains(&other.actors)
+    }
+
+    pub fn admitted_by(&self, wanted: &Wanted) -> bool {
+        wanted.admits(&self.areas, &self.actors)
+    }
+
+    /// The eight integer columns of [`COLUMNS`].
+    pub fn columns(&self) -> [i64; 8] {
+        let (a, b) = (self.areas.columns(), self.actors.columns());
+        [a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3]]
+    }
+
+    pub fn from_columns(c: [i64; 8]) -> Sketches {
+        Sketches {
+            areas: Sketch::from_columns([c[0], c[1], c[2], c[3]]),
+            actors: Sketch::from_columns([c[4], c[5], c[6], c[7]]),
+        }
+    }
+}
+
 /// Client addresses, by area.
 pub mod areas {
     use super::Sketch;
@@ -249,6 +300,14 @@ mod tests {
         assert_eq!(Sketch::from_columns(s.columns()), s);
         assert_eq!(Sketch::ALL.columns(), [-1; 4]);
         assert_eq!(Sketch::with_bit(63).columns(), [i64::MIN, 0, 0, 0]);
+    }
+
+    #[test]
+    fn sketches_round_trip_through_their_columns() {
+        let mut s = Sketches::default();
+        s.set(bits(Some(&[7; 16]), Some("u1")));
+        assert_eq!(Sketches::from_columns(s.columns()), s);
+        assert!(s.contains(&Sketches::default()) && !Sketches::default().contains(&s));
     }
 
     #[test]
