@@ -598,6 +598,10 @@ fn rare_term(conn: &Connection, expr: &str, lo: i64, hi: i64) -> StoreResult<Opt
     Ok(Some(found))
 }
 
+/// What a search through the postings looks for: the address range (16-byte blobs), and
+/// the positions of its rare `q=` term when it has one ([`rare_term`], read once a search).
+type Address<'a> = (([u8; 16], [u8; 16]), Option<&'a [i64]>);
+
 /// Walks the blocks of `spans` (already in the search's order) and yields the candidates of
 /// the blocks holding events from the address range — the positions of several blocks
 /// together, or one block's part of the span — with how many candidates each has.
@@ -608,7 +612,7 @@ struct Parts<'a> {
     spans: &'a [Span],
     desc: bool,
     /// The positions of a rare `q=` term ([`rare_term`]): no other position can match.
-    term: Option<Vec<i64>>,
+    term: Option<&'a [i64]>,
     /// The last block that holds events.
     last_block: i64,
     /// The span being walked and its next block.
@@ -621,17 +625,12 @@ struct Parts<'a> {
 impl<'a> Parts<'a> {
     fn new(
         conn: &'a Connection,
-        c: &Compiled,
         (tid, size): (i64, u64),
-        range: ([u8; 16], [u8; 16]),
+        (range, term): Address<'a>,
         spans: &'a [Span],
         desc: bool,
-    ) -> StoreResult<Self> {
-        let term = match &c.text {
-            Some(expr) => rare_term(conn, expr, c.lo, c.hi)?,
-            None => None,
-        };
-        Ok(Parts {
+    ) -> Self {
+        Parts {
             conn,
             tid,
             range,
@@ -646,7 +645,7 @@ impl<'a> Parts<'a> {
             at: 0,
             next: None,
             held: None,
-        })
+        }
     }
 
     /// The next candidates, in the walk's order: the positions of consecutive blocks up to
@@ -689,7 +688,7 @@ impl<'a> Parts<'a> {
             let mut points =
                 addresses::positions(self.conn, self.tid, block, (&self.range.0, &self.range.1))?;
             points.retain(|p| (s.lo..=s.hi).contains(p));
-            if let Some(term) = &self.term {
+            if let Some(term) = self.term {
                 points.retain(|p| term.binary_search(p).is_ok());
             }
             if points.is_empty() {
@@ -802,11 +801,17 @@ fn by_address(
 ) -> StoreResult<SearchResult> {
     let desc = q.order == Order::Desc;
     let dir = if desc { "DESC" } else { "ASC" };
+    // Read once for the page and its total.
+    let term = match &c.text {
+        Some(expr) => rare_term(conn, expr, c.lo, c.hi)?,
+        None => None,
+    };
+    let address = (range, term.as_deref());
     match q.page {
         Pagination::Cursor { limit, .. } => {
             let want = u64::from(limit) + 1;
             let mut events = Vec::new();
-            let mut parts = Parts::new(conn, c, tenant, range, spans, desc)?;
+            let mut parts = Parts::new(conn, tenant, address, spans, desc);
             while (events.len() as u64) < want {
                 let Some((part, _)) = parts.next()? else {
                     break;
@@ -832,7 +837,7 @@ fn by_address(
             let per_page = u64::from(per_page);
             let mut events = Vec::new();
             let mut skip = offset;
-            let mut parts = Parts::new(conn, c, tenant, range, spans, desc)?;
+            let mut parts = Parts::new(conn, tenant, address, spans, desc);
             while (events.len() as u64) < per_page {
                 let Some((part, _)) = parts.next()? else {
                     break;
@@ -848,7 +853,7 @@ fn by_address(
                 events.extend(part_events(conn, c, dir, &part, need, skip)?);
                 skip = 0;
             }
-            let total = address_total(conn, c, spans, tenant, range, budget)?.with_page(
+            let total = address_total(conn, c, spans, tenant, address, budget)?.with_page(
                 offset,
                 events.len() as u64,
                 per_page,
@@ -866,17 +871,18 @@ fn by_address(
 /// The total of a search through the address postings: their offsets when the address is
 /// the whole filter; otherwise the candidates checked until `budget` is spent, and the rest
 /// estimated from [`ADDRESS_SAMPLES`] of its pieces ([`sample_pieces`]), evenly spaced, at
-/// the rate of matches among their candidates (the postings give every block's number of candidates).
+/// the rate of matches among their candidates (the postings give every block's number of
+/// candidates).
 fn address_total(
     conn: &Connection,
     c: &Compiled,
     spans: &[Span],
     tenant: (i64, u64),
-    range: ([u8; 16], [u8; 16]),
+    address: Address<'_>,
     budget: Duration,
 ) -> StoreResult<Total> {
     let started = Instant::now();
-    let mut parts = Parts::new(conn, c, tenant, range, spans, false)?;
+    let mut parts = Parts::new(conn, tenant, address, spans, false);
     let mut matched = 0u64;
     let mut left: Vec<(Part, u64)> = Vec::new();
     while let Some((part, candidates)) = parts.next()? {
