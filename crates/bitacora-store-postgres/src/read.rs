@@ -123,8 +123,10 @@ struct Compiled {
     /// The window is the whole filter: spans wholly inside it give their counts for free.
     window_only: bool,
     /// The filter on the faceted columns (`facets.rs`), over `facet_counts`: its clause and
-    /// parameters, when the search filters on any of them.
+    /// parameters, when the search filters on any of them (or has sketch bits to match).
     facets: Option<(String, Vec<Param>)>,
+    /// The sketch bits of the filter's `ip=` and `actor_id=` (`bitacora_store::sketch`).
+    wanted: Wanted,
     /// The filter is only faceted columns and maybe a window: the facets' counts are its
     /// matches.
     facets_only: bool,
@@ -190,6 +192,7 @@ fn compile(tid: i32, size: u64, q: &EventQuery) -> Compiled {
         window: None,
         window_only: false,
         facets: None,
+        wanted: Wanted::default(),
         facets_only: false,
         ranged: false,
         range_at: 0,
@@ -284,7 +287,8 @@ fn compile(tid: i32, size: u64, q: &EventQuery) -> Compiled {
         let p = c.push(s.clone());
         clauses.push(format!("source = {p}"));
     }
-    c.facets = facet_filter(tid, f);
+    c.wanted = Wanted::new(f.ip.as_ref(), f.actor_id.as_deref());
+    c.facets = facet_filter(tid, f, &c.wanted);
     // A window is read through the zone map (`window.rs`), and sparse faceted filters through
     // the facets' blocks, one seq span at a time; the span's bounds are parameters filled in
     // per statement. An open end is an instant before (after) any event can be, inside what
@@ -389,14 +393,14 @@ fn actions_clause(actions: &[ActionPattern], push: &mut dyn FnMut(Param) -> Stri
 /// The faceted part of `f` as a clause over `facet_counts` (`$1` the tenant), or `None` when
 /// it filters on none of those columns and has neither `actor_id=` nor an `ip=` network
 /// narrow enough for the facets' sketches.
-fn facet_filter(tid: i32, f: &EventFilter) -> Option<(String, Vec<Param>)> {
+fn facet_filter(tid: i32, f: &EventFilter, wanted: &Wanted) -> Option<(String, Vec<Param>)> {
     let severities = f.severities.len() < Severity::ALL.len() && !f.severities.is_empty();
     if f.actions.is_empty()
         && f.categories.is_empty()
         && !severities
         && f.outcome.is_none()
         && f.source.is_none()
-        && Wanted::new(f.ip.as_ref(), f.actor_id.as_deref()).is_none()
+        && wanted.is_none()
     {
         return None;
     }
@@ -510,9 +514,7 @@ async fn search_in(
                 params.iter().map(|p| &**p as &(dyn ToSql + Sync)).collect();
             // With `ip=` or `actor_id=`, the combinations whose events never came from the
             // network's areas, or never had the actor, are dropped too (`bitacora_store::sketch`).
-            let f = &q.filter;
-            let wanted = Wanted::new(f.ip.as_ref(), f.actor_id.as_deref());
-            let found = Combos::find(tx, clause, &refs, wanted).await?;
+            let found = Combos::find(tx, clause, &refs, c.wanted).await?;
             c.empty |= found.combos.is_empty();
             Some(found)
         }
