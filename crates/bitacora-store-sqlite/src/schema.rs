@@ -29,6 +29,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0014_event_addresses.sql"),
     include_str!("../migrations/0015_stats_hours.sql"),
     include_str!("../migrations/0016_facet_sketches.sql"),
+    include_str!("../migrations/0017_actor_covering.sql"),
 ];
 const FTS_SCHEMA: &str = include_str!("../migrations/fts.sql");
 const TILES_SCHEMA: &str = include_str!("../migrations/tiles.sql");
