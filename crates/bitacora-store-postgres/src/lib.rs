@@ -1577,6 +1577,47 @@ mod tests {
         store.close().await.unwrap();
     }
 
+    /// An actor's severity and outcome are checked on its index entries (migration 13):
+    /// index conditions, not a filter on fetched rows, so an actor with thousands of events
+    /// and none critical reads none of them from the table to say so. A set of severities is
+    /// compared as its range (PostgreSQL checks `= ANY` on a later key column only after the
+    /// fetch).
+    #[tokio::test]
+    async fn an_actors_severity_and_outcome_are_index_conditions() {
+        let Some((store, _db)) = analyzed().await else {
+            return;
+        };
+        let mut pooled = store.client().await.unwrap();
+        for params in [
+            "actor_id=u3&severity=critical",
+            "actor_id=u3&min_severity=high",
+            "actor_id=u3&outcome=failure",
+            "actor_id=u3&severity=low,critical&outcome=success",
+            "actor_id=u3&min_severity=medium&order=asc",
+        ] {
+            let pairs: Vec<(&str, &str)> = params
+                .split('&')
+                .map(|p| p.split_once('=').unwrap())
+                .collect();
+            let q = EventQuery::parse(pairs, &TenantName::default_tenant()).unwrap();
+            let plan = read::explain_page(&mut pooled, &q).await.unwrap();
+            let conds: Vec<&str> = plan
+                .lines()
+                .filter(|l| l.contains("Index Cond") && l.contains("actor_id"))
+                .collect();
+            assert!(!conds.is_empty(), "{params}: not read by actor\n{plan}");
+            for column in ["severity", "outcome"] {
+                if params.contains(column) {
+                    assert!(
+                        conds.iter().all(|l| l.contains(column)),
+                        "{params}: {column} is not an index condition\n{plan}"
+                    );
+                }
+            }
+        }
+        store.close().await.unwrap();
+    }
+
     /// The plans that count full-text matches, held: row by row, a range's count reads the
     /// range through a B-tree index and checks the stored document on each row, never the
     /// GIN index (which has no seq order: it would read the term's every match in the log);

@@ -65,6 +65,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "facet_sketches",
         include_str!("../migrations/0012_facet_sketches.sql"),
     ),
+    (
+        13,
+        "actor_facets",
+        include_str!("../migrations/0013_actor_facets.sql"),
+    ),
 ];
 
 /// The migration that adds the facets' sketches (`0012_facet_sketches.sql`).

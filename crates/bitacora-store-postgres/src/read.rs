@@ -254,9 +254,18 @@ fn compile(tid: i32, size: u64, q: &EventQuery) -> Compiled {
         clauses.push(format!("category = ANY({p})"));
     }
     if !f.severities.is_empty() && f.severities.len() < Severity::ALL.len() {
-        let ranks: Vec<i16> = f.severities.iter().map(|s| i16::from(s.rank())).collect();
-        let p = c.push(ranks);
-        clauses.push(format!("severity = ANY({p})"));
+        // As a range (plus the set when it has holes): a range on `severity` is checked on
+        // the actor index's entries, `= ANY` only on the fetched rows (migration 13).
+        let mut ranks: Vec<i16> = f.severities.iter().map(|s| i16::from(s.rank())).collect();
+        ranks.sort_unstable();
+        ranks.dedup();
+        let (least, most) = (ranks[0], ranks[ranks.len() - 1]);
+        let (a, b) = (c.push(least), c.push(most));
+        clauses.push(format!("severity BETWEEN {a} AND {b}"));
+        if i32::from(most - least) + 1 != ranks.len() as i32 {
+            let p = c.push(ranks);
+            clauses.push(format!("severity = ANY({p})"));
+        }
     }
     if let Some(o) = f.outcome {
         let p = c.push(i16::from(o.rank()));
