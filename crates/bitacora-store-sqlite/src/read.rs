@@ -183,7 +183,17 @@ pub fn compile(conn: &Connection, tid: i64, q: &EventQuery) -> StoreResult<Compi
         f.ip.as_ref()
             .filter(|net| f.target_id.is_none() && derive::narrow_network(net))
             .map(derive::ip_range);
-    let text_driven = text_expr.is_some() && f.target_id.is_none() && by_address.is_none();
+    // An actor is read through its index when it has fewer events than the term has matches
+    // (`actor_id=42&q=auditoria`, a term in every event: driven from the full text, the
+    // actor's 1 in 200 took 10,000 matches to find a page's 50); a rare term drives.
+    let actor_driven = match (&text_expr, &f.actor_id) {
+        (Some(expr), Some(actor)) if f.target_id.is_none() && by_address.is_none() => {
+            actor_events(conn, tid, actor)? < text_matches(conn, expr, lo, hi)?
+        }
+        _ => false,
+    };
+    let text_driven =
+        text_expr.is_some() && f.target_id.is_none() && by_address.is_none() && !actor_driven;
     let range_at = usize::from(text_driven);
     let from = match &text_expr {
         Some(expr) if text_driven => {
@@ -600,6 +610,31 @@ fn rare_term(conn: &Connection, expr: &str, lo: i64, hi: i64) -> StoreResult<Opt
     }
     found.sort_unstable();
     Ok(Some(found))
+}
+
+/// About how many events in `lo..=hi` match the full-text expression `expr`: exact up to
+/// [`RARE_TERM`]; past it, extrapolated from the share of the range the first [`RARE_TERM`]
+/// matches cover (reading them costs about a millisecond; counting a term in every event
+/// of a large log would cost seconds). Only for choosing which index drives a search.
+fn text_matches(conn: &Connection, expr: &str, lo: i64, hi: i64) -> StoreResult<u64> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT rowid FROM fts.events_fts
+             WHERE events_fts MATCH ?1 AND rowid BETWEEN ?2 AND ?3 ORDER BY rowid LIMIT ?4",
+        )
+        .map_err(sql_error)?;
+    let found: Vec<i64> = stmt
+        .query_map(params![expr, lo, hi, RARE_TERM as i64 + 1], |r| r.get(0))
+        .map_err(sql_error)?
+        .collect::<Result<_, _>>()
+        .map_err(sql_error)?;
+    match found.last() {
+        Some(&last) if found.len() > RARE_TERM => {
+            let covered = (last - lo + 1) as f64;
+            Ok((found.len() as f64 / covered * (hi - lo + 1) as f64) as u64)
+        }
+        _ => Ok(found.len() as u64),
+    }
 }
 
 /// What a search through the postings looks for: the address range (16-byte blobs), and
@@ -1475,6 +1510,56 @@ mod tests {
                 "{query}: the total reads the table: {p}"
             );
         }
+    }
+
+    /// `q=` with `actor_id=`: the smaller of the two drives — the actor's index, each event
+    /// checked in the full-text index by rowid, when the term matches more events than the
+    /// actor has (estimated from where its first 4,096 matches end); the full text when the
+    /// term is the rarer.
+    #[test]
+    fn an_actor_or_a_term_drives_whichever_is_smaller() {
+        let (_dir, conn) = db();
+        let (lo, _) = tenant_range(1);
+        // A common term in 5,000 events, a rare one in 2.
+        let tx = conn.unchecked_transaction().unwrap();
+        for i in 0..5_000 {
+            let text = if i % 2_500 == 0 {
+                "auditoria raro"
+            } else {
+                "auditoria"
+            };
+            tx.execute(
+                "INSERT INTO fts.events_fts (rowid, text) VALUES (?1, ?2)",
+                params![lo + i, text],
+            )
+            .unwrap();
+        }
+        tx.commit().unwrap();
+        for (query, by_actor) in [
+            ("q=auditoria&actor_id=42", true),
+            ("q=auditoria&actor_id=7", true),
+            ("q=raro&actor_id=7", false),
+            (
+                "q=auditoria&actor_id=42&target_type=user&target_id=4",
+                false,
+            ),
+        ] {
+            let c = compiled(&conn, query);
+            let p = plan(&conn, query);
+            assert!(!p.contains("TEMP B-TREE"), "{query} sorts: {p}");
+            if by_actor {
+                assert_eq!(c.pos_col, "e.pos", "{query}");
+                assert!(p.contains("USING INDEX events_actor"), "{query}: {p}");
+            } else if query.contains("target_id") {
+                assert!(p.contains("USING INDEX events_target"), "{query}: {p}");
+            } else {
+                assert!(p.starts_with("SCAN fts.events_fts"), "{query}: {p}");
+            }
+        }
+        assert_eq!(text_matches(&conn, "\"raro\"", lo, lo + 9_999).unwrap(), 2);
+        // 4,097 matches in the first 4,097 positions of 10,000: about 10,000.
+        let n = text_matches(&conn, "\"auditoria\"", lo, lo + 9_999).unwrap();
+        assert!((9_000..=10_000).contains(&n), "{n}");
     }
 
     /// A window is read span by span in `pos` order (`window.rs`): never from the
