@@ -1460,6 +1460,7 @@ mod tests {
             "actor_id=42&action=user.*",
             "actor_id=42&action=user.login&severity=critical&source=admin_panel",
             "actor_id=42&category=user",
+            "actor_id=42&actor=usuario 17",
         ] {
             let c = compiled(&conn, query);
             assert!(!c.empty, "{query}");
