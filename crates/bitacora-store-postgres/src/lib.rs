@@ -1517,6 +1517,15 @@ mod tests {
         assert!(err.to_string().contains("certificate"), "{err}");
     }
 
+    /// The query of a search's URL parameters (`a=1&b=2`), for the plan tests.
+    fn query(params: &str) -> EventQuery {
+        let pairs: Vec<(&str, &str)> = params
+            .split('&')
+            .map(|p| p.split_once('=').unwrap())
+            .collect();
+        EventQuery::parse(pairs, &TenantName::default_tenant()).unwrap()
+    }
+
     /// The plans of time-window searches, held: the first page of a window (alone and with
     /// each kind of filter, both orders) reads one zone-map span through an index that ends
     /// with `seq`, already in page order, and never sorts the window's events nor drives the
@@ -1547,12 +1556,9 @@ mod tests {
         ] {
             for order in ["", "&order=asc"] {
                 let params = format!("{window}{filter}{order}");
-                let pairs: Vec<(&str, &str)> = params
-                    .split('&')
-                    .map(|p| p.split_once('=').unwrap())
-                    .collect();
-                let q = EventQuery::parse(pairs, &TenantName::default_tenant()).unwrap();
-                let plan = read::explain_page(&mut pooled, &q).await.unwrap();
+                let plan = read::explain_page(&mut pooled, &query(&params))
+                    .await
+                    .unwrap();
                 // (`Merge Append` names its sort key: merging sorted inputs is not sorting.)
                 let sorts = plan.lines().any(|l| {
                     let node = l.trim_start().trim_start_matches("->").trim_start();
@@ -1595,12 +1601,9 @@ mod tests {
             "actor_id=u3&severity=low,critical&outcome=success",
             "actor_id=u3&min_severity=medium&order=asc",
         ] {
-            let pairs: Vec<(&str, &str)> = params
-                .split('&')
-                .map(|p| p.split_once('=').unwrap())
-                .collect();
-            let q = EventQuery::parse(pairs, &TenantName::default_tenant()).unwrap();
-            let plan = read::explain_page(&mut pooled, &q).await.unwrap();
+            let plan = read::explain_page(&mut pooled, &query(params))
+                .await
+                .unwrap();
             let conds: Vec<&str> = plan
                 .lines()
                 .filter(|l| l.contains("Index Cond") && l.contains("actor_id"))
@@ -1631,19 +1634,12 @@ mod tests {
         };
 
         let mut pooled = store.client().await.unwrap();
-        let parse = |params: &str| {
-            let pairs: Vec<(&str, &str)> = params
-                .split('&')
-                .map(|p| p.split_once('=').unwrap())
-                .collect();
-            EventQuery::parse(pairs, &TenantName::default_tenant()).unwrap()
-        };
         for params in [
             "q=evento&page=2",
             "q=evento&source=web&page=2",
             "q=evento&since=2026-01-07&until=2026-01-08&page=2",
         ] {
-            let plan = read::explain_count(&mut pooled, &parse(params), (4_096, 8_191), true)
+            let plan = read::explain_count(&mut pooled, &query(params), (4_096, 8_191), true)
                 .await
                 .unwrap();
             assert!(
@@ -1653,7 +1649,7 @@ mod tests {
             assert!(plan.contains("Index Scan"), "{params}: no index\n{plan}");
         }
         for params in ["q=12345&page=2", "q=12345&action=user.login&page=2"] {
-            let plan = read::explain_count(&mut pooled, &parse(params), (0, 19_999), false)
+            let plan = read::explain_count(&mut pooled, &query(params), (0, 19_999), false)
                 .await
                 .unwrap();
             assert!(

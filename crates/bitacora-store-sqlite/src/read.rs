@@ -594,22 +594,8 @@ const RARE_TERM: usize = 4_096;
 /// The positions (ascending) of the events matching the full-text expression `expr` in
 /// `lo..=hi`, when there are at most [`RARE_TERM`].
 fn rare_term(conn: &Connection, expr: &str, lo: i64, hi: i64) -> StoreResult<Option<Vec<i64>>> {
-    let mut stmt = conn
-        .prepare_cached(
-            "SELECT rowid FROM fts.events_fts
-             WHERE events_fts MATCH ?1 AND rowid BETWEEN ?2 AND ?3 LIMIT ?4",
-        )
-        .map_err(sql_error)?;
-    let mut found: Vec<i64> = stmt
-        .query_map(params![expr, lo, hi, RARE_TERM as i64 + 1], |r| r.get(0))
-        .map_err(sql_error)?
-        .collect::<Result<_, _>>()
-        .map_err(sql_error)?;
-    if found.len() > RARE_TERM {
-        return Ok(None);
-    }
-    found.sort_unstable();
-    Ok(Some(found))
+    let found = first_matches(conn, expr, lo, hi)?;
+    Ok((found.len() <= RARE_TERM).then_some(found))
 }
 
 /// About how many events in `lo..=hi` match the full-text expression `expr`: exact up to
@@ -617,17 +603,7 @@ fn rare_term(conn: &Connection, expr: &str, lo: i64, hi: i64) -> StoreResult<Opt
 /// matches cover (reading them costs about a millisecond; counting a term in every event
 /// of a large log would cost seconds). Only for choosing which index drives a search.
 fn text_matches(conn: &Connection, expr: &str, lo: i64, hi: i64) -> StoreResult<u64> {
-    let mut stmt = conn
-        .prepare_cached(
-            "SELECT rowid FROM fts.events_fts
-             WHERE events_fts MATCH ?1 AND rowid BETWEEN ?2 AND ?3 ORDER BY rowid LIMIT ?4",
-        )
-        .map_err(sql_error)?;
-    let found: Vec<i64> = stmt
-        .query_map(params![expr, lo, hi, RARE_TERM as i64 + 1], |r| r.get(0))
-        .map_err(sql_error)?
-        .collect::<Result<_, _>>()
-        .map_err(sql_error)?;
+    let found = first_matches(conn, expr, lo, hi)?;
     match found.last() {
         Some(&last) if found.len() > RARE_TERM => {
             let covered = (last - lo + 1) as f64;
@@ -635,6 +611,20 @@ fn text_matches(conn: &Connection, expr: &str, lo: i64, hi: i64) -> StoreResult<
         }
         _ => Ok(found.len() as u64),
     }
+}
+
+/// The positions of the first [`RARE_TERM`] + 1 events in `lo..=hi` matching the full-text
+/// expression `expr`, ascending.
+fn first_matches(conn: &Connection, expr: &str, lo: i64, hi: i64) -> StoreResult<Vec<i64>> {
+    conn.prepare_cached(
+        "SELECT rowid FROM fts.events_fts
+         WHERE events_fts MATCH ?1 AND rowid BETWEEN ?2 AND ?3 ORDER BY rowid LIMIT ?4",
+    )
+    .map_err(sql_error)?
+    .query_map(params![expr, lo, hi, RARE_TERM as i64 + 1], |r| r.get(0))
+    .map_err(sql_error)?
+    .collect::<Result<_, _>>()
+    .map_err(sql_error)
 }
 
 /// What a search through the postings looks for: the address range (16-byte blobs), and
